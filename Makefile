@@ -1,0 +1,33 @@
+# The README's two commands. Each creates .venv if missing and installs the project.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+
+.PHONY: demo test install install-test serve bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+
+install-test: $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+
+## make demo: sandboxes + gateway in one process, a one-click inquiry, the asset report and the verified audit trail
+demo: install
+	$(BIN)/gateway demo
+
+## make test: the whole suite, against SQLite and against PostgreSQL (127.0.0.1:5432, database test)
+test: install-test
+	$(BIN)/python -m pytest
+
+serve: install
+	$(BIN)/gateway serve --with-sandboxes
+
+bench: install-test
+	$(BIN)/python bench/intake.py
+
+clean:
+	rm -rf $(VENV) instance .pytest_cache build *.egg-info

@@ -1,0 +1,78 @@
+"""What every JSON agency codec shares: strict parsing, schema checks both ways,
+and binding an answer to the request it answers."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+from marshmallow import Schema, ValidationError
+
+from adapters.errors import AgencyRefused, AgencyUnavailable, AnswerNotBound, IncomingInvalid, OutgoingInvalid
+from adapters.interfaces import Envelope, Reply
+from schemas.errors import describe_errors, flatten_errors
+
+JSON_MEDIA_TYPE = "application/json; charset=utf-8"
+
+
+def utc_now_text() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def sha256_hex(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+def dump_checked(schema: Schema, message: dict[str, Any], what: str) -> bytes:
+    """Validate an outgoing message against the agency's schema, then encode it.
+
+    A message that fails is never sent: the caller gets OutgoingInvalid.
+    """
+    errors = schema.validate(message)
+    if errors:
+        raise OutgoingInvalid(f"{what} breaks the agency format: {describe_errors(flatten_errors(errors))}")
+    return json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def parse_json_object(body: bytes) -> dict[str, Any]:
+    try:
+        parsed = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise IncomingInvalid(f"answer is not UTF-8 JSON: {exc}", raw=body) from None
+    if not isinstance(parsed, dict):
+        raise IncomingInvalid("answer is not a JSON object", raw=body)
+    return parsed
+
+
+def load_checked(schema: Schema, body: bytes) -> dict[str, Any]:
+    """Parse and validate an incoming answer; a failure is quarantined upstream."""
+    parsed = parse_json_object(body)
+    try:
+        return schema.load(parsed)
+    except ValidationError as exc:
+        raise IncomingInvalid(f"answer breaks the agency format: {describe_errors(flatten_errors(exc.messages))}", raw=body) from None
+
+
+def raise_for_status(reply: Reply, error_schema: Schema, head_key: str = "Head") -> None:
+    """Turn a non-2xx reply into the adapter error it means."""
+    if 200 <= reply.status < 300:
+        return
+    info = ""
+    try:
+        head = error_schema.load(parse_json_object(reply.body))[head_key]
+        info = f" (code {head['RESPONSECODE']}: {head['RESPONSEINFO']})"
+    except (IncomingInvalid, ValidationError):
+        pass
+    if reply.status >= 500 or reply.status in (408, 429):
+        raise AgencyUnavailable(f"agency answered HTTP {reply.status}{info}")
+    raise AgencyRefused(f"agency refused the message with HTTP {reply.status}{info}")
+
+
+def check_bound(envelope: Envelope, message_id: str, request_sha256: str, raw: bytes) -> None:
+    """An answer must name our message id and the SHA-256 of the exact bytes we sent."""
+    if message_id != envelope.message_id:
+        raise AnswerNotBound(f"answer is for message {message_id!r}, not {envelope.message_id!r}", raw=raw)
+    if request_sha256 != sha256_hex(envelope.body):
+        raise AnswerNotBound("answer's request hash does not match the request sent", raw=raw)

@@ -1,0 +1,124 @@
+"""Public security codec: identity (household register), vehicles, whereabouts.
+
+Format: docs/agencies/public-security.md and schemas/agencies/public_security.py.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from adapters.codecs.json_codec import (
+    JSON_MEDIA_TYPE,
+    check_bound,
+    dump_checked,
+    load_checked,
+    raise_for_status,
+    utc_now_text,
+)
+from adapters.errors import AgencyRefused, AgencyUnavailable, IncomingInvalid
+from adapters.interfaces import AgencyAnswer, DeliveryOrder, Envelope, Reply
+from schemas.agencies import public_security as fmt
+from schemas.identifiers import mask_id_number
+
+_SEX = {"1": "male", "2": "female"}
+
+
+class PublicSecurityCodec:
+    kind = "public_security"
+    categories = tuple(fmt.CATEGORY_CODES)
+    actions = ("inquiry",)
+    transports = ("rest",)
+
+    def __init__(self) -> None:
+        self._inquiry = fmt.InquirySchema()
+        self._answer = fmt.AnswerSchema()
+        self._error = fmt.ErrorAnswerSchema()
+
+    def encode(self, order: DeliveryOrder) -> Envelope:
+        head: dict[str, Any] = {
+            "XXID": order.message_id,
+            "CJSJ": utc_now_text(),
+            "FYDM": order.court_code,
+            "CBR": order.officer,
+            "AH": order.case_number,
+        }
+        if order.legal_basis_kind and order.legal_basis_number:
+            head["WSLX"] = order.legal_basis_kind
+            head["WSH"] = order.legal_basis_number
+        message = {
+            "Head": head,
+            "Query": {
+                "XM": order.subject.name,
+                "ZJZL": fmt.ID_TYPES.get(order.subject.kind, ""),
+                "ZJHM": order.subject.id_number,
+                "CXLB": [fmt.CATEGORY_CODES[c] for c in order.categories if c in fmt.CATEGORY_CODES],
+            },
+        }
+        body = dump_checked(self._inquiry, message, "inquiry")
+        return Envelope(message_id=order.message_id, operation="inquiries", body=body, media_type=JSON_MEDIA_TYPE)
+
+    def decode(self, reply: Reply, envelope: Envelope) -> AgencyAnswer:
+        raise_for_status(reply, self._error)
+        answer = load_checked(self._answer, reply.body)
+        head = answer["Head"]
+        check_bound(envelope, head["XXID"], head["QQSHA256"], reply.body)
+        if head["RESPONSECODE"] == "1000":
+            raise AgencyUnavailable(f"agency could not answer now: {head['RESPONSEINFO']}")
+        if head["RESPONSECODE"] != "0000":
+            raise AgencyRefused(f"agency refused: code {head['RESPONSECODE']}: {head['RESPONSEINFO']}")
+        self._check_lists_asked(answer["Data"], envelope, reply.body)
+        data = answer["Data"]
+        assets: list[dict[str, Any]] = []
+        if data.get("HJ"):
+            assets.append(_household_asset(data["HJ"]))
+        assets.extend(_vehicle_asset(v) for v in data.get("CL", []))
+        assets.extend(_whereabouts_asset(w) for w in data.get("XZ", []))
+        return AgencyAnswer(
+            message_id=head["XXID"], request_sha256=head["QQSHA256"], answered_at=head["FKSJ"], assets=assets,
+            raw=reply.body,
+        )
+
+    def _check_lists_asked(self, data: dict[str, Any], envelope: Envelope, raw: bytes) -> None:
+        asked = set(self._inquiry.loads(envelope.body.decode("utf-8"))["Query"]["CXLB"])
+        answered = set(data)
+        if answered != asked:
+            raise IncomingInvalid(
+                f"answer lists {sorted(answered)} but the inquiry asked for {sorted(asked)}", raw=raw
+            )
+
+
+def _household_asset(record: dict[str, Any]) -> dict[str, Any]:
+    born = record["CSRQ"]
+    return {
+        "category": "identity",
+        "identifier": mask_id_number(record["GMSFHM"]),
+        "description": (
+            f"household register: {record['XM']}, {_SEX[record['XB']]}, born {born[:4]}-{born[4:6]}-{born[6:]}, "
+            f"registered at {record['HJDZ']}"
+        ),
+        "details": {"sex": _SEX[record["XB"]], "ethnicity": record["MZ"], "birth_date": born, "address": record["HJDZ"]},
+    }
+
+
+def _vehicle_asset(record: dict[str, Any]) -> dict[str, Any]:
+    encumbrances = []
+    if record["DYBJ"] == "1":
+        encumbrances.append("mortgaged")
+    if record["ZT"] != "A":
+        encumbrances.append(f"state {record['ZT']}: {fmt.VEHICLE_STATES[record['ZT']]}")
+    return {
+        "category": "vehicle",
+        "identifier": record["HPHM"],
+        "description": f"vehicle {record['HPHM']} (plate type {record['HPZL']}), VIN {record['CLSBDH']}, owner {record['SYR']}, first registered {record['CCDJRQ']}",
+        "encumbrances": encumbrances,
+        "details": {"plate_type": record["HPZL"], "vin": record["CLSBDH"], "state": record["ZT"], "first_registered": record["CCDJRQ"]},
+    }
+
+
+def _whereabouts_asset(record: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "category": "whereabouts",
+        "identifier": f"{record['LX']}@{record['SJ']}",
+        "description": f"{record['LX']} record at {record['DD']} on {record['SJ']}",
+        "details": {"kind": record["LX"], "place": record["DD"], "time": record["SJ"]},
+    }

@@ -1,0 +1,102 @@
+"""What the gateway hands an adapter and gets back.
+
+An adapter is a transport (how bytes reach an agency) paired with a codec (what
+the bytes say). The gateway pairs them from the agency registry; neither knows
+the other:
+
+    order ──codec.encode──▶ Envelope ──transport.send──▶ Reply ──codec.decode──▶ AgencyAnswer
+
+A transport knows nothing of agencies; a codec nothing of sockets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class SubjectRef:
+    kind: str  # "person" | "organization"
+    name: str
+    id_number: str
+
+
+@dataclass(frozen=True)
+class DeliveryOrder:
+    """One request as addressed to one agency: everything a codec may put on the wire.
+
+    ``message_id`` is the delivery id, the same on every attempt, so that the
+    agency can discard duplicates.
+    """
+
+    message_id: str
+    action: str
+    categories: tuple[str, ...]
+    subject: SubjectRef
+    case_number: str
+    court_code: str
+    officer: str
+    legal_basis_kind: str | None = None
+    legal_basis_number: str | None = None
+    amount: Decimal | None = None
+    targets: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """Bytes ready for a transport. ``operation`` is a name the transport maps to
+    its own addressing (a URL path for REST, a SOAP operation, a batch file kind)."""
+
+    message_id: str
+    operation: str
+    body: bytes
+    media_type: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What came back. ``status`` follows HTTP's meaning whatever the transport."""
+
+    status: int
+    body: bytes
+    media_type: str = ""
+
+
+@dataclass(frozen=True)
+class AgencyAnswer:
+    """A decoded, validated answer bound to the request it answers.
+
+    Each asset is a dict that ``schemas.canonical.AssetRecordSchema`` loads.
+    """
+
+    message_id: str
+    request_sha256: str
+    answered_at: str
+    assets: list[dict[str, Any]]
+    raw: bytes = b""  # the answer's bytes as received, for its digest in the audit log
+
+
+class Transport(Protocol):
+    def send(self, envelope: Envelope) -> Reply:
+        """Deliver one envelope and return the agency's reply.
+
+        Raises adapters.errors.TransportError (retryable) when the exchange did not
+        complete; any reply that did arrive is returned whatever its status.
+        """
+
+    def close(self) -> None: ...
+
+
+class Codec(Protocol):
+    kind: str
+    categories: tuple[str, ...]
+    actions: tuple[str, ...]
+
+    def encode(self, order: DeliveryOrder) -> Envelope:
+        """Raises OutgoingInvalid if the message would break the agency's schema."""
+
+    def decode(self, reply: Reply, envelope: Envelope) -> AgencyAnswer:
+        """Raises AgencyUnavailable, AgencyRefused, IncomingInvalid or AnswerNotBound."""

@@ -1,0 +1,1 @@
+"""Transports: one verb, ``send(envelope) -> Reply``, and ``close()``."""

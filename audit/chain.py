@@ -1,0 +1,87 @@
+"""The hash chain, as pure functions over plain data.
+
+Each event's hash is SHA-256 over a canonical encoding of its fields and the
+previous event's hash: JSON with sorted keys, no spaces, UTF-8, times as RFC 3339
+UTC with microseconds. Changing, removing, inserting or reordering any event
+breaks every hash after it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Iterable, Mapping
+
+GENESIS_HASH = "0" * 64
+
+HASHED_FIELDS = (
+    "seq",
+    "at",
+    "actor_sub",
+    "actor_role",
+    "actor_court",
+    "actor_agency",
+    "action",
+    "outcome",
+    "case_number",
+    "subject_hash",
+    "subject_masked",
+    "request_id",
+    "delivery_id",
+    "details",
+)
+
+
+def format_time(value: datetime) -> str:
+    if value.tzinfo is None:  # SQLite gives naive datetimes back; we only ever store UTC
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def canonical_bytes(event: Mapping[str, Any], prev_hash: str) -> bytes:
+    fields = {name: event[name] for name in HASHED_FIELDS}
+    if isinstance(fields["at"], datetime):
+        fields["at"] = format_time(fields["at"])
+    fields["prev_hash"] = prev_hash
+    return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def event_hash(event: Mapping[str, Any], prev_hash: str) -> str:
+    return hashlib.sha256(canonical_bytes(event, prev_hash)).hexdigest()
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    ok: bool
+    events_checked: int
+    head_seq: int
+    head_hash: str
+    first_bad_seq: int | None = None
+    problem: str | None = None
+
+
+def verify_chain(
+    events: Iterable[Mapping[str, Any]], *, start_seq: int = 1, start_hash: str = GENESIS_HASH
+) -> ChainReport:
+    """Walk events in sequence order and say where the chain first breaks.
+
+    Each mapping holds HASHED_FIELDS plus ``prev_hash`` and ``hash`` as stored.
+    """
+    expected_seq, prev_hash, checked = start_seq, start_hash, 0
+    for event in events:
+        seq = event["seq"]
+        if seq != expected_seq:
+            kind = "missing" if seq > expected_seq else "out of order or duplicated"
+            return ChainReport(False, checked, expected_seq - 1, prev_hash, expected_seq,
+                               f"event {expected_seq} is {kind}: found event {seq} in its place")
+        if event["prev_hash"] != prev_hash:
+            return ChainReport(False, checked, seq - 1, prev_hash, seq,
+                               f"event {seq} does not link to event {seq - 1}: its prev_hash is not that event's hash")
+        recomputed = event_hash(event, prev_hash)
+        if recomputed != event["hash"]:
+            return ChainReport(False, checked, seq - 1, prev_hash, seq,
+                               f"event {seq} was altered: its content does not match its hash")
+        prev_hash, expected_seq, checked = event["hash"], seq + 1, checked + 1
+    return ChainReport(True, checked, expected_seq - 1, prev_hash)

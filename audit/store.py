@@ -1,0 +1,124 @@
+"""Append to and verify the audit log through the caller's session.
+
+Appends are serialised so the chain never forks: on PostgreSQL by a transaction
+advisory lock taken before reading the head, on SQLite by the write lock that
+``BEGIN IMMEDIATE`` already holds. The lock lasts until the caller's
+transaction ends, so the event commits with the change it records.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Iterator, Protocol
+
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from audit.chain import GENESIS_HASH, HASHED_FIELDS, ChainReport, event_hash, verify_chain
+from audit.models import AuditEvent
+from schemas.identifiers import mask_id_number
+
+# Any fixed 64-bit number, the same in every process sharing the database.
+_CHAIN_LOCK_KEY = 0x6175646974  # "audit"
+
+
+class ActorLike(Protocol):
+    sub: str
+    role: str
+    court: str | None
+    agency: str | None
+
+
+@dataclass(frozen=True)
+class SystemActor:
+    """The gateway acting on its own (a worker), not on a token's behalf."""
+
+    sub: str
+    role: str = "system"
+    court: str | None = None
+    agency: str | None = None
+
+
+class AuditLog:
+    def __init__(self, subject_key: bytes):
+        if len(subject_key) < 16:
+            raise ValueError("the audit subject key must be at least 16 bytes")
+        self._subject_key = subject_key
+
+    def subject_hash(self, id_number: str) -> str:
+        """Keyed hash of an identity number: searchable, not reversible without the key."""
+        return hmac.new(self._subject_key, id_number.encode("utf-8"), hashlib.sha256).hexdigest()
+
+    def record(
+        self,
+        session: Session,
+        *,
+        action: str,
+        outcome: str,
+        actor: ActorLike | None = None,
+        case_number: str | None = None,
+        subject_id_number: str | None = None,
+        request_id: str | None = None,
+        delivery_id: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> AuditEvent:
+        """Append one event in the caller's transaction. ``details`` must hold no
+        floats (they would not encode the same way everywhere) and no identity
+        numbers in clear."""
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CHAIN_LOCK_KEY})
+        head = session.execute(
+            select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)
+        ).first()
+        seq, prev_hash = (head.seq + 1, head.hash) if head else (1, GENESIS_HASH)
+        fields: dict[str, Any] = {
+            "seq": seq,
+            "at": datetime.now(timezone.utc),
+            "actor_sub": actor.sub if actor else None,
+            "actor_role": actor.role if actor else None,
+            "actor_court": actor.court if actor else None,
+            "actor_agency": actor.agency if actor else None,
+            "action": action,
+            "outcome": outcome,
+            "case_number": case_number,
+            "subject_hash": self.subject_hash(subject_id_number) if subject_id_number else None,
+            "subject_masked": mask_id_number(subject_id_number) if subject_id_number else None,
+            "request_id": request_id,
+            "delivery_id": delivery_id,
+            "details": details or {},
+        }
+        event = AuditEvent(**fields, prev_hash=prev_hash, hash=event_hash(fields, prev_hash))
+        session.add(event)
+        session.flush()
+        return event
+
+
+def _rows(session: Session, batch: int) -> Iterator[dict[str, Any]]:
+    last = 0
+    while True:
+        events = session.execute(
+            select(AuditEvent).where(AuditEvent.seq > last).order_by(AuditEvent.seq).limit(batch)
+        ).scalars().all()
+        if not events:
+            return
+        for event in events:
+            row = {name: getattr(event, name) for name in HASHED_FIELDS}
+            row["prev_hash"], row["hash"] = event.prev_hash, event.hash
+            yield row
+        last = events[-1].seq
+        session.expunge_all()
+
+
+def verify_log(session: Session, *, batch: int = 5000) -> ChainReport:
+    """Recompute the whole chain from the database, naming the first bad event."""
+    return verify_chain(_rows(session, batch))
+
+
+def as_dict(event: AuditEvent) -> dict[str, Any]:
+    row = {name: getattr(event, name) for name in HASHED_FIELDS}
+    row["at"] = event.at
+    row["prev_hash"], row["hash"] = event.prev_hash, event.hash
+    return row

@@ -1,0 +1,120 @@
+"""The public API's plumbing: OpenAPI (flask-smorest), body parsing, and the one
+error handler that renders every error as ``{"error": {...}}`` and audits every
+refused call.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Any, Callable
+
+import flask_smorest
+from flask import Flask, g, jsonify, request
+from webargs.flaskparser import FlaskParser, is_json_request
+from werkzeug.exceptions import HTTPException
+
+from gateway.auth.access import peek_principal, require_roles
+from gateway.errors import GatewayError, InvalidInput
+from schemas.canonical import ErrorSchema
+from schemas.errors import describe_errors, flatten_errors
+
+log = logging.getLogger(__name__)
+
+
+class GatewayParser(FlaskParser):
+    """webargs parser whose failures are InvalidInput (400) naming each field."""
+
+    def _raw_load_json(self, req: Any) -> Any:
+        if not is_json_request(req):
+            raise InvalidInput("the body must be JSON", fields={"_body": ["send Content-Type: application/json"]})
+        return super()._raw_load_json(req)
+
+    def _handle_invalid_json_error(self, error: Exception, req: Any, *args: Any, **kwargs: Any) -> Any:
+        raise InvalidInput("the body is not valid JSON", fields={"_body": [str(error)]})
+
+    def handle_error(self, error: Any, req: Any, schema: Any, *, error_status_code: Any, error_headers: Any) -> Any:
+        messages = error.messages
+        if isinstance(messages, dict) and set(messages) <= {"json", "query", "headers", "view_args"}:
+            messages = {k: v for loc in messages.values() for k, v in (loc.items() if isinstance(loc, dict) else [("_body", loc)])}
+        flat = flatten_errors(messages)
+        raise InvalidInput(f"invalid input: {describe_errors(flat)}", fields=flat)
+
+
+class ApiBlueprint(flask_smorest.Blueprint):
+    ARGUMENTS_PARSER = GatewayParser()
+
+
+class GatewayApi(flask_smorest.Api):
+    ERROR_SCHEMA = ErrorSchema
+
+
+def roles_required(*roles: str) -> Callable:
+    """Check the caller's token and role before the body is even parsed."""
+
+    def decorator(view: Callable) -> Callable:
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            require_roles(*roles)
+            return view(*args, **kwargs)
+
+        return wrapper
+
+    return decorator
+
+
+def set_audit_context(**context: Any) -> None:
+    """What a refused call was about (case, subject), for its audit event."""
+    g.audit_context = {**g.get("audit_context", {}), **context}
+
+
+def _audit_refusal(status: int, code: str, message: str) -> None:
+    if not request.path.startswith("/api/"):
+        return
+    from gateway.audit_service import get_audit
+    from gateway.db import get_db
+
+    context = g.get("audit_context", {})
+    try:
+        with get_db().transaction() as session:
+            get_audit().record(
+                session,
+                action=f"api.{request.method.lower()}",
+                outcome="refused",
+                actor=peek_principal(),
+                case_number=context.get("case_number"),
+                subject_id_number=context.get("subject_id_number"),
+                request_id=context.get("request_id"),
+                details={"path": request.path, "status": status, "code": code, "message": message[:500]},
+            )
+    except Exception:  # the refusal still goes out; the failure to audit is logged loudly
+        log.exception("could not audit a refused API call")
+
+
+def init_app(app: Flask) -> GatewayApi:
+    app.config.update(
+        API_TITLE="Enforcement data exchange gateway",
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/api/v1",
+        OPENAPI_JSON_PATH="openapi.json",
+        API_SPEC_OPTIONS={
+            "components": {"securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}},
+            "security": [{"bearerAuth": []}],
+        },
+    )
+    api = GatewayApi(app)
+
+    def handle_gateway_error(error: GatewayError) -> Any:
+        _audit_refusal(error.http_status, error.code, error.message)
+        return jsonify(error.to_dict()), error.http_status
+
+    def handle_http_exception(error: HTTPException) -> Any:
+        code = (error.name or "error").lower().replace(" ", "_")
+        _audit_refusal(error.code or 500, code, error.description or "")
+        body = {"error": {"code": code, "message": error.description or error.name, "fields": {}}}
+        return jsonify(body), error.code or 500
+
+    app.register_error_handler(GatewayError, handle_gateway_error)
+    app.register_error_handler(HTTPException, handle_http_exception)
+    return api

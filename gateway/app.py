@@ -1,0 +1,51 @@
+"""``create_app``: settings, database, registry, auth, audit, API, worker.
+
+Tests call ``create_app({"testing": True, "database": {"url": ...}})``; the CLI
+and gunicorn call it with no overrides. The worker is built here but started
+only by whoever runs it (``gateway serve``, ``gateway worker``, the demo).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from flask import Flask
+
+from gateway import api as api_module
+from gateway import audit_service, db
+from gateway.auth.tokens import TokenVerifier
+from gateway.cases import views as case_views
+from gateway.deliveries.channels import build_channels
+from gateway.deliveries.worker import DeliveryWorker
+from gateway.logs import configure_logging
+from gateway.ops import views as ops_views
+from gateway.registry import Registry, load_registry
+from gateway.reports import views as report_views
+from gateway.requests import views as request_views
+from gateway.settings import load_settings
+
+
+def create_app(overrides: Mapping[str, Any] | None = None, *, registry: Registry | None = None) -> Flask:
+    settings = load_settings(overrides)
+    if not settings.testing:
+        configure_logging(settings.gateway.log_level)
+    app = Flask("gateway", instance_path=str(settings.instance_path))
+    app.config.update(SETTINGS=settings, TESTING=settings.testing, MAX_CONTENT_LENGTH=settings.gateway.max_content_length,
+                      JSON_SORT_KEYS=False)
+    app.json.ensure_ascii = False  # case numbers and names stay readable
+
+    db.init_app(app)
+    app.extensions["registry"] = registry or load_registry(settings.agencies_path)
+    app.extensions["tokens"] = TokenVerifier(settings)
+    audit_service.init_app(app)
+
+    api = api_module.init_app(app)
+    case_views.init_app(app, api)
+    request_views.init_app(app, api)
+    report_views.init_app(app, api)
+    ops_views.init_app(app)
+
+    app.extensions["worker"] = DeliveryWorker(
+        app.extensions["db"], build_channels(app.extensions["registry"]), app.extensions["audit"], settings.workers
+    )
+    return app

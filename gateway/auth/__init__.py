@@ -1,0 +1,1 @@
+"""Authentication (JWT over asymmetric keys) and the role checks of each view."""

@@ -1,0 +1,147 @@
+"""JWT verification and (for local use) issuing.
+
+Verification pins the algorithm to the one the verification key is for, never
+the token's own ``alg``; requires ``exp``, ``nbf``, ``iat``, ``iss``, ``aud`` and
+``sub``; and accepts asymmetric algorithms only. Key objects are parsed once.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+
+from gateway.errors import ConfigError, Unauthenticated
+from gateway.settings import Settings
+from schemas.vocabulary import ROLES
+
+ASYMMETRIC_ALGORITHMS = ("ES256", "ES384", "EdDSA", "RS256", "PS256")
+COURT_ROLES = ("court_officer", "approver")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the token's verified claims."""
+
+    sub: str
+    role: str
+    court: str | None = None
+    agency: str | None = None
+
+
+class TokenVerifier:
+    def __init__(self, settings: Settings):
+        auth = settings.auth
+        self._issuer, self._audience, self._leeway = auth.issuer, auth.audience, auth.leeway_seconds
+        self._allowed = tuple(a for a in auth.algorithms if a in ASYMMETRIC_ALGORITHMS)
+        if not self._allowed:
+            raise ConfigError(f"auth.algorithms must name at least one of {', '.join(ASYMMETRIC_ALGORITHMS)}")
+        self._client = jwt.PyJWKClient(auth.jwks_url, cache_keys=True) if auth.jwks_url else None
+        self._keys: dict[str | None, jwt.PyJWK] = {}
+        if not self._client:
+            self._keys = self._load_jwks_file(settings)
+
+    @staticmethod
+    def _load_jwks_file(settings: Settings) -> dict[str | None, jwt.PyJWK]:
+        path = settings.jwks_path
+        try:
+            key_set = jwt.PyJWKSet.from_dict(json.loads(path.read_text()))
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: JWKS file not found; run `gateway keys init` or set auth.jwks_url") from None
+        except (ValueError, jwt.PyJWKSetError) as exc:
+            raise ConfigError(f"{path}: not a usable JWKS: {exc}") from None
+        keys: dict[str | None, jwt.PyJWK] = {k.key_id: k for k in key_set.keys}
+        if len(key_set.keys) == 1:
+            keys[None] = key_set.keys[0]  # a token without kid may use the only key
+        return keys
+
+    def _key_for(self, token: str) -> jwt.PyJWK:
+        if self._client:
+            try:
+                return self._client.get_signing_key_from_jwt(token)
+            except jwt.PyJWKClientError as exc:
+                raise Unauthenticated(f"no verification key for this token: {exc}") from None
+        header = jwt.get_unverified_header(token)
+        key = self._keys.get(header.get("kid"))
+        if key is None:
+            raise Unauthenticated("token is signed with an unknown key (kid)")
+        return key
+
+    def verify(self, token: str) -> Principal:
+        try:
+            key = self._key_for(token)
+            if key.algorithm_name not in self._allowed:
+                raise Unauthenticated(f"verification key algorithm {key.algorithm_name} is not accepted")
+            claims = jwt.decode(
+                token,
+                key.key,
+                algorithms=[key.algorithm_name],
+                audience=self._audience,
+                issuer=self._issuer,
+                leeway=self._leeway,
+                options={"require": ["exp", "nbf", "iat", "iss", "aud", "sub"]},
+            )
+        except jwt.InvalidAlgorithmError:
+            raise Unauthenticated("token algorithm is not accepted") from None
+        except jwt.ExpiredSignatureError:
+            raise Unauthenticated("token has expired") from None
+        except jwt.ImmatureSignatureError:
+            raise Unauthenticated("token is not valid yet (nbf/iat in the future)") from None
+        except jwt.InvalidIssuerError:
+            raise Unauthenticated("token issuer is not accepted") from None
+        except jwt.InvalidAudienceError:
+            raise Unauthenticated("token audience is not this gateway") from None
+        except jwt.InvalidSignatureError:
+            raise Unauthenticated("token signature does not verify") from None
+        except jwt.MissingRequiredClaimError as exc:
+            raise Unauthenticated(f"token lacks the {exc.claim} claim") from None
+        except jwt.PyJWTError as exc:
+            raise Unauthenticated(f"token is not valid: {exc}") from None
+        return _principal(claims)
+
+
+def _principal(claims: dict) -> Principal:
+    role = claims.get("role")
+    if role not in ROLES:
+        raise Unauthenticated(f"token role must be one of {', '.join(ROLES)}")
+    court, agency = claims.get("court"), claims.get("agency")
+    if role in COURT_ROLES and not isinstance(court, str):
+        raise Unauthenticated(f"a {role} token must name its court")
+    if role == "agency" and not isinstance(agency, str):
+        raise Unauthenticated("an agency token must name its agency")
+    return Principal(sub=str(claims["sub"]), role=role, court=court, agency=agency)
+
+
+def issue_token(
+    settings: Settings,
+    *,
+    role: str,
+    sub: str,
+    court: str | None = None,
+    agency: str | None = None,
+    lifetime_seconds: int | None = None,
+) -> str:
+    """Sign a token with the local key (`gateway token`, the demo and tests)."""
+    from gateway.auth.keys import key_id
+
+    if role not in ROLES:
+        raise ConfigError(f"role must be one of {', '.join(ROLES)}")
+    private = serialization.load_pem_private_key(settings.signing_key_path.read_bytes(), password=None)
+    now = int(time.time())
+    claims = {
+        "iss": settings.auth.issuer,
+        "aud": settings.auth.audience,
+        "sub": sub,
+        "role": role,
+        "iat": now,
+        "nbf": now,
+        "exp": now + (lifetime_seconds or settings.auth.token_lifetime_seconds),
+    }
+    if court:
+        claims["court"] = court
+    if agency:
+        claims["agency"] = agency
+    return jwt.encode(claims, private, algorithm="ES256", headers={"kid": key_id(private.public_key())})

@@ -1,0 +1,1 @@
+"""Cases, their parties and the subjects enforced against."""

@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+
+from gateway.api import ApiBlueprint, roles_required, set_audit_context
+from gateway.audit_service import get_audit
+from gateway.auth.access import current_principal
+from gateway.cases import services
+from gateway.db import get_db
+from schemas.canonical import CaseOutSchema, CaseSchema, ErrorSchema
+
+blp = ApiBlueprint("cases", __name__, url_prefix="/api/v1", description="Enforcement cases and their parties")
+
+
+@blp.route("/cases", methods=["POST"])
+@roles_required("court_officer")
+@blp.arguments(CaseSchema)
+@blp.response(200, CaseOutSchema, description="the case was updated")
+@blp.alt_response(201, schema=CaseOutSchema, description="the case was registered")
+@blp.alt_response(400, schema=ErrorSchema, description="a field breaks its rule")
+def register_case(payload: dict[str, Any]) -> Any:
+    """Register a case with its parties and amount owed, or update them."""
+    set_audit_context(case_number=payload["case_number"])
+    with get_db().transaction() as session:
+        case, created = services.register_case(session, payload, current_principal(), get_audit())
+        body = services.case_view(case, created)
+    return body, 201 if created else 200
+
+
+def init_app(app: Flask, api: Any) -> None:
+    api.register_blueprint(blp)

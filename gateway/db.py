@@ -1,0 +1,101 @@
+"""Database: one engine per process, sessions opened at the edge.
+
+Services take a ``Session``, may flush, and never commit; the edge (a view, the
+worker loop, a CLI command) opens the transaction with ``db.transaction()``.
+
+SQLite: WAL, ``synchronous=FULL``, foreign keys on, and every write transaction
+begins with ``BEGIN IMMEDIATE`` so that two writers never both read the audit
+chain head (SQLite renders no ``FOR UPDATE``). PostgreSQL: ``postgresql+psycopg``.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+from flask import Flask, current_app
+from sqlalchemy import Engine, MetaData, create_engine, event
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def normalise_url(url: str) -> str:
+    # SQLAlchemy 2.1 maps postgresql:// to psycopg 3 already; 2.0 would pick
+    # psycopg2, which we do not install. Say the driver explicitly.
+    if url.startswith("postgresql://"):
+        return "postgresql+psycopg://" + url[len("postgresql://") :]
+    if url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url[len("postgres://") :]
+    return url
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event issue BEGIN itself, so we choose its kind.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA busy_timeout=5000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    url = normalise_url(url)
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, **kwargs)
+        _configure_sqlite(engine)
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10, **kwargs)
+
+
+class Database:
+    def __init__(self, url: str, **engine_kwargs: Any):
+        self.url = normalise_url(url)
+        self.engine = make_engine(self.url, **engine_kwargs)
+        self.dialect = self.engine.dialect.name
+        writer = self.engine.execution_options(sqlite_begin="IMMEDIATE")
+        self._write_sessions = sessionmaker(writer, expire_on_commit=False)
+        self._read_sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A write transaction: committed on success, rolled back on any error."""
+        with self._write_sessions.begin() as session:
+            yield session
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A read-only transaction (no write lock on SQLite)."""
+        with self._read_sessions() as session:
+            with session.begin():
+                yield session
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def init_app(app: Flask) -> None:
+    app.extensions["db"] = Database(app.config["SETTINGS"].database_url)
+
+
+def get_db() -> Database:
+    return current_app.extensions["db"]

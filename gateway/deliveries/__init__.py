@@ -1,0 +1,1 @@
+"""Deliveries: the outbox, the worker that drains it, and the results."""

@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, LargeBinary, Numeric, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from gateway.db import Base
+from gateway.timeutil import new_id, utc_now
+
+
+class Delivery(Base):
+    """One request as sent to one agency: the outbox row. Its id is the message id
+    the agency sees on every attempt."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (Index("ix_deliveries_due", "state", "next_attempt_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    request_id: Mapped[str] = mapped_column(ForeignKey("requests.id"), index=True)
+    agency_id: Mapped[str] = mapped_column(String(64), index=True)
+    transport: Mapped[str] = mapped_column(String(8))
+    categories: Mapped[list[str]] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    deadline: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    request_sha256: Mapped[str | None] = mapped_column(String(64))
+    answered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now, onupdate=utc_now)
+
+    request: Mapped["Request"] = relationship(back_populates="deliveries")  # noqa: F821
+    result: Mapped[DeliveryResult | None] = relationship(back_populates="delivery", lazy="selectin")
+
+
+class DeliveryResult(Base):
+    """An agency's validated answer. One per delivery: a duplicate answer is discarded."""
+
+    __tablename__ = "delivery_results"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    delivery_id: Mapped[str] = mapped_column(ForeignKey("deliveries.id"), unique=True)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    agency_answered_at: Mapped[str] = mapped_column(String(40))
+    request_sha256: Mapped[str] = mapped_column(String(64))
+    answer_sha256: Mapped[str] = mapped_column(String(64))
+    asset_count: Mapped[int] = mapped_column(Integer)
+
+    delivery: Mapped[Delivery] = relationship(back_populates="result")
+
+
+class Asset(Base):
+    """One asset an agency reported for a subject."""
+
+    __tablename__ = "assets"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    subject_id: Mapped[str] = mapped_column(ForeignKey("subjects.id"), index=True)
+    delivery_id: Mapped[str] = mapped_column(ForeignKey("deliveries.id"), index=True)
+    agency_id: Mapped[str] = mapped_column(String(64))
+    category: Mapped[str] = mapped_column(String(32))
+    identifier: Mapped[str] = mapped_column(String(128))
+    description: Mapped[str] = mapped_column(String(500))
+    balance: Mapped[Decimal | None] = mapped_column(Numeric(18, 2))
+    value: Mapped[Decimal | None] = mapped_column(Numeric(18, 2))
+    encumbrances: Mapped[list[str]] = mapped_column(JSON)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON)
+    found_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+
+
+class QuarantinedMessage(Base):
+    """An incoming message that failed its schema or was not bound to its request:
+    kept whole, with the reason, never applied."""
+
+    __tablename__ = "quarantined_messages"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    delivery_id: Mapped[str] = mapped_column(ForeignKey("deliveries.id"), index=True)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    reason: Mapped[str] = mapped_column(Text)
+    body_sha256: Mapped[str] = mapped_column(String(64))
+    body: Mapped[bytes] = mapped_column(LargeBinary)

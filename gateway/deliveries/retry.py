@@ -1,0 +1,41 @@
+"""When to try a delivery again (pure logic).
+
+The schedule lives in the database (``next_attempt_at``), never in a sleeping
+thread, so a restart or another worker picks it up where it was.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta
+
+
+def backoff_seconds(attempts: int, *, base: float, cap: float, rng: random.Random | None = None) -> float:
+    """Exponential backoff with "equal jitter": half fixed, half random, so that
+    deliveries failed together by one outage do not all come back together."""
+    rng = rng or random
+    ceiling = min(cap, base * (2 ** max(0, attempts - 1)))
+    return ceiling / 2 + rng.uniform(0, ceiling / 2)
+
+
+def next_attempt_at(now: datetime, deadline: datetime, attempts: int, *, base: float, cap: float,
+                    rng: random.Random | None = None) -> datetime:
+    """Never later than the deadline: the last chance is taken at the deadline itself."""
+    return min(now + timedelta(seconds=backoff_seconds(attempts, base=base, cap=cap, rng=rng)), deadline)
+
+
+class RateLimiter:
+    """Token bucket per agency: at most ``rate`` starts per second, bursts up to one second's worth."""
+
+    def __init__(self, rate: float):
+        self.rate = rate
+        self.tokens = max(1.0, rate)
+        self.updated: float | None = None
+
+    def take(self, wanted: int, now: float) -> int:
+        if self.updated is not None:
+            self.tokens = min(max(1.0, self.rate), self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        granted = min(wanted, int(self.tokens))
+        self.tokens -= granted
+        return granted

@@ -1,0 +1,186 @@
+"""The outbox: claiming due deliveries, and recording what each attempt gave.
+
+Claims commit before any network call; the outcome is recorded in a new
+transaction. Every attempt's outcome and every result is an audit event written
+in the same transaction as the change it records.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session
+
+from adapters.errors import AdapterError, AgencyRefused, IncomingInvalid
+from adapters.interfaces import AgencyAnswer, DeliveryOrder, Envelope, SubjectRef
+from audit.store import AuditLog, SystemActor
+from gateway.deliveries.models import Asset, Delivery, DeliveryResult, QuarantinedMessage
+from gateway.deliveries.retry import next_attempt_at
+from gateway.requests.models import Request
+from gateway.requests.states import request_state
+from gateway.timeutil import as_utc
+from schemas.canonical import AssetRecordSchema
+from schemas.vocabulary import FINAL_DELIVERY_STATES
+
+WORKER = SystemActor(sub="gateway:worker")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int
+    base_seconds: float
+    cap_seconds: float
+
+
+def claim_due(session: Session, *, agency_id: str, now: datetime, limit: int, lease_seconds: int) -> list[str]:
+    """Take up to ``limit`` due deliveries of one agency and lease them to this worker.
+
+    Due: queued and its time has come, or sending with a lapsed lease (its
+    worker died). PostgreSQL skips rows another worker is claiming; SQLite's
+    BEGIN IMMEDIATE lets one claimer in at a time.
+    """
+    if limit <= 0:
+        return []
+    due = (
+        select(Delivery.id)
+        .where(Delivery.agency_id == agency_id)
+        .where(or_(
+            and_(Delivery.state == "queued", Delivery.next_attempt_at <= now),
+            and_(Delivery.state == "sending", Delivery.lease_until < now),
+        ))
+        .order_by(Delivery.next_attempt_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    ids = list(session.scalars(due))
+    if ids:
+        session.execute(
+            update(Delivery).where(Delivery.id.in_(ids)).values(
+                state="sending", lease_until=now + timedelta(seconds=lease_seconds),
+                attempts=Delivery.attempts + 1, updated_at=now,
+            )
+        )
+    return ids
+
+
+def load_order(session: Session, delivery_id: str) -> tuple[DeliveryOrder, str]:
+    """What the codec needs to write the message, and the agency it goes to."""
+    delivery = session.get(Delivery, delivery_id)
+    req = delivery.request
+    order = DeliveryOrder(
+        message_id=delivery.id,
+        action=req.action,
+        categories=tuple(delivery.categories),
+        subject=SubjectRef(kind=req.subject.kind, name=req.subject.name, id_number=req.subject.id_number),
+        case_number=req.case.case_number,
+        court_code=req.court_code,
+        officer=req.officer_sub,
+        legal_basis_kind=req.legal_basis_kind,
+        legal_basis_number=req.legal_basis_number,
+        amount=req.amount,
+        targets=tuple(req.targets or ()),
+    )
+    return order, delivery.agency_id
+
+
+def refresh_request(session: Session, request_id: str) -> str:
+    req = session.get(Request, request_id)
+    session.refresh(req, ["deliveries"])
+    req.state = request_state(d.state for d in req.deliveries)
+    return req.state
+
+
+def _locked(session: Session, delivery_id: str) -> Delivery:
+    return session.get(Delivery, delivery_id, with_for_update=True)
+
+
+def _audit(audit: AuditLog, session: Session, delivery: Delivery, action: str, outcome: str, details: dict) -> None:
+    req = delivery.request
+    audit.record(
+        session, action=action, outcome=outcome, actor=WORKER, case_number=req.case.case_number,
+        subject_id_number=req.subject.id_number, request_id=req.id, delivery_id=delivery.id,
+        details={"agency": delivery.agency_id, "attempt": delivery.attempts, **details},
+    )
+
+
+def record_answer(session: Session, delivery_id: str, envelope: Envelope, answer: AgencyAnswer, raw: bytes,
+                  *, audit: AuditLog, now: datetime) -> bool:
+    """Store a validated answer; return False if it was a duplicate and discarded."""
+    delivery = _locked(session, delivery_id)
+    if delivery.state in FINAL_DELIVERY_STATES:
+        _audit(audit, session, delivery, "delivery.result", "duplicate_discarded",
+               {"state": delivery.state, "answer_sha256": hashlib.sha256(raw).hexdigest()})
+        return False
+    schema = AssetRecordSchema()
+    records = [schema.load(a) for a in answer.assets]
+    subject_id = delivery.request.subject_id
+    for record in records:
+        session.add(Asset(subject_id=subject_id, delivery_id=delivery.id, agency_id=delivery.agency_id,
+                          found_at=now, **record))
+    session.add(DeliveryResult(
+        delivery_id=delivery.id, received_at=now, agency_answered_at=answer.answered_at,
+        request_sha256=answer.request_sha256, answer_sha256=hashlib.sha256(raw).hexdigest(), asset_count=len(records),
+    ))
+    delivery.state, delivery.answered_at, delivery.lease_until = "answered", now, None
+    delivery.request_sha256, delivery.last_error = hashlib.sha256(envelope.body).hexdigest(), None
+    session.flush()
+    _audit(audit, session, delivery, "delivery.result", "answered",
+           {"assets": len(records), "request_sha256": answer.request_sha256,
+            "answer_sha256": hashlib.sha256(raw).hexdigest()})
+    refresh_request(session, delivery.request_id)
+    return True
+
+
+def record_failure(session: Session, delivery_id: str, error: AdapterError, *, audit: AuditLog, now: datetime,
+                   policy: RetryPolicy, rng: random.Random | None = None) -> str:
+    """Schedule a retry or end the delivery; return its new state."""
+    delivery = _locked(session, delivery_id)
+    if delivery.state in FINAL_DELIVERY_STATES:
+        return delivery.state
+    reason = f"{error.code}: {error.message}"
+    if isinstance(error, IncomingInvalid):
+        session.add(QuarantinedMessage(delivery_id=delivery.id, received_at=now, reason=reason,
+                                       body_sha256=hashlib.sha256(error.raw).hexdigest(), body=error.raw))
+    deadline = as_utc(delivery.deadline)
+    if error.retryable and delivery.attempts < policy.max_attempts and now < deadline:
+        delivery.state, delivery.lease_until = "queued", None
+        delivery.next_attempt_at = next_attempt_at(now, deadline, delivery.attempts, base=policy.base_seconds,
+                                                   cap=policy.cap_seconds, rng=rng)
+        delivery.last_error = f"{reason} (attempt {delivery.attempts}; will retry)"
+        outcome = "retry_scheduled"
+    else:
+        if error.retryable:
+            delivery.state = "expired" if now >= deadline else "failed"
+            delivery.last_error = f"{reason} (gave up after {delivery.attempts} attempts)"
+        else:
+            delivery.state = "rejected" if isinstance(error, AgencyRefused) else "failed"
+            delivery.last_error = reason
+        delivery.lease_until = None
+        outcome = delivery.state
+    session.flush()
+    _audit(audit, session, delivery, "delivery.attempt", outcome, {"error": reason[:500]})
+    refresh_request(session, delivery.request_id)
+    return delivery.state
+
+
+def expire_overdue(session: Session, *, audit: AuditLog, now: datetime, limit: int = 100) -> int:
+    """End every unfinished delivery whose deadline has passed: nothing stays pending forever."""
+    overdue = session.scalars(
+        select(Delivery)
+        .where(Delivery.state.in_(("queued", "sending")), Delivery.deadline <= now)
+        .where(or_(Delivery.state == "queued", Delivery.lease_until < now))
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+    for delivery in overdue:
+        delivery.state, delivery.lease_until = "expired", None
+        delivery.last_error = f"deadline passed after {delivery.attempts} attempts" + (
+            f"; last error: {delivery.last_error}" if delivery.last_error else "")
+        session.flush()
+        _audit(audit, session, delivery, "delivery.expired", "expired", {"deadline": as_utc(delivery.deadline).isoformat()})
+        refresh_request(session, delivery.request_id)
+    return len(overdue)

@@ -1,0 +1,85 @@
+"""The gateway's one error tree.
+
+Every error a face of the gateway can show a caller is a ``GatewayError`` with a
+stable ``code`` and an ``http_status``; one handler (gateway/api.py) renders it as
+``{"error": {"code", "message", "fields"}}``. Adapter errors (adapters/errors.py)
+never reach a caller: the worker turns them into delivery outcomes.
+
+    GatewayError
+    ├── ConfigError            bad settings or registry, raised at start
+    ├── InvalidInput      400  a field breaks its rule (fields names each one)
+    ├── Unauthenticated   401  no token, or a token that fails verification
+    ├── Forbidden         403  the token's role or court may not do this
+    │   └── PurposeDenied 403  the subject is not a debtor of the caller's case
+    ├── NotFound          404
+    ├── Conflict          409
+    │   └── IdempotencyConflict  same Idempotency-Key, other body
+    ├── RuleViolation     422  well-formed, but a rule of the domain forbids it
+    └── TooManyRequests   429
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class GatewayError(Exception):
+    code = "internal_error"
+    http_status = 500
+
+    def __init__(self, message: str, *, fields: dict[str, Any] | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.fields = fields or {}
+        if code is not None:
+            self.code = code
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"error": {"code": self.code, "message": self.message, "fields": self.fields}}
+
+
+class ConfigError(GatewayError):
+    code = "config_error"
+
+
+class InvalidInput(GatewayError):
+    code = "invalid_input"
+    http_status = 400
+
+
+class Unauthenticated(GatewayError):
+    code = "unauthenticated"
+    http_status = 401
+
+
+class Forbidden(GatewayError):
+    code = "forbidden"
+    http_status = 403
+
+
+class PurposeDenied(Forbidden):
+    code = "purpose_denied"
+
+
+class NotFound(GatewayError):
+    code = "not_found"
+    http_status = 404
+
+
+class Conflict(GatewayError):
+    code = "conflict"
+    http_status = 409
+
+
+class IdempotencyConflict(Conflict):
+    code = "idempotency_conflict"
+
+
+class RuleViolation(GatewayError):
+    code = "rule_violation"
+    http_status = 422
+
+
+class TooManyRequests(GatewayError):
+    code = "too_many_requests"
+    http_status = 429

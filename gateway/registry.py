@@ -1,0 +1,173 @@
+"""The agency registry (config/agencies.toml): who holds what, and how to reach them.
+
+``load_registry`` checks every entry and stops the gateway at start with the
+file, the entry and the rule broken; nothing half-configured is ever routed to.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+from urllib.parse import urlparse
+
+from adapters import CODECS, TRANSPORTS
+from gateway.errors import ConfigError
+from schemas.vocabulary import ACTIONS, CATEGORIES
+
+_AGENCY_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_REQUIRED = ("id", "kind", "name", "transport", "endpoint", "categories", "actions", "deadlines")
+_OPTIONAL = {"concurrency": 4, "rate_limit_per_second": 50.0, "timeout_seconds": 10.0}
+
+
+@dataclass(frozen=True)
+class Agency:
+    id: str
+    kind: str
+    name: str
+    transport: str
+    endpoint: str
+    categories: tuple[str, ...]
+    actions: tuple[str, ...]
+    deadlines: dict[str, int]
+    concurrency: int
+    rate_limit_per_second: float
+    timeout_seconds: float
+
+
+@dataclass(frozen=True)
+class Route:
+    agency: Agency
+    categories: tuple[str, ...]
+
+
+class Registry:
+    def __init__(self, agencies: Iterable[Agency], source: str = "registry"):
+        self.agencies = {a.id: a for a in agencies}
+        self.source = source
+
+    def __iter__(self):
+        return iter(self.agencies.values())
+
+    def get(self, agency_id: str) -> Agency:
+        return self.agencies[agency_id]
+
+    def categories_for(self, action: str) -> tuple[str, ...]:
+        """Every category some agency answers for this action, in vocabulary order."""
+        served = {c for a in self.agencies.values() if action in a.actions for c in a.categories}
+        return tuple(c for c in CATEGORIES if c in served)
+
+    def route(self, action: str, categories: Iterable[str]) -> list[Route]:
+        """One route per agency that accepts the action for any of the categories."""
+        wanted = tuple(categories)
+        routes = []
+        for agency in self.agencies.values():
+            if action not in agency.actions:
+                continue
+            mine = tuple(c for c in wanted if c in agency.categories)
+            if mine:
+                routes.append(Route(agency, mine))
+        return routes
+
+    def with_endpoints(self, endpoints: dict[str, str]) -> Registry:
+        """A copy with some endpoints replaced (the demo and tests point agencies at sandboxes on free ports)."""
+        from dataclasses import replace
+
+        return Registry((replace(a, endpoint=endpoints.get(a.id, a.endpoint)) for a in self), self.source)
+
+
+def _fail(source: str, where: str, rule: str) -> ConfigError:
+    return ConfigError(f"{source}: {where}: {rule}")
+
+
+def _check_list(value: Any, allowed: tuple[str, ...], source: str, where: str, name: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise _fail(source, where, f"{name} must be a non-empty list of names")
+    for v in value:
+        if v not in allowed:
+            raise _fail(source, where, f"{name}: {v!r} is not one of {', '.join(allowed)}")
+    if len(set(value)) != len(value):
+        raise _fail(source, where, f"{name} lists a name twice")
+    return tuple(value)
+
+
+def parse_agency(entry: Any, source: str, index: int) -> Agency:
+    where = f"agency[{index}]"
+    if not isinstance(entry, dict):
+        raise _fail(source, where, "each [[agency]] must be a table")
+    if isinstance(entry.get("id"), str):
+        where = f"agency[{index}] {entry['id']!r}"
+    for key in _REQUIRED:
+        if key not in entry:
+            raise _fail(source, where, f"{key} is required")
+    unknown = set(entry) - set(_REQUIRED) - set(_OPTIONAL)
+    if unknown:
+        raise _fail(source, where, f"unknown key(s) {', '.join(sorted(unknown))}")
+    if not isinstance(entry["id"], str) or not _AGENCY_ID.match(entry["id"]):
+        raise _fail(source, where, "id must be 1-64 lower-case letters, digits, '_' or '-'")
+    if entry["kind"] not in CODECS:
+        raise _fail(source, where, f"kind {entry['kind']!r} has no codec (known: {', '.join(CODECS)})")
+    codec = CODECS[entry["kind"]]
+    if entry["transport"] not in TRANSPORTS:
+        raise _fail(source, where, f"transport {entry['transport']!r} is not available (known: {', '.join(TRANSPORTS)})")
+    if entry["transport"] not in codec.transports:
+        raise _fail(source, where, f"codec {codec.kind} cannot travel over {entry['transport']} (it can over: {', '.join(codec.transports)})")
+    endpoint = urlparse(str(entry["endpoint"]))
+    if entry["transport"] == "rest" and (endpoint.scheme not in ("http", "https") or not endpoint.netloc):
+        raise _fail(source, where, "endpoint must be an http:// or https:// URL for the rest transport")
+    categories = _check_list(entry["categories"], CATEGORIES, source, where, "categories")
+    for c in categories:
+        if c not in codec.categories:
+            raise _fail(source, where, f"categories: codec {codec.kind} does not answer for {c!r}")
+    actions = _check_list(entry["actions"], ACTIONS, source, where, "actions")
+    for a in actions:
+        if a not in codec.actions:
+            raise _fail(source, where, f"actions: codec {codec.kind} does not support {a!r}")
+    deadlines = entry["deadlines"]
+    if not isinstance(deadlines, dict):
+        raise _fail(source, where, "deadlines must be a table of action = seconds")
+    for a in actions:
+        seconds = deadlines.get(a)
+        if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds <= 0:
+            raise _fail(source, where, f"deadlines.{a} must be a whole number of seconds above 0")
+    for a in deadlines:
+        if a not in actions:
+            raise _fail(source, where, f"deadlines.{a}: the agency does not accept action {a!r}")
+    values = {**_OPTIONAL, **{k: entry[k] for k in _OPTIONAL if k in entry}}
+    for key, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise _fail(source, where, f"{key} must be a number above 0")
+    if not isinstance(values["concurrency"], int):
+        raise _fail(source, where, "concurrency must be a whole number")
+    return Agency(
+        id=entry["id"], kind=entry["kind"], name=str(entry["name"]), transport=entry["transport"],
+        endpoint=str(entry["endpoint"]), categories=categories, actions=actions,
+        deadlines=dict(deadlines), concurrency=values["concurrency"],
+        rate_limit_per_second=float(values["rate_limit_per_second"]), timeout_seconds=float(values["timeout_seconds"]),
+    )
+
+
+def load_registry(path: Path) -> Registry:
+    source = str(path)
+    try:
+        with path.open("rb") as fh:
+            document = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{source}: agency registry not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    unknown = set(document) - {"agency"}
+    if unknown:
+        raise ConfigError(f"{source}: unknown top-level key(s) {', '.join(sorted(unknown))}; agencies go in [[agency]] tables")
+    entries = document.get("agency", [])
+    if not entries:
+        raise ConfigError(f"{source}: no [[agency]] entries")
+    agencies = [parse_agency(e, source, i) for i, e in enumerate(entries)]
+    seen: set[str] = set()
+    for i, agency in enumerate(agencies):
+        if agency.id in seen:
+            raise _fail(source, f"agency[{i}] {agency.id!r}", "id is used by an earlier entry")
+        seen.add(agency.id)
+    return Registry(agencies, source)

@@ -1,0 +1,1 @@
+"""Asset reports: every asset found for a subject in a case, with the gaps."""

@@ -1,0 +1,83 @@
+"""Build the asset report of one subject in one case from stored agency answers."""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from gateway.auth.tokens import Principal
+from gateway.cases.models import Case, Subject
+from gateway.cases.services import find_case
+from gateway.deliveries.models import Asset, Delivery
+from gateway.errors import PurposeDenied
+from gateway.requests.models import Request
+from gateway.requests.states import api_delivery_state
+from gateway.timeutil import as_utc, utc_now
+from schemas.vocabulary import CASH_CATEGORIES
+
+
+def find_debtor(case: Case, subject_ref: str) -> Subject:
+    """A debtor of the case, named by gateway subject id or by identity number."""
+    for party in case.parties:
+        if party.role == "debtor" and subject_ref in (party.subject.id, party.subject.id_number):
+            return party.subject
+    raise PurposeDenied(f"the subject is not a debtor party of case {case.case_number}")
+
+
+def cash_ratio(cash: Decimal, owed: Decimal) -> str:
+    if owed <= 0:
+        return "0.0000"
+    return str((cash / owed).quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP))
+
+
+def build_report(session: Session, case_number: str, subject_ref: str, principal: Principal) -> tuple[dict[str, Any], Subject]:
+    case = find_case(session, case_number, principal)
+    subject = find_debtor(case, subject_ref)
+    deliveries = session.scalars(
+        select(Delivery).join(Request)
+        .where(Request.case_id == case.id, Request.subject_id == subject.id, Request.action == "inquiry")
+        .order_by(Delivery.created_at.desc())
+    ).all()
+    # The newest answer per agency and category stands; older ones are history.
+    answered_from: dict[tuple[str, str], str] = {}
+    latest_by_agency: dict[str, Delivery] = {}
+    for d in deliveries:
+        latest_by_agency.setdefault(d.agency_id, d)
+        if d.state == "answered":
+            for category in d.categories:
+                answered_from.setdefault((d.agency_id, category), d.id)
+    assets = []
+    if answered_from:
+        rows = session.scalars(
+            select(Asset).where(Asset.delivery_id.in_(set(answered_from.values()))).order_by(Asset.category, Asset.identifier)
+        ).all()
+        assets = [a for a in rows if answered_from.get((a.agency_id, a.category)) == a.delivery_id]
+    cash_found = sum((a.balance or Decimal("0") for a in assets if a.category in CASH_CATEGORIES), Decimal("0"))
+    cash_frozen = Decimal("0")  # controls arrive with the control ledger
+    answered_times = [as_utc(d.answered_at) for d in deliveries if d.answered_at]
+    report = {
+        "case_number": case.case_number,
+        "subject": {"id": subject.id, "kind": subject.kind, "name": subject.name, "id_number": subject.id_number},
+        "amount_owed": case.amount_owed,
+        "as_of": max(answered_times) if answered_times else utc_now(),
+        "assets": [
+            {
+                "id": a.id, "category": a.category, "agency": a.agency_id, "identifier": a.identifier,
+                "description": a.description, "balance": a.balance, "value": a.value,
+                "encumbrances": a.encumbrances, "controls": [], "details": a.details, "found_at": a.found_at,
+            }
+            for a in assets
+        ],
+        "cash_found": cash_found,
+        "cash_frozen": cash_frozen,
+        "cash_recoverable_ratio": cash_ratio(cash_found, case.amount_owed),
+        "gaps": [
+            {"agency": d.agency_id, "state": api_delivery_state(d.state), "categories": d.categories, "error": d.last_error}
+            for d in latest_by_agency.values()
+            if d.state != "answered"
+        ],
+    }
+    return report, subject

@@ -1,0 +1,1 @@
+"""Requests: one submission by an officer, fanned out as deliveries."""

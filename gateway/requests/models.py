@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Numeric, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from gateway.db import Base
+from gateway.timeutil import new_id, utc_now
+
+
+class Request(Base):
+    __tablename__ = "requests"
+    # An Idempotency-Key is scoped to the officer who sent it.
+    __table_args__ = (UniqueConstraint("officer_sub", "idempotency_key", name="uq_requests_idempotency"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.id"), index=True)
+    subject_id: Mapped[str] = mapped_column(ForeignKey("subjects.id"), index=True)
+    action: Mapped[str] = mapped_column(String(16))
+    categories: Mapped[list[str]] = mapped_column(JSON)
+    legal_basis_kind: Mapped[str | None] = mapped_column(String(32))
+    legal_basis_number: Mapped[str | None] = mapped_column(String(64))
+    amount: Mapped[Decimal | None] = mapped_column(Numeric(18, 2))
+    targets: Mapped[list[str]] = mapped_column(JSON, default=list)
+    state: Mapped[str] = mapped_column(String(24), index=True)
+    officer_sub: Mapped[str] = mapped_column(String(128))
+    court_code: Mapped[str] = mapped_column(String(32), index=True)
+    idempotency_key: Mapped[str] = mapped_column(String(128))
+    payload_sha256: Mapped[str] = mapped_column(String(64))
+    # The 202 body as first sent, so a replay with the same key gets the same reply.
+    accepted_reply: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now, onupdate=utc_now)
+
+    deliveries: Mapped[list["Delivery"]] = relationship(  # noqa: F821 (gateway.deliveries.models)
+        back_populates="request", lazy="selectin", order_by="Delivery.agency_id"
+    )
+    case: Mapped["Case"] = relationship(lazy="joined")  # noqa: F821
+    subject: Mapped["Subject"] = relationship(lazy="joined")  # noqa: F821

@@ -1,0 +1,149 @@
+"""Accepting a request: purpose, rules, routing, and the outbox, in one transaction.
+
+The request row, one delivery per agency and the audit event are flushed in the
+caller's transaction; when it commits, the workers will find the deliveries. A
+crash after the 202 loses nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from audit.store import AuditLog
+from gateway.auth.tokens import Principal
+from gateway.cases.services import require_debtor
+from gateway.deliveries.models import Delivery
+from gateway.errors import IdempotencyConflict, NotFound, RuleViolation
+from gateway.registry import Registry
+from gateway.requests.models import Request
+from gateway.requests.states import api_delivery_state
+from schemas.canonical import RequestStateSchema
+from schemas.vocabulary import CONTROL_ACTIONS
+
+
+def payload_digest(raw: Any) -> str:
+    """SHA-256 of the body as parsed JSON, so key order and spacing do not count."""
+    return hashlib.sha256(json.dumps(raw, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()).hexdigest()
+
+
+def find_replay(session: Session, principal: Principal, key: str, digest: str) -> dict[str, Any] | None:
+    """The first reply for this officer's Idempotency-Key, or None for a new key.
+    Raises IdempotencyConflict when the key was used with another body."""
+    earlier = session.scalars(
+        select(Request).where(Request.officer_sub == principal.sub, Request.idempotency_key == key)
+    ).first()
+    if earlier is None:
+        return None
+    if earlier.payload_sha256 != digest:
+        raise IdempotencyConflict(
+            f"Idempotency-Key {key!r} was used for a different request ({earlier.id})",
+            fields={"Idempotency-Key": ["already used with another body"]},
+        )
+    return earlier.accepted_reply
+
+
+def _check_rules(payload: dict[str, Any]) -> None:
+    if payload["action"] in CONTROL_ACTIONS and not payload.get("legal_basis"):
+        raise RuleViolation(f"a {payload['action']} needs a legal basis", fields={"legal_basis": ["required for controls"]})
+    if payload["action"] in ("freeze", "deduct") and payload.get("amount") is None:
+        raise RuleViolation(f"a {payload['action']} needs an amount", fields={"amount": ["required for freeze and deduct"]})
+
+
+def submit_request(
+    session: Session,
+    payload: dict[str, Any],
+    *,
+    principal: Principal,
+    idempotency_key: str,
+    digest: str,
+    registry: Registry,
+    audit: AuditLog,
+    now: datetime,
+) -> dict[str, Any]:
+    """Accept a request and write its outbox; return the 202 body."""
+    subject_in = payload["subject"]
+    case, subject = require_debtor(session, principal, payload["case_number"], subject_in["kind"], subject_in["id_number"])
+    _check_rules(payload)
+    action = payload["action"]
+    categories = tuple(payload["categories"] or registry.categories_for(action))
+    routes = registry.route(action, categories)
+    served = {c for r in routes for c in r.categories}
+    unserved = [c for c in categories if c not in served]
+    if unserved or not routes:
+        raise RuleViolation(
+            f"no agency accepts {action} for {', '.join(unserved or categories) or 'any category'}",
+            fields={"categories": [f"no agency serves {c!r} for {action}" for c in (unserved or categories)]},
+        )
+    legal_basis = payload.get("legal_basis") or {}
+    request_row = Request(
+        case_id=case.id, subject_id=subject.id, action=action, categories=list(categories),
+        legal_basis_kind=legal_basis.get("kind"), legal_basis_number=legal_basis.get("number"),
+        amount=payload.get("amount"), targets=list(payload.get("targets") or []), state="accepted",
+        officer_sub=principal.sub, court_code=principal.court or "", idempotency_key=idempotency_key,
+        payload_sha256=digest, accepted_reply={}, created_at=now,
+    )
+    session.add(request_row)
+    session.flush()
+    deliveries = [
+        Delivery(
+            request_id=request_row.id, agency_id=r.agency.id, transport=r.agency.transport,
+            categories=list(r.categories), state="queued", attempts=0, next_attempt_at=now,
+            deadline=now + timedelta(seconds=r.agency.deadlines[action]), created_at=now,
+        )
+        for r in routes
+    ]
+    session.add_all(deliveries)
+    session.flush()
+    # Stored as the API renders it, so a replay with the same key is the same reply.
+    reply = RequestStateSchema().dump(state_view(request_row, deliveries))
+    request_row.accepted_reply = reply
+    audit.record(
+        session, action=f"request.{action}", outcome="accepted", actor=principal,
+        case_number=case.case_number, subject_id_number=subject.id_number, request_id=request_row.id,
+        details={
+            "categories": list(categories),
+            "deliveries": {d.id: d.agency_id for d in deliveries},
+            "legal_basis": legal_basis or None,
+            "idempotency_key": idempotency_key,
+        },
+    )
+    return reply
+
+
+def state_view(request_row: Request, deliveries: list[Delivery] | None = None) -> dict[str, Any]:
+    """The request state payload of DESIGN.md (dumped by RequestStateSchema)."""
+    rows = deliveries if deliveries is not None else request_row.deliveries
+    body = {
+        "id": request_row.id,
+        "case_number": request_row.case.case_number if request_row.case else None,
+        "action": request_row.action,
+        "categories": list(request_row.categories),
+        "state": request_row.state,
+        "created_at": request_row.created_at,
+        "deliveries": [
+            {
+                "id": d.id, "agency": d.agency_id, "transport": d.transport, "state": api_delivery_state(d.state),
+                "attempts": d.attempts, "deadline": d.deadline, "error": d.last_error,
+                "result": (
+                    {"asset_count": d.result.asset_count, "answered_at": d.result.agency_answered_at,
+                     "request_sha256": d.result.request_sha256}
+                    if d.result is not None else None
+                ),
+            }
+            for d in sorted(rows, key=lambda d: d.agency_id)
+        ],
+    }
+    return body
+
+
+def get_request(session: Session, request_id: str, principal: Principal) -> Request:
+    row = session.get(Request, request_id)
+    if row is None or (principal.role != "admin" and row.court_code != principal.court):
+        raise NotFound(f"no request {request_id} for court {principal.court}")
+    return row

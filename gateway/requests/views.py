@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from flask import Flask, current_app, request
+from marshmallow import Schema, fields
+from sqlalchemy.exc import IntegrityError
+
+from gateway.api import ApiBlueprint, roles_required, set_audit_context
+from gateway.audit_service import get_audit
+from gateway.auth.access import current_principal
+from gateway.db import get_db
+from gateway.errors import InvalidInput
+from gateway.requests import services
+from gateway.timeutil import utc_now
+from schemas.canonical import ErrorSchema, RequestStateSchema, RequestSubmissionSchema
+
+blp = ApiBlueprint("requests", __name__, url_prefix="/api/v1", description="One-click inquiries and controls")
+
+_KEY = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
+
+
+class IdempotencyHeaderSchema(Schema):
+    class Meta:
+        unknown = "exclude"
+
+    idempotency_key = fields.Str(data_key="Idempotency-Key", required=True,
+                                 metadata={"description": "8-128 of A-Z a-z 0-9 . _ : -; same key and body give the same reply"})
+
+
+def _idempotency_key() -> str:
+    key = request.headers.get("Idempotency-Key", "")
+    if not _KEY.match(key):
+        raise InvalidInput("send an Idempotency-Key header", fields={"Idempotency-Key": ["required: 8-128 of A-Z a-z 0-9 . _ : -"]})
+    return key
+
+
+@blp.route("/requests", methods=["POST"])
+@roles_required("court_officer")
+@blp.arguments(IdempotencyHeaderSchema, location="headers")
+@blp.arguments(RequestSubmissionSchema)
+@blp.response(202, RequestStateSchema, description="accepted: one delivery per agency, queued")
+@blp.alt_response(400, schema=ErrorSchema, description="a field breaks its rule")
+@blp.alt_response(403, schema=ErrorSchema, description="the subject is not a debtor of the caller's case")
+@blp.alt_response(409, schema=ErrorSchema, description="the Idempotency-Key was used with another body")
+@blp.alt_response(422, schema=ErrorSchema, description="a rule forbids it (no legal basis, no agency)")
+def submit_request(_headers: dict[str, Any], payload: dict[str, Any]) -> Any:
+    """Submit a one-click request about one subject in one case."""
+    key = _idempotency_key()
+    principal = current_principal()
+    digest = services.payload_digest(request.get_json())
+    set_audit_context(case_number=payload["case_number"], subject_id_number=payload["subject"]["id_number"])
+    db = get_db()
+    for attempt in range(2):
+        try:
+            with db.transaction() as session:
+                replay = services.find_replay(session, principal, key, digest)
+                if replay is not None:
+                    return replay
+                reply = services.submit_request(
+                    session, payload, principal=principal, idempotency_key=key, digest=digest,
+                    registry=current_app.extensions["registry"], audit=get_audit(), now=utc_now(),
+                )
+            current_app.extensions["worker"].wake()  # committed: this process's worker may start now
+            return reply
+        except IntegrityError:
+            # Two submissions with one key raced (PostgreSQL); the loser replays the winner.
+            if attempt:
+                raise
+    raise AssertionError("unreachable")
+
+
+@blp.route("/requests/<request_id>", methods=["GET"])
+@roles_required("court_officer", "approver", "admin")
+@blp.response(200, RequestStateSchema)
+@blp.alt_response(404, schema=ErrorSchema)
+def get_request(request_id: str) -> Any:
+    """The state of a request and of each delivery, with results."""
+    principal = current_principal()
+    set_audit_context(request_id=request_id)
+    with get_db().transaction() as session:
+        row = services.get_request(session, request_id, principal)
+        body = services.state_view(row)
+        get_audit().record(
+            session, action="request.read", outcome="ok", actor=principal, case_number=body["case_number"],
+            subject_id_number=row.subject.id_number, request_id=row.id,
+        )
+    return body
+
+
+def init_app(app: Flask, api: Any) -> None:
+    api.register_blueprint(blp)

@@ -1,0 +1,176 @@
+"""Settings: config/settings.toml, then the file GATEWAY_CONFIG names, then
+GATEWAY_DATABASE_URL, then what the caller of ``create_app`` passes.
+
+This is the only module that reads the environment. Unknown sections or keys are
+refused, so a typo in a settings file fails at start instead of being ignored.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+from gateway.errors import ConfigError
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
+DEFAULTS_FILE = CONFIG_DIR / "settings.toml"
+
+
+@dataclass(frozen=True)
+class GatewaySection:
+    instance_dir: str
+    agencies_file: str
+    max_content_length: int
+    log_level: str
+
+
+@dataclass(frozen=True)
+class DatabaseSection:
+    url: str
+
+
+@dataclass(frozen=True)
+class AuthSection:
+    issuer: str
+    audience: str
+    jwks_file: str
+    jwks_url: str
+    algorithms: list[str]
+    leeway_seconds: int
+    signing_key_file: str
+    token_lifetime_seconds: int
+
+
+@dataclass(frozen=True)
+class AuditSection:
+    subject_key_file: str
+
+
+@dataclass(frozen=True)
+class WorkersSection:
+    threads: int
+    poll_interval_seconds: float
+    batch_size: int
+    lease_seconds: int
+    max_attempts: int
+    backoff_base_seconds: float
+    backoff_cap_seconds: float
+
+
+@dataclass(frozen=True)
+class ServerSection:
+    host: str
+    port: int
+    gunicorn_workers: int
+    gunicorn_threads: int
+
+
+@dataclass(frozen=True)
+class Settings:
+    gateway: GatewaySection
+    database: DatabaseSection
+    auth: AuthSection
+    audit: AuditSection
+    workers: WorkersSection
+    server: ServerSection
+    testing: bool = False
+
+    # Paths derived from the instance folder where a setting is left empty.
+    @property
+    def instance_path(self) -> Path:
+        return Path(self.gateway.instance_dir).resolve()
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite:///{self.instance_path / 'gateway.db'}"
+
+    @property
+    def agencies_path(self) -> Path:
+        return Path(self.gateway.agencies_file) if self.gateway.agencies_file else CONFIG_DIR / "agencies.toml"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.instance_path / "keys"
+
+    @property
+    def jwks_path(self) -> Path:
+        return Path(self.auth.jwks_file) if self.auth.jwks_file else self.keys_dir / "jwks.json"
+
+    @property
+    def signing_key_path(self) -> Path:
+        return Path(self.auth.signing_key_file) if self.auth.signing_key_file else self.keys_dir / "signing-key.pem"
+
+    @property
+    def subject_key_path(self) -> Path:
+        return Path(self.audit.subject_key_file) if self.audit.subject_key_file else self.keys_dir / "subject-hash.key"
+
+
+_SECTIONS = {
+    "gateway": GatewaySection,
+    "database": DatabaseSection,
+    "auth": AuthSection,
+    "audit": AuditSection,
+    "workers": WorkersSection,
+    "server": ServerSection,
+}
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: settings file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+def _merge(base: dict[str, Any], override: Mapping[str, Any], source: str) -> None:
+    for section, values in override.items():
+        if section == "testing":
+            base["testing"] = bool(values)
+            continue
+        if section not in _SECTIONS:
+            raise ConfigError(f"{source}: unknown settings section [{section}] (known: {', '.join(_SECTIONS)})")
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"{source}: [{section}] must be a table of settings")
+        known = {f.name for f in fields(_SECTIONS[section])}
+        for key, value in values.items():
+            if key not in known:
+                raise ConfigError(f"{source}: unknown setting {section}.{key} (known: {', '.join(sorted(known))})")
+            base[section][key] = value
+
+
+def _build(merged: dict[str, Any]) -> Settings:
+    sections = {}
+    for name, cls in _SECTIONS.items():
+        values = merged[name]
+        for f in fields(cls):
+            expected = {"int": int, "float": (int, float), "str": str, "list[str]": list}[str(f.type)]
+            if isinstance(values[f.name], bool) or not isinstance(values[f.name], expected):
+                raise ConfigError(f"setting {name}.{f.name} must be of type {f.type}, got {values[f.name]!r}")
+        sections[name] = cls(**values)
+    return Settings(**sections, testing=merged.get("testing", False))
+
+
+def load_settings(overrides: Mapping[str, Any] | None = None, *, environ: Mapping[str, str] | None = None) -> Settings:
+    """Defaults, then GATEWAY_CONFIG, then GATEWAY_DATABASE_URL, then ``overrides``.
+
+    ``overrides`` has the shape of the settings file: ``{"database": {"url": ...}}``.
+    Raises ConfigError naming the file and the setting at fault.
+    """
+    environ = os.environ if environ is None else environ
+    merged = copy.deepcopy(_read_toml(DEFAULTS_FILE))
+    merged.setdefault("testing", False)
+    config_file = environ.get("GATEWAY_CONFIG")
+    if config_file:
+        _merge(merged, _read_toml(Path(config_file)), config_file)
+    if environ.get("GATEWAY_DATABASE_URL"):
+        merged["database"]["url"] = environ["GATEWAY_DATABASE_URL"]
+    if overrides:
+        _merge(merged, overrides, "create_app overrides")
+    return _build(merged)

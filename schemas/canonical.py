@@ -1,0 +1,181 @@
+"""The canonical model (DESIGN.md, "Payloads"): what a court sends and what the
+gateway answers, whatever agency sits behind it.
+
+Every schema refuses unknown fields (marshmallow 4's default ``RAISE``), and every
+rule broken is reported against the field that broke it, so a 400 names each bad
+field and the rule.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, post_load, validate, validates, validates_schema
+
+from schemas.fields import Money, UtcDateTime, unique_items
+from schemas.identifiers import IdentifierError, check_case_number, check_resident_id, check_uscc
+from schemas.vocabulary import ACTIONS, CATEGORIES, DELIVERY_STATES, PARTY_ROLES, REQUEST_STATES, SUBJECT_KINDS
+
+LEGAL_BASIS_KINDS = ("assistance_notice", "ruling", "decision", "enforcement_notice")
+COURT_CODE = re.compile(r"^[0-9A-Za-z]{2,32}$")
+
+
+def _one_of(choices: tuple[str, ...]) -> validate.OneOf:
+    return validate.OneOf(choices, error="must be one of: {choices}")
+
+
+def _court_code(value: str) -> None:
+    if not COURT_CODE.match(value):
+        raise ValidationError("must be 2 to 32 letters or digits")
+
+
+class SubjectSchema(Schema):
+    """A person (resident ID number) or an organisation (unified social credit code)."""
+
+    kind = fields.Str(required=True, validate=_one_of(SUBJECT_KINDS))
+    name = fields.Str(required=True, validate=validate.Length(min=1, max=100))
+    id_number = fields.Str(required=True)
+
+    @validates_schema
+    def _check_id_number(self, data: dict[str, Any], **kwargs: Any) -> None:
+        check = {"person": check_resident_id, "organization": check_uscc}.get(data.get("kind", ""))
+        if check is None or "id_number" not in data:
+            return
+        try:
+            data["id_number"] = check(data["id_number"])
+        except IdentifierError as exc:
+            raise ValidationError(str(exc), field_name="id_number") from None
+
+
+class PartySchema(Schema):
+    role = fields.Str(required=True, validate=_one_of(PARTY_ROLES))
+    subject = fields.Nested(SubjectSchema, required=True)
+
+
+class CaseNumberField(fields.Str):
+    """A case number such as (2024)浙0102执1234号, normalised to ASCII parentheses."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return check_case_number(text)
+        except IdentifierError as exc:
+            raise ValidationError(str(exc)) from None
+
+
+class CaseSchema(Schema):
+    case_number = CaseNumberField(required=True)
+    court_code = fields.Str(required=True, validate=_court_code)
+    amount_owed = Money(required=True)
+    parties = fields.List(fields.Nested(PartySchema), required=True, validate=validate.Length(min=1, max=50))
+
+    @validates("parties")
+    def _one_debtor_at_least(self, parties: list[dict[str, Any]], **kwargs: Any) -> None:
+        if not any(p["role"] == "debtor" for p in parties):
+            raise ValidationError("a case needs at least one party with role debtor")
+        keys = [(p["role"], p["subject"]["kind"], p["subject"]["id_number"]) for p in parties]
+        if len(set(keys)) != len(keys):
+            raise ValidationError("the same subject is listed twice in the same role")
+
+
+class LegalBasisSchema(Schema):
+    kind = fields.Str(required=True, validate=_one_of(LEGAL_BASIS_KINDS))
+    number = fields.Str(required=True, validate=validate.Length(min=1, max=64))
+
+
+class RequestSubmissionSchema(Schema):
+    """POST /api/v1/requests. Domain rules (legal basis for controls, amounts) are
+    checked by the request service and answered with 422, not here."""
+
+    case_number = CaseNumberField(required=True)
+    subject = fields.Nested(SubjectSchema, required=True)
+    action = fields.Str(required=True, validate=_one_of(ACTIONS))
+    categories = fields.List(
+        fields.Str(validate=_one_of(CATEGORIES)),
+        validate=[validate.Length(min=1), unique_items],
+        load_default=None,
+    )
+    legal_basis = fields.Nested(LegalBasisSchema, load_default=None)
+    amount = Money(load_default=None)
+    targets = fields.List(fields.Str(validate=validate.Length(min=1, max=64)), load_default=list)
+
+
+class AssetRecordSchema(Schema):
+    """One asset as a codec reports it, before the gateway gives it an id."""
+
+    category = fields.Str(required=True, validate=_one_of(CATEGORIES))
+    identifier = fields.Str(required=True, validate=validate.Length(min=1, max=128))
+    description = fields.Str(required=True, validate=validate.Length(max=500))
+    balance = Money(load_default=None, allow_none=True)
+    value = Money(load_default=None, allow_none=True)
+    encumbrances = fields.List(fields.Str(), load_default=list)
+    details = fields.Dict(keys=fields.Str(), load_default=dict)
+
+
+# --- What the gateway answers (dump only) ---------------------------------------
+
+
+class ErrorBodySchema(Schema):
+    code = fields.Str(required=True)
+    message = fields.Str(required=True)
+    fields_ = fields.Dict(data_key="fields")
+
+
+class ErrorSchema(Schema):
+    error = fields.Nested(ErrorBodySchema)
+
+
+class CaseOutSchema(Schema):
+    case_number = fields.Str()
+    court_code = fields.Str()
+    amount_owed = Money()
+    parties = fields.List(fields.Dict())
+    created = fields.Bool(metadata={"description": "true when this call registered the case"})
+
+
+class DeliveryOutSchema(Schema):
+    id = fields.Str()
+    agency = fields.Str()
+    transport = fields.Str()
+    state = fields.Str(validate=_one_of(DELIVERY_STATES))
+    attempts = fields.Int()
+    deadline = UtcDateTime()
+    error = fields.Str(allow_none=True)
+    result = fields.Dict(allow_none=True)
+
+
+class RequestStateSchema(Schema):
+    id = fields.Str()
+    case_number = fields.Str()
+    action = fields.Str()
+    categories = fields.List(fields.Str())
+    state = fields.Str(validate=_one_of(REQUEST_STATES))
+    created_at = UtcDateTime()
+    deliveries = fields.List(fields.Nested(DeliveryOutSchema))
+
+
+class AssetSchema(Schema):
+    id = fields.Str()
+    category = fields.Str()
+    agency = fields.Str()
+    identifier = fields.Str()
+    description = fields.Str()
+    balance = Money(allow_none=True)
+    value = Money(allow_none=True)
+    encumbrances = fields.List(fields.Str())
+    controls = fields.List(fields.Dict())
+    details = fields.Dict()
+    found_at = UtcDateTime()
+
+
+class AssetReportSchema(Schema):
+    case_number = fields.Str()
+    subject = fields.Dict()
+    amount_owed = Money()
+    as_of = UtcDateTime()
+    assets = fields.List(fields.Nested(AssetSchema))
+    cash_found = Money()
+    cash_frozen = Money()
+    cash_recoverable_ratio = fields.Str(metadata={"description": "cash found or frozen over amount owed, 4 places"})
+    gaps = fields.List(fields.Dict())

@@ -1,0 +1,49 @@
+"""The words of the domain (DESIGN.md, "Vocabulary"), as closed sets.
+
+Kept as plain tuples so that schemas, the registry check and the database agree
+on one spelling.
+"""
+
+ACTIONS = ("inquiry", "freeze", "renew", "unfreeze", "deduct", "seal", "release", "watch", "valuation")
+
+# Actions that place, change or lift a control: they need a legal basis and a
+# second person's approval before dispatch.
+CONTROL_ACTIONS = ("freeze", "renew", "unfreeze", "deduct", "seal", "release")
+
+CATEGORIES = (
+    "deposit",
+    "wealth_product",
+    "securities",
+    "real_estate",
+    "vehicle",
+    "equity",
+    "enterprise",
+    "tax",
+    "identity",
+    "whereabouts",
+    "social_security",
+    "provident_fund",
+    "internet_payment",
+)
+
+# Categories whose assets count as cash for the cash-recoverable ratio.
+CASH_CATEGORIES = ("deposit", "wealth_product", "internet_payment")
+
+SUBJECT_KINDS = ("person", "organization")
+PARTY_ROLES = ("debtor", "creditor")
+ROLES = ("court_officer", "approver", "agency", "auditor", "admin")
+TRANSPORTS = ("rest", "soap", "sftp")
+
+REQUEST_STATES = (
+    "accepted",
+    "awaiting_approval",
+    "in_progress",
+    "completed",
+    "partially_completed",
+    "failed",
+    "rejected",
+)
+
+# "sending" is internal (a worker holds the lease); the API shows it as "sent".
+DELIVERY_STATES = ("queued", "sending", "sent", "answered", "failed", "expired", "rejected")
+FINAL_DELIVERY_STATES = ("answered", "failed", "expired", "rejected")
