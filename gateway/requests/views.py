@@ -57,6 +57,11 @@ def submit_request(_headers: dict[str, Any], payload: dict[str, Any]) -> Any:
             with db.transaction() as session:
                 replay = services.find_replay(session, principal, key, digest)
                 if replay is not None:
+                    get_audit().record(
+                        session, action=f"request.{payload['action']}", outcome="replayed", actor=principal,
+                        case_number=payload["case_number"], subject_id_number=payload["subject"]["id_number"],
+                        request_id=replay["id"], details={"idempotency_key": key},
+                    )
                     return replay
                 reply = services.submit_request(
                     session, payload, principal=principal, idempotency_key=key, digest=digest,

@@ -1,0 +1,194 @@
+"""The `gateway` command (DESIGN.md, "Command line")."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+
+import click
+
+from gateway.errors import ConfigError
+from gateway.settings import load_settings
+
+
+def _settings():
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group()
+def main() -> None:
+    """Enforcement data exchange gateway."""
+
+
+@main.command()
+@click.option("--serve", is_flag=True, help="Keep the gateway and sandboxes running afterwards.")
+@click.option("--port", default=0, help="Gateway port with --serve (0: any free port).")
+def demo(serve: bool, port: int) -> None:
+    """Sandboxes + gateway in one process: a one-click inquiry, the asset report, the audit trail."""
+    from gateway.demo import run_demo
+
+    sys.exit(run_demo(keep_serving=serve, port=port))
+
+
+@main.command()
+@click.option("--with-sandboxes", is_flag=True, help="Start the agency sandboxes in this process too.")
+@click.option("--dev", is_flag=True, help="Werkzeug server with the reloader instead of gunicorn.")
+@click.option("--host", default=None, help="Default: [server].host.")
+@click.option("--port", default=None, type=int, help="Default: [server].port.")
+@click.option("--workers", "gunicorn_workers", default=None, type=int, help="gunicorn worker processes.")
+@click.option("--threads", default=None, type=int, help="Threads per gunicorn worker.")
+@click.option("--no-delivery-workers", is_flag=True, help="Accept requests only; run `gateway worker` separately.")
+@click.option("--no-access-log", is_flag=True)
+def serve(with_sandboxes, dev, host, port, gunicorn_workers, threads, no_delivery_workers, no_access_log) -> None:
+    """The API (gunicorn, gthread) with in-process delivery workers."""
+    from gateway import migrate
+    from gateway.auth.keys import init_keys
+
+    settings = _settings()
+    host, port = host or settings.server.host, port or settings.server.port
+    init_keys(settings)  # only what is missing: a first run works out of the box
+    migrate.upgrade(settings.database_url)
+    sandboxes = _start_sandboxes() if with_sandboxes else []
+    try:
+        if dev:
+            from gateway.app import create_app
+
+            app = create_app()
+            if not no_delivery_workers:
+                app.extensions["worker"].start()
+            app.run(host=host, port=port, debug=True, use_reloader=not with_sandboxes)
+        else:
+            from gateway.server import GatewayServer
+
+            GatewayServer(
+                bind=f"{host}:{port}", workers=gunicorn_workers or settings.server.gunicorn_workers,
+                threads=threads or settings.server.gunicorn_threads, run_delivery_workers=not no_delivery_workers,
+                access_log=not no_access_log,
+            ).run()
+    finally:
+        for server in sandboxes:
+            server.stop()
+
+
+@main.command()
+def worker() -> None:
+    """A delivery worker process (claims due deliveries from the database)."""
+    from gateway.app import create_app
+
+    app = create_app()
+    delivery_worker = app.extensions["worker"].start()
+    stopped = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopped.set())
+    click.echo(f"delivery worker running for agencies: {', '.join(app.extensions['registry'].agencies)}")
+    stopped.wait()
+    delivery_worker.stop()
+
+
+def _start_sandboxes(latency: float = 0.0, failure_rate: float = 0.0, seed: int | None = None):
+    from sandboxes.run import start_default_sandboxes
+
+    servers = start_default_sandboxes(latency=latency, failure_rate=failure_rate, seed=seed)
+    for server in servers:
+        click.echo(f"sandbox {server.name} listening on {server.url}")
+    return servers
+
+
+@main.command()
+@click.option("--latency", default=0.0, help="Seconds added to every answer.")
+@click.option("--failure-rate", default=0.0, help="Share of calls answered 503, 0 to 1.")
+@click.option("--seed", default=None, type=int, help="Seed of the failure draw, for repeatable runs.")
+def sandbox(latency: float, failure_rate: float, seed: int | None) -> None:
+    """The agency sandboxes alone, on the ports the default registry points at."""
+    servers = _start_sandboxes(latency, failure_rate, seed)
+    stopped = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopped.set())
+    stopped.wait()
+    for server in servers:
+        server.stop()
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head")
+def db_upgrade(revision: str) -> None:
+    """Apply migrations."""
+    from gateway import migrate
+
+    settings = _settings()
+    migrate.upgrade(settings.database_url, revision)
+    click.echo(f"database at revision {migrate.head_revision() if revision == 'head' else revision}")
+
+
+@main.group()
+def keys() -> None:
+    """Local keys."""
+
+
+@keys.command("init")
+@click.option("--force", is_flag=True, help="Replace existing keys (tokens signed before stop verifying).")
+def keys_init(force: bool) -> None:
+    """Make the token signing key, its JWKS and the audit subject-hash key."""
+    from gateway.auth.keys import init_keys
+
+    written = init_keys(_settings(), force=force)
+    for path in written:
+        click.echo(f"wrote {path}")
+    if not written:
+        click.echo("keys already present (use --force to replace them)")
+
+
+@main.command()
+@click.option("--role", required=True)
+@click.option("--court", default=None)
+@click.option("--agency", default=None)
+@click.option("--sub", required=True, help="Who the token is for (an officer's user name).")
+@click.option("--lifetime", default=None, type=int, help="Seconds; default [auth].token_lifetime_seconds.")
+def token(role, court, agency, sub, lifetime) -> None:
+    """Print a signed token (demo and tests)."""
+    from gateway.auth.tokens import COURT_ROLES, issue_token
+
+    if role in COURT_ROLES and not court:
+        raise click.UsageError(f"a {role} token needs --court")
+    if role == "agency" and not agency:
+        raise click.UsageError("an agency token needs --agency")
+    try:
+        click.echo(issue_token(_settings(), role=role, sub=sub, court=court, agency=agency, lifetime_seconds=lifetime))
+    except FileNotFoundError:
+        raise click.ClickException("no signing key: run `gateway keys init` first") from None
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@main.group()
+def audit() -> None:
+    """The audit log."""
+
+
+@audit.command("verify")
+def audit_verify() -> None:
+    """Check the whole audit chain; exit 1 naming the first bad event."""
+    from audit.store import verify_log
+    from gateway.db import Database
+
+    database = Database(_settings().database_url)
+    try:
+        with database.reading() as session:
+            report = verify_log(session)
+    finally:
+        database.dispose()
+    if report.ok:
+        click.echo(f"audit log verified: {report.events_checked} events, head {report.head_seq} {report.head_hash}")
+        return
+    click.echo(f"audit log BROKEN at event {report.first_bad_seq}: {report.problem} "
+               f"({report.events_checked} events verified before it)", err=True)
+    sys.exit(1)
