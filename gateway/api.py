@@ -115,6 +115,13 @@ def init_app(app: Flask) -> GatewayApi:
         body = {"error": {"code": code, "message": error.description or error.name, "fields": {}}}
         return jsonify(body), error.code or 500
 
+    def handle_unexpected(error: Exception) -> Any:
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        _audit_refusal(500, "internal_error", type(error).__name__)
+        body = {"error": {"code": "internal_error", "message": "the gateway failed; the error is logged", "fields": {}}}
+        return jsonify(body), 500
+
     app.register_error_handler(GatewayError, handle_gateway_error)
     app.register_error_handler(HTTPException, handle_http_exception)
+    app.register_error_handler(Exception, handle_unexpected)
     return api

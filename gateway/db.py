@@ -64,7 +64,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, **kwargs)
         _configure_sqlite(engine)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10, **kwargs)
+    if "poolclass" not in kwargs:
+        kwargs = {"pool_size": 10, "max_overflow": 10, **kwargs}
+    return create_engine(url, pool_pre_ping=True, **kwargs)
 
 
 class Database:

@@ -72,9 +72,9 @@ class CaseSchema(Schema):
 
     @validates("parties")
     def _one_debtor_at_least(self, parties: list[dict[str, Any]], **kwargs: Any) -> None:
-        if not any(p["role"] == "debtor" for p in parties):
+        if not any(p.get("role") == "debtor" for p in parties):
             raise ValidationError("a case needs at least one party with role debtor")
-        keys = [(p["role"], p["subject"]["kind"], p["subject"]["id_number"]) for p in parties]
+        keys = [(p.get("role"), p.get("subject", {}).get("kind"), p.get("subject", {}).get("id_number")) for p in parties]
         if len(set(keys)) != len(keys):
             raise ValidationError("the same subject is listed twice in the same role")
 

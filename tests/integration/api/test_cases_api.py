@@ -1,0 +1,91 @@
+"""POST /api/v1/cases through real HTTP: clear 400s, court ownership, audit."""
+
+import pytest
+
+from conftest import CASE_NUMBER, COURT, CREDITOR, DEBTOR, audit_rows
+
+
+def test_register_then_update_case(api, app):
+    first = api.register_case()
+    assert first.status_code == 201, first.text
+    body = first.json()
+    assert body["created"] is True and body["amount_owed"] == "150000.00"
+    assert {p["role"] for p in body["parties"]} == {"debtor", "creditor"}
+
+    again = api.post("/api/v1/cases", json={"case_number": CASE_NUMBER, "court_code": COURT, "amount_owed": "90000.50",
+                                            "parties": [{"role": "debtor", "subject": DEBTOR}]})
+    assert again.status_code == 200
+    assert again.json()["amount_owed"] == "90000.50" and len(again.json()["parties"]) == 1
+    assert [e.action for e in audit_rows(app)] == ["case.register", "case.update"]
+
+
+def test_full_width_case_number_is_the_same_case(api):
+    assert api.register_case().status_code == 201
+    reply = api.register_case(case_number="（2024）浙0102执1234号")
+    assert reply.status_code == 200 and reply.json()["case_number"] == CASE_NUMBER
+
+
+@pytest.mark.parametrize(
+    "change, field, rule",
+    [
+        ({"parties": [{"role": "debtor", "subject": {**DEBTOR, "id_number": "330102198703151158"}}]},
+         "parties[0].subject.id_number", "check digit"),
+        ({"parties": [{"role": "debtor", "subject": {**DEBTOR, "id_number": "330102198702301157"}}]},
+         "parties[0].subject.id_number", "not a real calendar date"),
+        ({"parties": [{"role": "debtor", "subject": {**CREDITOR, "id_number": "91350100M000100Y44"}}]},
+         "parties[0].subject.id_number", "check character"),
+        ({"case_number": "2024-1234"}, "case_number", "must look like"),
+        ({"amount_owed": "150000"}, "amount_owed", "two places"),
+        ({"amount_owed": 150000.0}, "amount_owed", "two places"),
+        ({"amount_owed": "-1.00"}, "amount_owed", "two places"),
+        ({"court_code": "3"}, "court_code", "2 to 32"),
+        ({"parties": [{"role": "creditor", "subject": CREDITOR}]}, "parties", "role debtor"),
+        ({"parties": [{"role": "owner", "subject": DEBTOR}]}, "parties[0].role", "must be one of"),
+        ({"parties": [{"role": "debtor", "subject": {**DEBTOR, "kind": "robot"}}]}, "parties[0].subject.kind", "must be one of"),
+        ({"surprise": 1}, "surprise", "Unknown field"),
+    ],
+)
+def test_bad_case_is_refused_naming_the_field(api, change, field, rule):
+    body = {"case_number": CASE_NUMBER, "court_code": COURT, "amount_owed": "150000.00",
+            "parties": [{"role": "debtor", "subject": DEBTOR}], **change}
+    reply = api.post("/api/v1/cases", json=body)
+    assert reply.status_code == 400, reply.text
+    error = reply.json()["error"]
+    assert error["code"] == "invalid_input"
+    assert field in error["fields"], error
+    assert any(rule in text for text in error["fields"][field]), error["fields"][field]
+
+
+def test_several_bad_fields_are_all_named(api):
+    reply = api.post("/api/v1/cases", json={"case_number": "x", "court_code": COURT, "amount_owed": "1",
+                                            "parties": []})
+    assert reply.status_code == 400
+    assert {"case_number", "amount_owed", "parties"} <= set(reply.json()["error"]["fields"])
+
+
+def test_body_must_be_json(api):
+    reply = api.post("/api/v1/cases", data="case=1", headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert reply.status_code == 400 and reply.json()["error"]["fields"]["_body"]
+    broken = api.post("/api/v1/cases", data="{not json", headers={"Content-Type": "application/json"})
+    assert broken.status_code == 400 and "not valid JSON" in broken.json()["error"]["message"]
+
+
+def test_a_court_registers_only_its_own_cases(api, app):
+    reply = api.register_case(court_code="110105")
+    assert reply.status_code == 403
+    assert api.register_case().status_code == 201
+    other = api.register_case(court_code="110105", token=api.token(court="110105", sub="officer.li"))
+    assert other.status_code == 403
+    refused = [e for e in audit_rows(app) if e.outcome == "refused"]
+    assert len(refused) == 2 and all(e.details["status"] == 403 for e in refused)
+
+
+def test_only_officers_register_cases(api):
+    assert api.register_case(token=api.token(role="auditor", court=None, sub="auditor.zhao")).status_code == 403
+    assert api.register_case(token=None).status_code == 401
+
+
+def test_oversized_body_is_refused(api):
+    reply = api.post("/api/v1/cases", data=b"{" + b" " * (2 * 1024 * 1024) + b"}",
+                     headers={"Content-Type": "application/json"})
+    assert reply.status_code == 413 and reply.json()["error"]["code"]
