@@ -19,6 +19,25 @@ def _settings():
         raise click.ClickException(str(exc)) from None
 
 
+def _create_app(**kwargs):
+    """The app, or a one-line error naming the file, the entry and the rule broken."""
+    from gateway.app import create_app
+
+    try:
+        return create_app(**kwargs)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _check_registry(settings) -> None:
+    from gateway.registry import load_registry
+
+    try:
+        load_registry(settings.agencies_path)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 @click.group()
 def main() -> None:
     """Enforcement data exchange gateway."""
@@ -49,15 +68,14 @@ def serve(with_sandboxes, dev, host, port, gunicorn_workers, threads, no_deliver
     from gateway.auth.keys import init_keys
 
     settings = _settings()
+    _check_registry(settings)  # before gunicorn forks workers that would each fail on it
     host, port = host or settings.server.host, port or settings.server.port
     init_keys(settings)  # only what is missing: a first run works out of the box
     migrate.upgrade(settings.database_url)
     sandboxes = _start_sandboxes() if with_sandboxes else []
     try:
         if dev:
-            from gateway.app import create_app
-
-            app = create_app()
+            app = _create_app()
             if not no_delivery_workers:
                 app.extensions["worker"].start()
             app.run(host=host, port=port, debug=True, use_reloader=not with_sandboxes)
@@ -77,9 +95,7 @@ def serve(with_sandboxes, dev, host, port, gunicorn_workers, threads, no_deliver
 @main.command()
 def worker() -> None:
     """A delivery worker process (claims due deliveries from the database)."""
-    from gateway.app import create_app
-
-    app = create_app()
+    app = _create_app()
     delivery_worker = app.extensions["worker"].start()
     stopped = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -6,6 +6,7 @@ file, the entry and the rule broken; nothing half-configured is ever routed to.
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from dataclasses import dataclass
@@ -107,10 +108,10 @@ def parse_agency(entry: Any, source: str, index: int) -> Agency:
         raise _fail(source, where, f"unknown key(s) {', '.join(sorted(unknown))}")
     if not isinstance(entry["id"], str) or not _AGENCY_ID.match(entry["id"]):
         raise _fail(source, where, "id must be 1-64 lower-case letters, digits, '_' or '-'")
-    if entry["kind"] not in CODECS:
+    if not isinstance(entry["kind"], str) or entry["kind"] not in CODECS:
         raise _fail(source, where, f"kind {entry['kind']!r} has no codec (known: {', '.join(CODECS)})")
     codec = CODECS[entry["kind"]]
-    if entry["transport"] not in TRANSPORTS:
+    if not isinstance(entry["transport"], str) or entry["transport"] not in TRANSPORTS:
         raise _fail(source, where, f"transport {entry['transport']!r} is not available (known: {', '.join(TRANSPORTS)})")
     if entry["transport"] not in codec.transports:
         raise _fail(source, where, f"codec {codec.kind} cannot travel over {entry['transport']} (it can over: {', '.join(codec.transports)})")
@@ -137,8 +138,8 @@ def parse_agency(entry: Any, source: str, index: int) -> Agency:
             raise _fail(source, where, f"deadlines.{a}: the agency does not accept action {a!r}")
     values = {**_OPTIONAL, **{k: entry[k] for k in _OPTIONAL if k in entry}}
     for key, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-            raise _fail(source, where, f"{key} must be a number above 0")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            raise _fail(source, where, f"{key} must be a finite number above 0")
     if not isinstance(values["concurrency"], int):
         raise _fail(source, where, "concurrency must be a whole number")
     return Agency(

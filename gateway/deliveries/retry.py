@@ -14,7 +14,8 @@ def backoff_seconds(attempts: int, *, base: float, cap: float, rng: random.Rando
     """Exponential backoff with "equal jitter": half fixed, half random, so that
     deliveries failed together by one outage do not all come back together."""
     rng = rng or random
-    ceiling = min(cap, base * (2 ** max(0, attempts - 1)))
+    # The exponent is bounded first: 2.0 ** 1100 would overflow a float long before the cap applies.
+    ceiling = min(cap, base * (2.0 ** min(max(0, attempts - 1), 60)))
     return ceiling / 2 + rng.uniform(0, ceiling / 2)
 
 

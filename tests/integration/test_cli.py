@@ -1,0 +1,76 @@
+"""The `gateway` command as a newcomer runs it."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jwt
+import pytest
+from click.testing import CliRunner
+
+from gateway.cli import main
+
+GATEWAY = str(Path(sys.executable).parent / "gateway")
+
+
+def _env(tmp_path, **extra):
+    config = tmp_path / "settings.toml"
+    config.write_text(f'[gateway]\ninstance_dir = "{tmp_path / "instance"}"\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    return {**env, "GATEWAY_CONFIG": str(config), **extra}
+
+
+def test_demo_runs_the_whole_path_and_exits_0(database_url, tmp_path):
+    """`gateway demo` on SQLite and on PostgreSQL (GATEWAY_DATABASE_URL)."""
+    result = subprocess.run([GATEWAY, "demo"], env=_env(tmp_path, GATEWAY_DATABASE_URL=database_url),
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "one-click inquiry accepted (HTTP 202)" in out
+    assert "same reply: True" in out and "HTTP 403 purpose_denied" in out
+    assert "completed" in out and "asset report" in out and "household register" in out
+    assert "audit log verified" in out
+    assert "330102198703151157" not in out + result.stderr  # the debtor's number only ever masked
+    assert "3301**********1157" in out
+
+
+def test_keys_init_and_token(tmp_path):
+    runner = CliRunner()
+    env = _env(tmp_path)
+    first = runner.invoke(main, ["keys", "init"], env=env)
+    assert first.exit_code == 0 and "jwks.json" in first.output
+    again = runner.invoke(main, ["keys", "init"], env=env)
+    assert "already present" in again.output
+    key_file = tmp_path / "instance" / "keys" / "signing-key.pem"
+    assert oct(key_file.stat().st_mode & 0o777) == "0o600"
+
+    issued = runner.invoke(main, ["token", "--role", "court_officer", "--court", "330102", "--sub", "officer.wang"], env=env)
+    assert issued.exit_code == 0
+    claims = jwt.decode(issued.output.strip(), options={"verify_signature": False})
+    assert claims["role"] == "court_officer" and claims["court"] == "330102" and claims["exp"] > claims["iat"]
+    jwks = json.loads((tmp_path / "instance" / "keys" / "jwks.json").read_text())
+    assert jwt.get_unverified_header(issued.output.strip())["kid"] == jwks["keys"][0]["kid"]
+
+    missing_court = runner.invoke(main, ["token", "--role", "approver", "--sub", "judge.chen"], env=env)
+    assert missing_court.exit_code != 0 and "--court" in missing_court.output
+
+
+def test_a_bad_registry_stops_the_gateway_at_start(tmp_path):
+    registry = tmp_path / "agencies.toml"
+    registry.write_text('[[agency]]\nid = "psb"\nkind = "public_security"\nname = "x"\ntransport = "rest"\n'
+                        'endpoint = "http://127.0.0.1:1/x"\ncategories = ["vehical"]\nactions = ["inquiry"]\n'
+                        'deadlines = { inquiry = 60 }\n')
+    env = _env(tmp_path)
+    Path(env["GATEWAY_CONFIG"]).write_text(
+        f'[gateway]\ninstance_dir = "{tmp_path / "instance"}"\nagencies_file = "{registry}"\n')
+    result = subprocess.run([GATEWAY, "worker"], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert str(registry) in result.stderr and "agency[0] 'psb'" in result.stderr and "'vehical'" in result.stderr
+
+
+@pytest.mark.parametrize("args", [["--help"], ["db", "--help"], ["audit", "--help"]])
+def test_help_lists_the_commands(args):
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0 and "Usage" in result.output
