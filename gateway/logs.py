@@ -9,24 +9,36 @@ from __future__ import annotations
 import logging
 import re
 import sys
+from typing import Any
 
 import structlog
 
 from schemas.identifiers import mask_id_number
 
 # 18-character resident ID numbers and unified social credit codes standing alone.
-_IDENTITY_NUMBER = re.compile(r"(?<![0-9A-Za-z])([0-9]{17}[0-9Xx]|[0-9A-HJ-NP-RTUWXY]{2}[0-9]{6}[0-9A-HJ-NP-RTUWXY]{10})(?![0-9A-Za-z])")
+# Case-insensitive: codes are accepted as typed, in either case.
+_IDENTITY_NUMBER = re.compile(
+    r"(?<![0-9A-Za-z])([0-9]{17}[0-9X]|[0-9A-HJ-NP-RTUWXY]{2}[0-9]{6}[0-9A-HJ-NP-RTUWXY]{10})(?![0-9A-Za-z])",
+    re.IGNORECASE,
+)
 
 
 def redact(text: str) -> str:
     return _IDENTITY_NUMBER.sub(lambda m: mask_id_number(m.group(1)), text)
 
 
+def _redact_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: _redact_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [_redact_value(v) for v in value]
+    return value
+
+
 def _redact_event(_logger: object, _name: str, event_dict: dict) -> dict:
-    for key, value in list(event_dict.items()):
-        if isinstance(value, str):
-            event_dict[key] = redact(value)
-    return event_dict
+    return {key: _redact_value(value) for key, value in event_dict.items()}
 
 
 def configure_logging(level: str = "INFO") -> None:

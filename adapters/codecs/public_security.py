@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from marshmallow import EXCLUDE
+
 from adapters.codecs.json_codec import (
     JSON_MEDIA_TYPE,
     check_bound,
@@ -32,7 +34,7 @@ class PublicSecurityCodec:
     def __init__(self) -> None:
         self._inquiry = fmt.InquirySchema()
         self._answer = fmt.AnswerSchema()
-        self._error = fmt.ErrorAnswerSchema()
+        self._error = fmt.ErrorAnswerSchema(unknown=EXCLUDE)  # reads the Head of any answer
 
     def encode(self, order: DeliveryOrder) -> Envelope:
         head: dict[str, Any] = {
@@ -59,13 +61,15 @@ class PublicSecurityCodec:
 
     def decode(self, reply: Reply, envelope: Envelope) -> AgencyAnswer:
         raise_for_status(reply, self._error)
-        answer = load_checked(self._answer, reply.body)
-        head = answer["Head"]
-        check_bound(envelope, head["XXID"], head["QQSHA256"], reply.body)
+        # An error answer has a Head and no Data (the contract), whatever the HTTP status.
+        head = load_checked(self._error, reply.body)["Head"]
         if head["RESPONSECODE"] == "1000":
             raise AgencyUnavailable(f"agency could not answer now: {head['RESPONSEINFO']}")
         if head["RESPONSECODE"] != "0000":
             raise AgencyRefused(f"agency refused: code {head['RESPONSECODE']}: {head['RESPONSEINFO']}")
+        answer = load_checked(self._answer, reply.body)
+        head = answer["Head"]
+        check_bound(envelope, head["XXID"], head["QQSHA256"], reply.body)
         self._check_lists_asked(answer["Data"], envelope, reply.body)
         data = answer["Data"]
         assets: list[dict[str, Any]] = []

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from typing import Iterator
 
 import requests
+import urllib3
 
 from adapters.errors import ConnectFailed, TransportError, TransportTimeout
 from adapters.interfaces import Envelope, Reply
@@ -26,6 +27,9 @@ def _translated_errors(url: str) -> Iterator[None]:
     except requests.exceptions.Timeout:
         raise TransportTimeout(f"no answer from {url} within the timeout") from None
     except requests.exceptions.ConnectionError as exc:
+        # requests reports a read timeout in the middle of the body as a ConnectionError.
+        if exc.args and isinstance(exc.args[0], urllib3.exceptions.ReadTimeoutError):
+            raise TransportTimeout(f"{url} stopped sending its answer within the timeout") from None
         raise ConnectFailed(f"could not reach {url}: {type(exc).__name__}") from None
     except requests.exceptions.RequestException as exc:
         raise TransportError(f"HTTP exchange with {url} failed: {type(exc).__name__}") from None
