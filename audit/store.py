@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Iterator, Protocol
 
-from sqlalchemy import select, text
+from sqlalchemy import insert, select, text
 from sqlalchemy.orm import Session
 
 from audit.chain import GENESIS_HASH, HASHED_FIELDS, ChainReport, event_hash, verify_chain
@@ -64,7 +64,7 @@ class AuditLog:
         request_id: str | None = None,
         delivery_id: str | None = None,
         details: dict[str, Any] | None = None,
-    ) -> AuditEvent:
+    ) -> dict[str, Any]:
         """Append one event in the caller's transaction. ``details`` must hold no
         floats (they would not encode the same way everywhere) and no identity
         numbers in clear."""
@@ -90,9 +90,8 @@ class AuditLog:
             "delivery_id": delivery_id,
             "details": details or {},
         }
-        event = AuditEvent(**fields, prev_hash=prev_hash, hash=event_hash(fields, prev_hash))
-        session.add(event)
-        session.flush()
+        event = {**fields, "prev_hash": prev_hash, "hash": event_hash(fields, prev_hash)}
+        session.execute(insert(AuditEvent.__table__), [event])
         return event
 
 

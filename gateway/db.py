@@ -10,8 +10,11 @@ chain head (SQLite renders no ``FOR UPDATE``). PostgreSQL: ``postgresql+psycopg`
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Any, Iterator
+import fcntl
+import os
+import threading
+from contextlib import contextmanager, nullcontext
+from typing import Any, ContextManager, Iterator
 
 from flask import Flask, current_app
 from sqlalchemy import Engine, MetaData, create_engine, event
@@ -50,6 +53,9 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA busy_timeout=5000")
         cursor.execute("PRAGMA foreign_keys=ON")
+        # Another connection's commit empties this one's page cache; with the file
+        # memory-mapped, reading pages back is a memory load, not a pread each.
+        cursor.execute("PRAGMA mmap_size=268435456")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -69,6 +75,33 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     return create_engine(url, pool_pre_ping=True, **kwargs)
 
 
+class SqliteWriteGate:
+    """Queue SQLite writers in the kernel instead of in SQLite's busy handler.
+
+    SQLite lets one writer in at a time and makes the others sleep and retry
+    with growing delays, so under load the lock often sits free while every
+    waiter sleeps (measured: p99 over a second). Here the threads of a process
+    queue on a mutex and the processes on an flock of a file beside the
+    database, and each wakes the moment the lock is free.
+    """
+
+    def __init__(self, database_path: str):
+        self._path = database_path + ".write-lock"
+        self._mutex = threading.Lock()
+        self._fd: int | None = None  # opened lazily: after a fork, never inherited
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        with self._mutex:
+            if self._fd is None:
+                self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+
 class Database:
     def __init__(self, url: str, **engine_kwargs: Any):
         self.url = normalise_url(url)
@@ -77,11 +110,20 @@ class Database:
         writer = self.engine.execution_options(sqlite_begin="IMMEDIATE")
         self._write_sessions = sessionmaker(writer, expire_on_commit=False)
         self._read_sessions = sessionmaker(self.engine, expire_on_commit=False)
+        path = self.engine.url.database if self.dialect == "sqlite" else None
+        self._gate = SqliteWriteGate(os.path.abspath(path)) if path and path != ":memory:" else None
+
+    def _write_gate(self) -> ContextManager[None]:
+        return self._gate.held() if self._gate else nullcontext()
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
-        """A write transaction: committed on success, rolled back on any error."""
-        with self._write_sessions.begin() as session:
+        """A write transaction: committed on success, rolled back on any error.
+
+        Keep it short: on SQLite it holds the database's one write lock. Do the
+        reads and the Python work before, in ``reading()``.
+        """
+        with self._write_gate(), self._write_sessions.begin() as session:
             yield session
 
     @contextmanager

@@ -8,6 +8,7 @@ the token's own ``alg``; requires ``exp``, ``nbf``, ``iat``, ``iss``, ``aud`` an
 from __future__ import annotations
 
 import json
+import threading
 import time
 from dataclasses import dataclass
 
@@ -20,6 +21,7 @@ from schemas.vocabulary import ROLES
 
 ASYMMETRIC_ALGORITHMS = ("ES256", "ES384", "EdDSA", "RS256", "PS256")
 COURT_ROLES = ("court_officer", "approver")
+_VERIFIED_CACHE_SIZE = 10_000
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,11 @@ class TokenVerifier:
         self._keys: dict[str | None, jwt.PyJWK] = {}
         if not self._client:
             self._keys = self._load_jwks_file(settings)
+        # A court system sends the same token with many requests: remember what a
+        # token string verified to until it expires, instead of re-checking the
+        # signature each time (ES256 verification is the costliest step of a call).
+        self._verified: dict[str, tuple[Principal, float]] = {}
+        self._verified_lock = threading.Lock()
 
     @staticmethod
     def _load_jwks_file(settings: Settings) -> dict[str | None, jwt.PyJWK]:
@@ -71,6 +78,18 @@ class TokenVerifier:
         return key
 
     def verify(self, token: str) -> Principal:
+        now = time.time()
+        cached = self._verified.get(token)
+        if cached is not None and now < cached[1]:
+            return cached[0]
+        principal, expires = self._verify(token)
+        with self._verified_lock:
+            if len(self._verified) >= _VERIFIED_CACHE_SIZE:
+                self._verified.clear()  # simple and bounded; a refill costs one verification per token
+            self._verified[token] = (principal, expires)
+        return principal
+
+    def _verify(self, token: str) -> tuple[Principal, float]:
         try:
             key = self._key_for(token)
             if key.algorithm_name not in self._allowed:
@@ -100,7 +119,7 @@ class TokenVerifier:
             raise Unauthenticated(f"token lacks the {exc.claim} claim") from None
         except jwt.PyJWTError as exc:
             raise Unauthenticated(f"token is not valid: {exc}") from None
-        return _principal(claims)
+        return _principal(claims), float(claims["exp"]) + self._leeway
 
 
 def _principal(claims: dict) -> Principal:

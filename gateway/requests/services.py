@@ -1,18 +1,19 @@
-"""Accepting a request: purpose, rules, routing, and the outbox, in one transaction.
-
-The request row, one delivery per agency and the audit event are flushed in the
-caller's transaction; when it commits, the workers will find the deliveries. A
-crash after the 202 loses nothing.
+"""Accepting a request: purpose, rules and routing from reads (``prepare_request``),
+then the request row, one delivery per agency and the audit event in one write
+transaction (``write_request``). When it commits, the workers find the
+deliveries; the 202 is sent only after the commit, so a crash after it loses
+nothing.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from audit.store import AuditLog
@@ -23,8 +24,11 @@ from gateway.errors import IdempotencyConflict, NotFound, RuleViolation
 from gateway.registry import Registry
 from gateway.requests.models import Request
 from gateway.requests.states import api_delivery_state
+from gateway.timeutil import new_id
 from schemas.canonical import RequestStateSchema
 from schemas.vocabulary import CONTROL_ACTIONS
+
+_STATE_SCHEMA = RequestStateSchema()  # built once: marshmallow schemas are costly to construct
 
 
 def payload_digest(raw: Any) -> str:
@@ -55,7 +59,17 @@ def _check_rules(payload: dict[str, Any]) -> None:
         raise RuleViolation(f"a {payload['action']} needs an amount", fields={"amount": ["required for freeze and deduct"]})
 
 
-def submit_request(
+@dataclass(frozen=True)
+class PreparedRequest:
+    """A request checked and routed, ready to be written: everything but the write."""
+
+    request_row: dict[str, Any]
+    delivery_rows: list[dict[str, Any]]
+    reply: dict[str, Any]
+    audit_event: dict[str, Any]
+
+
+def prepare_request(
     session: Session,
     payload: dict[str, Any],
     *,
@@ -63,12 +77,16 @@ def submit_request(
     idempotency_key: str,
     digest: str,
     registry: Registry,
-    audit: AuditLog,
     now: datetime,
-) -> dict[str, Any]:
-    """Accept a request and write its outbox; return the 202 body."""
+) -> PreparedRequest:
+    """Purpose rule, domain rules, routing and the 202 body, from reads only.
+
+    Done before the write transaction so that, on SQLite, the one write lock is
+    held only for the inserts and the commit. Ids are made here, so the reply
+    can be stored in the same INSERT that creates the request.
+    """
     subject_in = payload["subject"]
-    case, subject = require_debtor(session, principal, payload["case_number"], subject_in["kind"], subject_in["id_number"])
+    debtor = require_debtor(session, principal, payload["case_number"], subject_in["kind"], subject_in["id_number"])
     _check_rules(payload)
     action = payload["action"]
     categories = tuple(payload["categories"] or registry.categories_for(action))
@@ -81,39 +99,51 @@ def submit_request(
             fields={"categories": [f"no agency serves {c!r} for {action}" for c in (unserved or categories)]},
         )
     legal_basis = payload.get("legal_basis") or {}
-    request_row = Request(
-        case_id=case.id, subject_id=subject.id, action=action, categories=list(categories),
-        legal_basis_kind=legal_basis.get("kind"), legal_basis_number=legal_basis.get("number"),
-        amount=payload.get("amount"), targets=list(payload.get("targets") or []), state="accepted",
-        officer_sub=principal.sub, court_code=principal.court or "", idempotency_key=idempotency_key,
-        payload_sha256=digest, accepted_reply={}, created_at=now,
-    )
-    session.add(request_row)
-    session.flush()
+    request_id = new_id()
     deliveries = [
-        Delivery(
-            request_id=request_row.id, agency_id=r.agency.id, transport=r.agency.transport,
-            categories=list(r.categories), state="queued", attempts=0, next_attempt_at=now,
-            deadline=now + timedelta(seconds=r.agency.deadlines[action]), created_at=now,
-        )
-        for r in routes
+        {
+            "id": new_id(), "request_id": request_id, "agency_id": r.agency.id, "transport": r.agency.transport,
+            "categories": list(r.categories), "state": "queued", "attempts": 0, "next_attempt_at": now,
+            "deadline": now + timedelta(seconds=r.agency.deadlines[action]), "created_at": now, "updated_at": now,
+        }
+        for r in sorted(routes, key=lambda r: r.agency.id)
     ]
-    session.add_all(deliveries)
-    session.flush()
-    # Stored as the API renders it, so a replay with the same key is the same reply.
-    reply = RequestStateSchema().dump(state_view(request_row, deliveries))
-    request_row.accepted_reply = reply
-    audit.record(
-        session, action=f"request.{action}", outcome="accepted", actor=principal,
-        case_number=case.case_number, subject_id_number=subject.id_number, request_id=request_row.id,
-        details={
+    reply = _STATE_SCHEMA.dump({
+        "id": request_id, "case_number": debtor.case_number, "action": action, "categories": list(categories),
+        "state": "accepted", "created_at": now,
+        "deliveries": [{**d, "agency": d["agency_id"], "error": None, "result": None} for d in deliveries],
+    })
+    request_row = {
+        "id": request_id, "case_id": debtor.case_id, "subject_id": debtor.subject_id, "action": action,
+        "categories": list(categories), "legal_basis_kind": legal_basis.get("kind"),
+        "legal_basis_number": legal_basis.get("number"), "amount": payload.get("amount"),
+        "targets": list(payload.get("targets") or []), "state": "accepted", "officer_sub": principal.sub,
+        "court_code": principal.court or "", "idempotency_key": idempotency_key, "payload_sha256": digest,
+        # Stored as the API rendered it, so a replay with the same key is the same reply.
+        "accepted_reply": reply, "created_at": now, "updated_at": now,
+    }
+    audit_event = {
+        "action": f"request.{action}", "outcome": "accepted", "case_number": debtor.case_number,
+        "subject_id_number": debtor.id_number, "request_id": request_id,
+        "details": {
             "categories": list(categories),
-            "deliveries": {d.id: d.agency_id for d in deliveries},
+            "deliveries": {d["id"]: d["agency_id"] for d in deliveries},
             "legal_basis": legal_basis or None,
             "idempotency_key": idempotency_key,
         },
-    )
-    return reply
+    }
+    return PreparedRequest(request_row, deliveries, reply, audit_event)
+
+
+def write_request(session: Session, prepared: PreparedRequest, *, principal: Principal, audit: AuditLog) -> None:
+    """The request, its outbox rows and its audit event: one transaction, committed by the caller.
+
+    Raises IntegrityError if the same officer's Idempotency-Key was committed meanwhile.
+    """
+    # Core inserts on the tables: the intake's hot path needs none of the ORM's unit of work.
+    session.execute(insert(Request.__table__), [prepared.request_row])
+    session.execute(insert(Delivery.__table__), prepared.delivery_rows)
+    audit.record(session, actor=principal, **prepared.audit_event)
 
 
 def state_view(request_row: Request, deliveries: list[Delivery] | None = None) -> dict[str, Any]:

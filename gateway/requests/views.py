@@ -1,9 +1,10 @@
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
-from flask import Flask, current_app, request
+from flask import Flask, Response, current_app, request
 from marshmallow import Schema, fields
 from sqlalchemy.exc import IntegrityError
 
@@ -51,29 +52,35 @@ def submit_request(_headers: dict[str, Any], payload: dict[str, Any]) -> Any:
     principal = current_principal()
     digest = services.payload_digest(request.get_json())
     set_audit_context(case_number=payload["case_number"], subject_id_number=payload["subject"]["id_number"])
-    db = get_db()
-    for attempt in range(2):
-        try:
-            with db.transaction() as session:
-                replay = services.find_replay(session, principal, key, digest)
-                if replay is not None:
-                    get_audit().record(
-                        session, action=f"request.{payload['action']}", outcome="replayed", actor=principal,
-                        case_number=payload["case_number"], subject_id_number=payload["subject"]["id_number"],
-                        request_id=replay["id"], details={"idempotency_key": key},
-                    )
-                    return replay
-                reply = services.submit_request(
-                    session, payload, principal=principal, idempotency_key=key, digest=digest,
-                    registry=current_app.extensions["registry"], audit=get_audit(), now=utc_now(),
-                )
-            current_app.extensions["worker"].wake()  # committed: this process's worker may start now
-            return reply
-        except IntegrityError:
-            # Two submissions with one key raced (PostgreSQL); the loser replays the winner.
-            if attempt:
+    db, audit = get_db(), get_audit()
+    with db.reading() as session:
+        prepared = services.prepare_request(
+            session, payload, principal=principal, idempotency_key=key, digest=digest,
+            registry=current_app.extensions["registry"], now=utc_now(),
+        )
+    try:
+        with db.transaction() as session:
+            services.write_request(session, prepared, principal=principal, audit=audit)
+    except IntegrityError:
+        # This officer used this Idempotency-Key before: the same body gets the first
+        # reply, another body a 409. Replays are rare, so the hot path does not look first.
+        with db.transaction() as session:
+            replay = services.find_replay(session, principal, key, digest)
+            if replay is None:
                 raise
-    raise AssertionError("unreachable")
+            audit.record(
+                session, action=f"request.{payload['action']}", outcome="replayed", actor=principal,
+                case_number=payload["case_number"], subject_id_number=payload["subject"]["id_number"],
+                request_id=replay["id"], details={"idempotency_key": key},
+            )
+        return _json(replay, 202)
+    current_app.extensions["worker"].wake()  # committed: this process's worker may start now
+    return _json(prepared.reply, 202)
+
+
+def _json(body: dict[str, Any], status: int) -> Response:
+    """An already-rendered body (flask-smorest would dump it through the schema again)."""
+    return current_app.response_class(json.dumps(body, ensure_ascii=False), status=status, mimetype="application/json")
 
 
 @blp.route("/requests/<request_id>", methods=["GET"])
