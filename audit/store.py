@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Iterator, Protocol
 
-from sqlalchemy import insert, select, text
+from sqlalchemy import Connection, insert, select, text
 from sqlalchemy.orm import Session
 
 from audit.chain import GENESIS_HASH, HASHED_FIELDS, ChainReport, event_hash, verify_chain
@@ -54,7 +54,7 @@ class AuditLog:
 
     def record(
         self,
-        session: Session,
+        session: Session | Connection,
         *,
         action: str,
         outcome: str,
@@ -68,7 +68,8 @@ class AuditLog:
         """Append one event in the caller's transaction. ``details`` must hold no
         floats (they would not encode the same way everywhere) and no identity
         numbers in clear."""
-        if session.get_bind().dialect.name == "postgresql":
+        bind = session.get_bind() if isinstance(session, Session) else session  # a Session or a Connection
+        if bind.dialect.name == "postgresql":
             session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CHAIN_LOCK_KEY})
         head = session.execute(
             select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)

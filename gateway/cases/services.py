@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.orm import Session
 
 from audit.store import AuditLog
@@ -106,7 +106,7 @@ _DEBTOR_QUERY = (
 )
 
 
-def require_debtor(session: Session, principal: Principal, case_number: str, kind: str, id_number: str) -> DebtorRef:
+def require_debtor(session: Session | Connection, principal: Principal, case_number: str, kind: str, id_number: str) -> DebtorRef:
     """The purpose rule (DESIGN.md): the subject must be a debtor of a case the
     caller's court registered. Raises PurposeDenied (403) otherwise.
 

@@ -16,7 +16,7 @@ blp = ApiBlueprint("cases", __name__, url_prefix="/api/v1", description="Enforce
 
 @blp.route("/cases", methods=["POST"])
 @roles_required("court_officer")
-@blp.arguments(CaseSchema)
+@blp.arguments(CaseSchema())  # an instance: webargs would build one per call from a class
 @blp.response(200, CaseOutSchema, description="the case was updated")
 @blp.alt_response(201, schema=CaseOutSchema, description="the case was registered")
 @blp.alt_response(400, schema=ErrorSchema, description="a field breaks its rule")

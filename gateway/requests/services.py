@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import Connection, insert, select
 from sqlalchemy.orm import Session
 
 from audit.store import AuditLog
@@ -70,7 +70,7 @@ class PreparedRequest:
 
 
 def prepare_request(
-    session: Session,
+    session: Session | Connection,
     payload: dict[str, Any],
     *,
     principal: Principal,
@@ -135,7 +135,7 @@ def prepare_request(
     return PreparedRequest(request_row, deliveries, reply, audit_event)
 
 
-def write_request(session: Session, prepared: PreparedRequest, *, principal: Principal, audit: AuditLog) -> None:
+def write_request(session: Session | Connection, prepared: PreparedRequest, *, principal: Principal, audit: AuditLog) -> None:
     """The request, its outbox rows and its audit event: one transaction, committed by the caller.
 
     Raises IntegrityError if the same officer's Idempotency-Key was committed meanwhile.

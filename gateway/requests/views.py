@@ -39,8 +39,8 @@ def _idempotency_key() -> str:
 
 @blp.route("/requests", methods=["POST"])
 @roles_required("court_officer")
-@blp.arguments(IdempotencyHeaderSchema, location="headers")
-@blp.arguments(RequestSubmissionSchema)
+@blp.arguments(IdempotencyHeaderSchema(), location="headers")
+@blp.arguments(RequestSubmissionSchema())  # an instance: built once, not per call
 @blp.response(202, RequestStateSchema, description="accepted: one delivery per agency, queued")
 @blp.alt_response(400, schema=ErrorSchema, description="a field breaks its rule")
 @blp.alt_response(403, schema=ErrorSchema, description="the subject is not a debtor of the caller's case")
@@ -53,14 +53,13 @@ def submit_request(_headers: dict[str, Any], payload: dict[str, Any]) -> Any:
     digest = services.payload_digest(request.get_json())
     set_audit_context(case_number=payload["case_number"], subject_id_number=payload["subject"]["id_number"])
     db, audit = get_db(), get_audit()
-    with db.reading() as session:
+    with db.connection_reading() as connection:
         prepared = services.prepare_request(
-            session, payload, principal=principal, idempotency_key=key, digest=digest,
+            connection, payload, principal=principal, idempotency_key=key, digest=digest,
             registry=current_app.extensions["registry"], now=utc_now(),
         )
     try:
-        with db.transaction() as session:
-            services.write_request(session, prepared, principal=principal, audit=audit)
+        db.group_commit.submit(lambda connection: services.write_request(connection, prepared, principal=principal, audit=audit))
     except IntegrityError:
         # This officer used this Idempotency-Key before: the same body gets the first
         # reply, another body a 409. Replays are rare, so the hot path does not look first.
