@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from marshmallow import Schema, ValidationError, fields, post_load, validate, validates, validates_schema
+from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
 
 from schemas.fields import Money, UtcDateTime, unique_items
 from schemas.identifiers import IdentifierError, check_case_number, check_resident_id, check_uscc

@@ -39,8 +39,9 @@ def payload_digest(raw: Any) -> str:
 def find_replay(session: Session, principal: Principal, key: str, digest: str) -> dict[str, Any] | None:
     """The first reply for this officer's Idempotency-Key, or None for a new key.
     Raises IdempotencyConflict when the key was used with another body."""
-    earlier = session.scalars(
-        select(Request).where(Request.officer_sub == principal.sub, Request.idempotency_key == key)
+    earlier = session.execute(
+        select(Request.id, Request.payload_sha256, Request.accepted_reply)
+        .where(Request.officer_sub == principal.sub, Request.idempotency_key == key)
     ).first()
     if earlier is None:
         return None

@@ -10,7 +10,6 @@ import sqlalchemy as sa
 
 from audit.models import AuditEvent
 from audit.store import AuditLog, SystemActor, verify_log
-from conftest import CASE_NUMBER, DEBTOR
 from gateway.db import Database
 from gateway.requests.models import Request
 

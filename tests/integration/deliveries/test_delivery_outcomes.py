@@ -11,7 +11,7 @@ from dataclasses import replace
 import pytest
 from flask import Flask, request
 
-from conftest import CASE_NUMBER, DEBTOR, audit_rows, make_app
+from conftest import audit_rows
 from gateway.deliveries.models import Asset, Delivery, QuarantinedMessage
 from gateway.registry import Registry, load_registry
 from gateway.settings import CONFIG_DIR
