@@ -24,6 +24,11 @@ from schemas.identifiers import mask_id_number
 # Any fixed 64-bit number, the same in every process sharing the database.
 _CHAIN_LOCK_KEY = 0x6175646974  # "audit"
 
+# Statements built once: building them per call costs more than running them.
+_LOCK_CHAIN = text("SELECT pg_advisory_xact_lock(:key)")
+_CHAIN_HEAD = select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)
+_APPEND = insert(AuditEvent.__table__)
+
 
 class ActorLike(Protocol):
     sub: str
@@ -70,10 +75,8 @@ class AuditLog:
         numbers in clear."""
         bind = session.get_bind() if isinstance(session, Session) else session  # a Session or a Connection
         if bind.dialect.name == "postgresql":
-            session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CHAIN_LOCK_KEY})
-        head = session.execute(
-            select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)
-        ).first()
+            session.execute(_LOCK_CHAIN, {"key": _CHAIN_LOCK_KEY})
+        head = session.execute(_CHAIN_HEAD).first()
         seq, prev_hash = (head.seq + 1, head.hash) if head else (1, GENESIS_HASH)
         fields: dict[str, Any] = {
             "seq": seq,
@@ -92,7 +95,7 @@ class AuditLog:
             "details": details or {},
         }
         event = {**fields, "prev_hash": prev_hash, "hash": event_hash(fields, prev_hash)}
-        session.execute(insert(AuditEvent.__table__), [event])
+        session.execute(_APPEND, [event])
         return event
 
 

@@ -12,13 +12,9 @@ from __future__ import annotations
 
 import fcntl
 import os
-import queue
 import threading
-from concurrent.futures import Future
 from contextlib import contextmanager, nullcontext
-from typing import Any, Callable, ContextManager, Iterator, TypeVar
-
-T = TypeVar("T")
+from typing import Any, ContextManager, Iterator
 
 from flask import Flask, current_app
 from sqlalchemy import Connection, Engine, MetaData, create_engine, event
@@ -106,79 +102,6 @@ class SqliteWriteGate:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
 
 
-class GroupCommitter:
-    """Group commit: small write units from many threads share one transaction.
-
-    A unit is a function of a Core ``Connection`` (the intake's hot path has no
-    use for the ORM's unit of work); ``submit`` blocks until the transaction
-    holding it has committed, and returns the unit's result or raises its error.
-    One writer thread per process takes whatever units are waiting and runs each
-    in its own savepoint, so a unit that fails (say, a racing Idempotency-Key)
-    is rolled back alone while the others commit. Under load one commit, one
-    fsync and one turn at the write lock serve many requests; alone, a unit is
-    committed at once.
-    """
-
-    def __init__(self, database: Database, max_batch: int = 64):
-        self._database, self._max_batch = database, max_batch
-        self._queue: queue.SimpleQueue[tuple[Callable[[Connection], Any], Future] | None] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._start_lock = threading.Lock()
-
-    def submit(self, unit: Callable[[Connection], T], timeout: float = 60.0) -> T:
-        if self._thread is None:
-            with self._start_lock:  # started on first use: after any fork, in the process that uses it
-                if self._thread is None:
-                    self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
-                    self._thread.start()
-        future: Future = Future()
-        self._queue.put((unit, future))
-        return future.result(timeout)
-
-    def stop(self) -> None:
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join(10)
-            self._thread = None
-
-    def _run(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            batch = [first]
-            while len(batch) < self._max_batch:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    self._queue.put(None)  # stop after this batch
-                    break
-                batch.append(item)
-            self._commit(batch)
-
-    def _commit(self, batch: list[tuple[Callable[[Connection], Any], Future]]) -> None:
-        outcomes: list[tuple[Future, Any, BaseException | None]] = []
-        try:
-            with self._database.connection_transaction() as connection:
-                for unit, future in batch:
-                    try:
-                        with connection.begin_nested():
-                            outcomes.append((future, unit(connection), None))
-                    except Exception as exc:  # this unit only; the batch goes on
-                        outcomes.append((future, None, exc))
-        except BaseException as exc:  # the commit itself failed: nothing of the batch was written
-            for _, future in batch:
-                future.set_exception(exc)
-            return
-        for future, value, error in outcomes:
-            if error is None:
-                future.set_result(value)
-            else:
-                future.set_exception(error)
-
-
 class Database:
     def __init__(self, url: str, **engine_kwargs: Any):
         self.url = normalise_url(url)
@@ -189,7 +112,6 @@ class Database:
         self._read_sessions = sessionmaker(self.engine, expire_on_commit=False)
         path = self.engine.url.database if self.dialect == "sqlite" else None
         self._gate = SqliteWriteGate(os.path.abspath(path)) if path and path != ":memory:" else None
-        self.group_commit = GroupCommitter(self)
 
     def _write_gate(self) -> ContextManager[None]:
         return self._gate.held() if self._gate else nullcontext()
@@ -224,7 +146,6 @@ class Database:
                 yield session
 
     def dispose(self) -> None:
-        self.group_commit.stop()
         self.engine.dispose()
 
 

@@ -29,6 +29,8 @@ from schemas.canonical import RequestStateSchema
 from schemas.vocabulary import CONTROL_ACTIONS
 
 _STATE_SCHEMA = RequestStateSchema()  # built once: marshmallow schemas are costly to construct
+_INSERT_REQUEST = insert(Request.__table__)  # likewise statements, on the intake's hot path
+_INSERT_DELIVERIES = insert(Delivery.__table__)
 
 
 def payload_digest(raw: Any) -> str:
@@ -142,8 +144,8 @@ def write_request(session: Session | Connection, prepared: PreparedRequest, *, p
     Raises IntegrityError if the same officer's Idempotency-Key was committed meanwhile.
     """
     # Core inserts on the tables: the intake's hot path needs none of the ORM's unit of work.
-    session.execute(insert(Request.__table__), [prepared.request_row])
-    session.execute(insert(Delivery.__table__), prepared.delivery_rows)
+    session.execute(_INSERT_REQUEST, [prepared.request_row])
+    session.execute(_INSERT_DELIVERIES, prepared.delivery_rows)
     audit.record(session, actor=principal, **prepared.audit_event)
 
 

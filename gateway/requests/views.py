@@ -59,7 +59,8 @@ def submit_request(_headers: dict[str, Any], payload: dict[str, Any]) -> Any:
             registry=current_app.extensions["registry"], now=utc_now(),
         )
     try:
-        db.group_commit.submit(lambda connection: services.write_request(connection, prepared, principal=principal, audit=audit))
+        with db.connection_transaction() as connection:
+            services.write_request(connection, prepared, principal=principal, audit=audit)
     except IntegrityError:
         # This officer used this Idempotency-Key before: the same body gets the first
         # reply, another body a 409. Replays are rare, so the hot path does not look first.
