@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable
 from urllib.parse import urlparse
@@ -74,8 +74,6 @@ class Registry:
 
     def with_endpoints(self, endpoints: dict[str, str]) -> Registry:
         """A copy with some endpoints replaced (the demo and tests point agencies at sandboxes on free ports)."""
-        from dataclasses import replace
-
         return Registry((replace(a, endpoint=endpoints.get(a.id, a.endpoint)) for a in self), self.source)
 
 

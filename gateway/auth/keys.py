@@ -7,6 +7,8 @@ from the court's identity provider through ``auth.jwks_url`` or ``auth.jwks_file
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import secrets
@@ -16,6 +18,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from gateway.errors import ConfigError
 from gateway.settings import Settings
 
 
@@ -30,9 +33,6 @@ def key_id(public_key: ec.EllipticCurvePublicKey) -> str:
     """RFC 7638 thumbprint, so the same key always has the same kid."""
     jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(public_key))
     canonical = json.dumps({k: jwk[k] for k in ("crv", "kty", "x", "y")}, separators=(",", ":"), sort_keys=True)
-    import base64
-    import hashlib
-
     return base64.urlsafe_b64encode(hashlib.sha256(canonical.encode()).digest()).rstrip(b"=").decode()
 
 
@@ -60,6 +60,4 @@ def read_subject_key(settings: Settings) -> bytes:
     try:
         return bytes.fromhex(settings.subject_key_path.read_text().strip())
     except FileNotFoundError:
-        from gateway.errors import ConfigError
-
         raise ConfigError(f"{settings.subject_key_path}: audit subject key missing; run `gateway keys init`") from None
