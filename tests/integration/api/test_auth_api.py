@@ -92,3 +92,39 @@ def test_missing_or_malformed_authorization_header(api):
     assert api.register_case(token=None).status_code == 401
     reply = api.post("/api/v1/cases", json={}, token=None, headers={"Authorization": "Basic abc"})
     assert reply.status_code == 401 and "Bearer" in reply.json()["error"]["message"]
+
+
+def test_keys_from_a_jwks_url(overrides, settings, psb_sandbox):
+    """Verification keys fetched from a JWKS URL (an identity provider) instead of a file."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from conftest import Api, make_app
+    from sandboxes.server import SandboxServer
+
+    jwks = settings.jwks_path.read_bytes()
+
+    class Jwks(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(jwks)
+
+        def log_message(self, *args):
+            pass
+
+    provider = ThreadingHTTPServer(("127.0.0.1", 0), Jwks)
+    threading.Thread(target=provider.serve_forever, daemon=True).start()
+    overrides["auth"] = {**overrides["auth"], "jwks_url": f"http://127.0.0.1:{provider.server_port}/jwks.json",
+                         "jwks_file": "/nonexistent/jwks.json"}
+    app = make_app(overrides, {"psb": psb_sandbox.url})
+    server = SandboxServer(app).start()
+    try:
+        api = Api(server.url, settings)
+        assert api.register_case().status_code == 201
+        assert api.register_case(token=_token(settings, key=ec.generate_private_key(ec.SECP256R1()))).status_code == 401
+    finally:
+        server.stop()
+        provider.shutdown()
+        app.extensions["db"].dispose()

@@ -1,0 +1,70 @@
+"""`gateway serve` as operators run it: gunicorn (gthread) workers, each building
+its own database engine after fork and running in-process delivery workers."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from conftest import Api, CASE_NUMBER
+
+GATEWAY = str(Path(sys.executable).parent / "gateway")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_serve_answers_an_inquiry_end_to_end(database_url, keys_dir, settings, psb_sandbox, tmp_path):
+    registry = tmp_path / "agencies.toml"
+    registry.write_text(
+        (Path(__file__).parents[2] / "config" / "agencies.toml").read_text()
+        .replace("http://127.0.0.1:18083/psb/v1", psb_sandbox.url))
+    config = tmp_path / "settings.toml"
+    config.write_text(
+        f'[gateway]\ninstance_dir = "{tmp_path / "instance"}"\nagencies_file = "{registry}"\nlog_level = "WARNING"\n'
+        f'[auth]\njwks_file = "{keys_dir / "jwks.json"}"\nsigning_key_file = "{keys_dir / "signing-key.pem"}"\n'
+        f'[audit]\nsubject_key_file = "{keys_dir / "subject-hash.key"}"\n'
+        '[workers]\npoll_interval_seconds = 0.05\n')
+    port = _free_port()
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")},
+           "GATEWAY_CONFIG": str(config), "GATEWAY_DATABASE_URL": database_url}
+    server = subprocess.Popen([GATEWAY, "serve", "--port", str(port), "--workers", "2", "--threads", "2"],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if requests.get(base + "/readyz", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert server.poll() is None and time.monotonic() < deadline, "gateway serve did not become ready"
+            time.sleep(0.1)
+        api = Api(base, settings)
+        registered = api.register_case()
+        assert registered.status_code == 201
+        debtor_id = next(p["subject"]["id"] for p in registered.json()["parties"] if p["role"] == "debtor")
+        accepted = api.inquire()
+        assert accepted.status_code == 202
+        deadline = time.monotonic() + 20
+        while (state := api.get(f"/api/v1/requests/{accepted.json()['id']}").json())["state"] != "completed":
+            assert time.monotonic() < deadline, state
+            time.sleep(0.1)
+        report = api.get(f"/api/v1/cases/{CASE_NUMBER}/subjects/{debtor_id}/assets").json()
+        assert report["gaps"] == [] and any(a["category"] == "identity" for a in report["assets"])
+        by_number = api.get(f"/api/v1/cases/{CASE_NUMBER}/subjects/330102198703151157/assets")
+        assert by_number.json() == {**report, "as_of": by_number.json()["as_of"]}
+    finally:
+        server.terminate()
+        output, _ = server.communicate(timeout=30)
+    assert server.returncode == 0, output
+    # The access log saw the number in a URL and wrote it masked.
+    assert "3301**********1157/assets" in output and "330102198703151157" not in output
