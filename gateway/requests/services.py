@@ -1,8 +1,7 @@
-"""Accepting a request: purpose, rules and routing from reads (``prepare_request``),
-then the request row, one delivery per agency and the audit event in one write
-transaction (``write_request``). When it commits, the workers find the
-deliveries; the 202 is sent only after the commit, so a crash after it loses
-nothing.
+"""Accepting a request: purpose, rules and routing (``prepare_request``), then the
+request row, one delivery per agency and the audit event (``write_request``), in
+one short transaction. When it commits, the workers find the deliveries; the
+202 is sent only after the commit, so a crash after it loses nothing.
 """
 
 from __future__ import annotations
@@ -82,11 +81,12 @@ def prepare_request(
     registry: Registry,
     now: datetime,
 ) -> PreparedRequest:
-    """Purpose rule, domain rules, routing and the 202 body, from reads only.
+    """Purpose rule, domain rules, routing and the 202 body, from one read.
 
-    Done before the write transaction so that, on SQLite, the one write lock is
-    held only for the inserts and the commit. Ids are made here, so the reply
-    can be stored in the same INSERT that creates the request.
+    Ids are made here, so the reply can be stored in the same INSERT that
+    creates the request. Cheap enough (one indexed query, no ORM) to run inside
+    the write transaction: on SQLite that holds the one write lock, so nothing
+    slow belongs here.
     """
     subject_in = payload["subject"]
     debtor = require_debtor(session, principal, payload["case_number"], subject_in["kind"], subject_in["id_number"])

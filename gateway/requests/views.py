@@ -53,13 +53,12 @@ def submit_request(_headers: dict[str, Any], payload: dict[str, Any]) -> Any:
     digest = services.payload_digest(request.get_json())
     set_audit_context(case_number=payload["case_number"], subject_id_number=payload["subject"]["id_number"])
     db, audit = get_db(), get_audit()
-    with db.connection_reading() as connection:
-        prepared = services.prepare_request(
-            connection, payload, principal=principal, idempotency_key=key, digest=digest,
-            registry=current_app.extensions["registry"], now=utc_now(),
-        )
     try:
         with db.connection_transaction() as connection:
+            prepared = services.prepare_request(
+                connection, payload, principal=principal, idempotency_key=key, digest=digest,
+                registry=current_app.extensions["registry"], now=utc_now(),
+            )
             services.write_request(connection, prepared, principal=principal, audit=audit)
     except IntegrityError:
         # This officer used this Idempotency-Key before: the same body gets the first
