@@ -68,3 +68,33 @@ def test_serve_answers_an_inquiry_end_to_end(database_url, keys_dir, settings, p
     assert server.returncode == 0, output
     # The access log saw the number in a URL and wrote it masked.
     assert "3301**********1157/assets" in output and "330102198703151157" not in output
+
+
+def test_a_separate_worker_process_delivers_what_the_api_accepted(api, app, database_url, keys_dir, psb_sandbox, tmp_path):
+    """The API process only accepts (its worker is not started); `gateway worker`,
+    another process on the same database, carries the delivery out."""
+    assert api.register_case().status_code == 201
+    request_id = api.inquire().json()["id"]
+    assert api.get(f"/api/v1/requests/{request_id}").json()["state"] == "accepted"
+
+    registry = tmp_path / "agencies.toml"
+    registry.write_text((Path(__file__).parents[2] / "config" / "agencies.toml").read_text()
+                        .replace("http://127.0.0.1:18083/psb/v1", psb_sandbox.url))
+    config = tmp_path / "worker.toml"
+    config.write_text(
+        f'[gateway]\ninstance_dir = "{tmp_path / "instance"}"\nagencies_file = "{registry}"\nlog_level = "WARNING"\n'
+        f'[auth]\njwks_file = "{keys_dir / "jwks.json"}"\n[audit]\nsubject_key_file = "{keys_dir / "subject-hash.key"}"\n')
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")},
+           "GATEWAY_CONFIG": str(config), "GATEWAY_DATABASE_URL": database_url}
+    worker = subprocess.Popen([GATEWAY, "worker"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while (state := api.get(f"/api/v1/requests/{request_id}").json())["state"] != "completed":
+            assert worker.poll() is None and time.monotonic() < deadline, state
+            time.sleep(0.1)
+    finally:
+        worker.terminate()
+        output, _ = worker.communicate(timeout=30)
+    assert worker.returncode == 0, output
+    assert "delivery worker running for agencies: psb" in output
+    assert psb_sandbox.app.extensions["psb_sandbox"].answered_count >= 1
