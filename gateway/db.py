@@ -120,8 +120,8 @@ class Database:
     def transaction(self) -> Iterator[Session]:
         """A write transaction: committed on success, rolled back on any error.
 
-        Keep it short: on SQLite it holds the database's one write lock. Do the
-        reads and the Python work before, in ``reading()``.
+        Keep it short: on SQLite it holds the database's one write lock, so
+        nothing slow (network, heavy Python) belongs inside.
         """
         with self._write_gate(), self._write_sessions.begin() as session:
             yield session
@@ -130,12 +130,6 @@ class Database:
     def connection_transaction(self) -> Iterator[Connection]:
         """A write transaction on a Core connection (no ORM), for hot paths."""
         with self._write_gate(), self._writer.begin() as connection:
-            yield connection
-
-    @contextmanager
-    def connection_reading(self) -> Iterator[Connection]:
-        """A read-only transaction on a Core connection (no ORM), for hot paths."""
-        with self.engine.connect() as connection, connection.begin():
             yield connection
 
     @contextmanager

@@ -1,40 +1,32 @@
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from flask import Flask, Response, current_app, request
-from marshmallow import Schema, fields
+from marshmallow import Schema, fields, validate
 from sqlalchemy.exc import IntegrityError
 
 from gateway.api import ApiBlueprint, roles_required, set_audit_context
 from gateway.audit_service import get_audit
 from gateway.auth.access import current_principal
 from gateway.db import get_db
-from gateway.errors import InvalidInput
 from gateway.requests import services
 from gateway.timeutil import utc_now
 from schemas.canonical import ErrorSchema, RequestStateSchema, RequestSubmissionSchema
 
 blp = ApiBlueprint("requests", __name__, url_prefix="/api/v1", description="One-click inquiries and controls")
 
-_KEY = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
-
 
 class IdempotencyHeaderSchema(Schema):
     class Meta:
         unknown = "exclude"
 
-    idempotency_key = fields.Str(data_key="Idempotency-Key", required=True,
-                                 metadata={"description": "8-128 of A-Z a-z 0-9 . _ : -; same key and body give the same reply"})
-
-
-def _idempotency_key() -> str:
-    key = request.headers.get("Idempotency-Key", "")
-    if not _KEY.match(key):
-        raise InvalidInput("send an Idempotency-Key header", fields={"Idempotency-Key": ["required: 8-128 of A-Z a-z 0-9 . _ : -"]})
-    return key
+    idempotency_key = fields.Str(
+        data_key="Idempotency-Key", required=True,
+        validate=validate.Regexp(r"^[A-Za-z0-9._:-]{8,128}$", error="must be 8-128 of A-Z a-z 0-9 . _ : -"),
+        metadata={"description": "same key and body give the same reply; same key, other body: 409"},
+    )
 
 
 @blp.route("/requests", methods=["POST"])
@@ -46,9 +38,9 @@ def _idempotency_key() -> str:
 @blp.alt_response(403, schema=ErrorSchema, description="the subject is not a debtor of the caller's case")
 @blp.alt_response(409, schema=ErrorSchema, description="the Idempotency-Key was used with another body")
 @blp.alt_response(422, schema=ErrorSchema, description="a rule forbids it (no legal basis, no agency)")
-def submit_request(_headers: dict[str, Any], payload: dict[str, Any]) -> Any:
+def submit_request(headers: dict[str, Any], payload: dict[str, Any]) -> Any:
     """Submit a one-click request about one subject in one case."""
-    key = _idempotency_key()
+    key = headers["idempotency_key"]
     principal = current_principal()
     digest = services.payload_digest(request.get_json())
     set_audit_context(case_number=payload["case_number"], subject_id_number=payload["subject"]["id_number"])

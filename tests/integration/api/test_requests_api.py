@@ -91,6 +91,9 @@ def test_same_key_other_body_is_a_conflict(api, registered):
 def test_idempotency_key_is_required(api, registered):
     reply = api.post("/api/v1/requests", json={"case_number": CASE_NUMBER, "subject": DEBTOR, "action": "inquiry"})
     assert reply.status_code == 400 and "Idempotency-Key" in reply.json()["error"]["fields"]
+    malformed = api.inquire(key="short")
+    assert malformed.status_code == 400
+    assert "8-128" in malformed.json()["error"]["fields"]["Idempotency-Key"][0]
 
 
 @pytest.mark.parametrize(
