@@ -31,6 +31,12 @@ class Delivery(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     request_sha256: Mapped[str | None] = mapped_column(String(64))
     answered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The request exactly as sent (the same bytes on every attempt once made), so an
+    # answer arriving later, in any process, is checked against what was asked.
+    request_body: Mapped[bytes | None] = mapped_column(LargeBinary)
+    request_operation: Mapped[str | None] = mapped_column(String(64))
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    batch_file: Mapped[str | None] = mapped_column(String(128))  # the batch file that carried it (SFTP)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now, onupdate=utc_now)
 

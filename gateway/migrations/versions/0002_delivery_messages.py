@@ -1,0 +1,34 @@
+"""keep each delivery's request message
+
+Revision ID: 0002
+Revises: 0001
+Create Date: 2026-11-23
+
+Asynchronous answers (SFTP result files, agency callbacks) arrive long after the
+request was sent, in another process. Binding an answer to its request needs the
+request's exact bytes, so the outbox keeps them, with when they were first sent
+and, for batch channels, the file that carried them.
+"""
+from alembic import op
+import sqlalchemy as sa
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("deliveries", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("request_body", sa.LargeBinary(), nullable=True))
+        batch_op.add_column(sa.Column("request_operation", sa.String(length=64), nullable=True))
+        batch_op.add_column(sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column("batch_file", sa.String(length=128), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("deliveries", schema=None) as batch_op:
+        batch_op.drop_column("batch_file")
+        batch_op.drop_column("sent_at")
+        batch_op.drop_column("request_operation")
+        batch_op.drop_column("request_body")

@@ -1,0 +1,118 @@
+"""Reading and writing agency XML safely, and checking it against the agency's XSD.
+
+Every XML byte from outside goes through ``parse`` here: the parser refuses any
+DOCTYPE (so no DTD, no entity, no billion laughs is ever expanded), never touches
+the network and refuses huge trees. XSDs live in ``schemas/xsd/`` (namespaced,
+versioned in the file name) and are compiled once per thread, because lxml
+schemas and parsers keep a shared ``error_log`` and are not safe across threads.
+
+Both sides use this module: the gateway's codecs and the agency sandboxes.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from lxml import etree
+
+XSD_DIR = Path(__file__).parent / "xsd"
+WSDL_DIR = Path(__file__).parent / "wsdl"
+
+_local = threading.local()
+
+
+class XmlRefused(ValueError):
+    """The bytes are not XML we accept (malformed, DOCTYPE, too big)."""
+
+
+@dataclass(frozen=True)
+class XmlProblem:
+    """One schema violation: what broke and the line it is on."""
+
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.message}"
+
+
+class XmlInvalid(ValueError):
+    """Well-formed XML that breaks its XSD."""
+
+    def __init__(self, schema_name: str, problems: list[XmlProblem]):
+        self.schema_name = schema_name
+        self.problems = problems
+        first = problems[0] if problems else XmlProblem(0, "invalid")
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        super().__init__(f"breaks {schema_name}: {first}{more}")
+
+    @property
+    def line(self) -> int:
+        return self.problems[0].line if self.problems else 0
+
+
+def hardened_parser() -> etree.XMLParser:
+    """This thread's parser: no entities, no DTD, no network, no huge trees."""
+    parser = getattr(_local, "parser", None)
+    if parser is None:
+        parser = etree.XMLParser(
+            resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False,
+            huge_tree=False, remove_blank_text=True,
+        )
+        _local.parser = parser
+    return parser
+
+
+def parse(raw: bytes) -> etree._Element:
+    """Parse bytes from outside. Raises XmlRefused for a DOCTYPE or malformed XML."""
+    if not isinstance(raw, (bytes, bytearray)):
+        raise XmlRefused("XML must be bytes")
+    # Refuse a DOCTYPE before the parser sees it: an internal subset is where
+    # entity bombs and external entities live, and no agency message needs one.
+    head = bytes(raw[:4096]).lower()
+    if b"<!doctype" in head or b"<!entity" in head:
+        raise XmlRefused("XML with a DOCTYPE or ENTITY declaration is refused")
+    try:
+        root = etree.fromstring(bytes(raw), hardened_parser())
+    except etree.XMLSyntaxError as exc:
+        raise XmlRefused(f"malformed XML: {exc}") from None
+    if root.getroottree().docinfo.doctype:
+        raise XmlRefused("XML with a DOCTYPE is refused")
+    return root
+
+
+def xsd(name: str) -> etree.XMLSchema:
+    """The compiled XSD ``schemas/xsd/<name>.xsd`` for this thread."""
+    cache = getattr(_local, "schemas", None)
+    if cache is None:
+        cache = _local.schemas = {}
+    schema = cache.get(name)
+    if schema is None:
+        path = XSD_DIR / f"{name}.xsd"
+        # Our own files, but parsed with the same hardened parser: an XSD may import
+        # sibling XSDs by relative path, never anything from the network.
+        doc = etree.parse(str(path), etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False))
+        schema = cache[name] = etree.XMLSchema(doc)
+    return schema
+
+
+def validate(element: etree._Element, schema_name: str) -> None:
+    """Raise XmlInvalid naming each problem and its line."""
+    schema = xsd(schema_name)
+    if not schema.validate(element):
+        problems = [XmlProblem(e.line, e.message) for e in schema.error_log]
+        raise XmlInvalid(schema_name, problems)
+
+
+def parse_valid(raw: bytes, schema_name: str) -> etree._Element:
+    """Parse bytes from outside and check them against an XSD."""
+    root = parse(raw)
+    validate(root, schema_name)
+    return root
+
+
+def serialize(element: etree._Element) -> bytes:
+    """Canonical bytes for sending: UTF-8 with a declaration, one line, no pretty printing."""
+    return etree.tostring(element, encoding="UTF-8", xml_declaration=True)
