@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any, Protocol, Sequence
 
 
 @dataclass(frozen=True)
@@ -86,6 +86,52 @@ class Transport(Protocol):
         Raises adapters.errors.TransportError (retryable) when the exchange did not
         complete; any reply that did arrive is returned whatever its status.
         """
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class BatchRecord:
+    """One message on one line of a batch file, with the message id it carries or answers."""
+
+    message_id: str
+    body: bytes
+
+
+@dataclass(frozen=True)
+class InboundBatch:
+    """A result file an agency left for us.
+
+    ``problem`` is set when the file is corrupt or partial (checksum or record
+    count mismatch, a line that is not a record): then ``records`` is empty and
+    none of it may be applied; ``settle`` moves it to quarantine.
+    """
+
+    name: str
+    records: tuple[BatchRecord, ...]
+    sha256: str
+    problem: str | None = None
+    raw: bytes = b""
+
+
+class BatchTransport(Protocol):
+    """A file drop (SFTP): requests leave as batch files, answers come back later as
+    result files. Knows files, lines and checksums; nothing of agencies.
+
+    The file format (docs/agencies/sftp-batch.md): one record per line,
+    ``<message id> TAB <body>``, and beside each data file a control file holding
+    its record count and SHA-256, written last, so a reader can tell a complete
+    file from one still being written.
+    """
+
+    def send_batch(self, operation: str, records: Sequence[BatchRecord]) -> str:
+        """Upload one batch file (temporary name, then renamed); return its name."""
+
+    def receive(self, limit: int = 100) -> list[InboundBatch]:
+        """Complete result files waiting, each checked against its control file."""
+
+    def settle(self, batch: InboundBatch) -> None:
+        """Move a result file out of the way: to done/, or to quarantine/ if it had a problem."""
 
     def close(self) -> None: ...
 

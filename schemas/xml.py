@@ -11,6 +11,7 @@ Both sides use this module: the gateway's codecs and the agency sandboxes.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,5 +115,18 @@ def parse_valid(raw: bytes, schema_name: str) -> etree._Element:
 
 
 def serialize(element: etree._Element) -> bytes:
-    """Canonical bytes for sending: UTF-8 with a declaration, one line, no pretty printing."""
-    return etree.tostring(element, encoding="UTF-8", xml_declaration=True)
+    """Bytes for sending: UTF-8 without a declaration (UTF-8 is XML's default) and
+    without pretty printing, so a message is one line and can travel as one record
+    of a batch file."""
+    return etree.tostring(element, encoding="UTF-8")
+
+
+def digest(element: etree._Element) -> str:
+    """SHA-256 of a message's exclusive canonical form (Exclusive XML C14N 1.0).
+
+    Binds an XML answer to its request: the agency hashes the request element as
+    it received it (inside a SOAP body or on a batch-file line) and the gateway
+    hashes the element it sent; exclusive C14N makes both the same bytes whatever
+    namespaces the carrier wrapped around the element.
+    """
+    return hashlib.sha256(etree.tostring(element, method="c14n", exclusive=True, with_comments=False)).hexdigest()
