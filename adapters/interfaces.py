@@ -12,6 +12,7 @@ A transport knows nothing of agencies; a codec nothing of sockets.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date
 from decimal import Decimal
 from typing import Any, Protocol, Sequence
 
@@ -21,6 +22,16 @@ class SubjectRef:
     kind: str  # "person" | "organization"
     name: str
     id_number: str
+
+
+@dataclass(frozen=True)
+class ControlLine:
+    """One asset a control acts on, named as the agency knows it."""
+
+    identifier: str  # account number, 28-character unit number, plate, company USCC
+    amount: Decimal | None = None  # money to freeze or deduct on this asset; None: the whole asset
+    until: date | None = None  # end of the term asked (freeze, seal, renew)
+    original_reference: str | None = None  # the agency's reference of the control renewed or released
 
 
 @dataclass(frozen=True)
@@ -42,6 +53,10 @@ class DeliveryOrder:
     legal_basis_number: str | None = None
     amount: Decimal | None = None
     targets: tuple[str, ...] = ()
+    # Controls: one line per asset, as the agency names it (the gateway resolves the
+    # officer's asset ids and spreads amounts before a codec sees the order).
+    lines: tuple[ControlLine, ...] = ()
+    court_account: str | None = None  # the court's receiving account, for deducts
 
 
 @dataclass(frozen=True)
@@ -69,14 +84,17 @@ class Reply:
 class AgencyAnswer:
     """A decoded, validated answer bound to the request it answers.
 
-    Each asset is a dict that ``schemas.canonical.AssetRecordSchema`` loads.
+    Each asset is a dict that ``schemas.canonical.AssetRecordSchema`` loads; each
+    control outcome (answers to freeze, seal, ...) one that
+    ``schemas.canonical.ControlOutcomeSchema`` loads.
     """
 
     message_id: str
     request_sha256: str
     answered_at: str
     assets: list[dict[str, Any]]
-    raw: bytes = b""  # the answer's bytes as received, for its digest in the audit log
+    raw: bytes = b""
+    controls: list[dict[str, Any]] = field(default_factory=list)  # the answer's bytes as received, for its digest in the audit log
 
 
 class Transport(Protocol):
@@ -138,8 +156,12 @@ class BatchTransport(Protocol):
 
 class Codec(Protocol):
     kind: str
-    categories: tuple[str, ...]
-    actions: tuple[str, ...]
+    # Which asset categories each action applies to at this kind of agency, e.g.
+    # {"inquiry": ("deposit", "wealth_product"), "freeze": ("deposit",)}.
+    action_categories: dict[str, tuple[str, ...]]
+    categories: tuple[str, ...]  # every category in action_categories
+    actions: tuple[str, ...]  # every action in action_categories
+    transports: tuple[str, ...]  # transports this codec's messages can travel over
 
     def encode(self, order: DeliveryOrder) -> Envelope:
         """Raises OutgoingInvalid if the message would break the agency's schema."""

@@ -113,6 +113,33 @@ class AssetRecordSchema(Schema):
     details = fields.Dict(keys=fields.Str(), load_default=dict)
 
 
+CONTROL_OUTCOMES = (
+    "controlled",          # in force for the whole amount or asset asked
+    "partly_controlled",   # in force for less than asked (the account held less)
+    "queued",              # another court holds it; waiting at queue_position (轮候)
+    "not_controlled",      # the agency did not place it; reason says why
+    "released",            # an unfreeze/release took effect
+    "deducted",            # a deduct was carried out (transfer reported, not yet confirmed)
+    "watching",            # a watch is registered; sightings come later as events
+)
+
+
+class ControlOutcomeSchema(Schema):
+    """What an agency reports it did to one asset for a control action."""
+
+    category = fields.Str(required=True, validate=_one_of(CATEGORIES))
+    identifier = fields.Str(required=True, validate=validate.Length(min=1, max=128))
+    outcome = fields.Str(required=True, validate=_one_of(CONTROL_OUTCOMES))
+    amount_requested = Money(load_default=None, allow_none=True)
+    amount_controlled = Money(load_default=None, allow_none=True)
+    effective_from = fields.Date(load_default=None, allow_none=True)
+    until = fields.Date(load_default=None, allow_none=True)
+    queue_position = fields.Int(load_default=None, allow_none=True, validate=validate.Range(min=1))
+    ahead = fields.List(fields.Str(), load_default=list)  # who holds it before us (courts, rulings)
+    reason = fields.Str(load_default=None, allow_none=True, validate=validate.Length(max=500))
+    agency_reference = fields.Str(load_default=None, allow_none=True, validate=validate.Length(max=128))
+
+
 # --- What the gateway answers (dump only) ---------------------------------------
 
 

@@ -28,8 +28,9 @@ _SEX = {"1": "male", "2": "female"}
 
 class PublicSecurityCodec:
     kind = "public_security"
+    action_categories = {"inquiry": tuple(fmt.CATEGORY_CODES)}
     categories = tuple(fmt.CATEGORY_CODES)
-    actions = ("inquiry",)
+    actions = tuple(action_categories)
     transports = ("rest",)
 
     def __init__(self) -> None:
