@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 import tomllib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable
 from urllib.parse import urlparse
@@ -20,7 +20,19 @@ from schemas.vocabulary import ACTIONS, CATEGORIES
 
 _AGENCY_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _REQUIRED = ("id", "kind", "name", "transport", "endpoint", "categories", "actions", "deadlines")
-_OPTIONAL = {"concurrency": 4, "rate_limit_per_second": 50.0, "timeout_seconds": 10.0}
+_OPTIONAL = {"concurrency": 4, "rate_limit_per_second": 50.0, "timeout_seconds": 10.0, "batch_size": 1000}
+_TABLES = ("options",)
+
+# What each transport may be told in an agency's [agency.options] table, and what it
+# must be told. Paths are relative to the registry file; secrets are never written
+# here, only the name of the environment variable that holds them (``*_env``).
+TRANSPORT_OPTIONS: dict[str, dict[str, tuple[str, ...]]] = {
+    "rest": {"required": (), "allowed": ()},
+    "soap": {"required": ("wsdl",), "allowed": ("wsdl", "verify", "client_cert", "client_key", "username", "password_env")},
+    "sftp": {"required": ("host_key", "client_key"), "allowed": ("host_key", "client_key", "partial_after_seconds")},
+}
+PATH_OPTIONS = ("client_cert", "client_key")
+_ENDPOINT_SCHEMES = {"rest": ("http", "https"), "soap": ("http", "https"), "sftp": ("sftp",)}
 
 
 @dataclass(frozen=True)
@@ -36,6 +48,15 @@ class Agency:
     concurrency: int
     rate_limit_per_second: float
     timeout_seconds: float
+    # Which of its categories each of its actions applies to (the codec's rule, cut
+    # down to what this agency holds).
+    action_categories: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+    batch_size: int = 1000  # batch transports: most records in one file
+
+    @property
+    def is_batch(self) -> bool:
+        return self.transport == "sftp"
 
 
 @dataclass(frozen=True)
@@ -57,7 +78,7 @@ class Registry:
 
     def categories_for(self, action: str) -> tuple[str, ...]:
         """Every category some agency answers for this action, in vocabulary order."""
-        served = {c for a in self.agencies.values() if action in a.actions for c in a.categories}
+        served = {c for a in self.agencies.values() for c in a.action_categories.get(action, ())}
         return tuple(c for c in CATEGORIES if c in served)
 
     def route(self, action: str, categories: Iterable[str]) -> list[Route]:
@@ -65,12 +86,15 @@ class Registry:
         wanted = tuple(categories)
         routes = []
         for agency in self.agencies.values():
-            if action not in agency.actions:
-                continue
-            mine = tuple(c for c in wanted if c in agency.categories)
+            served = agency.action_categories.get(action, ())
+            mine = tuple(c for c in wanted if c in served)
             if mine:
                 routes.append(Route(agency, mine))
         return routes
+
+    def accepts(self, agency_id: str, action: str, category: str) -> bool:
+        agency = self.agencies.get(agency_id)
+        return agency is not None and category in agency.action_categories.get(action, ())
 
     def with_endpoints(self, endpoints: dict[str, str]) -> Registry:
         """A copy with some endpoints replaced (the demo and tests point agencies at sandboxes on free ports)."""
@@ -101,7 +125,7 @@ def parse_agency(entry: Any, source: str, index: int) -> Agency:
     for key in _REQUIRED:
         if key not in entry:
             raise _fail(source, where, f"{key} is required")
-    unknown = set(entry) - set(_REQUIRED) - set(_OPTIONAL)
+    unknown = set(entry) - set(_REQUIRED) - set(_OPTIONAL) - set(_TABLES)
     if unknown:
         raise _fail(source, where, f"unknown key(s) {', '.join(sorted(unknown))}")
     if not isinstance(entry["id"], str) or not _AGENCY_ID.match(entry["id"]):
@@ -114,8 +138,10 @@ def parse_agency(entry: Any, source: str, index: int) -> Agency:
     if entry["transport"] not in codec.transports:
         raise _fail(source, where, f"codec {codec.kind} cannot travel over {entry['transport']} (it can over: {', '.join(codec.transports)})")
     endpoint = urlparse(str(entry["endpoint"]))
-    if entry["transport"] == "rest" and (endpoint.scheme not in ("http", "https") or not endpoint.netloc):
-        raise _fail(source, where, "endpoint must be an http:// or https:// URL for the rest transport")
+    schemes = _ENDPOINT_SCHEMES[entry["transport"]]
+    if endpoint.scheme not in schemes or not endpoint.netloc:
+        raise _fail(source, where, f"endpoint must be an {' or '.join(s + '://' for s in schemes)} URL for the {entry['transport']} transport")
+    options = _check_options(entry.get("options", {}), entry["transport"], source, where)
     categories = _check_list(entry["categories"], CATEGORIES, source, where, "categories")
     for c in categories:
         if c not in codec.categories:
@@ -138,14 +164,39 @@ def parse_agency(entry: Any, source: str, index: int) -> Agency:
     for key, value in values.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
             raise _fail(source, where, f"{key} must be a finite number above 0")
-    if not isinstance(values["concurrency"], int):
-        raise _fail(source, where, "concurrency must be a whole number")
+    for key in ("concurrency", "batch_size"):
+        if not isinstance(values[key], int):
+            raise _fail(source, where, f"{key} must be a whole number")
+    action_categories = {
+        a: tuple(c for c in codec.action_categories.get(a, ()) if c in categories) for a in actions
+    }
+    for a, cats in action_categories.items():
+        if not cats:
+            raise _fail(source, where, f"actions: {a!r} applies to {', '.join(codec.action_categories.get(a, ()))} at a {codec.kind} agency, and this one lists none of them")
     return Agency(
         id=entry["id"], kind=entry["kind"], name=str(entry["name"]), transport=entry["transport"],
         endpoint=str(entry["endpoint"]), categories=categories, actions=actions,
         deadlines=dict(deadlines), concurrency=values["concurrency"],
         rate_limit_per_second=float(values["rate_limit_per_second"]), timeout_seconds=float(values["timeout_seconds"]),
+        action_categories=action_categories, options=options, batch_size=values["batch_size"],
     )
+
+
+def _check_options(options: Any, transport: str, source: str, where: str) -> dict[str, Any]:
+    if not isinstance(options, dict):
+        raise _fail(source, where, "options must be a table")
+    rule = TRANSPORT_OPTIONS[transport]
+    unknown = set(options) - set(rule["allowed"])
+    if unknown:
+        allowed = ", ".join(rule["allowed"]) or "none"
+        raise _fail(source, where, f"options: unknown key(s) {', '.join(sorted(unknown))} for the {transport} transport (allowed: {allowed})")
+    for key in rule["required"]:
+        if key not in options:
+            raise _fail(source, where, f"options.{key} is required for the {transport} transport")
+    for key, value in options.items():
+        if not isinstance(value, (str, bool, int, float)) or isinstance(value, float) and not math.isfinite(value):
+            raise _fail(source, where, f"options.{key} must be a string, a number or true/false")
+    return dict(options)
 
 
 def load_registry(path: Path) -> Registry:

@@ -59,6 +59,7 @@ class WorkersSection:
     max_attempts: int
     backoff_base_seconds: float
     backoff_cap_seconds: float
+    batch_result_wait_seconds: float
 
 
 @dataclass(frozen=True)
@@ -174,3 +175,15 @@ def load_settings(overrides: Mapping[str, Any] | None = None, *, environ: Mappin
     if overrides:
         _merge(merged, overrides, "create_app overrides")
     return _build(merged)
+
+
+def read_secret(variable: str, *, environ: Mapping[str, str] | None = None) -> str:
+    """A secret the agency registry names by its environment variable (``password_env``).
+
+    Secrets never sit in config files; a missing one stops the gateway at start.
+    """
+    environ = os.environ if environ is None else environ
+    value = environ.get(variable)
+    if not value:
+        raise ConfigError(f"environment variable {variable} is not set (the agency registry names it for a secret)")
+    return value

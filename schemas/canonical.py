@@ -15,7 +15,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates, va
 
 from schemas.fields import Money, UtcDateTime, unique_items
 from schemas.identifiers import IdentifierError, check_case_number, check_resident_id, check_uscc
-from schemas.vocabulary import ACTIONS, CATEGORIES, DELIVERY_STATES, PARTY_ROLES, REQUEST_STATES, SUBJECT_KINDS
+from schemas.vocabulary import ACTIONS, API_DELIVERY_STATES, CATEGORIES, PARTY_ROLES, REQUEST_STATES, SUBJECT_KINDS
 
 LEGAL_BASIS_KINDS = ("assistance_notice", "ruling", "decision", "enforcement_notice")
 COURT_CODE = re.compile(r"^[0-9A-Za-z]{2,32}$")
@@ -165,7 +165,7 @@ class DeliveryOutSchema(Schema):
     id = fields.Str()
     agency = fields.Str()
     transport = fields.Str()
-    state = fields.Str(validate=_one_of(DELIVERY_STATES))
+    state = fields.Str(validate=_one_of(API_DELIVERY_STATES))
     attempts = fields.Int()
     deadline = UtcDateTime()
     error = fields.Str(allow_none=True)

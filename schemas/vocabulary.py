@@ -8,7 +8,10 @@ ACTIONS = ("inquiry", "freeze", "renew", "unfreeze", "deduct", "seal", "release"
 
 # Actions that place, change or lift a control: they need a legal basis and a
 # second person's approval before dispatch.
-CONTROL_ACTIONS = ("freeze", "renew", "unfreeze", "deduct", "seal", "release")
+CONTROL_ACTIONS = ("freeze", "renew", "unfreeze", "deduct", "seal", "release", "watch")
+
+# Controls that act on assets found earlier: the request names them in ``targets``.
+TARGETED_ACTIONS = ("freeze", "renew", "unfreeze", "deduct", "seal", "release", "valuation")
 
 CATEGORIES = (
     "deposit",
@@ -44,6 +47,9 @@ REQUEST_STATES = (
     "rejected",
 )
 
-# "sending" is internal (a worker holds the lease); the API shows it as "sent".
-DELIVERY_STATES = ("queued", "sending", "sent", "answered", "failed", "expired", "rejected")
+# Internal states the API shows under DESIGN's names: "sending" (a worker holds the
+# lease) and "awaiting" (in a batch file, result not back) as "sent"; "held" (a
+# control waiting for approval) as "queued".
+DELIVERY_STATES = ("held", "queued", "sending", "awaiting", "sent", "answered", "failed", "expired", "rejected")
+API_DELIVERY_STATES = ("queued", "sent", "answered", "failed", "expired", "rejected")
 FINAL_DELIVERY_STATES = ("answered", "failed", "expired", "rejected")

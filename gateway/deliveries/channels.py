@@ -1,12 +1,36 @@
-"""Pair each agency's transport with its codec, from the registry, once per process."""
+"""Pair each agency's transport with its codec, from the registry, once per process.
+
+Two kinds of channel, by how the agency's transport works:
+
+* ``AgencyChannel``: a call that answers (REST, SOAP). Encode, send, decode.
+* ``BatchChannel``: a file drop (SFTP). Many encoded requests leave in one batch
+  file; answers come back later in result files, each line decoded against the
+  request it names, whose bytes the outbox kept.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
 
 from adapters import CODECS, TRANSPORTS
-from adapters.interfaces import AgencyAnswer, Codec, DeliveryOrder, Envelope, Transport
-from gateway.registry import Agency, Registry
+from adapters.errors import ConnectFailed
+from adapters.interfaces import (
+    AgencyAnswer,
+    BatchRecord,
+    BatchTransport,
+    Codec,
+    DeliveryOrder,
+    Envelope,
+    InboundBatch,
+    Reply,
+    Transport,
+)
+from gateway.errors import ConfigError
+from gateway.registry import PATH_OPTIONS, Agency, Registry
+from gateway.settings import read_secret
+from schemas.xml import WSDL_DIR
 
 
 @dataclass
@@ -25,10 +49,79 @@ class AgencyChannel:
         self.transport.close()
 
 
-def make_transport(agency: Agency) -> Transport:
+@dataclass
+class BatchChannel:
+    agency: Agency
+    codec: Codec
+    transport: BatchTransport
+
+    def encode(self, order: DeliveryOrder) -> Envelope:
+        """Raises OutgoingInvalid: that one request is never sent, the rest of the batch is."""
+        return self.codec.encode(order)
+
+    def send(self, envelopes: Sequence[Envelope]) -> str:
+        """Upload one batch file of the envelopes' bodies; return its name. Raises AdapterError."""
+        operations = {e.operation for e in envelopes}
+        # One file holds one kind of message, as agencies' batch channels expect.
+        if len(operations) != 1:
+            raise ValueError(f"a batch file holds one operation, got {sorted(operations)}")
+        return self.transport.send_batch(operations.pop(), [BatchRecord(e.message_id, e.body) for e in envelopes])
+
+    def receive(self, limit: int = 20) -> list[InboundBatch]:
+        return self.transport.receive(limit)
+
+    def decode(self, record: BatchRecord, envelope: Envelope) -> AgencyAnswer:
+        """Decode one result line against the request it names (same checks as a call's reply)."""
+        return self.codec.decode(Reply(status=200, body=record.body, media_type=envelope.media_type), envelope)
+
+    def settle(self, batch: InboundBatch) -> None:
+        self.transport.settle(batch)
+
+    def close(self) -> None:
+        self.transport.close()
+
+
+Channel = AgencyChannel | BatchChannel
+
+
+def transport_options(agency: Agency, config_dir: Path) -> dict[str, Any]:
+    """The agency's [agency.options] as its transport's constructor takes them:
+    paths made absolute against the registry's folder, WSDL names looked up in
+    ``schemas/wsdl/``, secrets read from the environment variable named."""
+    options = dict(agency.options)
+    if "wsdl" in options:
+        name = str(options["wsdl"])
+        path = WSDL_DIR / f"{name}.wsdl" if "/" not in name and not name.endswith(".wsdl") else config_dir / name
+        if not path.is_file():
+            raise ConfigError(f"agency {agency.id!r}: options.wsdl: no WSDL file at {path}")
+        options["wsdl"] = str(path)
+    for key in PATH_OPTIONS:
+        if key in options:
+            path = config_dir / str(options[key])
+            if not path.is_file():
+                raise ConfigError(f"agency {agency.id!r}: options.{key}: no file at {path}")
+            options[key] = str(path)
+    if isinstance(options.get("verify"), str):
+        options["verify"] = str(config_dir / options["verify"])
+    if "password_env" in options:
+        options["password"] = read_secret(str(options.pop("password_env")))
+    return options
+
+
+def make_transport(agency: Agency, config_dir: Path) -> Transport | BatchTransport:
     transport_class = TRANSPORTS[agency.transport]
-    return transport_class(agency.endpoint, timeout_seconds=agency.timeout_seconds)
+    options = transport_options(agency, config_dir)
+    try:
+        return transport_class(agency.endpoint, timeout_seconds=agency.timeout_seconds, **options)
+    except (TypeError, ValueError, ConnectFailed) as exc:
+        raise ConfigError(f"agency {agency.id!r}: its {agency.transport} transport refused its settings: {exc}") from None
 
 
-def build_channels(registry: Registry) -> dict[str, AgencyChannel]:
-    return {a.id: AgencyChannel(a, CODECS[a.kind](), make_transport(a)) for a in registry}
+def build_channels(registry: Registry) -> dict[str, Channel]:
+    config_dir = Path(registry.source).parent if registry.source else Path.cwd()
+    channels: dict[str, Channel] = {}
+    for agency in registry:
+        codec = CODECS[agency.kind]()
+        transport = make_transport(agency, config_dir)
+        channels[agency.id] = BatchChannel(agency, codec, transport) if agency.is_batch else AgencyChannel(agency, codec, transport)
+    return channels

@@ -36,7 +36,10 @@ class Delivery(Base):
     request_body: Mapped[bytes | None] = mapped_column(LargeBinary)
     request_operation: Mapped[str | None] = mapped_column(String(64))
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    batch_file: Mapped[str | None] = mapped_column(String(128))  # the batch file that carried it (SFTP)
+    batch_file: Mapped[str | None] = mapped_column(String(128), index=True)  # the batch file that carried it (SFTP)
+    # A control's asset lines, as the agency names them (identifier, amount, until,
+    # original_reference), resolved from the officer's targets when it was accepted.
+    lines: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now, onupdate=utc_now)
 
@@ -56,6 +59,8 @@ class DeliveryResult(Base):
     request_sha256: Mapped[str] = mapped_column(String(64))
     answer_sha256: Mapped[str] = mapped_column(String(64))
     asset_count: Mapped[int] = mapped_column(Integer)
+    # What the agency did to each asset, for control actions (ControlOutcomeSchema dicts).
+    controls: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
 
     delivery: Mapped[Delivery] = relationship(back_populates="result")
 

@@ -10,20 +10,22 @@ from __future__ import annotations
 import hashlib
 import random
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from adapters.errors import AdapterError, AgencyRefused, IncomingInvalid
-from adapters.interfaces import AgencyAnswer, DeliveryOrder, Envelope, SubjectRef
+from adapters.interfaces import AgencyAnswer, BatchRecord, ControlLine, DeliveryOrder, Envelope, InboundBatch, SubjectRef
 from audit.store import AuditLog, SystemActor
 from gateway.deliveries.models import Asset, Delivery, DeliveryResult, QuarantinedMessage
 from gateway.deliveries.retry import next_attempt_at
 from gateway.requests.models import Request
 from gateway.requests.states import request_state
 from gateway.timeutil import as_utc
-from schemas.canonical import AssetRecordSchema
+from schemas.canonical import AssetRecordSchema, ControlOutcomeSchema
 from schemas.vocabulary import FINAL_DELIVERY_STATES
 
 WORKER = SystemActor(sub="gateway:worker")
@@ -39,9 +41,11 @@ class RetryPolicy:
 def claim_due(session: Session, *, agency_id: str, now: datetime, limit: int, lease_seconds: int) -> list[str]:
     """Take up to ``limit`` due deliveries of one agency and lease them to this worker.
 
-    Due: queued and its time has come, or sending with a lapsed lease (its
-    worker died). PostgreSQL skips rows another worker is claiming; SQLite's
-    BEGIN IMMEDIATE lets one claimer in at a time.
+    Due: queued and its time has come; sending with a lapsed lease (its worker
+    died); or awaiting a batch result past the wait (the file or its answer was
+    lost: sent again, the same message id, which the agency discards if it had
+    it). PostgreSQL skips rows another worker is claiming; SQLite's BEGIN
+    IMMEDIATE lets one claimer in at a time.
     """
     if limit <= 0:
         return []
@@ -50,7 +54,7 @@ def claim_due(session: Session, *, agency_id: str, now: datetime, limit: int, le
         .where(Delivery.agency_id == agency_id)
         .where(or_(
             and_(Delivery.state == "queued", Delivery.next_attempt_at <= now),
-            and_(Delivery.state == "sending", Delivery.lease_until < now),
+            and_(Delivery.state.in_(("sending", "awaiting")), Delivery.lease_until < now),
         ))
         .order_by(Delivery.next_attempt_at)
         .limit(limit)
@@ -83,8 +87,63 @@ def load_order(session: Session, delivery_id: str) -> tuple[DeliveryOrder, str]:
         legal_basis_number=req.legal_basis_number,
         amount=req.amount,
         targets=tuple(req.targets or ()),
+        lines=tuple(_control_line(line) for line in delivery.lines or ()),
+        court_account=req.court_account,
     )
     return order, delivery.agency_id
+
+
+def _control_line(line: dict[str, Any]) -> ControlLine:
+    return ControlLine(
+        identifier=line["identifier"],
+        amount=Decimal(line["amount"]) if line.get("amount") is not None else None,
+        until=date.fromisoformat(line["until"]) if line.get("until") else None,
+        original_reference=line.get("original_reference"),
+    )
+
+
+def load_orders(session: Session, delivery_ids: list[str]) -> dict[str, DeliveryOrder]:
+    return {delivery_id: load_order(session, delivery_id)[0] for delivery_id in delivery_ids}
+
+
+def record_sent(session: Session, delivery_ids: list[str], envelopes: dict[str, Envelope], *, batch_file: str,
+                audit: AuditLog, now: datetime, wait_seconds: float) -> None:
+    """A batch file carrying these requests is on the agency's server: they now await
+    results. If none comes within ``wait_seconds`` they are sent again (claim_due)."""
+    for delivery_id in delivery_ids:
+        delivery = _locked(session, delivery_id)
+        if delivery.state != "sending":
+            continue  # answered or ended meanwhile (a late result from an earlier file)
+        envelope = envelopes[delivery_id]
+        delivery.state, delivery.lease_until = "awaiting", now + timedelta(seconds=wait_seconds)
+        _keep_request(delivery, envelope, now)
+        delivery.batch_file = batch_file
+        session.flush()
+        _audit(audit, session, delivery, "delivery.sent", "awaiting_result",
+               {"batch_file": batch_file, "request_sha256": delivery.request_sha256})
+        refresh_request(session, delivery.request_id)
+
+
+def _keep_request(delivery: Delivery, envelope: Envelope, now: datetime) -> None:
+    delivery.request_body, delivery.request_operation = envelope.body, envelope.operation
+    delivery.request_sha256 = hashlib.sha256(envelope.body).hexdigest()
+    delivery.sent_at = delivery.sent_at or now
+
+
+def sent_envelope(session: Session, delivery_id: str, agency_id: str) -> tuple[Envelope | None, str | None]:
+    """The request a result names, as it was sent, and the delivery's state.
+
+    (None, None) if the id is no delivery of this agency: an agency may answer only
+    what was sent to it.
+    """
+    row = session.execute(
+        select(Delivery.request_body, Delivery.request_operation, Delivery.state)
+        .where(Delivery.id == delivery_id, Delivery.agency_id == agency_id)
+    ).first()
+    if row is None or row.request_body is None:
+        return None, None
+    return Envelope(message_id=delivery_id, operation=row.request_operation or "", body=row.request_body,
+                    media_type=""), row.state
 
 
 def refresh_request(session: Session, request_id: str) -> str:
@@ -117,6 +176,7 @@ def record_answer(session: Session, delivery_id: str, envelope: Envelope, answer
         return False
     schema = AssetRecordSchema()
     records = [schema.load(a) for a in answer.assets]
+    outcomes = ControlOutcomeSchema(many=True).dump(ControlOutcomeSchema(many=True).load(answer.controls))
     subject_id = delivery.request.subject_id
     for record in records:
         session.add(Asset(subject_id=subject_id, delivery_id=delivery.id, agency_id=delivery.agency_id,
@@ -124,13 +184,18 @@ def record_answer(session: Session, delivery_id: str, envelope: Envelope, answer
     session.add(DeliveryResult(
         delivery_id=delivery.id, received_at=now, agency_answered_at=answer.answered_at,
         request_sha256=answer.request_sha256, answer_sha256=hashlib.sha256(raw).hexdigest(), asset_count=len(records),
+        controls=outcomes or None,
     ))
     delivery.state, delivery.answered_at, delivery.lease_until = "answered", now, None
-    delivery.request_sha256, delivery.last_error = hashlib.sha256(envelope.body).hexdigest(), None
+    _keep_request(delivery, envelope, now)
+    delivery.last_error = None
     session.flush()
-    _audit(audit, session, delivery, "delivery.result", "answered",
-           {"assets": len(records), "request_sha256": answer.request_sha256,
-            "answer_sha256": hashlib.sha256(raw).hexdigest()})
+    details = {"assets": len(records), "request_sha256": answer.request_sha256,
+               "answer_sha256": hashlib.sha256(raw).hexdigest()}
+    if outcomes:
+        details["controls"] = [{k: o[k] for k in ("identifier", "outcome", "amount_controlled", "queue_position") if o.get(k) is not None}
+                               for o in outcomes]
+    _audit(audit, session, delivery, "delivery.result", "answered", details)
     refresh_request(session, delivery.request_id)
     return True
 
@@ -171,8 +236,8 @@ def expire_overdue(session: Session, *, audit: AuditLog, now: datetime, limit: i
     """End every unfinished delivery whose deadline has passed: nothing stays pending forever."""
     overdue = session.scalars(
         select(Delivery)
-        .where(Delivery.state.in_(("queued", "sending")), Delivery.deadline <= now)
-        .where(or_(Delivery.state == "queued", Delivery.lease_until < now))
+        .where(Delivery.state.in_(("queued", "sending", "awaiting")), Delivery.deadline <= now)
+        .where(or_(Delivery.state.in_(("queued", "awaiting")), Delivery.lease_until < now))
         .limit(limit)
         .with_for_update(skip_locked=True)
     ).all()
@@ -184,3 +249,28 @@ def expire_overdue(session: Session, *, audit: AuditLog, now: datetime, limit: i
         _audit(audit, session, delivery, "delivery.expired", "expired", {"deadline": as_utc(delivery.deadline).isoformat()})
         refresh_request(session, delivery.request_id)
     return len(overdue)
+
+
+def record_batch_refused(session: Session, agency_id: str, batch: InboundBatch, *, audit: AuditLog, now: datetime) -> None:
+    """A result file that failed its checksum or record count: quarantined whole, none of it applied."""
+    audit.record(
+        session, action="batch.result", outcome="quarantined", actor=WORKER,
+        details={"agency": agency_id, "file": batch.name, "sha256": batch.sha256, "problem": (batch.problem or "")[:500]},
+    )
+
+
+def record_unknown_result(session: Session, agency_id: str, file_name: str, record: BatchRecord, *, audit: AuditLog) -> None:
+    """A result line naming no request sent to this agency: audited, never applied."""
+    audit.record(
+        session, action="batch.result", outcome="unknown_message", actor=WORKER,
+        details={"agency": agency_id, "file": file_name, "message_id": record.message_id[:64],
+                 "answer_sha256": hashlib.sha256(record.body).hexdigest()},
+    )
+
+
+def unsettled_count(session: Session, agency_ids: list[str]) -> int:
+    """Deliveries of these agencies still on their way (queued, sending or awaiting a result)."""
+    return session.scalar(
+        select(func.count()).select_from(Delivery)
+        .where(Delivery.agency_id.in_(agency_ids), Delivery.state.in_(("queued", "sending", "awaiting")))
+    ) or 0

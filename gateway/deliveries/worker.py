@@ -3,6 +3,10 @@ of threads that carry them out, each agency within its concurrency and rate.
 
 One process may run one worker; many processes may share one database (claims
 are leases, so no delivery is carried out by two workers at once).
+
+Batch agencies (SFTP) differ in two ways: a claim takes up to ``batch_size``
+deliveries and sends them as one file, and each pass also collects the result
+files the agency has left, decoding each line against the request it names.
 """
 
 from __future__ import annotations
@@ -12,11 +16,12 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from adapters.errors import AdapterError, TransportError
+from adapters.errors import AdapterError, IncomingInvalid, TransportError
+from adapters.interfaces import Envelope, InboundBatch
 from audit.store import AuditLog
 from gateway.db import Database
 from gateway.deliveries import services
-from gateway.deliveries.channels import AgencyChannel
+from gateway.deliveries.channels import AgencyChannel, BatchChannel, Channel
 from gateway.deliveries.retry import RateLimiter
 from gateway.settings import WorkersSection
 from gateway.timeutil import utc_now
@@ -31,11 +36,12 @@ class InternalFault(TransportError):
 
 
 class DeliveryWorker:
-    def __init__(self, db: Database, channels: dict[str, AgencyChannel], audit: AuditLog, settings: WorkersSection):
+    def __init__(self, db: Database, channels: dict[str, Channel], audit: AuditLog, settings: WorkersSection):
         self.db, self.channels, self.audit, self.settings = db, channels, audit, settings
         self.policy = services.RetryPolicy(settings.max_attempts, settings.backoff_base_seconds, settings.backoff_cap_seconds)
         self._in_flight = {agency_id: 0 for agency_id in channels}
         self._rates = {agency_id: RateLimiter(c.agency.rate_limit_per_second) for agency_id, c in channels.items()}
+        self._last_collected = {agency_id: 0.0 for agency_id in channels}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -88,8 +94,23 @@ class DeliveryWorker:
             services.expire_overdue(session, audit=self.audit, now=now)
         started = 0
         for agency_id, channel in self.channels.items():
+            if isinstance(channel, BatchChannel):
+                started += self._collect_if_due(channel)
             with self._lock:
                 free = channel.agency.concurrency - self._in_flight[agency_id]
+            if isinstance(channel, BatchChannel):
+                # One file is one unit of concurrency and rate; it carries up to batch_size requests.
+                if free <= 0 or self._rates[agency_id].take(1, time.monotonic()) < 1:
+                    continue
+                with self.db.transaction() as session:
+                    ids = services.claim_due(session, agency_id=agency_id, now=now, limit=channel.agency.batch_size,
+                                             lease_seconds=self.settings.lease_seconds)
+                if ids:
+                    with self._lock:
+                        self._in_flight[agency_id] += 1
+                    self._submit(self.deliver_batch, ids, agency_id)
+                started += len(ids)
+                continue
             wanted = min(free, self.settings.batch_size)
             allowed = self._rates[agency_id].take(wanted, time.monotonic()) if wanted > 0 else 0
             if allowed <= 0:
@@ -100,21 +121,36 @@ class DeliveryWorker:
             for delivery_id in ids:
                 with self._lock:
                     self._in_flight[agency_id] += 1
-                self._submit(delivery_id, agency_id)
+                self._submit(self.deliver, delivery_id, agency_id)
             started += len(ids)
         return started
 
-    def _submit(self, delivery_id: str, agency_id: str) -> None:
+    def _submit(self, task, *args) -> None:
         if self._pool is None:  # not started: carry it out inline (tests, `drain`)
-            self.deliver(delivery_id, agency_id)
+            task(*args)
         else:
-            self._pool.submit(self.deliver, delivery_id, agency_id)
+            self._pool.submit(task, *args)
 
     def drain(self, timeout: float = 30.0) -> None:
         """Carry out everything due now, inline, until nothing is due (demo and tests)."""
         give_up = time.monotonic() + timeout
         while self.dispatch_once() and time.monotonic() < give_up:
             pass
+
+    def drain_until_settled(self, timeout: float = 30.0) -> bool:
+        """Like ``drain``, and also wait for batch results: until no delivery is queued,
+        sending or awaiting a result (demo and tests). Returns whether it settled."""
+        give_up = time.monotonic() + timeout
+        while time.monotonic() < give_up:
+            for channel in self.channels.values():
+                if isinstance(channel, BatchChannel):
+                    self._last_collected[channel.agency.id] = 0.0  # look now
+            self.dispatch_once()
+            with self.db.reading() as session:
+                if not services.unsettled_count(session, list(self.channels)):
+                    return True
+            time.sleep(0.05)
+        return False
 
     # --- one delivery ------------------------------------------------------------------
 
@@ -143,3 +179,91 @@ class DeliveryWorker:
         finally:
             with self._lock:
                 self._in_flight[agency_id] -= 1
+
+    # --- batch agencies ------------------------------------------------------------------
+
+    def deliver_batch(self, delivery_ids: list[str], agency_id: str) -> None:
+        """Encode each claimed request, send them as one file, and mark them awaiting results."""
+        channel = self.channels[agency_id]
+        assert isinstance(channel, BatchChannel)
+        try:
+            with self.db.reading() as session:
+                orders = services.load_orders(session, delivery_ids)
+            envelopes: dict[str, Envelope] = {}
+            by_operation: dict[str, list[str]] = {}
+            for delivery_id, order in orders.items():
+                try:
+                    envelope = channel.encode(order)
+                except AdapterError as error:  # this one breaks the format: never sent, the rest go
+                    with self.db.transaction() as session:
+                        services.record_failure(session, delivery_id, error, audit=self.audit, now=utc_now(), policy=self.policy)
+                    continue
+                envelopes[delivery_id] = envelope
+                by_operation.setdefault(envelope.operation, []).append(delivery_id)
+            for ids in by_operation.values():
+                try:
+                    batch_file = channel.send([envelopes[i] for i in ids])
+                except AdapterError as error:
+                    log.info("batch of %d to %s: %s", len(ids), agency_id, error.code)
+                    with self.db.transaction() as session:
+                        for delivery_id in ids:
+                            services.record_failure(session, delivery_id, error, audit=self.audit, now=utc_now(),
+                                                    policy=self.policy)
+                    continue
+                with self.db.transaction() as session:
+                    services.record_sent(session, ids, envelopes, batch_file=batch_file, audit=self.audit,
+                                         now=utc_now(), wait_seconds=self.settings.batch_result_wait_seconds)
+        except Exception:
+            # Leases lapse and the deliveries are claimed again; the agency discards what it already has.
+            log.exception("batch to %s failed inside the gateway; its leases will lapse and it will be retried", agency_id)
+        finally:
+            with self._lock:
+                self._in_flight[agency_id] -= 1
+
+    def _collect_if_due(self, channel: BatchChannel) -> int:
+        agency_id = channel.agency.id
+        now = time.monotonic()
+        if now - self._last_collected[agency_id] < self.settings.poll_interval_seconds:
+            return 0
+        self._last_collected[agency_id] = now
+        try:
+            return self.collect(channel)
+        except AdapterError as error:
+            log.info("collecting results from %s: %s", agency_id, error.code)
+            return 0
+
+    def collect(self, channel: BatchChannel) -> int:
+        """Apply every complete result file the agency has left; return how many results were read.
+
+        A file is settled (moved to done or quarantine) only after its results are
+        committed, so a crash in between reads it again and its results are
+        discarded as duplicates.
+        """
+        count = 0
+        for batch in channel.receive():
+            with self.db.transaction() as session:
+                if batch.problem:
+                    services.record_batch_refused(session, channel.agency.id, batch, audit=self.audit, now=utc_now())
+                else:
+                    self._apply_results(session, channel, batch)
+            channel.settle(batch)
+            count += len(batch.records)
+        return count
+
+    def _apply_results(self, session, channel: BatchChannel, batch: InboundBatch) -> None:
+        agency_id = channel.agency.id
+        for record in batch.records:
+            envelope, state = services.sent_envelope(session, record.message_id, agency_id)
+            if envelope is None:
+                services.record_unknown_result(session, agency_id, batch.name, record, audit=self.audit)
+                continue
+            try:
+                answer = channel.decode(record, envelope)
+            except AdapterError as error:
+                if isinstance(error, IncomingInvalid) and not error.raw:
+                    error.raw = record.body
+                services.record_failure(session, record.message_id, error, audit=self.audit, now=utc_now(),
+                                        policy=self.policy)
+                continue
+            services.record_answer(session, record.message_id, envelope, answer, record.body, audit=self.audit,
+                                   now=utc_now())

@@ -30,6 +30,11 @@ class Request(Base):
     court_code: Mapped[str] = mapped_column(String(32), index=True)
     idempotency_key: Mapped[str] = mapped_column(String(128))
     payload_sha256: Mapped[str] = mapped_column(String(64))
+    court_account: Mapped[str | None] = mapped_column(String(64))  # deducts: where the money goes
+    # Controls wait for a second person (an approver of the same court, not the proposer).
+    decided_by: Mapped[str | None] = mapped_column(String(128))
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    decision_reason: Mapped[str | None] = mapped_column(String(500))
     # The 202 body as first sent, so a replay with the same key gets the same reply.
     accepted_reply: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)

@@ -183,9 +183,9 @@ def test_missing_id_names_the_position(write) -> None:
 
 
 def test_error_in_second_entry_names_it(write) -> None:
-    path = write(render([psb(), psb(id="second", kind="bank")]))
+    path = write(render([psb(), psb(id="second", kind="land_office")]))
     message = load_error(path)
-    assert message.startswith(f"{path}: agency[1] 'second': kind 'bank' has no codec")
+    assert message.startswith(f"{path}: agency[1] 'second': kind 'land_office' has no codec")
 
 
 def test_duplicate_id_is_refused(write) -> None:
@@ -261,6 +261,7 @@ def agency(id: str, categories: tuple[str, ...], actions: tuple[str, ...] = ("in
         id=id, kind="public_security", name=id, transport="rest",
         endpoint=endpoint or f"http://127.0.0.1:1/{id}", categories=categories, actions=actions,
         deadlines={a: 60 for a in actions}, concurrency=1, rate_limit_per_second=1.0, timeout_seconds=1.0,
+        action_categories={a: categories for a in actions},
     )
 
 

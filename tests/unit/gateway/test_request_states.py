@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from gateway.requests.states import api_delivery_state, request_state
-from schemas.vocabulary import DELIVERY_STATES, FINAL_DELIVERY_STATES, REQUEST_STATES
+from schemas.vocabulary import API_DELIVERY_STATES, DELIVERY_STATES, FINAL_DELIVERY_STATES, REQUEST_STATES
 
 
 @pytest.mark.parametrize(
@@ -45,6 +45,8 @@ def test_accepts_any_iterable() -> None:
 def _reference(states: list[str]) -> str:
     if not states:
         return "failed"
+    if "held" in states:
+        return "awaiting_approval"
     if set(states) == {"queued"}:
         return "accepted"
     if any(s not in FINAL_DELIVERY_STATES for s in states):
@@ -71,9 +73,14 @@ def test_order_does_not_matter(states: list[str], rnd) -> None:
     assert request_state(shuffled) == request_state(states)
 
 
-def test_api_delivery_state_hides_sending() -> None:
+def test_api_delivery_state_shows_design_names_only() -> None:
     assert api_delivery_state("sending") == "sent"
-    for state in DELIVERY_STATES:
-        if state != "sending":
-            assert api_delivery_state(state) == state
-    assert {api_delivery_state(s) for s in DELIVERY_STATES} == set(DELIVERY_STATES) - {"sending"}
+    assert api_delivery_state("awaiting") == "sent"
+    assert api_delivery_state("held") == "queued"
+    for state in API_DELIVERY_STATES:
+        assert api_delivery_state(state) == state
+    assert {api_delivery_state(s) for s in DELIVERY_STATES} == set(API_DELIVERY_STATES)
+
+
+def test_a_held_control_keeps_the_request_awaiting_approval() -> None:
+    assert request_state(["held", "held"]) == "awaiting_approval"
