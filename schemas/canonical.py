@@ -99,6 +99,11 @@ class RequestSubmissionSchema(Schema):
     legal_basis = fields.Nested(LegalBasisSchema, load_default=None)
     amount = Money(load_default=None)
     targets = fields.List(fields.Str(validate=validate.Length(min=1, max=64)), load_default=list)
+    court_account = fields.Str(
+        load_default=None,
+        validate=validate.Regexp(r"^[0-9A-Za-z-]{6,34}$", error="must be 6-34 letters, digits or '-'"),
+        metadata={"description": "deducts: the court's receiving account"},
+    )
 
 
 class AssetRecordSchema(Schema):
@@ -182,6 +187,18 @@ class RequestStateSchema(Schema):
     deliveries = fields.List(fields.Nested(DeliveryOutSchema))
 
 
+class ControlInForceSchema(Schema):
+    action = fields.Str()
+    outcome = fields.Str(metadata={"description": "controlled, partly_controlled, queued or watching"})
+    amount = Money(allow_none=True)
+    until = fields.Date(allow_none=True)
+    queue_position = fields.Int(allow_none=True)
+    ahead = fields.List(fields.Str(), metadata={"description": "who holds the asset before this control"})
+    agency_reference = fields.Str(allow_none=True)
+    request_id = fields.Str()
+    deducted = Money(allow_none=True)
+
+
 class AssetSchema(Schema):
     id = fields.Str()
     category = fields.Str()
@@ -191,7 +208,7 @@ class AssetSchema(Schema):
     balance = Money(allow_none=True)
     value = Money(allow_none=True)
     encumbrances = fields.List(fields.Str())
-    controls = fields.List(fields.Dict())
+    controls = fields.List(fields.Nested(ControlInForceSchema))
     details = fields.Dict()
     found_at = UtcDateTime()
 

@@ -11,6 +11,8 @@ from sqlalchemy.orm import Session
 from gateway.auth.tokens import Principal
 from gateway.cases.models import Case, Subject
 from gateway.cases.services import find_case
+from gateway.controls.ledger import cash_frozen
+from gateway.controls.services import controls_in_case
 from gateway.deliveries.models import Asset, Delivery
 from gateway.errors import PurposeDenied
 from gateway.requests.models import Request
@@ -56,7 +58,8 @@ def build_report(session: Session, case_number: str, subject_ref: str, principal
         ).all()
         assets = [a for a in rows if answered_from.get((a.agency_id, a.category)) == a.delivery_id]
     cash_found = sum((a.balance or Decimal("0") for a in assets if a.category in CASH_CATEGORIES), Decimal("0"))
-    cash_frozen = Decimal("0")  # controls arrive with the control ledger
+    ledger = controls_in_case(session, case.id, subject.id)
+    valuations = _valuations(session, case.id, subject.id)
     answered_times = [as_utc(d.answered_at) for d in deliveries if d.answered_at]
     report = {
         "case_number": case.case_number,
@@ -66,13 +69,16 @@ def build_report(session: Session, case_number: str, subject_ref: str, principal
         "assets": [
             {
                 "id": a.id, "category": a.category, "agency": a.agency_id, "identifier": a.identifier,
-                "description": a.description, "balance": a.balance, "value": a.value,
-                "encumbrances": a.encumbrances, "controls": [], "details": a.details, "found_at": a.found_at,
+                "description": a.description, "balance": a.balance,
+                "value": a.value if a.value is not None else valuations.get((a.category, a.identifier)),
+                "encumbrances": a.encumbrances,
+                "controls": [ledger[(a.agency_id, a.identifier)].view()] if (a.agency_id, a.identifier) in ledger else [],
+                "details": a.details, "found_at": a.found_at,
             }
             for a in assets
         ],
         "cash_found": cash_found,
-        "cash_frozen": cash_frozen,
+        "cash_frozen": cash_frozen(ledger, CASH_CATEGORIES),
         "cash_recoverable_ratio": cash_ratio(cash_found, case.amount_owed),
         "gaps": [
             {"agency": d.agency_id, "state": api_delivery_state(d.state), "categories": d.categories, "error": d.last_error}
@@ -81,3 +87,18 @@ def build_report(session: Session, case_number: str, subject_ref: str, principal
         ],
     }
     return report, subject
+
+
+def _valuations(session: Session, case_id: str, subject_id: str) -> dict[tuple[str, str], Decimal]:
+    """Reference values an agency gave for assets (valuation requests), newest first wins."""
+    rows = session.execute(
+        select(Asset.category, Asset.identifier, Asset.value).join(Delivery, Delivery.id == Asset.delivery_id)
+        .join(Request, Request.id == Delivery.request_id)
+        .where(Request.case_id == case_id, Request.subject_id == subject_id, Request.action == "valuation",
+               Asset.value.is_not(None))
+        .order_by(Asset.found_at.desc())
+    )
+    values: dict[tuple[str, str], Decimal] = {}
+    for row in rows:
+        values.setdefault((row.category, row.identifier), row.value)
+    return values

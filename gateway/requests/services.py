@@ -19,13 +19,14 @@ from audit.store import AuditLog
 from gateway.auth.tokens import Principal
 from gateway.cases.services import require_debtor
 from gateway.deliveries.models import Delivery
-from gateway.errors import IdempotencyConflict, NotFound, RuleViolation
+from gateway.errors import Conflict, Forbidden, IdempotencyConflict, NotFound, RuleViolation
 from gateway.registry import Registry
+from gateway.requests.controls import resolve_targets
 from gateway.requests.models import Request
 from gateway.requests.states import api_delivery_state
 from gateway.timeutil import new_id
 from schemas.canonical import RequestStateSchema
-from schemas.vocabulary import CONTROL_ACTIONS
+from schemas.vocabulary import CONTROL_ACTIONS, TARGETED_ACTIONS
 
 _STATE_SCHEMA = RequestStateSchema()  # built once: marshmallow schemas are costly to construct
 _INSERT_REQUEST = insert(Request.__table__)  # likewise statements, on the intake's hot path
@@ -59,6 +60,8 @@ def _check_rules(payload: dict[str, Any]) -> None:
         raise RuleViolation(f"a {payload['action']} needs a legal basis", fields={"legal_basis": ["required for controls"]})
     if payload["action"] in ("freeze", "deduct") and payload.get("amount") is None:
         raise RuleViolation(f"a {payload['action']} needs an amount", fields={"amount": ["required for freeze and deduct"]})
+    if payload["action"] == "deduct" and not payload.get("court_account"):
+        raise RuleViolation("a deduct needs the court's receiving account", fields={"court_account": ["required for deduct"]})
 
 
 @dataclass(frozen=True)
@@ -92,35 +95,48 @@ def prepare_request(
     debtor = require_debtor(session, principal, payload["case_number"], subject_in["kind"], subject_in["id_number"])
     _check_rules(payload)
     action = payload["action"]
-    categories = tuple(payload["categories"] or registry.categories_for(action))
-    routes = registry.route(action, categories)
-    served = {c for r in routes for c in r.categories}
-    unserved = [c for c in categories if c not in served]
-    if unserved or not routes:
-        raise RuleViolation(
-            f"no agency accepts {action} for {', '.join(unserved or categories) or 'any category'}",
-            fields={"categories": [f"no agency serves {c!r} for {action}" for c in (unserved or categories)]},
-        )
+    lines: dict[str, list[dict[str, Any]]] = {}
+    if action in TARGETED_ACTIONS:
+        control_routes = resolve_targets(session, payload, debtor, registry, now)
+        routes = [c.route for c in control_routes]
+        lines = {c.route.agency.id: c.lines for c in control_routes}
+        categories = tuple(dict.fromkeys(c for r in routes for c in r.categories))
+    else:
+        categories = tuple(payload["categories"] or registry.categories_for(action))
+        routes = registry.route(action, categories)
+        served = {c for r in routes for c in r.categories}
+        unserved = [c for c in categories if c not in served]
+        if unserved or not routes:
+            raise RuleViolation(
+                f"no agency accepts {action} for {', '.join(unserved or categories) or 'any category'}",
+                fields={"categories": [f"no agency serves {c!r} for {action}" for c in (unserved or categories)]},
+            )
+    # A control waits for a second person; its deliveries leave only once approved.
+    held = action in CONTROL_ACTIONS
     legal_basis = payload.get("legal_basis") or {}
     request_id = new_id()
     deliveries = [
         {
             "id": new_id(), "request_id": request_id, "agency_id": r.agency.id, "transport": r.agency.transport,
-            "categories": list(r.categories), "state": "queued", "attempts": 0, "next_attempt_at": now,
+            "categories": list(r.categories), "state": "held" if held else "queued", "attempts": 0,
+            "next_attempt_at": now, "lines": lines.get(r.agency.id),
             "deadline": now + timedelta(seconds=r.agency.deadlines[action]), "created_at": now, "updated_at": now,
         }
         for r in sorted(routes, key=lambda r: r.agency.id)
     ]
+    state = "awaiting_approval" if held else "accepted"
     reply = _STATE_SCHEMA.dump({
         "id": request_id, "case_number": debtor.case_number, "action": action, "categories": list(categories),
-        "state": "accepted", "created_at": now,
-        "deliveries": [{**d, "agency": d["agency_id"], "error": None, "result": None} for d in deliveries],
+        "state": state, "created_at": now,
+        "deliveries": [{**d, "agency": d["agency_id"], "state": api_delivery_state(d["state"]), "error": None,
+                        "result": None} for d in deliveries],
     })
     request_row = {
         "id": request_id, "case_id": debtor.case_id, "subject_id": debtor.subject_id, "action": action,
         "categories": list(categories), "legal_basis_kind": legal_basis.get("kind"),
         "legal_basis_number": legal_basis.get("number"), "amount": payload.get("amount"),
-        "targets": list(payload.get("targets") or []), "state": "accepted", "officer_sub": principal.sub,
+        "targets": list(payload.get("targets") or []), "state": state, "officer_sub": principal.sub,
+        "court_account": payload.get("court_account"),
         "court_code": principal.court or "", "idempotency_key": idempotency_key, "payload_sha256": digest,
         # Stored as the API rendered it, so a replay with the same key is the same reply.
         "accepted_reply": reply, "created_at": now, "updated_at": now,
@@ -133,6 +149,8 @@ def prepare_request(
             "deliveries": {d["id"]: d["agency_id"] for d in deliveries},
             "legal_basis": legal_basis or None,
             "idempotency_key": idempotency_key,
+            **({"amount": str(payload["amount"])} if payload.get("amount") is not None else {}),
+            **({"lines": {agency: [ln["identifier"] for ln in ls] for agency, ls in lines.items()}} if lines else {}),
         },
     }
     return PreparedRequest(request_row, deliveries, reply, audit_event)
@@ -179,4 +197,39 @@ def get_request(session: Session, request_id: str, principal: Principal) -> Requ
     row = session.get(Request, request_id)
     if row is None or (principal.role != "admin" and row.court_code != principal.court):
         raise NotFound(f"no request {request_id} for court {principal.court}")
+    return row
+
+
+def decide(session: Session, request_id: str, principal: Principal, *, approve: bool, reason: str | None,
+           registry: Registry, audit: AuditLog, now: datetime) -> Request:
+    """An approver's decision on a control: approved, its deliveries leave now (their
+    deadlines counted from now); rejected, it ends and nothing is sent.
+
+    Raises NotFound (another court's or no such request), Forbidden (the proposer
+    deciding their own control) and Conflict (not awaiting approval).
+    """
+    row = session.get(Request, request_id, with_for_update=True)
+    if row is None or row.court_code != principal.court:
+        raise NotFound(f"no request {request_id} for court {principal.court}")
+    if row.state != "awaiting_approval":
+        raise Conflict(f"request {request_id} is {row.state}, not awaiting approval")
+    if row.officer_sub == principal.sub:
+        raise Forbidden("a control is approved by a second person, not by the officer who proposed it",
+                        code="self_approval")
+    row.decided_by, row.decided_at, row.decision_reason = principal.sub, now, reason
+    for delivery in row.deliveries:
+        if delivery.state != "held":
+            continue
+        if approve:
+            delivery.state, delivery.next_attempt_at = "queued", now
+            delivery.deadline = now + timedelta(seconds=registry.get(delivery.agency_id).deadlines[row.action])
+        else:
+            delivery.state, delivery.last_error = "rejected", f"rejected by approver {principal.sub}: {reason}"
+    row.state = "accepted" if approve else "rejected"
+    session.flush()
+    audit.record(
+        session, action="request.approval", outcome="approved" if approve else "rejected", actor=principal,
+        case_number=row.case.case_number, subject_id_number=row.subject.id_number, request_id=row.id,
+        details={"proposed_by": row.officer_sub, "reason": reason, "control": row.action},
+    )
     return row

@@ -11,6 +11,7 @@ from gateway.api import ApiBlueprint, roles_required, set_audit_context
 from gateway.audit_service import get_audit
 from gateway.auth.access import current_principal
 from gateway.db import get_db
+from gateway.errors import RuleViolation
 from gateway.requests import services
 from gateway.timeutil import utc_now
 from schemas.canonical import ErrorSchema, RequestStateSchema, RequestSubmissionSchema
@@ -89,6 +90,37 @@ def get_request(request_id: str) -> Any:
             session, action="request.read", outcome="ok", actor=principal, case_number=body["case_number"],
             subject_id_number=row.subject.id_number, request_id=row.id,
         )
+    return body
+
+
+class ApprovalSchema(Schema):
+    decision = fields.Str(required=True, validate=validate.OneOf(("approve", "reject"), error="must be approve or reject"))
+    reason = fields.Str(load_default=None, validate=validate.Length(min=1, max=500))
+
+
+@blp.route("/requests/<request_id>/approval", methods=["POST"])
+@roles_required("approver")
+@blp.arguments(ApprovalSchema())
+@blp.response(200, RequestStateSchema, description="decided: approved controls leave now; rejected ones end")
+@blp.alt_response(403, schema=ErrorSchema, description="the proposer may not approve their own control")
+@blp.alt_response(404, schema=ErrorSchema, description="no such request for the approver's court")
+@blp.alt_response(409, schema=ErrorSchema, description="the request is not awaiting approval")
+@blp.alt_response(422, schema=ErrorSchema, description="a rejection needs a reason")
+def decide_request(payload: dict[str, Any], request_id: str) -> Any:
+    """Approve or reject a control, as an approver of the same court other than its proposer."""
+    principal = current_principal()
+    set_audit_context(request_id=request_id)
+    approve = payload["decision"] == "approve"
+    if not approve and not payload.get("reason"):
+        raise RuleViolation("a rejection says why", fields={"reason": ["required when rejecting"]})
+    with get_db().transaction() as session:
+        row = services.decide(
+            session, request_id, principal, approve=approve, reason=payload.get("reason"),
+            registry=current_app.extensions["registry"], audit=get_audit(), now=utc_now(),
+        )
+        body = services.state_view(row)
+    if approve:
+        current_app.extensions["worker"].wake()
     return body
 
 

@@ -128,7 +128,7 @@ def test_purpose_rule_refuses_and_audits(api, app, registered, subject, case_num
         ({"categories": ["deposit"]}, 422, "categories"),
         ({"action": "freeze", "amount": "1000.00"}, 422, "legal_basis"),
         ({"action": "freeze", "legal_basis": {"kind": "ruling", "number": "(2024)浙0102执1234号之一"}}, 422, "amount"),
-        ({"action": "freeze", "amount": "1000.00", "legal_basis": {"kind": "ruling", "number": "x1"}}, 422, "categories"),
+        ({"action": "freeze", "amount": "1000.00", "legal_basis": {"kind": "ruling", "number": "x1"}}, 422, "targets"),
     ],
 )
 def test_bad_requests_are_refused_naming_the_field(api, app, registered, extra, status, field):
