@@ -8,6 +8,14 @@ from __future__ import annotations
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from schemas.agencies.envelope import (  # noqa: F401 (AnswerHeadSchema, ErrorAnswerSchema: this format's too)
+    AnswerHeadSchema,
+    ErrorAnswerSchema,
+    RequestHeadSchema,
+    require_legal_basis,
+    text,
+    utc_time,
+)
 from schemas.fields import unique_items
 
 # Our categories and the agency's codes for them.
@@ -31,30 +39,10 @@ VEHICLE_STATES = {
     "P": "scrapped",
     "Q": "overdue inspection",
 }
-RFC3339_UTC = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$"
 
 
-def _text(max_length: int, **kwargs) -> fields.Str:
-    return fields.Str(validate=validate.Length(min=1, max=max_length), **kwargs)
-
-
-def _time(**kwargs) -> fields.Str:
-    return fields.Str(validate=validate.Regexp(RFC3339_UTC, error="must be RFC 3339 UTC ending in Z"), **kwargs)
-
-
-class InquiryHeadSchema(Schema):
-    XXID = _text(64, required=True)
-    CJSJ = _time(required=True)
-    FYDM = _text(32, required=True)
-    CBR = _text(64, required=True)
-    AH = _text(64, required=True)
-    WSLX = _text(32)
-    WSH = _text(64)
-
-    @validates_schema
-    def _basis_both_or_neither(self, data, **kwargs):
-        if ("WSLX" in data) != ("WSH" in data):
-            raise ValidationError("WSLX and WSH go together: both or neither", field_name="WSH")
+_text, _time = text, utc_time
+InquiryHeadSchema = RequestHeadSchema  # the shared request Head
 
 
 class InquiryQuerySchema(Schema):
@@ -71,14 +59,6 @@ class InquiryQuerySchema(Schema):
 class InquirySchema(Schema):
     Head = fields.Nested(InquiryHeadSchema, required=True)
     Query = fields.Nested(InquiryQuerySchema, required=True)
-
-
-class AnswerHeadSchema(Schema):
-    XXID = _text(64, required=True)
-    QQSHA256 = fields.Str(required=True, validate=validate.Regexp(r"^[0-9a-f]{64}$", error="must be 64 lower-case hex digits"))
-    RESPONSECODE = fields.Str(required=True, validate=validate.Regexp(r"^\d{4}$"))
-    RESPONSEINFO = fields.Str(required=True)
-    FKSJ = _time(required=True)
 
 
 class HouseholdSchema(Schema):
@@ -116,18 +96,6 @@ class AnswerDataSchema(Schema):
 class AnswerSchema(Schema):
     Head = fields.Nested(AnswerHeadSchema, required=True)
     Data = fields.Nested(AnswerDataSchema, required=True)
-
-
-class ErrorHeadSchema(Schema):
-    XXID = fields.Str()
-    RESPONSECODE = fields.Str(required=True)
-    RESPONSEINFO = fields.Str(required=True)
-    QQSHA256 = fields.Str()
-    FKSJ = fields.Str()
-
-
-class ErrorAnswerSchema(Schema):
-    Head = fields.Nested(ErrorHeadSchema, required=True)
 
 
 # --- Controls (POST {endpoint}/controls): vehicle seal and release, watch -----
@@ -188,8 +156,7 @@ class ControlRequestSchema(Schema):
 
     @validates_schema
     def _control_has_a_legal_basis(self, data, **kwargs):
-        if "Head" in data and "WSH" not in data["Head"]:
-            raise ValidationError({"Head": {"WSH": ["required for a control: the legal basis (WSLX and WSH)"]}})
+        require_legal_basis(data)
 
 
 class AheadSchema(Schema):
