@@ -96,7 +96,7 @@ class MarketRegulationCodec:
         # An error answer has a Head and no Data (the contract), whatever the HTTP status.
         head = load_checked(self._error, reply.body)["Head"]
         if head["RESPONSECODE"] == "1000":
-            raise AgencyUnavailable(f"agency could not answer now: {head['RESPONSEINFO']}")
+            raise AgencyUnavailable(f"agency could not answer now: code 1000: {head['RESPONSEINFO']}")
         if head["RESPONSECODE"] != "0000":
             raise AgencyRefused(f"agency refused: code {head['RESPONSECODE']}: {head['RESPONSEINFO']}")
         sent = json.loads(envelope.body)  # our own message, checked when it was made
