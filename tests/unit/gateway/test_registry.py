@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import gateway.registry as registry_module
+from adapters import CODECS
 from gateway.errors import ConfigError
 from gateway.registry import Agency, Registry, load_registry
 
@@ -125,7 +126,7 @@ WHERE = "agency[0] 'psb'"
 @pytest.mark.parametrize(
     ("changes", "rule"),
     [
-        ({"kind": "land_registry"}, "kind 'land_registry' has no codec (known: public_security)"),
+        ({"kind": "land_registry"}, f"kind 'land_registry' has no codec (known: {', '.join(CODECS)})"),
         ({"transport": "carrier_pigeon"}, "transport 'carrier_pigeon' is not available (known: rest)"),
         ({"transport": "soap"}, "transport 'soap' is not available (known: rest)"),
         ({"categories": ["gold"]}, "categories: 'gold' is not one of deposit,"),
@@ -238,7 +239,7 @@ def test_missing_file(tmp_path: Path) -> None:
 
 def test_kind_that_is_a_list_is_a_config_error(write) -> None:
     path = write(render([psb(kind=["public_security"])]))
-    assert load_error(path) == f"{path}: {WHERE}: kind ['public_security'] has no codec (known: public_security)"
+    assert load_error(path) == f"{path}: {WHERE}: kind ['public_security'] has no codec (known: {', '.join(CODECS)})"
 
 
 def test_transport_that_is_a_list_is_a_config_error(write) -> None:
