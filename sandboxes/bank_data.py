@@ -155,7 +155,7 @@ def opening_accounts(bank: str, seed: int, id_number: str) -> Holdings:
                 by=court,
                 ruling=f"(2025)执{stream.below(9000) + 1000}号",
                 amount=(balance * (1 + stream.below(10)) / 10).quantize(Decimal("0.01")),
-                until=date(2026, 1, 1) + timedelta(days=200 + stream.below(500)),
+                until=date(2027, 1, 1) + timedelta(days=stream.below(330)),
             ))
         accounts.append(account)
     products = []
