@@ -106,6 +106,16 @@ server.listen(port, '127.0.0.1', () => {
   soapServer.log = (type, data, req) => {
     if (type === 'received' && req) req.rawXml = data; // the envelope as it arrived, for the digest
   };
-  process.stdout.write(`listening ${server.address().port}\n`);
+  // node-soap attaches its request handler once the WSDL and its XSD are loaded:
+  // say "listening" only when the service answers ?wsdl.
+  const announceWhenReady = () => {
+    const port = server.address().port;
+    http.get({ host: '127.0.0.1', port, path: '/soap/bank/v1?wsdl' }, (res) => {
+      res.resume();
+      if (res.statusCode === 200) process.stdout.write(`listening ${port}\n`);
+      else setTimeout(announceWhenReady, 20);
+    }).on('error', () => setTimeout(announceWhenReady, 20));
+  };
+  announceWhenReady();
 });
 process.on('SIGTERM', () => server.close(() => process.exit(0)));
