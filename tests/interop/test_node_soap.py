@@ -6,11 +6,17 @@
   faults map to AgencyRefused / AgencyUnavailable.
 * A node-soap client reads the WSDL our Python sandbox serves and calls it, so
   our served WSDL, XSD and envelopes are consumable by another stack.
+
+node-soap (the npm package ``soap``) is installed from the committed lock file
+on first use; a machine without Node.js or npm fails these tests rather than
+skipping them, because the interop proof is a requirement, not an extra.
+(No conftest.py here: the suite imports the top-level ``conftest`` by name.)
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import threading
 from dataclasses import replace
@@ -32,6 +38,7 @@ from schemas.canonical import AssetRecordSchema, ControlOutcomeSchema
 from schemas.xml import WSDL_DIR
 
 WSDL = str(WSDL_DIR / "bank-v1.wsdl")
+NODE_SOAP_DIR = Path(__file__).parent / "node_soap"
 SUBJECT = "330102198703151157"
 CLIENT_FAULT_SUBJECT = "11010519491231002X"  # bank_server.js answers a soap:Client fault for it
 SERVER_FAULT_SUBJECT = "110105198001010019"  # ... and a soap:Server fault for this one
@@ -44,6 +51,20 @@ def order(id_number: str, message_id: str, action: str = "inquiry", **changes) -
         officer="officer.wang", legal_basis_kind="ruling", legal_basis_number="(2024)浙0102执1234号之一",
     )
     return replace(base, **changes)
+
+
+@pytest.fixture(scope="session")
+def node_soap_dir() -> Path:
+    for tool in ("node", "npm"):
+        if shutil.which(tool) is None:
+            pytest.fail(f"{tool} is not installed: the node-soap interop tests need Node.js and npm (apt-get install nodejs npm)")
+    if not (NODE_SOAP_DIR / "node_modules" / "soap").is_dir():
+        result = subprocess.run(
+            ["npm", "ci", "--no-audit", "--no-fund"], cwd=NODE_SOAP_DIR, capture_output=True, text=True, timeout=300,
+        )
+        if result.returncode != 0:
+            pytest.fail(f"npm ci in {NODE_SOAP_DIR} failed:\n{result.stdout}\n{result.stderr}")
+    return NODE_SOAP_DIR
 
 
 @pytest.fixture(scope="module")
