@@ -49,6 +49,10 @@ def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _today() -> date:
+    return datetime.now(timezone.utc).date()
+
+
 @dataclass
 class Transfer:
     reference: str
@@ -287,7 +291,7 @@ class BankAgency:
         self._effect(key)
         add = AnswerWriter.add
         add(result, "KZZT", "1")
-        add(result, "KSRQ", date.today().isoformat())
+        add(result, "KSRQ", _today().isoformat())
         add(result, "SKJE", _money(released))
         add(result, "DJBH", freeze.reference)
 
@@ -309,7 +313,7 @@ class BankAgency:
         self._effect(key)
         add = AnswerWriter.add
         add(result, "KZZT", "1")
-        add(result, "KSRQ", date.today().isoformat())
+        add(result, "KSRQ", _today().isoformat())
         add(result, "DJXE", _money(asked))
         add(result, "SKJE", _money(moved))
         if moved < asked:
@@ -319,7 +323,7 @@ class BankAgency:
 
 def _term(line: etree._Element) -> tuple[date, date | None]:
     start_text, end_text = _text(line, "KSRQ"), _text(line, "JSRQ")
-    start = date.fromisoformat(start_text) if start_text else date.today()
+    start = date.fromisoformat(start_text) if start_text else _today()
     return start, date.fromisoformat(end_text) if end_text else None
 
 

@@ -104,7 +104,7 @@ def _operations(document: zeep.wsdl.Document, wsdl: str) -> dict[str, _Operation
             binding = port.binding
             if not isinstance(binding, Soap11Binding):
                 continue
-            for name, operation in binding._operations.items():
+            for name, operation in binding.all().items():
                 found[name] = _Operation(
                     soap_action=operation.soapaction or "",
                     input_element=etree.QName(operation.input.body.qname.text),
