@@ -329,13 +329,13 @@ def test_closed_port_is_connect_failed() -> None:
     assert info.value.__cause__ is None
 
 
-def test_server_that_hangs_up_is_a_transport_error() -> None:
+def test_server_that_hangs_up_is_connect_failed() -> None:
     def hang_up(handler: BaseHTTPRequestHandler, _body: bytes) -> None:
         handler.close_connection = True
         handler.connection.shutdown(socket.SHUT_RDWR)
 
     with serve(hang_up) as (url, _):
-        with pytest.raises(TransportError) as info:
+        with pytest.raises(ConnectFailed) as info:
             send(url)
     assert info.value.retryable is True
     assert type(info.value).__module__ == "adapters.errors"
