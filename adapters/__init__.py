@@ -5,13 +5,19 @@ them with ``TRANSPORTS`` and ``CODECS`` below. Adapters import ``schemas`` only.
 """
 
 from adapters.codecs.market_regulation import MarketRegulationCodec
+from adapters.codecs.bank import BankCodec
 from adapters.codecs.public_security import PublicSecurityCodec
+from adapters.codecs.tax import TaxCodec
 from adapters.transports.rest import RestTransport
+from adapters.transports.soap import SoapTransport
 
-CODECS = {PublicSecurityCodec.kind: PublicSecurityCodec, MarketRegulationCodec.kind: MarketRegulationCodec}
+CODECS = {
+    codec.kind: codec
+    for codec in (BankCodec, TaxCodec, PublicSecurityCodec, MarketRegulationCodec)
+}
 
 # Each codec says which transports it can be carried over (JSON over REST here;
 # XML codecs will add SOAP and SFTP batch files).
-TRANSPORTS = {"rest": RestTransport}
+TRANSPORTS = {"rest": RestTransport, "soap": SoapTransport}
 
 __all__ = ["CODECS", "TRANSPORTS"]
