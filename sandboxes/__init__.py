@@ -20,5 +20,10 @@ A sandbox plays the AGENCY side of an agency contract (``docs/agencies/``):
 
 Modules: ``server`` (loopback server, fault knobs; reused by every sandbox),
 ``public_security`` (REST inquiries) with ``public_security_data``
-(the records it holds).
+(the records it holds), ``sftp_server`` (an SFTP server, paramiko's server
+side) with ``batch_agency`` (an agency answering batch files line by line),
+``real_estate`` (the registry's logic, transport-neutral) with
+``real_estate_data``. The XML sandboxes read their messages with ``schemas.xml``
+and the XSDs (the format, not the gateway's codec): ``schemas`` is the one
+project package a sandbox may import.
 """

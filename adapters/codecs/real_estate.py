@@ -142,9 +142,9 @@ def _rows(parent: etree._Element, tag: str) -> list[dict[str, Any]]:
     for element in parent.findall(_Q + tag):
         row: dict[str, Any] = {}
         for child in element:
-            name = etree.QName(child).localname
+            name = child.tag.rpartition("}")[2]  # faster than etree.QName on 10,000-answer files
             if len(child):
-                row.setdefault(name, []).append({etree.QName(c).localname: c.text for c in child})
+                row.setdefault(name, []).append({c.tag.rpartition("}")[2]: c.text for c in child})
             else:
                 row[name] = child.text
         rows.append(row)

@@ -9,15 +9,46 @@ import os
 import threading
 import time
 from pathlib import Path
+from typing import Iterator
 
 import paramiko
 import pytest
-from sftp_servers import SftpServer
+from sftp_servers import SftpServer, start_sandbox, start_sshd, stop_sshd
 
 from adapters.errors import ConnectFailed, HostKeyRejected, OutgoingInvalid, TransportError
 from adapters.interfaces import BatchRecord
 from adapters.transports.sftp import SftpTransport
 from sandboxes.sftp_server import generate_ed25519_key, public_key_line
+
+
+# --- servers (here rather than in a conftest.py, which would shadow tests/conftest.py) ---
+
+
+@pytest.fixture(scope="session")
+def client_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """(private key path, public key line), made for this run and kept in a temp dir."""
+    path = tmp_path_factory.mktemp("client-key") / "id_ed25519"
+    generate_ed25519_key(path)
+    return str(path), public_key_line(paramiko.PKey.from_path(path))
+
+
+@pytest.fixture(scope="session")
+def sshd_server(tmp_path_factory: pytest.TempPathFactory, client_key: tuple[str, str]) -> Iterator[SftpServer]:
+    process, server = start_sshd(tmp_path_factory.mktemp("sshd"), client_key[1])
+    yield server
+    stop_sshd(process)
+
+
+@pytest.fixture(scope="session")
+def sandbox_server(tmp_path_factory: pytest.TempPathFactory, client_key: tuple[str, str]) -> Iterator[SftpServer]:
+    sandbox, server = start_sandbox(tmp_path_factory.mktemp("sftp-sandbox"), client_key[1])
+    yield server
+    sandbox.stop()
+
+
+@pytest.fixture(params=["sshd", "paramiko"])
+def sftp_server(request: pytest.FixtureRequest) -> SftpServer:
+    return request.getfixturevalue("sshd_server" if request.param == "sshd" else "sandbox_server")
 
 
 def make_transport(server: SftpServer, remote_base: str, key: tuple[str, str], **kw) -> SftpTransport:

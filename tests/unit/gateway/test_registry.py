@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import gateway.registry as registry_module
+from adapters import CODECS, TRANSPORTS
 from gateway.errors import ConfigError
 from gateway.registry import Agency, Registry, load_registry
 
@@ -120,14 +121,16 @@ def test_two_agencies_load_in_file_order(write) -> None:
 # --- what is refused -----------------------------------------------------------
 
 WHERE = "agency[0] 'psb'"
+KNOWN_CODECS = ", ".join(CODECS)  # grows as codecs and transports are added
+KNOWN_TRANSPORTS = ", ".join(TRANSPORTS)
 
 
 @pytest.mark.parametrize(
     ("changes", "rule"),
     [
-        ({"kind": "land_registry"}, "kind 'land_registry' has no codec (known: public_security)"),
-        ({"transport": "carrier_pigeon"}, "transport 'carrier_pigeon' is not available (known: rest)"),
-        ({"transport": "soap"}, "transport 'soap' is not available (known: rest)"),
+        ({"kind": "land_registry"}, f"kind 'land_registry' has no codec (known: {KNOWN_CODECS})"),
+        ({"transport": "carrier_pigeon"}, f"transport 'carrier_pigeon' is not available (known: {KNOWN_TRANSPORTS})"),
+        ({"transport": "soap"}, f"transport 'soap' is not available (known: {KNOWN_TRANSPORTS})"),
         ({"categories": ["gold"]}, "categories: 'gold' is not one of deposit,"),
         ({"categories": ["identity", "deposit"]}, "categories: codec public_security does not answer for 'deposit'"),
         ({"categories": []}, "categories must be a non-empty list of names"),
@@ -238,12 +241,12 @@ def test_missing_file(tmp_path: Path) -> None:
 
 def test_kind_that_is_a_list_is_a_config_error(write) -> None:
     path = write(render([psb(kind=["public_security"])]))
-    assert load_error(path) == f"{path}: {WHERE}: kind ['public_security'] has no codec (known: public_security)"
+    assert load_error(path) == f"{path}: {WHERE}: kind ['public_security'] has no codec (known: {KNOWN_CODECS})"
 
 
 def test_transport_that_is_a_list_is_a_config_error(write) -> None:
     path = write(render([psb(transport=["rest"])]))
-    assert load_error(path) == f"{path}: {WHERE}: transport ['rest'] is not available (known: rest)"
+    assert load_error(path) == f"{path}: {WHERE}: transport ['rest'] is not available (known: {KNOWN_TRANSPORTS})"
 
 
 @pytest.mark.parametrize("key", ["timeout_seconds", "rate_limit_per_second", "concurrency"])
