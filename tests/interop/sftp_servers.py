@@ -93,12 +93,12 @@ def _children_of(pid: int) -> list[int]:
     return children
 
 
-def start_sshd(workdir: Path, client_public_line: str) -> tuple[subprocess.Popen, SftpServer]:
+def start_sshd(workdir: Path, client_public_lines: list[str]) -> tuple[subprocess.Popen, SftpServer]:
     sshd = find_or_install_sshd()
     workdir.mkdir(parents=True, exist_ok=True)
     host_key = workdir / "ssh_host_ed25519_key"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(host_key)], check=True)
-    (workdir / "authorized_keys").write_text(client_public_line + "\n")
+    (workdir / "authorized_keys").write_text("".join(line + "\n" for line in client_public_lines))
     files = workdir / "files"
     files.mkdir()
     port = free_port()
@@ -163,9 +163,9 @@ def stop_sshd(process: subprocess.Popen) -> None:
         process.wait(timeout=10)
 
 
-def start_sandbox(workdir: Path, client_public_line: str) -> tuple[SftpSandbox, SftpServer]:
+def start_sandbox(workdir: Path, client_public_lines: list[str]) -> tuple[SftpSandbox, SftpServer]:
     root = workdir / "root"
-    sandbox = SftpSandbox(root, workdir / "host_key", [client_public_line]).start()
+    sandbox = SftpSandbox(root, workdir / "host_key", client_public_lines).start()
 
     def new_base() -> tuple[str, Path]:
         name = f"t{next(_counter)}"

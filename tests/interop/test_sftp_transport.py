@@ -33,15 +33,25 @@ def client_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
 
 
 @pytest.fixture(scope="session")
-def sshd_server(tmp_path_factory: pytest.TempPathFactory, client_key: tuple[str, str]) -> Iterator[SftpServer]:
-    process, server = start_sshd(tmp_path_factory.mktemp("sshd"), client_key[1])
+def rsa_client_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    path = tmp_path_factory.mktemp("rsa-client-key") / "id_rsa"
+    key = paramiko.RSAKey.generate(2048)
+    key.write_private_key_file(str(path))
+    return str(path), public_key_line(key)
+
+
+@pytest.fixture(scope="session")
+def sshd_server(tmp_path_factory: pytest.TempPathFactory, client_key: tuple[str, str],
+                rsa_client_key: tuple[str, str]) -> Iterator[SftpServer]:
+    process, server = start_sshd(tmp_path_factory.mktemp("sshd"), [client_key[1], rsa_client_key[1]])
     yield server
     stop_sshd(process)
 
 
 @pytest.fixture(scope="session")
-def sandbox_server(tmp_path_factory: pytest.TempPathFactory, client_key: tuple[str, str]) -> Iterator[SftpServer]:
-    sandbox, server = start_sandbox(tmp_path_factory.mktemp("sftp-sandbox"), client_key[1])
+def sandbox_server(tmp_path_factory: pytest.TempPathFactory, client_key: tuple[str, str],
+                   rsa_client_key: tuple[str, str]) -> Iterator[SftpServer]:
+    sandbox, server = start_sandbox(tmp_path_factory.mktemp("sftp-sandbox"), [client_key[1], rsa_client_key[1]])
     yield server
     sandbox.stop()
 
@@ -235,6 +245,16 @@ def test_a_client_key_the_server_does_not_know_is_a_clear_error(
 
     with pytest.raises(ConnectFailed, match="refused authentication as .* with client key ssh-rsa SHA256:"):
         transport.receive()
+
+
+def test_an_rsa_client_key_works_too(sftp_server: SftpServer, base: tuple[str, Path],
+                                     rsa_client_key: tuple[str, str]) -> None:
+    transport = make_transport(sftp_server, base[0], rsa_client_key)
+    try:
+        name = transport.send_batch("inquiry", [BatchRecord("m-1", b"<x/>")])
+    finally:
+        transport.close()
+    assert (base[1] / "inbox" / name).read_bytes() == b"m-1\t<x/>\n"
 
 
 def test_one_connection_serves_many_calls(sftp_server: SftpServer, transport: SftpTransport,

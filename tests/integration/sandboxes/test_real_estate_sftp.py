@@ -186,6 +186,16 @@ def test_a_file_failing_at_the_agency_is_answered_later(tmp_path: Path) -> None:
         running.stop()
 
 
+def test_the_agency_waits_its_latency_before_answering(tmp_path: Path) -> None:
+    running = Agency(tmp_path, FaultKnobs(latency_seconds=0.5))
+    try:
+        started = time.monotonic()
+        answers = running.exchange([order("inquiry", person(1), "l-1")])
+        assert "l-1" in answers and time.monotonic() - started >= 0.5
+    finally:
+        running.stop()
+
+
 def test_ten_thousand_inquiries_in_one_file(agency: Agency, capsys: pytest.CaptureFixture[str]) -> None:
     orders = [order("inquiry", person(n % 997 + 1), f"b-{n}") for n in range(10_000)]
     started = time.perf_counter()
