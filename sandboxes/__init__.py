@@ -28,5 +28,11 @@ and ``public_security_controls`` (its seal and watch registers),
 ``market_regulation_data`` and ``market_regulation_controls``;
 ``soap_service`` (a SOAP 1.1 face for any agency:
 WSDL served, envelopes parsed, faults), ``bank`` with ``bank_data`` (a bank's
-ledger, transport-neutral) and ``soap_bank``; ``tax`` and ``soap_tax``.
+ledger, transport-neutral) and ``soap_bank``; ``tax`` and ``soap_tax``;
+``sftp_server`` (an SFTP server, paramiko's server side) with ``batch_agency``
+(an agency answering batch files line by line), ``real_estate`` (the
+registry's logic, transport-neutral) with ``real_estate_data``. The XML
+sandboxes read their messages with ``schemas.xml`` and the XSDs (the format,
+not the gateway's codec): ``schemas`` is the one project package a sandbox may
+import.
 """

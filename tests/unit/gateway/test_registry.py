@@ -121,6 +121,8 @@ def test_two_agencies_load_in_file_order(write) -> None:
 # --- what is refused -----------------------------------------------------------
 
 WHERE = "agency[0] 'psb'"
+KNOWN_CODECS = ", ".join(CODECS)  # grows as codecs and transports are added
+KNOWN_TRANSPORTS = ", ".join(TRANSPORTS)
 
 
 @pytest.mark.parametrize(
