@@ -39,11 +39,14 @@ class AgencyChannel:
     codec: Codec
     transport: Transport
 
-    def exchange(self, order: DeliveryOrder) -> tuple[Envelope, AgencyAnswer]:
-        """Encode, send, decode. Raises adapters.errors.AdapterError subclasses only."""
-        envelope = self.codec.encode(order)
+    def encode(self, order: DeliveryOrder) -> Envelope:
+        """Raises OutgoingInvalid: then nothing is sent."""
+        return self.codec.encode(order)
+
+    def exchange(self, envelope: Envelope) -> AgencyAnswer:
+        """Send, decode. Raises adapters.errors.AdapterError subclasses only."""
         reply = self.transport.send(envelope)
-        return envelope, self.codec.decode(reply, envelope)
+        return self.codec.decode(reply, envelope)
 
     def close(self) -> None:
         self.transport.close()

@@ -35,6 +35,7 @@ class Delivery(Base):
     # answer arriving later, in any process, is checked against what was asked.
     request_body: Mapped[bytes | None] = mapped_column(LargeBinary)
     request_operation: Mapped[str | None] = mapped_column(String(64))
+    request_media_type: Mapped[str | None] = mapped_column(String(64))
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     batch_file: Mapped[str | None] = mapped_column(String(128), index=True)  # the batch file that carried it (SFTP)
     # A control's asset lines, as the agency names them (identifier, amount, until,

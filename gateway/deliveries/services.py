@@ -126,8 +126,39 @@ def record_sent(session: Session, delivery_ids: list[str], envelopes: dict[str, 
 
 def _keep_request(delivery: Delivery, envelope: Envelope, now: datetime) -> None:
     delivery.request_body, delivery.request_operation = envelope.body, envelope.operation
+    delivery.request_media_type = envelope.media_type
     delivery.request_sha256 = hashlib.sha256(envelope.body).hexdigest()
     delivery.sent_at = delivery.sent_at or now
+
+
+def keep_request(session: Session, delivery_id: str, envelope: Envelope, *, now: datetime) -> None:
+    """Store a request's bytes before they are first sent.
+
+    Every later attempt sends these same bytes: an agency that already had the
+    message answers again with its stored answer, bound to these bytes' digest,
+    and the gateway can check that answer. A fresh encoding (new creation time)
+    would make that answer look bound to another request.
+    """
+    session.execute(
+        update(Delivery).where(Delivery.id == delivery_id, Delivery.request_body.is_(None)).values(
+            request_body=envelope.body, request_operation=envelope.operation,
+            request_media_type=envelope.media_type, request_sha256=hashlib.sha256(envelope.body).hexdigest(),
+            sent_at=now,
+        )
+    )
+
+
+def stored_envelopes(session: Session, delivery_ids: list[str]) -> dict[str, Envelope]:
+    """The requests already made for these deliveries (absent: not made yet)."""
+    rows = session.execute(
+        select(Delivery.id, Delivery.request_body, Delivery.request_operation, Delivery.request_media_type)
+        .where(Delivery.id.in_(delivery_ids), Delivery.request_body.is_not(None))
+    )
+    return {
+        row.id: Envelope(message_id=row.id, operation=row.request_operation or "", body=row.request_body,
+                         media_type=row.request_media_type or "")
+        for row in rows
+    }
 
 
 def sent_envelope(session: Session, delivery_id: str, agency_id: str) -> tuple[Envelope | None, str | None]:
@@ -137,13 +168,13 @@ def sent_envelope(session: Session, delivery_id: str, agency_id: str) -> tuple[E
     what was sent to it.
     """
     row = session.execute(
-        select(Delivery.request_body, Delivery.request_operation, Delivery.state)
+        select(Delivery.request_body, Delivery.request_operation, Delivery.request_media_type, Delivery.state)
         .where(Delivery.id == delivery_id, Delivery.agency_id == agency_id)
     ).first()
     if row is None or row.request_body is None:
         return None, None
     return Envelope(message_id=delivery_id, operation=row.request_operation or "", body=row.request_body,
-                    media_type=""), row.state
+                    media_type=row.request_media_type or ""), row.state
 
 
 def refresh_request(session: Session, request_id: str) -> str:

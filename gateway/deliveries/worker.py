@@ -158,9 +158,14 @@ class DeliveryWorker:
         try:
             channel = self.channels[agency_id]
             with self.db.reading() as session:
-                order, _ = services.load_order(session, delivery_id)
+                envelope = services.stored_envelopes(session, [delivery_id]).get(delivery_id)
+                order = None if envelope else services.load_order(session, delivery_id)[0]
             try:
-                envelope, answer = channel.exchange(order)
+                if envelope is None:  # first attempt: make the message once, keep it, send those bytes ever after
+                    envelope = channel.encode(order)
+                    with self.db.transaction() as session:
+                        services.keep_request(session, delivery_id, envelope, now=utc_now())
+                answer = channel.exchange(envelope)
             except AdapterError as error:
                 log.info("delivery %s to %s: %s", delivery_id, agency_id, error.code)
                 with self.db.transaction() as session:
@@ -188,9 +193,12 @@ class DeliveryWorker:
         assert isinstance(channel, BatchChannel)
         try:
             with self.db.reading() as session:
-                orders = services.load_orders(session, delivery_ids)
-            envelopes: dict[str, Envelope] = {}
+                stored = services.stored_envelopes(session, delivery_ids)
+                orders = services.load_orders(session, [i for i in delivery_ids if i not in stored])
+            envelopes: dict[str, Envelope] = dict(stored)  # a resend carries the bytes first sent
             by_operation: dict[str, list[str]] = {}
+            for delivery_id in stored:
+                by_operation.setdefault(stored[delivery_id].operation, []).append(delivery_id)
             for delivery_id, order in orders.items():
                 try:
                     envelope = channel.encode(order)

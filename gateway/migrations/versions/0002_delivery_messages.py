@@ -25,6 +25,7 @@ def upgrade() -> None:
     with op.batch_alter_table("deliveries", schema=None) as batch_op:
         batch_op.add_column(sa.Column("request_body", sa.LargeBinary(), nullable=True))
         batch_op.add_column(sa.Column("request_operation", sa.String(length=64), nullable=True))
+        batch_op.add_column(sa.Column("request_media_type", sa.String(length=64), nullable=True))
         batch_op.add_column(sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column("batch_file", sa.String(length=128), nullable=True))
         batch_op.add_column(sa.Column("lines", sa.JSON(), nullable=True))
@@ -51,5 +52,6 @@ def downgrade() -> None:
         batch_op.drop_column("lines")
         batch_op.drop_column("batch_file")
         batch_op.drop_column("sent_at")
+        batch_op.drop_column("request_media_type")
         batch_op.drop_column("request_operation")
         batch_op.drop_column("request_body")
