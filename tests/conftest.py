@@ -24,7 +24,8 @@ from gateway.auth.keys import init_keys
 from gateway.auth.tokens import issue_token
 from gateway.registry import Registry, load_registry
 from gateway.settings import CONFIG_DIR, load_settings
-from sandboxes.run import start_default_sandboxes
+from sandboxes.run import ALL as ALL_SANDBOXES
+from sandboxes.run import start_sandboxes
 from sandboxes.server import SandboxServer
 
 PG_SERVER = os.environ.get("GATEWAY_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -152,9 +153,17 @@ def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -
 
 @pytest.fixture(scope="session")
 def psb_sandbox() -> Iterator[Any]:
-    (sandbox,) = start_default_sandboxes(ports={"psb": 0})
-    yield sandbox
-    sandbox.stop()
+    sandboxes = start_sandboxes(["psb"], ports={"psb": 0})
+    yield sandboxes["psb"]
+    sandboxes.stop()
+
+
+@pytest.fixture(scope="session")
+def agencies() -> Iterator[Any]:
+    """Every sandbox of the default registry on free ports: five HTTP servers, one SFTP server."""
+    sandboxes = start_sandboxes(ports={name: 0 for name in (*ALL_SANDBOXES, "sftp")})
+    yield sandboxes
+    sandboxes.stop()
 
 
 @pytest.fixture

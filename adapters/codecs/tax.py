@@ -15,6 +15,7 @@ from adapters.codecs.agency_xml import MessageReader, MessageWriter
 from adapters.codecs.xml_codec import XML_MEDIA_TYPE, dump_checked
 from adapters.errors import IncomingInvalid, OutgoingInvalid
 from adapters.interfaces import AgencyAnswer, DeliveryOrder, Envelope, Reply
+from schemas.identifiers import mask_id_number
 
 NAMESPACE = "urn:enforcement-gateway:tax:v1"
 SCHEMA = "tax-v1"
@@ -69,7 +70,9 @@ class TaxCodec:
 
     def _registration(self, record: etree._Element) -> dict[str, Any]:
         r = self._reader
-        taxpayer, office, state = r.text(record, "NSRSBH"), r.text(record, "SWJGMC"), r.text(record, "DJZT") or ""
+        # A person's taxpayer number is their resident ID: kept masked like every identity number.
+        taxpayer = mask_id_number(r.text(record, "NSRSBH") or "")
+        office, state = r.text(record, "SWJGMC"), r.text(record, "DJZT") or ""
         return {
             "category": "tax",
             "identifier": taxpayer,
@@ -83,7 +86,7 @@ class TaxCodec:
 
     def _year(self, record: etree._Element) -> dict[str, Any]:
         r = self._reader
-        taxpayer, year = r.text(record, "NSRSBH"), r.text(record, "ND")
+        taxpayer, year = mask_id_number(r.text(record, "NSRSBH") or ""), r.text(record, "ND")
         income, due, paid = r.text(record, "SBSR"), r.text(record, "YNSE"), r.text(record, "YJSE")
         arrears, refund = r.text(record, "QSJE"), r.text(record, "TSJE")
         details: dict[str, Any] = {

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+
+from schemas.identifiers import mask_id_number
 from lxml import etree
 
 from adapters import CODECS
@@ -94,9 +96,11 @@ def test_inquiry_answer_maps_to_tax_assets(codec: TaxCodec) -> None:
     envelope = codec.encode(order())
     decoded = codec.decode(answer(envelope, REGISTRATION + YEAR), envelope)
     registration, year = decoded.assets
-    assert registration["category"] == "tax" and registration["identifier"] == PERSON_ID
+    assert registration["category"] == "tax" and registration["identifier"] == mask_id_number(PERSON_ID)
+    assert PERSON_ID not in str(registration)  # a person's taxpayer number is their ID number: only ever masked
     assert registration["details"]["tax_office"] == "国家税务总局杭州市上城区税务局"
-    assert year["identifier"] == f"{PERSON_ID}/2025"
+    assert year["identifier"] == f"{mask_id_number(PERSON_ID)}/2025"
+    assert PERSON_ID not in str(year)
     assert year["balance"] == "1200.00"  # the refund the bureau owes the debtor
     assert year["details"]["income_declared"] == "360000.00" and year["details"]["arrears"] == "5000.00"
     assert year["details"]["main_payer"] == "杭州某某科技有限公司"
