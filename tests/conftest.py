@@ -9,7 +9,9 @@ unless GATEWAY_TEST_POSTGRES=skip is set (then those tests skip, loudly).
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import tomllib
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -199,6 +201,21 @@ def app(overrides: dict[str, Any], psb_sandbox: Any) -> Iterator[Any]:
     if worker.running:
         worker.stop()
     application.extensions["db"].dispose()
+
+
+def write_registry(path: Path, endpoints: dict[str, str]) -> Path:
+    """A copy of config/agencies.toml holding only the agencies in ``endpoints``, pointed
+    there, for a gateway run as a separate process (its paths made absolute)."""
+    text = (CONFIG_DIR / "agencies.toml").read_text(encoding="utf-8")
+    head, *blocks = text.split("[[agency]]")
+    kept = []
+    for block in blocks:
+        agency_id = tomllib.loads("[[agency]]" + block)["agency"][0]["id"]
+        if agency_id in endpoints:
+            block = re.sub(r'(?m)^endpoint = ".*"$', f'endpoint = "{endpoints[agency_id]}"', block)
+            kept.append(block.replace('"demo-keys/', f'"{CONFIG_DIR / "demo-keys"}/'))
+    path.write_text(head + "".join("[[agency]]" + b for b in kept), encoding="utf-8")
+    return path
 
 
 class Api:

@@ -97,3 +97,13 @@ class QuarantinedMessage(Base):
     reason: Mapped[str] = mapped_column(Text)
     body_sha256: Mapped[str] = mapped_column(String(64))
     body: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class ChannelLease(Base):
+    """Which process collects a batch agency's result files, until when (renewed while it works)."""
+
+    __tablename__ = "channel_leases"
+
+    name: Mapped[str] = mapped_column(String(96), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128))
+    lease_until: Mapped[datetime] = mapped_column(DateTime(timezone=True))

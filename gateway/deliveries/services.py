@@ -15,12 +15,13 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from adapters.errors import AdapterError, AgencyRefused, IncomingInvalid
 from adapters.interfaces import AgencyAnswer, BatchRecord, ControlLine, DeliveryOrder, Envelope, InboundBatch, SubjectRef
 from audit.store import AuditLog, SystemActor
-from gateway.deliveries.models import Asset, Delivery, DeliveryResult, QuarantinedMessage
+from gateway.deliveries.models import Asset, ChannelLease, Delivery, DeliveryResult, QuarantinedMessage
 from gateway.deliveries.retry import next_attempt_at
 from gateway.requests.models import Request
 from gateway.requests.states import request_state
@@ -305,3 +306,23 @@ def unsettled_count(session: Session, agency_ids: list[str]) -> int:
         select(func.count()).select_from(Delivery)
         .where(Delivery.agency_id.in_(agency_ids), Delivery.state.in_(("queued", "sending", "awaiting")))
     ) or 0
+
+
+def take_lease(session: Session, name: str, holder: str, *, now: datetime, seconds: float) -> bool:
+    """Take or renew a named lease; False while another holder's lease runs.
+
+    A holder that dies stops renewing; another takes over once the lease lapses.
+    """
+    lease = session.get(ChannelLease, name, with_for_update=True)
+    until = now + timedelta(seconds=seconds)
+    if lease is None:
+        try:
+            with session.begin_nested():
+                session.add(ChannelLease(name=name, holder=holder, lease_until=until))
+        except IntegrityError:  # another process took it first
+            return False
+        return True
+    if lease.holder != holder and as_utc(lease.lease_until) > now:
+        return False
+    lease.holder, lease.lease_until = holder, until
+    return True

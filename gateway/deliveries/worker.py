@@ -12,6 +12,8 @@ files the agency has left, decoding each line against the request it names.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -42,6 +44,7 @@ class DeliveryWorker:
         self._in_flight = {agency_id: 0 for agency_id in channels}
         self._rates = {agency_id: RateLimiter(c.agency.rate_limit_per_second) for agency_id, c in channels.items()}
         self._last_collected = {agency_id: 0.0 for agency_id in channels}
+        self.name = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"  # holder of collection leases
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -234,6 +237,11 @@ class DeliveryWorker:
         if now - self._last_collected[agency_id] < self.settings.poll_interval_seconds:
             return 0
         self._last_collected[agency_id] = now
+        # One process collects an agency's result files at a time; the others skip.
+        lease_seconds = max(30.0, 20 * self.settings.poll_interval_seconds)
+        with self.db.transaction() as session:
+            if not services.take_lease(session, f"collect:{agency_id}", self.name, now=utc_now(), seconds=lease_seconds):
+                return 0
         try:
             return self.collect(channel)
         except AdapterError as error:
