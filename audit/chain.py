@@ -60,6 +60,12 @@ class ChainReport:
     head_hash: str
     first_bad_seq: int | None = None
     problem: str | None = None
+    # What kind of break: "missing" (a deletion, or a row moved away), "out_of_order"
+    # (a duplicate or a row moved back), "unlinked" (a row inserted, deleted or moved
+    # with the sequence renumbered), "altered" (an edited field), and from the
+    # checkpoint check (audit/checkpoints.py) "truncated", "rewritten",
+    # "bad_signature", "foreign_key".
+    kind: str | None = None
 
 
 def verify_chain(
@@ -75,13 +81,15 @@ def verify_chain(
         if seq != expected_seq:
             kind = "missing" if seq > expected_seq else "out of order or duplicated"
             return ChainReport(False, checked, expected_seq - 1, prev_hash, expected_seq,
-                               f"event {expected_seq} is {kind}: found event {seq} in its place")
+                               f"event {expected_seq} is {kind}: found event {seq} in its place",
+                               "missing" if seq > expected_seq else "out_of_order")
         if event["prev_hash"] != prev_hash:
             return ChainReport(False, checked, seq - 1, prev_hash, seq,
-                               f"event {seq} does not link to event {seq - 1}: its prev_hash is not that event's hash")
+                               f"event {seq} does not link to event {seq - 1}: its prev_hash is not that event's hash",
+                               "unlinked")
         recomputed = event_hash(event, prev_hash)
         if recomputed != event["hash"]:
             return ChainReport(False, checked, seq - 1, prev_hash, seq,
-                               f"event {seq} was altered: its content does not match its hash")
+                               f"event {seq} was altered: its content does not match its hash", "altered")
         prev_hash, expected_seq, checked = event["hash"], seq + 1, checked + 1
     return ChainReport(True, checked, expected_seq - 1, prev_hash)

@@ -18,7 +18,7 @@ from sqlalchemy import Connection, insert, select, text
 from sqlalchemy.orm import Session
 
 from audit.chain import GENESIS_HASH, HASHED_FIELDS, ChainReport, event_hash, verify_chain
-from audit.models import AuditEvent
+from audit.models import AuditArchive, AuditEvent
 from schemas.identifiers import mask_id_number
 
 # Any fixed 64-bit number, the same in every process sharing the database.
@@ -99,25 +99,40 @@ class AuditLog:
         return event
 
 
-def _rows(session: Session, batch: int) -> Iterator[dict[str, Any]]:
-    last = 0
+_EVENT_COLUMNS = [AuditEvent.__table__.c[name] for name in (*HASHED_FIELDS, "prev_hash", "hash")]
+
+
+def event_rows(session: Session | Connection, *, after_seq: int = 0, up_to_seq: int | None = None,
+               batch: int = 5000) -> Iterator[dict[str, Any]]:
+    """Events as plain dicts in sequence order, read in batches (Core rows: no ORM
+    objects, which cost more than the hashing when verifying millions)."""
+    last = after_seq
     while True:
-        events = session.execute(
-            select(AuditEvent).where(AuditEvent.seq > last).order_by(AuditEvent.seq).limit(batch)
-        ).scalars().all()
-        if not events:
+        query = select(*_EVENT_COLUMNS).where(AuditEvent.seq > last)
+        if up_to_seq is not None:
+            query = query.where(AuditEvent.seq <= up_to_seq)
+        rows = session.execute(query.order_by(AuditEvent.seq).limit(batch)).mappings().all()
+        if not rows:
             return
-        for event in events:
-            row = {name: getattr(event, name) for name in HASHED_FIELDS}
-            row["prev_hash"], row["hash"] = event.prev_hash, event.hash
-            yield row
-        last = events[-1].seq
-        session.expunge_all()
+        for row in rows:
+            yield dict(row)
+        last = rows[-1]["seq"]
+
+
+def live_chain_start(session: Session | Connection) -> tuple[int, str]:
+    """Where the events still in the database begin: after the last archived event
+    (whose hash the archive record keeps), or at the genesis."""
+    last = session.execute(
+        select(AuditArchive.last_seq, AuditArchive.last_hash).order_by(AuditArchive.last_seq.desc()).limit(1)
+    ).first()
+    return (last.last_seq + 1, last.last_hash) if last else (1, GENESIS_HASH)
 
 
 def verify_log(session: Session, *, batch: int = 5000) -> ChainReport:
-    """Recompute the whole chain from the database, naming the first bad event."""
-    return verify_chain(_rows(session, batch))
+    """Recompute the live chain from the database, naming the first bad event."""
+    start_seq, start_hash = live_chain_start(session)
+    return verify_chain(event_rows(session, after_seq=start_seq - 1, batch=batch),
+                        start_seq=start_seq, start_hash=start_hash)
 
 
 def as_dict(event: AuditEvent) -> dict[str, Any]:
