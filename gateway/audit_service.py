@@ -4,6 +4,8 @@ unauthenticated refusals (gateway/auditing/refusals.py)."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from flask import Flask, current_app
 
 from audit.store import AuditLog
@@ -25,9 +27,10 @@ def get_audit() -> AuditLog:
     return current_app.extensions["audit"]
 
 
-def flush_refusal_summaries(db: Database, audit: AuditLog, refusals: UnauthenticatedRefusals) -> int:
+def flush_refusal_summaries(db: Database, audit: AuditLog, refusals: UnauthenticatedRefusals,
+                            now: datetime | None = None) -> int:
     """Write one summary event per ended window of unauthenticated refusals; return how many."""
-    summaries = refusals.ended(utc_now())
+    summaries = refusals.ended(now or utc_now())
     if summaries:
         with db.transaction() as session:
             for s in summaries:

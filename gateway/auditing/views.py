@@ -10,7 +10,7 @@ from datetime import timedelta, timezone
 from typing import Any
 
 from flask import Flask, Response, current_app, jsonify, stream_with_context
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from audit.checkpoint_store import load_checkpoints, verify_log_with_checkpoints
 from audit.chain import format_time
@@ -79,7 +79,7 @@ def _record_read(session: Any, action: str, filters: dict[str, Any], **details: 
 
 @blp.route("/events", methods=["GET"])
 @roles_required("auditor")
-@blp.arguments(EventPageArgsSchema(), location="query")
+@blp.arguments(EventPageArgsSchema(), location="query", unknown=RAISE)
 @blp.alt_response(400, schema=ErrorSchema, description="a filter breaks its rule")
 def list_events(args: dict[str, Any]) -> Any:
     """Events matching the filters, oldest first; ``next_cursor`` fetches the next page."""
@@ -93,7 +93,7 @@ def list_events(args: dict[str, Any]) -> Any:
 
 @blp.route("/events/export", methods=["GET"])
 @roles_required("auditor")
-@blp.arguments(ExportArgsSchema(), location="query")
+@blp.arguments(ExportArgsSchema(), location="query", unknown=RAISE)
 @blp.alt_response(400, schema=ErrorSchema, description="a filter breaks its rule")
 def export_events(args: dict[str, Any]) -> Any:
     """Every matching event as CSV or JSON lines, with the chain fields, for offline verification."""
@@ -148,7 +148,7 @@ def checkpoints() -> Any:
 
 @blp.route("/anomalies", methods=["GET"])
 @roles_required("auditor")
-@blp.arguments(AnomalyArgsSchema(), location="query")
+@blp.arguments(AnomalyArgsSchema(), location="query", unknown=RAISE)
 def anomalies(args: dict[str, Any]) -> Any:
     """Flagged access patterns between ``from`` and ``to`` (default: the last ``lookback_days``)."""
     section = current_app.config["SETTINGS"].anomalies
