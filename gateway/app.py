@@ -14,6 +14,7 @@ from flask import Flask
 from gateway import api as api_module
 from gateway import audit_service, db
 
+from gateway.auditing import console as audit_console
 from gateway.auditing import views as audit_views
 from gateway.auth.tokens import TokenVerifier
 from gateway.cases import views as case_views
@@ -47,6 +48,7 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, registry: Registry
     report_views.init_app(app, api)
     ops_views.init_app(app)
     audit_views.init_app(app, api)
+    audit_console.init_app(app)
 
 
     worker = DeliveryWorker(
