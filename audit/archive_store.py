@@ -35,14 +35,15 @@ def load_archive_records(session: Session) -> list[dict[str, Any]]:
 
 def archive_older_than(session: Session, directory: Path, *, cutoff: datetime, now: datetime,
                        max_events: int = 500_000) -> dict[str, Any] | None:
-    """Archive live events older than ``cutoff`` (at most ``max_events``, one file);
-    return the archive record, or None if nothing is old enough."""
+    """Archive live events older than ``cutoff`` (at most ``max_events``, one file,
+    never the newest event); return the archive record, or None if nothing is old enough."""
     start_seq, start_hash = live_chain_start(session)
     first_young = session.execute(
         select(func.min(AuditEvent.seq)).where(AuditEvent.seq >= start_seq, AuditEvent.at >= cutoff)
     ).scalar_one()
     head = session.execute(select(func.max(AuditEvent.seq))).scalar_one() or 0
-    last_seq = min((first_young - 1) if first_young is not None else head, start_seq + max_events - 1)
+    # The newest event always stays: appends read the chain head from this table.
+    last_seq = min((first_young - 1) if first_young is not None else head, head - 1, start_seq + max_events - 1)
     if last_seq < start_seq:
         return None
     events = list(event_rows(session, after_seq=start_seq - 1, up_to_seq=last_seq))
