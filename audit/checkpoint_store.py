@@ -19,7 +19,15 @@ from sqlalchemy.orm import Session
 from audit.archive import archived_hashes, verify_archive
 from audit.archive_store import load_archive_records
 from audit.chain import ChainReport
-from audit.checkpoints import IntegrityReport, sign_checkpoint, verify_with_checkpoints
+from audit.checkpoints import (
+    IntegrityReport,
+    hold_against_checkpoints,
+    sign_checkpoint,
+    signature_failure,
+    sorted_checkpoints,
+    verify_with_checkpoints,
+)
+from audit.parallel import database_url, verify_parts
 from audit.models import AuditCheckpoint, AuditEvent
 from audit.store import event_rows, live_chain_start
 
@@ -62,13 +70,14 @@ def load_checkpoints(session: Session | Connection) -> list[dict[str, Any]]:
 
 
 def verify_log_with_checkpoints(session: Session, public_key: Ed25519PublicKey | None, *, batch: int = 5000,
-                                archive_dir: Path | None = None) -> IntegrityReport:
+                                archive_dir: Path | None = None, workers: int = 1) -> IntegrityReport:
     """The live chain (from the last archive on) against every checkpoint.
 
     With ``archive_dir``, the archive files first: their own chain of digests,
     the database's archive records against them, their events as one chain from
     the genesis, and the checkpoints of archived events against those events;
-    then the live log must go on from the archive's last event.
+    then the live log must go on from the archive's last event. ``workers`` > 1
+    walks the live chain in that many processes (audit/parallel.py; the CLI does).
     """
     checkpoints = load_checkpoints(session)
     start_seq, start_hash = live_chain_start(session)
@@ -95,7 +104,20 @@ def verify_log_with_checkpoints(session: Session, public_key: Ed25519PublicKey |
                                     f"archived event {mark['seq']} has another hash than its signed checkpoint",
                                     "rewritten")
                 return IntegrityReport(chain, 0, None)
-    return verify_with_checkpoints(
-        event_rows(session, after_seq=start_seq - 1, batch=batch), checkpoints, public_key,
-        start_seq=start_seq, start_hash=start_hash,
-    )
+    if workers <= 1:
+        return verify_with_checkpoints(
+            event_rows(session, after_seq=start_seq - 1, batch=batch), checkpoints, public_key,
+            start_seq=start_seq, start_hash=start_hash,
+        )
+    marks = sorted_checkpoints(checkpoints)
+    failed = signature_failure(marks, public_key, start_seq=start_seq, start_hash=start_hash)
+    if failed:
+        return failed
+    head = head_seq(session)
+    chain = verify_parts(database_url(session.get_bind()), start_seq=start_seq, start_hash=start_hash,
+                         head_seq=head, workers=workers)
+    # The walked chain vouches for the stored hashes up to its head.
+    wanted = [int(c["seq"]) for c in marks if start_seq <= int(c["seq"]) <= chain.head_seq]
+    hashes = {seq: hash_ for seq, hash_ in session.execute(
+        select(AuditEvent.seq, AuditEvent.hash).where(AuditEvent.seq.in_(wanted)))} if wanted else {}
+    return hold_against_checkpoints(chain, marks, hashes, start_seq=start_seq)

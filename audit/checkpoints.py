@@ -108,6 +108,55 @@ class IntegrityReport:
                 "checkpoints_checked": self.checkpoints_checked, "last_checkpoint_seq": self.last_checkpoint_seq}
 
 
+def sorted_checkpoints(checkpoints: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    return sorted(checkpoints, key=lambda c: (int(c["seq"]), str(c["signed_at"])))
+
+
+def signature_failure(marks: list[Mapping[str, Any]], public_key: Ed25519PublicKey | None, *,
+                      start_seq: int, start_hash: str) -> IntegrityReport | None:
+    """The first checkpoint whose signature does not hold, as a failed report; None if all hold."""
+    if marks and public_key is None:
+        report = ChainReport(False, 0, start_seq - 1, start_hash, int(marks[0]["seq"]),
+                             f"{len(marks)} checkpoints cannot be checked without the checkpoint public key",
+                             "no_public_key")
+        return IntegrityReport(report, 0, None)
+    for checkpoint in marks:
+        problem = signature_problem(checkpoint, public_key)  # type: ignore[arg-type]
+        if problem:
+            kind, message = problem
+            report = ChainReport(False, 0, start_seq - 1, start_hash, int(checkpoint["seq"]), message, kind)
+            return IntegrityReport(report, 0, None)
+    return None
+
+
+def hold_against_checkpoints(chain: ChainReport, marks: list[Mapping[str, Any]], hashes: Mapping[int, str], *,
+                             start_seq: int) -> IntegrityReport:
+    """Hold a walked chain against checkpoints whose signatures hold. ``hashes``
+    gives the walked chain's hash at each checkpointed seq up to its head."""
+    last_good_mark = start_seq - 1
+    checked = 0
+    for checkpoint in marks:
+        seq = int(checkpoint["seq"])
+        if seq < start_seq:
+            checked += 1
+            continue
+        if seq > chain.head_seq:
+            if chain.ok:  # the chain ends before a head that was signed: its tail is gone
+                report = ChainReport(False, chain.events_checked, chain.head_seq, chain.head_hash, chain.head_seq + 1,
+                                     f"the log ends at event {chain.head_seq} but a checkpoint signed at "
+                                     f"{checkpoint['signed_at']} shows it reached event {seq}: "
+                                     f"events {chain.head_seq + 1}..{seq} or more were removed", "truncated")
+                return IntegrityReport(report, checked, seq)
+            break  # the chain broke earlier; that break is the first one
+        if hashes.get(seq) != checkpoint["head_hash"]:
+            report = ChainReport(False, chain.events_checked, chain.head_seq, chain.head_hash, last_good_mark + 1,
+                                 f"event {seq} has another hash than the checkpoint signed at {checkpoint['signed_at']}: "
+                                 f"the log was rewritten after event {last_good_mark}", "rewritten")
+            return IntegrityReport(report, checked, seq)
+        last_good_mark, checked = seq, checked + 1
+    return IntegrityReport(chain, checked, int(marks[-1]["seq"]) if marks else None)
+
+
 def verify_with_checkpoints(
     events: Iterable[Mapping[str, Any]],
     checkpoints: Iterable[Mapping[str, Any]],
@@ -130,18 +179,10 @@ def verify_with_checkpoints(
 
     ``public_key`` may be None only while there are no checkpoints yet.
     """
-    marks = sorted(checkpoints, key=lambda c: (int(c["seq"]), str(c["signed_at"])))
-    if marks and public_key is None:
-        report = ChainReport(False, 0, start_seq - 1, start_hash, int(marks[0]["seq"]),
-                             f"{len(marks)} checkpoints cannot be checked without the checkpoint public key",
-                             "no_public_key")
-        return IntegrityReport(report, 0, None)
-    for checkpoint in marks:
-        problem = signature_problem(checkpoint, public_key)
-        if problem:
-            kind, message = problem
-            report = ChainReport(False, 0, start_seq - 1, start_hash, int(checkpoint["seq"]), message, kind)
-            return IntegrityReport(report, 0, None)
+    marks = sorted_checkpoints(checkpoints)
+    failed = signature_failure(marks, public_key, start_seq=start_seq, start_hash=start_hash)
+    if failed:
+        return failed
     wanted = {int(c["seq"]) for c in marks if int(c["seq"]) >= start_seq}
     seen: dict[int, str] = {}
 
@@ -152,26 +193,4 @@ def verify_with_checkpoints(
             yield event
 
     chain = verify_chain(remember(events), start_seq=start_seq, start_hash=start_hash)
-    last_good_mark = start_seq - 1
-    checked = 0
-    for checkpoint in marks:
-        seq = int(checkpoint["seq"])
-        if seq < start_seq:
-            checked += 1
-            continue
-        if seq > chain.head_seq:
-            if chain.ok:  # the chain ends before a head that was signed: its tail is gone
-                report = ChainReport(False, chain.events_checked, chain.head_seq, chain.head_hash, chain.head_seq + 1,
-                                     f"the log ends at event {chain.head_seq} but a checkpoint signed at "
-                                     f"{checkpoint['signed_at']} shows it reached event {seq}: "
-                                     f"events {chain.head_seq + 1}..{seq} or more were removed", "truncated")
-                return IntegrityReport(report, checked, seq)
-            break  # the chain broke earlier; that break is the first one
-        if seen.get(seq) != checkpoint["head_hash"]:
-            report = ChainReport(False, chain.events_checked, chain.head_seq, chain.head_hash, last_good_mark + 1,
-                                 f"event {seq} has another hash than the checkpoint signed at {checkpoint['signed_at']}: "
-                                 f"the log was rewritten after event {last_good_mark}", "rewritten")
-            return IntegrityReport(report, checked, seq)
-        last_good_mark, checked = seq, checked + 1
-    last = int(marks[-1]["seq"]) if marks else None
-    return IntegrityReport(chain, checked, last)
+    return hold_against_checkpoints(chain, marks, seen, start_seq=start_seq)

@@ -9,6 +9,7 @@ transaction ends, so the event commits with the change it records.
 from __future__ import annotations
 
 import hashlib
+import json
 import hmac
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -17,7 +18,7 @@ from typing import Any, Iterator, Protocol
 from sqlalchemy import Connection, insert, select, text
 from sqlalchemy.orm import Session
 
-from audit.chain import GENESIS_HASH, HASHED_FIELDS, ChainReport, event_hash, verify_chain
+from audit.chain import GENESIS_HASH, HASHED_FIELDS, ChainReport, event_hash, format_time, verify_chain
 from audit.models import AuditArchive, AuditEvent
 from schemas.identifiers import mask_id_number
 
@@ -99,24 +100,46 @@ class AuditLog:
         return event
 
 
-_EVENT_COLUMNS = [AuditEvent.__table__.c[name] for name in (*HASHED_FIELDS, "prev_hash", "hash")]
+_EVENT_NAMES = (*HASHED_FIELDS, "prev_hash", "hash")
+_EVENT_COLUMNS = [AuditEvent.__table__.c[name] for name in _EVENT_NAMES]
+# Plain text, so no column types: rows come back as the driver gives them, without
+# SQLAlchemy's per-value processing (on SQLite its datetime and JSON parsing cost
+# more than the hashing when verifying millions of events).
+_RAW_BATCH = text(f"SELECT {', '.join(_EVENT_NAMES)} FROM audit_events "
+                  "WHERE seq > :after AND seq <= :upto ORDER BY seq LIMIT :batch")
+_NO_END = 2**62
+
+
+def _sqlite_time(value: str) -> str:
+    """SQLAlchemy stores UTC on SQLite as 'YYYY-MM-DD HH:MM:SS.ffffff': the hashed form is a slice away."""
+    if len(value) == 26 and value[10] == " ":
+        return value[:10] + "T" + value[11:] + "Z"
+    return format_time(datetime.fromisoformat(value))
 
 
 def event_rows(session: Session | Connection, *, after_seq: int = 0, up_to_seq: int | None = None,
                batch: int = 5000) -> Iterator[dict[str, Any]]:
-    """Events as plain dicts in sequence order, read in batches (Core rows: no ORM
-    objects, which cost more than the hashing when verifying millions)."""
-    last = after_seq
+    """Events as plain dicts in sequence order, read in batches, ``at`` in its
+    hashed text form and ``details`` decoded."""
+    bind = session.get_bind() if isinstance(session, Session) else session
+    sqlite = bind.dialect.name == "sqlite"
+    last, end = after_seq, _NO_END if up_to_seq is None else up_to_seq
+    at, details = _EVENT_NAMES.index("at"), _EVENT_NAMES.index("details")
     while True:
-        query = select(*_EVENT_COLUMNS).where(AuditEvent.seq > last)
-        if up_to_seq is not None:
-            query = query.where(AuditEvent.seq <= up_to_seq)
-        rows = session.execute(query.order_by(AuditEvent.seq).limit(batch)).mappings().all()
+        rows = session.execute(_RAW_BATCH, {"after": last, "upto": end, "batch": batch}).all()
         if not rows:
             return
         for row in rows:
-            yield dict(row)
-        last = rows[-1]["seq"]
+            event = dict(zip(_EVENT_NAMES, row))
+            if sqlite:
+                event["at"] = _sqlite_time(row[at])
+                event["details"] = json.loads(row[details])
+            else:
+                event["at"] = format_time(row[at])
+                if isinstance(row[details], str):
+                    event["details"] = json.loads(row[details])
+            yield event
+        last = rows[-1][0]
 
 
 def live_chain_start(session: Session | Connection) -> tuple[int, str]:

@@ -69,8 +69,12 @@ def tampered(db, *statements, params=None):
 
 
 def verify(db, public_key):
+    """One walk, and the walk split over processes: both must say the same."""
     with db.reading() as session:
-        return verify_log_with_checkpoints(session, public_key, batch=4)
+        one = verify_log_with_checkpoints(session, public_key, batch=4)
+        split = verify_log_with_checkpoints(session, public_key, workers=2)
+    assert split == one
+    return one
 
 
 def events(db):
