@@ -9,6 +9,7 @@ breaks every hash after it.
 from __future__ import annotations
 
 import hashlib
+import operator
 import json
 from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from dataclasses import dataclass
@@ -101,6 +102,11 @@ class ChainReport:
     # "bad_signature", "foreign_key".
     kind: str | None = None
 
+    def _replace_counts(self, checked: int, head_seq: int, head_hash: str) -> ChainReport:
+        """This one-event report restated for a walk that had checked ``checked`` events before it."""
+        return ChainReport(self.ok, checked + self.events_checked, head_seq, head_hash, self.first_bad_seq,
+                           self.problem, self.kind)
+
 
 def verify_chain(
     events: Iterable[Mapping[str, Any]], *, start_seq: int = 1, start_hash: str = GENESIS_HASH
@@ -126,4 +132,32 @@ def verify_chain(
             return ChainReport(False, checked, seq - 1, prev_hash, seq,
                                f"event {seq} was altered: its content does not match its hash", "altered")
         prev_hash, expected_seq, checked = event["hash"], seq + 1, checked + 1
+    return ChainReport(True, checked, expected_seq - 1, prev_hash)
+
+
+# --- the same walk over plain tuples, for verifying millions of stored events -------
+
+ROW_FIELDS = (*HASHED_FIELDS, "prev_hash", "hash")
+_SORTED_FROM_ROW = operator.itemgetter(*(ROW_FIELDS.index(key) for key in _SORTED_KEYS))
+_ROW_SEQ, _ROW_PREV, _ROW_HASH = ROW_FIELDS.index("seq"), ROW_FIELDS.index("prev_hash"), ROW_FIELDS.index("hash")
+
+
+def row_hash(row: tuple) -> str:
+    """``event_hash`` of a stored row (a tuple in ROW_FIELDS order, ``at`` as the
+    hashed text), linked to the row's own ``prev_hash``."""
+    encoded = tuple([encode_basestring(v) if type(v) is str else "null" if v is None
+                     else str(v) if type(v) is int else _ENCODE_VALUE(v) for v in _SORTED_FROM_ROW(row)])
+    return hashlib.sha256((_TEMPLATE % encoded).encode("utf-8")).hexdigest()
+
+
+def verify_rows(rows: Iterable[tuple], *, start_seq: int = 1, start_hash: str = GENESIS_HASH) -> ChainReport:
+    """``verify_chain`` over tuples in ROW_FIELDS order: the same checks, the same
+    reports, without building a mapping per event."""
+    expected_seq, prev_hash, checked = start_seq, start_hash, 0
+    for row in rows:
+        seq = row[_ROW_SEQ]
+        if seq != expected_seq or row[_ROW_PREV] != prev_hash or row_hash(row) != row[_ROW_HASH]:
+            return verify_chain([dict(zip(ROW_FIELDS, row))], start_seq=expected_seq, start_hash=prev_hash)._replace_counts(
+                checked, expected_seq - 1, prev_hash)
+        prev_hash, expected_seq, checked = row[_ROW_HASH], seq + 1, checked + 1
     return ChainReport(True, checked, expected_seq - 1, prev_hash)

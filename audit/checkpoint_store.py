@@ -18,18 +18,18 @@ from sqlalchemy.orm import Session
 
 from audit.archive import archived_hashes, verify_archive
 from audit.archive_store import load_archive_records
-from audit.chain import ChainReport
+from audit.chain import ChainReport, verify_rows
 from audit.checkpoints import (
     IntegrityReport,
     hold_against_checkpoints,
     sign_checkpoint,
     signature_failure,
     sorted_checkpoints,
-    verify_with_checkpoints,
+
 )
-from audit.parallel import database_url, verify_parts
 from audit.models import AuditCheckpoint, AuditEvent
-from audit.store import event_rows, live_chain_start
+from audit.parallel import database_url, verify_parts
+from audit.store import event_tuples, live_chain_start
 
 _CHECKPOINT_FIELDS = ("seq", "head_hash", "event_count", "signed_at", "key_id", "signature")
 _HEAD = select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)
@@ -81,6 +81,10 @@ def verify_log_with_checkpoints(session: Session, public_key: Ed25519PublicKey |
     """
     checkpoints = load_checkpoints(session)
     start_seq, start_hash = live_chain_start(session)
+    marks = sorted_checkpoints(checkpoints)
+    failed = signature_failure(marks, public_key, start_seq=start_seq, start_hash=start_hash)
+    if failed:
+        return failed
     if archive_dir is not None:
         archived = verify_archive(archive_dir, load_archive_records(session))
         if not archived.ok:
@@ -105,17 +109,11 @@ def verify_log_with_checkpoints(session: Session, public_key: Ed25519PublicKey |
                                     "rewritten")
                 return IntegrityReport(chain, 0, None)
     if workers <= 1:
-        return verify_with_checkpoints(
-            event_rows(session, after_seq=start_seq - 1, batch=batch), checkpoints, public_key,
-            start_seq=start_seq, start_hash=start_hash,
-        )
-    marks = sorted_checkpoints(checkpoints)
-    failed = signature_failure(marks, public_key, start_seq=start_seq, start_hash=start_hash)
-    if failed:
-        return failed
-    head = head_seq(session)
-    chain = verify_parts(database_url(session.get_bind()), start_seq=start_seq, start_hash=start_hash,
-                         head_seq=head, workers=workers)
+        chain = verify_rows(event_tuples(session, after_seq=start_seq - 1, batch=batch),
+                            start_seq=start_seq, start_hash=start_hash)
+    else:
+        chain = verify_parts(database_url(session.get_bind()), start_seq=start_seq, start_hash=start_hash,
+                             head_seq=head_seq(session), workers=workers)
     # The walked chain vouches for the stored hashes up to its head.
     wanted = [int(c["seq"]) for c in marks if start_seq <= int(c["seq"]) <= chain.head_seq]
     hashes = {seq: hash_ for seq, hash_ in session.execute(

@@ -10,14 +10,15 @@ one walk from the start would give (the first break in seq order).
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 from sqlalchemy import create_engine, pool, text
 
-from audit.chain import ChainReport, verify_chain
-from audit.store import event_rows
+from audit.chain import ChainReport, verify_rows
+from audit.store import event_tuples
 
 _FIRST_PREV = text("SELECT seq, prev_hash FROM audit_events WHERE seq > :after ORDER BY seq LIMIT 1")
 
@@ -25,13 +26,14 @@ _FIRST_PREV = text("SELECT seq, prev_hash FROM audit_events WHERE seq > :after O
 def _walk_part(url: str, after: int, upto: int, batch: int) -> tuple[ChainReport, str | None, int | None]:
     """Walk events (after, upto] from the first one's own prev_hash; also return
     that prev_hash and the first event's seq (None: the part is empty)."""
+    gc.disable()  # a short-lived process walking flat rows: the collector would only rescan them (~15%)
     engine = create_engine(url, poolclass=pool.NullPool)
     try:
         with engine.connect() as connection:
             first = connection.execute(_FIRST_PREV, {"after": after}).first()
             if first is None or first.seq > upto:
                 return ChainReport(True, 0, after, ""), None, None
-            report = verify_chain(event_rows(connection, after_seq=after, up_to_seq=upto, batch=batch),
+            report = verify_rows(event_tuples(connection, after_seq=after, up_to_seq=upto, batch=batch),
                                   start_seq=first.seq, start_hash=first.prev_hash)
             return report, first.prev_hash, first.seq
     finally:

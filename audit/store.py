@@ -18,7 +18,7 @@ from typing import Any, Iterator, Protocol
 from sqlalchemy import Connection, insert, select, text
 from sqlalchemy.orm import Session
 
-from audit.chain import GENESIS_HASH, HASHED_FIELDS, ChainReport, event_hash, format_time, verify_chain
+from audit.chain import GENESIS_HASH, HASHED_FIELDS, ROW_FIELDS, ChainReport, event_hash, format_time, verify_rows
 from audit.models import AuditArchive, AuditEvent
 from schemas.identifiers import mask_id_number
 
@@ -100,13 +100,6 @@ class AuditLog:
         return event
 
 
-_EVENT_NAMES = (*HASHED_FIELDS, "prev_hash", "hash")
-_EVENT_COLUMNS = [AuditEvent.__table__.c[name] for name in _EVENT_NAMES]
-# Plain text, so no column types: rows come back as the driver gives them, without
-# SQLAlchemy's per-value processing (on SQLite its datetime and JSON parsing cost
-# more than the hashing when verifying millions of events).
-_RAW_BATCH = text(f"SELECT {', '.join(_EVENT_NAMES)} FROM audit_events "
-                  "WHERE seq > :after AND seq <= :upto ORDER BY seq LIMIT :batch")
 _NO_END = 2**62
 
 
@@ -117,29 +110,48 @@ def _sqlite_time(value: str) -> str:
     return format_time(datetime.fromisoformat(value))
 
 
+def event_tuples(session: Session | Connection, *, after_seq: int = 0, up_to_seq: int | None = None,
+                 batch: int = 5000) -> Iterator[tuple]:
+    """Events as tuples in ROW_FIELDS order, in sequence order, read in batches,
+    ``at`` in its hashed text form and ``details`` decoded.
+
+    Read through the driver's own cursor in the caller's transaction: SQLAlchemy's
+    row objects and type processing cost more per event than the hashing does."""
+    connection = session.connection() if isinstance(session, Session) else session
+    sqlite = connection.dialect.name == "sqlite"
+    marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    query = (f"SELECT {', '.join(ROW_FIELDS)} FROM audit_events "
+             f"WHERE seq > {marker} AND seq <= {marker} ORDER BY seq LIMIT {marker}")
+    cursor = connection.connection.dbapi_connection.cursor()
+    last, end = after_seq, _NO_END if up_to_seq is None else up_to_seq
+    loads = json.loads
+    try:
+        while True:
+            cursor.execute(query, (last, end, batch))
+            rows = cursor.fetchall()
+            if not rows:
+                return
+            for (seq, at, a_sub, a_role, a_court, a_agency, action, outcome, case, s_hash, s_masked, req, dlv,
+                 details, prev, digest) in rows:
+                if sqlite:
+                    at = at[:10] + "T" + at[11:] + "Z" if len(at) == 26 and at[10] == " " else _sqlite_time(at)
+                    details = loads(details)
+                else:
+                    at = format_time(at)
+                    if isinstance(details, str):
+                        details = loads(details)
+                yield (seq, at, a_sub, a_role, a_court, a_agency, action, outcome, case, s_hash, s_masked, req, dlv,
+                       details, prev, digest)
+            last = rows[-1][0]
+    finally:
+        cursor.close()
+
+
 def event_rows(session: Session | Connection, *, after_seq: int = 0, up_to_seq: int | None = None,
                batch: int = 5000) -> Iterator[dict[str, Any]]:
-    """Events as plain dicts in sequence order, read in batches, ``at`` in its
-    hashed text form and ``details`` decoded."""
-    bind = session.get_bind() if isinstance(session, Session) else session
-    sqlite = bind.dialect.name == "sqlite"
-    last, end = after_seq, _NO_END if up_to_seq is None else up_to_seq
-    at, details = _EVENT_NAMES.index("at"), _EVENT_NAMES.index("details")
-    while True:
-        rows = session.execute(_RAW_BATCH, {"after": last, "upto": end, "batch": batch}).all()
-        if not rows:
-            return
-        for row in rows:
-            event = dict(zip(_EVENT_NAMES, row))
-            if sqlite:
-                event["at"] = _sqlite_time(row[at])
-                event["details"] = json.loads(row[details])
-            else:
-                event["at"] = format_time(row[at])
-                if isinstance(row[details], str):
-                    event["details"] = json.loads(row[details])
-            yield event
-        last = rows[-1][0]
+    """The same events as plain dicts."""
+    for row in event_tuples(session, after_seq=after_seq, up_to_seq=up_to_seq, batch=batch):
+        yield dict(zip(ROW_FIELDS, row))
 
 
 def live_chain_start(session: Session | Connection) -> tuple[int, str]:
@@ -154,8 +166,8 @@ def live_chain_start(session: Session | Connection) -> tuple[int, str]:
 def verify_log(session: Session, *, batch: int = 5000) -> ChainReport:
     """Recompute the live chain from the database, naming the first bad event."""
     start_seq, start_hash = live_chain_start(session)
-    return verify_chain(event_rows(session, after_seq=start_seq - 1, batch=batch),
-                        start_seq=start_seq, start_hash=start_hash)
+    return verify_rows(event_tuples(session, after_seq=start_seq - 1, batch=batch),
+                       start_seq=start_seq, start_hash=start_hash)
 
 
 def as_dict(event: AuditEvent) -> dict[str, Any]:
