@@ -258,3 +258,23 @@ def test_an_empty_log_verifies_and_has_nothing_to_sign(db, signing_key, public_k
     assert checkpoint(db, signing_key) is None
     report = verify(db, public_key)
     assert report.ok and report.chain.head_hash == GENESIS_HASH
+
+
+def test_details_stored_in_the_older_text_form_still_verify(db, public_key):
+    """Events written before details were stored as canonical text (json.dumps'
+    default form, keys in insertion order, non-ASCII escaped) verify unchanged;
+    so does canonical text that holds '": ' inside a string."""
+    append(db, 2)
+    previous = events(db)[-1]
+    old = {**previous, "seq": 3, "details": {"b": "杭州", "a": [1, 2]}, "prev_hash": previous["hash"]}
+    old["hash"] = event_hash(old, old["prev_hash"])
+    reinsert(db, [old])  # through the JSON type: json.dumps' default form
+    with db.engine.connect() as conn:
+        stored = conn.execute(sa.text("SELECT details FROM audit_events WHERE seq = 3")).scalar_one()
+    assert '": ' in (stored if isinstance(stored, str) else __import__("json").dumps(stored))
+    with db.transaction() as session:
+        AUDIT.record(session, action="test.event", outcome="ok", details={"note": 'say "x": y', "n": 1})
+    assert verify(db, public_key).ok and verify(db, public_key).chain.events_checked == 4
+    tampered(db, "UPDATE audit_events SET details = '{\"a\": [1, 3], \"b\": \"x\"}' WHERE seq = 3")
+    report = verify(db, public_key)
+    assert (report.ok, report.chain.first_bad_seq, report.chain.kind) == (False, 3, "altered")
