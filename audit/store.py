@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from audit.chain import (
     GENESIS_HASH,
+    HASHED_FIELDS,
     ROW_FIELDS,
     CanonicalJSONText,
     ChainReport,

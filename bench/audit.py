@@ -22,7 +22,6 @@ Exits 1 without it if a chain does not verify. Figures: bench/RESULTS.md.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import sqlite3
@@ -37,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import sqlalchemy as sa  # noqa: E402
 
-from audit.chain import GENESIS_HASH, event_hash, format_time  # noqa: E402
+from audit.chain import GENESIS_HASH, canonical_json, event_hash, format_time  # noqa: E402
 from audit.checkpoint_store import verify_log_with_checkpoints  # noqa: E402
 from audit.models import AuditEvent  # noqa: E402
 from audit.store import AuditLog, SystemActor, verify_log  # noqa: E402
@@ -93,7 +92,7 @@ def measure_appends(url: str, appends: int) -> dict:
 
 
 def generate(path: Path, count: int) -> float:
-    """Insert ``count`` chained events straight into SQLite (as SQLAlchemy stores them)."""
+    """Insert ``count`` chained events straight into SQLite, stored as AuditLog stores them."""
     started = time.perf_counter()
     base = datetime(2026, 1, 1, tzinfo=timezone.utc)
     prev = GENESIS_HASH
@@ -110,7 +109,7 @@ def generate(path: Path, count: int) -> float:
                  "request_id": str(uuid.UUID(int=seq)), "delivery_id": None,
                  "details": {"categories": ["identity", "vehicle"], "idempotency_key": f"k-{seq}"}}
         digest = event_hash(event, prev)
-        stored = {**event, "at": at[:10] + " " + at[11:-1], "details": json.dumps(event["details"]),
+        stored = {**event, "at": at[:10] + " " + at[11:-1], "details": canonical_json(event["details"]),
                   "prev_hash": prev, "hash": digest}
         batch.append(tuple(stored[c] for c in columns))
         prev = digest

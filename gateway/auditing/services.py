@@ -12,12 +12,11 @@ import base64
 import binascii
 import csv
 import io
-import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Iterator, Mapping
 
-from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.orm import Session
 
 from audit.anomalies import AnomalyRules, find_anomalies
@@ -214,11 +213,3 @@ def detect_anomalies(session: Session, section: AnomaliesSection, *, since: date
     ).mappings().all()
     found = find_anomalies([dict(r) for r in rows], rules, now=until)
     return [a.as_dict() for a in found if a.last_at >= since]
-
-
-def count_matching(session: Session, filters: Mapping[str, Any], audit: AuditLog) -> int:
-    return session.execute(select(func.count()).select_from(AuditEvent).where(*conditions(filters, audit))).scalar_one()
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False)
