@@ -65,6 +65,11 @@ class AnomalyArgsSchema(Schema):
     from_ = fields.AwareDateTime(data_key="from", attribute="from", default_timezone=timezone.utc)
     to = fields.AwareDateTime(default_timezone=timezone.utc)
 
+    @validates_schema
+    def _range(self, data: dict[str, Any], **_: Any) -> None:
+        if data.get("from") and data.get("to") and data["from"] >= data["to"]:
+            raise ValidationError("must be after from", field_name="to")
+
 
 def _utc(filters: dict[str, Any]) -> dict[str, Any]:
     return {k: (v.astimezone(timezone.utc) if k in ("from", "to") and v else v) for k, v in filters.items()}

@@ -186,3 +186,26 @@ def test_unauthenticated_floods_are_aggregated(api, app, auditor):
     assert summary.details["count"] == 24 and summary.details["source"] == "127.0.0.1"
     shown = get_events(api, auditor, action="api.unauthenticated")["events"]
     assert [e["details"]["count"] for e in shown] == [24]
+
+
+def test_anomaly_window_is_checked(api, auditor):
+    reply = api.get("/api/v1/audit/anomalies", token=auditor,
+                    params={"from": "2026-01-02T00:00:00Z", "to": "2026-01-01T00:00:00Z"})
+    assert reply.status_code == 400 and "to" in reply.json()["error"]["fields"]
+
+
+def test_the_running_worker_writes_checkpoints(api, app, auditor):
+    """Wiring: the delivery worker's loop signs the head once enough events passed."""
+    import time
+
+    worker = app.extensions["worker"].start()
+    assert api.register_case().status_code == 201
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        body = api.get("/api/v1/audit/checkpoints", token=auditor).json()
+        if body["checkpoints"]:
+            break
+        time.sleep(0.1)
+    worker.stop()
+    assert body["checkpoints"] and body["checkpoints"][0]["seq"] >= 1
+    assert api.get("/api/v1/audit/verify", token=auditor).json()["ok"] is True
