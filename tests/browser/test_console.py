@@ -21,7 +21,8 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 def chromium() -> Path:
     """Debian's Chromium, installed with apt if missing (Playwright cannot download browsers here)."""
     if not CHROMIUM.exists() and shutil.which("apt-get"):
-        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], capture_output=True, timeout=600)
+        subprocess.run(["apt-get", "update", "-qq"], capture_output=True, timeout=600)  # a fresh machine has no lists
+        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], capture_output=True, timeout=900)
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing and `apt-get install -y chromium` did not provide it: "
                     "the console tests need Debian's Chromium (run as root, or install it first)", pytrace=False)
