@@ -13,6 +13,9 @@ from flask import Flask
 
 from gateway import api as api_module
 from gateway import audit_service, db
+
+from gateway.auditing import console as audit_console
+from gateway.auditing import views as audit_views
 from gateway.auth.tokens import TokenVerifier
 from gateway.cases import views as case_views
 from gateway.deliveries.channels import build_channels
@@ -44,8 +47,16 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, registry: Registry
     request_views.init_app(app, api)
     report_views.init_app(app, api)
     ops_views.init_app(app)
+    audit_views.init_app(app, api)
+    audit_console.init_app(app)
 
-    app.extensions["worker"] = DeliveryWorker(
+
+    worker = DeliveryWorker(
         app.extensions["db"], build_channels(app.extensions["registry"]), app.extensions["audit"], settings.workers
     )
+    # Housekeeping of the audit log rides on the worker's loop, outside any request's transaction.
+    worker.add_periodic(app.extensions["audit_checkpoints"].maybe_write)
+    worker.add_periodic(lambda: audit_service.flush_refusal_summaries(
+        app.extensions["db"], app.extensions["audit"], app.extensions["unauthenticated_refusals"]))
+    app.extensions["worker"] = worker
     return app

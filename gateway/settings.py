@@ -48,6 +48,28 @@ class AuthSection:
 @dataclass(frozen=True)
 class AuditSection:
     subject_key_file: str
+    checkpoint_key_file: str
+    checkpoint_public_key_file: str
+    checkpoint_every_events: int
+    checkpoint_every_seconds: float
+    unauthenticated_audit_window_seconds: int
+    export_max_events: int
+
+
+@dataclass(frozen=True)
+class AnomaliesSection:
+    office_timezone: str
+    office_hours_start: int
+    office_hours_end: int
+    office_weekdays: list[int]
+    subjects_per_officer_hour: int
+    courts_per_subject: int
+    courts_per_subject_hours: float
+    repeat_count: int
+    repeat_window_minutes: float
+    refused_purpose_count: int
+    control_follow_up_days: float
+    lookback_days: float
 
 
 @dataclass(frozen=True)
@@ -78,6 +100,7 @@ class Settings:
     audit: AuditSection
     workers: WorkersSection
     server: ServerSection
+    anomalies: AnomaliesSection
     testing: bool = False
 
     # Paths derived from the instance folder where a setting is left empty.
@@ -109,6 +132,16 @@ class Settings:
     def subject_key_path(self) -> Path:
         return Path(self.audit.subject_key_file) if self.audit.subject_key_file else self.keys_dir / "subject-hash.key"
 
+    @property
+    def checkpoint_key_path(self) -> Path:
+        return Path(self.audit.checkpoint_key_file) if self.audit.checkpoint_key_file else self.keys_dir / "checkpoint-ed25519.pem"
+
+    @property
+    def checkpoint_public_key_path(self) -> Path:
+        if self.audit.checkpoint_public_key_file:
+            return Path(self.audit.checkpoint_public_key_file)
+        return self.checkpoint_key_path.with_name(self.checkpoint_key_path.stem + ".pub.pem")
+
 
 _SECTIONS = {
     "gateway": GatewaySection,
@@ -117,6 +150,7 @@ _SECTIONS = {
     "audit": AuditSection,
     "workers": WorkersSection,
     "server": ServerSection,
+    "anomalies": AnomaliesSection,
 }
 
 
@@ -151,7 +185,7 @@ def _build(merged: dict[str, Any]) -> Settings:
     for name, cls in _SECTIONS.items():
         values = merged[name]
         for f in fields(cls):
-            expected = {"int": int, "float": (int, float), "str": str, "list[str]": list}[str(f.type)]
+            expected = {"int": int, "float": (int, float), "str": str, "list[str]": list, "list[int]": list}[str(f.type)]
             if isinstance(values[f.name], bool) or not isinstance(values[f.name], expected):
                 raise ConfigError(f"setting {name}.{f.name} must be of type {f.type}, got {values[f.name]!r}")
         sections[name] = cls(**values)
