@@ -96,7 +96,20 @@ class Clock:
     def __init__(self) -> None:
         self.claimed: dict[str, float] = {}
         self.answered: dict[str, float] = {}
+        self.marks: dict[str, float] = {}  # batch agencies: when the orders were loaded and the file recorded sent
         self._claim, self._answer = delivery_services.claim_due, delivery_services.record_answer
+        self._load_orders, self._record_sent = delivery_services.load_orders, delivery_services.record_sent
+
+        def load_orders(*args: Any, **kw: Any) -> Any:
+            self.marks.setdefault("load_orders_start", time.perf_counter())
+            orders = self._load_orders(*args, **kw)
+            self.marks.setdefault("load_orders_end", time.perf_counter())
+            return orders
+
+        def record_sent(*args: Any, **kw: Any) -> None:
+            self.marks.setdefault("record_sent_start", time.perf_counter())
+            self._record_sent(*args, **kw)
+            self.marks["record_sent_end"] = time.perf_counter()
 
         def claim_due(*args: Any, **kw: Any) -> list[str]:
             ids = self._claim(*args, **kw)
@@ -111,13 +124,16 @@ class Clock:
             return stored
 
         delivery_services.claim_due, delivery_services.record_answer = claim_due, record_answer
+        delivery_services.load_orders, delivery_services.record_sent = load_orders, record_sent
 
     def reset(self) -> None:
         self.claimed.clear()
         self.answered.clear()
+        self.marks.clear()
 
     def restore(self) -> None:
         delivery_services.claim_due, delivery_services.record_answer = self._claim, self._answer
+        delivery_services.load_orders, delivery_services.record_sent = self._load_orders, self._record_sent
 
 
 # --- the gateway side ------------------------------------------------------------------------------
@@ -196,17 +212,20 @@ def run_worker(app: Any, agency_id: str, n: int, clock: Clock, timeout: float) -
     """Start the worker (production thread pool), wait until every delivery is answered."""
     clock.reset()
     worker = app.extensions["worker"]
+    cpu = time.process_time()
     started = time.perf_counter()
     worker.start()
     give_up = started + timeout
     while len(clock.answered) < n and time.perf_counter() < give_up:
         time.sleep(0.01)
     finished = max(clock.answered.values()) if clock.answered else time.perf_counter()
+    cpu = time.process_time() - cpu
     worker.stop()
     latencies = [clock.answered[i] - clock.claimed[i] for i in clock.answered if i in clock.claimed]
     first_claim = min(clock.claimed.values()) if clock.claimed else started
     return {"n": len(clock.answered), "seconds": finished - started, "from_first_claim": finished - first_claim,
-            "latencies": latencies}
+            "latencies": latencies, "cpu": cpu, "marks": dict(clock.marks),
+            "claimed": list(clock.claimed.values()), "answered_at": list(clock.answered.values())}
 
 
 # --- orders and codec bytes for the baselines ----------------------------------------------------
@@ -239,11 +258,13 @@ def fan_out(n: int, concurrency: int, make_client: Callable[[], Any], call: Call
         with lock:
             latencies.append(elapsed)
 
+    cpu = time.process_time()
     started = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
         for future in [pool.submit(one, i) for i in range(n)]:
             future.result()  # re-raises a failed call: the run is invalid
-    return {"n": n, "seconds": time.perf_counter() - started, "latencies": latencies}
+    return {"n": n, "seconds": time.perf_counter() - started, "latencies": latencies,
+            "cpu": time.process_time() - cpu}
 
 
 def baseline_rest(agency: Any, n: int, concurrency: int) -> dict[str, Any]:
@@ -315,6 +336,7 @@ def baseline_sftp(agency: Any, n: int) -> dict[str, Any]:
     data = render_records([BatchRecord(e.message_id, e.body) for e in envelopes])
     control = render_control(data, n)
     name = f"{envelopes[0].operation}_bench_{uuid.uuid4().hex[:12]}.req"
+    cpu = time.process_time()
     started = time.perf_counter()
     client, sftp, base = sftp_connect(agency)
     try:
@@ -338,6 +360,7 @@ def baseline_sftp(agency: Any, n: int) -> dict[str, Any]:
             remote.prefetch()
             records = parse_records(remote.read(), checked)
         finished = time.perf_counter()
+        cpu = time.process_time() - cpu
         for file_name in (result, result + ".chk"):  # out of the gateway's way
             sftp.posix_rename(f"{base}/outbox/{file_name}", f"{base}/done/{file_name}")
     finally:
@@ -345,10 +368,21 @@ def baseline_sftp(agency: Any, n: int) -> dict[str, Any]:
     if len(records) != n:
         raise RuntimeError(f"sftp baseline: {len(records)} results for {n} requests")
     return {"n": n, "seconds": finished - started, "latencies": [finished - started] * n,
-            "upload": sent - started}
+            "upload": sent - started, "cpu": cpu}
 
 
 # --- the run -------------------------------------------------------------------------------------------
+
+def batch_phases(gw: dict[str, Any]) -> str:
+    """Where a batch delivery's time went, from the marks the Clock took."""
+    m, first_claim = gw["marks"], min(gw["claimed"]) if gw.get("claimed") else None
+    if not {"load_orders_start", "load_orders_end", "record_sent_start", "record_sent_end"} <= set(m) or first_claim is None:
+        return "(no batch marks)"
+    first_answer, last_answer = min(gw["answered_at"]), max(gw["answered_at"])
+    return (f"claim to orders loaded {m['load_orders_end'] - first_claim:.2f} s (load_orders {m['load_orders_end'] - m['load_orders_start']:.2f} s); "
+            f"encode + upload {m['record_sent_start'] - m['load_orders_end']:.2f} s; record_sent {m['record_sent_end'] - m['record_sent_start']:.2f} s; "
+            f"agency + result pick-up {first_answer - m['record_sent_end']:.2f} s; applying results {last_answer - first_answer:.2f} s")
+
 
 def median_ms(latencies: list[float]) -> float:
     return 1000 * statistics.median(latencies) if latencies else float("nan")
@@ -434,24 +468,27 @@ def main() -> int:
     print(f"machine: {os.cpu_count()} cpus, python {sys.version.split()[0]}; database {db_kind}; worker "
           f"{gateway.settings.workers.threads} threads, poll {gateway.settings.workers.poll_interval_seconds:g} s, "
           f"claim batch {gateway.settings.workers.batch_size}; {limits}; sandboxes in-process, zero latency")
-    print(f"{'transport':<9} {'agency':<7} {'N':>6} {'conc':>4} | {'gateway/s':>9} {'p50 ms':>8} {'secs':>6} | "
-          f"{'baseline/s':>10} {'p50 ms':>8} {'secs':>6} | {'ratio':>5}")
+    print(f"{'transport':<9} {'agency':<7} {'N':>6} {'conc':>4} | {'gateway/s':>9} {'p50 ms':>8} {'secs':>6} {'cpu ms':>6} | "
+          f"{'baseline/s':>10} {'p50 ms':>8} {'secs':>6} {'cpu ms':>6} | {'ratio':>5}")
     ratios = {}
     for transport, r in rows.items():
         gw, bl = r["gw"], r["bl"]
         gw_rate, bl_rate = gw["n"] / gw["seconds"], bl["n"] / bl["seconds"]
         ratios[transport] = gw_rate / bl_rate
         print(f"{transport:<9} {TRANSPORT_AGENCY[transport]:<7} {gw['n']:>6} {r['concurrency']:>4} | {gw_rate:>9.1f} "
-              f"{median_ms(gw['latencies']):>8.1f} {gw['seconds']:>6.2f} | {bl_rate:>10.1f} "
-              f"{median_ms(bl['latencies']):>8.1f} {bl['seconds']:>6.2f} | {ratios[transport]:>5.2f}")
+              f"{median_ms(gw['latencies']):>8.1f} {gw['seconds']:>6.2f} {1000 * gw['cpu'] / gw['n']:>6.2f} | {bl_rate:>10.1f} "
+              f"{median_ms(bl['latencies']):>8.1f} {bl['seconds']:>6.2f} {1000 * bl['cpu'] / bl['n']:>6.2f} | {ratios[transport]:>5.2f}")
+    print("  (cpu ms = CPU of the whole process per delivery during the timed run, the in-process sandbox's included;"
+          " p50 = claim to answer recorded for the gateway, one call for the baseline)")
     if rows.get("sftp"):
-        print("  (sftp: gateway p50 = claim to answer recorded; baseline p50 = the whole file round trip; "
-              f"baseline upload {rows['sftp']['bl']['upload']:.2f} s)")
+        print(f"  sftp gateway: {batch_phases(rows['sftp']['gw'])}")
+        print(f"  sftp baseline: p50 = the whole file round trip; upload {rows['sftp']['bl']['upload']:.2f} s")
     if big is not None:
         verdict = "under" if big["from_first_claim"] < BIG_TARGET_SECONDS else "NOT under"
         print(f"sftp batch round trip: {big['n']} requests in one file to land, first claim to last answer recorded "
               f"{big['from_first_claim']:.2f} s ({verdict} the {BIG_TARGET_SECONDS:g} s target); "
               f"{big['n'] / big['from_first_claim']:.0f} deliveries/s; intake beforehand {big['intake_seconds']:.1f} s")
+        print(f"  {batch_phases(big)}")
     if problems:
         for problem in problems:
             print(f"BENCHMARK INVALID: {problem}", file=sys.stderr)
