@@ -15,7 +15,10 @@ from gateway import api as api_module
 from gateway import audit_service, db
 from gateway.auth.tokens import TokenVerifier
 from gateway.cases import views as case_views
+from prometheus_client import CollectorRegistry
+
 from gateway.deliveries.channels import build_channels
+from gateway.deliveries.metrics import DeliveryMetrics
 from gateway.deliveries.worker import DeliveryWorker
 from gateway.logs import configure_logging
 from gateway.ops import views as ops_views
@@ -45,7 +48,12 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, registry: Registry
     report_views.init_app(app, api)
     ops_views.init_app(app)
 
+    # Each app has its own registry (tests build many apps in one process); under
+    # gunicorn the values also go to PROMETHEUS_MULTIPROC_DIR for every process to read.
+    app.extensions["metrics_registry"] = CollectorRegistry(auto_describe=True)
+    metrics = DeliveryMetrics(app.extensions["metrics_registry"])
     app.extensions["worker"] = DeliveryWorker(
-        app.extensions["db"], build_channels(app.extensions["registry"]), app.extensions["audit"], settings.workers
+        app.extensions["db"], build_channels(app.extensions["registry"]), app.extensions["audit"], settings.workers,
+        settings.breaker, metrics=metrics,
     )
     return app

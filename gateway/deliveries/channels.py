@@ -6,6 +6,8 @@ Two kinds of channel, by how the agency's transport works:
 * ``BatchChannel``: a file drop (SFTP). Many encoded requests leave in one batch
   file; answers come back later in result files, each line decoded against the
   request it names, whose bytes the outbox kept.
+* ``PullChannel``: the agency fetches its requests (``GET /api/v1/agency/deliveries``)
+  and posts results back; nothing leaves the gateway on its own.
 """
 
 from __future__ import annotations
@@ -39,11 +41,18 @@ class AgencyChannel:
     codec: Codec
     transport: Transport
 
+    def encode(self, order: DeliveryOrder) -> Envelope:
+        """Raises OutgoingInvalid: the message breaks the agency's format and is never sent."""
+        return self.codec.encode(order)
+
+    def call(self, envelope: Envelope) -> AgencyAnswer:
+        """Send, decode against what was sent. Raises adapters.errors.AdapterError subclasses only."""
+        return self.codec.decode(self.transport.send(envelope), envelope)
+
     def exchange(self, order: DeliveryOrder) -> tuple[Envelope, AgencyAnswer]:
         """Encode, send, decode. Raises adapters.errors.AdapterError subclasses only."""
-        envelope = self.codec.encode(order)
-        reply = self.transport.send(envelope)
-        return envelope, self.codec.decode(reply, envelope)
+        envelope = self.encode(order)
+        return envelope, self.call(envelope)
 
     def close(self) -> None:
         self.transport.close()
@@ -81,7 +90,22 @@ class BatchChannel:
         self.transport.close()
 
 
-Channel = AgencyChannel | BatchChannel
+@dataclass
+class PullChannel:
+    """An agency that fetches its requests from the gateway (``mode = "pull"``) and
+    posts results back: the worker only encodes and keeps each request."""
+
+    agency: Agency
+    codec: Codec
+
+    def encode(self, order: DeliveryOrder) -> Envelope:
+        return self.codec.encode(order)
+
+    def close(self) -> None:
+        pass
+
+
+Channel = AgencyChannel | BatchChannel | PullChannel
 
 
 def transport_options(agency: Agency, config_dir: Path) -> dict[str, Any]:
@@ -122,6 +146,9 @@ def build_channels(registry: Registry) -> dict[str, Channel]:
     channels: dict[str, Channel] = {}
     for agency in registry:
         codec = CODECS[agency.kind]()
+        if agency.mode == "pull":
+            channels[agency.id] = PullChannel(agency, codec)
+            continue
         transport = make_transport(agency, config_dir)
         channels[agency.id] = BatchChannel(agency, codec, transport) if agency.is_batch else AgencyChannel(agency, codec, transport)
     return channels

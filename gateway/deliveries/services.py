@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -38,20 +38,22 @@ class RetryPolicy:
     cap_seconds: float
 
 
-def claim_due(session: Session, *, agency_id: str, now: datetime, limit: int, lease_seconds: int) -> list[str]:
+def claim_due(session: Session, *, agency_id: str, now: datetime, limit: int, lease_seconds: int,
+              owner: str | None = None) -> list[str]:
     """Take up to ``limit`` due deliveries of one agency and lease them to this worker.
 
     Due: queued and its time has come; sending with a lapsed lease (its worker
     died); or awaiting a batch result past the wait (the file or its answer was
     lost: sent again, the same message id, which the agency discards if it had
     it). PostgreSQL skips rows another worker is claiming; SQLite's BEGIN
-    IMMEDIATE lets one claimer in at a time.
+    IMMEDIATE lets one claimer in at a time. Nothing past its deadline is claimed:
+    ``expire_overdue`` ends it. ``owner`` names the claiming worker on the rows.
     """
     if limit <= 0:
         return []
     due = (
         select(Delivery.id)
-        .where(Delivery.agency_id == agency_id)
+        .where(Delivery.agency_id == agency_id, Delivery.deadline > now)
         .where(or_(
             and_(Delivery.state == "queued", Delivery.next_attempt_at <= now),
             and_(Delivery.state.in_(("sending", "awaiting")), Delivery.lease_until < now),
@@ -65,7 +67,7 @@ def claim_due(session: Session, *, agency_id: str, now: datetime, limit: int, le
         session.execute(
             update(Delivery).where(Delivery.id.in_(ids)).values(
                 state="sending", lease_until=now + timedelta(seconds=lease_seconds),
-                attempts=Delivery.attempts + 1, updated_at=now,
+                attempts=Delivery.attempts + 1, updated_at=now, lease_owner=owner,
             )
         )
     return ids
@@ -124,6 +126,31 @@ def record_sent(session: Session, delivery_ids: list[str], envelopes: dict[str, 
         refresh_request(session, delivery.request_id)
 
 
+def record_stored_for_pull(session: Session, delivery_id: str, envelope: Envelope, *, audit: AuditLog,
+                           now: datetime) -> None:
+    """A pull agency's request, encoded and kept until the agency fetches it: it awaits
+    a result until its deadline (``expire_overdue`` ends it there like any other)."""
+    delivery = _locked(session, delivery_id)
+    if delivery.state != "sending":
+        return
+    delivery.state, delivery.lease_until = "awaiting", as_utc(delivery.deadline)
+    _keep_request(delivery, envelope, now)
+    session.flush()
+    _audit(audit, session, delivery, "delivery.stored", "awaiting_pull", {"request_sha256": delivery.request_sha256})
+    refresh_request(session, delivery.request_id)
+
+
+def first_bytes(session: Session, delivery_id: str, envelope: Envelope) -> Envelope:
+    """The message as first written: kept on the first attempt, and every later attempt
+    sends those bytes again (with the fresh envelope's media type and headers)."""
+    delivery = session.get(Delivery, delivery_id)
+    if delivery.request_body is None:
+        delivery.request_body, delivery.request_operation = envelope.body, envelope.operation
+        delivery.request_sha256 = hashlib.sha256(envelope.body).hexdigest()
+        return envelope
+    return replace(envelope, body=delivery.request_body, operation=delivery.request_operation or envelope.operation)
+
+
 def _keep_request(delivery: Delivery, envelope: Envelope, now: datetime) -> None:
     delivery.request_body, delivery.request_operation = envelope.body, envelope.operation
     delivery.request_sha256 = hashlib.sha256(envelope.body).hexdigest()
@@ -168,9 +195,15 @@ def _audit(audit: AuditLog, session: Session, delivery: Delivery, action: str, o
 
 def record_answer(session: Session, delivery_id: str, envelope: Envelope, answer: AgencyAnswer, raw: bytes,
                   *, audit: AuditLog, now: datetime) -> bool:
-    """Store a validated answer; return False if it was a duplicate and discarded."""
+    """Store a validated answer; return False if it was a duplicate and discarded.
+
+    The first result for a delivery that already expired is a late result: stored
+    with its assets and control outcomes (audited ``late``) while the delivery stays
+    ``expired``. Any result after the first is a duplicate.
+    """
     delivery = _locked(session, delivery_id)
-    if delivery.state in FINAL_DELIVERY_STATES:
+    late = delivery.state == "expired" and delivery.result is None
+    if delivery.state in FINAL_DELIVERY_STATES and not late:
         _audit(audit, session, delivery, "delivery.result", "duplicate_discarded",
                {"state": delivery.state, "answer_sha256": hashlib.sha256(raw).hexdigest()})
         return False
@@ -184,18 +217,23 @@ def record_answer(session: Session, delivery_id: str, envelope: Envelope, answer
     session.add(DeliveryResult(
         delivery_id=delivery.id, received_at=now, agency_answered_at=answer.answered_at,
         request_sha256=answer.request_sha256, answer_sha256=hashlib.sha256(raw).hexdigest(), asset_count=len(records),
-        controls=outcomes or None,
+        controls=outcomes or None, late=late,
     ))
-    delivery.state, delivery.answered_at, delivery.lease_until = "answered", now, None
+    if late:
+        # Kept (the agency may have acted on it, a freeze above all) and shown, but the
+        # delivery stays expired: it was not answered in time.
+        delivery.last_error = f"{delivery.last_error or 'expired'}; a late result arrived at {now.isoformat()}"
+    else:
+        delivery.state, delivery.answered_at, delivery.lease_until = "answered", now, None
+        delivery.last_error = None
     _keep_request(delivery, envelope, now)
-    delivery.last_error = None
     session.flush()
     details = {"assets": len(records), "request_sha256": answer.request_sha256,
                "answer_sha256": hashlib.sha256(raw).hexdigest()}
     if outcomes:
         details["controls"] = [{k: o[k] for k in ("identifier", "outcome", "amount_controlled", "queue_position") if o.get(k) is not None}
                                for o in outcomes]
-    _audit(audit, session, delivery, "delivery.result", "answered", details)
+    _audit(audit, session, delivery, "delivery.result", "late" if late else "answered", details)
     refresh_request(session, delivery.request_id)
     return True
 
