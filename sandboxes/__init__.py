@@ -19,6 +19,10 @@ A sandbox plays the AGENCY side of an agency contract (``docs/agencies/``):
   adapter, never pointed at by production settings.
 
 Modules: ``server`` (loopback server, fault knobs; reused by every sandbox),
-``public_security`` (REST inquiries) with ``public_security_data``
-(the records it holds).
+``json_contract`` (what every JSON-over-REST sandbox shares: strict reading,
+the envelope, duplicate memory by XXID), ``public_security`` (REST inquiries,
+vehicle seals, watches) with ``public_security_data`` (the records it holds)
+and ``public_security_controls`` (its seal and watch registers),
+``market_regulation`` (REST: company register, equity freezes) with
+``market_regulation_data`` and ``market_regulation_controls``.
 """

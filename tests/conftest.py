@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from gateway import migrate
 from gateway.auth.keys import init_keys
 from gateway.auth.tokens import issue_token
-from gateway.registry import load_registry
+from gateway.registry import Registry, load_registry
 from gateway.settings import CONFIG_DIR, load_settings
 from sandboxes.run import start_default_sandboxes
 from sandboxes.server import SandboxServer
@@ -174,9 +174,11 @@ def settings(overrides: dict[str, Any]):
 
 
 def make_app(overrides: dict[str, Any], endpoints: dict[str, str]):
+    """An app whose registry holds the default agencies named in ``endpoints``, pointed there."""
     from gateway.app import create_app
 
-    registry = load_registry(CONFIG_DIR / "agencies.toml").with_endpoints(endpoints)
+    default = load_registry(CONFIG_DIR / "agencies.toml")
+    registry = Registry([a for a in default if a.id in endpoints], default.source).with_endpoints(endpoints)
     return create_app(overrides, registry=registry)
 
 

@@ -1,4 +1,5 @@
-"""Public security codec: identity (household register), vehicles, whereabouts.
+"""Public security codec: identity (household register), vehicles, whereabouts;
+vehicle seals and releases, and watches on a debtor's whereabouts.
 
 Format: docs/agencies/public-security.md and schemas/agencies/public_security.py.
 """
@@ -18,17 +19,24 @@ from adapters.codecs.json_codec import (
     raise_for_status,
     utc_now_text,
 )
-from adapters.errors import AgencyRefused, AgencyUnavailable, IncomingInvalid
-from adapters.interfaces import AgencyAnswer, DeliveryOrder, Envelope, Reply
+from adapters.errors import AgencyRefused, AgencyUnavailable, IncomingInvalid, OutgoingInvalid
+from adapters.interfaces import AgencyAnswer, ControlLine, DeliveryOrder, Envelope, Reply
 from schemas.agencies import public_security as fmt
 from schemas.identifiers import mask_id_number
+
+INQUIRIES, CONTROLS = "inquiries", "controls"  # the operations (URL paths) of the contract
 
 _SEX = {"1": "male", "2": "female"}
 
 
 class PublicSecurityCodec:
     kind = "public_security"
-    action_categories = {"inquiry": tuple(fmt.CATEGORY_CODES)}
+    action_categories = {
+        "inquiry": tuple(fmt.CATEGORY_CODES),
+        "seal": ("vehicle",),
+        "release": ("vehicle",),
+        "watch": ("whereabouts",),
+    }
     categories = tuple(fmt.CATEGORY_CODES)
     actions = tuple(action_categories)
     transports = ("rest",)
@@ -36,9 +44,18 @@ class PublicSecurityCodec:
     def __init__(self) -> None:
         self._inquiry = fmt.InquirySchema()
         self._answer = fmt.AnswerSchema()
+        self._control = fmt.ControlRequestSchema()
+        self._control_answer = fmt.ControlAnswerSchema()
         self._error = fmt.ErrorAnswerSchema(unknown=EXCLUDE)  # reads the Head of any answer
 
     def encode(self, order: DeliveryOrder) -> Envelope:
+        if order.action == "inquiry":
+            return self._encode_inquiry(order)
+        if order.action in fmt.CONTROL_KINDS:
+            return self._encode_control(order)
+        raise OutgoingInvalid(f"public security does not take action {order.action!r} (it takes: {', '.join(self.actions)})")
+
+    def _head(self, order: DeliveryOrder) -> dict[str, Any]:
         head: dict[str, Any] = {
             "XXID": order.message_id,
             "CJSJ": utc_now_text(),
@@ -49,8 +66,11 @@ class PublicSecurityCodec:
         if order.legal_basis_kind and order.legal_basis_number:
             head["WSLX"] = order.legal_basis_kind
             head["WSH"] = order.legal_basis_number
+        return head
+
+    def _encode_inquiry(self, order: DeliveryOrder) -> Envelope:
         message = {
-            "Head": head,
+            "Head": self._head(order),
             "Query": {
                 "XM": order.subject.name,
                 "ZJZL": fmt.ID_TYPES.get(order.subject.kind, ""),
@@ -59,16 +79,30 @@ class PublicSecurityCodec:
             },
         }
         body = dump_checked(self._inquiry, message, "inquiry")
-        return Envelope(message_id=order.message_id, operation="inquiries", body=body, media_type=JSON_MEDIA_TYPE)
+        return Envelope(message_id=order.message_id, operation=INQUIRIES, body=body, media_type=JSON_MEDIA_TYPE)
+
+    def _encode_control(self, order: DeliveryOrder) -> Envelope:
+        kind = fmt.CONTROL_KINDS[order.action]
+        control: dict[str, Any] = {
+            "KZLX": kind,
+            "XM": order.subject.name,
+            "ZJZL": fmt.ID_TYPES.get(order.subject.kind, ""),
+            "ZJHM": order.subject.id_number,
+        }
+        if kind == "BK":
+            ends = [line.until for line in order.lines if line.until is not None]
+            if ends:
+                control["BKJZRQ"] = max(ends).isoformat()
+        else:
+            control["CL"] = [_vehicle_line(kind, line) for line in order.lines]
+        message = {"Head": self._head(order), "Control": control}
+        body = dump_checked(self._control, message, order.action)
+        return Envelope(message_id=order.message_id, operation=CONTROLS, body=body, media_type=JSON_MEDIA_TYPE)
 
     def decode(self, reply: Reply, envelope: Envelope) -> AgencyAnswer:
-        raise_for_status(reply, self._error)
-        # An error answer has a Head and no Data (the contract), whatever the HTTP status.
-        head = load_checked(self._error, reply.body)["Head"]
-        if head["RESPONSECODE"] == "1000":
-            raise AgencyUnavailable(f"agency could not answer now: {head['RESPONSEINFO']}")
-        if head["RESPONSECODE"] != "0000":
-            raise AgencyRefused(f"agency refused: code {head['RESPONSECODE']}: {head['RESPONSEINFO']}")
+        self._check_answered(reply)
+        if envelope.operation == CONTROLS:
+            return self._decode_control(reply, envelope)
         answer = load_checked(self._answer, reply.body)
         head = answer["Head"]
         check_bound(envelope, head["XXID"], head["QQSHA256"], reply.body)
@@ -82,6 +116,36 @@ class PublicSecurityCodec:
         return AgencyAnswer(
             message_id=head["XXID"], request_sha256=head["QQSHA256"], answered_at=head["FKSJ"], assets=assets,
             raw=reply.body,
+        )
+
+    def _check_answered(self, reply: Reply) -> None:
+        raise_for_status(reply, self._error)
+        # An error answer has a Head and no Data (the contract), whatever the HTTP status.
+        head = load_checked(self._error, reply.body)["Head"]
+        if head["RESPONSECODE"] == "1000":
+            raise AgencyUnavailable(f"agency could not answer now: {head['RESPONSEINFO']}")
+        if head["RESPONSECODE"] != "0000":
+            raise AgencyRefused(f"agency refused: code {head['RESPONSECODE']}: {head['RESPONSEINFO']}")
+
+    def _decode_control(self, reply: Reply, envelope: Envelope) -> AgencyAnswer:
+        answer = load_checked(self._control_answer, reply.body)
+        head = answer["Head"]
+        check_bound(envelope, head["XXID"], head["QQSHA256"], reply.body)
+        control = json.loads(envelope.body)["Control"]  # our own message, checked when it was made
+        data = answer["Data"]
+        if control["KZLX"] == "BK":
+            if "BK" not in data:
+                raise IncomingInvalid("answer to a watch has no BK (the watch registered)", raw=reply.body)
+            controls = [_watch_outcome(data["BK"])]
+        else:
+            asked = [line["HPHM"] for line in control["CL"]]
+            answered = [result["HPHM"] for result in data.get("CL", [])]
+            if answered != asked:
+                raise IncomingInvalid(f"answer covers vehicles {answered} but the order listed {asked}", raw=reply.body)
+            controls = [_vehicle_outcome(control["KZLX"], result) for result in data["CL"]]
+        return AgencyAnswer(
+            message_id=head["XXID"], request_sha256=head["QQSHA256"], answered_at=head["FKSJ"], assets=[],
+            raw=reply.body, controls=controls,
         )
 
     def _check_lists_asked(self, data: dict[str, Any], envelope: Envelope, raw: bytes) -> None:
@@ -127,4 +191,54 @@ def _whereabouts_asset(record: dict[str, Any]) -> dict[str, Any]:
         "identifier": f"{record['LX']}@{record['SJ']}",
         "description": f"{record['LX']} record at {record['DD']} on {record['SJ']}",
         "details": {"kind": record["LX"], "place": record["DD"], "time": record["SJ"]},
+    }
+
+
+def _vehicle_line(kind: str, line: ControlLine) -> dict[str, str]:
+    """One vehicle of a seal (plate and end of term) or a release (plate and the seal released).
+
+    A line missing what its kind needs is sent as is and refused by the format
+    check, which names the field.
+    """
+    vehicle = {"HPHM": line.identifier}
+    if kind == "CF" and line.until is not None:
+        vehicle["JZRQ"] = line.until.isoformat()
+    if kind == "JF" and line.original_reference is not None:
+        vehicle["YCFBH"] = line.original_reference
+    return vehicle
+
+
+def _day(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _vehicle_outcome(kind: str, result: dict[str, Any]) -> dict[str, Any]:
+    outcome: dict[str, Any] = {
+        "category": "vehicle",
+        "identifier": result["HPHM"],
+        "agency_reference": result.get("CFBH"),
+        "until": _day(result.get("JZRQ")),
+    }
+    if result["ZXJG"] == "3":
+        outcome.update(outcome="not_controlled", reason=result["YY"])
+    elif result["ZXJG"] == "2":
+        outcome.update(
+            outcome="queued", queue_position=result["LHXH"],
+            ahead=[f"court {a['CFFY']}, {a['WSH']}, until {a['JZRQ'].isoformat()}" for a in result["QX"]],
+        )
+    elif kind == "JF":
+        outcome.update(outcome="released", effective_from=_day(result.get("JFRQ")))
+    else:
+        outcome.update(outcome="controlled", effective_from=_day(result.get("QSRQ")))
+    return outcome
+
+
+def _watch_outcome(watch: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "category": "whereabouts",
+        "identifier": watch["BKBH"],
+        "outcome": "watching",
+        "effective_from": watch["QSRQ"].isoformat(),
+        "until": watch["JZRQ"].isoformat(),
+        "agency_reference": watch["BKBH"],
     }

@@ -208,7 +208,7 @@ def decide(session: Session, request_id: str, principal: Principal, *, approve: 
     Raises NotFound (another court's or no such request), Forbidden (the proposer
     deciding their own control) and Conflict (not awaiting approval).
     """
-    row = session.get(Request, request_id, with_for_update=True)
+    row = session.get(Request, request_id, with_for_update={"of": Request})  # not the joined case and subject
     if row is None or row.court_code != principal.court:
         raise NotFound(f"no request {request_id} for court {principal.court}")
     if row.state != "awaiting_approval":

@@ -8,6 +8,14 @@ from __future__ import annotations
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from schemas.agencies.envelope import (  # noqa: F401 (AnswerHeadSchema, ErrorAnswerSchema: this format's too)
+    AnswerHeadSchema,
+    ErrorAnswerSchema,
+    RequestHeadSchema,
+    require_legal_basis,
+    text,
+    utc_time,
+)
 from schemas.fields import unique_items
 
 # Our categories and the agency's codes for them.
@@ -31,30 +39,10 @@ VEHICLE_STATES = {
     "P": "scrapped",
     "Q": "overdue inspection",
 }
-RFC3339_UTC = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$"
 
 
-def _text(max_length: int, **kwargs) -> fields.Str:
-    return fields.Str(validate=validate.Length(min=1, max=max_length), **kwargs)
-
-
-def _time(**kwargs) -> fields.Str:
-    return fields.Str(validate=validate.Regexp(RFC3339_UTC, error="must be RFC 3339 UTC ending in Z"), **kwargs)
-
-
-class InquiryHeadSchema(Schema):
-    XXID = _text(64, required=True)
-    CJSJ = _time(required=True)
-    FYDM = _text(32, required=True)
-    CBR = _text(64, required=True)
-    AH = _text(64, required=True)
-    WSLX = _text(32)
-    WSH = _text(64)
-
-    @validates_schema
-    def _basis_both_or_neither(self, data, **kwargs):
-        if ("WSLX" in data) != ("WSH" in data):
-            raise ValidationError("WSLX and WSH go together: both or neither", field_name="WSH")
+_text, _time = text, utc_time
+InquiryHeadSchema = RequestHeadSchema  # the shared request Head
 
 
 class InquiryQuerySchema(Schema):
@@ -71,14 +59,6 @@ class InquiryQuerySchema(Schema):
 class InquirySchema(Schema):
     Head = fields.Nested(InquiryHeadSchema, required=True)
     Query = fields.Nested(InquiryQuerySchema, required=True)
-
-
-class AnswerHeadSchema(Schema):
-    XXID = _text(64, required=True)
-    QQSHA256 = fields.Str(required=True, validate=validate.Regexp(r"^[0-9a-f]{64}$", error="must be 64 lower-case hex digits"))
-    RESPONSECODE = fields.Str(required=True, validate=validate.Regexp(r"^\d{4}$"))
-    RESPONSEINFO = fields.Str(required=True)
-    FKSJ = _time(required=True)
 
 
 class HouseholdSchema(Schema):
@@ -118,13 +98,112 @@ class AnswerSchema(Schema):
     Data = fields.Nested(AnswerDataSchema, required=True)
 
 
-class ErrorHeadSchema(Schema):
-    XXID = fields.Str()
-    RESPONSECODE = fields.Str(required=True)
-    RESPONSEINFO = fields.Str(required=True)
-    QQSHA256 = fields.Str()
-    FKSJ = fields.Str()
+# --- Controls (POST {endpoint}/controls): vehicle seal and release, watch -----
+
+# Our actions and the agency's control kinds (KZLX) for them.
+CONTROL_KINDS = {"seal": "CF", "release": "JF", "watch": "BK"}
+# ZXJG: what the bureau did with one vehicle.
+CONTROL_RESULTS = {"1": "done", "2": "queued behind earlier seals", "3": "not done (YY says why)"}
+MAX_VEHICLES_PER_CONTROL = 50
 
 
-class ErrorAnswerSchema(Schema):
-    Head = fields.Nested(ErrorHeadSchema, required=True)
+class ControlVehicleSchema(Schema):
+    HPHM = _text(16, required=True)
+    JZRQ = fields.Date(format="iso")  # seal: end of the term asked
+    YCFBH = _text(64)  # release: the seal released (its CFBH)
+
+
+class ControlSchema(Schema):
+    KZLX = fields.Str(required=True, validate=validate.OneOf(CONTROL_KINDS.values()))
+    XM = _text(100, required=True)
+    ZJZL = fields.Str(required=True, validate=validate.OneOf(ID_TYPES.values()))
+    ZJHM = fields.Str(required=True, validate=validate.Length(equal=18))
+    CL = fields.List(fields.Nested(ControlVehicleSchema), validate=validate.Length(min=1, max=MAX_VEHICLES_PER_CONTROL))
+    BKJZRQ = fields.Date(format="iso")  # watch: until when (the bureau's default when absent)
+
+    @validates_schema
+    def _lines_fit_the_kind(self, data, **kwargs):
+        kind = data.get("KZLX")
+        if kind == "BK":
+            if "CL" in data:
+                raise ValidationError("not allowed for a watch", field_name="CL")
+            return
+        if "BKJZRQ" in data:
+            raise ValidationError("only for a watch", field_name="BKJZRQ")
+        if kind not in ("CF", "JF"):
+            return
+        if "CL" not in data:
+            raise ValidationError(f"required for KZLX {kind}", field_name="CL")
+        needed, refused = ("JZRQ", "YCFBH") if kind == "CF" else ("YCFBH", "JZRQ")
+        what = "a seal" if kind == "CF" else "a release"
+        problems: dict = {}
+        plates: set[str] = set()
+        for index, line in enumerate(data["CL"]):
+            if needed not in line:
+                problems.setdefault(index, {})[needed] = [f"required for {what}"]
+            if refused in line:
+                problems.setdefault(index, {})[refused] = [f"not allowed for {what}"]
+            if line.get("HPHM") in plates:
+                problems.setdefault(index, {})["HPHM"] = [f"{line['HPHM']!r} is listed twice"]
+            plates.add(line.get("HPHM"))
+        if problems:
+            raise ValidationError({"CL": problems})
+
+
+class ControlRequestSchema(Schema):
+    Head = fields.Nested(InquiryHeadSchema, required=True)
+    Control = fields.Nested(ControlSchema, required=True)
+
+    @validates_schema
+    def _control_has_a_legal_basis(self, data, **kwargs):
+        require_legal_basis(data)
+
+
+class AheadSchema(Schema):
+    CFFY = _text(32, required=True)  # the court holding the earlier seal
+    WSH = _text(64, required=True)
+    JZRQ = fields.Date(format="iso", required=True)
+
+
+class VehicleControlResultSchema(Schema):
+    HPHM = _text(16, required=True)
+    ZXJG = fields.Str(required=True, validate=validate.OneOf(CONTROL_RESULTS))
+    CFBH = _text(64)  # the seal's reference at the bureau
+    ZT = fields.Str(validate=validate.OneOf(VEHICLE_STATES))  # the vehicle's state after the control
+    QSRQ = fields.Date(format="iso")
+    JZRQ = fields.Date(format="iso")
+    JFRQ = fields.Date(format="iso")
+    LHXH = fields.Int(strict=True, validate=validate.Range(min=1))  # place in the queue
+    QX = fields.List(fields.Nested(AheadSchema))
+    YY = _text(500)
+
+    @validates_schema
+    def _result_carries_what_it_means(self, data, **kwargs):
+        result = data.get("ZXJG")
+        if result in ("1", "2") and "CFBH" not in data:
+            raise ValidationError(f"required when ZXJG is {result}", field_name="CFBH")
+        if result == "2" and ("LHXH" not in data or not data.get("QX")):
+            raise ValidationError("a queued seal needs its place LHXH and the seals ahead QX", field_name="LHXH")
+        if result == "3" and "YY" not in data:
+            raise ValidationError("required when ZXJG is 3 (not done)", field_name="YY")
+
+
+class WatchResultSchema(Schema):
+    BKBH = _text(64, required=True)  # the watch's reference
+    QSRQ = fields.Date(format="iso", required=True)
+    JZRQ = fields.Date(format="iso", required=True)
+
+
+class ControlAnswerDataSchema(Schema):
+    CL = fields.List(fields.Nested(VehicleControlResultSchema))
+    BK = fields.Nested(WatchResultSchema)
+
+    @validates_schema
+    def _one_kind_of_result(self, data, **kwargs):
+        if ("CL" in data) == ("BK" in data):
+            raise ValidationError("holds either CL (seal, release) or BK (watch)", field_name="_schema")
+
+
+class ControlAnswerSchema(Schema):
+    Head = fields.Nested(AnswerHeadSchema, required=True)
+    Data = fields.Nested(ControlAnswerDataSchema, required=True)

@@ -60,7 +60,7 @@ def body_of(envelope: Envelope) -> dict:
 def test_codec_is_registered_with_what_it_can_do() -> None:
     assert CODECS["public_security"] is PublicSecurityCodec
     assert PublicSecurityCodec.categories == ("identity", "vehicle", "whereabouts")
-    assert PublicSecurityCodec.actions == ("inquiry",)
+    assert PublicSecurityCodec.actions == ("inquiry", "seal", "release", "watch")
     assert PublicSecurityCodec.transports == ("rest",)
 
 

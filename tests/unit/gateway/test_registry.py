@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import gateway.registry as registry_module
+from adapters import CODECS
 from gateway.errors import ConfigError
 from gateway.registry import Agency, Registry, load_registry
 
@@ -125,7 +126,7 @@ WHERE = "agency[0] 'psb'"
 @pytest.mark.parametrize(
     ("changes", "rule"),
     [
-        ({"kind": "land_registry"}, "kind 'land_registry' has no codec (known: public_security)"),
+        ({"kind": "land_registry"}, f"kind 'land_registry' has no codec (known: {', '.join(CODECS)})"),
         ({"transport": "carrier_pigeon"}, "transport 'carrier_pigeon' is not available (known: rest)"),
         ({"transport": "soap"}, "transport 'soap' is not available (known: rest)"),
         ({"categories": ["gold"]}, "categories: 'gold' is not one of deposit,"),
@@ -238,7 +239,7 @@ def test_missing_file(tmp_path: Path) -> None:
 
 def test_kind_that_is_a_list_is_a_config_error(write) -> None:
     path = write(render([psb(kind=["public_security"])]))
-    assert load_error(path) == f"{path}: {WHERE}: kind ['public_security'] has no codec (known: public_security)"
+    assert load_error(path) == f"{path}: {WHERE}: kind ['public_security'] has no codec (known: {', '.join(CODECS)})"
 
 
 def test_transport_that_is_a_list_is_a_config_error(write) -> None:
@@ -331,3 +332,56 @@ def test_loaded_registry_routes(write) -> None:
     routes = registry.route("inquiry", ["whereabouts", "vehicle"])
     assert [(r.agency.id, r.categories) for r in routes] == [("psb", ("vehicle",))]
     assert registry.categories_for("inquiry") == ("vehicle", "identity")
+
+
+# --- transport options and per-action categories -------------------------------------
+
+
+def test_rest_takes_no_options(write) -> None:
+    path = write(render([psb(options={"wsdl": "bank-v1"})]))
+    assert load_error(path) == (f"{path}: {WHERE}: options: unknown key(s) wsdl for the rest transport (allowed: none)")
+
+
+def test_options_must_be_a_table(write) -> None:
+    path = write(render([psb(options="fast")]))
+    assert load_error(path) == f"{path}: {WHERE}: options must be a table"
+
+
+def test_sftp_needs_a_pinned_host_key_and_a_client_key(write, monkeypatch) -> None:
+    class BatchCodec:
+        kind, transports = "public_security", ("rest", "sftp")
+        categories, actions = ("identity",), ("inquiry",)
+        action_categories = {"inquiry": ("identity",)}
+
+    monkeypatch.setitem(registry_module.TRANSPORTS, "sftp", object)
+    monkeypatch.setitem(registry_module.CODECS, "public_security", BatchCodec)
+    base = {"transport": "sftp", "endpoint": "sftp://gw@127.0.0.1:2222/in", "categories": ["identity"]}
+    path = write(render([psb(**base, options={"client_key": "k"})]))
+    assert load_error(path) == f"{path}: {WHERE}: options.host_key is required for the sftp transport"
+    path = write(render([psb(**{**base, "endpoint": "http://127.0.0.1:2222/in"}, options={"client_key": "k", "host_key": "h"})]))
+    assert load_error(path) == f"{path}: {WHERE}: endpoint must be an sftp:// URL for the sftp transport"
+    path = write(render([psb(**base, batch_size=2.5, options={"client_key": "k", "host_key": "h"})]))
+    assert load_error(path) == f"{path}: {WHERE}: batch_size must be a whole number"
+    path = write(render([psb(**base, batch_size=500, options={"client_key": "k", "host_key": "ssh-ed25519 AAAA"})]))
+    agency = load_registry(path).get("psb")
+    assert (agency.is_batch, agency.batch_size, agency.options["host_key"]) == (True, 500, "ssh-ed25519 AAAA")
+
+
+def test_action_categories_are_the_codecs_cut_to_the_agencys(write, monkeypatch) -> None:
+    class ControlCodec:
+        kind, transports = "public_security", ("rest",)
+        action_categories = {"inquiry": ("identity", "vehicle", "whereabouts"), "seal": ("vehicle",),
+                             "watch": ("whereabouts",)}
+        categories = ("identity", "vehicle", "whereabouts")
+        actions = tuple(action_categories)
+
+    monkeypatch.setitem(registry_module.CODECS, "public_security", ControlCodec)
+    path = write(render([psb(categories=["identity", "vehicle"], actions=["inquiry", "seal"],
+                             deadlines={"inquiry": 60, "seal": 60})]))
+    registry = load_registry(path)
+    assert registry.get("psb").action_categories == {"inquiry": ("identity", "vehicle"), "seal": ("vehicle",)}
+    assert [(r.agency.id, r.categories) for r in registry.route("seal", ["vehicle", "identity"])] == [("psb", ("vehicle",))]
+    assert registry.accepts("psb", "seal", "vehicle") and not registry.accepts("psb", "seal", "identity")
+    path = write(render([psb(categories=["identity"], actions=["inquiry", "watch"], deadlines={"inquiry": 60, "watch": 60})]))
+    assert load_error(path) == (f"{path}: {WHERE}: actions: 'watch' applies to whereabouts at a public_security "
+                                "agency, and this one lists none of them")

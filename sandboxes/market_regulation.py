@@ -1,0 +1,174 @@
+"""Market regulation sandbox (company register, equity): the AGENCY side of the
+REST contract in ``docs/agencies/market-regulation.md``.
+
+Like the public security sandbox it reads and writes the agency format on its
+own — it must not import ``gateway``, ``adapters``, ``schemas`` or ``audit`` —
+so that a mistake in the gateway's codec shows up as a failing exchange.
+
+Per call to ``POST {prefix}/inquiries`` or ``POST {prefix}/controls``
+(``json_contract.serve_call``): fault injection first; strict validation
+(``400``/``3000`` naming the field); a repeated ``XXID`` gets the very bytes of
+its first answer and no new effect; otherwise an inquiry is answered with the
+deterministic records of ``market_regulation_data`` and the freezes the
+register holds on each holding, and an execute order (freeze, renew, release)
+is carried out by ``market_regulation_controls``.
+
+Run one by hand: ``python -m sandboxes.market_regulation --port 18084``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from flask import Flask, Response
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from sandboxes.json_contract import (
+    ContractViolation,
+    SandboxState,
+    answer_head,
+    body_too_large,
+    check_fields,
+    check_head,
+    check_message_id_header,
+    encode,
+    json_response,
+    parse_json,
+    serve_call,
+    text,
+)
+from sandboxes.market_regulation_controls import EquityRegister, read_execute
+from sandboxes.market_regulation_data import CATEGORIES, ID_TYPES, describe_subject
+from sandboxes.server import FaultInjector, FaultKnobs, SandboxServer
+
+__all__ = ["MAX_BODY_BYTES", "MarketRegulationSandboxState", "create_app", "describe_subject"]
+
+DEFAULT_PREFIX = "/samr/v1"
+EXTENSION_KEY = "samr_sandbox"
+MAX_BODY_BYTES = 64 * 1024
+
+_QUERY_REQUIRED = ("Inv", "CerType", "CerNo", "CXLB")
+
+
+class MarketRegulationSandboxState(SandboxState):
+    """Counters, duplicate memory (``SandboxState``) and the freeze register
+    (``equity``); ``app.extensions["samr_sandbox"]``."""
+
+    def __init__(self, faults: FaultInjector):
+        super().__init__(faults)
+        self.equity = EquityRegister()
+
+
+@dataclass(frozen=True)
+class Inquiry:
+    xxid: str
+    name: str
+    id_type: str
+    id_number: str
+    categories: tuple[str, ...]
+
+
+def _validate_inquiry(raw: bytes) -> Inquiry:
+    document = check_fields(parse_json(raw), "body", ("Head", "Query"))
+    xxid = check_head(document)["XXID"]
+    query = check_fields(document["Query"], "Query", _QUERY_REQUIRED)
+    name = text(query, "Query", "Inv", 100)
+    id_type = text(query, "Query", "CerType")
+    if id_type not in ID_TYPES:
+        raise ContractViolation("Query.CerType", f"must be '10' (resident ID card) or '20' (unified social credit code), got {id_type!r}")
+    id_number = text(query, "Query", "CerNo")
+    if len(id_number) != 18:
+        raise ContractViolation("Query.CerNo", f"must be 18 characters, got {len(id_number)}")
+    value = query["CXLB"]
+    if not isinstance(value, list) or not value:
+        raise ContractViolation("Query.CXLB", "must be a non-empty list")
+    seen: list[str] = []
+    for index, item in enumerate(value):
+        if item not in CATEGORIES:  # also refuses non-strings
+            raise ContractViolation(f"Query.CXLB[{index}]", f"must be one of {', '.join(CATEGORIES)}, got {item!r}")
+        if item in seen:
+            raise ContractViolation(f"Query.CXLB[{index}]", f"repeats {item!r} (no repeats)")
+        seen.append(item)
+    check_message_id_header(xxid)
+    return Inquiry(xxid, name, id_type, id_number, tuple(seen))
+
+
+def _read_inquiry(state: MarketRegulationSandboxState, raw: bytes) -> tuple[str, Callable[[], bytes]]:
+    inquiry = _validate_inquiry(raw)
+
+    def render() -> bytes:
+        data: dict[str, Any] = describe_subject(inquiry.id_number, inquiry.name, inquiry.id_type, inquiry.categories)
+        for holding in data.get("GQ", []):
+            holding["FrozList"] = state.equity.holding(inquiry.id_number, holding).listed()
+        return encode({"Head": answer_head(inquiry.xxid, hashlib.sha256(raw).hexdigest()), "Data": data})
+
+    return inquiry.xxid, render
+
+
+def _read_execute(state: MarketRegulationSandboxState, raw: bytes) -> tuple[str, Callable[[], bytes]]:
+    document = check_fields(parse_json(raw), "body", ("Head", "Execute"))
+    head = check_head(document, basis_required=True)
+    order = read_execute(document, head)
+    check_message_id_header(order.xxid)
+
+    def render() -> bytes:
+        data = state.equity.carry_out(order)
+        return encode({"Head": answer_head(order.xxid, hashlib.sha256(raw).hexdigest()), "Data": data})
+
+    return order.xxid, render
+
+
+def create_app(knobs: FaultKnobs | None = None, *, prefix: str = DEFAULT_PREFIX) -> Flask:
+    """A fresh sandbox (its own counters, duplicate memory and register) as a Flask app."""
+    if not prefix.startswith("/"):
+        raise ValueError(f"prefix must start with '/', got {prefix!r}")
+    prefix = prefix.rstrip("/")
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    state = MarketRegulationSandboxState(faults=FaultInjector(knobs))
+    app.extensions[EXTENSION_KEY] = state
+
+    @app.post(f"{prefix}/inquiries")
+    def inquiries() -> Response:
+        return serve_call(state, MAX_BODY_BYTES, lambda raw: _read_inquiry(state, raw))
+
+    @app.post(f"{prefix}/controls")
+    def controls() -> Response:
+        return serve_call(state, MAX_BODY_BYTES, lambda raw: _read_execute(state, raw))
+
+    @app.get(f"{prefix}/healthz")
+    def healthz() -> Response:
+        # Not subject to fault knobs: readiness checks must not flap.
+        return json_response(200, encode({"status": "ok"}))
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def too_large(_error: RequestEntityTooLarge) -> Response:
+        return body_too_large(MAX_BODY_BYTES)
+
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=18084)
+    parser.add_argument("--prefix", default=DEFAULT_PREFIX)
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every call")
+    parser.add_argument("--jitter", type=float, default=0.0, help="up to this many extra seconds")
+    parser.add_argument("--failure-rate", type=float, default=0.0)
+    parser.add_argument("--seed", type=int, default=None)
+    args = parser.parse_args(argv)
+    knobs = FaultKnobs(args.latency, args.jitter, args.failure_rate, args.seed)
+    server = SandboxServer(create_app(knobs, prefix=args.prefix), port=args.port, log_requests=True).start()
+    print(f"market regulation sandbox on {server.url}{args.prefix.rstrip('/')}", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,193 @@
+"""The worker's batch path (SFTP-style agencies), above the wire: claims leave as one
+file, wait for results, and each result line is checked against the request it names.
+
+The file drop here is in memory and the agency behind it is the public security
+sandbox's own Flask app, so the answers are real agency answers; the SFTP transport
+itself is proved over real SSH in tests/interop and tests/integration/sandboxes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+
+from adapters.codecs.public_security import PublicSecurityCodec
+from adapters.interfaces import BatchRecord, InboundBatch
+from conftest import audit_rows
+from gateway.deliveries.channels import BatchChannel
+from gateway.deliveries.models import Delivery, QuarantinedMessage
+from gateway.deliveries.worker import DeliveryWorker
+from gateway.registry import Registry, load_registry
+from gateway.settings import CONFIG_DIR
+from gateway.timeutil import utc_now
+from sandboxes.public_security import create_app as psb_app
+
+
+class MemoryDrop:
+    """A BatchTransport in memory: files the gateway sends, result files an agency leaves."""
+
+    def __init__(self):
+        self.sent: list[tuple[str, list[BatchRecord]]] = []
+        self.results: list[InboundBatch] = []
+        self.settled: list[tuple[str, bool]] = []
+        self.agency = psb_app().test_client()
+
+    def send_batch(self, operation, records):
+        name = f"{operation}_{len(self.sent):04d}.req"
+        self.sent.append((name, list(records)))
+        return name
+
+    def answer_all(self, *, mangle=None):
+        """The agency answers every file sent so far (``mangle`` may change a line)."""
+        for name, records in self.sent:
+            lines = []
+            for record in records:
+                reply = self.agency.post("/psb/v1/inquiries", data=record.body,
+                                         headers={"Content-Type": "application/json; charset=utf-8",
+                                                  "X-Message-Id": record.message_id})
+                line = BatchRecord(record.message_id, reply.get_data())
+                lines.append(mangle(line) if mangle else line)
+            body = b"".join(r.message_id.encode() + b"\t" + r.body + b"\n" for r in lines)
+            self.results.append(InboundBatch(name.replace(".req", ".res"), tuple(lines), hashlib.sha256(body).hexdigest()))
+        self.sent.clear()
+
+    def receive(self, limit=100):
+        ready, self.results = self.results[:limit], self.results[limit:]
+        return ready
+
+    def settle(self, batch):
+        self.settled.append((batch.name, batch.problem is None))
+
+    def close(self):
+        pass
+
+
+@pytest.fixture
+def batch_app(overrides):
+    from gateway.app import create_app
+
+    psb = load_registry(CONFIG_DIR / "agencies.toml").get("psb")
+    agency = replace(psb, id="psb-batch", transport="sftp", endpoint="sftp://gw@127.0.0.1:1/psb", batch_size=50)
+    # A registry with a batch agency; its channel is built by hand below with the in-memory drop.
+    application = create_app(overrides, registry=Registry([replace(psb, id="psb-batch")]))
+    drop = MemoryDrop()
+    channel = BatchChannel(agency, PublicSecurityCodec(), drop)
+    worker = DeliveryWorker(application.extensions["db"], {"psb-batch": channel}, application.extensions["audit"],
+                            application.config["SETTINGS"].workers)
+    application.extensions["worker"] = worker
+    yield application, worker, drop
+    application.extensions["db"].dispose()
+
+
+@pytest.fixture
+def batch_api(batch_app, settings):
+    from conftest import Api
+    from sandboxes.server import SandboxServer
+
+    application = batch_app[0]
+    server = SandboxServer(application).start()
+    api = Api(server.url, settings)
+    assert api.register_case().status_code == 201
+    yield api
+    server.stop()
+
+
+def _deliveries(application):
+    with application.extensions["db"].reading() as session:
+        return {d.id: (d.state, d.attempts, d.batch_file) for d in session.query(Delivery)}
+
+
+def test_claimed_requests_leave_in_one_file_and_their_results_come_back(batch_app, batch_api):
+    application, worker, drop = batch_app
+    ids = [batch_api.inquire().json()["id"] for _ in range(3)]
+    worker.dispatch_once()
+    assert len(drop.sent) == 1 and len(drop.sent[0][1]) == 3  # one file, three lines
+    file_name = drop.sent[0][0]
+    assert {state for state, _, batch in _deliveries(application).values()} == {"awaiting"}
+    assert {batch for _, _, batch in _deliveries(application).values()} == {file_name}
+    shown = batch_api.get(f"/api/v1/requests/{ids[0]}").json()
+    assert (shown["state"], shown["deliveries"][0]["state"]) == ("in_progress", "sent")
+
+    drop.answer_all()
+    worker._last_collected["psb-batch"] = 0.0
+    worker.dispatch_once()
+    for request_id in ids:
+        state = batch_api.get(f"/api/v1/requests/{request_id}").json()
+        assert state["state"] == "completed", state["deliveries"][0]["error"]
+        assert state["deliveries"][0]["result"]["asset_count"] >= 1
+    assert drop.settled == [(file_name.replace(".req", ".res"), True)]
+    actions = [(e.action, e.outcome) for e in audit_rows(application)]
+    assert actions.count(("delivery.sent", "awaiting_result")) == 3
+    assert actions.count(("delivery.result", "answered")) == 3
+
+
+def test_a_corrupt_result_file_is_quarantined_whole_and_nothing_applied(batch_app, batch_api):
+    application, worker, drop = batch_app
+    batch_api.inquire()
+    worker.dispatch_once()
+    drop.results.append(InboundBatch("inquiries_0000.res", (), "ab" * 32, problem="sha256 mismatch: file says x, content is y"))
+    drop.sent.clear()
+    worker.collect(worker.channels["psb-batch"])
+    assert {state for state, _, _ in _deliveries(application).values()} == {"awaiting"}
+    assert drop.settled == [("inquiries_0000.res", False)]
+    (event,) = [e for e in audit_rows(application) if e.action == "batch.result"]
+    assert event.outcome == "quarantined" and "sha256 mismatch" in event.details["problem"]
+
+
+def test_a_line_for_no_request_of_this_agency_is_audited_and_ignored(batch_app, batch_api):
+    application, worker, drop = batch_app
+    request_id = batch_api.inquire().json()["id"]
+    worker.dispatch_once()
+    drop.answer_all()
+    stray = BatchRecord("00000000-0000-0000-0000-000000000000", b'{"Head":{}}')
+    real = drop.results[0]
+    drop.results[0] = replace(real, records=real.records + (stray,))
+    worker.collect(worker.channels["psb-batch"])
+    assert batch_api.get(f"/api/v1/requests/{request_id}").json()["state"] == "completed"
+    (event,) = [e for e in audit_rows(application) if e.outcome == "unknown_message"]
+    assert event.details["message_id"] == stray.message_id
+
+
+def test_a_result_line_that_breaks_the_format_fails_its_delivery_and_is_kept(batch_app, batch_api):
+    application, worker, drop = batch_app
+    request_id = batch_api.inquire().json()["id"]
+    worker.dispatch_once()
+    drop.answer_all(mangle=lambda line: BatchRecord(line.message_id, line.body.replace(b'"RESPONSECODE"', b'"CODE"')))
+    worker.collect(worker.channels["psb-batch"])
+    state = batch_api.get(f"/api/v1/requests/{request_id}").json()
+    assert state["deliveries"][0]["state"] == "failed"
+    assert "incoming_invalid" in state["deliveries"][0]["error"]
+    with application.extensions["db"].reading() as session:
+        assert session.query(QuarantinedMessage).count() == 1
+
+
+def test_requests_whose_results_never_come_are_sent_again_with_the_same_message_id(batch_app, batch_api):
+    application, worker, drop = batch_app
+    batch_api.inquire()
+    worker.dispatch_once()
+    first_ids = [r.message_id for r in drop.sent[0][1]]
+    drop.sent.clear()  # the file was lost on the agency's side
+    with application.extensions["db"].transaction() as session:
+        for delivery in session.query(Delivery):
+            delivery.lease_until = utc_now() - timedelta(seconds=1)  # the wait for results is over
+    worker.dispatch_once()
+    assert [r.message_id for r in drop.sent[0][1]] == first_ids
+    assert [attempts for _, attempts, _ in _deliveries(application).values()] == [2]
+    drop.answer_all()
+    worker.collect(worker.channels["psb-batch"])
+    assert {state for state, _, _ in _deliveries(application).values()} == {"answered"}
+
+
+def test_an_awaiting_request_past_its_deadline_expires(batch_app, batch_api):
+    application, worker, drop = batch_app
+    request_id = batch_api.inquire().json()["id"]
+    worker.dispatch_once()
+    with application.extensions["db"].transaction() as session:
+        for delivery in session.query(Delivery):
+            delivery.deadline = utc_now() - timedelta(seconds=1)
+    worker.dispatch_once()
+    state = batch_api.get(f"/api/v1/requests/{request_id}").json()
+    assert (state["state"], state["deliveries"][0]["state"]) == ("failed", "expired")
