@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload, noload
 
 from adapters.errors import AdapterError, AgencyRefused, IncomingInvalid
 from adapters.interfaces import AgencyAnswer, BatchRecord, ControlLine, DeliveryOrder, Envelope, InboundBatch, SubjectRef
@@ -75,7 +75,12 @@ def claim_due(session: Session, *, agency_id: str, now: datetime, limit: int, le
 
 def load_order(session: Session, delivery_id: str) -> tuple[DeliveryOrder, str]:
     """What the codec needs to write the message, and the agency it goes to."""
-    delivery = session.get(Delivery, delivery_id)
+    # One query: the request with its case and subject (joined by the model), without
+    # the request's other deliveries or any result, which the order does not need.
+    delivery = session.execute(
+        select(Delivery).where(Delivery.id == delivery_id)
+        .options(noload(Delivery.result), joinedload(Delivery.request).noload(Request.deliveries))
+    ).scalar_one()
     req = delivery.request
     order = DeliveryOrder(
         message_id=delivery.id,

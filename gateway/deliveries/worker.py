@@ -33,6 +33,9 @@ from gateway.timeutil import utc_now
 log = logging.getLogger(__name__)
 
 
+DEFAULT_BREAKER = BreakerSection(failure_threshold=5, reset_seconds=30.0)
+
+
 def lease_owner_name() -> str:
     """host:pid, as claimed rows name the worker holding their lease."""
     return f"{socket.gethostname()[:40]}:{os.getpid()}"
@@ -46,11 +49,13 @@ class InternalFault(TransportError):
 
 class DeliveryWorker:
     def __init__(self, db: Database, channels: dict[str, Channel], audit: AuditLog, settings: WorkersSection,
-                 breaker: BreakerSection, *, metrics: DeliveryMetrics | None = None, owner: str | None = None):
+                 breaker: BreakerSection | None = None, *, metrics: DeliveryMetrics | None = None,
+                 owner: str | None = None):
         self.db, self.channels, self.audit, self.settings = db, channels, audit, settings
         self.metrics = metrics or DeliveryMetrics.disabled()
         # Who holds a lease (host:pid/worker), kept on the claimed rows for operators and tests.
         self.owner = owner or lease_owner_name()
+        breaker = breaker or DEFAULT_BREAKER
         self.breakers = Breakers(list(channels), failure_threshold=breaker.failure_threshold,
                                  reset_seconds=breaker.reset_seconds, on_change=self.metrics.breaker_changed)
         for agency_id in channels:
