@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select, update
-from sqlalchemy.orm import Session, joinedload, noload
+from sqlalchemy.orm import Session, joinedload, lazyload
 
 from adapters.errors import AdapterError, AgencyRefused, IncomingInvalid
 from adapters.interfaces import AgencyAnswer, BatchRecord, ControlLine, DeliveryOrder, Envelope, InboundBatch, SubjectRef
@@ -79,7 +79,7 @@ def load_order(session: Session, delivery_id: str) -> tuple[DeliveryOrder, str]:
     # the request's other deliveries or any result, which the order does not need.
     delivery = session.execute(
         select(Delivery).where(Delivery.id == delivery_id)
-        .options(noload(Delivery.result), joinedload(Delivery.request).noload(Request.deliveries))
+        .options(lazyload(Delivery.result), joinedload(Delivery.request).lazyload(Request.deliveries))
     ).scalar_one()
     req = delivery.request
     order = DeliveryOrder(

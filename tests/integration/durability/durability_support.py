@@ -68,19 +68,22 @@ def stop_agencies(agencies: dict[str, Agency]) -> None:
         agency.server.stop()
 
 
+KINDS = {"psb": ("public_security", ["identity", "vehicle", "whereabouts"], ["inquiry", "seal"]),
+         "samr": ("market_regulation", ["enterprise", "equity"], ["inquiry"])}
+
+
 def registry_toml(agencies: dict[str, Agency], *, concurrency: int = 16, rate: int = 5000, timeout: float = 2.0,
                   deadline: int = 86400) -> str:
-    """The two agencies as config/agencies.toml entries, pointed at the sandboxes."""
-    kinds = {"psb": ("public_security", ["identity", "vehicle", "whereabouts"]),
-             "samr": ("market_regulation", ["enterprise", "equity"])}
+    """The agencies as config/agencies.toml entries, pointed at the sandboxes."""
     entries = []
     for agency_id, agency in agencies.items():
-        kind, categories = kinds[agency_id]
+        kind, categories, actions = KINDS[agency_id]
+        deadlines = ", ".join(f"{a} = {deadline}" for a in actions)
         entries.append(
             f'[[agency]]\nid = "{agency_id}"\nkind = "{kind}"\nname = "{agency_id} (sandbox)"\ntransport = "rest"\n'
-            f'endpoint = "{agency.url}"\ncategories = {categories!r}\nactions = ["inquiry"]\n'
+            f'endpoint = "{agency.url}"\ncategories = {categories!r}\nactions = {actions!r}\n'
             f'concurrency = {concurrency}\nrate_limit_per_second = {rate}\ntimeout_seconds = {timeout}\n'
-            f'deadlines = {{ inquiry = {deadline} }}\n'.replace("'", '"'))
+            f'deadlines = {{ {deadlines} }}\n'.replace("'", '"'))
     return "\n".join(entries)
 
 
