@@ -13,6 +13,7 @@ from flask import Flask
 
 from gateway import api as api_module
 from gateway import audit_service, db
+from gateway.agency import views as agency_views
 from gateway.auth.tokens import TokenVerifier
 from gateway.cases import views as case_views
 from prometheus_client import CollectorRegistry
@@ -47,6 +48,7 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, registry: Registry
     request_views.init_app(app, api)
     report_views.init_app(app, api)
     ops_views.init_app(app)
+    agency_views.init_app(app, api)
 
     # Each app has its own registry (tests build many apps in one process); under
     # gunicorn the values also go to PROMETHEUS_MULTIPROC_DIR for every process to read.

@@ -126,7 +126,7 @@ def record_sent(session: Session, delivery_ids: list[str], envelopes: dict[str, 
         _keep_request(delivery, envelope, now)
         delivery.batch_file = batch_file
         session.flush()
-        _audit(audit, session, delivery, "delivery.sent", "awaiting_result",
+        audit_delivery(audit, session, delivery, "delivery.sent", "awaiting_result",
                {"batch_file": batch_file, "request_sha256": delivery.request_sha256})
         refresh_request(session, delivery.request_id)
 
@@ -141,7 +141,7 @@ def record_stored_for_pull(session: Session, delivery_id: str, envelope: Envelop
     delivery.state, delivery.lease_until = "awaiting", as_utc(delivery.deadline)
     _keep_request(delivery, envelope, now)
     session.flush()
-    _audit(audit, session, delivery, "delivery.stored", "awaiting_pull", {"request_sha256": delivery.request_sha256})
+    audit_delivery(audit, session, delivery, "delivery.stored", "awaiting_pull", {"request_sha256": delivery.request_sha256})
     refresh_request(session, delivery.request_id)
 
 
@@ -189,17 +189,18 @@ def _locked(session: Session, delivery_id: str) -> Delivery:
     return session.get(Delivery, delivery_id, with_for_update=True)
 
 
-def _audit(audit: AuditLog, session: Session, delivery: Delivery, action: str, outcome: str, details: dict) -> None:
+def audit_delivery(audit: AuditLog, session: Session, delivery: Delivery, action: str, outcome: str, details: dict,
+           actor: Any = WORKER) -> None:
     req = delivery.request
     audit.record(
-        session, action=action, outcome=outcome, actor=WORKER, case_number=req.case.case_number,
+        session, action=action, outcome=outcome, actor=actor, case_number=req.case.case_number,
         subject_id_number=req.subject.id_number, request_id=req.id, delivery_id=delivery.id,
         details={"agency": delivery.agency_id, "attempt": delivery.attempts, **details},
     )
 
 
 def record_answer(session: Session, delivery_id: str, envelope: Envelope, answer: AgencyAnswer, raw: bytes,
-                  *, audit: AuditLog, now: datetime) -> bool:
+                  *, audit: AuditLog, now: datetime, actor: Any = WORKER) -> bool:
     """Store a validated answer; return False if it was a duplicate and discarded.
 
     The first result for a delivery that already expired is a late result: stored
@@ -209,8 +210,8 @@ def record_answer(session: Session, delivery_id: str, envelope: Envelope, answer
     delivery = _locked(session, delivery_id)
     late = delivery.state == "expired" and delivery.result is None
     if delivery.state in FINAL_DELIVERY_STATES and not late:
-        _audit(audit, session, delivery, "delivery.result", "duplicate_discarded",
-               {"state": delivery.state, "answer_sha256": hashlib.sha256(raw).hexdigest()})
+        audit_delivery(audit, session, delivery, "delivery.result", "duplicate_discarded",
+               {"state": delivery.state, "answer_sha256": hashlib.sha256(raw).hexdigest()}, actor)
         return False
     schema = AssetRecordSchema()
     records = [schema.load(a) for a in answer.assets]
@@ -238,18 +239,22 @@ def record_answer(session: Session, delivery_id: str, envelope: Envelope, answer
     if outcomes:
         details["controls"] = [{k: o[k] for k in ("identifier", "outcome", "amount_controlled", "queue_position") if o.get(k) is not None}
                                for o in outcomes]
-    _audit(audit, session, delivery, "delivery.result", "late" if late else "answered", details)
+    audit_delivery(audit, session, delivery, "delivery.result", "late" if late else "answered", details, actor)
     refresh_request(session, delivery.request_id)
     return True
 
 
 def record_failure(session: Session, delivery_id: str, error: AdapterError, *, audit: AuditLog, now: datetime,
-                   policy: RetryPolicy, rng: random.Random | None = None) -> str:
+                   policy: RetryPolicy, rng: random.Random | None = None, actor: Any = WORKER) -> str:
     """Schedule a retry or end the delivery; return its new state."""
     delivery = _locked(session, delivery_id)
-    if delivery.state in FINAL_DELIVERY_STATES:
-        return delivery.state
     reason = f"{error.code}: {error.message}"
+    if delivery.state in FINAL_DELIVERY_STATES:
+        if isinstance(error, IncomingInvalid):  # a bad late or repeated result: kept for the record, changes nothing
+            session.add(QuarantinedMessage(delivery_id=delivery.id, received_at=now, reason=reason,
+                                           body_sha256=hashlib.sha256(error.raw).hexdigest(), body=error.raw))
+            audit_delivery(audit, session, delivery, "delivery.result", "quarantined", {"error": reason[:500]}, actor)
+        return delivery.state
     if isinstance(error, IncomingInvalid):
         session.add(QuarantinedMessage(delivery_id=delivery.id, received_at=now, reason=reason,
                                        body_sha256=hashlib.sha256(error.raw).hexdigest(), body=error.raw))
@@ -270,7 +275,7 @@ def record_failure(session: Session, delivery_id: str, error: AdapterError, *, a
         delivery.lease_until = None
         outcome = delivery.state
     session.flush()
-    _audit(audit, session, delivery, "delivery.attempt", outcome, {"error": reason[:500]})
+    audit_delivery(audit, session, delivery, "delivery.attempt", outcome, {"error": reason[:500]}, actor)
     refresh_request(session, delivery.request_id)
     return delivery.state
 
@@ -289,7 +294,7 @@ def expire_overdue(session: Session, *, audit: AuditLog, now: datetime, limit: i
         delivery.last_error = f"deadline passed after {delivery.attempts} attempts" + (
             f"; last error: {delivery.last_error}" if delivery.last_error else "")
         session.flush()
-        _audit(audit, session, delivery, "delivery.expired", "expired", {"deadline": as_utc(delivery.deadline).isoformat()})
+        audit_delivery(audit, session, delivery, "delivery.expired", "expired", {"deadline": as_utc(delivery.deadline).isoformat()})
         refresh_request(session, delivery.request_id)
     return len(overdue)
 

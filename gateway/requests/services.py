@@ -183,9 +183,11 @@ def state_view(request_row: Request, deliveries: list[Delivery] | None = None) -
                 "attempts": d.attempts, "deadline": d.deadline, "error": d.last_error,
                 "result": (
                     {"asset_count": d.result.asset_count, "answered_at": d.result.agency_answered_at,
-                     "request_sha256": d.result.request_sha256}
+                     "request_sha256": d.result.request_sha256, "late": d.result.late}
                     if d.result is not None else None
                 ),
+                "reused": d.reused_from is not None,
+                **({"reused_from": d.reused_from, "age_seconds": d.reused_age_seconds} if d.reused_from else {}),
             }
             for d in sorted(rows, key=lambda d: d.agency_id)
         ],
