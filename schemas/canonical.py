@@ -214,6 +214,8 @@ class AssetSchema(Schema):
     controls = fields.List(fields.Nested(ControlInForceSchema))
     details = fields.Dict()
     found_at = UtcDateTime()
+    reused = fields.Bool(metadata={"description": "from another case's recent answer (reuse window)"})
+    age_seconds = fields.Int(metadata={"description": "how old that answer was when reused"})
 
 
 class AssetReportSchema(Schema):
