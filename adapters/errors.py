@@ -7,6 +7,7 @@ its edge into this tree, so the worker decides retry or give up from
     AdapterError
     ├── TransportError        retryable: the exchange did not complete
     │   ├── ConnectFailed     could not reach the agency
+    │   ├── HostKeyRejected   final: the server is not the one pinned (SFTP host key)
     │   └── TransportTimeout  no answer within the timeout
     ├── AgencyUnavailable     retryable: the agency answered "try later" (5xx, busy)
     ├── AgencyRefused         final: the agency refused this message (4xx, refusal code)
@@ -39,6 +40,14 @@ class ConnectFailed(TransportError):
 
 class TransportTimeout(TransportError):
     code = "timeout"
+
+
+class HostKeyRejected(TransportError):
+    """The server offered a host key other than the pinned one: never accepted, and
+    retrying will not help until an operator looks (a new key, or someone in between)."""
+
+    code = "host_key_rejected"
+    retryable = False
 
 
 class AgencyUnavailable(AdapterError):

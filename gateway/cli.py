@@ -72,7 +72,7 @@ def serve(with_sandboxes, dev, host, port, gunicorn_workers, threads, no_deliver
     host, port = host or settings.server.host, port or settings.server.port
     init_keys(settings)  # only what is missing: a first run works out of the box
     migrate.upgrade(settings.database_url)
-    sandboxes = _start_sandboxes() if with_sandboxes else []
+    sandboxes = _start_sandboxes() if with_sandboxes else None
     try:
         if dev:
             app = _create_app()
@@ -89,8 +89,8 @@ def serve(with_sandboxes, dev, host, port, gunicorn_workers, threads, no_deliver
                 access_log=not no_access_log,
             ).run()
     finally:
-        for server in sandboxes:
-            server.stop()
+        if sandboxes is not None:
+            sandboxes.stop()
 
 
 @main.command()
@@ -107,17 +107,17 @@ def worker() -> None:
 
 
 def _start_sandboxes(latency: float = 0.0, failure_rate: float = 0.0, seed: int | None = None):
-    from sandboxes.run import start_default_sandboxes
+    from sandboxes.run import start_sandboxes
 
-    servers = start_default_sandboxes(latency=latency, failure_rate=failure_rate, seed=seed)
-    for server in servers:
-        click.echo(f"sandbox {server.name} listening on {server.url}")
-    return servers
+    sandboxes = start_sandboxes(latency=latency, failure_rate=failure_rate, seed=seed)
+    for sandbox in sandboxes:
+        click.echo(f"sandbox {sandbox.name} listening on {sandbox.url}")
+    return sandboxes
 
 
 @main.command()
 @click.option("--latency", default=0.0, help="Seconds added to every answer.")
-@click.option("--failure-rate", default=0.0, help="Share of calls answered 503, 0 to 1.")
+@click.option("--failure-rate", default=0.0, help="Share of calls failed (HTTP 503, SOAP fault, batch file answered late), 0 to 1.")
 @click.option("--seed", default=None, type=int, help="Seed of the failure draw, for repeatable runs.")
 def sandbox(latency: float, failure_rate: float, seed: int | None) -> None:
     """The agency sandboxes alone, on the ports the default registry points at."""
@@ -126,8 +126,7 @@ def sandbox(latency: float, failure_rate: float, seed: int | None) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopped.set())
     stopped.wait()
-    for server in servers:
-        server.stop()
+    servers.stop()
 
 
 @main.group()

@@ -1,9 +1,11 @@
 """`gateway demo`: the whole path in one process, over real HTTP.
 
 Starts the agency sandboxes and the gateway on loopback ports, on a throwaway
-database (or GATEWAY_DATABASE_URL), registers a case, runs a one-click inquiry,
-prints the asset report and the audit trail, verifies the log, and exits 0 only
-if every step did what it should.
+database (or GATEWAY_DATABASE_URL), registers a case, runs a one-click inquiry
+answered by all five agency kinds over SOAP, SFTP and REST, prints the asset
+report, has a freeze proposed by the officer and approved by a judge, prints the
+report with the controls in force and the audit trail, verifies the log, and
+exits 0 only if every step did what it should.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import tempfile
 import time
 import uuid
+from decimal import Decimal
 from pathlib import Path
 
 import requests
@@ -27,7 +30,8 @@ from gateway.settings import load_settings
 COURT = "330102"
 CASE_NUMBER = "(2024)浙0102执1234号"
 # A fictitious debtor: the ID number's check digit is valid, the person is not real.
-DEBTOR = {"kind": "person", "name": "张三", "id_number": "330102198703151157"}
+DEBTOR = {"kind": "person", "name": "张三", "id_number": "330102198703151122"}
+AMOUNT_OWED = "150000.00"
 CREDITOR = {"kind": "organization", "name": "杭州某某建材有限公司", "id_number": "91350100M000100Y43"}
 
 
@@ -47,39 +51,38 @@ def _wait_final(session: requests.Session, url: str, timeout: float) -> dict:
 
 def run_demo(*, keep_serving: bool = False, port: int = 0) -> int:
     from gateway.app import create_app
-    from sandboxes.run import start_default_sandboxes
+    from gateway.registry import load_registry
+    from sandboxes.run import ALL, start_sandboxes
     from sandboxes.server import SandboxServer
 
-    console = Console(highlight=False, width=140)
+    console = Console(highlight=False, width=160)
     instance = Path(tempfile.mkdtemp(prefix="gateway-demo-"))
-    overrides = {"gateway": {"instance_dir": str(instance), "log_level": "WARNING"}}
+    overrides = {"gateway": {"instance_dir": str(instance), "log_level": "WARNING"},
+                 "workers": {"poll_interval_seconds": 0.1}}
     settings = load_settings(overrides)
     init_keys(settings)
     migrate.upgrade(settings.database_url)
     console.print(f"database: {settings.database_url.split('@')[-1]}")
 
-    sandboxes = start_default_sandboxes(ports={"psb": 0})
-    for sandbox in sandboxes:
-        console.print(f"sandbox {sandbox.name}: {sandbox.url}")
-    from gateway.registry import load_registry
-
-    registry = load_registry(settings.agencies_path).with_endpoints({s.name: s.url for s in sandboxes})
+    sandboxes = start_sandboxes(ports={name: 0 for name in (*ALL, "sftp")})
+    registry = load_registry(settings.agencies_path).with_endpoints(sandboxes.endpoints)
+    for agency in registry:
+        console.print(f"sandbox {agency.id:<14} {agency.kind:<18} {agency.transport:<5} {agency.endpoint}")
     app = create_app(overrides, registry=registry)
     worker = app.extensions["worker"].start()
     gateway_server = SandboxServer(app, port=port).start()
     base = gateway_server.url + "/api/v1"
     console.print(f"gateway: {gateway_server.url}  (OpenAPI: {base}/openapi.json)\n")
 
-    officer = requests.Session()
-    officer.headers["Authorization"] = "Bearer " + issue_token(settings, role="court_officer", sub="officer.wang", court=COURT)
+    officer = _client(settings, role="court_officer", sub="officer.wang", court=COURT)
     try:
-        case = {"case_number": CASE_NUMBER, "court_code": COURT, "amount_owed": "150000.00",
+        case = {"case_number": CASE_NUMBER, "court_code": COURT, "amount_owed": AMOUNT_OWED,
                 "parties": [{"role": "debtor", "subject": DEBTOR}, {"role": "creditor", "subject": CREDITOR}]}
         reply = officer.post(f"{base}/cases", json=case, timeout=10)
         if reply.status_code not in (200, 201):
             return _fail(console, f"case registration answered {reply.status_code}: {reply.text}")
         debtor_id = next(p["subject"]["id"] for p in reply.json()["parties"] if p["role"] == "debtor")
-        console.print(f"1. registered case {CASE_NUMBER}, amount owed 150000.00 (HTTP {reply.status_code})")
+        console.print(f"1. registered case {CASE_NUMBER}, amount owed {AMOUNT_OWED} (HTTP {reply.status_code})")
 
         inquiry = {"case_number": CASE_NUMBER, "subject": DEBTOR, "action": "inquiry"}
         key = f"demo-{uuid.uuid4()}"
@@ -88,31 +91,34 @@ def run_demo(*, keep_serving: bool = False, port: int = 0) -> int:
             return _fail(console, f"inquiry answered {reply.status_code}: {reply.text}")
         accepted = reply.json()
         console.print(f"2. one-click inquiry accepted (HTTP 202), request {accepted['id']}, "
-                      f"{len(accepted['deliveries'])} deliver{'y' if len(accepted['deliveries']) == 1 else 'ies'}")
+                      f"{len(accepted['deliveries'])} deliveries: {', '.join(d['agency'] for d in accepted['deliveries'])}")
         again = officer.post(f"{base}/requests", json=inquiry, headers={"Idempotency-Key": key}, timeout=10)
         console.print(f"3. same Idempotency-Key resent: HTTP {again.status_code}, same reply: {again.json() == accepted}")
 
-        stranger = requests.Session()
-        stranger.headers["Authorization"] = "Bearer " + issue_token(settings, role="court_officer", sub="officer.li", court="110105")
+        stranger = _client(settings, role="court_officer", sub="officer.li", court="110105")
         refused = stranger.post(f"{base}/requests", json=inquiry, headers={"Idempotency-Key": f"demo-{uuid.uuid4()}"}, timeout=10)
         console.print(f"4. another court asks about the same debtor: HTTP {refused.status_code} {refused.json()['error']['code']}")
 
-        state = _wait_final(officer, f"{base}/requests/{accepted['id']}", timeout=20)
-        table = Table(title=f"request {state['id']}: {state['state']}")
-        for column in ("agency", "transport", "state", "attempts", "assets", "error"):
-            table.add_column(column)
-        for d in state["deliveries"]:
-            table.add_row(d["agency"], d["transport"], d["state"], str(d["attempts"]),
-                          str(d["result"]["asset_count"]) if d["result"] else "-", d["error"] or "")
-        console.print(table)
+        state = _wait_final(officer, f"{base}/requests/{accepted['id']}", timeout=60)
+        _print_deliveries(console, state, registry)
         if state["state"] != "completed":
             return _fail(console, f"the inquiry ended {state['state']}, not completed")
+        kinds = {registry.get(d["agency"]).kind for d in state["deliveries"]}
+        transports = {d["transport"] for d in state["deliveries"]}
+        console.print(f"5. answered by {len(kinds)} agency kinds over {', '.join(sorted(transports))}")
 
         # The gateway's subject id keeps the ID number out of URLs and access logs.
-        report = officer.get(f"{base}/cases/{CASE_NUMBER}/subjects/{debtor_id}/assets", timeout=10).json()
+        report_url = f"{base}/cases/{CASE_NUMBER}/subjects/{debtor_id}/assets"
+        report = officer.get(report_url, timeout=10).json()
         _print_report(console, report)
         if report["gaps"]:
             return _fail(console, f"the report has gaps: {report['gaps']}")
+
+        failure = _freeze_with_approval(console, settings, base, officer, report)
+        if failure:
+            return _fail(console, failure)
+        report = officer.get(report_url, timeout=10).json()
+        _print_report(console, report, title="asset report after the freeze")
 
         ok = _print_audit(console, app)
         if not ok:
@@ -123,19 +129,70 @@ def run_demo(*, keep_serving: bool = False, port: int = 0) -> int:
     finally:
         worker.stop()
         gateway_server.stop()
-        for sandbox in sandboxes:
-            sandbox.stop()
+        sandboxes.stop()
         app.extensions["db"].dispose()
 
 
-def _print_report(console: Console, report: dict) -> None:
-    table = Table(title=f"asset report: {report['case_number']}, {report['subject']['name']} "
+def _client(settings, **claims) -> requests.Session:
+    session = requests.Session()
+    session.trust_env = False
+    session.headers["Authorization"] = "Bearer " + issue_token(settings, **claims)
+    return session
+
+
+def _freeze_with_approval(console: Console, settings, base: str, officer: requests.Session, report: dict) -> str | None:
+    """Propose a freeze of the amount owed over the deposits found; a judge approves it."""
+    deposits = [a for a in report["assets"] if a["category"] == "deposit" and Decimal(a["balance"] or "0") > 0]
+    if not deposits:
+        return "the debtor has no deposits to freeze"
+    freeze = {"case_number": CASE_NUMBER, "subject": DEBTOR, "action": "freeze", "amount": AMOUNT_OWED,
+              "legal_basis": {"kind": "assistance_notice", "number": "(2024)浙0102执1234号之一"},
+              "targets": [a["id"] for a in deposits]}
+    reply = officer.post(f"{base}/requests", json=freeze, headers={"Idempotency-Key": f"demo-{uuid.uuid4()}"}, timeout=10)
+    if reply.status_code != 202:
+        return f"the freeze answered {reply.status_code}: {reply.text}"
+    proposed = reply.json()
+    console.print(f"6. freeze of {AMOUNT_OWED} over {len(deposits)} accounts proposed by officer.wang: {proposed['state']}")
+    # Even signed in with the approver role, the proposer is not a second person.
+    himself = _client(settings, role="approver", sub="officer.wang", court=COURT)
+    own = himself.post(f"{base}/requests/{proposed['id']}/approval", json={"decision": "approve"}, timeout=10)
+    console.print(f"7. officer.wang, as an approver, tries to approve his own freeze: HTTP {own.status_code} "
+                  f"{own.json()['error']['code']}")
+    judge = _client(settings, role="approver", sub="judge.zhao", court=COURT)
+    decided = judge.post(f"{base}/requests/{proposed['id']}/approval", json={"decision": "approve"}, timeout=10)
+    if decided.status_code != 200:
+        return f"the approval answered {decided.status_code}: {decided.text}"
+    console.print(f"8. judge.zhao approves it: HTTP 200, {decided.json()['state']}")
+    state = _wait_final(officer, f"{base}/requests/{proposed['id']}", timeout=60)
+    _print_deliveries(console, state)
+    if state["state"] != "completed":
+        return f"the freeze ended {state['state']}, not completed"
+    return None
+
+
+def _print_deliveries(console: Console, state: dict, registry=None) -> None:
+    table = Table(title=f"request {state['id']} ({state['action']}): {state['state']}")
+    for column in ("agency", "kind", "transport", "state", "attempts", "assets", "error"):
+        table.add_column(column, overflow="fold")
+    for d in state["deliveries"]:
+        kind = registry.get(d["agency"]).kind if registry else ""
+        table.add_row(d["agency"], kind, d["transport"], d["state"], str(d["attempts"]),
+                      str(d["result"]["asset_count"]) if d["result"] else "-", d["error"] or "")
+    console.print(table)
+
+
+def _print_report(console: Console, report: dict, title: str = "asset report") -> None:
+    table = Table(title=f"{title}: {report['case_number']}, {report['subject']['name']} "
                         f"(amount owed {report['amount_owed']}, as of {report['as_of']})")
-    for column in ("category", "agency", "identifier", "description", "encumbrances"):
+    for column in ("category", "agency", "identifier", "balance/value", "description", "encumbrances", "controls"):
         table.add_column(column, overflow="fold")
     for asset in report["assets"]:
-        table.add_row(asset["category"], asset["agency"], asset["identifier"], asset["description"],
-                      ", ".join(asset["encumbrances"]))
+        controls = "; ".join(
+            f"{c['action']} {c['outcome']}" + (f" {c['amount']}" if c["amount"] else "") + (f" until {c['until']}" if c["until"] else "")
+            for c in asset["controls"]
+        )
+        table.add_row(asset["category"], asset["agency"], asset["identifier"], asset["balance"] or asset["value"] or "",
+                      asset["description"], ", ".join(asset["encumbrances"]), controls)
     console.print(table)
     console.print(f"cash found {report['cash_found']}, cash frozen {report['cash_frozen']}, "
                   f"cash-recoverable ratio {report['cash_recoverable_ratio']}, "

@@ -1,50 +1,145 @@
 """Start the agency sandboxes on the ports the default registry points at
-(config/agencies.toml), or on free ports for the demo and tests."""
+(config/agencies.toml), or on free ports for the demo and tests.
+
+Seven agencies over three protocols, as in the default registry:
+
+    bank-a, bank-b   SOAP   a bank each (own accounts, ledger, duplicate memory)
+    tax              SOAP   the tax bureau (tax records, valuations)
+    psb              REST   public security (household register, vehicles, whereabouts)
+    samr             REST   market regulation (company register, equity)
+    bank-national    SFTP   a national bank batch channel   } one SFTP server, a folder
+    land             SFTP   the real-estate registry        } and a batch agency each
+
+The SFTP server uses the published demo host key and accepts the published demo
+client key (config/demo-keys/, clearly marked, not secrets).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
 
-from sandboxes import public_security
+from sandboxes import market_regulation, public_security, soap_bank, soap_tax
+from sandboxes.bank import BankAgency
+from sandboxes.batch_agency import BatchAgencyProcessor
+from sandboxes.real_estate import RealEstateRegistry
 from sandboxes.server import FaultKnobs, SandboxServer
+from sandboxes.sftp_server import SftpSandbox
 
-# name -> (default port, path prefix, app factory)
-DEFAULT_SANDBOXES = {
-    "psb": (18083, public_security.DEFAULT_PREFIX, public_security.create_app),
+DEMO_KEYS = Path(__file__).resolve().parents[1] / "config" / "demo-keys"
+SFTP_HOST_KEY = DEMO_KEYS / "sftp-sandbox-host-ed25519"
+SFTP_CLIENT_PUBLIC_KEY = DEMO_KEYS / "gateway-sftp-client-ed25519.pub"
+SFTP_USER = "gateway"
+
+# agency id -> (default port, path prefix, app factory); each HTTP agency its own server.
+HTTP_SANDBOXES: dict[str, tuple[int, str, Callable[..., Any]]] = {
+    "bank-a": (18081, "/bank-a/soap", lambda knobs, prefix: soap_bank.create_app(knobs, prefix=prefix, seed=1, name="Bank A")),
+    "bank-b": (18082, "/bank-b/soap", lambda knobs, prefix: soap_bank.create_app(knobs, prefix=prefix, seed=2, name="Bank B")),
+    "psb": (18083, "/psb/v1", lambda knobs, prefix: public_security.create_app(knobs, prefix=prefix)),
+    "tax": (18084, "/tax/soap", lambda knobs, prefix: soap_tax.create_app(knobs, prefix=prefix)),
+    "samr": (18085, "/samr/v1", lambda knobs, prefix: market_regulation.create_app(knobs, prefix=prefix)),
 }
+# agency id -> folder on the one SFTP server, and the agency answering its batch files.
+SFTP_SANDBOXES: dict[str, tuple[str, Callable[[], Any]]] = {
+    "bank-national": ("bank-national", lambda: BankAgency("National bank", 3)),
+    "land": ("real-estate", lambda: RealEstateRegistry(seed=0)),
+}
+SFTP_PORT = 18022
+ALL = tuple(HTTP_SANDBOXES) + tuple(SFTP_SANDBOXES)
 
 
 @dataclass
 class RunningSandbox:
-    name: str
-    server: SandboxServer
-    prefix: str
+    name: str  # the agency id in the default registry
+    url: str  # the agency endpoint, as a registry entry names it
+    agency: Any  # the agency's side (counters, balances, registers) for tests and the demo
+    app: Any = None  # the Flask app of an HTTP sandbox
+    stop: Callable[[], None] = field(default=lambda: None, repr=False)
+
+
+@dataclass
+class Sandboxes:
+    running: list[RunningSandbox]
+    _stops: list[Callable[[], None]]
+
+    def __iter__(self):
+        return iter(self.running)
+
+    def __getitem__(self, name: str) -> RunningSandbox:
+        return next(s for s in self.running if s.name == name)
 
     @property
-    def url(self) -> str:
-        """The agency endpoint, as an agency registry entry names it."""
-        return self.server.url + self.prefix
-
-    @property
-    def app(self):
-        return self.server.app
+    def endpoints(self) -> dict[str, str]:
+        return {s.name: s.url for s in self.running}
 
     def stop(self) -> None:
-        self.server.stop()
+        for stop in reversed(self._stops):
+            stop()
 
 
-def start_default_sandboxes(
+def _http_agency(app: Any) -> Any:
+    for key in ("bank_agency", "tax_agency", "psb_sandbox", "samr_sandbox"):
+        if key in app.extensions:
+            return app.extensions[key]
+    return None
+
+
+def start_sandboxes(
+    only: Iterable[str] | None = None,
+    *,
     latency: float = 0.0,
     failure_rate: float = 0.0,
     seed: int | None = None,
-    *,
     ports: dict[str, int] | None = None,
-) -> list[RunningSandbox]:
-    """Start every sandbox; ``ports`` maps a name to a port (0: any free port)."""
+    sftp_root: Path | None = None,
+) -> Sandboxes:
+    """Start the sandboxes named in ``only`` (default: all).
+
+    ``ports`` maps an agency id (or "sftp" for the SFTP server) to a port; 0 takes
+    any free port; a name left out gets its fixed default port.
+    """
+    wanted = list(only) if only is not None else list(ALL)
+    unknown = [name for name in wanted if name not in ALL]
+    if unknown:
+        raise ValueError(f"no sandbox for {unknown} (known: {', '.join(ALL)})")
     knobs = FaultKnobs(latency_seconds=latency, failure_rate=failure_rate, seed=seed)
+    ports = ports or {}
+    running: list[RunningSandbox] = []
+    stops: list[Callable[[], None]] = []
+    try:
+        for name in wanted:
+            if name in HTTP_SANDBOXES:
+                default_port, prefix, factory = HTTP_SANDBOXES[name]
+                server = SandboxServer(factory(knobs, prefix), port=ports.get(name, default_port)).start()
+                stops.append(server.stop)
+                running.append(RunningSandbox(name, server.url + prefix, _http_agency(server.app), server.app, server.stop))
+        batch = [name for name in wanted if name in SFTP_SANDBOXES]
+        if batch:
+            running.extend(_start_sftp(batch, knobs, ports.get("sftp", SFTP_PORT), sftp_root, stops))
+    except BaseException:
+        for stop in reversed(stops):
+            stop()
+        raise
+    return Sandboxes(running, stops)
+
+
+def _start_sftp(names: list[str], knobs: FaultKnobs, port: int, root: Path | None,
+                stops: list[Callable[[], None]]) -> list[RunningSandbox]:
+    if root is None:
+        root = Path(tempfile.mkdtemp(prefix="gateway-sftp-sandbox-"))
+        stops.append(lambda: shutil.rmtree(root, ignore_errors=True))
+    authorized = SFTP_CLIENT_PUBLIC_KEY.read_text(encoding="utf-8").strip()
+    server = SftpSandbox(root, SFTP_HOST_KEY, [authorized], port=port).start()
+    stops.append(server.stop)
     running = []
-    for name, (default_port, prefix, factory) in DEFAULT_SANDBOXES.items():
-        port = (ports or {}).get(name, default_port)
-        server = SandboxServer(factory(knobs, prefix=prefix), port=port).start()
-        running.append(RunningSandbox(name, server, prefix))
+    for name in names:
+        folder, make_agency = SFTP_SANDBOXES[name]
+        agency = make_agency()
+        processor = BatchAgencyProcessor(root / folder, agency.handle, knobs=knobs).start()
+        stops.append(processor.stop)
+        running.append(RunningSandbox(name, f"sftp://{SFTP_USER}@127.0.0.1:{server.port}/{folder}", agency,
+                                      stop=processor.stop))
     return running

@@ -9,7 +9,9 @@ unless GATEWAY_TEST_POSTGRES=skip is set (then those tests skip, loudly).
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import tomllib
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -24,7 +26,8 @@ from gateway.auth.keys import init_keys
 from gateway.auth.tokens import issue_token
 from gateway.registry import Registry, load_registry
 from gateway.settings import CONFIG_DIR, load_settings
-from sandboxes.run import start_default_sandboxes
+from sandboxes.run import ALL as ALL_SANDBOXES
+from sandboxes.run import start_sandboxes
 from sandboxes.server import SandboxServer
 
 PG_SERVER = os.environ.get("GATEWAY_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -152,9 +155,17 @@ def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -
 
 @pytest.fixture(scope="session")
 def psb_sandbox() -> Iterator[Any]:
-    (sandbox,) = start_default_sandboxes(ports={"psb": 0})
-    yield sandbox
-    sandbox.stop()
+    sandboxes = start_sandboxes(["psb"], ports={"psb": 0})
+    yield sandboxes["psb"]
+    sandboxes.stop()
+
+
+@pytest.fixture(scope="session")
+def agencies() -> Iterator[Any]:
+    """Every sandbox of the default registry on free ports: five HTTP servers, one SFTP server."""
+    sandboxes = start_sandboxes(ports={name: 0 for name in (*ALL_SANDBOXES, "sftp")})
+    yield sandboxes
+    sandboxes.stop()
 
 
 @pytest.fixture
@@ -190,6 +201,21 @@ def app(overrides: dict[str, Any], psb_sandbox: Any) -> Iterator[Any]:
     if worker.running:
         worker.stop()
     application.extensions["db"].dispose()
+
+
+def write_registry(path: Path, endpoints: dict[str, str]) -> Path:
+    """A copy of config/agencies.toml holding only the agencies in ``endpoints``, pointed
+    there, for a gateway run as a separate process (its paths made absolute)."""
+    text = (CONFIG_DIR / "agencies.toml").read_text(encoding="utf-8")
+    head, *blocks = text.split("[[agency]]")
+    kept = []
+    for block in blocks:
+        agency_id = tomllib.loads("[[agency]]" + block)["agency"][0]["id"]
+        if agency_id in endpoints:
+            block = re.sub(r'(?m)^endpoint = ".*"$', f'endpoint = "{endpoints[agency_id]}"', block)
+            kept.append(block.replace('"demo-keys/', f'"{CONFIG_DIR / "demo-keys"}/'))
+    path.write_text(head + "".join("[[agency]]" + b for b in kept), encoding="utf-8")
+    return path
 
 
 class Api:

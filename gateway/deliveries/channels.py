@@ -42,17 +42,13 @@ class AgencyChannel:
     transport: Transport
 
     def encode(self, order: DeliveryOrder) -> Envelope:
-        """Raises OutgoingInvalid: the message breaks the agency's format and is never sent."""
+        """Raises OutgoingInvalid: then nothing is sent."""
         return self.codec.encode(order)
 
-    def call(self, envelope: Envelope) -> AgencyAnswer:
-        """Send, decode against what was sent. Raises adapters.errors.AdapterError subclasses only."""
-        return self.codec.decode(self.transport.send(envelope), envelope)
-
-    def exchange(self, order: DeliveryOrder) -> tuple[Envelope, AgencyAnswer]:
-        """Encode, send, decode. Raises adapters.errors.AdapterError subclasses only."""
-        envelope = self.encode(order)
-        return envelope, self.call(envelope)
+    def exchange(self, envelope: Envelope) -> AgencyAnswer:
+        """Send, decode. Raises adapters.errors.AdapterError subclasses only."""
+        reply = self.transport.send(envelope)
+        return self.codec.decode(reply, envelope)
 
     def close(self) -> None:
         self.transport.close()

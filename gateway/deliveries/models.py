@@ -38,6 +38,7 @@ class Delivery(Base):
     # answer arriving later, in any process, is checked against what was asked.
     request_body: Mapped[bytes | None] = mapped_column(LargeBinary)
     request_operation: Mapped[str | None] = mapped_column(String(64))
+    request_media_type: Mapped[str | None] = mapped_column(String(64))
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     batch_file: Mapped[str | None] = mapped_column(String(128), index=True)  # the batch file that carried it (SFTP)
     # A control's asset lines, as the agency names them (identifier, amount, until,
@@ -106,3 +107,13 @@ class QuarantinedMessage(Base):
     reason: Mapped[str] = mapped_column(Text)
     body_sha256: Mapped[str] = mapped_column(String(64))
     body: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class ChannelLease(Base):
+    """Which process collects a batch agency's result files, until when (renewed while it works)."""
+
+    __tablename__ = "channel_leases"
+
+    name: Mapped[str] = mapped_column(String(96), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128))
+    lease_until: Mapped[datetime] = mapped_column(DateTime(timezone=True))

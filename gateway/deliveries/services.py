@@ -15,12 +15,13 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload, lazyload
 
 from adapters.errors import AdapterError, AgencyRefused, IncomingInvalid
 from adapters.interfaces import AgencyAnswer, BatchRecord, ControlLine, DeliveryOrder, Envelope, InboundBatch, SubjectRef
 from audit.store import AuditLog, SystemActor
-from gateway.deliveries.models import Asset, Delivery, DeliveryResult, QuarantinedMessage
+from gateway.deliveries.models import Asset, ChannelLease, Delivery, DeliveryResult, QuarantinedMessage
 from gateway.deliveries.retry import next_attempt_at
 from gateway.requests.models import Request
 from gateway.requests.states import request_state
@@ -151,15 +152,48 @@ def first_bytes(session: Session, delivery_id: str, envelope: Envelope) -> Envel
     delivery = session.get(Delivery, delivery_id)
     if delivery.request_body is None:
         delivery.request_body, delivery.request_operation = envelope.body, envelope.operation
+        delivery.request_media_type = envelope.media_type
         delivery.request_sha256 = hashlib.sha256(envelope.body).hexdigest()
         return envelope
-    return replace(envelope, body=delivery.request_body, operation=delivery.request_operation or envelope.operation)
+    return replace(envelope, body=delivery.request_body, operation=delivery.request_operation or envelope.operation,
+                   media_type=delivery.request_media_type or envelope.media_type)
 
 
 def _keep_request(delivery: Delivery, envelope: Envelope, now: datetime) -> None:
     delivery.request_body, delivery.request_operation = envelope.body, envelope.operation
+    delivery.request_media_type = envelope.media_type
     delivery.request_sha256 = hashlib.sha256(envelope.body).hexdigest()
     delivery.sent_at = delivery.sent_at or now
+
+
+def keep_request(session: Session, delivery_id: str, envelope: Envelope, *, now: datetime) -> None:
+    """Store a request's bytes before they are first sent.
+
+    Every later attempt sends these same bytes: an agency that already had the
+    message answers again with its stored answer, bound to these bytes' digest,
+    and the gateway can check that answer. A fresh encoding (new creation time)
+    would make that answer look bound to another request.
+    """
+    session.execute(
+        update(Delivery).where(Delivery.id == delivery_id, Delivery.request_body.is_(None)).values(
+            request_body=envelope.body, request_operation=envelope.operation,
+            request_media_type=envelope.media_type, request_sha256=hashlib.sha256(envelope.body).hexdigest(),
+            sent_at=now,
+        )
+    )
+
+
+def stored_envelopes(session: Session, delivery_ids: list[str]) -> dict[str, Envelope]:
+    """The requests already made for these deliveries (absent: not made yet)."""
+    rows = session.execute(
+        select(Delivery.id, Delivery.request_body, Delivery.request_operation, Delivery.request_media_type)
+        .where(Delivery.id.in_(delivery_ids), Delivery.request_body.is_not(None))
+    )
+    return {
+        row.id: Envelope(message_id=row.id, operation=row.request_operation or "", body=row.request_body,
+                         media_type=row.request_media_type or "")
+        for row in rows
+    }
 
 
 def sent_envelope(session: Session, delivery_id: str, agency_id: str) -> tuple[Envelope | None, str | None]:
@@ -169,13 +203,13 @@ def sent_envelope(session: Session, delivery_id: str, agency_id: str) -> tuple[E
     what was sent to it.
     """
     row = session.execute(
-        select(Delivery.request_body, Delivery.request_operation, Delivery.state)
+        select(Delivery.request_body, Delivery.request_operation, Delivery.request_media_type, Delivery.state)
         .where(Delivery.id == delivery_id, Delivery.agency_id == agency_id)
     ).first()
     if row is None or row.request_body is None:
         return None, None
     return Envelope(message_id=delivery_id, operation=row.request_operation or "", body=row.request_body,
-                    media_type=""), row.state
+                    media_type=row.request_media_type or ""), row.state
 
 
 def refresh_request(session: Session, request_id: str) -> str:
@@ -322,3 +356,23 @@ def unsettled_count(session: Session, agency_ids: list[str]) -> int:
         select(func.count()).select_from(Delivery)
         .where(Delivery.agency_id.in_(agency_ids), Delivery.state.in_(("queued", "sending", "awaiting")))
     ) or 0
+
+
+def take_lease(session: Session, name: str, holder: str, *, now: datetime, seconds: float) -> bool:
+    """Take or renew a named lease; False while another holder's lease runs.
+
+    A holder that dies stops renewing; another takes over once the lease lapses.
+    """
+    lease = session.get(ChannelLease, name, with_for_update=True)
+    until = now + timedelta(seconds=seconds)
+    if lease is None:
+        try:
+            with session.begin_nested():
+                session.add(ChannelLease(name=name, holder=holder, lease_until=until))
+        except IntegrityError:  # another process took it first
+            return False
+        return True
+    if lease.holder != holder and as_utc(lease.lease_until) > now:
+        return False
+    lease.holder, lease.lease_until = holder, until
+    return True

@@ -64,6 +64,7 @@ class DeliveryWorker:
         self._in_flight = {agency_id: 0 for agency_id in channels}
         self._rates = {agency_id: RateLimiter(c.agency.rate_limit_per_second) for agency_id, c in channels.items()}
         self._last_collected = {agency_id: 0.0 for agency_id in channels}
+        self.name = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"  # holder of collection leases
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -216,7 +217,7 @@ class DeliveryWorker:
         try:
             channel = self.channels[agency_id]
             try:
-                answer = channel.call(envelope)
+                answer = channel.exchange(envelope)
             except AdapterError as error:
                 breaker.record(error, trial=trial)
                 log.info("delivery %s to %s: %s", delivery_id, agency_id, error.code)
@@ -259,9 +260,12 @@ class DeliveryWorker:
         assert isinstance(channel, BatchChannel)
         try:
             with self.db.reading() as session:
-                orders = services.load_orders(session, delivery_ids)
-            envelopes: dict[str, Envelope] = {}
+                stored = services.stored_envelopes(session, delivery_ids)
+                orders = services.load_orders(session, [i for i in delivery_ids if i not in stored])
+            envelopes: dict[str, Envelope] = dict(stored)  # a resend carries the bytes first sent
             by_operation: dict[str, list[str]] = {}
+            for delivery_id in stored:
+                by_operation.setdefault(stored[delivery_id].operation, []).append(delivery_id)
             for delivery_id, order in orders.items():
                 try:
                     envelope = channel.encode(order)
@@ -304,6 +308,11 @@ class DeliveryWorker:
         if now - self._last_collected[agency_id] < self.settings.poll_interval_seconds:
             return 0
         self._last_collected[agency_id] = now
+        # One process collects an agency's result files at a time; the others skip.
+        lease_seconds = max(30.0, 20 * self.settings.poll_interval_seconds)
+        with self.db.transaction() as session:
+            if not services.take_lease(session, f"collect:{agency_id}", self.name, now=utc_now(), seconds=lease_seconds):
+                return 0
         try:
             return self.collect(channel)
         except AdapterError as error:

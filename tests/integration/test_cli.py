@@ -31,9 +31,16 @@ def test_demo_runs_the_whole_path_and_exits_0(database_url, tmp_path):
     assert "one-click inquiry accepted (HTTP 202)" in out
     assert "same reply: True" in out and "HTTP 403 purpose_denied" in out
     assert "completed" in out and "asset report" in out and "household register" in out
+    # All five agency kinds answered, over all three protocols.
+    assert "answered by 5 agency kinds over rest, sftp, soap" in out
+    for kind in ("bank", "tax", "public_security", "real_estate", "market_regulation"):
+        assert kind in out
+    # The freeze: refused to its proposer, approved by a judge, in force on the report.
+    assert "HTTP 403 self_approval" in out and "judge.zhao approves it: HTTP 200" in out
+    assert "freeze controlled" in out and "cash frozen 150000.00" in out
     assert "audit log verified" in out
-    assert "330102198703151157" not in out + result.stderr  # the debtor's number only ever masked
-    assert "3301**********1157" in out
+    assert "330102198703151122" not in out + result.stderr  # the debtor's number only ever masked
+    assert "3301**********1122" in out
 
 
 def test_keys_init_and_token(tmp_path):

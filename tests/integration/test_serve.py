@@ -10,7 +10,7 @@ from pathlib import Path
 
 import requests
 
-from conftest import Api, CASE_NUMBER
+from conftest import Api, CASE_NUMBER, write_registry
 
 GATEWAY = str(Path(sys.executable).parent / "gateway")
 
@@ -21,11 +21,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_serve_answers_an_inquiry_end_to_end(database_url, keys_dir, settings, psb_sandbox, tmp_path):
-    registry = tmp_path / "agencies.toml"
-    registry.write_text(
-        (Path(__file__).parents[2] / "config" / "agencies.toml").read_text()
-        .replace("http://127.0.0.1:18083/psb/v1", psb_sandbox.url))
+def test_serve_answers_an_inquiry_end_to_end(database_url, keys_dir, settings, agencies, tmp_path):
+    """Two gunicorn processes, each with its delivery worker, and all seven agencies of
+    the default registry over SOAP, SFTP and REST."""
+    registry = write_registry(tmp_path / "agencies.toml", agencies.endpoints)
     config = tmp_path / "settings.toml"
     config.write_text(
         f'[gateway]\ninstance_dir = "{tmp_path / "instance"}"\nagencies_file = "{registry}"\nlog_level = "WARNING"\n'
@@ -54,10 +53,14 @@ def test_serve_answers_an_inquiry_end_to_end(database_url, keys_dir, settings, p
         debtor_id = next(p["subject"]["id"] for p in registered.json()["parties"] if p["role"] == "debtor")
         accepted = api.inquire()
         assert accepted.status_code == 202
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 30
         while (state := api.get(f"/api/v1/requests/{accepted.json()['id']}").json())["state"] != "completed":
             assert time.monotonic() < deadline, state
             time.sleep(0.1)
+        assert {(d["agency"], d["transport"], d["state"]) for d in state["deliveries"]} == {
+            ("bank-a", "soap", "answered"), ("bank-b", "soap", "answered"), ("bank-national", "sftp", "answered"),
+            ("tax", "soap", "answered"), ("psb", "rest", "answered"), ("land", "sftp", "answered"),
+            ("samr", "rest", "answered")}
         report = api.get(f"/api/v1/cases/{CASE_NUMBER}/subjects/{debtor_id}/assets").json()
         assert report["gaps"] == [] and any(a["category"] == "identity" for a in report["assets"])
         by_number = api.get(f"/api/v1/cases/{CASE_NUMBER}/subjects/330102198703151157/assets")
@@ -83,9 +86,7 @@ def test_a_separate_worker_process_delivers_what_the_api_accepted(api, app, data
     request_id = api.inquire().json()["id"]
     assert api.get(f"/api/v1/requests/{request_id}").json()["state"] == "accepted"
 
-    registry = tmp_path / "agencies.toml"
-    registry.write_text((Path(__file__).parents[2] / "config" / "agencies.toml").read_text()
-                        .replace("http://127.0.0.1:18083/psb/v1", psb_sandbox.url))
+    registry = write_registry(tmp_path / "agencies.toml", {"psb": psb_sandbox.url})
     config = tmp_path / "worker.toml"
     config.write_text(
         f'[gateway]\ninstance_dir = "{tmp_path / "instance"}"\nagencies_file = "{registry}"\nlog_level = "WARNING"\n'

@@ -22,9 +22,19 @@ depends_on = None
 
 
 def upgrade() -> None:
+    # Who collects a batch agency's result files now: one process at a time, by lease,
+    # so files are not read twice by the workers of several processes.
+    op.create_table(
+        "channel_leases",
+        sa.Column("name", sa.String(length=96), nullable=False),
+        sa.Column("holder", sa.String(length=128), nullable=False),
+        sa.Column("lease_until", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("name", name=op.f("pk_channel_leases")),
+    )
     with op.batch_alter_table("deliveries", schema=None) as batch_op:
         batch_op.add_column(sa.Column("request_body", sa.LargeBinary(), nullable=True))
         batch_op.add_column(sa.Column("request_operation", sa.String(length=64), nullable=True))
+        batch_op.add_column(sa.Column("request_media_type", sa.String(length=64), nullable=True))
         batch_op.add_column(sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column("batch_file", sa.String(length=128), nullable=True))
         batch_op.add_column(sa.Column("lines", sa.JSON(), nullable=True))
@@ -39,6 +49,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_table("channel_leases")
     with op.batch_alter_table("requests", schema=None) as batch_op:
         batch_op.drop_column("decision_reason")
         batch_op.drop_column("decided_at")
@@ -51,5 +62,6 @@ def downgrade() -> None:
         batch_op.drop_column("lines")
         batch_op.drop_column("batch_file")
         batch_op.drop_column("sent_at")
+        batch_op.drop_column("request_media_type")
         batch_op.drop_column("request_operation")
         batch_op.drop_column("request_body")

@@ -191,3 +191,17 @@ def test_an_awaiting_request_past_its_deadline_expires(batch_app, batch_api):
     worker.dispatch_once()
     state = batch_api.get(f"/api/v1/requests/{request_id}").json()
     assert (state["state"], state["deliveries"][0]["state"]) == ("failed", "expired")
+
+
+def test_one_process_at_a_time_collects_an_agencys_result_files(batch_app):
+    from gateway.deliveries import services
+
+    application = batch_app[0]
+    db, now = application.extensions["db"], utc_now()
+    with db.transaction() as session:
+        assert services.take_lease(session, "collect:psb-batch", "host:1", now=now, seconds=30)
+    with db.transaction() as session:
+        assert not services.take_lease(session, "collect:psb-batch", "host:2", now=now, seconds=30)
+        assert services.take_lease(session, "collect:psb-batch", "host:1", now=now, seconds=30)  # renewed by its holder
+    with db.transaction() as session:  # the holder died; once its lease lapses another takes over
+        assert services.take_lease(session, "collect:psb-batch", "host:2", now=now + timedelta(seconds=31), seconds=30)

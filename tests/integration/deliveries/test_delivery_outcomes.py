@@ -176,8 +176,8 @@ def test_a_duplicate_answer_is_discarded(app, api, psb_sandbox):
     db, audit = app.extensions["db"], app.extensions["audit"]
     with db.reading() as session:
         delivery = session.query(Delivery).one()
-        order, agency_id = services.load_order(session, delivery.id)
-    envelope, answer = worker.channels[agency_id].exchange(order)  # the agency answers the same message again
+        envelope = services.stored_envelopes(session, [delivery.id])[delivery.id]  # the bytes first sent
+    answer = worker.channels[delivery.agency_id].exchange(envelope)  # the agency answers the same message again
     with db.transaction() as session:
         assert services.record_answer(session, delivery.id, envelope, answer, answer.raw, audit=audit, now=utc_now()) is False
     with db.reading() as session:
@@ -211,3 +211,33 @@ def test_concurrent_claims_never_hand_out_a_delivery_twice(app, api):
         t.join(30)
     assert not errors
     assert len(claimed) == 40 and len(set(claimed)) == 40
+
+
+def test_a_retry_sends_the_bytes_first_sent_so_the_agencys_stored_answer_binds(app, api, psb_sandbox):
+    """The first attempt reached the agency but its answer was lost (the link dropped):
+    the retry carries the same bytes, the agency answers from its duplicate memory, and
+    that answer, bound to the first bytes' digest, is accepted."""
+    from gateway.deliveries import services
+    from gateway.timeutil import utc_now
+
+    assert api.register_case().status_code == 201
+    request_id = api.inquire().json()["id"]
+    worker = app.extensions["worker"]
+    db = app.extensions["db"]
+    with db.transaction() as session:
+        (delivery_id,) = services.claim_due(session, agency_id="psb", now=utc_now(), limit=1, lease_seconds=60)
+    with db.reading() as session:
+        order, _ = services.load_order(session, delivery_id)
+    channel = worker.channels["psb"]
+    first = channel.encode(order)
+    with db.transaction() as session:
+        services.keep_request(session, delivery_id, first, now=utc_now())
+    channel.exchange(first)  # the agency has it; the gateway never hears back
+    time.sleep(1.1)  # a fresh encoding now would carry another creation time
+    with db.transaction() as session:
+        session.get(Delivery, delivery_id).lease_until = utc_now()  # the worker died; its lease lapses
+    state = _run_until_final(app, api, request_id)
+    assert state["state"] == "completed", state["deliveries"][0]["error"]
+    assert psb_sandbox.app.extensions["psb_sandbox"].duplicate_count >= 1
+    with db.reading() as session:
+        assert session.get(Delivery, delivery_id).request_body == first.body

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import gateway.registry as registry_module
-from adapters import CODECS
+from adapters import CODECS, TRANSPORTS
 from gateway.errors import ConfigError
 from gateway.registry import Agency, Registry, load_registry
 
@@ -121,14 +121,16 @@ def test_two_agencies_load_in_file_order(write) -> None:
 # --- what is refused -----------------------------------------------------------
 
 WHERE = "agency[0] 'psb'"
+KNOWN_CODECS = ", ".join(CODECS)  # grows as codecs and transports are added
+KNOWN_TRANSPORTS = ", ".join(TRANSPORTS)
 
 
 @pytest.mark.parametrize(
     ("changes", "rule"),
     [
         ({"kind": "land_registry"}, f"kind 'land_registry' has no codec (known: {', '.join(CODECS)})"),
-        ({"transport": "carrier_pigeon"}, "transport 'carrier_pigeon' is not available (known: rest)"),
-        ({"transport": "soap"}, "transport 'soap' is not available (known: rest)"),
+        ({"transport": "carrier_pigeon"}, f"transport 'carrier_pigeon' is not available (known: {', '.join(TRANSPORTS)})"),
+        ({"transport": "soap"}, "codec public_security cannot travel over soap (it can over: rest)"),
         ({"categories": ["gold"]}, "categories: 'gold' is not one of deposit,"),
         ({"categories": ["identity", "deposit"]}, "categories: codec public_security does not answer for 'deposit'"),
         ({"categories": []}, "categories must be a non-empty list of names"),
@@ -184,9 +186,9 @@ def test_missing_id_names_the_position(write) -> None:
 
 
 def test_error_in_second_entry_names_it(write) -> None:
-    path = write(render([psb(), psb(id="second", kind="land_office")]))
+    path = write(render([psb(), psb(id="second", kind="land_registry")]))
     message = load_error(path)
-    assert message.startswith(f"{path}: agency[1] 'second': kind 'land_office' has no codec")
+    assert message.startswith(f"{path}: agency[1] 'second': kind 'land_registry' has no codec")
 
 
 def test_duplicate_id_is_refused(write) -> None:
@@ -244,7 +246,7 @@ def test_kind_that_is_a_list_is_a_config_error(write) -> None:
 
 def test_transport_that_is_a_list_is_a_config_error(write) -> None:
     path = write(render([psb(transport=["rest"])]))
-    assert load_error(path) == f"{path}: {WHERE}: transport ['rest'] is not available (known: rest)"
+    assert load_error(path) == f"{path}: {WHERE}: transport ['rest'] is not available (known: {', '.join(TRANSPORTS)})"
 
 
 @pytest.mark.parametrize("key", ["timeout_seconds", "rate_limit_per_second", "concurrency"])
