@@ -86,13 +86,20 @@ def load_error(path: Path) -> str:
 def test_default_registry_file_loads() -> None:
     registry = load_registry(DEFAULT_FILE)
     assert registry.source == str(DEFAULT_FILE)
-    assert [a.id for a in registry] == ["psb"]
+    # Five agency kinds over three protocols, as issue 3 asks of the default registry.
+    assert [(a.id, a.kind, a.transport) for a in registry] == [
+        ("bank-a", "bank", "soap"), ("bank-b", "bank", "soap"), ("bank-national", "bank", "sftp"),
+        ("tax", "tax", "soap"), ("psb", "public_security", "rest"), ("land", "real_estate", "sftp"),
+        ("samr", "market_regulation", "rest"),
+    ]
+    assert registry.get("land").options["client_key"] == "demo-keys/gateway-sftp-client-ed25519"
+    assert registry.get("tax").action_categories == {"inquiry": ("tax",), "valuation": ("real_estate",)}
     agency = registry.get("psb")
     assert agency.kind == "public_security"
     assert agency.transport == "rest"
     assert agency.categories == ("identity", "vehicle", "whereabouts")
-    assert agency.actions == ("inquiry",)
-    assert agency.deadlines == {"inquiry": 86400}
+    assert agency.actions == ("inquiry", "seal", "release", "watch")
+    assert agency.deadlines == {"inquiry": 86400, "seal": 86400, "release": 86400, "watch": 86400}
     assert agency.concurrency == 8
     assert agency.rate_limit_per_second == 200.0
     assert isinstance(agency.rate_limit_per_second, float)
