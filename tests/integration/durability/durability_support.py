@@ -141,3 +141,50 @@ def stop(process: subprocess.Popen, log: Path) -> str:
             process.kill()
             process.wait()
     return log.read_text()
+
+
+# --- the default registry's agencies, on sandboxes started by sandboxes.run ----------------
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    raise TypeError(value)
+
+
+def default_registry_toml(endpoints: dict[str, str], **changes: Any) -> str:
+    """config/agencies.toml cut down to the agencies in ``endpoints``, pointed there
+    (relative option paths made absolute: the file is written elsewhere)."""
+    import tomllib
+
+    from gateway.settings import CONFIG_DIR
+
+    document = tomllib.loads((CONFIG_DIR / "agencies.toml").read_text(encoding="utf-8"))
+    entries = []
+    for entry in document["agency"]:
+        if entry["id"] not in endpoints:
+            continue
+        entry = {**entry, "endpoint": endpoints[entry["id"]], **changes}
+        entries.append("[[agency]]\n" + "".join(f"{k} = {_toml_value(v)}\n" for k, v in entry.items()))
+    return "\n".join(entries)
+
+
+def write_default_config(tmp_path: Path, keys_dir: Path, endpoints: dict[str, str], *, workers: str = "",
+                         **changes: Any) -> Path:
+    registry = tmp_path / "gateway-agencies.toml"
+    registry.write_text(default_registry_toml(endpoints, **changes), encoding="utf-8")
+    config = tmp_path / "gateway.toml"
+    config.write_text(
+        f'[gateway]\ninstance_dir = "{tmp_path / "instance"}"\nagencies_file = "{registry}"\nlog_level = "WARNING"\n'
+        f'[auth]\njwks_file = "{keys_dir / "jwks.json"}"\nsigning_key_file = "{keys_dir / "signing-key.pem"}"\n'
+        f'[audit]\nsubject_key_file = "{keys_dir / "subject-hash.key"}"\n'
+        f'[workers]\n{workers}\n')
+    return config

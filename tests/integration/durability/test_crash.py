@@ -1,7 +1,7 @@
 """Crash test (PostgreSQL): three `gateway worker` processes share the outbox; one
-is killed with SIGKILL while it holds leases, a control among them. The other two
-take its deliveries over once the leases lapse. Every delivery is answered once,
-and every control takes effect once at the agency."""
+is killed with SIGKILL while it holds leases, freezes at the SOAP bank among them.
+The other two take its deliveries over once the leases lapse. Every delivery is
+answered once, and every freeze takes effect once at the bank."""
 
 from __future__ import annotations
 
@@ -14,19 +14,23 @@ import pytest
 import sqlalchemy as sa
 
 from conftest import CASE_NUMBER, DEBTOR, Api
-from durability_support import gateway_process, registry_of, start_agencies, stop, stop_agencies, write_config
+from durability_support import gateway_process, stop, write_default_config
 from gateway.deliveries.models import Delivery, DeliveryResult
-from sandboxes.server import FaultKnobs, SandboxServer
+from gateway.registry import Registry, load_registry
+from gateway.settings import CONFIG_DIR
+from sandboxes.run import start_sandboxes
+from sandboxes.server import SandboxServer
 
 INQUIRIES = 60
-SEALS = 5
+FREEZES = 5
+AGENCIES = ("bank-a", "psb")
 LEGAL_BASIS = {"kind": "assistance_notice", "number": "(2024)浙0102执1234号之一"}
 
 
-def _seal(api: Api, vehicle_ids: list[str], n: int) -> str:
-    body = {"case_number": CASE_NUMBER, "subject": DEBTOR, "action": "seal", "legal_basis": LEGAL_BASIS,
-            "targets": vehicle_ids}
-    reply = api.post("/api/v1/requests", json=body, headers={"Idempotency-Key": f"seal-crash-{n:04d}"})
+def _freeze(api: Api, deposit_ids: list[str], n: int) -> str:
+    body = {"case_number": CASE_NUMBER, "subject": DEBTOR, "action": "freeze", "legal_basis": LEGAL_BASIS,
+            "amount": "20000.00", "targets": deposit_ids}
+    reply = api.post("/api/v1/requests", json=body, headers={"Idempotency-Key": f"freeze-crash-{n:04d}"})
     assert reply.status_code == 202, reply.text
     decided = api.post(f"/api/v1/requests/{reply.json()['id']}/approval", json={"decision": "approve"},
                        token=api.token(role="approver", sub="judge.zhao"))
@@ -40,10 +44,13 @@ def test_a_worker_killed_mid_run_loses_nothing_and_applies_no_control_twice(
         pytest.skip("PostgreSQL only: worker processes claiming with FOR UPDATE SKIP LOCKED")
     from gateway.app import create_app
 
-    agencies = start_agencies(FaultKnobs(latency_seconds=0.15))  # calls in flight long enough to be cut
-    app = create_app(overrides, registry=registry_of(agencies))  # the API; its own worker is not started
+    # Calls stay in flight 0.15 s at the agencies: long enough to be cut by the kill.
+    sandboxes = start_sandboxes(AGENCIES, latency=0.15, ports={name: 0 for name in AGENCIES})
+    default = load_registry(CONFIG_DIR / "agencies.toml")
+    registry = Registry([a for a in default if a.id in AGENCIES], default.source).with_endpoints(sandboxes.endpoints)
+    app = create_app(overrides, registry=registry)  # the API; its own worker is not started
     server = SandboxServer(app).start()
-    config = write_config(tmp_path, keys_dir, agencies, registry_limits={"concurrency": 6}, workers=(
+    config = write_default_config(tmp_path, keys_dir, sandboxes.endpoints, concurrency=6, workers=(
         "threads = 6\nlease_seconds = 2\npoll_interval_seconds = 0.05\nbackoff_base_seconds = 0.05\n"
         "backoff_cap_seconds = 0.2\n"))
     workers: list = []
@@ -55,23 +62,23 @@ def test_a_worker_killed_mid_run_loses_nothing_and_applies_no_control_twice(
         assert app.extensions["worker"].drain_until_settled(10)
         assert api.get(f"/api/v1/requests/{first}").json()["state"] == "completed"
         report = api.get(f"/api/v1/cases/{CASE_NUMBER}/subjects/{debtor_id}/assets").json()
-        vehicles = [a["id"] for a in report["assets"] if a["category"] == "vehicle"]
-        assert vehicles, "the sandbox's debtor has vehicles to seal"
+        deposits = [a["id"] for a in report["assets"] if a["category"] == "deposit" and a["agency"] == "bank-a"]
+        assert deposits, "the sandbox bank holds deposits of the debtor"
 
-        seal_requests = [_seal(api, vehicles, n) for n in range(SEALS)]
+        freezes = [_freeze(api, deposits, n) for n in range(FREEZES)]
         for _ in range(INQUIRIES):
             assert api.inquire().status_code == 202
         logs = [tmp_path / f"worker-{n}.log" for n in range(3)]
         workers = [gateway_process(["worker"], config, database_url, log) for log in logs]
 
-        # Kill the worker holding a seal's lease, while it holds it (and other leases with it).
+        # Kill the worker holding a freeze's lease, while it holds it (and other leases with it).
         db = app.extensions["db"]
         give_up, victim = time.monotonic() + 30, None
         while victim is None:
-            assert time.monotonic() < give_up, "no worker was ever seen holding a seal's lease"
+            assert time.monotonic() < give_up, "no worker was ever seen holding a freeze's lease"
             with db.reading() as session:
                 owner = session.scalar(sa.select(Delivery.lease_owner).where(
-                    Delivery.state == "sending", Delivery.request_id.in_(seal_requests)).limit(1))
+                    Delivery.state == "sending", Delivery.request_id.in_(freezes)).limit(1))
                 if owner:
                     victim = next((w for w in workers if owner.endswith(f":{w.pid}")), None)
             time.sleep(0.005)
@@ -97,26 +104,28 @@ def test_a_worker_killed_mid_run_loses_nothing_and_applies_no_control_twice(
             deliveries = session.scalars(sa.select(Delivery)).all()
             results = Counter(session.scalars(sa.select(DeliveryResult.delivery_id)))
             taken_over = [d for d in deliveries if d.attempts > 1]
-        total = (1 + INQUIRIES) * 2 + SEALS
+        total = (1 + INQUIRIES) * 2 + FREEZES
         assert len(deliveries) == total and states == {"answered": total}
         assert len(results) == total and set(results.values()) == {1}  # each answered once
         assert held >= 1 and taken_over  # the killed worker's leases lapsed and others took them over
         assert all(d.lease_owner != victim_owner for d in taken_over)
+        assert any(d.request_id in freezes for d in taken_over)
         # At the agencies: every message answered, none acted on twice.
-        psb, samr = agencies["psb"].state, agencies["samr"].state
-        # Some of the killed worker's messages had reached an agency (0.15 s in, of its 0.15 s latency):
+        bank, psb = sandboxes["bank-a"].agency, sandboxes["psb"].agency
+        assert psb.answered_count == 1 + INQUIRIES
+        freeze_deliveries = [d for d in deliveries if d.request_id in freezes]
+        lines = {d.id: len(d.lines) for d in freeze_deliveries}
+        assert bank.effects_applied == sum(lines.values())  # each freeze line applied once at the bank
+        assert {key: bank.effects_by_key[key] for key in lines} == lines
+        # Some of the killed worker's messages had reached an agency (0.05 s into their 0.15 s):
         # sent again after the lease lapsed, with the same bytes, the agency answered them from memory.
-        assert psb.duplicate_count + samr.duplicate_count >= 1
-        assert psb.answered_count == 1 + INQUIRIES + SEALS and samr.answered_count == 1 + INQUIRIES
-        assert psb.vehicles._sequence == SEALS * len(vehicles)  # seals placed: one per vehicle per order, once
-        sealed = [s for v in psb.vehicles._vehicles.values() for s in v.seals if s.court == "330102"]
-        assert len(sealed) == SEALS * len(vehicles)
-        for request_id in seal_requests:
+        assert psb.duplicate_count + bank.duplicates >= 1
+        for request_id in freezes:
             assert api.get(f"/api/v1/requests/{request_id}").json()["state"] == "completed"
     finally:
         outputs = [stop(w, log) for w, log in zip(workers, logs)] if workers else []
         server.stop()
-        stop_agencies(agencies)
+        sandboxes.stop()
         app.extensions["db"].dispose()
     for output in outputs:
         assert "Traceback" not in output, output
