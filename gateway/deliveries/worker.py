@@ -115,7 +115,7 @@ class DeliveryWorker:
         now = utc_now()
         with self.db.transaction() as session:
             services.expire_overdue(session, audit=self.audit, now=now)
-        started = 0
+        started, plans = 0, []
         for agency_id, channel in self.channels.items():
             if isinstance(channel, BatchChannel):
                 started += self._collect_if_due(channel)
@@ -140,14 +140,23 @@ class DeliveryWorker:
                 continue
             wanted, trial = breaker.permit(min(free, self.settings.batch_size))
             allowed = self._rates[agency_id].take(wanted, time.monotonic()) if wanted > 0 else 0
-            ready = self._claim_and_encode(channel, now, allowed) if allowed > 0 else []
-            if trial and not ready:
+            if allowed > 0:
+                plans.append((channel, allowed, trial))
+            elif trial:
                 breaker.cancel_trial()
-            for n, (delivery_id, envelope) in enumerate(ready):
+        # Every call agency's claims in one transaction (one commit, not one per agency):
+        # a one-click inquiry's messages all leave at once.
+        ready = self._claim_and_encode(plans, now) if plans else {}
+        for channel, _allowed, trial in plans:
+            agency_id = channel.agency.id
+            claimed = ready.get(agency_id, [])
+            if trial and not claimed:
+                self.breakers[agency_id].cancel_trial()
+            for n, (delivery_id, envelope) in enumerate(claimed):
                 with self._lock:
                     self._in_flight[agency_id] += 1
                 self._submit(self.deliver, delivery_id, envelope, agency_id, trial and n == 0)
-            started += len(ready)
+            started += len(claimed)
         return started
 
     def _claim(self, agency_id: str, now, limit: int) -> list[str]:
@@ -155,8 +164,10 @@ class DeliveryWorker:
             return services.claim_due(session, agency_id=agency_id, now=now, limit=limit,
                                       lease_seconds=self.settings.lease_seconds, owner=self.owner)
 
-    def _claim_and_encode(self, channel: AgencyChannel | PullChannel, now, limit: int) -> list[tuple[str, Envelope]]:
-        """Claim due deliveries and write each one's message in the same transaction.
+    def _claim_and_encode(self, plans: list[tuple[AgencyChannel | PullChannel, int, bool]],
+                          now) -> dict[str, list[tuple[str, Envelope]]]:
+        """Claim due deliveries of each agency (up to its limit) and write each one's
+        message, all in one transaction.
 
         A message's bytes are kept on its first attempt and sent unchanged on every
         later one, by whichever worker: an agency that discards a repeat answers with
@@ -165,21 +176,24 @@ class DeliveryWorker:
         format fails here and is never sent; a pull agency's message is stored for
         it to fetch.
         """
-        agency_id, ready = channel.agency.id, []
+        ready: dict[str, list[tuple[str, Envelope]]] = {}
         with self.db.transaction() as session:
-            ids = services.claim_due(session, agency_id=agency_id, now=now, limit=limit,
-                                     lease_seconds=self.settings.lease_seconds, owner=self.owner)
-            for delivery_id in ids:
-                order, _ = services.load_order(session, delivery_id)
-                try:
-                    envelope = channel.encode(order)
-                except AdapterError as error:
-                    services.record_failure(session, delivery_id, error, audit=self.audit, now=now, policy=self.policy)
-                    continue
-                if isinstance(channel, PullChannel):
-                    services.record_stored_for_pull(session, delivery_id, envelope, audit=self.audit, now=now)
-                    continue
-                ready.append((delivery_id, services.first_bytes(session, delivery_id, envelope)))
+            for channel, limit, _trial in plans:
+                agency_id = channel.agency.id
+                ids = services.claim_due(session, agency_id=agency_id, now=now, limit=limit,
+                                         lease_seconds=self.settings.lease_seconds, owner=self.owner)
+                for delivery_id in ids:
+                    order, _ = services.load_order(session, delivery_id)
+                    try:
+                        envelope = channel.encode(order)
+                    except AdapterError as error:
+                        services.record_failure(session, delivery_id, error, audit=self.audit, now=now,
+                                                policy=self.policy)
+                        continue
+                    if isinstance(channel, PullChannel):
+                        services.record_stored_for_pull(session, delivery_id, envelope, audit=self.audit, now=now)
+                        continue
+                    ready.setdefault(agency_id, []).append((delivery_id, services.first_bytes(session, delivery_id, envelope)))
         return ready
 
     def _submit(self, task, *args) -> None:
