@@ -127,9 +127,10 @@ def record_sent(session: Session, delivery_ids: list[str], envelopes: dict[str, 
         _keep_request(delivery, envelope, now)
         delivery.batch_file = batch_file
         session.flush()
+        refresh_request(session, delivery.request_id)
+        # Last: the audit append holds the chain's lock until commit, so nothing else follows it.
         audit_delivery(audit, session, delivery, "delivery.sent", "awaiting_result",
                {"batch_file": batch_file, "request_sha256": delivery.request_sha256})
-        refresh_request(session, delivery.request_id)
 
 
 def record_stored_for_pull(session: Session, delivery_id: str, envelope: Envelope, *, audit: AuditLog,
@@ -142,8 +143,9 @@ def record_stored_for_pull(session: Session, delivery_id: str, envelope: Envelop
     delivery.state, delivery.lease_until = "awaiting", as_utc(delivery.deadline)
     _keep_request(delivery, envelope, now)
     session.flush()
-    audit_delivery(audit, session, delivery, "delivery.stored", "awaiting_pull", {"request_sha256": delivery.request_sha256})
     refresh_request(session, delivery.request_id)
+    # Last: the audit append holds the chain's lock until commit, so nothing else follows it.
+    audit_delivery(audit, session, delivery, "delivery.stored", "awaiting_pull", {"request_sha256": delivery.request_sha256})
 
 
 def first_bytes(session: Session, delivery_id: str, envelope: Envelope) -> Envelope:
@@ -273,8 +275,9 @@ def record_answer(session: Session, delivery_id: str, envelope: Envelope, answer
     if outcomes:
         details["controls"] = [{k: o[k] for k in ("identifier", "outcome", "amount_controlled", "queue_position") if o.get(k) is not None}
                                for o in outcomes]
-    audit_delivery(audit, session, delivery, "delivery.result", "late" if late else "answered", details, actor)
     refresh_request(session, delivery.request_id)
+    # Last: the audit append holds the chain's lock until commit, so nothing else follows it.
+    audit_delivery(audit, session, delivery, "delivery.result", "late" if late else "answered", details, actor)
     return True
 
 
@@ -309,8 +312,9 @@ def record_failure(session: Session, delivery_id: str, error: AdapterError, *, a
         delivery.lease_until = None
         outcome = delivery.state
     session.flush()
-    audit_delivery(audit, session, delivery, "delivery.attempt", outcome, {"error": reason[:500]}, actor)
     refresh_request(session, delivery.request_id)
+    # Last: the audit append holds the chain's lock until commit, so nothing else follows it.
+    audit_delivery(audit, session, delivery, "delivery.attempt", outcome, {"error": reason[:500]}, actor)
     return delivery.state
 
 
@@ -328,8 +332,9 @@ def expire_overdue(session: Session, *, audit: AuditLog, now: datetime, limit: i
         delivery.last_error = f"deadline passed after {delivery.attempts} attempts" + (
             f"; last error: {delivery.last_error}" if delivery.last_error else "")
         session.flush()
-        audit_delivery(audit, session, delivery, "delivery.expired", "expired", {"deadline": as_utc(delivery.deadline).isoformat()})
         refresh_request(session, delivery.request_id)
+        # Last: the audit append holds the chain's lock until commit, so nothing else follows it.
+        audit_delivery(audit, session, delivery, "delivery.expired", "expired", {"deadline": as_utc(delivery.deadline).isoformat()})
     return len(overdue)
 
 
