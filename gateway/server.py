@@ -12,7 +12,6 @@ dropped (``mark_process_dead``).
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 from pathlib import Path
 from typing import Any, Mapping
@@ -45,9 +44,9 @@ def prepare_metrics_dir(path: Path) -> str:
     share the folder. Setting the variable here (not reading it) is why this is
     not in gateway/settings.py, which reads it back into Settings in each worker.
     """
-    if path.exists():
-        shutil.rmtree(path)
-    path.mkdir(parents=True)
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):  # prometheus-client's files only: the folder is the operator's to name
+        stale.unlink()
     os.environ[PROMETHEUS_MULTIPROC_ENV] = str(path)
     if "prometheus_client" in sys.modules:  # imported already (a plugin?): make it choose again
         from prometheus_client import values
