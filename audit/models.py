@@ -26,7 +26,7 @@ class AuditEvent(AuditBase):
     __tablename__ = "audit_events"
 
     seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False)
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     actor_sub: Mapped[str | None] = mapped_column(String(128), index=True)
     actor_role: Mapped[str | None] = mapped_column(String(32))
     actor_court: Mapped[str | None] = mapped_column(String(32), index=True)
@@ -41,3 +41,35 @@ class AuditEvent(AuditBase):
     details: Mapped[dict[str, Any]] = mapped_column(JSON)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditCheckpoint(AuditBase):
+    """A signed record of the chain head (audit/checkpoints.py). Append-only like
+    the events: the migration's triggers refuse UPDATE, DELETE and TRUNCATE."""
+
+    __tablename__ = "audit_checkpoints"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), index=True)
+    head_hash: Mapped[str] = mapped_column(String(64))
+    event_count: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+    signed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    key_id: Mapped[str] = mapped_column(String(64))
+    signature: Mapped[str] = mapped_column(String(128))
+
+
+class AuditArchive(AuditBase):
+    """One archive file of old events (audit/archive.py): the link between the
+    archived past and the live log. Append-only; events up to the highest
+    ``last_seq`` here are the only ones the triggers let be deleted."""
+
+    __tablename__ = "audit_archives"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    file_name: Mapped[str] = mapped_column(String(128))
+    first_seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+    last_seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+    last_hash: Mapped[str] = mapped_column(String(64))
+    file_sha256: Mapped[str] = mapped_column(String(64))
+    prev_file_sha256: Mapped[str] = mapped_column(String(64))
+    archived_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

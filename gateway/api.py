@@ -10,12 +10,13 @@ import logging
 from typing import Any, Callable
 
 import flask_smorest
-from flask import Flask, g, jsonify, request
+from flask import Flask, current_app, g, jsonify, request
 from webargs.flaskparser import FlaskParser, is_json_request
 from werkzeug.exceptions import HTTPException
 
 from gateway.auth.access import peek_principal, require_roles
 from gateway.errors import GatewayError, InvalidInput
+from gateway.timeutil import utc_now
 from schemas.canonical import ErrorSchema
 from schemas.errors import describe_errors, flatten_errors
 
@@ -75,13 +76,25 @@ def _audit_refusal(status: int, code: str, message: str) -> None:
     from gateway.db import get_db
 
     context = g.get("audit_context", {})
+    principal = peek_principal()
+    refusals = current_app.extensions.get("unauthenticated_refusals")
+    if principal is None and status == 401 and refusals is not None:
+        # A flood of bad tokens must not flood the chain (gateway/auditing/refusals.py).
+        from gateway.audit_service import flush_refusal_summaries
+
+        try:
+            flush_refusal_summaries(get_db(), get_audit(), refusals)
+        except Exception:
+            log.exception("could not audit the summary of refused unauthenticated calls")
+        if not refusals.admit(request.remote_addr or "unknown", request.path, utc_now()):
+            return
     try:
         with get_db().transaction() as session:
             get_audit().record(
                 session,
                 action=f"api.{request.method.lower()}",
                 outcome="refused",
-                actor=peek_principal(),
+                actor=principal,
                 case_number=context.get("case_number"),
                 subject_id_number=context.get("subject_id_number"),
                 request_id=context.get("request_id"),

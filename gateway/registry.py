@@ -30,7 +30,7 @@ _TABLES = ("options",)
 # must be told. Paths are relative to the registry file; secrets are never written
 # here, only the name of the environment variable that holds them (``*_env``).
 TRANSPORT_OPTIONS: dict[str, dict[str, tuple[str, ...]]] = {
-    "rest": {"required": (), "allowed": ()},
+    "rest": {"required": (), "allowed": ("verify", "client_cert", "client_key")},
     "soap": {"required": ("wsdl",), "allowed": ("wsdl", "verify", "client_cert", "client_key", "username", "password_env")},
     "sftp": {"required": ("host_key", "client_key"), "allowed": ("host_key", "client_key", "partial_after_seconds")},
 }

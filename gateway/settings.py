@@ -51,6 +51,28 @@ class AuthSection:
 @dataclass(frozen=True)
 class AuditSection:
     subject_key_file: str
+    checkpoint_key_file: str
+    checkpoint_public_key_file: str
+    checkpoint_every_events: int
+    checkpoint_every_seconds: float
+    unauthenticated_audit_window_seconds: int
+    export_max_events: int
+
+
+@dataclass(frozen=True)
+class AnomaliesSection:
+    office_timezone: str
+    office_hours_start: int
+    office_hours_end: int
+    office_weekdays: list[int]
+    subjects_per_officer_hour: int
+    courts_per_subject: int
+    courts_per_subject_hours: float
+    repeat_count: int
+    repeat_window_minutes: float
+    refused_purpose_count: int
+    control_follow_up_days: float
+    lookback_days: float
 
 
 @dataclass(frozen=True)
@@ -95,6 +117,7 @@ class Settings:
     server: ServerSection
     breaker: BreakerSection
     reuse: ReuseSection
+    anomalies: AnomaliesSection
     testing: bool = False
     # Set by `gateway serve` in its environment before gunicorn forks (not a settings
     # key): where prometheus-client's multiprocess mode keeps each process's values.
@@ -133,6 +156,16 @@ class Settings:
     def subject_key_path(self) -> Path:
         return Path(self.audit.subject_key_file) if self.audit.subject_key_file else self.keys_dir / "subject-hash.key"
 
+    @property
+    def checkpoint_key_path(self) -> Path:
+        return Path(self.audit.checkpoint_key_file) if self.audit.checkpoint_key_file else self.keys_dir / "checkpoint-ed25519.pem"
+
+    @property
+    def checkpoint_public_key_path(self) -> Path:
+        if self.audit.checkpoint_public_key_file:
+            return Path(self.audit.checkpoint_public_key_file)
+        return self.checkpoint_key_path.with_name(self.checkpoint_key_path.stem + ".pub.pem")
+
 
 _SECTIONS = {
     "gateway": GatewaySection,
@@ -143,6 +176,7 @@ _SECTIONS = {
     "server": ServerSection,
     "breaker": BreakerSection,
     "reuse": ReuseSection,
+    "anomalies": AnomaliesSection,
 }
 
 
@@ -177,7 +211,7 @@ def _build(merged: dict[str, Any], prometheus_multiproc_dir: str = "") -> Settin
     for name, cls in _SECTIONS.items():
         values = merged[name]
         for f in fields(cls):
-            expected = {"int": int, "float": (int, float), "str": str, "list[str]": list}[str(f.type)]
+            expected = {"int": int, "float": (int, float), "str": str, "list[str]": list, "list[int]": list}[str(f.type)]
             if isinstance(values[f.name], bool) or not isinstance(values[f.name], expected):
                 raise ConfigError(f"setting {name}.{f.name} must be of type {f.type}, got {values[f.name]!r}")
         sections[name] = cls(**values)

@@ -74,7 +74,8 @@ def keys_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def key_settings(keys_dir: Path) -> dict[str, Any]:
     return {
         "auth": {"jwks_file": str(keys_dir / "jwks.json"), "signing_key_file": str(keys_dir / "signing-key.pem")},
-        "audit": {"subject_key_file": str(keys_dir / "subject-hash.key")},
+        "audit": {"subject_key_file": str(keys_dir / "subject-hash.key"),
+                  "checkpoint_key_file": str(keys_dir / "checkpoint-ed25519.pem")},
     }
 
 

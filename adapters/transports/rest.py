@@ -43,12 +43,17 @@ class RestTransport:
         timeout_seconds: float = 10.0,
         connect_timeout_seconds: float = 3.0,
         verify: bool | str = True,
-        client_cert: tuple[str, str] | None = None,
+        client_cert: str | None = None,
+        client_key: str | None = None,
     ):
+        """``verify``: True, False or a CA bundle file; ``client_cert``/``client_key``:
+        PEM files for mutual TLS (the key may sit in the certificate file)."""
+        if client_key and not client_cert:
+            raise ValueError("client_key needs client_cert")
         self.endpoint = endpoint.rstrip("/")
         self._timeout = (connect_timeout_seconds, timeout_seconds)
         self._verify = verify
-        self._client_cert = client_cert
+        self._client_cert = (client_cert, client_key) if client_key else client_cert
         # requests.Session is not thread-safe: one per worker thread.
         self._local = threading.local()
         self._sessions: list[requests.Session] = []

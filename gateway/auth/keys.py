@@ -17,6 +17,9 @@ from pathlib import Path
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from audit.checkpoints import load_private_key, load_public_key
 
 from gateway.errors import ConfigError
 from gateway.settings import Settings
@@ -53,6 +56,15 @@ def init_keys(settings: Settings, *, force: bool = False) -> list[Path]:
     if force or not settings.subject_key_path.exists():
         _write_private(settings.subject_key_path, secrets.token_hex(32).encode())
         written.append(settings.subject_key_path)
+    if force or not settings.checkpoint_key_path.exists():
+        checkpoint_key = Ed25519PrivateKey.generate()
+        _write_private(settings.checkpoint_key_path, checkpoint_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+        public = settings.checkpoint_public_key_path
+        public.parent.mkdir(parents=True, exist_ok=True)
+        public.write_bytes(checkpoint_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+        written += [settings.checkpoint_key_path, public]
     return written
 
 
@@ -61,3 +73,24 @@ def read_subject_key(settings: Settings) -> bytes:
         return bytes.fromhex(settings.subject_key_path.read_text().strip())
     except FileNotFoundError:
         raise ConfigError(f"{settings.subject_key_path}: audit subject key missing; run `gateway keys init`") from None
+
+
+def read_checkpoint_key(settings: Settings) -> Ed25519PrivateKey:
+    """The private key that signs checkpoints (only the writer needs it)."""
+    try:
+        return load_private_key(settings.checkpoint_key_path.read_bytes())
+    except FileNotFoundError:
+        raise ConfigError(f"{settings.checkpoint_key_path}: audit checkpoint key missing; run `gateway keys init`") from None
+    except ValueError as exc:
+        raise ConfigError(f"{settings.checkpoint_key_path}: {exc}") from None
+
+
+def read_checkpoint_public_key(settings: Settings, path: Path | None = None) -> Ed25519PublicKey:
+    """The public key that verifies checkpoints: all an auditor needs."""
+    path = path or settings.checkpoint_public_key_path
+    try:
+        return load_public_key(path.read_bytes())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: audit checkpoint public key missing; run `gateway keys init`") from None
+    except ValueError as exc:
+        raise ConfigError(f"{path}: {exc}") from None

@@ -17,6 +17,7 @@ import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
 
 from adapters.errors import AdapterError, IncomingInvalid, TransportError
 from adapters.interfaces import Envelope, InboundBatch
@@ -70,6 +71,7 @@ class DeliveryWorker:
         self._wake = threading.Event()
         self._pool: ThreadPoolExecutor | None = None
         self._thread: threading.Thread | None = None
+        self._periodic: list[Callable[[], None]] = []
 
     # --- lifecycle ---------------------------------------------------------------
 
@@ -89,6 +91,11 @@ class DeliveryWorker:
         for channel in self.channels.values():
             channel.close()
 
+    def add_periodic(self, task: Callable[[], None]) -> None:
+        """Run ``task`` on every pass of the dispatcher loop (cheap housekeeping such
+        as audit checkpoints); its failures are logged, never stop the loop."""
+        self._periodic.append(task)
+
     def wake(self) -> None:
         """Look for work now (called after a request is accepted in this process)."""
         self._wake.set()
@@ -104,6 +111,11 @@ class DeliveryWorker:
             except Exception:
                 log.exception("delivery dispatcher pass failed; trying again")
                 started = 0
+            for task in self._periodic:
+                try:
+                    task()
+                except Exception:
+                    log.exception("periodic task %s failed", getattr(task, "__qualname__", task))
             if not started:
                 self._wake.wait(self.settings.poll_interval_seconds)
                 self._wake.clear()

@@ -61,7 +61,7 @@ def resolve_targets(bind: Session | Connection, payload: dict[str, Any], debtor:
         raise RuleViolation(f"the {action} names assets it cannot act on", fields=problems)
     in_force = controls_in_case(bind, debtor.case_id, debtor.subject_id)
     lines = _lines(action, assets, payload, in_force, now)
-    if action in MONEY_ACTIONS:
+    if action in MONEY_ACTIONS and any(a.category in CASH_CATEGORIES for a in assets):
         _check_cap(bind, payload, debtor, in_force)
     return _group(action, assets, lines, registry)
 
@@ -81,7 +81,12 @@ def _lines(action: str, assets: list[Any], payload: dict[str, Any], in_force: di
         if action in MONEY_ACTIONS:
             if remaining <= 0:
                 break  # covered: the rest are not touched
-            held = (control.amount if action == "deduct" else asset.balance) or Decimal("0")
+            if action == "deduct":
+                held = control.amount or Decimal("0")
+            elif asset.category in CASH_CATEGORIES:
+                held = asset.balance or Decimal("0")
+            else:  # equity and other property: up to its recorded value, or the whole amount asked
+                held = asset.value if asset.value is not None else remaining
             take = min(held, remaining)
             if take <= 0:
                 continue

@@ -7,9 +7,10 @@ import sqlalchemy as sa
 
 from conftest import PG_SERVER
 from gateway import migrate
+from audit.models import AuditBase
 from gateway.models import Base
 
-EXPECTED = set(Base.metadata.tables) | {"audit_events", "alembic_version"}
+EXPECTED = set(Base.metadata.tables) | set(AuditBase.metadata.tables) | {"alembic_version"}
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """durable delivery: lease owners, pulled and reused deliveries, late results
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0003
 Create Date: 2026-11-23
 
 Which worker holds a delivery's lease (operators and the no-double-claim tests
@@ -9,15 +9,12 @@ read it); when a pull agency first fetched its request; a delivery served from
 another case's recent answer (its source delivery and the answer's age then);
 and whether a result arrived after its delivery had expired (kept, never counted
 as answered in time).
-
-(down_revision is 0002 on this branch; it is chained after the audit issue's
-0003 when the branches meet.)
 """
 from alembic import op
 import sqlalchemy as sa
 
 revision = "0004"
-down_revision = "0002"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 

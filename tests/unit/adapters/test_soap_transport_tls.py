@@ -136,3 +136,27 @@ def test_a_client_certificate_is_presented_when_configured(pki) -> None:
         assert dict(peers[0]["subject"][0])["commonName"] == "court gateway"
         with pytest.raises(ConnectFailed):
             send(url, verify=pki["ca"])  # no client certificate: the agency hangs up the handshake
+
+
+# The REST transport takes the same TLS settings from the registry.
+
+
+def send_rest(url: str, **options):
+    from adapters.transports.rest import RestTransport
+
+    transport = RestTransport(url, timeout_seconds=5, **options)
+    try:
+        return transport.send(Envelope("m-1", "inquiries", b"{}", "application/json"))
+    finally:
+        transport.close()
+
+
+def test_rest_verifies_the_agency_against_the_ca_given_and_presents_a_client_certificate(pki) -> None:
+    with https_agency(pki, require_client_cert=True) as (url, peers):
+        assert send_rest(url, verify=pki["ca"], client_cert=pki["client_cert"], client_key=pki["client_key"]).status == 200
+        assert dict(peers[0]["subject"][0])["commonName"] == "court gateway"
+        with pytest.raises(ConnectFailed):
+            send_rest(url, verify=pki["ca"])  # no client certificate
+    with https_agency(pki, require_client_cert=False) as (url, _):
+        with pytest.raises(ConnectFailed):
+            send_rest(url)  # the system's CAs do not know the agency's

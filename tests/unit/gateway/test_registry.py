@@ -346,9 +346,10 @@ def test_loaded_registry_routes(write) -> None:
 # --- transport options and per-action categories -------------------------------------
 
 
-def test_rest_takes_no_options(write) -> None:
+def test_rest_takes_only_tls_options(write) -> None:
     path = write(render([psb(options={"wsdl": "bank-v1"})]))
-    assert load_error(path) == (f"{path}: {WHERE}: options: unknown key(s) wsdl for the rest transport (allowed: none)")
+    assert load_error(path) == (f"{path}: {WHERE}: options: unknown key(s) wsdl for the rest transport "
+                                "(allowed: verify, client_cert, client_key)")
 
 
 def test_options_must_be_a_table(write) -> None:

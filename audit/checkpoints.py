@@ -1,0 +1,196 @@
+"""Signed checkpoints of the chain head, as pure functions over plain data.
+
+A hash chain on its own cannot show that its newest events were removed, nor
+that someone rewrote it from some event on and recomputed every hash after:
+both leave a chain that is sound in itself. A checkpoint is an Ed25519
+signature over (seq, head hash, event count, signing time, key id); whoever
+holds only the public key can then tell that the chain once reached ``seq``
+with that head, so a shorter chain (truncation) or another hash at ``seq``
+(rewriting) is caught.
+
+The signed bytes are canonical JSON (sorted keys, no spaces, UTF-8) with a
+``kind`` tag, so a checkpoint signature can never be replayed as some other
+signed message.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Iterable, Iterator, Mapping
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from audit.chain import GENESIS_HASH, ChainReport, format_time, verify_chain
+
+CHECKPOINT_KIND = "audit-checkpoint-v1"
+
+
+def public_key_id(public_key: Ed25519PublicKey) -> str:
+    """First 16 hex digits of SHA-256 over the raw public key: names the key in each checkpoint."""
+    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def load_public_key(pem: bytes) -> Ed25519PublicKey:
+    key = serialization.load_pem_public_key(pem)
+    if not isinstance(key, Ed25519PublicKey):
+        raise ValueError("the checkpoint public key must be an Ed25519 key")
+    return key
+
+
+def load_private_key(pem: bytes) -> Ed25519PrivateKey:
+    key = serialization.load_pem_private_key(pem, password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ValueError("the checkpoint signing key must be an Ed25519 key")
+    return key
+
+
+def signed_bytes(checkpoint: Mapping[str, Any]) -> bytes:
+    signed_at = checkpoint["signed_at"]
+    fields = {
+        "kind": CHECKPOINT_KIND,
+        "seq": int(checkpoint["seq"]),
+        "head_hash": checkpoint["head_hash"],
+        "event_count": int(checkpoint["event_count"]),
+        "signed_at": format_time(signed_at) if isinstance(signed_at, datetime) else signed_at,
+        "key_id": checkpoint["key_id"],
+    }
+    return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def sign_checkpoint(key: Ed25519PrivateKey, *, seq: int, head_hash: str, event_count: int,
+                    signed_at: datetime) -> dict[str, Any]:
+    """A checkpoint row: the fields, the key id and the base64 signature."""
+    checkpoint: dict[str, Any] = {"seq": seq, "head_hash": head_hash, "event_count": event_count,
+                                  "signed_at": signed_at, "key_id": public_key_id(key.public_key())}
+    checkpoint["signature"] = base64.b64encode(key.sign(signed_bytes(checkpoint))).decode("ascii")
+    return checkpoint
+
+
+def signature_problem(checkpoint: Mapping[str, Any], public_key: Ed25519PublicKey) -> tuple[str, str] | None:
+    """``None`` if the checkpoint was signed by ``public_key``'s private key over
+    exactly these fields; otherwise (kind, message)."""
+    seq = checkpoint["seq"]
+    if checkpoint["key_id"] != public_key_id(public_key):
+        return "foreign_key", (f"checkpoint at event {seq} names key {checkpoint['key_id']}, "
+                               f"not the audit checkpoint key {public_key_id(public_key)}")
+    try:
+        public_key.verify(base64.b64decode(checkpoint["signature"], validate=True), signed_bytes(checkpoint))
+    except (InvalidSignature, ValueError):
+        return "bad_signature", f"checkpoint at event {seq}: the signature does not match its fields"
+    if int(checkpoint["event_count"]) != int(seq):
+        return "bad_signature", f"checkpoint at event {seq} counts {checkpoint['event_count']} events"
+    return None
+
+
+@dataclass(frozen=True)
+class IntegrityReport:
+    """The chain walk and the checkpoint check together."""
+
+    chain: ChainReport
+    checkpoints_checked: int
+    last_checkpoint_seq: int | None
+
+    @property
+    def ok(self) -> bool:
+        return self.chain.ok
+
+    def as_dict(self) -> dict[str, Any]:
+        c = self.chain
+        return {"ok": c.ok, "events_checked": c.events_checked, "head_seq": c.head_seq, "head_hash": c.head_hash,
+                "first_bad_seq": c.first_bad_seq, "kind": c.kind, "problem": c.problem,
+                "checkpoints_checked": self.checkpoints_checked, "last_checkpoint_seq": self.last_checkpoint_seq}
+
+
+def sorted_checkpoints(checkpoints: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    return sorted(checkpoints, key=lambda c: (int(c["seq"]), str(c["signed_at"])))
+
+
+def signature_failure(marks: list[Mapping[str, Any]], public_key: Ed25519PublicKey | None, *,
+                      start_seq: int, start_hash: str) -> IntegrityReport | None:
+    """The first checkpoint whose signature does not hold, as a failed report; None if all hold."""
+    if marks and public_key is None:
+        report = ChainReport(False, 0, start_seq - 1, start_hash, int(marks[0]["seq"]),
+                             f"{len(marks)} checkpoints cannot be checked without the checkpoint public key",
+                             "no_public_key")
+        return IntegrityReport(report, 0, None)
+    for checkpoint in marks:
+        problem = signature_problem(checkpoint, public_key)  # type: ignore[arg-type]
+        if problem:
+            kind, message = problem
+            report = ChainReport(False, 0, start_seq - 1, start_hash, int(checkpoint["seq"]), message, kind)
+            return IntegrityReport(report, 0, None)
+    return None
+
+
+def hold_against_checkpoints(chain: ChainReport, marks: list[Mapping[str, Any]], hashes: Mapping[int, str], *,
+                             start_seq: int) -> IntegrityReport:
+    """Hold a walked chain against checkpoints whose signatures hold. ``hashes``
+    gives the walked chain's hash at each checkpointed seq up to its head."""
+    last_good_mark = start_seq - 1
+    checked = 0
+    for checkpoint in marks:
+        seq = int(checkpoint["seq"])
+        if seq < start_seq:
+            checked += 1
+            continue
+        if seq > chain.head_seq:
+            if chain.ok:  # the chain ends before a head that was signed: its tail is gone
+                report = ChainReport(False, chain.events_checked, chain.head_seq, chain.head_hash, chain.head_seq + 1,
+                                     f"the log ends at event {chain.head_seq} but a checkpoint signed at "
+                                     f"{checkpoint['signed_at']} shows it reached event {seq}: "
+                                     f"events {chain.head_seq + 1}..{seq} or more were removed", "truncated")
+                return IntegrityReport(report, checked, seq)
+            break  # the chain broke earlier; that break is the first one
+        if hashes.get(seq) != checkpoint["head_hash"]:
+            report = ChainReport(False, chain.events_checked, chain.head_seq, chain.head_hash, last_good_mark + 1,
+                                 f"event {seq} has another hash than the checkpoint signed at {checkpoint['signed_at']}: "
+                                 f"the log was rewritten after event {last_good_mark}", "rewritten")
+            return IntegrityReport(report, checked, seq)
+        last_good_mark, checked = seq, checked + 1
+    return IntegrityReport(chain, checked, int(marks[-1]["seq"]) if marks else None)
+
+
+def verify_with_checkpoints(
+    events: Iterable[Mapping[str, Any]],
+    checkpoints: Iterable[Mapping[str, Any]],
+    public_key: Ed25519PublicKey | None,
+    *,
+    start_seq: int = 1,
+    start_hash: str = GENESIS_HASH,
+) -> IntegrityReport:
+    """Walk the chain from ``start_seq`` and hold it against every checkpoint.
+
+    Checkpoints below ``start_seq`` (their events archived) are checked for their
+    signature only; the caller checks them against the archive. A break is
+    reported at the earliest event it can be pinned to:
+
+    * a bad or foreign signature: at the checkpoint's seq (the record of the head
+      itself cannot be trusted);
+    * a checkpointed head whose event has another hash: the chain was rewritten
+      somewhere after the previous checkpoint that still matches;
+    * a checkpoint past the last event: the events after the head were removed.
+
+    ``public_key`` may be None only while there are no checkpoints yet.
+    """
+    marks = sorted_checkpoints(checkpoints)
+    failed = signature_failure(marks, public_key, start_seq=start_seq, start_hash=start_hash)
+    if failed:
+        return failed
+    wanted = {int(c["seq"]) for c in marks if int(c["seq"]) >= start_seq}
+    seen: dict[int, str] = {}
+
+    def remember(stream: Iterable[Mapping[str, Any]]) -> Iterator[Mapping[str, Any]]:
+        for event in stream:
+            if event["seq"] in wanted:
+                seen[event["seq"]] = event["hash"]
+            yield event
+
+    chain = verify_chain(remember(events), start_seq=start_seq, start_hash=start_hash)
+    return hold_against_checkpoints(chain, marks, seen, start_seq=start_seq)

@@ -1,0 +1,170 @@
+"""The auditor API: events with filters and a cursor, exports, the integrity
+check, checkpoints and anomalies. Role ``auditor`` only; every read is itself
+an audit event (``audit.read``, ``audit.export``, ``audit.verify``,
+``audit.anomalies``) naming the filters used.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta, timezone
+from typing import Any
+
+from flask import Flask, Response, current_app, jsonify, stream_with_context
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+
+from audit.checkpoint_store import load_checkpoints, verify_log_with_checkpoints
+from audit.chain import format_time
+from gateway.api import ApiBlueprint, roles_required
+from gateway.audit_service import get_audit
+from gateway.auditing import services
+from gateway.auth.access import current_principal
+from gateway.auth.keys import read_checkpoint_public_key
+from gateway.db import get_db
+from gateway.errors import ConfigError
+from gateway.timeutil import utc_now
+from schemas.canonical import ErrorSchema
+
+blp = ApiBlueprint("audit", __name__, url_prefix="/api/v1/audit", description="Auditors: the audit log")
+
+
+class EventFilterSchema(Schema):
+    class Meta:
+        unknown = "raise"
+
+    actor = fields.Str(validate=validate.Length(1, 128), metadata={"description": "token subject of the actor"})
+    court = fields.Str(validate=validate.Length(1, 32))
+    case = fields.Str(validate=validate.Length(1, 64), metadata={"description": "case number"})
+    subject = fields.Str(validate=validate.Length(18, 18),
+                         metadata={"description": "full identity number; hashed with the audit key, never stored"})
+    agency = fields.Str(validate=validate.Length(1, 64))
+    action = fields.Str(validate=validate.Length(1, 64), metadata={"description": "exact, or a prefix ending in *"})
+    outcome = fields.Str(validate=validate.Length(1, 32))
+    request_id = fields.Str(validate=validate.Length(1, 36))
+    from_ = fields.AwareDateTime(data_key="from", attribute="from", default_timezone=timezone.utc)
+    to = fields.AwareDateTime(default_timezone=timezone.utc)
+
+    @validates_schema
+    def _range(self, data: dict[str, Any], **_: Any) -> None:
+        if data.get("from") and data.get("to") and data["from"] >= data["to"]:
+            raise ValidationError("must be after from", field_name="to")
+
+
+class EventPageArgsSchema(EventFilterSchema):
+    cursor = fields.Str(validate=validate.Length(1, 64), metadata={"description": "next_cursor of the previous page"})
+    limit = fields.Int(load_default=100, validate=validate.Range(1, 1000))
+
+
+class ExportArgsSchema(EventFilterSchema):
+    format = fields.Str(load_default="jsonl", validate=validate.OneOf(("csv", "jsonl")))
+
+
+class AnomalyArgsSchema(Schema):
+    class Meta:
+        unknown = "raise"
+
+    from_ = fields.AwareDateTime(data_key="from", attribute="from", default_timezone=timezone.utc)
+    to = fields.AwareDateTime(default_timezone=timezone.utc)
+
+    @validates_schema
+    def _range(self, data: dict[str, Any], **_: Any) -> None:
+        if data.get("from") and data.get("to") and data["from"] >= data["to"]:
+            raise ValidationError("must be after from", field_name="to")
+
+
+def _utc(filters: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v.astimezone(timezone.utc) if k in ("from", "to") and v else v) for k, v in filters.items()}
+
+
+def _record_read(session: Any, action: str, filters: dict[str, Any], **details: Any) -> None:
+    get_audit().record(session, action=action, outcome="ok", actor=current_principal(),
+                       case_number=filters.get("case"), request_id=filters.get("request_id"),
+                       subject_id_number=services.normalise_subject(filters["subject"]) if filters.get("subject") else None,
+                       details={"filters": services.filters_for_audit(filters), **details})
+
+
+@blp.route("/events", methods=["GET"])
+@roles_required("auditor")
+@blp.arguments(EventPageArgsSchema(), location="query", unknown=RAISE)
+@blp.alt_response(400, schema=ErrorSchema, description="a filter breaks its rule")
+def list_events(args: dict[str, Any]) -> Any:
+    """Events matching the filters, oldest first; ``next_cursor`` fetches the next page."""
+    args = _utc(args)
+    cursor, limit = args.pop("cursor", None), args.pop("limit")
+    with get_db().transaction() as session:
+        page = services.find_events(session, args, get_audit(), cursor=cursor, limit=limit)
+        _record_read(session, "audit.read", args, returned=len(page.events))
+    return jsonify(events=page.events, next_cursor=page.next_cursor)
+
+
+@blp.route("/events/export", methods=["GET"])
+@roles_required("auditor")
+@blp.arguments(ExportArgsSchema(), location="query", unknown=RAISE)
+@blp.alt_response(400, schema=ErrorSchema, description="a filter breaks its rule")
+def export_events(args: dict[str, Any]) -> Any:
+    """Every matching event as CSV or JSON lines, with the chain fields, for offline verification."""
+    args = _utc(args)
+    fmt = args.pop("format")
+    db, audit = get_db(), get_audit()
+    max_events = current_app.config["SETTINGS"].audit.export_max_events
+    with db.transaction() as session:  # a bad subject is refused (400) here, before the stream starts
+        _record_read(session, "audit.export", args, format=fmt)
+
+    def body() -> Any:
+        with db.reading() as session:
+            yield from services.render_export(services.iter_events(session, args, audit, max_events=max_events), fmt)
+
+    mimetype = "text/csv" if fmt == "csv" else "application/x-ndjson"
+    name = f"audit-export-{utc_now().strftime('%Y%m%dT%H%M%SZ')}.{fmt}"
+    return Response(stream_with_context(body()), mimetype=mimetype,
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+@blp.route("/verify", methods=["GET"])
+@roles_required("auditor")
+def verify() -> Any:
+    """Recompute the live chain and hold it against every signed checkpoint."""
+    settings = current_app.config["SETTINGS"]
+    try:
+        public_key = read_checkpoint_public_key(settings)
+    except ConfigError:
+        public_key = None  # verification then fails if any checkpoint exists (it cannot be checked)
+    db = get_db()
+    with db.reading() as session:
+        report = verify_log_with_checkpoints(session, public_key)
+    body = report.as_dict()
+    with db.transaction() as session:
+        get_audit().record(session, action="audit.verify", outcome="ok", actor=current_principal(),
+                           details={"result": "ok" if report.ok else "broken", "first_bad_seq": body["first_bad_seq"],
+                                    "kind": body["kind"], "events_checked": body["events_checked"]})
+    return jsonify(body)
+
+
+@blp.route("/checkpoints", methods=["GET"])
+@roles_required("auditor")
+def checkpoints() -> Any:
+    """Every signed checkpoint, for verifying an export offline with the public key."""
+    with get_db().transaction() as session:
+        rows = load_checkpoints(session)
+        get_audit().record(session, action="audit.checkpoints", outcome="ok", actor=current_principal(),
+                           details={"returned": len(rows)})
+    return jsonify(checkpoints=[{**r, "signed_at": format_time(r["signed_at"])} for r in rows])
+
+
+@blp.route("/anomalies", methods=["GET"])
+@roles_required("auditor")
+@blp.arguments(AnomalyArgsSchema(), location="query", unknown=RAISE)
+def anomalies(args: dict[str, Any]) -> Any:
+    """Flagged access patterns between ``from`` and ``to`` (default: the last ``lookback_days``)."""
+    section = current_app.config["SETTINGS"].anomalies
+    until = (args.get("to") or utc_now()).astimezone(timezone.utc)
+    since = (args.get("from") or until - timedelta(days=section.lookback_days)).astimezone(timezone.utc)
+    with get_db().transaction() as session:
+        found = services.detect_anomalies(session, section, since=since, until=until)
+        get_audit().record(session, action="audit.anomalies", outcome="ok", actor=current_principal(),
+                           details={"filters": {"from": format_time(since), "to": format_time(until)},
+                                    "returned": len(found)})
+    return jsonify(anomalies=found, since=format_time(since), until=format_time(until))
+
+
+def init_app(app: Flask, api: Any) -> None:
+    api.register_blueprint(blp)

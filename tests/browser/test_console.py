@@ -1,0 +1,125 @@
+"""The auditor console in Debian's Chromium (headless, driven by Playwright):
+log in with an auditor's token, filter, open a request's trail, see anomalies
+and charts, take a screenshot, log out. On both databases."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import OTHER_PERSON, audit_rows
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update"]
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Path:
+    """Debian's Chromium, installed with apt if missing (Playwright cannot download browsers here)."""
+    if not CHROMIUM.exists() and shutil.which("apt-get"):
+        subprocess.run(["apt-get", "update", "-qq"], capture_output=True, timeout=600)  # a fresh machine has no lists
+        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], capture_output=True, timeout=900)
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing and `apt-get install -y chromium` did not provide it: "
+                    "the console tests need Debian's Chromium (run as root, or install it first)", pytrace=False)
+    return CHROMIUM
+
+
+@pytest.fixture(scope="session")
+def browser(chromium):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def activity(api, app):
+    assert api.register_case().status_code == 201
+    reply = api.inquire()
+    assert reply.status_code == 202
+    assert api.inquire(subject=OTHER_PERSON).status_code == 403
+    app.extensions["worker"].drain()
+    return reply.json()["id"]
+
+
+def test_auditor_logs_in_filters_opens_a_trail_and_logs_out(browser, api, app, live, activity, tmp_path):
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(live.url + "/console/")
+    assert page.url.endswith("/console/login")  # not logged in: sent to the login form
+
+    page.fill("#token", api.token())  # a court officer may not use the console
+    page.click("button[type=submit]")
+    assert "may not use the audit console" in page.inner_text("[role=alert]")
+
+    token = api.token(role="auditor", court=None, sub="auditor.zhao")
+    page.fill("#token", token)
+    page.click("button[type=submit]")
+    page.wait_for_selector("table.events")
+    assert "auditor.zhao (auditor)" in page.inner_text("header")
+    cookie = next(c for c in context.cookies() if c["name"] == "gateway_console")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["path"] == "/console"
+    kept = app.session_interface.get_signing_serializer(app).loads(cookie["value"])
+    assert set(kept) == {"auditor"} and kept["auditor"]["sub"] == "auditor.zhao"  # the claims, not the token
+    assert token.split(".")[2] not in cookie["value"]
+
+    page.fill("input[name=action]", "request.*")
+    page.click("#search")
+    page.wait_for_selector("table.events")
+    actions = page.locator("table.events tbody tr td:nth-child(4)").all_inner_texts()
+    assert actions == ["request.inquiry"]
+    assert "3301**********1157" in page.inner_text("table.events")
+
+    page.click("a.trail")
+    page.wait_for_selector("table.deliveries")
+    assert f"Trail of request {activity}" in page.inner_text("h1")
+    assert "answered" in page.inner_text("table.deliveries") and "psb" in page.inner_text("table.deliveries")
+    trail_actions = page.locator("table.events tbody tr td:nth-child(4)").all_inner_texts()
+    assert trail_actions[0] == "request.inquiry" and "delivery.result" in trail_actions
+    shot = tmp_path / "trail.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 5000
+
+    page.click("text=Anomalies")
+    page.wait_for_selector("h1")
+    assert "refused_purpose_checks" in page.inner_text("main")
+    assert OTHER_PERSON["id_number"] not in page.content()
+
+    page.click("text=Charts")
+    page.wait_for_selector("section.chart-court svg")
+    assert "330102" in page.inner_text("section.chart-court") and "psb" in page.inner_text("section.chart-agency")
+
+    page.click("text=Log out")
+    page.wait_for_selector("#token")
+    page.goto(live.url + "/console/anomalies")
+    assert page.url.endswith("/console/login")
+    context.close()
+
+    reads = [e for e in audit_rows(app) if e.action == "console.read"]
+    assert [e.details["page"] for e in reads] == ["events", "events", "trail", "anomalies", "charts"]
+    assert all(e.actor_sub == "auditor.zhao" for e in reads)
+    assert reads[1].details["filters"] == {"action": "request.*"}
+    logins = [(e.outcome, e.actor_sub) for e in audit_rows(app) if e.action == "console.login"]
+    assert logins == [("refused", None), ("ok", "auditor.zhao")]
+
+
+def test_console_pages_load_nothing_from_the_network(browser, api, live, activity):
+    context = browser.new_context()
+    page = context.new_page()
+    requested = []
+    page.on("request", lambda r: requested.append(r.url))
+    page.goto(live.url + "/console/login")
+    page.fill("#token", api.token(role="auditor", court=None, sub="auditor.zhao"))
+    page.click("button[type=submit]")
+    page.wait_for_selector("table.events")
+    for path in ("/console/anomalies", "/console/charts"):
+        page.goto(live.url + path)
+    context.close()
+    assert requested and all(url.startswith(live.url) for url in requested)

@@ -1,0 +1,280 @@
+"""Each kind of tampering an operator with database access could try, on SQLite
+and PostgreSQL, is caught by verification against the signed checkpoints:
+edited field, deleted row, inserted row, swapped rows, truncated tail, forged
+or edited checkpoint. Checked through the store, the CLI and the API."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from audit.chain import GENESIS_HASH, event_hash
+from audit.checkpoint_store import load_checkpoints, verify_log_with_checkpoints, write_checkpoint
+from audit.checkpoints import load_private_key, load_public_key, sign_checkpoint
+from audit.models import AuditCheckpoint, AuditEvent
+from audit.store import AuditLog, SystemActor
+from gateway.auditing.checkpointing import CheckpointWriter, checkpoint_due
+from gateway.cli import main
+from gateway.db import Database
+from gateway.settings import load_settings
+from gateway.timeutil import utc_now
+
+AUDIT = AuditLog(b"t" * 32)
+ACTOR = SystemActor(sub="tester")
+
+
+@pytest.fixture
+def db(database_url):
+    database = Database(database_url)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def signing_key(keys_dir):
+    return load_private_key((keys_dir / "checkpoint-ed25519.pem").read_bytes())
+
+
+@pytest.fixture
+def public_key(keys_dir):
+    return load_public_key((keys_dir / "checkpoint-ed25519.pub.pem").read_bytes())
+
+
+def append(db, n):
+    for i in range(n):
+        with db.transaction() as session:
+            AUDIT.record(session, action="test.event", outcome="ok", actor=ACTOR, details={"i": i})
+
+
+def checkpoint(db, key):
+    with db.transaction() as session:
+        return write_checkpoint(session, key, now=utc_now())
+
+
+def tampered(db, *statements, params=None):
+    """What an operator could do: switch the guards off, then write."""
+    with db.engine.begin() as conn:
+        if db.dialect == "postgresql":
+            conn.execute(sa.text("SET LOCAL session_replication_role = replica"))
+        else:
+            for trigger in ("audit_events_no_update", "audit_events_no_delete",
+                            "audit_checkpoints_no_update", "audit_checkpoints_no_delete"):
+                conn.execute(sa.text(f"DROP TRIGGER IF EXISTS {trigger}"))
+        for statement in statements:
+            conn.execute(sa.text(statement), params or {})
+
+
+def verify(db, public_key):
+    """One walk, and the walk split over processes: both must say the same."""
+    with db.reading() as session:
+        one = verify_log_with_checkpoints(session, public_key, batch=4)
+        split = verify_log_with_checkpoints(session, public_key, workers=2)
+    assert split == one
+    return one
+
+
+def events(db):
+    with db.reading() as session:
+        columns = AuditEvent.__table__.c
+        return [dict(r) for r in session.execute(sa.select(*columns).order_by(columns.seq)).mappings()]
+
+
+def reinsert(db, rows):
+    with db.engine.begin() as conn:
+        conn.execute(sa.insert(AuditEvent.__table__), rows)
+
+
+@pytest.fixture
+def log(db, signing_key):
+    """Eight events, checkpoints at 4 and 8."""
+    append(db, 4)
+    checkpoint(db, signing_key)
+    append(db, 4)
+    checkpoint(db, signing_key)
+    return db
+
+
+def test_an_untouched_log_verifies_against_its_checkpoints(log, public_key):
+    report = verify(log, public_key)
+    assert report.ok and report.chain.events_checked == 8
+    assert (report.checkpoints_checked, report.last_checkpoint_seq) == (2, 8)
+
+
+def test_edited_field_is_named(log, public_key):
+    tampered(log, "UPDATE audit_events SET outcome = 'refused' WHERE seq = 6")
+    report = verify(log, public_key)
+    assert (report.ok, report.chain.first_bad_seq, report.chain.kind) == (False, 6, "altered")
+
+
+def test_deleted_row_is_named(log, public_key):
+    tampered(log, "DELETE FROM audit_events WHERE seq = 3")
+    report = verify(log, public_key)
+    assert (report.ok, report.chain.first_bad_seq, report.chain.kind) == (False, 3, "missing")
+
+
+def test_inserted_row_with_the_rest_rechained_is_caught_by_the_checkpoint(log, public_key):
+    """The forger inserts event 6 and recomputes every hash after it, so the chain
+    is sound on its own; the checkpoint at 8 still names the old head."""
+    rows = events(log)
+    forged = {**rows[4], "seq": 6, "outcome": "forged", "actor_sub": "intruder"}
+    new_tail = [forged] + [{**r, "seq": r["seq"] + 1} for r in rows[5:]]
+    prev = rows[4]["hash"]
+    for row in new_tail:
+        row["prev_hash"], row["hash"] = prev, event_hash(row, prev)
+        prev = row["hash"]
+    tampered(log, "DELETE FROM audit_events WHERE seq >= 6")
+    reinsert(log, new_tail)
+    report = verify(log, public_key)
+    assert (report.ok, report.chain.kind) == (False, "rewritten")
+    assert report.chain.first_bad_seq == 5  # after the last checkpoint that still matches (4)
+    assert "rewritten after event 4" in report.chain.problem
+
+
+def test_inserted_row_without_rechaining_is_named(log, public_key):
+    rows = events(log)
+    forged = {**rows[4], "seq": 6, "outcome": "forged"}
+    forged["prev_hash"] = rows[4]["hash"]
+    forged["hash"] = event_hash(forged, forged["prev_hash"])
+    tampered(log, "DELETE FROM audit_events WHERE seq >= 6")
+    reinsert(log, [forged] + [{**r, "seq": r["seq"] + 1} for r in rows[5:]])
+    report = verify(log, public_key)
+    assert (report.ok, report.chain.first_bad_seq, report.chain.kind) == (False, 7, "unlinked")
+
+
+def test_swapped_rows_are_named(log, public_key):
+    rows = events(log)
+    a, b = rows[1], rows[5]  # events 2 and 6 trade places
+    tampered(log, "DELETE FROM audit_events WHERE seq IN (2, 6)")
+    reinsert(log, [{**b, "seq": 2}, {**a, "seq": 6}])
+    report = verify(log, public_key)
+    assert (report.ok, report.chain.first_bad_seq, report.chain.kind) == (False, 2, "unlinked")
+
+
+def test_truncated_tail_past_a_checkpoint_is_named(log, public_key):
+    tampered(log, "DELETE FROM audit_events WHERE seq >= 6")
+    report = verify(log, public_key)
+    assert (report.ok, report.chain.first_bad_seq, report.chain.kind) == (False, 6, "truncated")
+    assert "reached event 8" in report.chain.problem
+
+
+def test_truncated_tail_after_the_last_checkpoint_is_the_known_limit(log, public_key):
+    """Events after the newest checkpoint are protected only by the next one: the
+    interval settings bound how many can go unseen."""
+    append(log, 2)
+    tampered(log, "DELETE FROM audit_events WHERE seq >= 9")
+    assert verify(log, public_key).ok
+
+
+def test_checkpoint_signed_by_another_key_is_named(log, public_key):
+    rows = events(log)
+    foreign = sign_checkpoint(Ed25519PrivateKey.generate(), seq=8, head_hash=rows[7]["hash"], event_count=8,
+                              signed_at=utc_now())
+    with log.engine.begin() as conn:  # inserting needs no trigger switched off
+        conn.execute(sa.insert(AuditCheckpoint.__table__), [foreign])
+    report = verify(log, public_key)
+    assert (report.ok, report.chain.first_bad_seq, report.chain.kind) == (False, 8, "foreign_key")
+
+
+def test_edited_checkpoint_is_named(log, public_key):
+    tampered(log, "UPDATE audit_checkpoints SET head_hash = :h WHERE seq = 4", params={"h": "a" * 64})
+    report = verify(log, public_key)
+    assert (report.ok, report.chain.first_bad_seq, report.chain.kind) == (False, 4, "bad_signature")
+
+
+@pytest.mark.parametrize("statement", ["UPDATE audit_checkpoints SET seq = 1", "DELETE FROM audit_checkpoints"])
+def test_the_database_refuses_to_change_checkpoints(log, statement):
+    with pytest.raises(sa.exc.DBAPIError, match="append-only"):
+        with log.engine.begin() as conn:
+            conn.execute(sa.text(statement))
+
+
+def test_events_newer_than_any_archive_cannot_be_deleted(log):
+    with pytest.raises(sa.exc.DBAPIError, match="append-only"):
+        with log.engine.begin() as conn:
+            conn.execute(sa.text("DELETE FROM audit_events WHERE seq = 1"))
+
+
+def _cli(database_url, keys_dir, *args):
+    env = {"GATEWAY_DATABASE_URL": database_url, "GATEWAY_CONFIG": ""}
+    return CliRunner().invoke(main, ["audit", "verify", "--public-key", str(keys_dir / "checkpoint-ed25519.pub.pem"),
+                                     *args], env=env)
+
+
+def test_cli_verify_needs_only_the_public_key(log, database_url, keys_dir):
+    ok = _cli(database_url, keys_dir)
+    assert ok.exit_code == 0, ok.output
+    assert "verified: 8 events, 2 checkpoints (last at event 8)" in ok.output
+    tampered(log, "DELETE FROM audit_events WHERE seq >= 7")
+    broken = _cli(database_url, keys_dir)
+    assert broken.exit_code == 1
+    assert "BROKEN at event 7 [truncated]" in broken.output
+
+
+def test_cli_checkpoint_signs_the_head(db, database_url, keys_dir, tmp_path):
+    append(db, 3)
+    config = tmp_path / "settings.toml"
+    config.write_text(f'[audit]\ncheckpoint_key_file = "{keys_dir / "checkpoint-ed25519.pem"}"\n')
+    result = CliRunner().invoke(main, ["audit", "checkpoint"],
+                                env={"GATEWAY_DATABASE_URL": database_url, "GATEWAY_CONFIG": str(config)})
+    assert result.exit_code == 0, result.output
+    assert "checkpoint signed at event 3" in result.output
+    with db.reading() as session:
+        assert [c["seq"] for c in load_checkpoints(session)] == [3]
+
+
+def test_a_checkpoint_is_due_after_enough_events_or_time():
+    now = utc_now()
+    due = dict(now=now, every_events=10, every_seconds=60)
+    assert not checkpoint_due(head=0, last_seq=None, last_signed_at=None, **due)
+    assert checkpoint_due(head=1, last_seq=None, last_signed_at=None, **due)
+    assert not checkpoint_due(head=15, last_seq=15, last_signed_at=now - timedelta(hours=1), **due)
+    assert not checkpoint_due(head=19, last_seq=10, last_signed_at=now - timedelta(seconds=5), **due)
+    assert checkpoint_due(head=20, last_seq=10, last_signed_at=now - timedelta(seconds=5), **due)
+    assert checkpoint_due(head=11, last_seq=10, last_signed_at=now - timedelta(seconds=61), **due)
+
+
+def test_the_writer_checkpoints_from_the_worker_loop(db, database_url, keys_dir, public_key):
+    settings = load_settings({"database": {"url": database_url},
+                              "audit": {"checkpoint_key_file": str(keys_dir / "checkpoint-ed25519.pem"),
+                                        "checkpoint_every_events": 3, "checkpoint_every_seconds": 3600}}, environ={})
+    writer = CheckpointWriter(db, settings)
+    append(db, 2)
+    assert writer.maybe_write() is not None  # the first checkpoint: none yet
+    append(db, 2)
+    writer._next_look = 0  # the once-a-second throttle, skipped for the test
+    assert writer.maybe_write() is None  # 2 new events: not yet
+    append(db, 1)
+    writer._next_look = 0
+    assert writer.maybe_write()["seq"] == 5
+    report = verify(db, public_key)
+    assert report.ok and report.checkpoints_checked == 2
+
+
+def test_an_empty_log_verifies_and_has_nothing_to_sign(db, signing_key, public_key):
+    assert checkpoint(db, signing_key) is None
+    report = verify(db, public_key)
+    assert report.ok and report.chain.head_hash == GENESIS_HASH
+
+
+def test_details_stored_in_the_older_text_form_still_verify(db, public_key):
+    """Events written before details were stored as canonical text (json.dumps'
+    default form, keys in insertion order, non-ASCII escaped) verify unchanged;
+    so does canonical text that holds '": ' inside a string."""
+    append(db, 2)
+    previous = events(db)[-1]
+    old = {**previous, "seq": 3, "details": {"b": "杭州", "a": [1, 2]}, "prev_hash": previous["hash"]}
+    old["hash"] = event_hash(old, old["prev_hash"])
+    reinsert(db, [old])  # through the JSON type: json.dumps' default form
+    with db.engine.connect() as conn:
+        stored = conn.execute(sa.text("SELECT details FROM audit_events WHERE seq = 3")).scalar_one()
+    assert '": ' in (stored if isinstance(stored, str) else __import__("json").dumps(stored))
+    with db.transaction() as session:
+        AUDIT.record(session, action="test.event", outcome="ok", details={"note": 'say "x": y', "n": 1})
+    assert verify(db, public_key).ok and verify(db, public_key).chain.events_checked == 4
+    tampered(db, "UPDATE audit_events SET details = '{\"a\": [1, 3], \"b\": \"x\"}' WHERE seq = 3")
+    report = verify(db, public_key)
+    assert (report.ok, report.chain.first_bad_seq, report.chain.kind) == (False, 3, "altered")

@@ -1,0 +1,31 @@
+"""`gateway sandbox` and `gateway serve` started separately work together: the default
+registry points at the ports, paths and SSH host key the sandboxes use by default."""
+
+from urllib.parse import urlparse
+
+from gateway.registry import load_registry
+from gateway.settings import CONFIG_DIR
+from sandboxes.run import ALL, HTTP_SANDBOXES, SFTP_HOST_KEY, SFTP_PORT, SFTP_SANDBOXES, SFTP_USER
+
+
+def test_every_default_agency_has_a_sandbox_where_the_registry_looks():
+    registry = load_registry(CONFIG_DIR / "agencies.toml")
+    assert sorted(a.id for a in registry) == sorted(ALL)
+    for agency in registry:
+        endpoint = urlparse(agency.endpoint)
+        assert endpoint.hostname == "127.0.0.1"
+        if agency.id in HTTP_SANDBOXES:
+            port, prefix, _ = HTTP_SANDBOXES[agency.id]
+            assert (endpoint.port, endpoint.path) == (port, prefix), agency.id
+        else:
+            folder, _ = SFTP_SANDBOXES[agency.id]
+            assert (endpoint.username, endpoint.port, endpoint.path) == (SFTP_USER, SFTP_PORT, f"/{folder}"), agency.id
+
+
+def test_the_registry_pins_the_sandbox_host_key_and_uses_the_demo_client_key():
+    registry = load_registry(CONFIG_DIR / "agencies.toml")
+    published = (SFTP_HOST_KEY.parent / (SFTP_HOST_KEY.name + ".pub")).read_text().split()[:2]
+    for agency in registry:
+        if agency.transport == "sftp":
+            assert agency.options["host_key"].split() == published
+            assert (CONFIG_DIR / agency.options["client_key"]).is_file()
