@@ -127,10 +127,11 @@ def record_sent(session: Session, delivery_ids: list[str], envelopes: dict[str, 
         _keep_request(delivery, envelope, now)
         delivery.batch_file = batch_file
         session.flush()
-        refresh_request(session, delivery.request_id)
-        # Last: the audit append holds the chain's lock until commit, so nothing else follows it.
         audit_delivery(audit, session, delivery, "delivery.sent", "awaiting_result",
                {"batch_file": batch_file, "request_sha256": delivery.request_sha256})
+        # After the audit append (its chain lock is taken first everywhere, so the request
+        # row lock below cannot deadlock against another delivery's transaction).
+        refresh_request(session, delivery.request_id)
 
 
 def record_stored_for_pull(session: Session, delivery_id: str, envelope: Envelope, *, audit: AuditLog,
@@ -143,9 +144,10 @@ def record_stored_for_pull(session: Session, delivery_id: str, envelope: Envelop
     delivery.state, delivery.lease_until = "awaiting", as_utc(delivery.deadline)
     _keep_request(delivery, envelope, now)
     session.flush()
-    refresh_request(session, delivery.request_id)
-    # Last: the audit append holds the chain's lock until commit, so nothing else follows it.
     audit_delivery(audit, session, delivery, "delivery.stored", "awaiting_pull", {"request_sha256": delivery.request_sha256})
+    # After the audit append (its chain lock is taken first everywhere, so the request
+    # row lock below cannot deadlock against another delivery's transaction).
+    refresh_request(session, delivery.request_id)
 
 
 def first_bytes(session: Session, delivery_id: str, envelope: Envelope) -> Envelope:
@@ -215,6 +217,13 @@ def sent_envelope(session: Session, delivery_id: str, agency_id: str) -> tuple[E
 
 
 def refresh_request(session: Session, request_id: str) -> str:
+    """Recompute a request's state from its deliveries.
+
+    The request row is locked first: two of its deliveries finishing at once in two
+    transactions would otherwise each read the other as still on its way, and the
+    request would stay in progress with every delivery done.
+    """
+    session.execute(select(Request.id).where(Request.id == request_id).with_for_update())
     req = session.get(Request, request_id)
     session.refresh(req, ["deliveries"])
     req.state = request_state(d.state for d in req.deliveries)
@@ -275,9 +284,10 @@ def record_answer(session: Session, delivery_id: str, envelope: Envelope, answer
     if outcomes:
         details["controls"] = [{k: o[k] for k in ("identifier", "outcome", "amount_controlled", "queue_position") if o.get(k) is not None}
                                for o in outcomes]
-    refresh_request(session, delivery.request_id)
-    # Last: the audit append holds the chain's lock until commit, so nothing else follows it.
     audit_delivery(audit, session, delivery, "delivery.result", "late" if late else "answered", details, actor)
+    # After the audit append (its chain lock is taken first everywhere, so the request
+    # row lock below cannot deadlock against another delivery's transaction).
+    refresh_request(session, delivery.request_id)
     return True
 
 
@@ -312,9 +322,10 @@ def record_failure(session: Session, delivery_id: str, error: AdapterError, *, a
         delivery.lease_until = None
         outcome = delivery.state
     session.flush()
-    refresh_request(session, delivery.request_id)
-    # Last: the audit append holds the chain's lock until commit, so nothing else follows it.
     audit_delivery(audit, session, delivery, "delivery.attempt", outcome, {"error": reason[:500]}, actor)
+    # After the audit append (its chain lock is taken first everywhere, so the request
+    # row lock below cannot deadlock against another delivery's transaction).
+    refresh_request(session, delivery.request_id)
     return delivery.state
 
 
@@ -332,9 +343,10 @@ def expire_overdue(session: Session, *, audit: AuditLog, now: datetime, limit: i
         delivery.last_error = f"deadline passed after {delivery.attempts} attempts" + (
             f"; last error: {delivery.last_error}" if delivery.last_error else "")
         session.flush()
-        refresh_request(session, delivery.request_id)
-        # Last: the audit append holds the chain's lock until commit, so nothing else follows it.
         audit_delivery(audit, session, delivery, "delivery.expired", "expired", {"deadline": as_utc(delivery.deadline).isoformat()})
+        # After the audit append (its chain lock is taken first everywhere, so the request
+        # row lock below cannot deadlock against another delivery's transaction).
+        refresh_request(session, delivery.request_id)
     return len(overdue)
 
 

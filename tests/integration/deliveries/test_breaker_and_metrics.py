@@ -45,12 +45,16 @@ def test_an_agency_down_opens_the_breaker_its_deliveries_wait_queued_then_a_tria
         assert api.register_case().status_code == 201
         for _ in range(6):
             assert api.inquire().status_code == 202
-        worker = app.extensions["worker"]
-        give_up = time.monotonic() + 0.4
-        while time.monotonic() < give_up:  # keep dispatching for a while the breaker stays open
+        worker, counters = app.extensions["worker"], sandbox.app.extensions["psb_sandbox"]
+        give_up = time.monotonic() + 10
+        while worker.breakers["psb"].state != "open":
+            assert time.monotonic() < give_up, counters.calls
             worker.dispatch_once()
             time.sleep(0.02)
-        counters = sandbox.app.extensions["psb_sandbox"]
+        opened = time.monotonic()
+        while time.monotonic() < opened + 0.3:  # keep dispatching for a while it stays open
+            worker.dispatch_once()
+            time.sleep(0.02)
         assert worker.breakers["psb"].state == "open"
         assert counters.calls == 3  # then nothing more was claimed: no attempt spent while it was open
         assert all(state == "queued" for state, _ in _states(app))
@@ -61,7 +65,7 @@ def test_an_agency_down_opens_the_breaker_its_deliveries_wait_queued_then_a_tria
         assert _metric(text, "gateway_delivery_retries_total", agency="psb") == 3
 
         sandbox.app.extensions["psb_sandbox"].faults.knobs = FaultKnobs()  # the agency is back
-        time.sleep(0.5)
+        time.sleep(max(0.0, opened + 0.55 - time.monotonic()))
         worker.dispatch_once()
         assert counters.calls == 4 and worker.breakers["psb"].state == "closed"  # one trial, and it closed it
         give_up = time.monotonic() + 10
