@@ -13,14 +13,12 @@ deterministic records of ``market_regulation_data`` and the freezes the
 register holds on each holding, and an execute order (freeze, renew, release)
 is carried out by ``market_regulation_controls``.
 
-Run one by hand: ``python -m sandboxes.market_regulation --port 18084``.
+Run it with the others: ``gateway sandbox`` (the registry's ports) or ``sandboxes.run``.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
-import threading
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -43,7 +41,7 @@ from sandboxes.json_contract import (
 )
 from sandboxes.market_regulation_controls import EquityRegister, read_execute
 from sandboxes.market_regulation_data import CATEGORIES, ID_TYPES, describe_subject
-from sandboxes.server import FaultInjector, FaultKnobs, SandboxServer
+from sandboxes.server import FaultInjector, FaultKnobs
 
 __all__ = ["MAX_BODY_BYTES", "MarketRegulationSandboxState", "create_app", "describe_subject"]
 
@@ -150,25 +148,3 @@ def create_app(knobs: FaultKnobs | None = None, *, prefix: str = DEFAULT_PREFIX)
         return body_too_large(MAX_BODY_BYTES)
 
     return app
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, default=18084)
-    parser.add_argument("--prefix", default=DEFAULT_PREFIX)
-    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every call")
-    parser.add_argument("--jitter", type=float, default=0.0, help="up to this many extra seconds")
-    parser.add_argument("--failure-rate", type=float, default=0.0)
-    parser.add_argument("--seed", type=int, default=None)
-    args = parser.parse_args(argv)
-    knobs = FaultKnobs(args.latency, args.jitter, args.failure_rate, args.seed)
-    server = SandboxServer(create_app(knobs, prefix=args.prefix), port=args.port, log_requests=True).start()
-    print(f"market regulation sandbox on {server.url}{args.prefix.rstrip('/')}", flush=True)
-    try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        server.stop()
-
-
-if __name__ == "__main__":
-    main()

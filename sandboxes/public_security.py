@@ -18,14 +18,12 @@ Per call to ``POST {prefix}/inquiries`` or ``POST {prefix}/controls``
    its state as the seals placed here left it; a control (seal, release,
    watch) is carried out by ``public_security_controls``.
 
-Run one by hand: ``python -m sandboxes.public_security --port 18083``.
+Run it with the others: ``gateway sandbox`` (the registry's ports) or ``sandboxes.run``.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
-import threading
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -48,7 +46,7 @@ from sandboxes.json_contract import (
 )
 from sandboxes.public_security_controls import VehicleRegister, read_control
 from sandboxes.public_security_data import CATEGORIES, ID_TYPES, describe_subject
-from sandboxes.server import FaultInjector, FaultKnobs, SandboxServer
+from sandboxes.server import FaultInjector, FaultKnobs
 
 __all__ = ["MAX_BODY_BYTES", "PublicSecuritySandboxState", "create_app", "describe_subject"]
 
@@ -162,25 +160,3 @@ def create_app(knobs: FaultKnobs | None = None, *, prefix: str = DEFAULT_PREFIX)
         return body_too_large(MAX_BODY_BYTES)
 
     return app
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, default=18083)
-    parser.add_argument("--prefix", default=DEFAULT_PREFIX)
-    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every call")
-    parser.add_argument("--jitter", type=float, default=0.0, help="up to this many extra seconds")
-    parser.add_argument("--failure-rate", type=float, default=0.0)
-    parser.add_argument("--seed", type=int, default=None)
-    args = parser.parse_args(argv)
-    knobs = FaultKnobs(args.latency, args.jitter, args.failure_rate, args.seed)
-    server = SandboxServer(create_app(knobs, prefix=args.prefix), port=args.port, log_requests=True).start()
-    print(f"public security sandbox on {server.url}{args.prefix.rstrip('/')}", flush=True)
-    try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        server.stop()
-
-
-if __name__ == "__main__":
-    main()

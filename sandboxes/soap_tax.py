@@ -1,18 +1,16 @@
 """The sandbox tax bureau over SOAP: ``schemas/wsdl/tax-v1.wsdl`` served by
 ``sandboxes.soap_service`` and answered by a ``TaxAgency``.
 
-Run one by hand: ``python -m sandboxes.soap_tax --port 18085``.
+Run it with the others: ``gateway sandbox`` (the registry's ports) or ``sandboxes.run``.
 """
 
 from __future__ import annotations
 
-import argparse
-import threading
 
 from flask import Flask
 
 from sandboxes.tax import TaxAgency
-from sandboxes.server import FaultKnobs, SandboxServer
+from sandboxes.server import FaultKnobs
 from sandboxes.soap_service import create_soap_app
 from schemas.xml import WSDL_DIR
 
@@ -40,24 +38,3 @@ def create_app(
                           credentials=credentials)
     app.extensions[AGENCY_KEY] = agency
     return app
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, default=18085)
-    parser.add_argument("--prefix", default=DEFAULT_PREFIX)
-    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every call")
-    parser.add_argument("--failure-rate", type=float, default=0.0)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    knobs = FaultKnobs(latency_seconds=args.latency, failure_rate=args.failure_rate, seed=args.seed)
-    server = SandboxServer(create_app(knobs, prefix=args.prefix, seed=args.seed), port=args.port, log_requests=True).start()
-    print(f"tax sandbox (SOAP) on {server.url}{args.prefix}?wsdl", flush=True)
-    try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        server.stop()
-
-
-if __name__ == "__main__":
-    main()

@@ -8,31 +8,11 @@ schedule lives in the database; this transport makes exactly one attempt.
 from __future__ import annotations
 
 import threading
-from contextlib import contextmanager
-from typing import Iterator
 
 import requests
-import urllib3
 
-from adapters.errors import ConnectFailed, TransportError, TransportTimeout
 from adapters.interfaces import Envelope, Reply
-
-
-@contextmanager
-def _translated_errors(url: str) -> Iterator[None]:
-    try:
-        yield
-    except requests.exceptions.ConnectTimeout:
-        raise TransportTimeout(f"connect to {url} timed out") from None
-    except requests.exceptions.Timeout:
-        raise TransportTimeout(f"no answer from {url} within the timeout") from None
-    except requests.exceptions.ConnectionError as exc:
-        # requests reports a read timeout in the middle of the body as a ConnectionError.
-        if exc.args and isinstance(exc.args[0], urllib3.exceptions.ReadTimeoutError):
-            raise TransportTimeout(f"{url} stopped sending its answer within the timeout") from None
-        raise ConnectFailed(f"could not reach {url}: {type(exc).__name__}") from None
-    except requests.exceptions.RequestException as exc:
-        raise TransportError(f"HTTP exchange with {url} failed: {type(exc).__name__}") from None
+from adapters.transports.http_errors import translated_http_errors
 
 
 class RestTransport:
@@ -74,7 +54,7 @@ class RestTransport:
     def send(self, envelope: Envelope) -> Reply:
         url = f"{self.endpoint}/{envelope.operation}"
         headers = {"Content-Type": envelope.media_type, "X-Message-Id": envelope.message_id, **envelope.headers}
-        with _translated_errors(url):
+        with translated_http_errors(url):
             response = self._session().post(url, data=envelope.body, headers=headers, timeout=self._timeout)
             body = response.content
         return Reply(status=response.status_code, body=body, media_type=response.headers.get("Content-Type", ""))

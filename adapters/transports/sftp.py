@@ -34,7 +34,12 @@ from urllib.parse import unquote, urlsplit
 
 import paramiko
 
-from adapters.errors import ConnectFailed, HostKeyRejected, TransportError, TransportTimeout
+from adapters.errors import (
+    ConnectFailed,
+    HostKeyRejected,
+    TransportError,
+    TransportTimeout,
+)
 from adapters.interfaces import BatchRecord, InboundBatch
 from adapters.transports.batch_files import (
     CONTROL_SUFFIX,

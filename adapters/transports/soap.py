@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import requests
-import urllib3
 import zeep
 from lxml import etree
 from zeep.transports import Transport as ZeepTransport
@@ -39,13 +38,12 @@ from zeep.wsse.username import UsernameToken
 from adapters.errors import (
     AgencyRefused,
     AgencyUnavailable,
-    ConnectFailed,
     IncomingInvalid,
     OutgoingInvalid,
     TransportError,
-    TransportTimeout,
 )
 from adapters.interfaces import Envelope, Reply
+from adapters.transports.http_errors import translated_http_errors
 from schemas import xml
 
 SOAP11_ENVELOPE_NS = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -118,18 +116,8 @@ def _operations(document: zeep.wsdl.Document, wsdl: str) -> dict[str, _Operation
 @contextmanager
 def _translated_errors(url: str) -> Iterator[None]:
     try:
-        yield
-    except requests.exceptions.ConnectTimeout:
-        raise TransportTimeout(f"connect to {url} timed out") from None
-    except requests.exceptions.Timeout:
-        raise TransportTimeout(f"no answer from {url} within the timeout") from None
-    except requests.exceptions.ConnectionError as exc:
-        # requests reports a read timeout in the middle of the body as a ConnectionError.
-        if exc.args and isinstance(exc.args[0], urllib3.exceptions.ReadTimeoutError):
-            raise TransportTimeout(f"{url} stopped sending its answer within the timeout") from None
-        raise ConnectFailed(f"could not reach {url}: {type(exc).__name__}") from None
-    except requests.exceptions.RequestException as exc:
-        raise TransportError(f"SOAP exchange with {url} failed: {type(exc).__name__}") from None
+        with translated_http_errors(url, "SOAP exchange"):
+            yield
     except zeep.exceptions.Error as exc:
         raise TransportError(f"SOAP exchange with {url} failed: {type(exc).__name__}: {exc}") from None
 
