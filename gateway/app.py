@@ -10,15 +10,17 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from flask import Flask
+from prometheus_client import CollectorRegistry
 
 from gateway import api as api_module
 from gateway import audit_service, db
-
+from gateway.agency import views as agency_views
 from gateway.auditing import console as audit_console
 from gateway.auditing import views as audit_views
 from gateway.auth.tokens import TokenVerifier
 from gateway.cases import views as case_views
 from gateway.deliveries.channels import build_channels
+from gateway.deliveries.metrics import DeliveryMetrics
 from gateway.deliveries.worker import DeliveryWorker
 from gateway.logs import configure_logging
 from gateway.ops import views as ops_views
@@ -47,12 +49,17 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, registry: Registry
     request_views.init_app(app, api)
     report_views.init_app(app, api)
     ops_views.init_app(app)
+    agency_views.init_app(app, api)
     audit_views.init_app(app, api)
     audit_console.init_app(app)
 
-
+    # Each app has its own registry (tests build many apps in one process); under
+    # gunicorn the values also go to PROMETHEUS_MULTIPROC_DIR for every process to read.
+    app.extensions["metrics_registry"] = CollectorRegistry(auto_describe=True)
+    metrics = DeliveryMetrics(app.extensions["metrics_registry"])
     worker = DeliveryWorker(
-        app.extensions["db"], build_channels(app.extensions["registry"]), app.extensions["audit"], settings.workers
+        app.extensions["db"], build_channels(app.extensions["registry"]), app.extensions["audit"], settings.workers,
+        settings.breaker, metrics=metrics,
     )
     # Housekeeping of the audit log rides on the worker's loop, outside any request's transaction.
     worker.add_periodic(app.extensions["audit_checkpoints"].maybe_write)

@@ -81,8 +81,9 @@ def serve(with_sandboxes, dev, host, port, gunicorn_workers, threads, no_deliver
                 app.extensions["worker"].start()
             app.run(host=host, port=port, debug=True, use_reloader=not with_sandboxes)
         else:
-            from gateway.server import GatewayServer
+            from gateway.server import GatewayServer, prepare_metrics_dir
 
+            prepare_metrics_dir(settings.metrics_path)
             GatewayServer(
                 bind=f"{host}:{port}", workers=gunicorn_workers or settings.server.gunicorn_workers,
                 threads=threads or settings.server.gunicorn_threads, run_delivery_workers=not no_delivery_workers,

@@ -21,6 +21,9 @@ from schemas.vocabulary import ACTIONS, CATEGORIES
 _AGENCY_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _REQUIRED = ("id", "kind", "name", "transport", "endpoint", "categories", "actions", "deadlines")
 _OPTIONAL = {"concurrency": 4, "rate_limit_per_second": 50.0, "timeout_seconds": 10.0, "batch_size": 1000}
+# push: the gateway sends each request (a call, or a batch file); pull: the agency
+# fetches them from the agency API and posts results back (no endpoint used).
+MODES = ("push", "pull")
 _TABLES = ("options",)
 
 # What each transport may be told in an agency's [agency.options] table, and what it
@@ -53,6 +56,7 @@ class Agency:
     action_categories: dict[str, tuple[str, ...]] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
     batch_size: int = 1000  # batch transports: most records in one file
+    mode: str = "push"
 
     @property
     def is_batch(self) -> bool:
@@ -125,7 +129,7 @@ def parse_agency(entry: Any, source: str, index: int) -> Agency:
     for key in _REQUIRED:
         if key not in entry:
             raise _fail(source, where, f"{key} is required")
-    unknown = set(entry) - set(_REQUIRED) - set(_OPTIONAL) - set(_TABLES)
+    unknown = set(entry) - set(_REQUIRED) - set(_OPTIONAL) - set(_TABLES) - {"mode"}
     if unknown:
         raise _fail(source, where, f"unknown key(s) {', '.join(sorted(unknown))}")
     if not isinstance(entry["id"], str) or not _AGENCY_ID.match(entry["id"]):
@@ -137,6 +141,11 @@ def parse_agency(entry: Any, source: str, index: int) -> Agency:
         raise _fail(source, where, f"transport {entry['transport']!r} is not available (known: {', '.join(TRANSPORTS)})")
     if entry["transport"] not in codec.transports:
         raise _fail(source, where, f"codec {codec.kind} cannot travel over {entry['transport']} (it can over: {', '.join(codec.transports)})")
+    mode = entry.get("mode", "push")
+    if mode not in MODES:
+        raise _fail(source, where, f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if mode == "pull" and entry["transport"] == "sftp":
+        raise _fail(source, where, "mode pull is for message agencies; an sftp agency takes batch files (push)")
     endpoint = urlparse(str(entry["endpoint"]))
     schemes = _ENDPOINT_SCHEMES[entry["transport"]]
     if endpoint.scheme not in schemes or not endpoint.netloc:
@@ -178,7 +187,7 @@ def parse_agency(entry: Any, source: str, index: int) -> Agency:
         endpoint=str(entry["endpoint"]), categories=categories, actions=actions,
         deadlines=dict(deadlines), concurrency=values["concurrency"],
         rate_limit_per_second=float(values["rate_limit_per_second"]), timeout_seconds=float(values["timeout_seconds"]),
-        action_categories=action_categories, options=options, batch_size=values["batch_size"],
+        action_categories=action_categories, options=options, batch_size=values["batch_size"], mode=mode,
     )
 
 

@@ -18,6 +18,9 @@ from gateway.errors import ConfigError
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 DEFAULTS_FILE = CONFIG_DIR / "settings.toml"
+# prometheus-client reads this variable itself, at import; `gateway serve` sets it
+# before forking its workers (gateway/server.py).
+PROMETHEUS_MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 @dataclass(frozen=True)
@@ -85,11 +88,23 @@ class WorkersSection:
 
 
 @dataclass(frozen=True)
+class BreakerSection:
+    failure_threshold: int
+    reset_seconds: float
+
+
+@dataclass(frozen=True)
+class ReuseSection:
+    freshness_seconds: int
+
+
+@dataclass(frozen=True)
 class ServerSection:
     host: str
     port: int
     gunicorn_workers: int
     gunicorn_threads: int
+    metrics_dir: str
 
 
 @dataclass(frozen=True)
@@ -100,8 +115,13 @@ class Settings:
     audit: AuditSection
     workers: WorkersSection
     server: ServerSection
+    breaker: BreakerSection
+    reuse: ReuseSection
     anomalies: AnomaliesSection
     testing: bool = False
+    # Set by `gateway serve` in its environment before gunicorn forks (not a settings
+    # key): where prometheus-client's multiprocess mode keeps each process's values.
+    prometheus_multiproc_dir: str = ""
 
     # Paths derived from the instance folder where a setting is left empty.
     @property
@@ -129,6 +149,10 @@ class Settings:
         return Path(self.auth.signing_key_file) if self.auth.signing_key_file else self.keys_dir / "signing-key.pem"
 
     @property
+    def metrics_path(self) -> Path:
+        return Path(self.server.metrics_dir) if self.server.metrics_dir else self.instance_path / "metrics"
+
+    @property
     def subject_key_path(self) -> Path:
         return Path(self.audit.subject_key_file) if self.audit.subject_key_file else self.keys_dir / "subject-hash.key"
 
@@ -150,6 +174,8 @@ _SECTIONS = {
     "audit": AuditSection,
     "workers": WorkersSection,
     "server": ServerSection,
+    "breaker": BreakerSection,
+    "reuse": ReuseSection,
     "anomalies": AnomaliesSection,
 }
 
@@ -180,7 +206,7 @@ def _merge(base: dict[str, Any], override: Mapping[str, Any], source: str) -> No
             base[section][key] = value
 
 
-def _build(merged: dict[str, Any]) -> Settings:
+def _build(merged: dict[str, Any], prometheus_multiproc_dir: str = "") -> Settings:
     sections = {}
     for name, cls in _SECTIONS.items():
         values = merged[name]
@@ -189,7 +215,7 @@ def _build(merged: dict[str, Any]) -> Settings:
             if isinstance(values[f.name], bool) or not isinstance(values[f.name], expected):
                 raise ConfigError(f"setting {name}.{f.name} must be of type {f.type}, got {values[f.name]!r}")
         sections[name] = cls(**values)
-    return Settings(**sections, testing=merged.get("testing", False))
+    return Settings(**sections, testing=merged.get("testing", False), prometheus_multiproc_dir=prometheus_multiproc_dir)
 
 
 def load_settings(overrides: Mapping[str, Any] | None = None, *, environ: Mapping[str, str] | None = None) -> Settings:
@@ -208,7 +234,7 @@ def load_settings(overrides: Mapping[str, Any] | None = None, *, environ: Mappin
         merged["database"]["url"] = environ["GATEWAY_DATABASE_URL"]
     if overrides:
         _merge(merged, overrides, "create_app overrides")
-    return _build(merged)
+    return _build(merged, environ.get(PROMETHEUS_MULTIPROC_ENV, ""))
 
 
 def read_secret(variable: str, *, environ: Mapping[str, str] | None = None) -> str:

@@ -174,7 +174,10 @@ class DeliveryOutSchema(Schema):
     attempts = fields.Int()
     deadline = UtcDateTime()
     error = fields.Str(allow_none=True)
-    result = fields.Dict(allow_none=True)
+    result = fields.Dict(allow_none=True, metadata={"description": "late: true when it came after the deadline"})
+    reused = fields.Bool(metadata={"description": "served from another case's recent answer (reuse window)"})
+    reused_from = fields.Str(metadata={"description": "the delivery whose answer was reused"})
+    age_seconds = fields.Int(metadata={"description": "how old that answer was when reused"})
 
 
 class RequestStateSchema(Schema):
@@ -211,6 +214,8 @@ class AssetSchema(Schema):
     controls = fields.List(fields.Nested(ControlInForceSchema))
     details = fields.Dict()
     found_at = UtcDateTime()
+    reused = fields.Bool(metadata={"description": "from another case's recent answer (reuse window)"})
+    age_seconds = fields.Int(metadata={"description": "how old that answer was when reused"})
 
 
 class AssetReportSchema(Schema):

@@ -6,6 +6,8 @@ Two kinds of channel, by how the agency's transport works:
 * ``BatchChannel``: a file drop (SFTP). Many encoded requests leave in one batch
   file; answers come back later in result files, each line decoded against the
   request it names, whose bytes the outbox kept.
+* ``PullChannel``: the agency fetches its requests (``GET /api/v1/agency/deliveries``)
+  and posts results back; nothing leaves the gateway on its own.
 """
 
 from __future__ import annotations
@@ -84,7 +86,22 @@ class BatchChannel:
         self.transport.close()
 
 
-Channel = AgencyChannel | BatchChannel
+@dataclass
+class PullChannel:
+    """An agency that fetches its requests from the gateway (``mode = "pull"``) and
+    posts results back: the worker only encodes and keeps each request."""
+
+    agency: Agency
+    codec: Codec
+
+    def encode(self, order: DeliveryOrder) -> Envelope:
+        return self.codec.encode(order)
+
+    def close(self) -> None:
+        pass
+
+
+Channel = AgencyChannel | BatchChannel | PullChannel
 
 
 def transport_options(agency: Agency, config_dir: Path) -> dict[str, Any]:
@@ -125,6 +142,9 @@ def build_channels(registry: Registry) -> dict[str, Channel]:
     channels: dict[str, Channel] = {}
     for agency in registry:
         codec = CODECS[agency.kind]()
+        if agency.mode == "pull":
+            channels[agency.id] = PullChannel(agency, codec)
+            continue
         transport = make_transport(agency, config_dir)
         channels[agency.id] = BatchChannel(agency, codec, transport) if agency.is_batch else AgencyChannel(agency, codec, transport)
     return channels

@@ -4,7 +4,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, LargeBinary, Numeric, String, Text
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, LargeBinary, Numeric, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from gateway.db import Base
@@ -16,7 +16,10 @@ class Delivery(Base):
     the agency sees on every attempt."""
 
     __tablename__ = "deliveries"
-    __table_args__ = (Index("ix_deliveries_due", "state", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_deliveries_due", "state", "next_attempt_at"),
+        Index("ix_deliveries_agency_answered", "agency_id", "answered_at"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     request_id: Mapped[str] = mapped_column(ForeignKey("requests.id"), index=True)
@@ -41,6 +44,11 @@ class Delivery(Base):
     # A control's asset lines, as the agency names them (identifier, amount, until,
     # original_reference), resolved from the officer's targets when it was accepted.
     lines: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    lease_owner: Mapped[str | None] = mapped_column(String(64))  # the worker (host:pid) that last claimed it
+    fetched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # a pull agency first fetched it
+    # Served from another case's recent answer (reuse window): that delivery, and the answer's age then.
+    reused_from: Mapped[str | None] = mapped_column(String(36))
+    reused_age_seconds: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now, onupdate=utc_now)
 
@@ -62,6 +70,8 @@ class DeliveryResult(Base):
     asset_count: Mapped[int] = mapped_column(Integer)
     # What the agency did to each asset, for control actions (ControlOutcomeSchema dicts).
     controls: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    # Arrived after the delivery expired: kept and shown, never counted as answered in time.
+    late: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     delivery: Mapped[Delivery] = relationship(back_populates="result")
 

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload, lazyload
 
 from adapters.errors import AdapterError, AgencyRefused, IncomingInvalid
 from adapters.interfaces import AgencyAnswer, BatchRecord, ControlLine, DeliveryOrder, Envelope, InboundBatch, SubjectRef
@@ -39,20 +39,22 @@ class RetryPolicy:
     cap_seconds: float
 
 
-def claim_due(session: Session, *, agency_id: str, now: datetime, limit: int, lease_seconds: int) -> list[str]:
+def claim_due(session: Session, *, agency_id: str, now: datetime, limit: int, lease_seconds: int,
+              owner: str | None = None) -> list[str]:
     """Take up to ``limit`` due deliveries of one agency and lease them to this worker.
 
     Due: queued and its time has come; sending with a lapsed lease (its worker
     died); or awaiting a batch result past the wait (the file or its answer was
     lost: sent again, the same message id, which the agency discards if it had
     it). PostgreSQL skips rows another worker is claiming; SQLite's BEGIN
-    IMMEDIATE lets one claimer in at a time.
+    IMMEDIATE lets one claimer in at a time. Nothing past its deadline is claimed:
+    ``expire_overdue`` ends it. ``owner`` names the claiming worker on the rows.
     """
     if limit <= 0:
         return []
     due = (
         select(Delivery.id)
-        .where(Delivery.agency_id == agency_id)
+        .where(Delivery.agency_id == agency_id, Delivery.deadline > now)
         .where(or_(
             and_(Delivery.state == "queued", Delivery.next_attempt_at <= now),
             and_(Delivery.state.in_(("sending", "awaiting")), Delivery.lease_until < now),
@@ -66,7 +68,7 @@ def claim_due(session: Session, *, agency_id: str, now: datetime, limit: int, le
         session.execute(
             update(Delivery).where(Delivery.id.in_(ids)).values(
                 state="sending", lease_until=now + timedelta(seconds=lease_seconds),
-                attempts=Delivery.attempts + 1, updated_at=now,
+                attempts=Delivery.attempts + 1, updated_at=now, lease_owner=owner,
             )
         )
     return ids
@@ -74,7 +76,12 @@ def claim_due(session: Session, *, agency_id: str, now: datetime, limit: int, le
 
 def load_order(session: Session, delivery_id: str) -> tuple[DeliveryOrder, str]:
     """What the codec needs to write the message, and the agency it goes to."""
-    delivery = session.get(Delivery, delivery_id)
+    # One query: the request with its case and subject (joined by the model), without
+    # the request's other deliveries or any result, which the order does not need.
+    delivery = session.execute(
+        select(Delivery).where(Delivery.id == delivery_id)
+        .options(lazyload(Delivery.result), joinedload(Delivery.request).lazyload(Request.deliveries))
+    ).scalar_one()
     req = delivery.request
     order = DeliveryOrder(
         message_id=delivery.id,
@@ -120,9 +127,40 @@ def record_sent(session: Session, delivery_ids: list[str], envelopes: dict[str, 
         _keep_request(delivery, envelope, now)
         delivery.batch_file = batch_file
         session.flush()
-        _audit(audit, session, delivery, "delivery.sent", "awaiting_result",
+        audit_delivery(audit, session, delivery, "delivery.sent", "awaiting_result",
                {"batch_file": batch_file, "request_sha256": delivery.request_sha256})
+        # After the audit append (its chain lock is taken first everywhere, so the request
+        # row lock below cannot deadlock against another delivery's transaction).
         refresh_request(session, delivery.request_id)
+
+
+def record_stored_for_pull(session: Session, delivery_id: str, envelope: Envelope, *, audit: AuditLog,
+                           now: datetime) -> None:
+    """A pull agency's request, encoded and kept until the agency fetches it: it awaits
+    a result until its deadline (``expire_overdue`` ends it there like any other)."""
+    delivery = _locked(session, delivery_id)
+    if delivery.state != "sending":
+        return
+    delivery.state, delivery.lease_until = "awaiting", as_utc(delivery.deadline)
+    _keep_request(delivery, envelope, now)
+    session.flush()
+    audit_delivery(audit, session, delivery, "delivery.stored", "awaiting_pull", {"request_sha256": delivery.request_sha256})
+    # After the audit append (its chain lock is taken first everywhere, so the request
+    # row lock below cannot deadlock against another delivery's transaction).
+    refresh_request(session, delivery.request_id)
+
+
+def first_bytes(session: Session, delivery_id: str, envelope: Envelope) -> Envelope:
+    """The message as first written: kept on the first attempt, and every later attempt
+    sends those bytes again (with the fresh envelope's media type and headers)."""
+    delivery = session.get(Delivery, delivery_id)
+    if delivery.request_body is None:
+        delivery.request_body, delivery.request_operation = envelope.body, envelope.operation
+        delivery.request_media_type = envelope.media_type
+        delivery.request_sha256 = hashlib.sha256(envelope.body).hexdigest()
+        return envelope
+    return replace(envelope, body=delivery.request_body, operation=delivery.request_operation or envelope.operation,
+                   media_type=delivery.request_media_type or envelope.media_type)
 
 
 def _keep_request(delivery: Delivery, envelope: Envelope, now: datetime) -> None:
@@ -179,6 +217,13 @@ def sent_envelope(session: Session, delivery_id: str, agency_id: str) -> tuple[E
 
 
 def refresh_request(session: Session, request_id: str) -> str:
+    """Recompute a request's state from its deliveries.
+
+    The request row is locked first: two of its deliveries finishing at once in two
+    transactions would otherwise each read the other as still on its way, and the
+    request would stay in progress with every delivery done.
+    """
+    session.execute(select(Request.id).where(Request.id == request_id).with_for_update())
     req = session.get(Request, request_id)
     session.refresh(req, ["deliveries"])
     req.state = request_state(d.state for d in req.deliveries)
@@ -189,22 +234,29 @@ def _locked(session: Session, delivery_id: str) -> Delivery:
     return session.get(Delivery, delivery_id, with_for_update=True)
 
 
-def _audit(audit: AuditLog, session: Session, delivery: Delivery, action: str, outcome: str, details: dict) -> None:
+def audit_delivery(audit: AuditLog, session: Session, delivery: Delivery, action: str, outcome: str, details: dict,
+           actor: Any = WORKER) -> None:
     req = delivery.request
     audit.record(
-        session, action=action, outcome=outcome, actor=WORKER, case_number=req.case.case_number,
+        session, action=action, outcome=outcome, actor=actor, case_number=req.case.case_number,
         subject_id_number=req.subject.id_number, request_id=req.id, delivery_id=delivery.id,
         details={"agency": delivery.agency_id, "attempt": delivery.attempts, **details},
     )
 
 
 def record_answer(session: Session, delivery_id: str, envelope: Envelope, answer: AgencyAnswer, raw: bytes,
-                  *, audit: AuditLog, now: datetime) -> bool:
-    """Store a validated answer; return False if it was a duplicate and discarded."""
+                  *, audit: AuditLog, now: datetime, actor: Any = WORKER) -> bool:
+    """Store a validated answer; return False if it was a duplicate and discarded.
+
+    The first result for a delivery that already expired is a late result: stored
+    with its assets and control outcomes (audited ``late``) while the delivery stays
+    ``expired``. Any result after the first is a duplicate.
+    """
     delivery = _locked(session, delivery_id)
-    if delivery.state in FINAL_DELIVERY_STATES:
-        _audit(audit, session, delivery, "delivery.result", "duplicate_discarded",
-               {"state": delivery.state, "answer_sha256": hashlib.sha256(raw).hexdigest()})
+    late = delivery.state == "expired" and delivery.result is None
+    if delivery.state in FINAL_DELIVERY_STATES and not late:
+        audit_delivery(audit, session, delivery, "delivery.result", "duplicate_discarded",
+               {"state": delivery.state, "answer_sha256": hashlib.sha256(raw).hexdigest()}, actor)
         return False
     schema = AssetRecordSchema()
     records = [schema.load(a) for a in answer.assets]
@@ -216,29 +268,40 @@ def record_answer(session: Session, delivery_id: str, envelope: Envelope, answer
     session.add(DeliveryResult(
         delivery_id=delivery.id, received_at=now, agency_answered_at=answer.answered_at,
         request_sha256=answer.request_sha256, answer_sha256=hashlib.sha256(raw).hexdigest(), asset_count=len(records),
-        controls=outcomes or None,
+        controls=outcomes or None, late=late,
     ))
-    delivery.state, delivery.answered_at, delivery.lease_until = "answered", now, None
+    if late:
+        # Kept (the agency may have acted on it, a freeze above all) and shown, but the
+        # delivery stays expired: it was not answered in time.
+        delivery.last_error = f"{delivery.last_error or 'expired'}; a late result arrived at {now.isoformat()}"
+    else:
+        delivery.state, delivery.answered_at, delivery.lease_until = "answered", now, None
+        delivery.last_error = None
     _keep_request(delivery, envelope, now)
-    delivery.last_error = None
     session.flush()
     details = {"assets": len(records), "request_sha256": answer.request_sha256,
                "answer_sha256": hashlib.sha256(raw).hexdigest()}
     if outcomes:
         details["controls"] = [{k: o[k] for k in ("identifier", "outcome", "amount_controlled", "queue_position") if o.get(k) is not None}
                                for o in outcomes]
-    _audit(audit, session, delivery, "delivery.result", "answered", details)
+    audit_delivery(audit, session, delivery, "delivery.result", "late" if late else "answered", details, actor)
+    # After the audit append (its chain lock is taken first everywhere, so the request
+    # row lock below cannot deadlock against another delivery's transaction).
     refresh_request(session, delivery.request_id)
     return True
 
 
 def record_failure(session: Session, delivery_id: str, error: AdapterError, *, audit: AuditLog, now: datetime,
-                   policy: RetryPolicy, rng: random.Random | None = None) -> str:
+                   policy: RetryPolicy, rng: random.Random | None = None, actor: Any = WORKER) -> str:
     """Schedule a retry or end the delivery; return its new state."""
     delivery = _locked(session, delivery_id)
-    if delivery.state in FINAL_DELIVERY_STATES:
-        return delivery.state
     reason = f"{error.code}: {error.message}"
+    if delivery.state in FINAL_DELIVERY_STATES:
+        if isinstance(error, IncomingInvalid):  # a bad late or repeated result: kept for the record, changes nothing
+            session.add(QuarantinedMessage(delivery_id=delivery.id, received_at=now, reason=reason,
+                                           body_sha256=hashlib.sha256(error.raw).hexdigest(), body=error.raw))
+            audit_delivery(audit, session, delivery, "delivery.result", "quarantined", {"error": reason[:500]}, actor)
+        return delivery.state
     if isinstance(error, IncomingInvalid):
         session.add(QuarantinedMessage(delivery_id=delivery.id, received_at=now, reason=reason,
                                        body_sha256=hashlib.sha256(error.raw).hexdigest(), body=error.raw))
@@ -259,7 +322,9 @@ def record_failure(session: Session, delivery_id: str, error: AdapterError, *, a
         delivery.lease_until = None
         outcome = delivery.state
     session.flush()
-    _audit(audit, session, delivery, "delivery.attempt", outcome, {"error": reason[:500]})
+    audit_delivery(audit, session, delivery, "delivery.attempt", outcome, {"error": reason[:500]}, actor)
+    # After the audit append (its chain lock is taken first everywhere, so the request
+    # row lock below cannot deadlock against another delivery's transaction).
     refresh_request(session, delivery.request_id)
     return delivery.state
 
@@ -278,7 +343,9 @@ def expire_overdue(session: Session, *, audit: AuditLog, now: datetime, limit: i
         delivery.last_error = f"deadline passed after {delivery.attempts} attempts" + (
             f"; last error: {delivery.last_error}" if delivery.last_error else "")
         session.flush()
-        _audit(audit, session, delivery, "delivery.expired", "expired", {"deadline": as_utc(delivery.deadline).isoformat()})
+        audit_delivery(audit, session, delivery, "delivery.expired", "expired", {"deadline": as_utc(delivery.deadline).isoformat()})
+        # After the audit append (its chain lock is taken first everywhere, so the request
+        # row lock below cannot deadlock against another delivery's transaction).
         refresh_request(session, delivery.request_id)
     return len(overdue)
 

@@ -24,12 +24,22 @@ from adapters.interfaces import Envelope, InboundBatch
 from audit.store import AuditLog
 from gateway.db import Database
 from gateway.deliveries import services
-from gateway.deliveries.channels import AgencyChannel, BatchChannel, Channel
+from gateway.deliveries.breaker import Breakers
+from gateway.deliveries.channels import AgencyChannel, BatchChannel, Channel, PullChannel
+from gateway.deliveries.metrics import DeliveryMetrics
 from gateway.deliveries.retry import RateLimiter
-from gateway.settings import WorkersSection
+from gateway.settings import BreakerSection, WorkersSection
 from gateway.timeutil import utc_now
 
 log = logging.getLogger(__name__)
+
+
+DEFAULT_BREAKER = BreakerSection(failure_threshold=5, reset_seconds=30.0)
+
+
+def lease_owner_name() -> str:
+    """host:pid, as claimed rows name the worker holding their lease."""
+    return f"{socket.gethostname()[:40]}:{os.getpid()}"
 
 
 class InternalFault(TransportError):
@@ -39,8 +49,18 @@ class InternalFault(TransportError):
 
 
 class DeliveryWorker:
-    def __init__(self, db: Database, channels: dict[str, Channel], audit: AuditLog, settings: WorkersSection):
+    def __init__(self, db: Database, channels: dict[str, Channel], audit: AuditLog, settings: WorkersSection,
+                 breaker: BreakerSection | None = None, *, metrics: DeliveryMetrics | None = None,
+                 owner: str | None = None):
         self.db, self.channels, self.audit, self.settings = db, channels, audit, settings
+        self.metrics = metrics or DeliveryMetrics.disabled()
+        # Who holds a lease (host:pid/worker), kept on the claimed rows for operators and tests.
+        self.owner = owner or lease_owner_name()
+        breaker = breaker or DEFAULT_BREAKER
+        self.breakers = Breakers(list(channels), failure_threshold=breaker.failure_threshold,
+                                 reset_seconds=breaker.reset_seconds, on_change=self.metrics.breaker_changed)
+        for agency_id in channels:
+            self.metrics.breaker_changed(agency_id, self.breakers[agency_id].state)
         self.policy = services.RetryPolicy(settings.max_attempts, settings.backoff_base_seconds, settings.backoff_cap_seconds)
         self._in_flight = {agency_id: 0 for agency_id in channels}
         self._rates = {agency_id: RateLimiter(c.agency.rate_limit_per_second) for agency_id, c in channels.items()}
@@ -107,38 +127,86 @@ class DeliveryWorker:
         now = utc_now()
         with self.db.transaction() as session:
             services.expire_overdue(session, audit=self.audit, now=now)
-        started = 0
+        started, plans = 0, []
         for agency_id, channel in self.channels.items():
             if isinstance(channel, BatchChannel):
                 started += self._collect_if_due(channel)
             with self._lock:
                 free = channel.agency.concurrency - self._in_flight[agency_id]
+            breaker = self.breakers[agency_id]
             if isinstance(channel, BatchChannel):
-                # One file is one unit of concurrency and rate; it carries up to batch_size requests.
-                if free <= 0 or self._rates[agency_id].take(1, time.monotonic()) < 1:
+                # One file is one unit of concurrency, rate and breaker trial; it carries up to batch_size requests.
+                allowed, trial = breaker.permit(1 if free > 0 else 0)
+                if not allowed or self._rates[agency_id].take(1, time.monotonic()) < 1:
+                    if trial:
+                        breaker.cancel_trial()
                     continue
-                with self.db.transaction() as session:
-                    ids = services.claim_due(session, agency_id=agency_id, now=now, limit=channel.agency.batch_size,
-                                             lease_seconds=self.settings.lease_seconds)
+                ids = self._claim(agency_id, now, channel.agency.batch_size)
                 if ids:
                     with self._lock:
                         self._in_flight[agency_id] += 1
-                    self._submit(self.deliver_batch, ids, agency_id)
+                    self._submit(self.deliver_batch, ids, agency_id, trial)
+                elif trial:
+                    breaker.cancel_trial()
                 started += len(ids)
                 continue
-            wanted = min(free, self.settings.batch_size)
+            wanted, trial = breaker.permit(min(free, self.settings.batch_size))
             allowed = self._rates[agency_id].take(wanted, time.monotonic()) if wanted > 0 else 0
-            if allowed <= 0:
-                continue
-            with self.db.transaction() as session:
-                ids = services.claim_due(session, agency_id=agency_id, now=now, limit=allowed,
-                                         lease_seconds=self.settings.lease_seconds)
-            for delivery_id in ids:
+            if allowed > 0:
+                plans.append((channel, allowed, trial))
+            elif trial:
+                breaker.cancel_trial()
+        # Every call agency's claims in one transaction (one commit, not one per agency):
+        # a one-click inquiry's messages all leave at once.
+        ready = self._claim_and_encode(plans, now) if plans else {}
+        for channel, _allowed, trial in plans:
+            agency_id = channel.agency.id
+            claimed = ready.get(agency_id, [])
+            if trial and not claimed:
+                self.breakers[agency_id].cancel_trial()
+            for n, (delivery_id, envelope) in enumerate(claimed):
                 with self._lock:
                     self._in_flight[agency_id] += 1
-                self._submit(self.deliver, delivery_id, agency_id)
-            started += len(ids)
+                self._submit(self.deliver, delivery_id, envelope, agency_id, trial and n == 0)
+            started += len(claimed)
         return started
+
+    def _claim(self, agency_id: str, now, limit: int) -> list[str]:
+        with self.db.transaction() as session:
+            return services.claim_due(session, agency_id=agency_id, now=now, limit=limit,
+                                      lease_seconds=self.settings.lease_seconds, owner=self.owner)
+
+    def _claim_and_encode(self, plans: list[tuple[AgencyChannel | PullChannel, int, bool]],
+                          now) -> dict[str, list[tuple[str, Envelope]]]:
+        """Claim due deliveries of each agency (up to its limit) and write each one's
+        message, all in one transaction.
+
+        A message's bytes are kept on its first attempt and sent unchanged on every
+        later one, by whichever worker: an agency that discards a repeat answers with
+        its first answer, which names the hash of the first bytes (a re-encoded
+        message would differ, if only in its timestamp). A message that breaks the
+        format fails here and is never sent; a pull agency's message is stored for
+        it to fetch.
+        """
+        ready: dict[str, list[tuple[str, Envelope]]] = {}
+        with self.db.transaction() as session:
+            for channel, limit, _trial in plans:
+                agency_id = channel.agency.id
+                ids = services.claim_due(session, agency_id=agency_id, now=now, limit=limit,
+                                         lease_seconds=self.settings.lease_seconds, owner=self.owner)
+                for delivery_id in ids:
+                    order, _ = services.load_order(session, delivery_id)
+                    try:
+                        envelope = channel.encode(order)
+                    except AdapterError as error:
+                        services.record_failure(session, delivery_id, error, audit=self.audit, now=now,
+                                                policy=self.policy)
+                        continue
+                    if isinstance(channel, PullChannel):
+                        services.record_stored_for_pull(session, delivery_id, envelope, audit=self.audit, now=now)
+                        continue
+                    ready.setdefault(agency_id, []).append((delivery_id, services.first_bytes(session, delivery_id, envelope)))
+        return ready
 
     def _submit(self, task, *args) -> None:
         if self._pool is None:  # not started: carry it out inline (tests, `drain`)
@@ -169,27 +237,28 @@ class DeliveryWorker:
 
     # --- one delivery ------------------------------------------------------------------
 
-    def deliver(self, delivery_id: str, agency_id: str) -> None:
+    def deliver(self, delivery_id: str, envelope: Envelope, agency_id: str, trial: bool = False) -> None:
+        """One exchange with the agency, its outcome recorded in the database, the breaker and the metrics."""
+        breaker, outcome, started = self.breakers[agency_id], None, time.perf_counter()
         try:
             channel = self.channels[agency_id]
-            with self.db.reading() as session:
-                envelope = services.stored_envelopes(session, [delivery_id]).get(delivery_id)
-                order = None if envelope else services.load_order(session, delivery_id)[0]
             try:
-                if envelope is None:  # first attempt: make the message once, keep it, send those bytes ever after
-                    envelope = channel.encode(order)
-                    with self.db.transaction() as session:
-                        services.keep_request(session, delivery_id, envelope, now=utc_now())
                 answer = channel.exchange(envelope)
             except AdapterError as error:
+                breaker.record(error, trial=trial)
                 log.info("delivery %s to %s: %s", delivery_id, agency_id, error.code)
                 with self.db.transaction() as session:
-                    services.record_failure(session, delivery_id, error, audit=self.audit, now=utc_now(), policy=self.policy)
+                    outcome = services.record_failure(session, delivery_id, error, audit=self.audit, now=utc_now(),
+                                                      policy=self.policy)
                 return
+            breaker.record(None, trial=trial)
             with self.db.transaction() as session:
-                services.record_answer(session, delivery_id, envelope, answer, answer.raw, audit=self.audit, now=utc_now())
+                fresh = services.record_answer(session, delivery_id, envelope, answer, answer.raw, audit=self.audit,
+                                               now=utc_now())
+            outcome = "answered" if fresh else "duplicate"
         except Exception as exc:
             log.exception("delivery %s to %s failed inside the gateway", delivery_id, agency_id)
+            outcome = "internal_fault"
             try:
                 with self.db.transaction() as session:
                     services.record_failure(session, delivery_id, InternalFault(type(exc).__name__),
@@ -197,14 +266,23 @@ class DeliveryWorker:
             except Exception:
                 log.exception("could not record the failure of delivery %s; its lease will lapse and it will be retried", delivery_id)
         finally:
+            if trial:
+                breaker.cancel_trial()  # a trial that never reached the agency (a bug) must not block the next
+            self._observe(agency_id, outcome, time.perf_counter() - started)
             with self._lock:
                 self._in_flight[agency_id] -= 1
 
+    def _observe(self, agency_id: str, outcome: str | None, seconds: float) -> None:
+        if outcome == "queued":
+            self.metrics.retried(agency_id)
+            outcome = "retry"
+        self.metrics.observe(agency_id, outcome or "unknown", seconds)
+
     # --- batch agencies ------------------------------------------------------------------
 
-    def deliver_batch(self, delivery_ids: list[str], agency_id: str) -> None:
+    def deliver_batch(self, delivery_ids: list[str], agency_id: str, trial: bool = False) -> None:
         """Encode each claimed request, send them as one file, and mark them awaiting results."""
-        channel = self.channels[agency_id]
+        channel, breaker = self.channels[agency_id], self.breakers[agency_id]
         assert isinstance(channel, BatchChannel)
         try:
             with self.db.reading() as session:
@@ -224,15 +302,20 @@ class DeliveryWorker:
                 envelopes[delivery_id] = envelope
                 by_operation.setdefault(envelope.operation, []).append(delivery_id)
             for ids in by_operation.values():
+                started = time.perf_counter()
                 try:
                     batch_file = channel.send([envelopes[i] for i in ids])
                 except AdapterError as error:
+                    breaker.record(error, trial=trial)
+                    self.metrics.observe(agency_id, "batch_failed", time.perf_counter() - started)
                     log.info("batch of %d to %s: %s", len(ids), agency_id, error.code)
                     with self.db.transaction() as session:
                         for delivery_id in ids:
                             services.record_failure(session, delivery_id, error, audit=self.audit, now=utc_now(),
                                                     policy=self.policy)
                     continue
+                breaker.record(None, trial=trial)
+                self.metrics.observe(agency_id, "batch_sent", time.perf_counter() - started)
                 with self.db.transaction() as session:
                     services.record_sent(session, ids, envelopes, batch_file=batch_file, audit=self.audit,
                                          now=utc_now(), wait_seconds=self.settings.batch_result_wait_seconds)
@@ -240,6 +323,8 @@ class DeliveryWorker:
             # Leases lapse and the deliveries are claimed again; the agency discards what it already has.
             log.exception("batch to %s failed inside the gateway; its leases will lapse and it will be retried", agency_id)
         finally:
+            if trial:
+                breaker.cancel_trial()
             with self._lock:
                 self._in_flight[agency_id] -= 1
 

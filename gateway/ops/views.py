@@ -2,10 +2,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Flask, current_app, jsonify
+from flask import Blueprint, Flask, Response, current_app, jsonify
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
 from gateway.db import get_db
+from gateway.deliveries.metrics import render as render_metrics
 from gateway.migrate import current_revision, head_revision
 
 blp = Blueprint("ops", __name__)
@@ -35,6 +37,18 @@ def readyz() -> Any:
             "agencies": sorted(current_app.extensions["registry"].agencies),
             "workers_running": bool(worker and worker.running)}
     return jsonify(body), 200 if not problems else 503
+
+
+@blp.get("/metrics")
+def metrics() -> Any:
+    """Prometheus exposition: per-agency deliveries by state, queue depth and oldest due
+    age (from the database), latency, retries and breaker state (from the processes).
+    Unauthenticated like /healthz; it carries no subject, case or identity number."""
+    settings = current_app.config["SETTINGS"]
+    body = render_metrics(db=get_db(), agency_ids=current_app.extensions["registry"].agencies,
+                          process_registry=current_app.extensions["metrics_registry"],
+                          multiproc_dir=settings.prometheus_multiproc_dir)
+    return Response(body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 def init_app(app: Flask) -> None:

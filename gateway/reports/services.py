@@ -43,20 +43,26 @@ def build_report(session: Session, case_number: str, subject_ref: str, principal
         .where(Request.case_id == case.id, Request.subject_id == subject.id, Request.action == "inquiry")
         .order_by(Delivery.created_at.desc())
     ).all()
-    # The newest answer per agency and category stands; older ones are history.
-    answered_from: dict[tuple[str, str], str] = {}
+    # The newest answer per agency and category stands; older ones are history. A
+    # reused answer's assets are those of the delivery it reuses (another case's).
+    answered_from: dict[tuple[str, str], Delivery] = {}
     latest_by_agency: dict[str, Delivery] = {}
     for d in deliveries:
         latest_by_agency.setdefault(d.agency_id, d)
         if d.state == "answered":
             for category in d.categories:
-                answered_from.setdefault((d.agency_id, category), d.id)
-    assets = []
+                answered_from.setdefault((d.agency_id, category), d)
+    assets, via = [], {}
     if answered_from:
+        sources = {d.reused_from or d.id for d in answered_from.values()}
         rows = session.scalars(
-            select(Asset).where(Asset.delivery_id.in_(set(answered_from.values()))).order_by(Asset.category, Asset.identifier)
+            select(Asset).where(Asset.delivery_id.in_(sources)).order_by(Asset.category, Asset.identifier)
         ).all()
-        assets = [a for a in rows if answered_from.get((a.agency_id, a.category)) == a.delivery_id]
+        for a in rows:
+            d = answered_from.get((a.agency_id, a.category))
+            if d is not None and (d.reused_from or d.id) == a.delivery_id:
+                assets.append(a)
+                via[a.id] = d
     cash_found = sum((a.balance or Decimal("0") for a in assets if a.category in CASH_CATEGORIES), Decimal("0"))
     ledger = controls_in_case(session, case.id, subject.id)
     valuations = _valuations(session, case.id, subject.id)
@@ -74,6 +80,8 @@ def build_report(session: Session, case_number: str, subject_ref: str, principal
                 "encumbrances": a.encumbrances,
                 "controls": [ledger[(a.agency_id, a.identifier)].view()] if (a.agency_id, a.identifier) in ledger else [],
                 "details": a.details, "found_at": a.found_at,
+                "reused": via[a.id].reused_from is not None,
+                **({"age_seconds": via[a.id].reused_age_seconds} if via[a.id].reused_from else {}),
             }
             for a in assets
         ],

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,7 +23,8 @@ from gateway.errors import Conflict, Forbidden, IdempotencyConflict, NotFound, R
 from gateway.registry import Registry
 from gateway.requests.controls import resolve_targets
 from gateway.requests.models import Request
-from gateway.requests.states import api_delivery_state
+from gateway.requests.reuse import apply_reuse, find_reusable, write_reused_results
+from gateway.requests.states import api_delivery_state, request_state
 from gateway.timeutil import new_id
 from schemas.canonical import RequestStateSchema
 from schemas.vocabulary import CONTROL_ACTIONS, TARGETED_ACTIONS
@@ -72,6 +73,8 @@ class PreparedRequest:
     delivery_rows: list[dict[str, Any]]
     reply: dict[str, Any]
     audit_event: dict[str, Any]
+    reused_results: list[dict[str, Any]] = field(default_factory=list)
+    reuse_events: list[dict[str, Any]] = field(default_factory=list)
 
 
 def prepare_request(
@@ -83,6 +86,7 @@ def prepare_request(
     digest: str,
     registry: Registry,
     now: datetime,
+    reuse_window: timedelta = timedelta(0),
 ) -> PreparedRequest:
     """Purpose rule, domain rules, routing and the 202 body, from one read.
 
@@ -124,12 +128,19 @@ def prepare_request(
         }
         for r in sorted(routes, key=lambda r: r.agency.id)
     ]
-    state = "awaiting_approval" if held else "accepted"
+    reused_results: list[dict[str, Any]] = []
+    if action == "inquiry":  # controls are never reused
+        for d in deliveries:
+            d.update(reused_from=None, reused_age_seconds=None, answered_at=None)  # one shape for executemany
+        reusable = find_reusable(session, subject_id=debtor.subject_id, court_code=principal.court or "",
+                                 case_id=debtor.case_id, agency_ids=[d["agency_id"] for d in deliveries],
+                                 window=reuse_window, now=now)
+        reused_results = apply_reuse(deliveries, reusable, now)
+    state = "awaiting_approval" if held else request_state(d["state"] for d in deliveries)
     reply = _STATE_SCHEMA.dump({
         "id": request_id, "case_number": debtor.case_number, "action": action, "categories": list(categories),
         "state": state, "created_at": now,
-        "deliveries": [{**d, "agency": d["agency_id"], "state": api_delivery_state(d["state"]), "error": None,
-                        "result": None} for d in deliveries],
+        "deliveries": [_accepted_view(d, reused_results) for d in deliveries],
     })
     request_row = {
         "id": request_id, "case_id": debtor.case_id, "subject_id": debtor.subject_id, "action": action,
@@ -153,7 +164,26 @@ def prepare_request(
             **({"lines": {agency: [ln["identifier"] for ln in ls] for agency, ls in lines.items()}} if lines else {}),
         },
     }
-    return PreparedRequest(request_row, deliveries, reply, audit_event)
+    reuse_events = [
+        {"action": "delivery.reused", "outcome": "answered", "case_number": debtor.case_number,
+         "subject_id_number": debtor.id_number, "request_id": request_id, "delivery_id": d["id"],
+         "details": {"agency": d["agency_id"], "reused_from": d["reused_from"], "age_seconds": d["reused_age_seconds"]}}
+        for d in deliveries if d.get("reused_from")
+    ]
+    return PreparedRequest(request_row, deliveries, reply, audit_event, reused_results, reuse_events)
+
+
+def _accepted_view(d: dict[str, Any], reused_results: list[dict[str, Any]]) -> dict[str, Any]:
+    view = {**d, "agency": d["agency_id"], "state": api_delivery_state(d["state"]), "error": None, "result": None,
+            "reused": bool(d.get("reused_from"))}
+    result = next((r for r in reused_results if r["delivery_id"] == d["id"]), None)
+    if result is not None:
+        view.update(age_seconds=d["reused_age_seconds"], result={
+            "asset_count": result["asset_count"], "answered_at": result["agency_answered_at"],
+            "request_sha256": result["request_sha256"], "late": False})
+    else:
+        view.pop("reused_from", None)
+    return view
 
 
 def write_request(session: Session | Connection, prepared: PreparedRequest, *, principal: Principal, audit: AuditLog) -> None:
@@ -164,7 +194,10 @@ def write_request(session: Session | Connection, prepared: PreparedRequest, *, p
     # Core inserts on the tables: the intake's hot path needs none of the ORM's unit of work.
     session.execute(_INSERT_REQUEST, [prepared.request_row])
     session.execute(_INSERT_DELIVERIES, prepared.delivery_rows)
+    write_reused_results(session, prepared.reused_results)
     audit.record(session, actor=principal, **prepared.audit_event)
+    for event in prepared.reuse_events:
+        audit.record(session, actor=principal, **event)
 
 
 def state_view(request_row: Request, deliveries: list[Delivery] | None = None) -> dict[str, Any]:
@@ -183,9 +216,11 @@ def state_view(request_row: Request, deliveries: list[Delivery] | None = None) -
                 "attempts": d.attempts, "deadline": d.deadline, "error": d.last_error,
                 "result": (
                     {"asset_count": d.result.asset_count, "answered_at": d.result.agency_answered_at,
-                     "request_sha256": d.result.request_sha256}
+                     "request_sha256": d.result.request_sha256, "late": d.result.late}
                     if d.result is not None else None
                 ),
+                "reused": d.reused_from is not None,
+                **({"reused_from": d.reused_from, "age_seconds": d.reused_age_seconds} if d.reused_from else {}),
             }
             for d in sorted(rows, key=lambda d: d.agency_id)
         ],

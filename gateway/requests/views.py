@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 from flask import Flask, Response, current_app, request
@@ -51,6 +52,7 @@ def submit_request(headers: dict[str, Any], payload: dict[str, Any]) -> Any:
             prepared = services.prepare_request(
                 connection, payload, principal=principal, idempotency_key=key, digest=digest,
                 registry=current_app.extensions["registry"], now=utc_now(),
+                reuse_window=timedelta(seconds=current_app.config["SETTINGS"].reuse.freshness_seconds),
             )
             services.write_request(connection, prepared, principal=principal, audit=audit)
     except IntegrityError:

@@ -65,6 +65,12 @@ def test_serve_answers_an_inquiry_end_to_end(database_url, keys_dir, settings, a
         assert report["gaps"] == [] and any(a["category"] == "identity" for a in report["assets"])
         by_number = api.get(f"/api/v1/cases/{CASE_NUMBER}/subjects/330102198703151157/assets")
         assert by_number.json() == {**report, "as_of": by_number.json()["as_of"]}
+        # /metrics adds up both gunicorn workers (multiprocess mode), whichever one answered the scrape.
+        for _ in range(4):
+            metrics = requests.get(base + "/metrics", timeout=5).text
+            assert 'gateway_delivery_seconds_count{agency="psb",outcome="answered"} 1.0' in metrics, metrics
+            assert 'gateway_circuit_breaker_state{agency="psb",state="closed"} 2.0' in metrics
+            assert 'gateway_deliveries{agency="psb",state="answered"} 1.0' in metrics
     finally:
         server.terminate()
         output, _ = server.communicate(timeout=30)
