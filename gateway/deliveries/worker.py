@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 
 DEFAULT_BREAKER = BreakerSection(failure_threshold=5, reset_seconds=30.0)
+EXPIRY_INTERVAL_SECONDS = 1.0
 
 
 def lease_owner_name() -> str:
@@ -65,6 +66,7 @@ class DeliveryWorker:
         self._in_flight = {agency_id: 0 for agency_id in channels}
         self._rates = {agency_id: RateLimiter(c.agency.rate_limit_per_second) for agency_id, c in channels.items()}
         self._last_collected = {agency_id: 0.0 for agency_id in channels}
+        self._last_expiry = 0.0
         self.name = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"  # holder of collection leases
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -137,8 +139,12 @@ class DeliveryWorker:
     def dispatch_once(self) -> int:
         """Expire what is overdue, claim what is due, hand it to the pool; return how many started."""
         now = utc_now()
-        with self.db.transaction() as session:
-            services.expire_overdue(session, audit=self.audit, now=now)
+        # Deadlines are hours or days: a running worker looks once a second, sparing a
+        # write transaction on every pass of a busy dispatcher (inline passes always look).
+        if self._pool is None or time.monotonic() - self._last_expiry >= EXPIRY_INTERVAL_SECONDS:
+            self._last_expiry = time.monotonic()
+            with self.db.transaction() as session:
+                services.expire_overdue(session, audit=self.audit, now=now)
         started, plans = 0, []
         for agency_id, channel in self.channels.items():
             if isinstance(channel, BatchChannel):
@@ -202,22 +208,34 @@ class DeliveryWorker:
         """
         ready: dict[str, list[tuple[str, Envelope]]] = {}
         with self.db.transaction() as session:
-            for channel, limit, _trial in plans:
+            claimed = {
+                channel.agency.id: services.claim_due(session, agency_id=channel.agency.id, now=now, limit=limit,
+                                                      lease_seconds=self.settings.lease_seconds, owner=self.owner)
+                for channel, limit, _trial in plans
+            }
+            every = [i for ids in claimed.values() for i in ids]
+            if not every:
+                return ready
+            stored = services.stored_envelopes(session, every)
+            orders = batches.load_orders(session, [i for i in every if i not in stored])
+            fresh: dict[str, Envelope] = {}
+            for channel, _limit, _trial in plans:
                 agency_id = channel.agency.id
-                ids = services.claim_due(session, agency_id=agency_id, now=now, limit=limit,
-                                         lease_seconds=self.settings.lease_seconds, owner=self.owner)
-                for delivery_id in ids:
-                    order, _ = services.load_order(session, delivery_id)
-                    try:
-                        envelope = channel.encode(order)
-                    except AdapterError as error:
-                        services.record_failure(session, delivery_id, error, audit=self.audit, now=now,
-                                                policy=self.policy)
-                        continue
+                for delivery_id in claimed[agency_id]:
+                    envelope = stored.get(delivery_id)
+                    if envelope is None:
+                        try:
+                            envelope = fresh[delivery_id] = channel.encode(orders[delivery_id][0])
+                        except AdapterError as error:
+                            services.record_failure(session, delivery_id, error, audit=self.audit, now=now,
+                                                    policy=self.policy)
+                            continue
                     if isinstance(channel, PullChannel):
                         services.record_stored_for_pull(session, delivery_id, envelope, audit=self.audit, now=now)
                         continue
-                    ready.setdefault(agency_id, []).append((delivery_id, services.first_bytes(session, delivery_id, envelope)))
+                    ready.setdefault(agency_id, []).append((delivery_id, envelope))
+            pulled = {i for channel, _l, _t in plans if isinstance(channel, PullChannel) for i in claimed[channel.agency.id]}
+            batches.keep_requests(session, {i: e for i, e in fresh.items() if i not in pulled}, now=now)
         return ready
 
     def _submit(self, task, *args) -> None:
@@ -265,7 +283,7 @@ class DeliveryWorker:
                 return
             breaker.record(None, trial=trial)
             with self.db.transaction() as session:
-                fresh = services.record_answer(session, delivery_id, envelope, answer, answer.raw, audit=self.audit,
+                fresh = batches.record_answers(session, [(delivery_id, envelope, answer, answer.raw)], audit=self.audit,
                                                now=utc_now())
             outcome = "answered" if fresh else "duplicate"
         except Exception as exc:
@@ -283,6 +301,7 @@ class DeliveryWorker:
             self._observe(agency_id, outcome, time.perf_counter() - started)
             with self._lock:
                 self._in_flight[agency_id] -= 1
+            self._wake.set()  # a slot is free: more of this agency's work may be due
 
     def _observe(self, agency_id: str, outcome: str | None, seconds: float) -> None:
         if outcome == "queued":
