@@ -18,6 +18,8 @@ from gateway.auditing import console as audit_console
 from gateway.auditing import views as audit_views
 from gateway.auth.tokens import TokenVerifier
 from gateway.cases import views as case_views
+from gateway.controls import views as control_views
+from gateway.controls.rules import ControlRules
 from gateway.deliveries.channels import build_channels
 from gateway.deliveries.worker import DeliveryWorker
 from gateway.logs import configure_logging
@@ -26,6 +28,7 @@ from gateway.registry import Registry, load_registry
 from gateway.reports import views as report_views
 from gateway.requests import views as request_views
 from gateway.settings import load_settings
+from gateway.timeutil import utc_now
 
 
 def create_app(overrides: Mapping[str, Any] | None = None, *, registry: Registry | None = None) -> Flask:
@@ -40,12 +43,16 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, registry: Registry
     db.init_app(app)
     app.extensions["registry"] = registry or load_registry(settings.agencies_path)
     app.extensions["tokens"] = TokenVerifier(settings)
+    app.extensions["control_rules"] = ControlRules.from_settings(settings.controls)
+    # What controls count as "today" (terms, lapses, follow-ups): tests move it on.
+    app.extensions["clock"] = utc_now
     audit_service.init_app(app)
 
     api = api_module.init_app(app)
     case_views.init_app(app, api)
     request_views.init_app(app, api)
     report_views.init_app(app, api)
+    control_views.init_app(app, api)
     ops_views.init_app(app)
     audit_views.init_app(app, api)
     audit_console.init_app(app)

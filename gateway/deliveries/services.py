@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from adapters.errors import AdapterError, AgencyRefused, IncomingInvalid
 from adapters.interfaces import AgencyAnswer, BatchRecord, ControlLine, DeliveryOrder, Envelope, InboundBatch, SubjectRef
 from audit.store import AuditLog, SystemActor
+from gateway.controls.services import record_outcomes
 from gateway.deliveries.models import Asset, ChannelLease, Delivery, DeliveryResult, QuarantinedMessage
 from gateway.deliveries.retry import next_attempt_at
 from gateway.requests.models import Request
@@ -218,6 +219,8 @@ def record_answer(session: Session, delivery_id: str, envelope: Envelope, answer
         request_sha256=answer.request_sha256, answer_sha256=hashlib.sha256(raw).hexdigest(), asset_count=len(records),
         controls=outcomes or None,
     ))
+    if outcomes:  # the control ledger follows the agency's word, in this same transaction
+        record_outcomes(session, delivery, delivery.request, outcomes, now)
     delivery.state, delivery.answered_at, delivery.lease_until = "answered", now, None
     _keep_request(delivery, envelope, now)
     delivery.last_error = None

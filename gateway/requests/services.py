@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from audit.store import AuditLog
 from gateway.auth.tokens import Principal
 from gateway.cases.services import require_debtor
+from gateway.controls.rules import DEFAULT_RULES, ControlRules
 from gateway.deliveries.models import Delivery
 from gateway.errors import Conflict, Forbidden, IdempotencyConflict, NotFound, RuleViolation
 from gateway.registry import Registry
@@ -83,6 +84,7 @@ def prepare_request(
     digest: str,
     registry: Registry,
     now: datetime,
+    rules: ControlRules = DEFAULT_RULES,
 ) -> PreparedRequest:
     """Purpose rule, domain rules, routing and the 202 body, from one read.
 
@@ -97,7 +99,7 @@ def prepare_request(
     action = payload["action"]
     lines: dict[str, list[dict[str, Any]]] = {}
     if action in TARGETED_ACTIONS:
-        control_routes = resolve_targets(session, payload, debtor, registry, now)
+        control_routes = resolve_targets(session, payload, debtor, registry, now, rules)
         routes = [c.route for c in control_routes]
         lines = {c.route.agency.id: c.lines for c in control_routes}
         categories = tuple(dict.fromkeys(c for r in routes for c in r.categories))
