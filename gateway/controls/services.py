@@ -203,3 +203,16 @@ class _AssetSeen:
     def __init__(self, *values: Any) -> None:
         for name, value in zip(self.__slots__, values):
             setattr(self, name, value)
+
+
+def due_list(bind: Session | Connection, rules: Any, now: datetime, *, court_code: str | None, case_id: str | None,
+             days: int | None = None) -> dict[str, Any]:
+    """The follow-up list of a court or a case (the API's and ``gateway controls due``'s).
+    ``rules`` is the app's ControlRules; ``days`` overrides its warning days."""
+    from gateway.controls.follow_up import follow_ups
+
+    controls, found = due_rows(bind, court_code=court_code, case_id=case_id)
+    items = follow_ups(controls, found, today=now.date(), now=now,
+                       warning_days=rules.warning_days if days is None else days,
+                       uncontrolled_after_days=rules.uncontrolled_after_days)
+    return {"court": court_code, "as_of": now.date().isoformat(), "items": [i.view() for i in items]}

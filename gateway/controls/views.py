@@ -13,7 +13,6 @@ from gateway.audit_service import get_audit
 from gateway.auth.access import current_principal
 from gateway.cases.services import find_case
 from gateway.controls import services
-from gateway.controls.follow_up import follow_ups
 from gateway.controls.ledger import HOLDING_STATES
 from gateway.db import get_db
 from gateway.errors import Forbidden
@@ -82,21 +81,11 @@ def controls_due(query: dict[str, Any]) -> Any:
         raise Forbidden(f"court {principal.court} may read only its own follow-up list", code="other_court")
     with get_db().transaction() as session:
         case_id = find_case(session, query["case_number"], principal).id if query.get("case_number") else None
-        body = due_list(session, court_code=court, case_id=case_id, days=query.get("days"))
+        body = services.due_list(session, current_app.extensions["control_rules"], current_app.extensions["clock"](),
+                                 court_code=court, case_id=case_id, days=query.get("days"))
         get_audit().record(session, action="controls.due", outcome="ok", actor=principal,
                            case_number=query.get("case_number"), details={"items": len(body["items"])})
     return body
-
-
-def due_list(session: Any, *, court_code: str | None, case_id: str | None, days: int | None) -> dict[str, Any]:
-    """The follow-up list (shared by the API and ``gateway controls due``)."""
-    rules = current_app.extensions["control_rules"]
-    now = current_app.extensions["clock"]()
-    controls, found = services.due_rows(session, court_code=court_code, case_id=case_id)
-    items = follow_ups(controls, found, today=now.date(), now=now,
-                       warning_days=rules.warning_days if days is None else days,
-                       uncontrolled_after_days=rules.uncontrolled_after_days)
-    return {"court": court_code, "as_of": now.date().isoformat(), "items": [i.view() for i in items]}
 
 
 def init_app(app: Flask, api: Any) -> None:

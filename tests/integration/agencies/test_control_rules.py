@@ -14,7 +14,9 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
+from click.testing import CliRunner
 
+from gateway.cli import main
 from gateway.controls.terms import add_months
 from gateway.timeutil import utc_now
 from test_agency_actions import (  # noqa: F401 (fixtures)
@@ -153,7 +155,7 @@ class TestUnderACourtsOwnSettings:
         assert (held["identifier"], held["amount"], held["until"]) == (
             B_SAVINGS, "29500.00", add_months(date.today(), 6).isoformat())
 
-    def test_renew_before_expiry_extends_it_and_after_expiry_is_refused(self, court, app, agencies):
+    def test_renew_before_expiry_extends_it_and_after_expiry_is_refused(self, court, app, agencies, database_url):
         inquire(court, app)
         account = by_identifier(report(court), A_SAVINGS)
         # Cash found and left uncontrolled for more than 15 days is on the list.
@@ -167,6 +169,11 @@ class TestUnderACourtsOwnSettings:
         assert not [i for i in due(court) if i["kind"] == "lapsing"]  # 30 warning days: not yet
         (warned,) = [i for i in due(court, days=200) if i["kind"] == "lapsing"]
         assert (warned["identifier"], warned["due"]) == (A_SAVINGS, six_months.isoformat())
+        # The same list on the command line (plain tab-separated lines without a terminal).
+        listed = CliRunner().invoke(main, ["controls", "due", "--days", "200", "--case", CASE],
+                                    env={"GATEWAY_DATABASE_URL": database_url})
+        assert listed.exit_code == 0, listed.output
+        assert f"lapsing\t{six_months.isoformat()}\t{CASE}\tbank-a\t{A_SAVINGS}\t" in listed.output
         move_clock(app, 16)
         assert A_SAVINGS not in {i["identifier"] for i in due(court) if i["kind"] == "uncontrolled"}
         move_clock(app, 0)
