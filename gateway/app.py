@@ -19,6 +19,7 @@ from gateway.auditing import views as audit_views
 from gateway.auth.tokens import TokenVerifier
 from gateway.cases import views as case_views
 from gateway.controls import views as control_views
+from gateway.controls.housekeeping import ControlHousekeeping
 from gateway.controls.rules import ControlRules
 from gateway.deliveries.channels import build_channels
 from gateway.deliveries.worker import DeliveryWorker
@@ -65,5 +66,11 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, registry: Registry
     worker.add_periodic(app.extensions["audit_checkpoints"].maybe_write)
     worker.add_periodic(lambda: audit_service.flush_refusal_summaries(
         app.extensions["db"], app.extensions["audit"], app.extensions["unauthenticated_refusals"]))
+    # Release of excess and repeat freezes ride on the same loop (gateway/controls/housekeeping.py).
+    housekeeping = ControlHousekeeping(app.extensions["db"], app.extensions["registry"], app.extensions["audit"],
+                                       app.extensions["control_rules"], lambda: app.extensions["clock"](),
+                                       on_work=worker.wake)
+    worker.add_periodic(housekeeping.maybe_run)
+    app.extensions["control_housekeeping"] = housekeeping
     app.extensions["worker"] = worker
     return app

@@ -84,6 +84,11 @@ class LegalBasisSchema(Schema):
     number = fields.Str(required=True, validate=validate.Length(min=1, max=64))
 
 
+class RepeatSchema(Schema):
+    days = fields.Int(load_default=None, validate=validate.Range(min=1, max=366),
+                      metadata={"description": "try again daily for at most this many days (default: settings)"})
+
+
 class RequestSubmissionSchema(Schema):
     """POST /api/v1/requests. Domain rules (legal basis for controls, amounts) are
     checked by the request service and answered with 422, not here."""
@@ -104,6 +109,8 @@ class RequestSubmissionSchema(Schema):
         validate=validate.Regexp(r"^[0-9A-Za-z-]{6,34}$", error="must be 6-34 letters, digits or '-'"),
         metadata={"description": "deducts: the court's receiving account"},
     )
+    repeat = fields.Nested(RepeatSchema, load_default=None, metadata={
+        "description": "freezes: when the accounts held less than the amount, try again daily for the shortfall"})
 
 
 class AssetRecordSchema(Schema):

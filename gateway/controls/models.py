@@ -53,3 +53,23 @@ class Control(Base):
     last_request_id: Mapped[str] = mapped_column(String(36))  # the latest request that changed it
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+
+
+class RepeatFreeze(Base):
+    """A freeze that tries again daily for its shortfall (opt-in per request), until
+    covered, cancelled or out of days. Every attempt is a freeze request of its own."""
+
+    __tablename__ = "repeat_freezes"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    request_id: Mapped[str] = mapped_column(ForeignKey("requests.id"), unique=True)  # the freeze asked
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.id"), index=True)
+    amount: Mapped[Decimal] = mapped_column(Numeric(18, 2))  # the whole amount asked
+    targets: Mapped[list[str]] = mapped_column(JSON)  # asset ids, in the order tried
+    state: Mapped[str] = mapped_column(String(16), index=True)  # active, covered, cancelled, ended
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    attempt_request_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ends_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_outcome: Mapped[str | None] = mapped_column(String(200))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)

@@ -137,6 +137,14 @@ def _update_row(row: Control, control: ControlInForce, request: Request, now: da
         row.ended_at = now
 
 
+def deducted_in_case(bind: Session | Connection, case_id: str) -> Decimal:
+    """Money deducts took for the case (as the agencies reported it transferred)."""
+    return Decimal(bind.execute(
+        select(func.coalesce(func.sum(_C.amount), 0))
+        .where(_C.case_id == case_id, _C.action == "deduct", _C.state.in_(("deducted", "received")))
+    ).scalar_one())
+
+
 def cash_frozen_in_case(bind: Session | Connection, case_id: str, today: date) -> Decimal:
     """Money frozen and in force for a case, across agencies (lapsed freezes hold nothing)."""
     return bind.execute(

@@ -7,16 +7,21 @@ from typing import Any
 
 from flask import Flask, current_app
 from marshmallow import Schema, fields, validate
+from sqlalchemy import select
 
 from gateway.api import ApiBlueprint, roles_required, set_audit_context
 from gateway.audit_service import get_audit
 from gateway.auth.access import current_principal
 from gateway.cases.services import find_case
-from gateway.controls import services
+from gateway.cases.models import Case
+from gateway.controls import repeat, services
+from gateway.controls.models import Control, RepeatFreeze
 from gateway.controls.ledger import HOLDING_STATES
 from gateway.db import get_db
-from gateway.errors import Forbidden
-from schemas.canonical import CaseControlsSchema, ErrorSchema
+from gateway.errors import Conflict, Forbidden, NotFound
+from gateway.requests.models import Request
+from schemas.canonical import CaseControlsSchema, ErrorSchema, LedgerEntrySchema
+from schemas.fields import Money
 from schemas.vocabulary import CASH_CATEGORIES
 
 blp = ApiBlueprint("controls", __name__, url_prefix="/api/v1", description="Control ledger and follow-up lists")
@@ -40,6 +45,16 @@ def case_controls(case_number: str) -> Any:
     frozen = sum((e["amount"] or Decimal("0") for e in entries
                   if e["category"] in CASH_CATEGORIES and e["state"] in HOLDING_STATES), Decimal("0"))
     return {"case_number": case.case_number, "amount_owed": case.amount_owed, "cash_frozen": frozen, "controls": entries}
+
+
+class RepeatViewSchema(Schema):
+    state = fields.Str(metadata={"description": "active, covered, cancelled or ended"})
+    amount = fields.Str()
+    attempts = fields.Int()
+    attempt_requests = fields.List(fields.Str())
+    next_attempt_at = fields.Str()
+    ends_at = fields.Str()
+    last_outcome = fields.Str(allow_none=True)
 
 
 class DueQuerySchema(Schema):
@@ -86,6 +101,61 @@ def controls_due(query: dict[str, Any]) -> Any:
         get_audit().record(session, action="controls.due", outcome="ok", actor=principal,
                            case_number=query.get("case_number"), details={"items": len(body["items"])})
     return body
+
+
+class ReceiptSchema(Schema):
+    amount = Money(required=True, metadata={"description": "money that arrived in the court's account"})
+    reference = fields.Str(load_default=None, validate=validate.Length(min=1, max=64))
+
+
+@blp.route("/controls/<control_id>/receipt", methods=["POST"])
+@roles_required("court_officer", "admin")
+@blp.arguments(ReceiptSchema())
+@blp.response(200, LedgerEntrySchema)
+@blp.alt_response(404, schema=ErrorSchema, description="no such deduct for the caller's court")
+@blp.alt_response(409, schema=ErrorSchema, description="not a deduct awaiting confirmation")
+def confirm_receipt(payload: dict[str, Any], control_id: str) -> Any:
+    """The court's finance system confirms money of a deduct arrived. The agency's
+    word that it transferred is kept apart; a different sum stays on the follow-up list."""
+    principal = current_principal()
+    today = current_app.extensions["clock"]().date()
+    with get_db().transaction() as session:
+        row = session.get(Control, control_id, with_for_update=True)
+        case = session.get(Case, row.case_id) if row is not None else None
+        if row is None or row.action != "deduct" or (principal.role != "admin" and case.court_code != principal.court):
+            raise NotFound(f"no deduct {control_id} for court {principal.court}")
+        if row.state != "deducted":
+            raise Conflict(f"deduct {control_id} is {row.state}: its receipt was already confirmed")
+        row.state, row.received, row.received_by = "received", payload["amount"], principal.sub
+        row.received_at = current_app.extensions["clock"]()
+        session.flush()
+        get_audit().record(session, action="control.receipt", outcome="matched" if row.received == row.amount else "mismatch",
+                           actor=principal, case_number=case.case_number,
+                           details={"control": row.id, "transferred": str(row.amount), "received": str(row.received),
+                                    "reference": payload.get("reference")})
+        body = services.ledger_view(row, today)
+    return body
+
+
+@blp.route("/requests/<request_id>/cancel", methods=["POST"])
+@roles_required("court_officer", "approver")
+@blp.response(200, RepeatViewSchema)
+@blp.alt_response(404, schema=ErrorSchema, description="no repeat freeze on this request for the caller's court")
+@blp.alt_response(409, schema=ErrorSchema, description="the repeat freeze already ended")
+def cancel_repeat(request_id: str) -> Any:
+    """Stop a repeat freeze: no more daily attempts (what is frozen stays frozen)."""
+    principal = current_principal()
+    set_audit_context(request_id=request_id)
+    with get_db().transaction() as session:
+        repeat_row = session.scalars(select(RepeatFreeze).where(RepeatFreeze.request_id == request_id)
+                                     .with_for_update()).first()
+        original = session.get(Request, request_id)
+        if repeat_row is None or original.court_code != principal.court:
+            raise NotFound(f"no repeat freeze on request {request_id} for court {principal.court}")
+        if repeat_row.state != "active":
+            raise Conflict(f"the repeat freeze of {request_id} is {repeat_row.state}")
+        repeat.cancel(session, repeat_row, original, get_audit(), current_app.extensions["clock"](), principal.sub)
+        return repeat.view(repeat_row)
 
 
 def init_app(app: Flask, api: Any) -> None:

@@ -21,7 +21,9 @@ from gateway.cases.models import Case
 from gateway.cases.services import DebtorRef
 from gateway.controls.ledger import ControlInForce
 from gateway.controls.rules import DEFAULT_RULES, ControlRules
-from gateway.controls.services import by_asset, cash_frozen_in_case, controls_in_case, lock_case, reserved_for_freezes
+from gateway.controls.services import (
+    by_asset, cash_frozen_in_case, controls_in_case, deducted_in_case, lock_case, reserved_for_freezes,
+)
 from gateway.deliveries.models import Asset
 from gateway.errors import RuleViolation
 from gateway.registry import Registry, Route
@@ -145,15 +147,16 @@ def _lines(action: str, assets: list[Any], payload: dict[str, Any], in_force: di
 
 def _check_cap(bind: Session | Connection, payload: dict[str, Any], debtor: DebtorRef, now: datetime) -> None:
     """No over-freezing: money frozen for a case, plus what freezes not yet answered
-    asked for, never exceeds the amount owed."""
-    owed = bind.scalar(select(Case.amount_owed).where(Case.id == debtor.case_id)) or Decimal("0")
+    asked for, never exceeds what is still owed (the amount owed less what deducts took)."""
+    owed = (bind.scalar(select(Case.amount_owed).where(Case.id == debtor.case_id)) or Decimal("0")) \
+        - deducted_in_case(bind, debtor.case_id)
     frozen = Decimal(cash_frozen_in_case(bind, debtor.case_id, now.date()))
     reserved = reserved_for_freezes(bind, debtor.case_id)
     room = owed - frozen - reserved
     if payload["amount"] > room:
         pending = f", {reserved} asked by freezes not yet answered" if reserved else ""
         raise RuleViolation(
-            f"freezing {payload['amount']} would exceed the amount owed ({owed}, {frozen} already frozen{pending})",
+            f"freezing {payload['amount']} would exceed what is still owed ({owed}, {frozen} already frozen{pending})",
             fields={"amount": [f"at most {max(room, Decimal('0'))} may still be frozen for this case"]},
         )
 

@@ -18,6 +18,8 @@ from sqlalchemy.orm import Session
 from audit.store import AuditLog
 from gateway.auth.tokens import Principal
 from gateway.cases.services import require_debtor
+from gateway.controls.models import RepeatFreeze
+from gateway.controls.repeat import schedule_row
 from gateway.controls.rules import DEFAULT_RULES, ControlRules
 from gateway.deliveries.models import Delivery
 from gateway.errors import Conflict, Forbidden, IdempotencyConflict, NotFound, RuleViolation
@@ -25,9 +27,9 @@ from gateway.registry import Registry
 from gateway.requests.controls import resolve_targets
 from gateway.requests.models import Request
 from gateway.requests.states import api_delivery_state
-from gateway.timeutil import new_id
+from gateway.timeutil import as_utc, new_id
 from schemas.canonical import RequestStateSchema
-from schemas.vocabulary import CONTROL_ACTIONS, TARGETED_ACTIONS
+from schemas.vocabulary import CASH_CATEGORIES, CONTROL_ACTIONS, TARGETED_ACTIONS
 
 _STATE_SCHEMA = RequestStateSchema()  # built once: marshmallow schemas are costly to construct
 _INSERT_REQUEST = insert(Request.__table__)  # likewise statements, on the intake's hot path
@@ -73,6 +75,7 @@ class PreparedRequest:
     delivery_rows: list[dict[str, Any]]
     reply: dict[str, Any]
     audit_event: dict[str, Any]
+    repeat_row: dict[str, Any] | None = None  # a freeze that tries again daily for its shortfall
 
 
 def prepare_request(
@@ -155,7 +158,22 @@ def prepare_request(
             **({"lines": {agency: [ln["identifier"] for ln in ls] for agency, ls in lines.items()}} if lines else {}),
         },
     }
-    return PreparedRequest(request_row, deliveries, reply, audit_event)
+    repeat_row = None
+    if payload.get("repeat") is not None:
+        repeat_row = _repeat_row(payload, lines, request_id, debtor.case_id, rules, now)
+        audit_event["details"]["repeat_days"] = (as_utc(repeat_row["ends_at"]) - now).days
+    return PreparedRequest(request_row, deliveries, reply, audit_event, repeat_row)
+
+
+def _repeat_row(payload: dict[str, Any], lines: dict[str, list[dict[str, Any]]], request_id: str, case_id: str,
+                rules: ControlRules, now: datetime) -> dict[str, Any]:
+    if payload["action"] != "freeze":
+        raise RuleViolation("only a freeze repeats", fields={"repeat": [f"not allowed on a {payload['action']}"]})
+    targets = [ln["asset_id"] for ls in lines.values() for ln in ls if ln.get("category") in CASH_CATEGORIES]
+    if not targets:
+        raise RuleViolation("a repeat freeze is for money in accounts", fields={"repeat": ["no account among the targets"]})
+    days = payload["repeat"].get("days") or rules.repeat_freeze_days
+    return schedule_row(request_id, case_id, payload["amount"], targets, days, now)
 
 
 def write_request(session: Session | Connection, prepared: PreparedRequest, *, principal: Principal, audit: AuditLog) -> None:
@@ -166,6 +184,8 @@ def write_request(session: Session | Connection, prepared: PreparedRequest, *, p
     # Core inserts on the tables: the intake's hot path needs none of the ORM's unit of work.
     session.execute(_INSERT_REQUEST, [prepared.request_row])
     session.execute(_INSERT_DELIVERIES, prepared.delivery_rows)
+    if prepared.repeat_row is not None:
+        session.execute(insert(RepeatFreeze.__table__), [prepared.repeat_row])
     audit.record(session, actor=principal, **prepared.audit_event)
 
 

@@ -6,7 +6,8 @@ Create Date: 2026-11-24
 
 ``controls``: one row per control an agency reported (in force, partly, queued,
 watching, released, lapsed) and one per deduct it reported (deducted, received),
-written with the delivery result that reports it. Results stored before this
+written with the delivery result that reports it. ``repeat_freezes``: freezes
+that try again daily for their shortfall. Results stored before this
 revision are not folded in (no deployment holds any yet).
 """
 from alembic import op
@@ -60,6 +61,29 @@ def upgrade() -> None:
     op.create_index(op.f("ix_controls_subject_id"), "controls", ["subject_id"])
     op.create_index(op.f("ix_controls_state"), "controls", ["state"])
 
+    op.create_table(
+        "repeat_freezes",
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("request_id", sa.String(length=36), nullable=False),
+        sa.Column("case_id", sa.String(length=36), nullable=False),
+        sa.Column("amount", sa.Numeric(18, 2), nullable=False),
+        sa.Column("targets", sa.JSON(), nullable=False),
+        sa.Column("state", sa.String(length=16), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("attempt_request_ids", sa.JSON(), nullable=False),
+        sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("ends_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("last_outcome", sa.String(length=200), nullable=True),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["case_id"], ["cases.id"], name=op.f("fk_repeat_freezes_case_id_cases")),
+        sa.ForeignKeyConstraint(["request_id"], ["requests.id"], name=op.f("fk_repeat_freezes_request_id_requests")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_repeat_freezes")),
+        sa.UniqueConstraint("request_id", name=op.f("uq_repeat_freezes_request_id")),
+    )
+    op.create_index(op.f("ix_repeat_freezes_case_id"), "repeat_freezes", ["case_id"])
+    op.create_index(op.f("ix_repeat_freezes_state"), "repeat_freezes", ["state"])
+
 
 def downgrade() -> None:
+    op.drop_table("repeat_freezes")
     op.drop_table("controls")
