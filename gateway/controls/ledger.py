@@ -146,6 +146,29 @@ def apply(current: ControlInForce | None, reported: ReportedOutcome) -> Effect:
     return Effect()
 
 
+def observe(current: ControlInForce, details: dict[str, Any]) -> ControlInForce | None:
+    """What an inquiry's view of an asset says of a waiting control: the agency lists the
+    seals or freezes on the asset (``details.seals`` / ``details.freezes``, each with its
+    reference); ours, found by its reference, in force now means it took effect.
+    Returns the changed control, or None when nothing changed or it is not listed."""
+    entries = list(details.get("seals") or details.get("freezes") or [])
+    mine = next((e for e in entries if current.agency_reference and e.get("reference") == current.agency_reference), None)
+    if mine is None or current.state != "queued":
+        return None
+    place = mine.get("place", mine.get("queue_position"))
+    in_force = mine["in_force"] if "in_force" in mine else place in (None, 1)
+    changed = replace(current, ahead=list(current.ahead))
+    if in_force:
+        changed.state, changed.queue_position, changed.ahead = "in_force", None, []
+        changed.until = _day(mine.get("until")) or current.until
+        return changed
+    ahead = [f"{e.get('court')} {e.get('ruling')}".strip() for e in entries[:entries.index(mine)]]
+    if (place, ahead) == (current.queue_position, current.ahead):
+        return None
+    changed.queue_position, changed.ahead = place, ahead
+    return changed
+
+
 def fold(outcomes: Iterable[ReportedOutcome]) -> dict[tuple[str, str], ControlInForce]:
     """Live controls per (agency, identifier), from outcomes oldest first."""
     ledger: dict[tuple[str, str], ControlInForce] = {}

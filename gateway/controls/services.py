@@ -14,7 +14,7 @@ from typing import Any, Iterable
 from sqlalchemy import Connection, func, select, text
 from sqlalchemy.orm import Session
 
-from gateway.controls.ledger import LIVE_STATES, ControlInForce, ReportedOutcome, apply
+from gateway.controls.ledger import LIVE_STATES, ControlInForce, ReportedOutcome, apply, observe
 from gateway.controls.models import Control
 from gateway.deliveries.models import Delivery
 from gateway.requests.models import Request
@@ -114,6 +114,31 @@ def record_outcomes(session: Session, delivery: Delivery, request: Request, outc
             written.append(deduct)
     session.flush()
     return written
+
+
+def observe_assets(session: Session, delivery: Delivery, subject_id: str, records: list[dict[str, Any]],
+                   now: datetime) -> list[Control]:
+    """An answer listing assets (an inquiry) may show a waiting control of ours in force
+    now (the control ahead was released or lapsed): the ledger follows it."""
+    identifiers = {r["identifier"]: r for r in records if (r.get("details") or {}).get("seals") or
+                   (r.get("details") or {}).get("freezes")}
+    if not identifiers:
+        return []
+    waiting = session.scalars(
+        select(Control).where(Control.subject_id == subject_id, Control.agency_id == delivery.agency_id,
+                              Control.identifier.in_(list(identifiers)), Control.state == "queued")
+        .with_for_update()
+    ).all()
+    changed = []
+    for row in waiting:
+        seen = observe(as_control(row), identifiers[row.identifier].get("details") or {})
+        if seen is None:
+            continue
+        row.state, row.queue_position, row.ahead, row.expires_at = seen.state, seen.queue_position, seen.ahead, seen.until
+        row.updated_at = now
+        changed.append(row)
+    session.flush()
+    return changed
 
 
 def _new_row(control: ControlInForce, delivery: Delivery, request: Request, line: dict[str, Any], now: datetime) -> Control:

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from adapters.errors import AdapterError, AgencyRefused, IncomingInvalid
 from adapters.interfaces import AgencyAnswer, BatchRecord, ControlLine, DeliveryOrder, Envelope, InboundBatch, SubjectRef
 from audit.store import AuditLog, SystemActor
-from gateway.controls.services import record_outcomes
+from gateway.controls.services import observe_assets, record_outcomes
 from gateway.deliveries.models import Asset, ChannelLease, Delivery, DeliveryResult, QuarantinedMessage
 from gateway.deliveries.retry import next_attempt_at
 from gateway.requests.models import Request
@@ -219,8 +219,10 @@ def record_answer(session: Session, delivery_id: str, envelope: Envelope, answer
         request_sha256=answer.request_sha256, answer_sha256=hashlib.sha256(raw).hexdigest(), asset_count=len(records),
         controls=outcomes or None,
     ))
-    if outcomes:  # the control ledger follows the agency's word, in this same transaction
+    # The control ledger follows the agency's word, in this same transaction.
+    if outcomes:
         record_outcomes(session, delivery, delivery.request, outcomes, now)
+    took_effect = observe_assets(session, delivery, subject_id, records, now) if records else []
     delivery.state, delivery.answered_at, delivery.lease_until = "answered", now, None
     _keep_request(delivery, envelope, now)
     delivery.last_error = None
@@ -230,6 +232,8 @@ def record_answer(session: Session, delivery_id: str, envelope: Envelope, answer
     if outcomes:
         details["controls"] = [{k: o[k] for k in ("identifier", "outcome", "amount_controlled", "queue_position") if o.get(k) is not None}
                                for o in outcomes]
+    if took_effect:
+        details["controls_took_effect"] = [row.id for row in took_effect]
     _audit(audit, session, delivery, "delivery.result", "answered", details)
     refresh_request(session, delivery.request_id)
     return True

@@ -92,8 +92,10 @@ def _exempt_kind(asset: Any, rules: ControlRules) -> str | None:
 
 
 def _latest(in_force: dict[tuple[str, str], list[ControlInForce]], asset: Any) -> ControlInForce | None:
+    """The control an act on the asset names: the newest in force, else the newest waiting."""
     controls = in_force.get((asset.agency_id, asset.identifier)) or []
-    return controls[-1] if controls else None
+    holding = [c for c in controls if c.holds_money()]
+    return (holding or controls or [None])[-1]
 
 
 def _lines(action: str, assets: list[Any], payload: dict[str, Any], in_force: dict, now: datetime,

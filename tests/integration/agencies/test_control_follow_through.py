@@ -113,3 +113,28 @@ class TestRepeatFreezes:
         assert sweep(app, 1) == []
         assert agencies["bank-a"].agency.account(A_SAVINGS).frozen == Decimal("20000.00")
         assert [e.outcome for e in audit_rows(app) if e.action == "control.repeat_freeze"] == ["cancelled"]
+
+
+def test_a_queued_seal_takes_effect_when_the_one_ahead_is_released(court, app, agencies):
+    inquire(court, app)
+    units = [a for a in report(court)["assets"] if a["agency"] == "land" and a["category"] == "real_estate"]
+    unit = next(a for a in units if not any("seal" in e for e in a["encumbrances"]))
+    assert control(court, app, "seal", targets=[unit["id"]])["state"] == "completed"
+    # A later ruling on the same unit waits behind the first seal.
+    second = control(court, app, "seal", targets=[unit["id"]], legal_basis={**BASIS, "number": BASIS["number"] + "之二"})
+    assert second["state"] == "completed", second["deliveries"]
+    (first, waiting) = ledger(court)["controls"]
+    assert (first["state"], waiting["state"], waiting["queue_position"]) == ("in_force", "queued", 2)
+    (shown,) = [a for a in report(court)["assets"] if a["identifier"] == unit["identifier"]]
+    assert [c["state"] for c in shown["controls"]] == ["in_force", "queued"] and shown["controls"][1]["ahead"]
+
+    assert control(court, app, "release", targets=[unit["id"]])["state"] == "completed"
+    assert [s.reference for s in agencies["land"].agency.seals_on(unit["identifier"])] == [waiting["agency_reference"]]
+    (still,) = ledger(court)["controls"]
+    assert still["state"] == "queued"  # the gateway has not heard yet
+    inquire(court, app)  # the registry now lists our seal in force
+    (took_effect,) = ledger(court)["controls"]
+    assert (took_effect["id"], took_effect["state"], took_effect["queue_position"], took_effect["ahead"]) == (
+        waiting["id"], "in_force", None, [])
+    assert any(e.details.get("controls_took_effect") == [waiting["id"]]
+               for e in audit_rows(app) if e.action == "delivery.result")
