@@ -16,10 +16,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 from gateway.db import Base
 from gateway.timeutil import new_id, utc_now
 
-# Row states. in_force/partly/queued/watching hold (or wait for) the asset;
-# released and lapsed ended; deducted/received are deduct rows (money moved / arrived).
-from gateway.controls.ledger import HOLDING_STATES, LIVE_STATES  # noqa: F401 (the states, named once)
-
 
 class Control(Base):
     __tablename__ = "controls"
@@ -33,6 +29,9 @@ class Control(Base):
     identifier: Mapped[str] = mapped_column(String(128))
     category: Mapped[str] = mapped_column(String(32))
     action: Mapped[str] = mapped_column(String(16))  # freeze, seal, watch, deduct (renewals keep the original)
+    # in_force, partly, queued, watching (live: gateway.controls.ledger.LIVE_STATES); released,
+    # exhausted (a deduct took it all); deduct rows: deducted (agency transferred), received (money arrived).
+    # "lapsed" is never stored: a live control past its expiry is shown so.
     state: Mapped[str] = mapped_column(String(16), index=True)
     amount: Mapped[Decimal | None] = mapped_column(Numeric(18, 2))  # held now (freeze) or transferred (deduct)
     amount_requested: Mapped[Decimal | None] = mapped_column(Numeric(18, 2))
