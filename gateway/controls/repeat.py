@@ -67,8 +67,8 @@ def run_due_repeats(db: Database, registry: Registry, audit: AuditLog, now: date
 def _attempt(session: Session, repeat_id: str, registry: Registry, audit: AuditLog, now: datetime,
              rules: ControlRules) -> str | None:
     repeat = session.get(RepeatFreeze, repeat_id, with_for_update=True)
-    if repeat is None or repeat.state != "active":
-        return None
+    if repeat is None or repeat.state != "active" or as_utc(repeat.next_attempt_at) > now:
+        return None  # another process's sweep got here first
     original = session.get(Request, repeat.request_id)
     chain = [repeat.request_id, *repeat.attempt_request_ids]
     unsettled = session.scalar(select(func.count()).select_from(Request)

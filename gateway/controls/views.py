@@ -12,11 +12,11 @@ from sqlalchemy import select
 from gateway.api import ApiBlueprint, roles_required, set_audit_context
 from gateway.audit_service import get_audit
 from gateway.auth.access import current_principal
-from gateway.cases.services import find_case
 from gateway.cases.models import Case
+from gateway.cases.services import find_case
 from gateway.controls import repeat, services
-from gateway.controls.models import Control, RepeatFreeze
 from gateway.controls.ledger import HOLDING_STATES
+from gateway.controls.models import Control, RepeatFreeze
 from gateway.db import get_db
 from gateway.errors import Conflict, Forbidden, NotFound
 from gateway.requests.models import Request
