@@ -103,9 +103,15 @@ def _lines(action: str, assets: list[Any], payload: dict[str, Any], in_force: di
     lines: dict[str, dict[str, Any]] = {}
     remaining = payload.get("amount")
     today = now.date()
-    ordered = sorted(assets, key=lambda a: a.balance or Decimal("0"), reverse=True) if action in MONEY_ACTIONS else assets
+    def free(asset: Any) -> Decimal:
+        """The balance less what this case already froze there (the report's balance includes it)."""
+        ours = sum((c.amount or Decimal("0") for c in in_force.get((asset.agency_id, asset.identifier), [])
+                    if c.holds_money(today) and c.action == "freeze"), Decimal("0"))
+        return max((asset.balance or Decimal("0")) - ours, Decimal("0"))
+
+    ordered = sorted(assets, key=free, reverse=True) if action in MONEY_ACTIONS else assets
     # What the debtor must keep: the spread leaves it in the accounts (the smallest ones).
-    takeable = sum((a.balance or Decimal("0") for a in ordered if a.category in CASH_CATEGORIES), Decimal("0"))
+    takeable = sum((free(a) for a in ordered if a.category in CASH_CATEGORIES), Decimal("0"))
     cash_left = max(takeable - rules.protected_monthly_sum, Decimal("0"))
     for asset in ordered:
         line: dict[str, Any] = {"identifier": asset.identifier, "category": asset.category, "asset_id": asset.id}
@@ -126,7 +132,7 @@ def _lines(action: str, assets: list[Any], payload: dict[str, Any], in_force: di
             if action == "deduct":
                 held = control.amount or Decimal("0")
             elif asset.category in CASH_CATEGORIES:
-                held = min(asset.balance or Decimal("0"), cash_left)
+                held = min(free(asset), cash_left)
             else:  # equity and other property: up to its recorded value, or the whole amount asked
                 held = asset.value if asset.value is not None else remaining
             take = min(held, remaining)

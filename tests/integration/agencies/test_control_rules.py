@@ -83,8 +83,10 @@ def test_the_cap_holds_across_three_banks_with_balances_below_and_above_the_amou
     too_much = submit(court, "freeze", amount="50000.01", legal_basis=BASIS, targets=[*small, large])
     assert too_much.status_code == 422
     assert too_much.json()["error"]["fields"]["amount"] == ["at most 50000.00 may still be frozen for this case"]
+    # The spread counts what this case froze already: the first two accounts have nothing left.
     state = control(court, app, "freeze", amount="50000.00", targets=[*small, large])
     assert state["state"] == "completed", state["deliveries"]
+    assert [d["agency"] for d in state["deliveries"]] == ["bank-national"]
     assert agencies["bank-national"].agency.account(N_CURRENT).frozen == Decimal("50000.00")
     frozen_at_banks = sum((agencies[bank].agency.account(number).frozen - before for bank, number, before in (
         ("bank-a", A_SAVINGS, 0), ("bank-b", B_SAVINGS, 0), ("bank-national", N_CURRENT, 0))), Decimal("0"))
