@@ -19,6 +19,9 @@ from gateway.auditing import console as audit_console
 from gateway.auditing import views as audit_views
 from gateway.auth.tokens import TokenVerifier
 from gateway.cases import views as case_views
+from gateway.controls import views as control_views
+from gateway.controls.housekeeping import ControlHousekeeping
+from gateway.controls.rules import ControlRules
 from gateway.deliveries.channels import build_channels
 from gateway.deliveries.metrics import DeliveryMetrics
 from gateway.deliveries.worker import DeliveryWorker
@@ -28,6 +31,7 @@ from gateway.registry import Registry, load_registry
 from gateway.reports import views as report_views
 from gateway.requests import views as request_views
 from gateway.settings import load_settings
+from gateway.timeutil import utc_now
 
 
 def create_app(overrides: Mapping[str, Any] | None = None, *, registry: Registry | None = None) -> Flask:
@@ -42,12 +46,16 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, registry: Registry
     db.init_app(app)
     app.extensions["registry"] = registry or load_registry(settings.agencies_path)
     app.extensions["tokens"] = TokenVerifier(settings)
+    app.extensions["control_rules"] = ControlRules.from_settings(settings.controls)
+    # What controls count as "today" (terms, lapses, follow-ups): tests move it on.
+    app.extensions["clock"] = utc_now
     audit_service.init_app(app)
 
     api = api_module.init_app(app)
     case_views.init_app(app, api)
     request_views.init_app(app, api)
     report_views.init_app(app, api)
+    control_views.init_app(app, api)
     ops_views.init_app(app)
     agency_views.init_app(app, api)
     audit_views.init_app(app, api)
@@ -65,5 +73,11 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, registry: Registry
     worker.add_periodic(app.extensions["audit_checkpoints"].maybe_write)
     worker.add_periodic(lambda: audit_service.flush_refusal_summaries(
         app.extensions["db"], app.extensions["audit"], app.extensions["unauthenticated_refusals"]))
+    # Release of excess and repeat freezes ride on the same loop (gateway/controls/housekeeping.py).
+    housekeeping = ControlHousekeeping(app.extensions["db"], app.extensions["registry"], app.extensions["audit"],
+                                       app.extensions["control_rules"], lambda: app.extensions["clock"](),
+                                       on_work=worker.wake)
+    worker.add_periodic(housekeeping.maybe_run)
+    app.extensions["control_housekeeping"] = housekeeping
     app.extensions["worker"] = worker
     return app

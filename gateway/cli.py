@@ -9,6 +9,7 @@ import threading
 
 import click
 
+from gateway.controls import cli as controls_cli
 from gateway.errors import ConfigError
 from gateway.settings import load_settings
 
@@ -42,6 +43,9 @@ def _check_registry(settings) -> None:
 @click.group()
 def main() -> None:
     """Enforcement data exchange gateway."""
+
+
+main.add_command(controls_cli.controls)
 
 
 @main.command()

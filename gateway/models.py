@@ -1,8 +1,9 @@
 """Every mapped class, imported once so the metadata is complete (migrations, tests)."""
 
 from gateway.cases.models import Case, Party, Subject
+from gateway.controls.models import Control, RepeatFreeze
 from gateway.db import Base
 from gateway.deliveries.models import Asset, Delivery, DeliveryResult, QuarantinedMessage
 from gateway.requests.models import Request
 
-__all__ = ["Asset", "Base", "Case", "Delivery", "DeliveryResult", "Party", "QuarantinedMessage", "Request", "Subject"]
+__all__ = ["Asset", "Base", "Case", "Control", "Delivery", "DeliveryResult", "Party", "QuarantinedMessage", "RepeatFreeze", "Request", "Subject"]

@@ -99,6 +99,18 @@ class ReuseSection:
 
 
 @dataclass(frozen=True)
+class ControlsSection:
+    """The law's rules on controls that a court may tighten (gateway/controls/rules.py)."""
+
+    term_months: dict[str, int]
+    warning_days: int
+    exempt_account_kinds: list[str]
+    protected_monthly_sum: str
+    uncontrolled_after_days: int
+    repeat_freeze_days: int
+
+
+@dataclass(frozen=True)
 class ServerSection:
     host: str
     port: int
@@ -118,6 +130,7 @@ class Settings:
     breaker: BreakerSection
     reuse: ReuseSection
     anomalies: AnomaliesSection
+    controls: ControlsSection
     testing: bool = False
     # Set by `gateway serve` in its environment before gunicorn forks (not a settings
     # key): where prometheus-client's multiprocess mode keeps each process's values.
@@ -177,6 +190,7 @@ _SECTIONS = {
     "breaker": BreakerSection,
     "reuse": ReuseSection,
     "anomalies": AnomaliesSection,
+    "controls": ControlsSection,
 }
 
 
@@ -203,7 +217,10 @@ def _merge(base: dict[str, Any], override: Mapping[str, Any], source: str) -> No
         for key, value in values.items():
             if key not in known:
                 raise ConfigError(f"{source}: unknown setting {section}.{key} (known: {', '.join(sorted(known))})")
-            base[section][key] = value
+            if isinstance(value, Mapping) and isinstance(base[section].get(key), Mapping):
+                base[section][key] = {**base[section][key], **value}  # a table overrides only the keys it names
+            else:
+                base[section][key] = value
 
 
 def _build(merged: dict[str, Any], prometheus_multiproc_dir: str = "") -> Settings:
@@ -211,7 +228,8 @@ def _build(merged: dict[str, Any], prometheus_multiproc_dir: str = "") -> Settin
     for name, cls in _SECTIONS.items():
         values = merged[name]
         for f in fields(cls):
-            expected = {"int": int, "float": (int, float), "str": str, "list[str]": list, "list[int]": list}[str(f.type)]
+            expected = {"int": int, "float": (int, float), "str": str, "list[str]": list, "list[int]": list,
+                        "dict[str, int]": dict}[str(f.type)]
             if isinstance(values[f.name], bool) or not isinstance(values[f.name], expected):
                 raise ConfigError(f"setting {name}.{f.name} must be of type {f.type}, got {values[f.name]!r}")
         sections[name] = cls(**values)

@@ -84,6 +84,11 @@ class LegalBasisSchema(Schema):
     number = fields.Str(required=True, validate=validate.Length(min=1, max=64))
 
 
+class RepeatSchema(Schema):
+    days = fields.Int(load_default=None, validate=validate.Range(min=1, max=366),
+                      metadata={"description": "try again daily for at most this many days (default: settings)"})
+
+
 class RequestSubmissionSchema(Schema):
     """POST /api/v1/requests. Domain rules (legal basis for controls, amounts) are
     checked by the request service and answered with 422, not here."""
@@ -104,6 +109,8 @@ class RequestSubmissionSchema(Schema):
         validate=validate.Regexp(r"^[0-9A-Za-z-]{6,34}$", error="must be 6-34 letters, digits or '-'"),
         metadata={"description": "deducts: the court's receiving account"},
     )
+    repeat = fields.Nested(RepeatSchema, load_default=None, metadata={
+        "description": "freezes: when the accounts held less than the amount, try again daily for the shortfall"})
 
 
 class AssetRecordSchema(Schema):
@@ -191,15 +198,40 @@ class RequestStateSchema(Schema):
 
 
 class ControlInForceSchema(Schema):
+    id = fields.Str(allow_none=True, metadata={"description": "the control ledger entry"})
     action = fields.Str()
+    state = fields.Str(metadata={"description": "in_force, partly, queued, watching or lapsed"})
     outcome = fields.Str(metadata={"description": "controlled, partly_controlled, queued or watching"})
     amount = Money(allow_none=True)
+    amount_requested = Money(allow_none=True)
     until = fields.Date(allow_none=True)
+    renewals = fields.Int()
     queue_position = fields.Int(allow_none=True)
     ahead = fields.List(fields.Str(), metadata={"description": "who holds the asset before this control"})
     agency_reference = fields.Str(allow_none=True)
     request_id = fields.Str()
     deducted = Money(allow_none=True)
+
+
+class LedgerEntrySchema(ControlInForceSchema):
+    """One control of a case as the ledger holds it (GET /cases/{case}/controls)."""
+
+    agency = fields.Str()
+    identifier = fields.Str()
+    category = fields.Str()
+    asset_id = fields.Str(allow_none=True)
+    subject_id = fields.Str()
+    legal_basis = fields.Dict(allow_none=True)
+    placed_at = UtcDateTime()
+    days_left = fields.Int(allow_none=True, metadata={"description": "days until it lapses (negative: lapsed)"})
+    received = Money(allow_none=True, metadata={"description": "deducts: money the court confirmed arriving"})
+
+
+class CaseControlsSchema(Schema):
+    case_number = fields.Str()
+    amount_owed = Money()
+    cash_frozen = Money()
+    controls = fields.List(fields.Nested(LedgerEntrySchema))
 
 
 class AssetSchema(Schema):

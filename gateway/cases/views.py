@@ -2,12 +2,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask
+from flask import Flask, current_app
 
 from gateway.api import ApiBlueprint, roles_required, set_audit_context
 from gateway.audit_service import get_audit
 from gateway.auth.access import current_principal
 from gateway.cases import services
+from gateway.controls.excess import release_excess
 from gateway.db import get_db
 from schemas.canonical import CaseOutSchema, CaseSchema, ErrorSchema
 
@@ -26,6 +27,12 @@ def register_case(payload: dict[str, Any]) -> Any:
     with get_db().transaction() as session:
         case, created = services.register_case(session, payload, current_principal(), get_audit())
         body = services.case_view(case, created)
+        # A lower amount owed (the debtor paid) frees what is frozen above it, in this transaction.
+        released = [] if created else release_excess(
+            session, case.id, reason=f"amount owed now {payload['amount_owed']}",
+            registry=current_app.extensions["registry"], audit=get_audit(), now=current_app.extensions["clock"]())
+    if released:
+        current_app.extensions["worker"].wake()
     return body, 201 if created else 200
 
 

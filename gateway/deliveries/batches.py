@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from adapters.interfaces import AgencyAnswer, DeliveryOrder, Envelope, SubjectRef
 from audit.store import AuditLog
 from gateway.cases.models import Case, Subject
+from gateway.controls.services import observe_assets, record_outcomes
 from gateway.deliveries.models import Asset, Delivery, DeliveryResult
 from gateway.deliveries.services import WORKER, _control_line
 from gateway.requests.models import Request
@@ -128,8 +129,8 @@ def mark_sent(session: Session, addressed: dict[str, Addressed], *, batch_file: 
     return len(still)
 
 
-def _event(ref: Addressed, action: str, outcome: str, details: dict[str, Any]) -> dict[str, Any]:
-    return {"action": action, "outcome": outcome, "actor": WORKER, "case_number": ref.case_number,
+def _event(ref: Addressed, action: str, outcome: str, details: dict[str, Any], actor: Any = WORKER) -> dict[str, Any]:
+    return {"action": action, "outcome": outcome, "actor": actor, "case_number": ref.case_number,
             "subject_id_number": ref.id_number, "request_id": ref.request_id, "delivery_id": ref.delivery_id,
             "details": {"agency": ref.agency_id, "attempt": ref.attempts, **details}}
 
@@ -172,7 +173,7 @@ _ANSWERED = (
 
 
 def record_answers(session: Session, answers: list[tuple[str, Envelope, AgencyAnswer, bytes]], *,
-                   audit: AuditLog, now: datetime) -> int:
+                   audit: AuditLog, now: datetime, actor: Any = WORKER) -> int:
     """Store validated answers (``services.record_answer``'s rules, many at once);
     return how many were new. A second answer to a finished delivery is discarded
     and audited; the first answer to an expired one is kept as late."""
@@ -187,7 +188,8 @@ def record_answers(session: Session, answers: list[tuple[str, Envelope, AgencyAn
         answer_sha = hashlib.sha256(raw).hexdigest()
         late = row.state == "expired" and row.result_id is None
         if row.state in FINAL_DELIVERY_STATES and not late:
-            events.append(_event(ref, "delivery.result", "duplicate_discarded", {"state": row.state, "answer_sha256": answer_sha}))
+            events.append(_event(ref, "delivery.result", "duplicate_discarded",
+                                 {"state": row.state, "answer_sha256": answer_sha}, actor))
             continue
         records = [_ASSET.load(a) for a in answer.assets]
         outcomes = _OUTCOMES.dump(_OUTCOMES.load(answer.controls))
@@ -206,7 +208,10 @@ def record_answers(session: Session, answers: list[tuple[str, Envelope, AgencyAn
         if outcomes:
             details["controls"] = [{k: o[k] for k in ("identifier", "outcome", "amount_controlled", "queue_position")
                                     if o.get(k) is not None} for o in outcomes]
-        events.append(_event(ref, "delivery.result", "late" if late else "answered", details))
+        took_effect = _follow_ledger(session, delivery_id, row.subject_id, records, outcomes, now)
+        if took_effect:
+            details["controls_took_effect"] = took_effect
+        events.append(_event(ref, "delivery.result", "late" if late else "answered", details, actor))
         touched.add(row.request_id)
     for part in chunks(assets):
         session.execute(insert(Asset.__table__), part)
@@ -217,3 +222,17 @@ def record_answers(session: Session, answers: list[tuple[str, Envelope, AgencyAn
     audit.record_many(session, events)  # after the row locks, before the request locks (see the module's rule)
     refresh_requests(session, touched)
     return len(results)
+
+
+def _follow_ledger(session: Session, delivery_id: str, subject_id: str, records: list[dict[str, Any]],
+                   outcomes: list[dict[str, Any]], now: datetime) -> list[str]:
+    """The control ledger follows the agency's word, in the same transaction: control
+    outcomes recorded; a waiting control an inquiry now shows in force moved there.
+    Returns the ids of controls that took effect. Most answers need neither (no ORM load)."""
+    watched = any((r.get("details") or {}).get("seals") or (r.get("details") or {}).get("freezes") for r in records)
+    if not outcomes and not watched:
+        return []
+    delivery = session.get(Delivery, delivery_id)
+    if outcomes:
+        record_outcomes(session, delivery, delivery.request, outcomes, now)
+    return [row.id for row in observe_assets(session, delivery, subject_id, records, now)] if watched else []

@@ -21,12 +21,11 @@ from sqlalchemy.orm import Session, joinedload, lazyload
 from adapters.errors import AdapterError, AgencyRefused, IncomingInvalid
 from adapters.interfaces import AgencyAnswer, BatchRecord, ControlLine, DeliveryOrder, Envelope, InboundBatch, SubjectRef
 from audit.store import AuditLog, SystemActor
-from gateway.deliveries.models import Asset, ChannelLease, Delivery, DeliveryResult, QuarantinedMessage
+from gateway.deliveries.models import ChannelLease, Delivery, QuarantinedMessage
 from gateway.deliveries.retry import next_attempt_at
 from gateway.requests.models import Request
 from gateway.requests.states import request_state
 from gateway.timeutil import as_utc
-from schemas.canonical import AssetRecordSchema, ControlOutcomeSchema
 from schemas.vocabulary import FINAL_DELIVERY_STATES
 
 WORKER = SystemActor(sub="gateway:worker")
@@ -231,45 +230,12 @@ def record_answer(session: Session, delivery_id: str, envelope: Envelope, answer
 
     The first result for a delivery that already expired is a late result: stored
     with its assets and control outcomes (audited ``late``) while the delivery stays
-    ``expired``. Any result after the first is a duplicate.
+    ``expired``. Any result after the first is a duplicate. One answer through the
+    same code as a batch file's thousands (``batches.record_answers``).
     """
-    delivery = _locked(session, delivery_id)
-    late = delivery.state == "expired" and delivery.result is None
-    if delivery.state in FINAL_DELIVERY_STATES and not late:
-        audit_delivery(audit, session, delivery, "delivery.result", "duplicate_discarded",
-               {"state": delivery.state, "answer_sha256": hashlib.sha256(raw).hexdigest()}, actor)
-        return False
-    schema = AssetRecordSchema()
-    records = [schema.load(a) for a in answer.assets]
-    outcomes = ControlOutcomeSchema(many=True).dump(ControlOutcomeSchema(many=True).load(answer.controls))
-    subject_id = delivery.request.subject_id
-    for record in records:
-        session.add(Asset(subject_id=subject_id, delivery_id=delivery.id, agency_id=delivery.agency_id,
-                          found_at=now, **record))
-    session.add(DeliveryResult(
-        delivery_id=delivery.id, received_at=now, agency_answered_at=answer.answered_at,
-        request_sha256=answer.request_sha256, answer_sha256=hashlib.sha256(raw).hexdigest(), asset_count=len(records),
-        controls=outcomes or None, late=late,
-    ))
-    if late:
-        # Kept (the agency may have acted on it, a freeze above all) and shown, but the
-        # delivery stays expired: it was not answered in time.
-        delivery.last_error = f"{delivery.last_error or 'expired'}; a late result arrived at {now.isoformat()}"
-    else:
-        delivery.state, delivery.answered_at, delivery.lease_until = "answered", now, None
-        delivery.last_error = None
-    _keep_request(delivery, envelope, now)
-    session.flush()
-    details = {"assets": len(records), "request_sha256": answer.request_sha256,
-               "answer_sha256": hashlib.sha256(raw).hexdigest()}
-    if outcomes:
-        details["controls"] = [{k: o[k] for k in ("identifier", "outcome", "amount_controlled", "queue_position") if o.get(k) is not None}
-                               for o in outcomes]
-    audit_delivery(audit, session, delivery, "delivery.result", "late" if late else "answered", details, actor)
-    # After the audit append (its chain lock is taken first everywhere, so the request
-    # row lock below cannot deadlock against another delivery's transaction).
-    refresh_request(session, delivery.request_id)
-    return True
+    from gateway.deliveries.batches import record_answers  # batches builds on this module
+
+    return record_answers(session, [(delivery_id, envelope, answer, raw)], audit=audit, now=now, actor=actor) == 1
 
 
 def record_failure(session: Session, delivery_id: str, error: AdapterError, *, audit: AuditLog, now: datetime,

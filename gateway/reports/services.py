@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -12,7 +13,7 @@ from gateway.auth.tokens import Principal
 from gateway.cases.models import Case, Subject
 from gateway.cases.services import find_case
 from gateway.controls.ledger import cash_frozen
-from gateway.controls.services import controls_in_case
+from gateway.controls.services import by_asset, controls_in_case
 from gateway.deliveries.models import Asset, Delivery
 from gateway.errors import PurposeDenied
 from gateway.requests.models import Request
@@ -35,7 +36,8 @@ def cash_ratio(cash: Decimal, owed: Decimal) -> str:
     return str((cash / owed).quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP))
 
 
-def build_report(session: Session, case_number: str, subject_ref: str, principal: Principal) -> tuple[dict[str, Any], Subject]:
+def build_report(session: Session, case_number: str, subject_ref: str, principal: Principal,
+                 today: date | None = None) -> tuple[dict[str, Any], Subject]:
     case = find_case(session, case_number, principal)
     subject = find_debtor(case, subject_ref)
     deliveries = session.scalars(
@@ -64,7 +66,9 @@ def build_report(session: Session, case_number: str, subject_ref: str, principal
                 assets.append(a)
                 via[a.id] = d
     cash_found = sum((a.balance or Decimal("0") for a in assets if a.category in CASH_CATEGORIES), Decimal("0"))
-    ledger = controls_in_case(session, case.id, subject.id)
+    today = today or utc_now().date()
+    controls = controls_in_case(session, case.id, subject.id)
+    ledger = by_asset(controls)
     valuations = _valuations(session, case.id, subject.id)
     answered_times = [as_utc(d.answered_at) for d in deliveries if d.answered_at]
     report = {
@@ -78,7 +82,7 @@ def build_report(session: Session, case_number: str, subject_ref: str, principal
                 "description": a.description, "balance": a.balance,
                 "value": a.value if a.value is not None else valuations.get((a.category, a.identifier)),
                 "encumbrances": a.encumbrances,
-                "controls": [ledger[(a.agency_id, a.identifier)].view()] if (a.agency_id, a.identifier) in ledger else [],
+                "controls": [c.view(today) for c in ledger.get((a.agency_id, a.identifier), [])],
                 "details": a.details, "found_at": a.found_at,
                 "reused": via[a.id].reused_from is not None,
                 **({"age_seconds": via[a.id].reused_age_seconds} if via[a.id].reused_from else {}),
@@ -86,7 +90,7 @@ def build_report(session: Session, case_number: str, subject_ref: str, principal
             for a in assets
         ],
         "cash_found": cash_found,
-        "cash_frozen": cash_frozen(ledger, CASH_CATEGORIES),
+        "cash_frozen": cash_frozen(controls, CASH_CATEGORIES, today),
         "cash_recoverable_ratio": cash_ratio(cash_found, case.amount_owed),
         "gaps": [
             {"agency": d.agency_id, "state": api_delivery_state(d.state), "categories": d.categories, "error": d.last_error}

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask
+from flask import Flask, current_app
 
 from gateway.api import ApiBlueprint, roles_required, set_audit_context
 from gateway.audit_service import get_audit
@@ -26,7 +26,8 @@ def asset_report(case_number: str, subject: str) -> Any:
     principal = current_principal()
     set_audit_context(case_number=case_number)
     with get_db().transaction() as session:
-        report, subject_row = services.build_report(session, case_number, subject, principal)
+        report, subject_row = services.build_report(session, case_number, subject, principal,
+                                                     today=current_app.extensions["clock"]().date())
         get_audit().record(
             session, action="report.read", outcome="ok", actor=principal, case_number=report["case_number"],
             subject_id_number=subject_row.id_number,

@@ -19,9 +19,11 @@ from sqlalchemy.orm import Session
 
 from gateway.cases.models import Case
 from gateway.cases.services import DebtorRef
-from gateway.controls.ledger import IN_FORCE, cash_frozen
-from gateway.controls.services import controls_in_case
-from gateway.controls.terms import term_end
+from gateway.controls.ledger import ControlInForce
+from gateway.controls.rules import DEFAULT_RULES, ControlRules
+from gateway.controls.services import (
+    by_asset, cash_frozen_in_case, controls_in_case, deducted_in_case, lock_case, reserved_for_freezes,
+)
 from gateway.deliveries.models import Asset
 from gateway.errors import RuleViolation
 from gateway.registry import Registry, Route
@@ -39,12 +41,16 @@ class ControlRoute:
 
 
 def resolve_targets(bind: Session | Connection, payload: dict[str, Any], debtor: DebtorRef, registry: Registry,
-                    now: datetime) -> list[ControlRoute]:
+                    now: datetime, rules: ControlRules = DEFAULT_RULES) -> list[ControlRoute]:
     """Routes with asset lines for a targeted action. Raises RuleViolation naming the target."""
     action = payload["action"]
     targets = list(payload.get("targets") or [])
     if not targets:
         raise RuleViolation(f"a {action} names the assets it acts on", fields={"targets": [f"required for {action}: asset ids from the asset report"]})
+    if action in MONEY_ACTIONS:
+        # Before anything is read: a concurrent freeze of this case waits here until
+        # this intake commits, then counts what it reserved.
+        lock_case(bind, debtor.case_id)
     # Core rows (not ORM objects): intake runs on a plain Connection.
     rows = {a.id: a for a in bind.execute(select(*Asset.__table__.c).where(Asset.id.in_(targets)))}
     problems: dict[str, list[str]] = {}
@@ -59,24 +65,66 @@ def resolve_targets(bind: Session | Connection, payload: dict[str, Any], debtor:
             assets.append(asset)
     if problems:
         raise RuleViolation(f"the {action} names assets it cannot act on", fields=problems)
-    in_force = controls_in_case(bind, debtor.case_id, debtor.subject_id)
-    lines = _lines(action, assets, payload, in_force, now)
-    if action in MONEY_ACTIONS and any(a.category in CASH_CATEGORIES for a in assets):
-        _check_cap(bind, payload, debtor, in_force)
+    if action in MONEY_ACTIONS:
+        # Exempt accounts (social security, minimum living allowance...) are never
+        # frozen or deducted: a spread over several accounts skips them; a request
+        # that names nothing else is refused, naming them.
+        exempt = {a.id: _exempt_kind(a, rules) for a in assets if _exempt_kind(a, rules)}
+        if exempt and len(exempt) == len(assets):
+            raise RuleViolation(f"an exempt account is never {'frozen' if action == 'freeze' else 'deducted'}", fields={
+                f"targets[{targets.index(asset_id)}]": [f"{rows[asset_id].identifier} is an exempt account (kind {kind}): "
+                                                        f"never frozen or deducted"]
+                for asset_id, kind in exempt.items()})
+        assets = [a for a in assets if a.id not in exempt]
+    in_force = by_asset(controls_in_case(bind, debtor.case_id, debtor.subject_id))
+    lines = _lines(action, assets, payload, in_force, now, rules)
+    if action == "freeze" and any(a.category in CASH_CATEGORIES for a in assets):
+        _check_cap(bind, payload, debtor, now)
     return _group(action, assets, lines, registry)
 
 
-def _lines(action: str, assets: list[Any], payload: dict[str, Any], in_force: dict, now: datetime) -> dict[str, dict[str, Any]]:
+def _exempt_kind(asset: Any, rules: ControlRules) -> str | None:
+    """The account kind if it is one the debtor must keep (settings), else None."""
+    if asset.category not in CASH_CATEGORIES:
+        return None
+    kind = (asset.details or {}).get("account_kind")
+    return kind if kind in rules.exempt_account_kinds else None
+
+
+def _latest(in_force: dict[tuple[str, str], list[ControlInForce]], asset: Any) -> ControlInForce | None:
+    """The control an act on the asset names: the newest in force, else the newest waiting."""
+    controls = in_force.get((asset.agency_id, asset.identifier)) or []
+    holding = [c for c in controls if c.holds_money()]
+    return (holding or controls or [None])[-1]
+
+
+def _lines(action: str, assets: list[Any], payload: dict[str, Any], in_force: dict, now: datetime,
+           rules: ControlRules) -> dict[str, dict[str, Any]]:
     lines: dict[str, dict[str, Any]] = {}
     remaining = payload.get("amount")
-    ordered = sorted(assets, key=lambda a: a.balance or Decimal("0"), reverse=True) if action in MONEY_ACTIONS else assets
+    today = now.date()
+    def free(asset: Any) -> Decimal:
+        """The balance less what this case already froze there (the report's balance includes it)."""
+        ours = sum((c.amount or Decimal("0") for c in in_force.get((asset.agency_id, asset.identifier), [])
+                    if c.holds_money(today) and c.action == "freeze"), Decimal("0"))
+        return max((asset.balance or Decimal("0")) - ours, Decimal("0"))
+
+    ordered = sorted(assets, key=free, reverse=True) if action in MONEY_ACTIONS else assets
+    # What the debtor must keep: the spread leaves it in the accounts (the smallest ones).
+    takeable = sum((free(a) for a in ordered if a.category in CASH_CATEGORIES), Decimal("0"))
+    cash_left = max(takeable - rules.protected_monthly_sum, Decimal("0"))
     for asset in ordered:
-        line: dict[str, Any] = {"identifier": asset.identifier, "category": asset.category}
-        control = in_force.get((asset.agency_id, asset.identifier))
+        line: dict[str, Any] = {"identifier": asset.identifier, "category": asset.category, "asset_id": asset.id}
+        control = _latest(in_force, asset)
         if action in ENDING_ACTIONS or action == "deduct":
-            if control is None or control.outcome not in IN_FORCE:
+            if control is None:
                 raise RuleViolation(f"no control in force on {asset.identifier} to {action}",
                                     fields={"targets": [f"{asset.id}: nothing in force to {action}"]})
+            if control.lapsed_on(today):
+                raise RuleViolation(
+                    f"the control on {asset.identifier} lapsed on {control.until.isoformat()}: it can no longer be "
+                    f"{'renewed' if action == 'renew' else action + 'ed'}; a new {control.action} is needed",
+                    fields={"targets": [f"{asset.id}: control lapsed on {control.until.isoformat()}"]})
             line["original_reference"] = control.agency_reference
         if action in MONEY_ACTIONS:
             if remaining <= 0:
@@ -84,7 +132,7 @@ def _lines(action: str, assets: list[Any], payload: dict[str, Any], in_force: di
             if action == "deduct":
                 held = control.amount or Decimal("0")
             elif asset.category in CASH_CATEGORIES:
-                held = asset.balance or Decimal("0")
+                held = min(free(asset), cash_left)
             else:  # equity and other property: up to its recorded value, or the whole amount asked
                 held = asset.value if asset.value is not None else remaining
             take = min(held, remaining)
@@ -92,24 +140,31 @@ def _lines(action: str, assets: list[Any], payload: dict[str, Any], in_force: di
                 continue
             line["amount"] = str(take)
             remaining -= take
-        if action in TERM_ACTIONS:
-            line["until"] = term_end(asset.category, now.date()).isoformat()
+            if action == "freeze" and asset.category in CASH_CATEGORIES:
+                cash_left -= take
+        if action == "renew":
+            line["until"] = rules.terms.renewed_end(asset.category, control.until or today, today).isoformat()
+        elif action in TERM_ACTIONS:
+            line["until"] = rules.terms.end(asset.category, today).isoformat()
         lines[asset.id] = line
     if action in MONEY_ACTIONS and not lines:
-        raise RuleViolation(f"the accounts named hold nothing to {action}", fields={"targets": ["no balance to act on"]})
+        kept = f" (the debtor keeps {rules.protected_monthly_sum} a month)" if rules.protected_monthly_sum else ""
+        raise RuleViolation(f"the accounts named hold nothing to {action}{kept}", fields={"targets": ["no balance to act on"]})
     return lines
 
 
-def _check_cap(bind: Session | Connection, payload: dict[str, Any], debtor: DebtorRef, in_force: dict) -> None:
-    """No over-freezing: money frozen for a case never exceeds the amount owed."""
-    if payload["action"] != "freeze":
-        return
-    owed = bind.scalar(select(Case.amount_owed).where(Case.id == debtor.case_id)) or Decimal("0")
-    frozen = cash_frozen(in_force, CASH_CATEGORIES)
-    room = owed - frozen
+def _check_cap(bind: Session | Connection, payload: dict[str, Any], debtor: DebtorRef, now: datetime) -> None:
+    """No over-freezing: money frozen for a case, plus what freezes not yet answered
+    asked for, never exceeds what is still owed (the amount owed less what deducts took)."""
+    owed = (bind.scalar(select(Case.amount_owed).where(Case.id == debtor.case_id)) or Decimal("0")) \
+        - deducted_in_case(bind, debtor.case_id)
+    frozen = Decimal(cash_frozen_in_case(bind, debtor.case_id, now.date()))
+    reserved = reserved_for_freezes(bind, debtor.case_id)
+    room = owed - frozen - reserved
     if payload["amount"] > room:
+        pending = f", {reserved} asked by freezes not yet answered" if reserved else ""
         raise RuleViolation(
-            f"freezing {payload['amount']} would exceed the amount owed ({owed}, {frozen} already frozen)",
+            f"freezing {payload['amount']} would exceed what is still owed ({owed}, {frozen} already frozen{pending})",
             fields={"amount": [f"at most {max(room, Decimal('0'))} may still be frozen for this case"]},
         )
 

@@ -18,6 +18,9 @@ from sqlalchemy.orm import Session
 from audit.store import AuditLog
 from gateway.auth.tokens import Principal
 from gateway.cases.services import require_debtor
+from gateway.controls.models import RepeatFreeze
+from gateway.controls.repeat import schedule_row
+from gateway.controls.rules import DEFAULT_RULES, ControlRules
 from gateway.deliveries.models import Delivery
 from gateway.errors import Conflict, Forbidden, IdempotencyConflict, NotFound, RuleViolation
 from gateway.registry import Registry
@@ -25,9 +28,9 @@ from gateway.requests.controls import resolve_targets
 from gateway.requests.models import Request
 from gateway.requests.reuse import apply_reuse, find_reusable, write_reused_results
 from gateway.requests.states import api_delivery_state, request_state
-from gateway.timeutil import new_id
+from gateway.timeutil import as_utc, new_id
 from schemas.canonical import RequestStateSchema
-from schemas.vocabulary import CONTROL_ACTIONS, TARGETED_ACTIONS
+from schemas.vocabulary import CASH_CATEGORIES, CONTROL_ACTIONS, TARGETED_ACTIONS
 
 _STATE_SCHEMA = RequestStateSchema()  # built once: marshmallow schemas are costly to construct
 _INSERT_REQUEST = insert(Request.__table__)  # likewise statements, on the intake's hot path
@@ -75,6 +78,7 @@ class PreparedRequest:
     audit_event: dict[str, Any]
     reused_results: list[dict[str, Any]] = field(default_factory=list)
     reuse_events: list[dict[str, Any]] = field(default_factory=list)
+    repeat_row: dict[str, Any] | None = None  # a freeze that tries again daily for its shortfall
 
 
 def prepare_request(
@@ -87,6 +91,7 @@ def prepare_request(
     registry: Registry,
     now: datetime,
     reuse_window: timedelta = timedelta(0),
+    rules: ControlRules = DEFAULT_RULES,
 ) -> PreparedRequest:
     """Purpose rule, domain rules, routing and the 202 body, from one read.
 
@@ -101,7 +106,7 @@ def prepare_request(
     action = payload["action"]
     lines: dict[str, list[dict[str, Any]]] = {}
     if action in TARGETED_ACTIONS:
-        control_routes = resolve_targets(session, payload, debtor, registry, now)
+        control_routes = resolve_targets(session, payload, debtor, registry, now, rules)
         routes = [c.route for c in control_routes]
         lines = {c.route.agency.id: c.lines for c in control_routes}
         categories = tuple(dict.fromkeys(c for r in routes for c in r.categories))
@@ -170,7 +175,11 @@ def prepare_request(
          "details": {"agency": d["agency_id"], "reused_from": d["reused_from"], "age_seconds": d["reused_age_seconds"]}}
         for d in deliveries if d.get("reused_from")
     ]
-    return PreparedRequest(request_row, deliveries, reply, audit_event, reused_results, reuse_events)
+    repeat_row = None
+    if payload.get("repeat") is not None:
+        repeat_row = _repeat_row(payload, lines, request_id, debtor.case_id, rules, now)
+        audit_event["details"]["repeat_days"] = (as_utc(repeat_row["ends_at"]) - now).days
+    return PreparedRequest(request_row, deliveries, reply, audit_event, reused_results, reuse_events, repeat_row)
 
 
 def _accepted_view(d: dict[str, Any], reused_results: list[dict[str, Any]]) -> dict[str, Any]:
@@ -186,6 +195,17 @@ def _accepted_view(d: dict[str, Any], reused_results: list[dict[str, Any]]) -> d
     return view
 
 
+def _repeat_row(payload: dict[str, Any], lines: dict[str, list[dict[str, Any]]], request_id: str, case_id: str,
+                rules: ControlRules, now: datetime) -> dict[str, Any]:
+    if payload["action"] != "freeze":
+        raise RuleViolation("only a freeze repeats", fields={"repeat": [f"not allowed on a {payload['action']}"]})
+    targets = [ln["asset_id"] for ls in lines.values() for ln in ls if ln.get("category") in CASH_CATEGORIES]
+    if not targets:
+        raise RuleViolation("a repeat freeze is for money in accounts", fields={"repeat": ["no account among the targets"]})
+    days = payload["repeat"].get("days") or rules.repeat_freeze_days
+    return schedule_row(request_id, case_id, payload["amount"], targets, days, now)
+
+
 def write_request(session: Session | Connection, prepared: PreparedRequest, *, principal: Principal, audit: AuditLog) -> None:
     """The request, its outbox rows and its audit event: one transaction, committed by the caller.
 
@@ -195,6 +215,8 @@ def write_request(session: Session | Connection, prepared: PreparedRequest, *, p
     session.execute(_INSERT_REQUEST, [prepared.request_row])
     session.execute(_INSERT_DELIVERIES, prepared.delivery_rows)
     write_reused_results(session, prepared.reused_results)
+    if prepared.repeat_row is not None:
+        session.execute(insert(RepeatFreeze.__table__), [prepared.repeat_row])
     audit.record(session, actor=principal, **prepared.audit_event)
     for event in prepared.reuse_events:
         audit.record(session, actor=principal, **event)

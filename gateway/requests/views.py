@@ -51,8 +51,9 @@ def submit_request(headers: dict[str, Any], payload: dict[str, Any]) -> Any:
         with db.connection_transaction() as connection:
             prepared = services.prepare_request(
                 connection, payload, principal=principal, idempotency_key=key, digest=digest,
-                registry=current_app.extensions["registry"], now=utc_now(),
+                registry=current_app.extensions["registry"], now=current_app.extensions["clock"](),
                 reuse_window=timedelta(seconds=current_app.config["SETTINGS"].reuse.freshness_seconds),
+                rules=current_app.extensions["control_rules"],
             )
             services.write_request(connection, prepared, principal=principal, audit=audit)
     except IntegrityError:

@@ -1,0 +1,50 @@
+"""Control housekeeping on the worker loop: release of excess and repeat freezes.
+
+Runs at most every ``interval_seconds`` (the loop passes many times a second);
+``run_once`` does one sweep now (tests, with the app's clock moved on).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable
+
+from audit.store import AuditLog
+from gateway.controls.excess import cases_with_excess, release_excess
+from gateway.controls.repeat import run_due_repeats
+from gateway.controls.rules import ControlRules
+from gateway.db import Database
+from gateway.registry import Registry
+
+log = logging.getLogger(__name__)
+
+
+class ControlHousekeeping:
+    def __init__(self, db: Database, registry: Registry, audit: AuditLog, rules: ControlRules, clock: Callable, *,
+                 interval_seconds: float = 60.0, on_work: Callable[[], None] | None = None):
+        self.db, self.registry, self.audit, self.rules, self.clock = db, registry, audit, rules, clock
+        self.interval_seconds = interval_seconds
+        self.on_work = on_work
+        self._last = 0.0
+
+    def maybe_run(self) -> None:
+        if time.monotonic() - self._last < self.interval_seconds:
+            return
+        self._last = time.monotonic()
+        self.run_once()
+
+    def run_once(self) -> list[str]:
+        """One sweep; returns the ids of the requests it made."""
+        now = self.clock()
+        made: list[str] = []
+        with self.db.reading() as session:
+            case_ids = cases_with_excess(session, now)
+        for case_id in case_ids:
+            with self.db.transaction() as session:
+                made += release_excess(session, case_id, reason="frozen money above what is still owed",
+                                       registry=self.registry, audit=self.audit, now=now)
+        made += run_due_repeats(self.db, self.registry, self.audit, now, self.rules)  # after excess: room may be freed
+        if made and self.on_work:
+            self.on_work()
+        return made
