@@ -150,19 +150,6 @@ def record_stored_for_pull(session: Session, delivery_id: str, envelope: Envelop
     refresh_request(session, delivery.request_id)
 
 
-def first_bytes(session: Session, delivery_id: str, envelope: Envelope) -> Envelope:
-    """The message as first written: kept on the first attempt, and every later attempt
-    sends those bytes again (with the fresh envelope's media type and headers)."""
-    delivery = session.get(Delivery, delivery_id)
-    if delivery.request_body is None:
-        delivery.request_body, delivery.request_operation = envelope.body, envelope.operation
-        delivery.request_media_type = envelope.media_type
-        delivery.request_sha256 = hashlib.sha256(envelope.body).hexdigest()
-        return envelope
-    return replace(envelope, body=delivery.request_body, operation=delivery.request_operation or envelope.operation,
-                   media_type=delivery.request_media_type or envelope.media_type)
-
-
 def _keep_request(delivery: Delivery, envelope: Envelope, now: datetime) -> None:
     delivery.request_body, delivery.request_operation = envelope.body, envelope.operation
     delivery.request_media_type = envelope.media_type

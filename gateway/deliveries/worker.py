@@ -27,6 +27,8 @@ from gateway.deliveries import services
 from gateway.deliveries.breaker import Breakers
 from gateway.deliveries.channels import AgencyChannel, BatchChannel, Channel, PullChannel
 from gateway.deliveries.metrics import DeliveryMetrics
+from gateway.deliveries.orders import claimed_orders, first_bytes, keep_bytes
+from gateway.deliveries.recorder import Answered, AnswerRecorder, elapsed
 from gateway.deliveries.retry import RateLimiter
 from gateway.settings import BreakerSection, WorkersSection
 from gateway.timeutil import utc_now
@@ -72,10 +74,12 @@ class DeliveryWorker:
         self._pool: ThreadPoolExecutor | None = None
         self._thread: threading.Thread | None = None
         self._periodic: list[Callable[[], None]] = []
+        self.recorder = AnswerRecorder(db, audit, on_recorded=self._answer_recorded, on_failed=self._answer_not_recorded)
 
     # --- lifecycle ---------------------------------------------------------------
 
     def start(self) -> DeliveryWorker:
+        self.recorder.start()
         self._pool = ThreadPoolExecutor(max_workers=self.settings.threads, thread_name_prefix="delivery")
         self._thread = threading.Thread(target=self._run, name="delivery-dispatcher", daemon=True)
         self._thread.start()
@@ -88,6 +92,7 @@ class DeliveryWorker:
             self._thread.join(timeout)
         if self._pool:
             self._pool.shutdown(wait=True, cancel_futures=False)
+        self.recorder.stop()
         for channel in self.channels.values():
             channel.close()
 
@@ -190,14 +195,16 @@ class DeliveryWorker:
         """
         ready: dict[str, list[tuple[str, Envelope]]] = {}
         with self.db.transaction() as session:
-            for channel, limit, _trial in plans:
+            claimed = {channel.agency.id: services.claim_due(
+                session, agency_id=channel.agency.id, now=now, limit=limit,
+                lease_seconds=self.settings.lease_seconds, owner=self.owner) for channel, limit, _trial in plans}
+            orders = claimed_orders(session, [i for ids in claimed.values() for i in ids])
+            to_keep = []
+            for channel, _limit, _trial in plans:
                 agency_id = channel.agency.id
-                ids = services.claim_due(session, agency_id=agency_id, now=now, limit=limit,
-                                         lease_seconds=self.settings.lease_seconds, owner=self.owner)
-                for delivery_id in ids:
-                    order, _ = services.load_order(session, delivery_id)
+                for delivery_id in claimed[agency_id]:
                     try:
-                        envelope = channel.encode(order)
+                        envelope = channel.encode(orders[delivery_id].order)
                     except AdapterError as error:
                         services.record_failure(session, delivery_id, error, audit=self.audit, now=now,
                                                 policy=self.policy)
@@ -205,7 +212,11 @@ class DeliveryWorker:
                     if isinstance(channel, PullChannel):
                         services.record_stored_for_pull(session, delivery_id, envelope, audit=self.audit, now=now)
                         continue
-                    ready.setdefault(agency_id, []).append((delivery_id, services.first_bytes(session, delivery_id, envelope)))
+                    envelope, keep = first_bytes(orders[delivery_id], envelope)
+                    if keep:
+                        to_keep.append(keep)
+                    ready.setdefault(agency_id, []).append((delivery_id, envelope))
+            keep_bytes(session, to_keep)
         return ready
 
     def _submit(self, task, *args) -> None:
@@ -252,10 +263,8 @@ class DeliveryWorker:
                                                       policy=self.policy)
                 return
             breaker.record(None, trial=trial)
-            with self.db.transaction() as session:
-                fresh = services.record_answer(session, delivery_id, envelope, answer, answer.raw, audit=self.audit,
-                                               now=utc_now())
-            outcome = "answered" if fresh else "duplicate"
+            self.recorder.submit(Answered(delivery_id, agency_id, envelope, answer, started))
+            outcome = "recorded_later"  # observed by the recorder, with the time it took to write
         except Exception as exc:
             log.exception("delivery %s to %s failed inside the gateway", delivery_id, agency_id)
             outcome = "internal_fault"
@@ -272,7 +281,22 @@ class DeliveryWorker:
             with self._lock:
                 self._in_flight[agency_id] -= 1
 
+    def _answer_recorded(self, item: Answered, outcome: str) -> None:
+        self.metrics.observe(item.agency_id, outcome, elapsed(item))
+
+    def _answer_not_recorded(self, item: Answered, exc: Exception) -> None:
+        try:
+            with self.db.transaction() as session:
+                services.record_failure(session, item.delivery_id, InternalFault(type(exc).__name__),
+                                        audit=self.audit, now=utc_now(), policy=self.policy)
+        except Exception:
+            log.exception("could not record the failure of delivery %s; its lease will lapse and it will be retried",
+                          item.delivery_id)
+        self.metrics.observe(item.agency_id, "internal_fault", elapsed(item))
+
     def _observe(self, agency_id: str, outcome: str | None, seconds: float) -> None:
+        if outcome == "recorded_later":
+            return
         if outcome == "queued":
             self.metrics.retried(agency_id)
             outcome = "retry"
