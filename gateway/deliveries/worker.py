@@ -28,7 +28,6 @@ from gateway.deliveries.breaker import Breakers
 from gateway.deliveries.channels import AgencyChannel, BatchChannel, Channel, PullChannel
 from gateway.deliveries.metrics import DeliveryMetrics
 from gateway.deliveries.orders import claimed_orders, first_bytes, keep_bytes
-from gateway.deliveries.recorder import Answered, AnswerRecorder, elapsed
 from gateway.deliveries.retry import RateLimiter
 from gateway.settings import BreakerSection, WorkersSection
 from gateway.timeutil import utc_now
@@ -74,12 +73,10 @@ class DeliveryWorker:
         self._pool: ThreadPoolExecutor | None = None
         self._thread: threading.Thread | None = None
         self._periodic: list[Callable[[], None]] = []
-        self.recorder = AnswerRecorder(db, audit, on_recorded=self._answer_recorded, on_failed=self._answer_not_recorded)
 
     # --- lifecycle ---------------------------------------------------------------
 
     def start(self) -> DeliveryWorker:
-        self.recorder.start()
         self._pool = ThreadPoolExecutor(max_workers=self.settings.threads, thread_name_prefix="delivery")
         self._thread = threading.Thread(target=self._run, name="delivery-dispatcher", daemon=True)
         self._thread.start()
@@ -92,7 +89,6 @@ class DeliveryWorker:
             self._thread.join(timeout)
         if self._pool:
             self._pool.shutdown(wait=True, cancel_futures=False)
-        self.recorder.stop()
         for channel in self.channels.values():
             channel.close()
 
@@ -263,8 +259,10 @@ class DeliveryWorker:
                                                       policy=self.policy)
                 return
             breaker.record(None, trial=trial)
-            self.recorder.submit(Answered(delivery_id, agency_id, envelope, answer, started))
-            outcome = "recorded_later"  # observed by the recorder, with the time it took to write
+            with self.db.transaction() as session:
+                fresh = services.record_answer(session, delivery_id, envelope, answer, answer.raw, audit=self.audit,
+                                               now=utc_now())
+            outcome = "answered" if fresh else "duplicate"
         except Exception as exc:
             log.exception("delivery %s to %s failed inside the gateway", delivery_id, agency_id)
             outcome = "internal_fault"
@@ -281,22 +279,7 @@ class DeliveryWorker:
             with self._lock:
                 self._in_flight[agency_id] -= 1
 
-    def _answer_recorded(self, item: Answered, outcome: str) -> None:
-        self.metrics.observe(item.agency_id, outcome, elapsed(item))
-
-    def _answer_not_recorded(self, item: Answered, exc: Exception) -> None:
-        try:
-            with self.db.transaction() as session:
-                services.record_failure(session, item.delivery_id, InternalFault(type(exc).__name__),
-                                        audit=self.audit, now=utc_now(), policy=self.policy)
-        except Exception:
-            log.exception("could not record the failure of delivery %s; its lease will lapse and it will be retried",
-                          item.delivery_id)
-        self.metrics.observe(item.agency_id, "internal_fault", elapsed(item))
-
     def _observe(self, agency_id: str, outcome: str | None, seconds: float) -> None:
-        if outcome == "recorded_later":
-            return
         if outcome == "queued":
             self.metrics.retried(agency_id)
             outcome = "retry"
