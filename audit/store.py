@@ -119,6 +119,40 @@ class AuditLog:
         session.execute(_APPEND["postgresql" if dialect == "postgresql" else "sqlite"], [row])
         return event
 
+    def record_many(self, session: Session | Connection, events: list[dict[str, Any]]) -> None:
+        """Append several events in the caller's transaction, chained in order: one lock,
+        one read of the head, one multi-row insert (a batch file's thousands of results).
+        Each item takes ``record``'s keyword arguments."""
+        if not events:
+            return
+        bind = session.get_bind() if isinstance(session, Session) else session
+        dialect = bind.dialect.name
+        if dialect == "postgresql":
+            session.execute(_LOCK_CHAIN, {"key": _CHAIN_LOCK_KEY})
+        head = session.execute(_CHAIN_HEAD).first()
+        seq, prev_hash = (head.seq, head.hash) if head else (0, GENESIS_HASH)
+        now = datetime.now(timezone.utc)
+        rows = []
+        for item in events:
+            seq += 1
+            actor, subject = item.get("actor"), item.get("subject_id_number")
+            fields: dict[str, Any] = {
+                "seq": seq, "at": now,
+                "actor_sub": actor.sub if actor else None, "actor_role": actor.role if actor else None,
+                "actor_court": actor.court if actor else None, "actor_agency": actor.agency if actor else None,
+                "action": item["action"], "outcome": item["outcome"], "case_number": item.get("case_number"),
+                "subject_hash": self.subject_hash(subject) if subject else None,
+                "subject_masked": mask_id_number(subject) if subject else None,
+                "request_id": item.get("request_id"), "delivery_id": item.get("delivery_id"),
+                "details": item.get("details") or {},
+            }
+            this_hash = event_hash(fields, prev_hash)
+            row = {k: v for k, v in fields.items() if k != "details"}
+            row.update(prev_hash=prev_hash, hash=this_hash, details_text=canonical_json(fields["details"]))
+            rows.append(row)
+            prev_hash = this_hash
+        session.execute(_APPEND["postgresql" if dialect == "postgresql" else "sqlite"], rows)
+
 
 _NO_END = 2**62
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import random
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload, lazyload
 
@@ -110,30 +110,6 @@ def _control_line(line: dict[str, Any]) -> ControlLine:
     )
 
 
-def load_orders(session: Session, delivery_ids: list[str]) -> dict[str, DeliveryOrder]:
-    return {delivery_id: load_order(session, delivery_id)[0] for delivery_id in delivery_ids}
-
-
-def record_sent(session: Session, delivery_ids: list[str], envelopes: dict[str, Envelope], *, batch_file: str,
-                audit: AuditLog, now: datetime, wait_seconds: float) -> None:
-    """A batch file carrying these requests is on the agency's server: they now await
-    results. If none comes within ``wait_seconds`` they are sent again (claim_due)."""
-    for delivery_id in delivery_ids:
-        delivery = _locked(session, delivery_id)
-        if delivery.state != "sending":
-            continue  # answered or ended meanwhile (a late result from an earlier file)
-        envelope = envelopes[delivery_id]
-        delivery.state, delivery.lease_until = "awaiting", now + timedelta(seconds=wait_seconds)
-        _keep_request(delivery, envelope, now)
-        delivery.batch_file = batch_file
-        session.flush()
-        audit_delivery(audit, session, delivery, "delivery.sent", "awaiting_result",
-               {"batch_file": batch_file, "request_sha256": delivery.request_sha256})
-        # After the audit append (its chain lock is taken first everywhere, so the request
-        # row lock below cannot deadlock against another delivery's transaction).
-        refresh_request(session, delivery.request_id)
-
-
 def record_stored_for_pull(session: Session, delivery_id: str, envelope: Envelope, *, audit: AuditLog,
                            now: datetime) -> None:
     """A pull agency's request, encoded and kept until the agency fetches it: it awaits
@@ -201,6 +177,24 @@ def sent_envelope(session: Session, delivery_id: str, agency_id: str) -> tuple[E
         return None, None
     return Envelope(message_id=delivery_id, operation=row.request_operation or "", body=row.request_body,
                     media_type=row.request_media_type or ""), row.state
+
+
+def sent_envelopes(session: Session, delivery_ids: list[str], agency_id: str) -> dict[str, Envelope]:
+    """``sent_envelope`` for many: the requests these result lines name, as sent to
+    this agency (an id that is no delivery of this agency is absent)."""
+    found: dict[str, Envelope] = {}
+    for start in range(0, len(delivery_ids), 500):
+        rows = session.execute(
+            select(Delivery.id, Delivery.request_body, Delivery.request_operation, Delivery.request_media_type)
+            .where(Delivery.id.in_(delivery_ids[start:start + 500]), Delivery.agency_id == agency_id,
+                   Delivery.request_body.is_not(None))
+        )
+        found.update({
+            row.id: Envelope(message_id=row.id, operation=row.request_operation or "", body=row.request_body,
+                             media_type=row.request_media_type or "")
+            for row in rows
+        })
+    return found
 
 
 def refresh_request(session: Session, request_id: str) -> str:
@@ -360,6 +354,10 @@ def unsettled_count(session: Session, agency_ids: list[str]) -> int:
         select(func.count()).select_from(Delivery)
         .where(Delivery.agency_id.in_(agency_ids), Delivery.state.in_(("queued", "sending", "awaiting")))
     ) or 0
+
+
+def release_leases(session: Session, names: list[str], holder: str) -> None:
+    session.execute(delete(ChannelLease).where(ChannelLease.name.in_(names), ChannelLease.holder == holder))
 
 
 def take_lease(session: Session, name: str, holder: str, *, now: datetime, seconds: float) -> bool:

@@ -20,14 +20,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 from adapters.errors import AdapterError, IncomingInvalid, TransportError
-from adapters.interfaces import Envelope, InboundBatch
+from adapters.interfaces import Envelope
 from audit.store import AuditLog
 from gateway.db import Database
-from gateway.deliveries import services
+from gateway.deliveries import batches, services
 from gateway.deliveries.breaker import Breakers
 from gateway.deliveries.channels import AgencyChannel, BatchChannel, Channel, PullChannel
 from gateway.deliveries.metrics import DeliveryMetrics
-from gateway.deliveries.orders import claimed_orders, first_bytes, keep_bytes
 from gateway.deliveries.retry import RateLimiter
 from gateway.settings import BreakerSection, WorkersSection
 from gateway.timeutil import utc_now
@@ -36,6 +35,7 @@ log = logging.getLogger(__name__)
 
 
 DEFAULT_BREAKER = BreakerSection(failure_threshold=5, reset_seconds=30.0)
+EXPIRY_INTERVAL_SECONDS = 1.0
 
 
 def lease_owner_name() -> str:
@@ -66,6 +66,7 @@ class DeliveryWorker:
         self._in_flight = {agency_id: 0 for agency_id in channels}
         self._rates = {agency_id: RateLimiter(c.agency.rate_limit_per_second) for agency_id, c in channels.items()}
         self._last_collected = {agency_id: 0.0 for agency_id in channels}
+        self._last_expiry = 0.0
         self.name = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"  # holder of collection leases
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -89,8 +90,20 @@ class DeliveryWorker:
             self._thread.join(timeout)
         if self._pool:
             self._pool.shutdown(wait=True, cancel_futures=False)
+        self._release_collection_leases()
         for channel in self.channels.values():
             channel.close()
+
+    def _release_collection_leases(self) -> None:
+        """A worker that stops hands its result-file collection over at once, not after its lease runs out."""
+        names = [f"collect:{a}" for a, c in self.channels.items() if isinstance(c, BatchChannel)]
+        if not names:
+            return
+        try:
+            with self.db.transaction() as session:
+                services.release_leases(session, names, self.name)
+        except Exception:
+            log.exception("could not release collection leases; they lapse on their own")
 
     def add_periodic(self, task: Callable[[], None]) -> None:
         """Run ``task`` on every pass of the dispatcher loop (cheap housekeeping such
@@ -126,8 +139,12 @@ class DeliveryWorker:
     def dispatch_once(self) -> int:
         """Expire what is overdue, claim what is due, hand it to the pool; return how many started."""
         now = utc_now()
-        with self.db.transaction() as session:
-            services.expire_overdue(session, audit=self.audit, now=now)
+        # Deadlines are hours or days: a running worker looks once a second, sparing a
+        # write transaction on every pass of a busy dispatcher (inline passes always look).
+        if self._pool is None or time.monotonic() - self._last_expiry >= EXPIRY_INTERVAL_SECONDS:
+            self._last_expiry = time.monotonic()
+            with self.db.transaction() as session:
+                services.expire_overdue(session, audit=self.audit, now=now)
         started, plans = 0, []
         for agency_id, channel in self.channels.items():
             if isinstance(channel, BatchChannel):
@@ -191,28 +208,34 @@ class DeliveryWorker:
         """
         ready: dict[str, list[tuple[str, Envelope]]] = {}
         with self.db.transaction() as session:
-            claimed = {channel.agency.id: services.claim_due(
-                session, agency_id=channel.agency.id, now=now, limit=limit,
-                lease_seconds=self.settings.lease_seconds, owner=self.owner) for channel, limit, _trial in plans}
-            orders = claimed_orders(session, [i for ids in claimed.values() for i in ids])
-            to_keep = []
+            claimed = {
+                channel.agency.id: services.claim_due(session, agency_id=channel.agency.id, now=now, limit=limit,
+                                                      lease_seconds=self.settings.lease_seconds, owner=self.owner)
+                for channel, limit, _trial in plans
+            }
+            every = [i for ids in claimed.values() for i in ids]
+            if not every:
+                return ready
+            stored = services.stored_envelopes(session, every)
+            orders = batches.load_orders(session, [i for i in every if i not in stored])
+            fresh: dict[str, Envelope] = {}
             for channel, _limit, _trial in plans:
                 agency_id = channel.agency.id
                 for delivery_id in claimed[agency_id]:
-                    try:
-                        envelope = channel.encode(orders[delivery_id].order)
-                    except AdapterError as error:
-                        services.record_failure(session, delivery_id, error, audit=self.audit, now=now,
-                                                policy=self.policy)
-                        continue
+                    envelope = stored.get(delivery_id)
+                    if envelope is None:
+                        try:
+                            envelope = fresh[delivery_id] = channel.encode(orders[delivery_id][0])
+                        except AdapterError as error:
+                            services.record_failure(session, delivery_id, error, audit=self.audit, now=now,
+                                                    policy=self.policy)
+                            continue
                     if isinstance(channel, PullChannel):
                         services.record_stored_for_pull(session, delivery_id, envelope, audit=self.audit, now=now)
                         continue
-                    envelope, keep = first_bytes(orders[delivery_id], envelope)
-                    if keep:
-                        to_keep.append(keep)
                     ready.setdefault(agency_id, []).append((delivery_id, envelope))
-            keep_bytes(session, to_keep)
+            pulled = {i for channel, _l, _t in plans if isinstance(channel, PullChannel) for i in claimed[channel.agency.id]}
+            batches.keep_requests(session, {i: e for i, e in fresh.items() if i not in pulled}, now=now)
         return ready
 
     def _submit(self, task, *args) -> None:
@@ -260,7 +283,7 @@ class DeliveryWorker:
                 return
             breaker.record(None, trial=trial)
             with self.db.transaction() as session:
-                fresh = services.record_answer(session, delivery_id, envelope, answer, answer.raw, audit=self.audit,
+                fresh = batches.record_answers(session, [(delivery_id, envelope, answer, answer.raw)], audit=self.audit,
                                                now=utc_now())
             outcome = "answered" if fresh else "duplicate"
         except Exception as exc:
@@ -278,6 +301,7 @@ class DeliveryWorker:
             self._observe(agency_id, outcome, time.perf_counter() - started)
             with self._lock:
                 self._in_flight[agency_id] -= 1
+            self._wake.set()  # a slot is free: more of this agency's work may be due
 
     def _observe(self, agency_id: str, outcome: str | None, seconds: float) -> None:
         if outcome == "queued":
@@ -288,25 +312,30 @@ class DeliveryWorker:
     # --- batch agencies ------------------------------------------------------------------
 
     def deliver_batch(self, delivery_ids: list[str], agency_id: str, trial: bool = False) -> None:
-        """Encode each claimed request, send them as one file, and mark them awaiting results."""
+        """Write each claimed request, keep its bytes, send them as one file, and mark
+        them awaiting results: a few statements for the whole file (``batches``)."""
         channel, breaker = self.channels[agency_id], self.breakers[agency_id]
         assert isinstance(channel, BatchChannel)
         try:
             with self.db.reading() as session:
                 stored = services.stored_envelopes(session, delivery_ids)
-                orders = services.load_orders(session, [i for i in delivery_ids if i not in stored])
+                orders = batches.load_orders(session, delivery_ids)
             envelopes: dict[str, Envelope] = dict(stored)  # a resend carries the bytes first sent
-            by_operation: dict[str, list[str]] = {}
-            for delivery_id in stored:
-                by_operation.setdefault(stored[delivery_id].operation, []).append(delivery_id)
-            for delivery_id, order in orders.items():
+            fresh: dict[str, Envelope] = {}
+            for delivery_id, (order, _ref) in orders.items():
+                if delivery_id in stored:
+                    continue
                 try:
-                    envelope = channel.encode(order)
+                    fresh[delivery_id] = envelopes[delivery_id] = channel.encode(order)
                 except AdapterError as error:  # this one breaks the format: never sent, the rest go
                     with self.db.transaction() as session:
                         services.record_failure(session, delivery_id, error, audit=self.audit, now=utc_now(), policy=self.policy)
-                    continue
-                envelopes[delivery_id] = envelope
+            # Kept before the file leaves: its results may be back before it is marked sent.
+            if fresh:
+                with self.db.transaction() as session:
+                    batches.keep_requests(session, fresh, now=utc_now())
+            by_operation: dict[str, list[str]] = {}
+            for delivery_id, envelope in envelopes.items():
                 by_operation.setdefault(envelope.operation, []).append(delivery_id)
             for ids in by_operation.values():
                 started = time.perf_counter()
@@ -324,8 +353,8 @@ class DeliveryWorker:
                 breaker.record(None, trial=trial)
                 self.metrics.observe(agency_id, "batch_sent", time.perf_counter() - started)
                 with self.db.transaction() as session:
-                    services.record_sent(session, ids, envelopes, batch_file=batch_file, audit=self.audit,
-                                         now=utc_now(), wait_seconds=self.settings.batch_result_wait_seconds)
+                    batches.mark_sent(session, {i: orders[i][1] for i in ids}, batch_file=batch_file, audit=self.audit,
+                                      now=utc_now(), wait_seconds=self.settings.batch_result_wait_seconds)
         except Exception:
             # Leases lapse and the deliveries are claimed again; the agency discards what it already has.
             log.exception("batch to %s failed inside the gateway; its leases will lapse and it will be retried", agency_id)
@@ -355,35 +384,42 @@ class DeliveryWorker:
     def collect(self, channel: BatchChannel) -> int:
         """Apply every complete result file the agency has left; return how many results were read.
 
-        A file is settled (moved to done or quarantine) only after its results are
-        committed, so a crash in between reads it again and its results are
-        discarded as duplicates.
+        A file's results are applied in chunks, each in one transaction; the file is
+        settled (moved to done or quarantine) only after all are committed, so a crash
+        in between reads it again and what was applied is discarded as duplicates.
         """
         count = 0
         for batch in channel.receive():
-            with self.db.transaction() as session:
-                if batch.problem:
+            if batch.problem:
+                with self.db.transaction() as session:
                     services.record_batch_refused(session, channel.agency.id, batch, audit=self.audit, now=utc_now())
-                else:
-                    self._apply_results(session, channel, batch)
+            else:
+                for records in batches.chunks(list(batch.records)):
+                    self._apply_results(channel, batch.name, records)
             channel.settle(batch)
             count += len(batch.records)
         return count
 
-    def _apply_results(self, session, channel: BatchChannel, batch: InboundBatch) -> None:
+    def _apply_results(self, channel: BatchChannel, file_name: str, records: list) -> None:
+        """Decode a chunk of result lines against the requests they name, then record them."""
         agency_id = channel.agency.id
-        for record in batch.records:
-            envelope, state = services.sent_envelope(session, record.message_id, agency_id)
+        with self.db.reading() as session:
+            sent = services.sent_envelopes(session, [r.message_id for r in records], agency_id)
+        answers, failures, unknown = [], [], []
+        for record in records:
+            envelope = sent.get(record.message_id)
             if envelope is None:
-                services.record_unknown_result(session, agency_id, batch.name, record, audit=self.audit)
+                unknown.append(record)
                 continue
             try:
-                answer = channel.decode(record, envelope)
+                answers.append((record.message_id, envelope, channel.decode(record, envelope), record.body))
             except AdapterError as error:
                 if isinstance(error, IncomingInvalid) and not error.raw:
                     error.raw = record.body
-                services.record_failure(session, record.message_id, error, audit=self.audit, now=utc_now(),
-                                        policy=self.policy)
-                continue
-            services.record_answer(session, record.message_id, envelope, answer, record.body, audit=self.audit,
-                                   now=utc_now())
+                failures.append((record.message_id, error))
+        with self.db.transaction() as session:
+            batches.record_answers(session, answers, audit=self.audit, now=utc_now())
+            for delivery_id, error in failures:
+                services.record_failure(session, delivery_id, error, audit=self.audit, now=utc_now(), policy=self.policy)
+            for record in unknown:
+                services.record_unknown_result(session, agency_id, file_name, record, audit=self.audit)

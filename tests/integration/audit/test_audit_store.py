@@ -124,3 +124,24 @@ def test_cli_verify_detects_a_forged_insert(db, database_url):
         conn.execute(sa.insert(AuditEvent.__table__).values({**forged, "outcome": "forged"}))
     result = CliRunner().invoke(main, ["audit", "verify"], env={"GATEWAY_DATABASE_URL": database_url, "GATEWAY_CONFIG": ""})
     assert result.exit_code == 1 and "BROKEN at event 2" in result.output and "altered" in result.output
+
+
+def test_many_events_appended_at_once_chain_like_one_by_one(db):
+    _append(db, 2)
+    with db.transaction() as session:
+        AUDIT.record_many(session, [
+            {"action": "delivery.result", "outcome": "answered", "actor": ACTOR, "request_id": f"r{i}",
+             "subject_id_number": "330102198703151157", "details": {"i": i}}
+            for i in range(50)
+        ])
+    _append(db, 1)
+    with db.reading() as session:
+        report = verify_log(session)
+        rows = session.execute(sa.select(AuditEvent.seq, AuditEvent.subject_masked).order_by(AuditEvent.seq)).all()
+    assert report.ok and report.events_checked == 53
+    assert [r.seq for r in rows] == list(range(1, 54))
+    assert rows[2].subject_masked == "3301**********1157"
+    with db.transaction() as session:
+        AUDIT.record_many(session, [])  # nothing to append: nothing written
+    with db.reading() as session:
+        assert verify_log(session).events_checked == 53

@@ -1,0 +1,219 @@
+"""The outbox in bulk: loading, marking and answering many deliveries per statement.
+
+A batch agency's file carries thousands of requests and its result file thousands
+of answers; doing that row by row through the ORM cost tens of milliseconds each
+(bench/RESULTS.md, "protocols"). These functions do the same work as their
+one-by-one siblings in ``services`` with a few set-based statements per chunk,
+under the same rules: rows locked before the audit chain, the chain before the
+request rows (so no two transactions wait on each other in opposite orders), and
+every change audited in the transaction that makes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Iterable, Iterator
+
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.orm import Session
+
+from adapters.interfaces import AgencyAnswer, DeliveryOrder, Envelope, SubjectRef
+from audit.store import AuditLog
+from gateway.cases.models import Case, Subject
+from gateway.deliveries.models import Asset, Delivery, DeliveryResult
+from gateway.deliveries.services import WORKER, _control_line
+from gateway.requests.models import Request
+from gateway.requests.states import request_state
+from gateway.timeutil import new_id
+from schemas.canonical import AssetRecordSchema, ControlOutcomeSchema
+from schemas.vocabulary import FINAL_DELIVERY_STATES
+
+CHUNK = 500  # ids per IN list and rows per statement
+_ASSET = AssetRecordSchema()
+_OUTCOMES = ControlOutcomeSchema(many=True)
+_DELIVERIES = Delivery.__table__
+_REQUESTS = Request.__table__
+
+
+def chunks(items: list[Any], size: int = CHUNK) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+@dataclass(frozen=True)
+class Addressed:
+    """What the audit log and the asset rows need to know about a delivery."""
+
+    delivery_id: str
+    request_id: str
+    agency_id: str
+    attempts: int
+    case_number: str
+    subject_id: str
+    id_number: str
+
+
+_ORDERS = (
+    select(Delivery.id, Delivery.request_id, Delivery.agency_id, Delivery.attempts, Delivery.categories,
+           Delivery.lines, Request.action, Request.court_code, Request.officer_sub, Request.legal_basis_kind,
+           Request.legal_basis_number, Request.amount, Request.targets, Request.court_account, Request.subject_id,
+           Case.case_number, Subject.kind, Subject.name, Subject.id_number)
+    .join(Request, Request.id == Delivery.request_id)
+    .join(Case, Case.id == Request.case_id)
+    .join(Subject, Subject.id == Request.subject_id)
+)
+
+
+def _addressed(row: Any) -> Addressed:
+    return Addressed(row.id, row.request_id, row.agency_id, row.attempts, row.case_number, row.subject_id,
+                     row.id_number)
+
+
+def load_orders(session: Session, delivery_ids: list[str]) -> dict[str, tuple[DeliveryOrder, Addressed]]:
+    """Each delivery's order (what its codec writes) and its address, one query per chunk."""
+    found: dict[str, tuple[DeliveryOrder, Addressed]] = {}
+    for ids in chunks(delivery_ids):
+        for row in session.execute(_ORDERS.where(Delivery.id.in_(ids))):
+            order = DeliveryOrder(
+                message_id=row.id, action=row.action, categories=tuple(row.categories),
+                subject=SubjectRef(kind=row.kind, name=row.name, id_number=row.id_number),
+                case_number=row.case_number, court_code=row.court_code, officer=row.officer_sub,
+                legal_basis_kind=row.legal_basis_kind, legal_basis_number=row.legal_basis_number, amount=row.amount,
+                targets=tuple(row.targets or ()), lines=tuple(_control_line(line) for line in row.lines or ()),
+                court_account=row.court_account,
+            )
+            found[row.id] = (order, _addressed(row))
+    return found
+
+
+_KEEP = (
+    update(_DELIVERIES)
+    .where(_DELIVERIES.c.id == bindparam("b_id"), _DELIVERIES.c.request_body.is_(None))
+    .values(request_body=bindparam("b_body"), request_operation=bindparam("b_operation"),
+            request_media_type=bindparam("b_media_type"), request_sha256=bindparam("b_sha256"),
+            sent_at=bindparam("b_now"))
+)
+
+
+def keep_requests(session: Session, envelopes: dict[str, Envelope], *, now: datetime) -> None:
+    """Store requests' bytes before they first leave (see ``services.keep_request``):
+    a result may come back before the file is even marked sent."""
+    rows = [{"b_id": i, "b_body": e.body, "b_operation": e.operation, "b_media_type": e.media_type,
+             "b_sha256": hashlib.sha256(e.body).hexdigest(), "b_now": now} for i, e in envelopes.items()]
+    for part in chunks(rows):
+        session.execute(_KEEP, part)
+
+
+def mark_sent(session: Session, addressed: dict[str, Addressed], *, batch_file: str, audit: AuditLog,
+              now: datetime, wait_seconds: float) -> int:
+    """The file carrying these requests is on the agency's server: those still
+    ``sending`` now await their results (those answered meanwhile are left alone).
+    If no result comes within ``wait_seconds`` they are sent again (claim_due)."""
+    still: list[str] = []
+    for ids in chunks(list(addressed)):
+        still += session.scalars(
+            select(Delivery.id).where(Delivery.id.in_(ids), Delivery.state == "sending")
+            .order_by(Delivery.id).with_for_update()
+        ).all()
+    until = now + timedelta(seconds=wait_seconds)
+    for ids in chunks(still):
+        session.execute(update(_DELIVERIES).where(_DELIVERIES.c.id.in_(ids)).values(
+            state="awaiting", lease_until=until, batch_file=batch_file, updated_at=now))
+    audit.record_many(session, [
+        _event(addressed[i], "delivery.sent", "awaiting_result", {"batch_file": batch_file}) for i in still
+    ])
+    refresh_requests(session, {addressed[i].request_id for i in still})
+    return len(still)
+
+
+def _event(ref: Addressed, action: str, outcome: str, details: dict[str, Any]) -> dict[str, Any]:
+    return {"action": action, "outcome": outcome, "actor": WORKER, "case_number": ref.case_number,
+            "subject_id_number": ref.id_number, "request_id": ref.request_id, "delivery_id": ref.delivery_id,
+            "details": {"agency": ref.agency_id, "attempt": ref.attempts, **details}}
+
+
+def refresh_requests(session: Session, request_ids: Iterable[str]) -> None:
+    """Recompute requests' states from their deliveries, the request rows locked first
+    (in id order) so two transactions finishing sibling deliveries cannot both read
+    the other's as still under way."""
+    ids = sorted(request_ids)
+    for part in chunks(ids):
+        session.execute(select(Request.id).where(Request.id.in_(part)).order_by(Request.id).with_for_update())
+        states: dict[str, list[str]] = {i: [] for i in part}
+        for request_id, state in session.execute(
+            select(Delivery.request_id, Delivery.state).where(Delivery.request_id.in_(part))
+        ):
+            states[request_id].append(state)
+        session.execute(
+            update(_REQUESTS).where(_REQUESTS.c.id == bindparam("b_id")).values(state=bindparam("b_state")),
+            [{"b_id": i, "b_state": request_state(s)} for i, s in states.items()],
+        )
+
+
+_LOCK_FOR_RESULT = (
+    select(Delivery.id, Delivery.state, Delivery.request_id, Delivery.agency_id, Delivery.attempts,
+           Delivery.last_error, Request.subject_id, Case.case_number, Subject.id_number,
+           DeliveryResult.id.label("result_id"))
+    .join(Request, Request.id == Delivery.request_id)
+    .join(Case, Case.id == Request.case_id)
+    .join(Subject, Subject.id == Request.subject_id)
+    .outerjoin(DeliveryResult, DeliveryResult.delivery_id == Delivery.id)
+    .order_by(Delivery.id)
+    .with_for_update(of=Delivery)
+)
+
+_ANSWERED = (
+    update(_DELIVERIES).where(_DELIVERIES.c.id == bindparam("b_id"))
+    .values(state=bindparam("b_state"), answered_at=bindparam("b_answered_at"), lease_until=None,
+            last_error=bindparam("b_last_error"), updated_at=bindparam("b_now"))
+)
+
+
+def record_answers(session: Session, answers: list[tuple[str, Envelope, AgencyAnswer, bytes]], *,
+                   audit: AuditLog, now: datetime) -> int:
+    """Store validated answers (``services.record_answer``'s rules, many at once);
+    return how many were new. A second answer to a finished delivery is discarded
+    and audited; the first answer to an expired one is kept as late."""
+    by_id = {delivery_id: (envelope, answer, raw) for delivery_id, envelope, answer, raw in answers}
+    locked: dict[str, Any] = {}
+    for ids in chunks(sorted(by_id)):
+        locked.update({row.id: row for row in session.execute(_LOCK_FOR_RESULT.where(Delivery.id.in_(ids)))})
+    assets, results, changes, events, touched = [], [], [], [], set()
+    for delivery_id, row in locked.items():
+        _envelope, answer, raw = by_id[delivery_id]
+        ref = _addressed(row)
+        answer_sha = hashlib.sha256(raw).hexdigest()
+        late = row.state == "expired" and row.result_id is None
+        if row.state in FINAL_DELIVERY_STATES and not late:
+            events.append(_event(ref, "delivery.result", "duplicate_discarded", {"state": row.state, "answer_sha256": answer_sha}))
+            continue
+        records = [_ASSET.load(a) for a in answer.assets]
+        outcomes = _OUTCOMES.dump(_OUTCOMES.load(answer.controls))
+        assets += [{"id": new_id(), "subject_id": row.subject_id, "delivery_id": delivery_id, "agency_id": row.agency_id,
+                    "found_at": now, **record} for record in records]
+        results.append({"delivery_id": delivery_id, "received_at": now, "agency_answered_at": answer.answered_at,
+                        "request_sha256": answer.request_sha256, "answer_sha256": answer_sha,
+                        "asset_count": len(records), "controls": outcomes or None, "late": late})
+        if late:  # kept and shown, but not answered in time: the delivery stays expired
+            changes.append({"b_id": delivery_id, "b_state": "expired", "b_answered_at": None, "b_now": now,
+                            "b_last_error": f"{row.last_error or 'expired'}; a late result arrived at {now.isoformat()}"})
+        else:
+            changes.append({"b_id": delivery_id, "b_state": "answered", "b_answered_at": now, "b_last_error": None,
+                            "b_now": now})
+        details = {"assets": len(records), "request_sha256": answer.request_sha256, "answer_sha256": answer_sha}
+        if outcomes:
+            details["controls"] = [{k: o[k] for k in ("identifier", "outcome", "amount_controlled", "queue_position")
+                                    if o.get(k) is not None} for o in outcomes]
+        events.append(_event(ref, "delivery.result", "late" if late else "answered", details))
+        touched.add(row.request_id)
+    for part in chunks(assets):
+        session.execute(insert(Asset.__table__), part)
+    for part in chunks(results):
+        session.execute(insert(DeliveryResult.__table__), part)
+    for part in chunks(changes):
+        session.execute(_ANSWERED, part)
+    audit.record_many(session, events)  # after the row locks, before the request locks (see the module's rule)
+    refresh_requests(session, touched)
+    return len(results)
