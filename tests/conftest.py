@@ -44,7 +44,13 @@ _backend_of: dict[str, str] = {}
 _passed_on: Counter = Counter()
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # A test marked postgres_only is not run on SQLite at all (deselected, not skipped).
+    sqlite_only_copies = [i for i in items if i.get_closest_marker("postgres_only")
+                          and getattr(i, "callspec", None) and i.callspec.params.get("backend") == "sqlite"]
+    if sqlite_only_copies:
+        config.hook.pytest_deselected(items=sqlite_only_copies)
+        items[:] = [i for i in items if i not in sqlite_only_copies]
     for item in items:
         callspec = getattr(item, "callspec", None)
         if callspec and "backend" in callspec.params:

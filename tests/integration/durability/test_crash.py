@@ -38,10 +38,9 @@ def _freeze(api: Api, deposit_ids: list[str], n: int) -> str:
     return reply.json()["id"]
 
 
+@pytest.mark.postgres_only  # worker processes claiming with FOR UPDATE SKIP LOCKED
 def test_a_worker_killed_mid_run_loses_nothing_and_applies_no_control_twice(
         backend, overrides, settings, database_url, keys_dir, tmp_path):
-    if backend != "postgresql":
-        pytest.skip("PostgreSQL only: worker processes claiming with FOR UPDATE SKIP LOCKED")
     from gateway.app import create_app
 
     # Calls stay in flight 0.15 s at the agencies: long enough to be cut by the kill.

@@ -21,10 +21,9 @@ from gateway.deliveries.models import Delivery
 INQUIRIES = 150
 
 
+@pytest.mark.postgres_only  # several processes on one database
 def test_two_api_processes_and_three_workers_never_claim_a_delivery_twice(
         backend, settings, database_url, keys_dir, tmp_path):
-    if backend != "postgresql":
-        pytest.skip("PostgreSQL only: several processes on one database")
     from audit.models import AuditEvent
 
     agencies = start_agencies()
