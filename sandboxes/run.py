@@ -11,7 +11,7 @@ Seven agencies over three protocols, as in the default registry:
     land             SFTP   the real-estate registry        } and a batch agency each
 
 The SFTP server uses the published demo host key and accepts the published demo
-client key (config/demo-keys/, clearly marked, not secrets).
+client key (config/demo/, clearly marked, not secrets).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from sandboxes.real_estate import RealEstateRegistry
 from sandboxes.server import FaultKnobs, SandboxServer
 from sandboxes.sftp_server import SftpSandbox
 
-DEMO_KEYS = Path(__file__).resolve().parents[1] / "config" / "demo-keys"
+DEMO_KEYS = Path(__file__).resolve().parents[1] / "config" / "demo"
 SFTP_HOST_KEY = DEMO_KEYS / "sftp-sandbox-host-ed25519"
 SFTP_CLIENT_PUBLIC_KEY = DEMO_KEYS / "gateway-sftp-client-ed25519.pub"
 SFTP_USER = "gateway"

@@ -220,7 +220,7 @@ def write_registry(path: Path, endpoints: dict[str, str]) -> Path:
         agency_id = tomllib.loads("[[agency]]" + block)["agency"][0]["id"]
         if agency_id in endpoints:
             block = re.sub(r'(?m)^endpoint = ".*"$', f'endpoint = "{endpoints[agency_id]}"', block)
-            kept.append(block.replace('"demo-keys/', f'"{CONFIG_DIR / "demo-keys"}/'))
+            kept.append(block.replace('"demo/', f'"{CONFIG_DIR / "demo"}/'))
     path.write_text(head + "".join("[[agency]]" + b for b in kept), encoding="utf-8")
     return path
 

@@ -92,7 +92,7 @@ def test_default_registry_file_loads() -> None:
         ("tax", "tax", "soap"), ("psb", "public_security", "rest"), ("land", "real_estate", "sftp"),
         ("samr", "market_regulation", "rest"),
     ]
-    assert registry.get("land").options["client_key"] == "demo-keys/gateway-sftp-client-ed25519"
+    assert registry.get("land").options["client_key"] == "demo/gateway-sftp-client-ed25519"
     assert registry.get("tax").action_categories == {"inquiry": ("tax",), "valuation": ("real_estate",)}
     agency = registry.get("psb")
     assert agency.kind == "public_security"
