@@ -16,7 +16,7 @@ import threading
 from datetime import date, datetime, timezone
 from typing import Any, Callable
 
-from flask import Response, request
+from flask import Flask, Response, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from sandboxes.server import FaultInjector
@@ -305,6 +305,53 @@ def serve_call(state: SandboxState, max_body_bytes: int,
         state.count_rejection()
         return error_response(400, CODE_CONTRACT_VIOLATION, violation.info, readable_xxid(raw))
     return json_response(200, state.answer_once(xxid, render))
+
+
+def unique_choices(container: dict[str, Any], path: str, key: str, choices: tuple[str, ...]) -> tuple[str, ...]:
+    """A non-empty list of names from ``choices``, none repeated (an inquiry's CXLB)."""
+    value, where = container[key], f"{path}.{key}"
+    if not isinstance(value, list):
+        raise ContractViolation(where, "must be a list")
+    if not value:
+        raise ContractViolation(where, "must not be empty")
+    seen: list[str] = []
+    for index, item in enumerate(value):
+        if item not in choices:  # also refuses non-strings
+            raise ContractViolation(f"{where}[{index}]", f"must be one of {', '.join(choices)}, got {item!r}")
+        if item in seen:
+            raise ContractViolation(f"{where}[{index}]", f"repeats {item!r} (no repeats)")
+        seen.append(item)
+    return tuple(seen)
+
+
+Reader = Callable[[bytes], tuple[str, Callable[[], bytes]]]
+
+
+def create_contract_app(import_name: str, *, prefix: str, state: SandboxState, extension_key: str,
+                        max_body_bytes: int, routes: dict[str, Reader]) -> Flask:
+    """A REST sandbox: each POST ``{prefix}/{route}`` served by ``serve_call`` with its
+    reader, a ``{prefix}/healthz`` outside the fault knobs, oversized bodies refused
+    by the contract's own rule, the state at ``app.extensions[extension_key]``."""
+    if not prefix.startswith("/"):
+        raise ValueError(f"prefix must start with '/', got {prefix!r}")
+    prefix = prefix.rstrip("/")
+    app = Flask(import_name)
+    app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
+    app.extensions[extension_key] = state
+    for route, read in routes.items():
+        app.add_url_rule(f"{prefix}/{route}", route, lambda read=read: serve_call(state, max_body_bytes, read),
+                         methods=["POST"])
+
+    @app.get(f"{prefix}/healthz")
+    def healthz() -> Response:
+        # Not subject to fault knobs: readiness checks must not flap.
+        return json_response(200, encode({"status": "ok"}))
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def too_large(_error: RequestEntityTooLarge) -> Response:
+        return body_too_large(max_body_bytes)
+
+    return app
 
 
 def body_too_large(max_body_bytes: int) -> Response:

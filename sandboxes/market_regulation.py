@@ -22,22 +22,20 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from flask import Flask, Response
-from werkzeug.exceptions import RequestEntityTooLarge
+from flask import Flask
 
 from sandboxes.json_contract import (
     ContractViolation,
     SandboxState,
     answer_head,
-    body_too_large,
     check_fields,
     check_head,
     check_message_id_header,
+    create_contract_app,
     encode,
-    json_response,
     parse_json,
-    serve_call,
     text,
+    unique_choices,
 )
 from sandboxes.market_regulation_controls import EquityRegister, read_execute
 from sandboxes.market_regulation_data import CATEGORIES, ID_TYPES, describe_subject
@@ -81,18 +79,9 @@ def _validate_inquiry(raw: bytes) -> Inquiry:
     id_number = text(query, "Query", "CerNo")
     if len(id_number) != 18:
         raise ContractViolation("Query.CerNo", f"must be 18 characters, got {len(id_number)}")
-    value = query["CXLB"]
-    if not isinstance(value, list) or not value:
-        raise ContractViolation("Query.CXLB", "must be a non-empty list")
-    seen: list[str] = []
-    for index, item in enumerate(value):
-        if item not in CATEGORIES:  # also refuses non-strings
-            raise ContractViolation(f"Query.CXLB[{index}]", f"must be one of {', '.join(CATEGORIES)}, got {item!r}")
-        if item in seen:
-            raise ContractViolation(f"Query.CXLB[{index}]", f"repeats {item!r} (no repeats)")
-        seen.append(item)
+    categories = unique_choices(query, "Query", "CXLB", CATEGORIES)
     check_message_id_header(xxid)
-    return Inquiry(xxid, name, id_type, id_number, tuple(seen))
+    return Inquiry(xxid, name, id_type, id_number, categories)
 
 
 def _read_inquiry(state: MarketRegulationSandboxState, raw: bytes) -> tuple[str, Callable[[], bytes]]:
@@ -122,29 +111,9 @@ def _read_execute(state: MarketRegulationSandboxState, raw: bytes) -> tuple[str,
 
 def create_app(knobs: FaultKnobs | None = None, *, prefix: str = DEFAULT_PREFIX) -> Flask:
     """A fresh sandbox (its own counters, duplicate memory and register) as a Flask app."""
-    if not prefix.startswith("/"):
-        raise ValueError(f"prefix must start with '/', got {prefix!r}")
-    prefix = prefix.rstrip("/")
-    app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     state = MarketRegulationSandboxState(faults=FaultInjector(knobs))
-    app.extensions[EXTENSION_KEY] = state
-
-    @app.post(f"{prefix}/inquiries")
-    def inquiries() -> Response:
-        return serve_call(state, MAX_BODY_BYTES, lambda raw: _read_inquiry(state, raw))
-
-    @app.post(f"{prefix}/controls")
-    def controls() -> Response:
-        return serve_call(state, MAX_BODY_BYTES, lambda raw: _read_execute(state, raw))
-
-    @app.get(f"{prefix}/healthz")
-    def healthz() -> Response:
-        # Not subject to fault knobs: readiness checks must not flap.
-        return json_response(200, encode({"status": "ok"}))
-
-    @app.errorhandler(RequestEntityTooLarge)
-    def too_large(_error: RequestEntityTooLarge) -> Response:
-        return body_too_large(MAX_BODY_BYTES)
-
-    return app
+    return create_contract_app(__name__, prefix=prefix, state=state, extension_key=EXTENSION_KEY,
+                               max_body_bytes=MAX_BODY_BYTES, routes={
+                                   "inquiries": lambda raw: _read_inquiry(state, raw),
+                                   "controls": lambda raw: _read_execute(state, raw),
+                               })

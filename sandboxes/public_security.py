@@ -25,24 +25,22 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable
 
-from flask import Flask, Response
-from werkzeug.exceptions import RequestEntityTooLarge
+from flask import Flask
 
 from sandboxes.json_contract import (
     ContractViolation,
     SandboxState,
     answer_head,
-    body_too_large,
     check_fields,
     check_head,
     check_message_id_header,
+    create_contract_app,
     encode,
-    json_response,
     parse_json,
-    serve_call,
     text,
+    unique_choices,
 )
 from sandboxes.public_security_controls import VehicleRegister, read_control
 from sandboxes.public_security_data import CATEGORIES, ID_TYPES, describe_subject
@@ -87,24 +85,9 @@ def _validate_inquiry(raw: bytes) -> Inquiry:
     id_number = text(query, "Query", "ZJHM")
     if len(id_number) != 18:
         raise ContractViolation("Query.ZJHM", f"must be 18 characters, got {len(id_number)}")
-    categories = _check_categories(query["CXLB"])
+    categories = unique_choices(query, "Query", "CXLB", CATEGORIES)
     check_message_id_header(xxid)
     return Inquiry(xxid, name, id_type, id_number, categories)
-
-
-def _check_categories(value: Any) -> tuple[str, ...]:
-    if not isinstance(value, list):
-        raise ContractViolation("Query.CXLB", "must be a list")
-    if not value:
-        raise ContractViolation("Query.CXLB", "must not be empty")
-    seen: list[str] = []
-    for index, item in enumerate(value):
-        if item not in CATEGORIES:  # also refuses non-strings
-            raise ContractViolation(f"Query.CXLB[{index}]", f"must be one of {', '.join(CATEGORIES)}, got {item!r}")
-        if item in seen:
-            raise ContractViolation(f"Query.CXLB[{index}]", f"repeats {item!r} (no repeats)")
-        seen.append(item)
-    return tuple(seen)
 
 
 def _read_inquiry(state: PublicSecuritySandboxState, raw: bytes) -> tuple[str, Callable[[], bytes]]:
@@ -134,29 +117,9 @@ def _read_control(state: PublicSecuritySandboxState, raw: bytes) -> tuple[str, C
 
 def create_app(knobs: FaultKnobs | None = None, *, prefix: str = DEFAULT_PREFIX) -> Flask:
     """A fresh sandbox (its own counters, duplicate memory and registers) as a Flask app."""
-    if not prefix.startswith("/"):
-        raise ValueError(f"prefix must start with '/', got {prefix!r}")
-    prefix = prefix.rstrip("/")
-    app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     state = PublicSecuritySandboxState(faults=FaultInjector(knobs))
-    app.extensions[EXTENSION_KEY] = state
-
-    @app.post(f"{prefix}/inquiries")
-    def inquiries() -> Response:
-        return serve_call(state, MAX_BODY_BYTES, lambda raw: _read_inquiry(state, raw))
-
-    @app.post(f"{prefix}/controls")
-    def controls() -> Response:
-        return serve_call(state, MAX_BODY_BYTES, lambda raw: _read_control(state, raw))
-
-    @app.get(f"{prefix}/healthz")
-    def healthz() -> Response:
-        # Not subject to fault knobs: readiness checks must not flap.
-        return json_response(200, encode({"status": "ok"}))
-
-    @app.errorhandler(RequestEntityTooLarge)
-    def too_large(_error: RequestEntityTooLarge) -> Response:
-        return body_too_large(MAX_BODY_BYTES)
-
-    return app
+    return create_contract_app(__name__, prefix=prefix, state=state, extension_key=EXTENSION_KEY,
+                               max_body_bytes=MAX_BODY_BYTES, routes={
+                                   "inquiries": lambda raw: _read_inquiry(state, raw),
+                                   "controls": lambda raw: _read_control(state, raw),
+                               })
