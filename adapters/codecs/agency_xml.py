@@ -18,7 +18,13 @@ from typing import Iterable
 from lxml import etree
 
 from adapters.codecs.xml_codec import load_checked
-from adapters.errors import AgencyRefused, AgencyUnavailable, AnswerNotBound, IncomingInvalid, OutgoingInvalid
+from adapters.errors import (
+    AgencyRefused,
+    AgencyUnavailable,
+    AnswerNotBound,
+    IncomingInvalid,
+    OutgoingInvalid,
+)
 from adapters.interfaces import DeliveryOrder, Envelope, Reply
 from schemas import xml
 

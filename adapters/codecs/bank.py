@@ -13,10 +13,22 @@ from typing import Any
 
 from lxml import etree
 
-from adapters.codecs.agency_xml import MessageReader, MessageWriter, check_only_asked, date_text, money_text
+from adapters.codecs.agency_xml import (
+    MessageReader,
+    MessageWriter,
+    check_only_asked,
+    date_text,
+    money_text,
+)
 from adapters.codecs.xml_codec import XML_MEDIA_TYPE, dump_checked
 from adapters.errors import IncomingInvalid, OutgoingInvalid
-from adapters.interfaces import AgencyAnswer, ControlLine, DeliveryOrder, Envelope, Reply
+from adapters.interfaces import (
+    AgencyAnswer,
+    ControlLine,
+    DeliveryOrder,
+    Envelope,
+    Reply,
+)
 
 NAMESPACE = "urn:enforcement-gateway:bank:v1"
 SCHEMA = "bank-v1"

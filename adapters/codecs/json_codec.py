@@ -10,8 +10,14 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError
 
-from adapters.errors import AgencyRefused, AgencyUnavailable, AnswerNotBound, IncomingInvalid, OutgoingInvalid
-from adapters.interfaces import Envelope, Reply
+from adapters.errors import (
+    AgencyRefused,
+    AgencyUnavailable,
+    AnswerNotBound,
+    IncomingInvalid,
+    OutgoingInvalid,
+)
+from adapters.interfaces import DeliveryOrder, Envelope, Reply
 from schemas.errors import describe_errors, flatten_errors
 
 JSON_MEDIA_TYPE = "application/json; charset=utf-8"
@@ -68,6 +74,34 @@ def raise_for_status(reply: Reply, error_schema: Schema, head_key: str = "Head")
     if reply.status >= 500 or reply.status in (408, 429):
         raise AgencyUnavailable(f"agency answered HTTP {reply.status}{info}")
     raise AgencyRefused(f"agency refused the message with HTTP {reply.status}{info}")
+
+
+def request_head(order: DeliveryOrder) -> dict[str, Any]:
+    """The ``Head`` every JSON agency's request carries: message id, time, court,
+    officer, case number and, when there is one, the legal basis."""
+    head: dict[str, Any] = {
+        "XXID": order.message_id,
+        "CJSJ": utc_now_text(),
+        "FYDM": order.court_code,
+        "CBR": order.officer,
+        "AH": order.case_number,
+    }
+    if order.legal_basis_kind and order.legal_basis_number:
+        head["WSLX"] = order.legal_basis_kind
+        head["WSH"] = order.legal_basis_number
+    return head
+
+
+def check_answered(reply: Reply, error_schema: Schema) -> None:
+    """Raise what an error answer means: a non-2xx status, or a ``Head`` whose
+    ``RESPONSECODE`` is not ``0000`` (``1000``: try later; anything else: refused).
+    An error answer has a Head and no Data (the contract), whatever the HTTP status."""
+    raise_for_status(reply, error_schema)
+    head = load_checked(error_schema, reply.body)["Head"]
+    if head["RESPONSECODE"] == "1000":
+        raise AgencyUnavailable(f"agency could not answer now: code 1000: {head['RESPONSEINFO']}")
+    if head["RESPONSECODE"] != "0000":
+        raise AgencyRefused(f"agency refused: code {head['RESPONSECODE']}: {head['RESPONSEINFO']}")
 
 
 def check_bound(envelope: Envelope, message_id: str, request_sha256: str, raw: bytes) -> None:

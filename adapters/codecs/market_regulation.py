@@ -14,14 +14,24 @@ from marshmallow import EXCLUDE
 
 from adapters.codecs.json_codec import (
     JSON_MEDIA_TYPE,
+    check_answered,
     check_bound,
     dump_checked,
     load_checked,
-    raise_for_status,
+    request_head,
     utc_now_text,
 )
-from adapters.errors import AgencyRefused, AgencyUnavailable, IncomingInvalid, OutgoingInvalid
-from adapters.interfaces import AgencyAnswer, ControlLine, DeliveryOrder, Envelope, Reply
+from adapters.errors import (
+    IncomingInvalid,
+    OutgoingInvalid,
+)
+from adapters.interfaces import (
+    AgencyAnswer,
+    ControlLine,
+    DeliveryOrder,
+    Envelope,
+    Reply,
+)
 from schemas.agencies import market_regulation as fmt
 from schemas.fields import money_text
 
@@ -56,19 +66,6 @@ class MarketRegulationCodec:
             return self._encode_control(order)
         raise OutgoingInvalid(f"market regulation does not take action {order.action!r} (it takes: {', '.join(self.actions)})")
 
-    def _head(self, order: DeliveryOrder) -> dict[str, Any]:
-        head: dict[str, Any] = {
-            "XXID": order.message_id,
-            "CJSJ": utc_now_text(),
-            "FYDM": order.court_code,
-            "CBR": order.officer,
-            "AH": order.case_number,
-        }
-        if order.legal_basis_kind and order.legal_basis_number:
-            head["WSLX"] = order.legal_basis_kind
-            head["WSH"] = order.legal_basis_number
-        return head
-
     def _debtor(self, order: DeliveryOrder) -> dict[str, str]:
         return {
             "Inv": order.subject.name,
@@ -78,27 +75,21 @@ class MarketRegulationCodec:
 
     def _encode_inquiry(self, order: DeliveryOrder) -> Envelope:
         query = {**self._debtor(order), "CXLB": [fmt.CATEGORY_CODES[c] for c in order.categories if c in fmt.CATEGORY_CODES]}
-        body = dump_checked(self._inquiry, {"Head": self._head(order), "Query": query}, "inquiry")
+        body = dump_checked(self._inquiry, {"Head": request_head(order), "Query": query}, "inquiry")
         return Envelope(message_id=order.message_id, operation=INQUIRIES, body=body, media_type=JSON_MEDIA_TYPE)
 
     def _encode_control(self, order: DeliveryOrder) -> Envelope:
         item = fmt.EXECUTE_ITEMS[order.action]
         today = utc_now_text()[:10]
         execute = {**self._debtor(order), "Items": [_execute_line(item, line, today) for line in order.lines]}
-        message = {"Head": self._head(order), "Execute": {"ExecuteItem": item, **execute}}
+        message = {"Head": request_head(order), "Execute": {"ExecuteItem": item, **execute}}
         body = dump_checked(self._control, message, order.action)
         return Envelope(message_id=order.message_id, operation=CONTROLS, body=body, media_type=JSON_MEDIA_TYPE)
 
     # --- decode ----------------------------------------------------------------
 
     def decode(self, reply: Reply, envelope: Envelope) -> AgencyAnswer:
-        raise_for_status(reply, self._error)
-        # An error answer has a Head and no Data (the contract), whatever the HTTP status.
-        head = load_checked(self._error, reply.body)["Head"]
-        if head["RESPONSECODE"] == "1000":
-            raise AgencyUnavailable(f"agency could not answer now: code 1000: {head['RESPONSEINFO']}")
-        if head["RESPONSECODE"] != "0000":
-            raise AgencyRefused(f"agency refused: code {head['RESPONSECODE']}: {head['RESPONSEINFO']}")
+        check_answered(reply, self._error)
         sent = json.loads(envelope.body)  # our own message, checked when it was made
         if envelope.operation == CONTROLS:
             answer = load_checked(self._control_answer, reply.body)

@@ -13,14 +13,23 @@ from marshmallow import EXCLUDE
 
 from adapters.codecs.json_codec import (
     JSON_MEDIA_TYPE,
+    check_answered,
     check_bound,
     dump_checked,
     load_checked,
-    raise_for_status,
-    utc_now_text,
+    request_head,
 )
-from adapters.errors import AgencyRefused, AgencyUnavailable, IncomingInvalid, OutgoingInvalid
-from adapters.interfaces import AgencyAnswer, ControlLine, DeliveryOrder, Envelope, Reply
+from adapters.errors import (
+    IncomingInvalid,
+    OutgoingInvalid,
+)
+from adapters.interfaces import (
+    AgencyAnswer,
+    ControlLine,
+    DeliveryOrder,
+    Envelope,
+    Reply,
+)
 from schemas.agencies import public_security as fmt
 from schemas.identifiers import mask_id_number
 
@@ -55,22 +64,9 @@ class PublicSecurityCodec:
             return self._encode_control(order)
         raise OutgoingInvalid(f"public security does not take action {order.action!r} (it takes: {', '.join(self.actions)})")
 
-    def _head(self, order: DeliveryOrder) -> dict[str, Any]:
-        head: dict[str, Any] = {
-            "XXID": order.message_id,
-            "CJSJ": utc_now_text(),
-            "FYDM": order.court_code,
-            "CBR": order.officer,
-            "AH": order.case_number,
-        }
-        if order.legal_basis_kind and order.legal_basis_number:
-            head["WSLX"] = order.legal_basis_kind
-            head["WSH"] = order.legal_basis_number
-        return head
-
     def _encode_inquiry(self, order: DeliveryOrder) -> Envelope:
         message = {
-            "Head": self._head(order),
+            "Head": request_head(order),
             "Query": {
                 "XM": order.subject.name,
                 "ZJZL": fmt.ID_TYPES.get(order.subject.kind, ""),
@@ -95,12 +91,12 @@ class PublicSecurityCodec:
                 control["BKJZRQ"] = max(ends).isoformat()
         else:
             control["CL"] = [_vehicle_line(kind, line) for line in order.lines]
-        message = {"Head": self._head(order), "Control": control}
+        message = {"Head": request_head(order), "Control": control}
         body = dump_checked(self._control, message, order.action)
         return Envelope(message_id=order.message_id, operation=CONTROLS, body=body, media_type=JSON_MEDIA_TYPE)
 
     def decode(self, reply: Reply, envelope: Envelope) -> AgencyAnswer:
-        self._check_answered(reply)
+        check_answered(reply, self._error)
         if envelope.operation == CONTROLS:
             return self._decode_control(reply, envelope)
         answer = load_checked(self._answer, reply.body)
@@ -117,15 +113,6 @@ class PublicSecurityCodec:
             message_id=head["XXID"], request_sha256=head["QQSHA256"], answered_at=head["FKSJ"], assets=assets,
             raw=reply.body,
         )
-
-    def _check_answered(self, reply: Reply) -> None:
-        raise_for_status(reply, self._error)
-        # An error answer has a Head and no Data (the contract), whatever the HTTP status.
-        head = load_checked(self._error, reply.body)["Head"]
-        if head["RESPONSECODE"] == "1000":
-            raise AgencyUnavailable(f"agency could not answer now: {head['RESPONSEINFO']}")
-        if head["RESPONSECODE"] != "0000":
-            raise AgencyRefused(f"agency refused: code {head['RESPONSECODE']}: {head['RESPONSEINFO']}")
 
     def _decode_control(self, reply: Reply, envelope: Envelope) -> AgencyAnswer:
         answer = load_checked(self._control_answer, reply.body)

@@ -11,7 +11,13 @@ from typing import Any
 from lxml import etree
 
 from adapters.codecs.xml_codec import XML_MEDIA_TYPE, dump_checked, load_checked
-from adapters.errors import AgencyRefused, AgencyUnavailable, AnswerNotBound, IncomingInvalid, OutgoingInvalid
+from adapters.errors import (
+    AgencyRefused,
+    AgencyUnavailable,
+    AnswerNotBound,
+    IncomingInvalid,
+    OutgoingInvalid,
+)
 from adapters.interfaces import AgencyAnswer, DeliveryOrder, Envelope, Reply
 from schemas import xml
 
