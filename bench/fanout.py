@@ -103,7 +103,7 @@ def submit(app, n: int) -> list[str]:
 
 def fanout_latency(args, work: Path) -> tuple[list[float], list[float], dict[str, list[float]]]:
     from gateway.app import create_app
-    from gateway.deliveries import services
+    from gateway.deliveries import batches, services
     from gateway.deliveries.channels import AgencyChannel
     from gateway.deliveries.models import Delivery
     from gateway.requests.models import Request
@@ -147,8 +147,8 @@ def fanout_latency(args, work: Path) -> tuple[list[float], list[float], dict[str
         # Baseline: the call agencies' adapters, in parallel, no database.
         calls = {a: c for a, c in worker.channels.items() if isinstance(c, AgencyChannel)}
         with app.extensions["db"].reading() as session:
-            orders = {d.agency_id: services.load_order(session, d.id)[0]
-                      for d in session.scalars(sa.select(Delivery).where(Delivery.agency_id.in_(calls)))}
+            ids = list(session.scalars(sa.select(Delivery.id).where(Delivery.agency_id.in_(calls))))
+            orders = {ref.agency_id: order for order, ref in batches.load_orders(session, ids).values()}
         baseline = []
         with ThreadPoolExecutor(len(calls)) as pool:
             for _ in range(args.inquiries):

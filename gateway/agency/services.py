@@ -50,7 +50,7 @@ def submit_result(session: Session, delivery_id: str, body: bytes, media_type: s
     owner = session.scalar(select(Delivery.agency_id).where(Delivery.id == delivery_id))
     if owner != agency.id:  # another agency's delivery looks exactly like none at all
         raise NotFound(f"no delivery {delivery_id} for agency {agency.id}")
-    envelope, _state = deliveries.sent_envelope(session, delivery_id, agency.id)
+    envelope = deliveries.stored_envelopes(session, [delivery_id], agency.id).get(delivery_id)
     if envelope is None:
         raise Conflict(f"delivery {delivery_id} has not been sent yet: there is nothing to answer")
     try:

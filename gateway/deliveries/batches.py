@@ -2,9 +2,10 @@
 
 A batch agency's file carries thousands of requests and its result file thousands
 of answers; doing that row by row through the ORM cost tens of milliseconds each
-(bench/RESULTS.md, "protocols"). These functions do the same work as their
-one-by-one siblings in ``services`` with a few set-based statements per chunk,
-under the same rules: rows locked before the audit chain, the chain before the
+(bench/RESULTS.md, "protocols"). These functions load orders, keep request bytes,
+mark files sent and record answers with a few set-based statements per chunk, for
+one delivery (a call agency's reply, a callback) as for thousands, under the
+outbox's rules: rows locked before the audit chain, the chain before the
 request rows (so no two transactions wait on each other in opposite orders), and
 every change audited in the transaction that makes it.
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterator
 
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
@@ -24,9 +25,8 @@ from audit.store import AuditLog
 from gateway.cases.models import Case, Subject
 from gateway.controls.services import observe_assets, record_outcomes
 from gateway.deliveries.models import Asset, Delivery, DeliveryResult
-from gateway.deliveries.services import WORKER, _control_line
+from gateway.deliveries.services import WORKER, _control_line, refresh_requests
 from gateway.requests.models import Request
-from gateway.requests.states import request_state
 from gateway.timeutil import new_id
 from schemas.canonical import AssetRecordSchema, ControlOutcomeSchema
 from schemas.vocabulary import FINAL_DELIVERY_STATES
@@ -35,7 +35,6 @@ CHUNK = 500  # ids per IN list and rows per statement
 _ASSET = AssetRecordSchema()
 _OUTCOMES = ControlOutcomeSchema(many=True)
 _DELIVERIES = Delivery.__table__
-_REQUESTS = Request.__table__
 
 
 def chunks(items: list[Any], size: int = CHUNK) -> Iterator[list[Any]]:
@@ -133,24 +132,6 @@ def _event(ref: Addressed, action: str, outcome: str, details: dict[str, Any], a
     return {"action": action, "outcome": outcome, "actor": actor, "case_number": ref.case_number,
             "subject_id_number": ref.id_number, "request_id": ref.request_id, "delivery_id": ref.delivery_id,
             "details": {"agency": ref.agency_id, "attempt": ref.attempts, **details}}
-
-
-def refresh_requests(session: Session, request_ids: Iterable[str]) -> None:
-    """Recompute requests' states from their deliveries, the request rows locked first
-    (in id order) so two transactions finishing sibling deliveries cannot both read
-    the other's as still under way."""
-    ids = sorted(request_ids)
-    for part in chunks(ids):
-        session.execute(select(Request.id).where(Request.id.in_(part)).order_by(Request.id).with_for_update())
-        states: dict[str, list[str]] = {i: [] for i in part}
-        for request_id, state in session.execute(
-            select(Delivery.request_id, Delivery.state).where(Delivery.request_id.in_(part))
-        ):
-            states[request_id].append(state)
-        session.execute(
-            update(_REQUESTS).where(_REQUESTS.c.id == bindparam("b_id")).values(state=bindparam("b_state")),
-            [{"b_id": i, "b_state": request_state(s)} for i, s in states.items()],
-        )
 
 
 _LOCK_FOR_RESULT = (

@@ -12,14 +12,14 @@ import random
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Iterable
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, joinedload, lazyload
+from sqlalchemy.orm import Session
 
 from adapters.errors import AdapterError, AgencyRefused, IncomingInvalid
-from adapters.interfaces import AgencyAnswer, BatchRecord, ControlLine, DeliveryOrder, Envelope, InboundBatch, SubjectRef
+from adapters.interfaces import AgencyAnswer, BatchRecord, ControlLine, Envelope, InboundBatch
 from audit.store import AuditLog, SystemActor
 from gateway.deliveries.models import ChannelLease, Delivery, QuarantinedMessage
 from gateway.deliveries.retry import next_attempt_at
@@ -73,33 +73,6 @@ def claim_due(session: Session, *, agency_id: str, now: datetime, limit: int, le
     return ids
 
 
-def load_order(session: Session, delivery_id: str) -> tuple[DeliveryOrder, str]:
-    """What the codec needs to write the message, and the agency it goes to."""
-    # One query: the request with its case and subject (joined by the model), without
-    # the request's other deliveries or any result, which the order does not need.
-    delivery = session.execute(
-        select(Delivery).where(Delivery.id == delivery_id)
-        .options(lazyload(Delivery.result), joinedload(Delivery.request).lazyload(Request.deliveries))
-    ).scalar_one()
-    req = delivery.request
-    order = DeliveryOrder(
-        message_id=delivery.id,
-        action=req.action,
-        categories=tuple(delivery.categories),
-        subject=SubjectRef(kind=req.subject.kind, name=req.subject.name, id_number=req.subject.id_number),
-        case_number=req.case.case_number,
-        court_code=req.court_code,
-        officer=req.officer_sub,
-        legal_basis_kind=req.legal_basis_kind,
-        legal_basis_number=req.legal_basis_number,
-        amount=req.amount,
-        targets=tuple(req.targets or ()),
-        lines=tuple(_control_line(line) for line in delivery.lines or ()),
-        court_account=req.court_account,
-    )
-    return order, delivery.agency_id
-
-
 def _control_line(line: dict[str, Any]) -> ControlLine:
     return ControlLine(
         identifier=line["identifier"],
@@ -122,7 +95,7 @@ def record_stored_for_pull(session: Session, delivery_id: str, envelope: Envelop
     audit_delivery(audit, session, delivery, "delivery.stored", "awaiting_pull", {"request_sha256": delivery.request_sha256})
     # After the audit append (its chain lock is taken first everywhere, so the request
     # row lock below cannot deadlock against another delivery's transaction).
-    refresh_request(session, delivery.request_id)
+    refresh_requests(session, [delivery.request_id])
 
 
 def _keep_request(delivery: Delivery, envelope: Envelope, now: datetime) -> None:
@@ -132,82 +105,47 @@ def _keep_request(delivery: Delivery, envelope: Envelope, now: datetime) -> None
     delivery.sent_at = delivery.sent_at or now
 
 
-def keep_request(session: Session, delivery_id: str, envelope: Envelope, *, now: datetime) -> None:
-    """Store a request's bytes before they are first sent.
-
-    Every later attempt sends these same bytes: an agency that already had the
-    message answers again with its stored answer, bound to these bytes' digest,
-    and the gateway can check that answer. A fresh encoding (new creation time)
-    would make that answer look bound to another request.
-    """
-    session.execute(
-        update(Delivery).where(Delivery.id == delivery_id, Delivery.request_body.is_(None)).values(
-            request_body=envelope.body, request_operation=envelope.operation,
-            request_media_type=envelope.media_type, request_sha256=hashlib.sha256(envelope.body).hexdigest(),
-            sent_at=now,
-        )
-    )
-
-
-def stored_envelopes(session: Session, delivery_ids: list[str]) -> dict[str, Envelope]:
-    """The requests already made for these deliveries (absent: not made yet)."""
-    rows = session.execute(
-        select(Delivery.id, Delivery.request_body, Delivery.request_operation, Delivery.request_media_type)
-        .where(Delivery.id.in_(delivery_ids), Delivery.request_body.is_not(None))
-    )
-    return {
-        row.id: Envelope(message_id=row.id, operation=row.request_operation or "", body=row.request_body,
-                         media_type=row.request_media_type or "")
-        for row in rows
-    }
-
-
-def sent_envelope(session: Session, delivery_id: str, agency_id: str) -> tuple[Envelope | None, str | None]:
-    """The request a result names, as it was sent, and the delivery's state.
-
-    (None, None) if the id is no delivery of this agency: an agency may answer only
-    what was sent to it.
-    """
-    row = session.execute(
-        select(Delivery.request_body, Delivery.request_operation, Delivery.request_media_type, Delivery.state)
-        .where(Delivery.id == delivery_id, Delivery.agency_id == agency_id)
-    ).first()
-    if row is None or row.request_body is None:
-        return None, None
-    return Envelope(message_id=delivery_id, operation=row.request_operation or "", body=row.request_body,
-                    media_type=row.request_media_type or ""), row.state
-
-
-def sent_envelopes(session: Session, delivery_ids: list[str], agency_id: str) -> dict[str, Envelope]:
-    """``sent_envelope`` for many: the requests these result lines name, as sent to
-    this agency (an id that is no delivery of this agency is absent)."""
+def stored_envelopes(session: Session, delivery_ids: list[str], agency_id: str | None = None) -> dict[str, Envelope]:
+    """The requests already made for these deliveries, exactly as sent (absent: not
+    made yet). With ``agency_id``: only that agency's, so an agency's result can
+    name only a request sent to it."""
     found: dict[str, Envelope] = {}
     for start in range(0, len(delivery_ids), 500):
-        rows = session.execute(
+        query = (
             select(Delivery.id, Delivery.request_body, Delivery.request_operation, Delivery.request_media_type)
-            .where(Delivery.id.in_(delivery_ids[start:start + 500]), Delivery.agency_id == agency_id,
-                   Delivery.request_body.is_not(None))
+            .where(Delivery.id.in_(delivery_ids[start:start + 500]), Delivery.request_body.is_not(None))
         )
+        if agency_id is not None:
+            query = query.where(Delivery.agency_id == agency_id)
         found.update({
             row.id: Envelope(message_id=row.id, operation=row.request_operation or "", body=row.request_body,
                              media_type=row.request_media_type or "")
-            for row in rows
+            for row in session.execute(query)
         })
     return found
 
 
-def refresh_request(session: Session, request_id: str) -> str:
-    """Recompute a request's state from its deliveries.
+def refresh_requests(session: Session, request_ids: Iterable[str]) -> None:
+    """Recompute requests' states from their deliveries.
 
-    The request row is locked first: two of its deliveries finishing at once in two
-    transactions would otherwise each read the other as still on its way, and the
-    request would stay in progress with every delivery done.
+    The request rows are locked first (in id order): two of a request's deliveries
+    finishing at once in two transactions would otherwise each read the other as
+    still on its way, and the request would stay in progress with every delivery done.
     """
-    session.execute(select(Request.id).where(Request.id == request_id).with_for_update())
-    req = session.get(Request, request_id)
-    session.refresh(req, ["deliveries"])
-    req.state = request_state(d.state for d in req.deliveries)
-    return req.state
+    ids = sorted(request_ids)
+    for start in range(0, len(ids), 500):
+        part = ids[start:start + 500]
+        session.execute(select(Request.id).where(Request.id.in_(part)).order_by(Request.id).with_for_update())
+        states: dict[str, list[str]] = {i: [] for i in part}
+        for request_id, state in session.execute(
+            select(Delivery.request_id, Delivery.state).where(Delivery.request_id.in_(part))
+        ):
+            states[request_id].append(state)
+        session.execute(
+            update(Request.__table__).where(Request.__table__.c.id == bindparam("b_id"))
+            .values(state=bindparam("b_state")),
+            [{"b_id": i, "b_state": request_state(s)} for i, s in states.items()],
+        )
 
 
 def _locked(session: Session, delivery_id: str) -> Delivery:
@@ -272,7 +210,7 @@ def record_failure(session: Session, delivery_id: str, error: AdapterError, *, a
     audit_delivery(audit, session, delivery, "delivery.attempt", outcome, {"error": reason[:500]}, actor)
     # After the audit append (its chain lock is taken first everywhere, so the request
     # row lock below cannot deadlock against another delivery's transaction).
-    refresh_request(session, delivery.request_id)
+    refresh_requests(session, [delivery.request_id])
     return delivery.state
 
 
@@ -293,7 +231,7 @@ def expire_overdue(session: Session, *, audit: AuditLog, now: datetime, limit: i
         audit_delivery(audit, session, delivery, "delivery.expired", "expired", {"deadline": as_utc(delivery.deadline).isoformat()})
         # After the audit append (its chain lock is taken first everywhere, so the request
         # row lock below cannot deadlock against another delivery's transaction).
-        refresh_request(session, delivery.request_id)
+        refresh_requests(session, [delivery.request_id])
     return len(overdue)
 
 

@@ -404,7 +404,7 @@ class DeliveryWorker:
         """Decode a chunk of result lines against the requests they name, then record them."""
         agency_id = channel.agency.id
         with self.db.reading() as session:
-            sent = services.sent_envelopes(session, [r.message_id for r in records], agency_id)
+            sent = services.stored_envelopes(session, [r.message_id for r in records], agency_id)
         answers, failures, unknown = [], [], []
         for record in records:
             envelope = sent.get(record.message_id)
