@@ -19,10 +19,12 @@ from gateway.errors import ConfigError
 from schemas.vocabulary import ACTIONS, CATEGORIES
 
 _AGENCY_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-_REQUIRED = ("id", "kind", "name", "transport", "endpoint", "categories", "actions", "deadlines")
+# endpoint: required for push; a pull agency has none to call (one given is ignored).
+_REQUIRED = ("id", "kind", "name", "transport", "categories", "actions", "deadlines")
 _OPTIONAL = {"concurrency": 4, "rate_limit_per_second": 50.0, "timeout_seconds": 10.0, "batch_size": 1000}
-# push: the gateway sends each request (a call, or a batch file); pull: the agency
-# fetches them from the agency API and posts results back (no endpoint used).
+# push: the gateway sends each request (a call, or a batch file) to its endpoint;
+# pull: the agency polls the gateway (the SOAP service for transport soap, the
+# JSON agency API for rest), fetches its requests and feeds results back.
 MODES = ("push", "pull")
 _TABLES = ("options",)
 
@@ -34,6 +36,10 @@ TRANSPORT_OPTIONS: dict[str, dict[str, tuple[str, ...]]] = {
     "soap": {"required": ("wsdl",), "allowed": ("wsdl", "verify", "client_cert", "client_key", "username", "password_env")},
     "sftp": {"required": ("host_key", "client_key"), "allowed": ("host_key", "client_key", "partial_after_seconds")},
 }
+# A pull agency is not called: its options say how it proves who it is when it polls
+# (a WS-Security UsernameToken checked against a scrypt hash, `gateway agency
+# hash-password`; or its JWT) and when an unacknowledged fetch is offered again.
+PULL_OPTIONS = {"required": (), "allowed": ("username", "password_hash", "refetch_after_seconds")}
 PATH_OPTIONS = ("client_cert", "client_key")
 _ENDPOINT_SCHEMES = {"rest": ("http", "https"), "soap": ("http", "https"), "sftp": ("sftp",)}
 
@@ -129,7 +135,7 @@ def parse_agency(entry: Any, source: str, index: int) -> Agency:
     for key in _REQUIRED:
         if key not in entry:
             raise _fail(source, where, f"{key} is required")
-    unknown = set(entry) - set(_REQUIRED) - set(_OPTIONAL) - set(_TABLES) - {"mode"}
+    unknown = set(entry) - set(_REQUIRED) - set(_OPTIONAL) - set(_TABLES) - {"mode", "endpoint"}
     if unknown:
         raise _fail(source, where, f"unknown key(s) {', '.join(sorted(unknown))}")
     if not isinstance(entry["id"], str) or not _AGENCY_ID.match(entry["id"]):
@@ -146,11 +152,15 @@ def parse_agency(entry: Any, source: str, index: int) -> Agency:
         raise _fail(source, where, f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     if mode == "pull" and entry["transport"] == "sftp":
         raise _fail(source, where, "mode pull is for message agencies; an sftp agency takes batch files (push)")
-    endpoint = urlparse(str(entry["endpoint"]))
-    schemes = _ENDPOINT_SCHEMES[entry["transport"]]
-    if endpoint.scheme not in schemes or not endpoint.netloc:
-        raise _fail(source, where, f"endpoint must be an {' or '.join(s + '://' for s in schemes)} URL for the {entry['transport']} transport")
-    options = _check_options(entry.get("options", {}), entry["transport"], source, where)
+    if mode == "push" and "endpoint" not in entry:
+        raise _fail(source, where, "endpoint is required (the gateway calls a push agency there)")
+    if mode == "push":
+        endpoint = urlparse(str(entry["endpoint"]))
+        schemes = _ENDPOINT_SCHEMES[entry["transport"]]
+        if endpoint.scheme not in schemes or not endpoint.netloc:
+            raise _fail(source, where, f"endpoint must be an {' or '.join(s + '://' for s in schemes)} URL for the {entry['transport']} transport")
+    options = _check_options(entry.get("options", {}), entry["transport"], source, where,
+                             rule=PULL_OPTIONS if mode == "pull" else None)
     categories = _check_list(entry["categories"], CATEGORIES, source, where, "categories")
     for c in categories:
         if c not in codec.categories:
@@ -184,24 +194,26 @@ def parse_agency(entry: Any, source: str, index: int) -> Agency:
             raise _fail(source, where, f"actions: {a!r} applies to {', '.join(codec.action_categories.get(a, ()))} at a {codec.kind} agency, and this one lists none of them")
     return Agency(
         id=entry["id"], kind=entry["kind"], name=str(entry["name"]), transport=entry["transport"],
-        endpoint=str(entry["endpoint"]), categories=categories, actions=actions,
+        endpoint=str(entry.get("endpoint", "")), categories=categories, actions=actions,
         deadlines=dict(deadlines), concurrency=values["concurrency"],
         rate_limit_per_second=float(values["rate_limit_per_second"]), timeout_seconds=float(values["timeout_seconds"]),
         action_categories=action_categories, options=options, batch_size=values["batch_size"], mode=mode,
     )
 
 
-def _check_options(options: Any, transport: str, source: str, where: str) -> dict[str, Any]:
+def _check_options(options: Any, transport: str, source: str, where: str,
+                   rule: dict[str, tuple[str, ...]] | None = None) -> dict[str, Any]:
     if not isinstance(options, dict):
         raise _fail(source, where, "options must be a table")
-    rule = TRANSPORT_OPTIONS[transport]
+    what = f"the {transport} transport" if rule is None else "a pull agency"
+    rule = rule or TRANSPORT_OPTIONS[transport]
     unknown = set(options) - set(rule["allowed"])
     if unknown:
         allowed = ", ".join(rule["allowed"]) or "none"
-        raise _fail(source, where, f"options: unknown key(s) {', '.join(sorted(unknown))} for the {transport} transport (allowed: {allowed})")
+        raise _fail(source, where, f"options: unknown key(s) {', '.join(sorted(unknown))} for {what} (allowed: {allowed})")
     for key in rule["required"]:
         if key not in options:
-            raise _fail(source, where, f"options.{key} is required for the {transport} transport")
+            raise _fail(source, where, f"options.{key} is required for {what}")
     for key, value in options.items():
         if not isinstance(value, (str, bool, int, float)) or isinstance(value, float) and not math.isfinite(value):
             raise _fail(source, where, f"options.{key} must be a string, a number or true/false")

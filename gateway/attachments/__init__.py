@@ -1,0 +1,1 @@
+"""Legal documents and officers' credentials: the attachments a control travels with."""
