@@ -116,11 +116,10 @@ def agency_hash_password() -> None:
     from stdin when piped, else prompted for (not echoed, asked twice)."""
     from gateway.auth.passwords import hash_password
 
-    stdin = click.get_text_stream("stdin")
-    if stdin.isatty():
+    if sys.stdin.isatty():
         password = click.prompt("password", hide_input=True, confirmation_prompt=True, err=True)
     else:
-        password = stdin.readline().rstrip("\r\n")
+        password = sys.stdin.readline().rstrip("\r\n")
     if not password:
         raise click.UsageError("the password must not be empty")
     click.echo(hash_password(password))
