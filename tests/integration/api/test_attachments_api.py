@@ -231,3 +231,19 @@ def test_an_inquiry_may_carry_documents(api, app):
     assert plain.status_code == 202 and plain.json()["documents"] == []
     carried = api.inquire(extra={"documents": [LEGAL_DOCUMENT]})
     assert carried.status_code == 202 and [d["position"] for d in carried.json()["documents"]] == [1]
+
+
+def test_an_inline_document_lifts_the_request_body_limit_by_one_file(api, app):
+    """[gateway] max_content_length is 1 MiB; a 1.5 MiB PDF inline (2 MiB of JSON) is
+    within [documents] max_bytes (5 MiB) and goes through; two 5 MiB ones do not."""
+    assert api.register_case().status_code == 201
+    api.file_credentials()
+    big = LEGAL_PDF + b"%" * (1536 * 1024)
+    reply = watch(api, documents=[{"name": "big.pdf", "content_base64": base64.b64encode(big).decode()}])
+    assert reply.status_code == 202, reply.text[:500]
+    assert reply.json()["documents"][0]["size_bytes"] == len(big)
+    huge = base64.b64encode(LEGAL_PDF + b"%" * (5 * 1024 * 1024 - len(LEGAL_PDF))).decode()
+    refused = watch(api, documents=[{"name": "a.pdf", "content_base64": huge}, {"name": "b.pdf", "content_base64": huge}])
+    assert refused.status_code == 413, refused.text[:500]
+    assert api.post("/api/v1/cases", data=b"{" + b" " * (2 * 1024 * 1024) + b"}",
+                    headers={"Content-Type": "application/json"}).status_code == 413  # elsewhere: unchanged
