@@ -10,6 +10,7 @@ exits 0 only if every step did what it should.
 
 from __future__ import annotations
 
+import base64
 import tempfile
 import time
 import uuid
@@ -33,6 +34,10 @@ CASE_NUMBER = "(2024)浙0102执1234号"
 DEBTOR = {"kind": "person", "name": "张三", "id_number": "330102198703151122"}
 AMOUNT_OWED = "150000.00"
 CREDITOR = {"kind": "organization", "name": "杭州某某建材有限公司", "id_number": "91350100M000100Y43"}
+# Demo files, made up and published with the code: a freeze's legal document (PDF) and
+# the officer's card image (a 1x1 PNG) that his credentials are filed with.
+DEMO_PDF = b"%PDF-1.4\n% demo assistance-in-enforcement notice, not a real document\ntrailer<<>>\n%%EOF\n"
+DEMO_CARD_PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6fptVAAAACklEQVR4nGNgAAAAAgABSK+kcQAAAABJRU5ErkJggg==")
 
 
 def _fail(console: Console, message: str) -> int:
@@ -147,7 +152,15 @@ def _freeze_with_approval(console: Console, settings, base: str, officer: reques
         return "the debtor has no deposits to freeze"
     freeze = {"case_number": CASE_NUMBER, "subject": DEBTOR, "action": "freeze", "amount": AMOUNT_OWED,
               "legal_basis": {"kind": "assistance_notice", "number": "(2024)浙0102执1234号之一"},
-              "targets": [a["id"] for a in deposits]}
+              "targets": [a["id"] for a in deposits],
+              "documents": [{"name": "协助执行通知书.pdf", "content_base64": base64.b64encode(DEMO_PDF).decode()}]}
+    # Agencies refuse a control without its officer's work card and duty card: filed once.
+    card = {"content_base64": base64.b64encode(DEMO_CARD_PNG).decode(), "media_type": "image/png"}
+    filed = officer.put(f"{base}/officers/me/credentials", timeout=10, json={
+        "name": "王某", "work_card_number": "GZ-330102-001", "duty_card_number": "ZW-330102-001",
+        "work_card_image": card, "duty_card_image": card})
+    if filed.status_code not in (200, 201):
+        return f"filing the officer's credentials answered {filed.status_code}: {filed.text}"
     reply = officer.post(f"{base}/requests", json=freeze, headers={"Idempotency-Key": f"demo-{uuid.uuid4()}"}, timeout=10)
     if reply.status_code != 202:
         return f"the freeze answered {reply.status_code}: {reply.text}"
