@@ -34,6 +34,7 @@ from adapters.errors import AdapterError, IncomingInvalid
 from adapters.interfaces import Codec, Reply
 from audit.store import AuditLog
 from gateway.attachments.models import OfficerCredential, RequestDocument
+from gateway.attachments.services import credentials_of, documents_of
 from gateway.auth.tokens import Principal
 from gateway.deliveries import services as deliveries
 from gateway.deliveries.models import Delivery
@@ -168,14 +169,7 @@ def _pending_view(delivery: Delivery) -> dict[str, Any]:
 
 
 # --- attachments by request key --------------------------------------------------------------------
-# Until gateway.attachments.services (branch h-attach) provides documents_of and
-# credentials_of, these read the models directly; same names, same shapes.
-
-
-def documents_of(session: Session, request_id: str) -> list[RequestDocument]:
-    """The documents a request carries, in order (``XH``)."""
-    return list(session.scalars(
-        select(RequestDocument).where(RequestDocument.request_id == request_id).order_by(RequestDocument.position)))
+# What a request carries: gateway.attachments.services (documents_of, credentials_of).
 
 
 def document_counts(session: Session, request_ids: list[str]) -> dict[str, int]:
@@ -185,14 +179,6 @@ def document_counts(session: Session, request_ids: list[str]) -> dict[str, int]:
     return dict(session.execute(
         select(RequestDocument.request_id, func.count()).where(RequestDocument.request_id.in_(set(request_ids)))
         .group_by(RequestDocument.request_id)).all())
-
-
-def credentials_of(session: Session, request: Request) -> list[OfficerCredential]:
-    """The credentials on file of the officers behind a request: its proposer, then its approver."""
-    subs = [s for s in dict.fromkeys((request.officer_sub, request.decided_by)) if s]
-    found = {c.officer_sub: c for c in session.scalars(
-        select(OfficerCredential).where(OfficerCredential.officer_sub.in_(subs)))}
-    return [found[s] for s in subs if s in found]
 
 
 def own_delivery(session: Session, agency: Agency, key: str) -> Delivery:
