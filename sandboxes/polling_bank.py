@@ -138,7 +138,7 @@ class PollingBank:
 
     # --- running --------------------------------------------------------------------
 
-    def start(self) -> "PollingBank":
+    def start(self) -> PollingBank:
         if self._thread is not None:
             raise RuntimeError("a PollingBank can be started once")
         self._thread = threading.Thread(target=self._run, name="polling-bank", daemon=True)
@@ -170,7 +170,7 @@ class PollingBank:
             for kind in (QUERIES, CONTROLS):
                 try:
                     full |= self._round(kind)
-                except Exception as exc:  # zeep faults, requests errors, timeouts: the next round retries
+                except Exception as exc:  # noqa: BLE001 - zeep faults, requests errors, timeouts: the next round retries
                     self.counters.errors += 1
                     self.counters.last_error = f"{kind.list_operation}: {type(exc).__name__}: {exc}"[:500]
                     log.warning("polling bank round failed: %s", self.counters.last_error)
