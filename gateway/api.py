@@ -69,7 +69,8 @@ def set_audit_context(**context: Any) -> None:
     g.audit_context = {**g.get("audit_context", {}), **context}
 
 
-def _audit_refusal(status: int, code: str, message: str) -> None:
+def audit_refusal(status: int, code: str, message: str) -> None:
+    """Audit a refused call (401s without a principal aggregated per source); also the SOAP service's faults."""
     if not request.path.startswith("/api/"):
         return
     from gateway.audit_service import get_audit
@@ -119,18 +120,18 @@ def init_app(app: Flask) -> GatewayApi:
     api = GatewayApi(app)
 
     def handle_gateway_error(error: GatewayError) -> Any:
-        _audit_refusal(error.http_status, error.code, error.message)
+        audit_refusal(error.http_status, error.code, error.message)
         return jsonify(error.to_dict()), error.http_status
 
     def handle_http_exception(error: HTTPException) -> Any:
         code = (error.name or "error").lower().replace(" ", "_")
-        _audit_refusal(error.code or 500, code, error.description or "")
+        audit_refusal(error.code or 500, code, error.description or "")
         body = {"error": {"code": code, "message": error.description or error.name, "fields": {}}}
         return jsonify(body), error.code or 500
 
     def handle_unexpected(error: Exception) -> Any:
         log.exception("unexpected error on %s %s", request.method, request.path)
-        _audit_refusal(500, "internal_error", type(error).__name__)
+        audit_refusal(500, "internal_error", type(error).__name__)
         body = {"error": {"code": "internal_error", "message": "the gateway failed; the error is logged", "fields": {}}}
         return jsonify(body), 500
 

@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from gateway import api as api_module
 from gateway import audit_service, db
+from gateway.agency import soap_views as agency_soap_views
 from gateway.agency import views as agency_views
 from gateway.auditing import console as audit_console
 from gateway.auditing import views as audit_views
@@ -58,6 +59,7 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, registry: Registry
     control_views.init_app(app, api)
     ops_views.init_app(app)
     agency_views.init_app(app, api)
+    agency_soap_views.init_app(app)
     audit_views.init_app(app, api)
     audit_console.init_app(app)
 

@@ -67,11 +67,17 @@ def demo(serve: bool, port: int) -> None:
 @click.option("--threads", default=None, type=int, help="Threads per gunicorn worker.")
 @click.option("--no-delivery-workers", is_flag=True, help="Accept requests only; run `gateway worker` separately.")
 @click.option("--no-access-log", is_flag=True)
-def serve(with_sandboxes, dev, host, port, gunicorn_workers, threads, no_delivery_workers, no_access_log) -> None:
+@click.option("--certfile", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Serve https with this PEM certificate (needs --keyfile); agencies' UsernameTokens need TLS.")
+@click.option("--keyfile", type=click.Path(exists=True, dir_okay=False), default=None, help="Its PEM private key.")
+def serve(with_sandboxes, dev, host, port, gunicorn_workers, threads, no_delivery_workers, no_access_log,
+          certfile, keyfile) -> None:
     """The API (gunicorn, gthread) with in-process delivery workers."""
     from gateway import migrate
     from gateway.auth.keys import init_keys
 
+    if bool(certfile) != bool(keyfile):
+        raise click.UsageError("--certfile and --keyfile go together")
     settings = _settings()
     _check_registry(settings)  # before gunicorn forks workers that would each fail on it
     host, port = host or settings.server.host, port or settings.server.port
@@ -83,7 +89,8 @@ def serve(with_sandboxes, dev, host, port, gunicorn_workers, threads, no_deliver
             app = _create_app()
             if not no_delivery_workers:
                 app.extensions["worker"].start()
-            app.run(host=host, port=port, debug=True, use_reloader=not with_sandboxes)
+            app.run(host=host, port=port, debug=True, use_reloader=not with_sandboxes,
+                    ssl_context=(certfile, keyfile) if certfile else None)
         else:
             from gateway.server import GatewayServer, prepare_metrics_dir
 
@@ -91,11 +98,31 @@ def serve(with_sandboxes, dev, host, port, gunicorn_workers, threads, no_deliver
             GatewayServer(
                 bind=f"{host}:{port}", workers=gunicorn_workers or settings.server.gunicorn_workers,
                 threads=threads or settings.server.gunicorn_threads, run_delivery_workers=not no_delivery_workers,
-                access_log=not no_access_log,
+                access_log=not no_access_log, certfile=certfile, keyfile=keyfile,
             ).run()
     finally:
         if sandboxes is not None:
             sandboxes.stop()
+
+
+@main.group()
+def agency() -> None:
+    """Agencies' accounts."""
+
+
+@agency.command("hash-password")
+def agency_hash_password() -> None:
+    """Print the scrypt hash of a pull agency's password (options.password_hash), read
+    from stdin when piped, else prompted for (not echoed, asked twice)."""
+    from gateway.auth.passwords import hash_password
+
+    if sys.stdin.isatty():
+        password = click.prompt("password", hide_input=True, confirmation_prompt=True, err=True)
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        raise click.UsageError("the password must not be empty")
+    click.echo(hash_password(password))
 
 
 @main.command()

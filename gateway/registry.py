@@ -15,6 +15,7 @@ from typing import Any, Iterable
 from urllib.parse import urlparse
 
 from adapters import CODECS, TRANSPORTS
+from gateway.auth.passwords import PasswordHashInvalid, parse_password_hash
 from gateway.errors import ConfigError
 from schemas.vocabulary import ACTIONS, CATEGORIES
 
@@ -161,6 +162,8 @@ def parse_agency(entry: Any, source: str, index: int) -> Agency:
             raise _fail(source, where, f"endpoint must be an {' or '.join(s + '://' for s in schemes)} URL for the {entry['transport']} transport")
     options = _check_options(entry.get("options", {}), entry["transport"], source, where,
                              rule=PULL_OPTIONS if mode == "pull" else None)
+    if mode == "pull":
+        _check_pull_options(options, source, where)
     categories = _check_list(entry["categories"], CATEGORIES, source, where, "categories")
     for c in categories:
         if c not in codec.categories:
@@ -220,6 +223,21 @@ def _check_options(options: Any, transport: str, source: str, where: str,
     return dict(options)
 
 
+def _check_pull_options(options: dict[str, Any], source: str, where: str) -> None:
+    if ("username" in options) != ("password_hash" in options):
+        raise _fail(source, where, "options.username and options.password_hash go together (or neither: JWT only)")
+    if "username" in options and (not isinstance(options["username"], str) or not options["username"].strip()):
+        raise _fail(source, where, "options.username must be a non-empty string")
+    if "password_hash" in options:
+        try:
+            parse_password_hash(options["password_hash"])
+        except PasswordHashInvalid as exc:
+            raise _fail(source, where, f"options.password_hash: {exc}") from None
+    refetch = options.get("refetch_after_seconds", 600)
+    if isinstance(refetch, bool) or not isinstance(refetch, int) or refetch <= 0:
+        raise _fail(source, where, "options.refetch_after_seconds must be a whole number of seconds above 0")
+
+
 def load_registry(path: Path) -> Registry:
     source = str(path)
     try:
@@ -241,4 +259,11 @@ def load_registry(path: Path) -> Registry:
         if agency.id in seen:
             raise _fail(source, f"agency[{i}] {agency.id!r}", "id is used by an earlier entry")
         seen.add(agency.id)
+    usernames: set[str] = set()
+    for i, agency in enumerate(agencies):
+        username = agency.options.get("username") if agency.mode == "pull" else None
+        if username in usernames:
+            raise _fail(source, f"agency[{i}] {agency.id!r}", f"options.username {username!r} is used by an earlier pull agency")
+        if username:
+            usernames.add(username)
     return Registry(agencies, source)

@@ -63,7 +63,8 @@ def _worker_exited(_server: Any, worker: Any) -> None:
 
 class GatewayServer(BaseApplication):
     def __init__(self, *, bind: str, workers: int, threads: int, overrides: Mapping[str, Any] | None = None,
-                 registry: Any = None, run_delivery_workers: bool = True, access_log: bool = True):
+                 registry: Any = None, run_delivery_workers: bool = True, access_log: bool = True,
+                 certfile: str | None = None, keyfile: str | None = None):
         self._options = {
             "bind": bind,
             "workers": workers,
@@ -75,6 +76,9 @@ class GatewayServer(BaseApplication):
             "child_exit": _worker_exited,
             "graceful_timeout": 15,
             "keepalive": 5,
+            # https when given a certificate (agencies that poll send a UsernameToken, over TLS only)
+            "certfile": certfile,
+            "keyfile": keyfile,
         }
         self._overrides, self._registry, self._run_workers = overrides, registry, run_delivery_workers
         super().__init__()

@@ -15,6 +15,7 @@ import functools
 import ipaddress
 import math
 import random
+import ssl
 import threading
 import time
 from dataclasses import dataclass
@@ -158,7 +159,7 @@ class SandboxServer:
     """
 
     def __init__(self, app: Callable[..., Any], host: str = "127.0.0.1", port: int = 0, *,
-                 log_requests: bool = False):
+                 log_requests: bool = False, ssl_context: ssl.SSLContext | None = None):
         if not _is_loopback(host):
             raise ValueError(f"host must be a loopback address, got {host!r}")
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
@@ -167,6 +168,7 @@ class SandboxServer:
         self.host = host
         self.port = port
         self._log_requests = log_requests
+        self.ssl_context = ssl_context  # serve https (e.g. the gateway's pull service, UsernameToken over TLS only)
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
         self._stopped = False
@@ -178,7 +180,7 @@ class SandboxServer:
         # Binding happens here, synchronously: once start() returns the port
         # accepts connections (the kernel queues them until serve_forever runs).
         self._server = make_server(self.host, self.port, self.app, threaded=True,
-                                   request_handler=handler)
+                                   request_handler=handler, ssl_context=self.ssl_context)
         self._thread = threading.Thread(
             # serve_forever only notices shutdown() between polls; the 0.5 s
             # default would add half a second to every test's teardown.
@@ -198,7 +200,8 @@ class SandboxServer:
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.bound_port}"
+        scheme = "https" if self.ssl_context is not None else "http"
+        return f"{scheme}://{host}:{self.bound_port}"
 
     @property
     def running(self) -> bool:

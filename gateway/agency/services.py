@@ -1,9 +1,21 @@
-"""What an agency may do with its deliveries through the gateway's agency API.
+"""What an agency may do with its deliveries through the gateway's agency API
+(JSON) and its SOAP service for agencies that poll (docs/agencies/pull.md).
 
 A result posted back goes through exactly what a reply or an SFTP result line
 goes through: decoded by the agency's codec against the request as it was sent
-(``sent_envelope``), then ``record_answer`` or ``record_failure`` (quarantine,
-retry or end, audit). An agency sees only deliveries addressed to it.
+(``stored_envelopes``), then ``record_answer`` or ``record_failure`` (quarantine,
+retry or end, audit). An agency sees only deliveries addressed to it; another
+agency's request key looks exactly like an unknown one.
+
+Pull mode (``mode = "pull"``): the agency lists its requests awaiting a result
+(queries and controls apart, oldest first); each listing marks the delivery
+fetched (``fetched_at``: its last listing) and is audited, since the message
+holds personal data. A listed request is not listed again unless it is still
+unacknowledged (no result, not sent back) ``refetch_after_seconds`` after its
+last listing (default 600): a poller that crashed mid-batch gets it back, one
+that is working on it is not flooded with it. Documents and credentials are
+fetched by request key, results fed back row by row (each acknowledged), and a
+request may be sent back unanswered with a reason (it ends ``rejected``).
 """
 
 from __future__ import annotations
@@ -11,22 +23,32 @@ from __future__ import annotations
 import base64
 import json
 import random
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session, selectinload
 
 from adapters.errors import AdapterError, IncomingInvalid
 from adapters.interfaces import Codec, Reply
 from audit.store import AuditLog
+from gateway.attachments.models import OfficerCredential, RequestDocument
 from gateway.auth.tokens import Principal
 from gateway.deliveries import services as deliveries
 from gateway.deliveries.models import Delivery
-from gateway.errors import Conflict, Forbidden, NotFound
+from gateway.errors import Conflict, Forbidden, NotFound, RuleViolation
 from gateway.registry import Agency, Registry
+from gateway.requests.models import Request
+from schemas.vocabulary import CONTROL_ACTIONS
 
 MAX_PENDING = 500
+DEFAULT_REFETCH_AFTER_SECONDS = 600
+# XZ 1 (query) and XZ 2 (control): what each kind of request is, and how an agency fetches and feeds it.
+QUERY_ACTIONS = ("inquiry", "valuation")
+KIND_ACTIONS = {"query": QUERY_ACTIONS, "control": CONTROL_ACTIONS}
+DOCUMENTS_OPERATION = {"query": "cxwsInfo", "control": "kzwsInfo"}
+FEED_OPERATION = {"query": "shfeedXzcxInfo", "control": "shfeedXzkzInfo"}
 
 
 def _agency_of(principal: Principal, registry: Registry) -> Agency:
@@ -67,31 +89,66 @@ def submit_result(session: Session, delivery_id: str, body: bytes, media_type: s
     return {"delivery_id": delivery_id, "outcome": outcome, "state": delivery.state, "error": None}
 
 
-def fetch_pending(session: Session, *, principal: Principal, registry: Registry, audit: AuditLog, now: datetime,
-                  limit: int = 100) -> list[dict[str, Any]]:
-    """A pull agency's requests awaiting its result, oldest first, each with its message;
-    marked fetched (the first time) and audited (every time: an access to personal data).
+def kind_of(action: str) -> str:
+    """``query`` (XZ 1) or ``control`` (XZ 2)."""
+    return "query" if action in QUERY_ACTIONS else "control"
 
-    Raises Forbidden for an agency the gateway pushes to (its requests are sent to it).
-    """
+
+def pull_agency(principal: Principal, registry: Registry) -> Agency:
+    """The caller's agency, which must poll. Raises Forbidden otherwise."""
     agency = _agency_of(principal, registry)
     if agency.mode != "pull":
         raise Forbidden(f"agency {agency.id} is in push mode: its requests are sent to it, not fetched")
-    rows = session.scalars(
-        select(Delivery)
+    return agency
+
+
+def refetch_after(agency: Agency) -> timedelta:
+    return timedelta(seconds=int(agency.options.get("refetch_after_seconds", DEFAULT_REFETCH_AFTER_SECONDS)))
+
+
+def list_pending(session: Session, *, principal: Principal, registry: Registry, audit: AuditLog, now: datetime,
+                 kind: str | None = None, limit: int = 100, via: str = "api") -> list[Delivery]:
+    """The caller's requests awaiting its result and due to be listed, oldest first, at
+    most ``limit``; each marked fetched now and audited (``delivery.fetched``).
+
+    Due: never listed, or listed more than ``refetch_after_seconds`` ago and still
+    awaiting. ``kind``: ``query`` or ``control`` only. Two pollers of one agency at
+    once get different requests on PostgreSQL (rows being listed are skipped).
+    Raises Forbidden for an agency the gateway pushes to.
+    """
+    agency = pull_agency(principal, registry)
+    query = (
+        select(Delivery).join(Request, Request.id == Delivery.request_id)
         .where(Delivery.agency_id == agency.id, Delivery.state == "awaiting", Delivery.request_body.is_not(None))
-        .order_by(Delivery.created_at, Delivery.id).limit(min(limit, MAX_PENDING))
-    ).all()
-    listed = []
+        .where(or_(Delivery.fetched_at.is_(None), Delivery.fetched_at <= now - refetch_after(agency)))
+        .order_by(Delivery.created_at, Delivery.id).limit(max(1, min(limit, MAX_PENDING)))
+        .options(selectinload(Delivery.request))
+        .with_for_update(skip_locked=True, of=Delivery)
+    )
+    if kind is not None:
+        query = query.where(Request.action.in_(KIND_ACTIONS[kind]))
+    rows = session.scalars(query).all()
+    events = []
     for delivery in rows:
         first = delivery.fetched_at is None
-        if first:
-            delivery.fetched_at = now
-        session.flush()
-        deliveries.audit_delivery(audit, session, delivery, "delivery.fetched", "first_fetch" if first else "fetched_again",
-                                  {}, principal)
-        listed.append(_pending_view(delivery))
-    return listed
+        delivery.fetched_at = now
+        req = delivery.request
+        events.append({
+            "action": "delivery.fetched", "outcome": "first_fetch" if first else "fetched_again", "actor": principal,
+            "case_number": req.case.case_number, "subject_id_number": req.subject.id_number, "request_id": req.id,
+            "delivery_id": delivery.id,
+            "details": {"agency": agency.id, "via": via, "request_sha256": delivery.request_sha256},
+        })
+    session.flush()
+    audit.record_many(session, events)
+    return list(rows)
+
+
+def fetch_pending(session: Session, *, principal: Principal, registry: Registry, audit: AuditLog, now: datetime,
+                  limit: int = 100) -> list[dict[str, Any]]:
+    """The JSON API's listing (``list_pending``, both kinds), as dicts."""
+    rows = list_pending(session, principal=principal, registry=registry, audit=audit, now=now, limit=limit)
+    return [_pending_view(delivery) for delivery in rows]
 
 
 def _pending_view(delivery: Delivery) -> dict[str, Any]:
@@ -108,3 +165,152 @@ def _pending_view(delivery: Delivery) -> dict[str, Any]:
     except (UnicodeDecodeError, ValueError):
         pass
     return view
+
+
+# --- attachments by request key --------------------------------------------------------------------
+# Until gateway.attachments.services (branch h-attach) provides documents_of and
+# credentials_of, these read the models directly; same names, same shapes.
+
+
+def documents_of(session: Session, request_id: str) -> list[RequestDocument]:
+    """The documents a request carries, in order (``XH``)."""
+    return list(session.scalars(
+        select(RequestDocument).where(RequestDocument.request_id == request_id).order_by(RequestDocument.position)))
+
+
+def document_counts(session: Session, request_ids: list[str]) -> dict[str, int]:
+    """How many documents each request carries (``WSSL``), one query."""
+    if not request_ids:
+        return {}
+    return dict(session.execute(
+        select(RequestDocument.request_id, func.count()).where(RequestDocument.request_id.in_(set(request_ids)))
+        .group_by(RequestDocument.request_id)).all())
+
+
+def credentials_of(session: Session, request: Request) -> list[OfficerCredential]:
+    """The credentials on file of the officers behind a request: its proposer, then its approver."""
+    subs = [s for s in dict.fromkeys((request.officer_sub, request.decided_by)) if s]
+    found = {c.officer_sub: c for c in session.scalars(
+        select(OfficerCredential).where(OfficerCredential.officer_sub.in_(subs)))}
+    return [found[s] for s in subs if s in found]
+
+
+def own_delivery(session: Session, agency: Agency, key: str) -> Delivery:
+    """The caller's delivery by request key (BDHM), once its request was made.
+    Raises NotFound alike for an unknown key, another agency's and one not yet made."""
+    delivery = session.get(Delivery, key) if len(key) <= 64 else None
+    if delivery is None or delivery.agency_id != agency.id or delivery.request_body is None:
+        raise NotFound(f"no request {key} for agency {agency.id}")
+    return delivery
+
+
+def request_documents(session: Session, key: str, *, kind: str, principal: Principal, registry: Registry,
+                      audit: AuditLog) -> list[RequestDocument]:
+    """A request's documents for the caller (``cxwsInfo`` for a query, ``kzwsInfo`` for a
+    control), audited with the SHA-256 of each document served.
+
+    Raises NotFound (not the caller's, or unknown), RuleViolation (the other kind's operation)."""
+    agency = pull_agency(principal, registry)
+    delivery = own_delivery(session, agency, key)
+    actual = kind_of(delivery.request.action)
+    if actual != kind:
+        raise RuleViolation(f"request {key} is a {actual}: fetch its documents with {DOCUMENTS_OPERATION[actual]}",
+                            fields={"BDHM": [f"use {DOCUMENTS_OPERATION[actual]}"]})
+    documents = documents_of(session, delivery.request_id)
+    deliveries.audit_delivery(audit, session, delivery, "delivery.documents_fetched", "served",
+                              {"documents": [d.document_sha256 for d in documents]}, principal)
+    return documents
+
+
+def request_credentials(session: Session, key: str, *, principal: Principal, registry: Registry,
+                        audit: AuditLog) -> list[OfficerCredential]:
+    """The credentials of the officers behind the caller's request (``zjInfo``), audited
+    with the SHA-256 of each card image served. Raises NotFound."""
+    agency = pull_agency(principal, registry)
+    delivery = own_delivery(session, agency, key)
+    credentials = credentials_of(session, delivery.request)
+    served = [{"officer": c.officer_sub, "images": [c.work_card_image_sha256, c.duty_card_image_sha256]}
+              for c in credentials]
+    deliveries.audit_delivery(audit, session, delivery, "delivery.credentials_fetched", "served",
+                              {"credentials": served}, principal)
+    return credentials
+
+
+# --- results fed back, requests sent back ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ack:
+    """One row's acknowledgement: ``accepted`` (CLJG 1) or not (0), and why (CLXX)."""
+
+    key: str
+    accepted: bool
+    info: str
+
+
+def _refuse(session: Session, audit: AuditLog, principal: Principal, agency: Agency, key: str, action: str,
+            reason: str, delivery: Delivery | None = None) -> Ack:
+    if delivery is None:
+        audit.record(session, action=action, outcome="refused", actor=principal,
+                     details={"agency": agency.id, "key": key[:64], "reason": reason[:500]})
+    else:
+        deliveries.audit_delivery(audit, session, delivery, action, "refused", {"reason": reason[:500]}, principal)
+    return Ack(key, False, reason)
+
+
+def feed_result(session: Session, key: str, body: bytes, *, kind: str, principal: Principal, registry: Registry,
+                codecs: dict[str, Codec], audit: AuditLog, now: datetime, policy: deliveries.RetryPolicy,
+                rng: random.Random | None = None) -> Ack:
+    """One fed-back result row (``shfeedXzcxInfo`` / ``shfeedXzkzInfo``): recorded exactly
+    as ``submit_result`` records a posted one, once the request was listed to the caller
+    and fed through its kind's operation. Refusals are audited; nothing raises for a row."""
+    agency = pull_agency(principal, registry)
+    try:
+        delivery = own_delivery(session, agency, key)
+    except NotFound as error:
+        return _refuse(session, audit, principal, agency, key, "delivery.result", error.message)
+    actual = kind_of(delivery.request.action)
+    if actual != kind:
+        return _refuse(session, audit, principal, agency, key, "delivery.result",
+                       f"request {key} is a {actual}: feed its result with {FEED_OPERATION[actual]}", delivery)
+    if delivery.fetched_at is None:
+        return _refuse(session, audit, principal, agency, key, "delivery.result",
+                       f"request {key} has not been listed to {agency.id} yet: list it first", delivery)
+    if delivery.state in ("failed", "rejected") and delivery.result is None:
+        return _refuse(session, audit, principal, agency, key, "delivery.result",
+                       f"request {key} is closed ({delivery.state}): no result is taken for it", delivery)
+    reply = submit_result(session, key, body, delivery.request_media_type or "", principal=principal,
+                          registry=registry, codecs=codecs, audit=audit, now=now, policy=policy, rng=rng)
+    outcome = reply["outcome"]
+    if outcome == "answered":
+        return Ack(key, True, "recorded")
+    if outcome == "late":
+        return Ack(key, True, "recorded late: the deadline had passed, the result is kept but the request stays expired")
+    if outcome == "duplicate_discarded":
+        return Ack(key, True, "duplicate ignored: a result for this request was already recorded")
+    return Ack(key, False, f"refused: {reply['error']}"[:500])
+
+
+def send_back(session: Session, key: str, reason: str, *, principal: Principal, registry: Registry,
+              audit: AuditLog, now: datetime) -> Ack:
+    """The caller sends its awaiting request back unanswered (``htInfo``): the delivery ends
+    ``rejected`` with "sent back by <agency>: <reason>", audited, the request's state refreshed.
+    A second send-back, or one for a finished delivery, is refused (acknowledged 0)."""
+    agency = pull_agency(principal, registry)
+    try:
+        delivery = own_delivery(session, agency, key)
+    except NotFound as error:
+        return _refuse(session, audit, principal, agency, key, "delivery.sent_back", error.message)
+    delivery = session.get(Delivery, key, with_for_update=True, populate_existing=True)
+    if delivery.state != "awaiting":
+        return _refuse(session, audit, principal, agency, key, "delivery.sent_back",
+                       f"request {key} no longer awaits a result ({delivery.state}): nothing to send back", delivery)
+    delivery.state, delivery.lease_until = "rejected", None
+    delivery.last_error = f"sent back by {agency.id}: {reason}"[:2000]
+    delivery.updated_at = now
+    session.flush()
+    deliveries.audit_delivery(audit, session, delivery, "delivery.sent_back", "rejected", {"reason": reason[:500]},
+                              principal)
+    # After the audit append (its chain lock first everywhere; see deliveries.services).
+    deliveries.refresh_requests(session, [delivery.request_id])
+    return Ack(key, True, "sent back: the request is closed as rejected")

@@ -39,7 +39,7 @@ class PendingDeliverySchema(Schema):
     operation = fields.Str(allow_none=True)
     categories = fields.List(fields.Str())
     deadline = UtcDateTime()
-    fetched_at = UtcDateTime(allow_none=True)
+    fetched_at = UtcDateTime(allow_none=True, metadata={"description": "when it was last listed (now)"})
     request_sha256 = fields.Str(allow_none=True)
     message = fields.Raw(metadata={"description": "the request as JSON, for a JSON agency (to read)"})
     message_base64 = fields.Str(metadata={"description": "the request's exact bytes, base64: the answer names their SHA-256"})
@@ -80,7 +80,8 @@ def post_result(delivery_id: str) -> Any:
 @blp.route("/deliveries", methods=["GET"])
 @roles_required("agency")
 @blp.arguments(PendingQuerySchema(), location="query")
-@blp.response(200, PendingListSchema, description="the caller's requests awaiting its result, oldest first")
+@blp.response(200, PendingListSchema, description="the caller's requests awaiting its result, oldest first; one "
+              "listed before is listed again only if still unanswered refetch_after_seconds after its last listing")
 @blp.alt_response(403, schema=ErrorSchema, description="the agency is not in pull mode")
 def pending(query: dict[str, Any]) -> Any:
     """Pull mode: the requests addressed to the calling agency that await its result."""

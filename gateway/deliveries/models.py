@@ -45,7 +45,7 @@ class Delivery(Base):
     # original_reference), resolved from the officer's targets when it was accepted.
     lines: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
     lease_owner: Mapped[str | None] = mapped_column(String(64))  # the worker (host:pid) that last claimed it
-    fetched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # a pull agency first fetched it
+    fetched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # a pull agency last listed it (the refetch rule)
     # Served from another case's recent answer (reuse window): that delivery, and the answer's age then.
     reused_from: Mapped[str | None] = mapped_column(String(36))
     reused_age_seconds: Mapped[int | None] = mapped_column(Integer)

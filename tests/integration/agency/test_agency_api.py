@@ -65,10 +65,10 @@ def test_a_pull_agency_fetches_its_requests_and_posts_results(api, app, psb_sand
     (listed,) = fetched.json()["deliveries"]  # only its own: not psb-other's
     assert listed["id"] == delivery_id and listed["message"]["Head"]["XXID"] == delivery_id
     assert listed["fetched_at"] and listed["action"] == "inquiry"
-    again = api.get("/api/v1/agency/deliveries", token=_agency_token(api)).json()["deliveries"]
-    assert [d["fetched_at"] for d in again] == [listed["fetched_at"]]  # first fetch time kept
+    # Fetched and not yet answered: not offered again within refetch_after_seconds (600 by default).
+    assert api.get("/api/v1/agency/deliveries", token=_agency_token(api)).json()["deliveries"] == []
     fetches = [e.outcome for e in audit_rows(app) if e.action == "delivery.fetched"]
-    assert fetches == ["first_fetch", "fetched_again"]
+    assert fetches == ["first_fetch"]
 
     answer = _answer_at_the_agency(psb_sandbox, listed)
     posted = api.post(f"/api/v1/agency/deliveries/{delivery_id}/result", data=answer, token=_agency_token(api),
