@@ -64,6 +64,27 @@ def roles_required(*roles: str) -> Callable:
     return decorator
 
 
+def body_limit(limit: Callable[[Any], int]) -> Callable:
+    """Let a view take a body of up to ``limit(settings)`` bytes instead of ``[gateway]
+    max_content_length`` (files travel in it). Put it above ``arguments``: it must run
+    before the body is read."""
+
+    def decorator(view: Callable) -> Callable:
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            request.max_content_length = limit(current_app.config["SETTINGS"])
+            return view(*args, **kwargs)
+
+        return wrapper
+
+    return decorator
+
+
+def base64_length(size: int) -> int:
+    """How long ``size`` bytes are in base64 (padded)."""
+    return 4 * -(-size // 3)
+
+
 def set_audit_context(**context: Any) -> None:
     """What a refused call was about (case, subject), for its audit event."""
     g.audit_context = {**g.get("audit_context", {}), **context}

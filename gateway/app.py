@@ -16,6 +16,7 @@ from gateway import api as api_module
 from gateway import audit_service, db
 from gateway.agency import soap_views as agency_soap_views
 from gateway.agency import views as agency_views
+from gateway.attachments import views as attachment_views
 from gateway.auditing import console as audit_console
 from gateway.auditing import views as audit_views
 from gateway.auth.tokens import TokenVerifier
@@ -57,6 +58,7 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, registry: Registry
     request_views.init_app(app, api)
     report_views.init_app(app, api)
     control_views.init_app(app, api)
+    attachment_views.init_app(app, api)
     ops_views.init_app(app)
     agency_views.init_app(app, api)
     agency_soap_views.init_app(app)

@@ -14,6 +14,7 @@ never reach a caller: the worker turns them into delivery outcomes.
     ├── NotFound          404
     ├── Conflict          409
     │   └── IdempotencyConflict  same Idempotency-Key, other body
+    ├── TooLarge          413  a body or file above its size limit
     ├── RuleViolation     422  well-formed, but a rule of the domain forbids it
     └── TooManyRequests   429
 """
@@ -73,6 +74,11 @@ class Conflict(GatewayError):
 
 class IdempotencyConflict(Conflict):
     code = "idempotency_conflict"
+
+
+class TooLarge(GatewayError):
+    code = "too_large"
+    http_status = 413
 
 
 class RuleViolation(GatewayError):

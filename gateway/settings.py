@@ -111,6 +111,13 @@ class ControlsSection:
 
 
 @dataclass(frozen=True)
+class DocumentsSection:
+    """Legal documents and card images (gateway/attachments/)."""
+
+    max_bytes: int
+
+
+@dataclass(frozen=True)
 class ServerSection:
     host: str
     port: int
@@ -131,6 +138,7 @@ class Settings:
     reuse: ReuseSection
     anomalies: AnomaliesSection
     controls: ControlsSection
+    documents: DocumentsSection
     testing: bool = False
     # Set by `gateway serve` in its environment before gunicorn forks (not a settings
     # key): where prometheus-client's multiprocess mode keeps each process's values.
@@ -191,6 +199,7 @@ _SECTIONS = {
     "reuse": ReuseSection,
     "anomalies": AnomaliesSection,
     "controls": ControlsSection,
+    "documents": DocumentsSection,
 }
 
 

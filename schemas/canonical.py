@@ -13,12 +13,20 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
 
-from schemas.fields import Money, UtcDateTime, unique_items
+from schemas.fields import Base64Bytes, Money, Sha256Hex, UtcDateTime, unique_items
 from schemas.identifiers import IdentifierError, check_case_number, check_resident_id, check_uscc
 from schemas.vocabulary import ACTIONS, API_DELIVERY_STATES, CATEGORIES, PARTY_ROLES, REQUEST_STATES, SUBJECT_KINDS
 
 LEGAL_BASIS_KINDS = ("assistance_notice", "ruling", "decision", "enforcement_notice")
 COURT_CODE = re.compile(r"^[0-9A-Za-z]{2,32}$")
+# Files the gateway stores (gateway/attachments/): legal documents are PDFs, card images JPEG or PNG.
+LEGAL_DOCUMENT_TYPE = "application/pdf"
+CARD_IMAGE_TYPES = ("image/jpeg", "image/png")
+DOCUMENT_MEDIA_TYPES = (LEGAL_DOCUMENT_TYPE, *CARD_IMAGE_TYPES)
+MAX_REQUEST_DOCUMENTS = 20
+# The name an agency shows for a document (WSINFO.WJMC): a file name, no folders or control characters.
+_DOCUMENT_NAME = re.compile(r"^[^/\\\x00-\x1f\x7f]{1,124}\.[pP][dD][fF]$")
+_CARD_NUMBER = re.compile(r"^[0-9A-Za-z-]{1,32}$")
 
 
 def _one_of(choices: tuple[str, ...]) -> validate.OneOf:
@@ -89,6 +97,58 @@ class RepeatSchema(Schema):
                       metadata={"description": "try again daily for at most this many days (default: settings)"})
 
 
+def _one_source(data: dict[str, Any], what: str) -> None:
+    """A file is named by an earlier upload's SHA-256 or sent inline, exactly one of the two."""
+    if "sha256" in data and "content_base64" in data:
+        raise ValidationError("give sha256 or content_base64, not both", field_name="content_base64")
+    if "sha256" not in data and "content_base64" not in data:
+        raise ValidationError(f"required: the sha256 of {what} uploaded earlier (POST /api/v1/documents), "
+                              f"or content_base64", field_name="sha256")
+
+
+class RequestDocumentSchema(Schema):
+    """A legal document a request carries (PDF): an earlier upload or the file inline."""
+
+    name = fields.Str(required=True, validate=validate.Regexp(
+        _DOCUMENT_NAME, error="must be a file name ending in .pdf (no folders), at most 128 characters"),
+        metadata={"description": "the name the agency shows (WSINFO.WJMC)"})
+    sha256 = Sha256Hex(metadata={"description": "a document uploaded earlier with POST /api/v1/documents"})
+    content_base64 = Base64Bytes(metadata={"description": "the PDF itself, base64; stored by its SHA-256"})
+
+    @validates_schema
+    def _check_source(self, data: dict[str, Any], **kwargs: Any) -> None:
+        _one_source(data, "a PDF")
+
+
+class CardImageSchema(Schema):
+    """A work-card or duty-card image: an earlier upload or the image inline."""
+
+    sha256 = Sha256Hex(metadata={"description": "an image uploaded earlier with POST /api/v1/documents"})
+    content_base64 = Base64Bytes(metadata={"description": "the image itself, base64"})
+    media_type = fields.Str(validate=_one_of(CARD_IMAGE_TYPES), metadata={"description": "with content_base64"})
+
+    @validates_schema
+    def _check_source(self, data: dict[str, Any], **kwargs: Any) -> None:
+        _one_source(data, "an image")
+        if "content_base64" in data and "media_type" not in data:
+            raise ValidationError("required with content_base64: image/jpeg or image/png", field_name="media_type")
+        if "sha256" in data and "media_type" in data:
+            raise ValidationError("only with content_base64 (an upload keeps the type it was sent with)",
+                                  field_name="media_type")
+
+
+class CredentialsSchema(Schema):
+    """PUT /api/v1/officers/me/credentials: the officer's work card and official-duty card."""
+
+    name = fields.Str(required=True, validate=validate.Length(min=1, max=64))
+    work_card_number = fields.Str(required=True, validate=validate.Regexp(
+        _CARD_NUMBER, error="must be 1-32 letters, digits or '-'"), metadata={"description": "工作证号"})
+    duty_card_number = fields.Str(required=True, validate=validate.Regexp(
+        _CARD_NUMBER, error="must be 1-32 letters, digits or '-'"), metadata={"description": "执行公务证号"})
+    work_card_image = fields.Nested(CardImageSchema, required=True)
+    duty_card_image = fields.Nested(CardImageSchema, required=True)
+
+
 class RequestSubmissionSchema(Schema):
     """POST /api/v1/requests. Domain rules (legal basis for controls, amounts) are
     checked by the request service and answered with 422, not here."""
@@ -111,6 +171,11 @@ class RequestSubmissionSchema(Schema):
     )
     repeat = fields.Nested(RepeatSchema, load_default=None, metadata={
         "description": "freezes: when the accounts held less than the amount, try again daily for the shortfall"})
+    documents = fields.List(
+        fields.Nested(RequestDocumentSchema), load_default=list,
+        validate=validate.Length(max=MAX_REQUEST_DOCUMENTS, error="at most {max} documents"),
+        metadata={"description": "legal documents (PDF), in order; required for controls"},
+    )
 
 
 class AssetRecordSchema(Schema):
@@ -187,6 +252,34 @@ class DeliveryOutSchema(Schema):
     age_seconds = fields.Int(metadata={"description": "how old that answer was when reused"})
 
 
+class DocumentOutSchema(Schema):
+    """A stored file (POST /api/v1/documents)."""
+
+    sha256 = fields.Str()
+    md5 = fields.Str(metadata={"description": "agencies check documents by it (WSINFO.MD5)"})
+    size_bytes = fields.Int()
+    media_type = fields.Str()
+
+
+class RequestDocumentOutSchema(Schema):
+    position = fields.Int(metadata={"description": "1, 2, ... (WSINFO.XH)"})
+    name = fields.Str()
+    sha256 = fields.Str()
+    md5 = fields.Str()
+    size_bytes = fields.Int()
+
+
+class CredentialsOutSchema(Schema):
+    officer_sub = fields.Str()
+    court_code = fields.Str()
+    name = fields.Str()
+    work_card_number = fields.Str()
+    duty_card_number = fields.Str()
+    work_card_image = fields.Nested(DocumentOutSchema)
+    duty_card_image = fields.Nested(DocumentOutSchema)
+    filed_at = UtcDateTime()
+
+
 class RequestStateSchema(Schema):
     id = fields.Str()
     case_number = fields.Str()
@@ -195,6 +288,8 @@ class RequestStateSchema(Schema):
     state = fields.Str(validate=_one_of(REQUEST_STATES))
     created_at = UtcDateTime()
     deliveries = fields.List(fields.Nested(DeliveryOutSchema))
+    documents = fields.List(fields.Nested(RequestDocumentOutSchema),
+                            metadata={"description": "the legal documents the request carries, in order"})
 
 
 class ControlInForceSchema(Schema):

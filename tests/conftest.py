@@ -8,6 +8,7 @@ unless GATEWAY_TEST_POSTGRES=skip is set (then those tests skip, loudly).
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import shutil
@@ -36,6 +37,20 @@ CASE_NUMBER = "(2024)浙0102执1234号"
 DEBTOR = {"kind": "person", "name": "张三", "id_number": "330102198703151157"}
 OTHER_PERSON = {"kind": "person", "name": "李四", "id_number": "11010519491231002X"}
 CREDITOR = {"kind": "organization", "name": "杭州某某建材有限公司", "id_number": "91350100M000100Y43"}
+# Every control carries a legal document (PDF) and needs its officer's credentials on file
+# (gateway/attachments/). The smallest files that are what they say they are:
+LEGAL_PDF = (b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n2 0 obj<</Type/Pages/Kids[]/Count 0>>endobj\n"
+             b"trailer<</Root 1 0 R>>\n%%EOF\n")
+CARD_PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x00\x00\x00\x00:~\x9bU"
+            b"\x00\x00\x00\nIDATx\x9cc`\x00\x00\x00\x02\x00\x01H\xaf\xa4q\x00\x00\x00\x00IEND\xaeB`\x82")
+LEGAL_DOCUMENT = {"name": "协助执行通知书.pdf", "content_base64": base64.b64encode(LEGAL_PDF).decode()}
+
+
+def credentials_body(name: str = "王某", number: str = "GZ-330102-001") -> dict[str, Any]:
+    """What an officer files once before proposing controls (PUT /api/v1/officers/me/credentials)."""
+    image = {"content_base64": base64.b64encode(CARD_PNG).decode(), "media_type": "image/png"}
+    return {"name": name, "work_card_number": number, "duty_card_number": f"ZW{number}", "work_card_image": image,
+            "duty_card_image": image}
 
 
 # --- which backend each test ran on -------------------------------------------------
@@ -248,6 +263,12 @@ class Api:
 
     def get(self, path: str, **kw: Any):
         return self.call("GET", path, **kw)
+
+    def file_credentials(self, token: str | None = "default", **body: Any) -> Any:
+        """File the token's officer's credentials (controls are refused without them)."""
+        reply = self.call("PUT", "/api/v1/officers/me/credentials", token=token, json=credentials_body(**body))
+        assert reply.status_code in (200, 201), reply.text
+        return reply
 
     def register_case(self, case_number: str = CASE_NUMBER, parties: list | None = None, **kw: Any):
         body = {"case_number": case_number, "court_code": kw.pop("court_code", COURT), "amount_owed": "150000.00",

@@ -76,7 +76,8 @@ def release_excess(session: Session, case_id: str, *, reason: str, registry: Reg
     case = session.get(Case, case_id)
     return [write_system_request(session, case, subject_id, "unfreeze", agencies, basis_kind=basis[subject_id].legal_basis_kind,
                                  basis_number=basis[subject_id].legal_basis_number, reason=f"release of excess: {reason}",
-                                 approved_by=SYSTEM.sub, registry=registry, audit=audit, now=now)
+                                 approved_by=SYSTEM.sub, registry=registry, audit=audit, now=now,
+                                 source_request_id=basis[subject_id].request_id)
             for subject_id, agencies in by_subject.items()]
 
 

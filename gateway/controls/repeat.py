@@ -101,7 +101,7 @@ def _attempt(session: Session, repeat_id: str, registry: Registry, audit: AuditL
         session, case, original.subject_id, "freeze", {asset.agency_id: [line]}, basis_kind=original.legal_basis_kind,
         basis_number=original.legal_basis_number, amount=take, approved_by=original.decided_by or SYSTEM.sub,
         reason=f"repeat freeze {repeat.attempts + 1} of request {original.id}: shortfall {shortfall}",
-        registry=registry, audit=audit, now=now)
+        registry=registry, audit=audit, now=now, source_request_id=original.id)
     repeat.attempts += 1
     repeat.attempt_request_ids = [*repeat.attempt_request_ids, attempt_id]
     repeat.last_outcome = f"attempt {repeat.attempts}: asked {take} of {asset.agency_id} {asset.identifier}"

@@ -2,7 +2,9 @@
 
 They go through the same outbox as an officer's: a request row, one delivery per
 agency with its asset lines, and audit events saying who proposed it (the
-gateway), why, and on whose approval it rests.
+gateway), why, and on whose approval it rests. Each carries out an officer's
+request (``source_request_id``): it carries that request's legal documents, and a
+polling agency is shown that request's officers' credentials.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from audit.store import AuditLog, SystemActor
+from gateway.attachments.services import copy_documents
 from gateway.cases.models import Case, Subject
 from gateway.deliveries.models import Delivery
 from gateway.registry import Registry
@@ -32,9 +35,13 @@ _STATE_SCHEMA = RequestStateSchema()
 def write_system_request(session: Session, case: Case, subject_id: str, action: str,
                          agencies: dict[str, list[dict[str, Any]]], *, basis_kind: str | None, basis_number: str | None,
                          reason: str, approved_by: str, registry: Registry, audit: AuditLog, now: datetime,
-                         amount: Decimal | None = None) -> str:
-    """Write an approved control request with its queued deliveries; return its id."""
+                         source_request_id: str, amount: Decimal | None = None) -> str:
+    """Write an approved control request with its queued deliveries and the documents of
+    the request it carries out (``source_request_id``); return its id."""
     request_id = new_id()
+    # Attempts and releases may derive from a request the gateway made: name the officer's.
+    source_request_id = session.scalar(
+        select(Request.source_request_id).where(Request.id == source_request_id)) or source_request_id
     # The outbox runs on the worker's clock, not on the rules' (which tests move on).
     send_at = utc_now()
     categories = sorted({line["category"] for lines in agencies.values() for line in lines})
@@ -60,13 +67,15 @@ def write_system_request(session: Session, case: Case, subject_id: str, action: 
         "state": "accepted", "officer_sub": SYSTEM.sub, "court_code": case.court_code,
         "idempotency_key": f"system-{request_id}", "payload_sha256": digest, "decided_by": approved_by,
         "decided_at": now, "decision_reason": reason[:500], "accepted_reply": reply, "created_at": now, "updated_at": now,
+        "source_request_id": source_request_id,
     }])
     session.execute(insert(Delivery.__table__), deliveries)
+    copy_documents(session, source_request_id, request_id)
     id_number = session.scalar(select(Subject.id_number).where(Subject.id == subject_id))
     lines = {agency: [{"identifier": ln["identifier"], "amount": ln.get("amount")} for ln in ls] for agency, ls in agencies.items()}
     audit.record(session, action=f"request.{action}", outcome="accepted", actor=SYSTEM, case_number=case.case_number,
                  subject_id_number=id_number, request_id=request_id,
-                 details={"proposed_by": SYSTEM.sub, "reason": reason, "lines": lines,
+                 details={"proposed_by": SYSTEM.sub, "reason": reason, "lines": lines, "source_request": source_request_id,
                           "deliveries": {d["id"]: d["agency_id"] for d in deliveries}})
     audit.record(session, action="request.approval", outcome="approved", actor=SYSTEM, case_number=case.case_number,
                  subject_id_number=id_number, request_id=request_id,

@@ -31,6 +31,9 @@ class Request(Base):
     idempotency_key: Mapped[str] = mapped_column(String(128))
     payload_sha256: Mapped[str] = mapped_column(String(64))
     court_account: Mapped[str | None] = mapped_column(String(64))  # deducts: where the money goes
+    # A control the gateway makes itself (gateway/controls/system_requests.py): the officer's
+    # request it carries out, whose documents it carries and whose officers' credentials it shows.
+    source_request_id: Mapped[str | None] = mapped_column(String(36))
     # Controls wait for a second person (an approver of the same court, not the proposer).
     decided_by: Mapped[str | None] = mapped_column(String(128))
     decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

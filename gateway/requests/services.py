@@ -16,6 +16,9 @@ from sqlalchemy import Connection, insert, select
 from sqlalchemy.orm import Session
 
 from audit.store import AuditLog
+from gateway.attachments.services import (
+    DEFAULT_MAX_BYTES, AttachedDocument, document_views, require_credentials, resolve_documents, write_documents,
+)
 from gateway.auth.tokens import Principal
 from gateway.cases.services import require_debtor
 from gateway.controls.models import RepeatFreeze
@@ -62,6 +65,11 @@ def find_replay(session: Session, principal: Principal, key: str, digest: str) -
 def _check_rules(payload: dict[str, Any]) -> None:
     if payload["action"] in CONTROL_ACTIONS and not payload.get("legal_basis"):
         raise RuleViolation(f"a {payload['action']} needs a legal basis", fields={"legal_basis": ["required for controls"]})
+    if payload["action"] in CONTROL_ACTIONS and not payload.get("documents"):
+        # Agencies refuse a control they cannot fetch the legal document of (业务审核未通过).
+        raise RuleViolation(f"a {payload['action']} carries its legal document (PDF)", fields={"documents": [
+            ("a control carries its legal document (PDF): upload it (POST /api/v1/documents) and name its sha256, "
+             "or send it as content_base64")]})
     if payload["action"] in ("freeze", "deduct") and payload.get("amount") is None:
         raise RuleViolation(f"a {payload['action']} needs an amount", fields={"amount": ["required for freeze and deduct"]})
     if payload["action"] == "deduct" and not payload.get("court_account"):
@@ -79,6 +87,7 @@ class PreparedRequest:
     reused_results: list[dict[str, Any]] = field(default_factory=list)
     reuse_events: list[dict[str, Any]] = field(default_factory=list)
     repeat_row: dict[str, Any] | None = None  # a freeze that tries again daily for its shortfall
+    documents: list[AttachedDocument] = field(default_factory=list)  # legal documents, in order
 
 
 def prepare_request(
@@ -92,6 +101,7 @@ def prepare_request(
     now: datetime,
     reuse_window: timedelta = timedelta(0),
     rules: ControlRules = DEFAULT_RULES,
+    max_document_bytes: int = DEFAULT_MAX_BYTES,
 ) -> PreparedRequest:
     """Purpose rule, domain rules, routing and the 202 body, from one read.
 
@@ -104,6 +114,11 @@ def prepare_request(
     debtor = require_debtor(session, principal, payload["case_number"], subject_in["kind"], subject_in["id_number"])
     _check_rules(payload)
     action = payload["action"]
+    if action in CONTROL_ACTIONS:
+        require_credentials(session, principal)
+    # An inquiry without documents costs no query here.
+    documents = resolve_documents(session, payload["documents"], max_bytes=max_document_bytes) \
+        if payload.get("documents") else []
     lines: dict[str, list[dict[str, Any]]] = {}
     if action in TARGETED_ACTIONS:
         control_routes = resolve_targets(session, payload, debtor, registry, now, rules)
@@ -146,6 +161,7 @@ def prepare_request(
         "id": request_id, "case_number": debtor.case_number, "action": action, "categories": list(categories),
         "state": state, "created_at": now,
         "deliveries": [_accepted_view(d, reused_results) for d in deliveries],
+        "documents": [a.view() for a in documents],
     })
     request_row = {
         "id": request_id, "case_id": debtor.case_id, "subject_id": debtor.subject_id, "action": action,
@@ -167,6 +183,7 @@ def prepare_request(
             "idempotency_key": idempotency_key,
             **({"amount": str(payload["amount"])} if payload.get("amount") is not None else {}),
             **({"lines": {agency: [ln["identifier"] for ln in ls] for agency, ls in lines.items()}} if lines else {}),
+            **({"documents": [a.sha256 for a in documents]} if documents else {}),
         },
     }
     reuse_events = [
@@ -179,7 +196,8 @@ def prepare_request(
     if payload.get("repeat") is not None:
         repeat_row = _repeat_row(payload, lines, request_id, debtor.case_id, rules, now)
         audit_event["details"]["repeat_days"] = (as_utc(repeat_row["ends_at"]) - now).days
-    return PreparedRequest(request_row, deliveries, reply, audit_event, reused_results, reuse_events, repeat_row)
+    return PreparedRequest(request_row, deliveries, reply, audit_event, reused_results, reuse_events, repeat_row,
+                           documents)
 
 
 def _accepted_view(d: dict[str, Any], reused_results: list[dict[str, Any]]) -> dict[str, Any]:
@@ -214,6 +232,9 @@ def write_request(session: Session | Connection, prepared: PreparedRequest, *, p
     # Core inserts on the tables: the intake's hot path needs none of the ORM's unit of work.
     session.execute(_INSERT_REQUEST, [prepared.request_row])
     session.execute(_INSERT_DELIVERIES, prepared.delivery_rows)
+    if prepared.documents:
+        write_documents(session, prepared.request_row["id"], prepared.documents, uploaded_by=principal.sub,
+                        court_code=principal.court, now=prepared.request_row["created_at"])
     write_reused_results(session, prepared.reused_results)
     if prepared.repeat_row is not None:
         session.execute(insert(RepeatFreeze.__table__), [prepared.repeat_row])
@@ -222,8 +243,9 @@ def write_request(session: Session | Connection, prepared: PreparedRequest, *, p
         audit.record(session, actor=principal, **event)
 
 
-def state_view(request_row: Request, deliveries: list[Delivery] | None = None) -> dict[str, Any]:
-    """The request state payload of DESIGN.md (dumped by RequestStateSchema)."""
+def state_view(session: Session, request_row: Request, deliveries: list[Delivery] | None = None) -> dict[str, Any]:
+    """The request state payload of DESIGN.md (dumped by RequestStateSchema), with the
+    legal documents the request carries."""
     rows = deliveries if deliveries is not None else request_row.deliveries
     body = {
         "id": request_row.id,
@@ -246,6 +268,7 @@ def state_view(request_row: Request, deliveries: list[Delivery] | None = None) -
             }
             for d in sorted(rows, key=lambda d: d.agency_id)
         ],
+        "documents": document_views(session, request_row.id),
     }
     return body
 

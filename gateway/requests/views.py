@@ -8,7 +8,7 @@ from flask import Flask, Response, current_app, request
 from marshmallow import Schema, fields, validate
 from sqlalchemy.exc import IntegrityError
 
-from gateway.api import ApiBlueprint, roles_required, set_audit_context
+from gateway.api import ApiBlueprint, base64_length, body_limit, roles_required, set_audit_context
 from gateway.audit_service import get_audit
 from gateway.auth.access import current_principal
 from gateway.db import get_db
@@ -33,13 +33,17 @@ class IdempotencyHeaderSchema(Schema):
 
 @blp.route("/requests", methods=["POST"])
 @roles_required("court_officer")
+# Room for one legal document of the largest size sent inline; more go by POST /api/v1/documents.
+@body_limit(lambda settings: settings.gateway.max_content_length + base64_length(settings.documents.max_bytes))
 @blp.arguments(IdempotencyHeaderSchema(), location="headers")
 @blp.arguments(RequestSubmissionSchema())  # an instance: built once, not per call
 @blp.response(202, RequestStateSchema, description="accepted: one delivery per agency, queued")
 @blp.alt_response(400, schema=ErrorSchema, description="a field breaks its rule")
 @blp.alt_response(403, schema=ErrorSchema, description="the subject is not a debtor of the caller's case")
 @blp.alt_response(409, schema=ErrorSchema, description="the Idempotency-Key was used with another body")
-@blp.alt_response(422, schema=ErrorSchema, description="a rule forbids it (no legal basis, no agency)")
+@blp.alt_response(413, schema=ErrorSchema, description="a document inline is larger than [documents] max_bytes")
+@blp.alt_response(422, schema=ErrorSchema, description="a rule forbids it (no legal basis, no legal document, "
+                  "no credentials on file, an unknown document, no agency)")
 def submit_request(headers: dict[str, Any], payload: dict[str, Any]) -> Any:
     """Submit a one-click request about one subject in one case."""
     key = headers["idempotency_key"]
@@ -54,6 +58,7 @@ def submit_request(headers: dict[str, Any], payload: dict[str, Any]) -> Any:
                 registry=current_app.extensions["registry"], now=current_app.extensions["clock"](),
                 reuse_window=timedelta(seconds=current_app.config["SETTINGS"].reuse.freshness_seconds),
                 rules=current_app.extensions["control_rules"],
+                max_document_bytes=current_app.config["SETTINGS"].documents.max_bytes,
             )
             services.write_request(connection, prepared, principal=principal, audit=audit)
     except IntegrityError:
@@ -88,7 +93,7 @@ def get_request(request_id: str) -> Any:
     set_audit_context(request_id=request_id)
     with get_db().transaction() as session:
         row = services.get_request(session, request_id, principal)
-        body = services.state_view(row)
+        body = services.state_view(session, row)
         get_audit().record(
             session, action="request.read", outcome="ok", actor=principal, case_number=body["case_number"],
             subject_id_number=row.subject.id_number, request_id=row.id,
@@ -121,7 +126,7 @@ def decide_request(payload: dict[str, Any], request_id: str) -> Any:
             session, request_id, principal, approve=approve, reason=payload.get("reason"),
             registry=current_app.extensions["registry"], audit=get_audit(), now=utc_now(),
         )
-        body = services.state_view(row)
+        body = services.state_view(session, row)
     if approve:
         current_app.extensions["worker"].wake()
     return body

@@ -7,7 +7,10 @@ Create Date: 2026-11-24
 
 A control carries its legal document (PDF) and is proposed by an officer whose
 work card and official-duty card are on file; agencies that poll fetch both by
-request key. A document is stored once, named by its SHA-256.
+request key. A document is stored once, named by its SHA-256. A control the
+gateway makes itself names the officer's request it carries out
+(requests.source_request_id): it carries that request's documents and shows its
+officers' credentials.
 """
 from alembic import op
 import sqlalchemy as sa
@@ -60,9 +63,13 @@ def upgrade() -> None:
                                 name=op.f("fk_officer_credentials_duty_card_image_sha256_documents")),
         sa.PrimaryKeyConstraint("officer_sub", name=op.f("pk_officer_credentials")),
     )
+    with op.batch_alter_table("requests") as batch:
+        batch.add_column(sa.Column("source_request_id", sa.String(length=36), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("requests") as batch:
+        batch.drop_column("source_request_id")
     op.drop_table("officer_credentials")
     op.drop_index(op.f("ix_request_documents_document_sha256"), table_name="request_documents")
     op.drop_table("request_documents")
