@@ -5,12 +5,14 @@ it, verifying the certificate and logging in with the published demo password.""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from conftest import Api, make_app
+
 from gateway.tls import self_signed_certificate, server_ssl_context
 from sandboxes.polling_bank import PollingBank
 from sandboxes.run import PULL_SERVICE_PATH

@@ -8,10 +8,10 @@ from __future__ import annotations
 from decimal import Decimal
 
 import sqlalchemy as sa
+from conftest import CASE_NUMBER, DEBTOR, LEGAL_DOCUMENT, LEGAL_PDF
 from polling_support import tls_gateway
 
 from audit.models import AuditEvent
-from conftest import CASE_NUMBER, DEBTOR, LEGAL_DOCUMENT, LEGAL_PDF
 from gateway.attachments.models import Document
 from sandboxes.polling_bank import DEMO_USERNAME, md5_hex
 
