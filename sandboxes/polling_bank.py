@@ -118,7 +118,7 @@ class PollingBank:
             raise ValueError(f"batch_size must be within [1, 500], got {batch_size!r}")
         if not 0.0 <= feedback_drop_rate < 1.0:
             raise ValueError(f"feedback_drop_rate must be within [0, 1), got {feedback_drop_rate!r}")
-        self.bank = bank or BankAgency("Bank C", 5)
+        self.bank = bank or BankAgency("Bank C", 18)
         self.interval_seconds = interval_seconds
         self.batch_size = batch_size
         self.feedback_drop_rate = feedback_drop_rate

@@ -56,7 +56,7 @@ SFTP_PORT = 18022
 ALL = tuple(HTTP_SANDBOXES) + tuple(SFTP_SANDBOXES)
 # agency id -> the bank behind a polling sandbox; it needs a running gateway to poll.
 POLLING_SANDBOXES: dict[str, Callable[[], BankAgency]] = {
-    "bank-c": lambda: BankAgency("Bank C", 5),
+    "bank-c": lambda: BankAgency("Bank C", 18),
 }
 PULL_SERVICE_PATH = "/api/v1/agency/soap"
 
