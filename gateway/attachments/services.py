@@ -80,21 +80,21 @@ def _document_row(upload: Upload, uploaded_by: str, court_code: str | None, now:
             "uploaded_at": now}
 
 
-def _insert_new(bind: Session | Connection, rows: dict[str, Any] | list[dict[str, Any]]) -> int:
-    """Insert the documents not stored yet; return how many were new (exact for one row).
-    Two callers storing the same bytes at once both succeed: the second insert does nothing."""
-    if not rows:
-        return 0
+def _insert_new(bind: Session | Connection) -> Any:
+    """INSERT of documents that does nothing for one stored already: two callers storing
+    the same bytes at once both succeed."""
     dialect = (bind.get_bind() if isinstance(bind, Session) else bind).dialect.name
     dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    result = bind.execute(dialect_insert(Document.__table__).on_conflict_do_nothing(index_elements=["sha256"]), rows)
-    return result.rowcount
+    return dialect_insert(Document.__table__).on_conflict_do_nothing(index_elements=["sha256"])
 
 
 def store_upload(bind: Session | Connection, upload: Upload, *, uploaded_by: str, court_code: str | None,
                  now: datetime) -> bool:
     """Store the file unless the same bytes are stored already; True when this call stored it."""
-    return _insert_new(bind, _document_row(upload, uploaded_by, court_code, now)) == 1
+    # RETURNING, not rowcount: psycopg reports -1 for an INSERT ... ON CONFLICT DO NOTHING.
+    stored = bind.execute(_insert_new(bind).returning(Document.sha256),
+                          _document_row(upload, uploaded_by, court_code, now)).first()
+    return stored is not None
 
 
 # --- the documents a request carries ----------------------------------------------------
@@ -151,7 +151,8 @@ def write_documents(bind: Session | Connection, request_id: str, attached: list[
     if not attached:
         return
     inline = {a.sha256: _document_row(a.upload, uploaded_by, court_code, now) for a in attached if a.upload}
-    _insert_new(bind, list(inline.values()))
+    if inline:
+        bind.execute(_insert_new(bind), list(inline.values()))
     bind.execute(insert(RequestDocument.__table__), [
         {"request_id": request_id, "position": a.position, "document_sha256": a.sha256, "name": a.name}
         for a in attached])

@@ -13,7 +13,7 @@ from decimal import Decimal
 
 import pytest
 
-from conftest import COURT, write_registry  # noqa: F401 (write_registry documents the other way in)
+from conftest import COURT, LEGAL_DOCUMENT, write_registry  # noqa: F401 (write_registry documents the other way in)
 from gateway.registry import Registry, load_registry
 from gateway.settings import CONFIG_DIR
 from sandboxes.run import ALL, start_sandboxes
@@ -51,6 +51,7 @@ def court(api):
             "parties": [{"role": "debtor", "subject": DEBTOR}]}
     reply = api.post("/api/v1/cases", json=body)
     assert reply.status_code == 201, reply.text
+    api.file_credentials()  # the officer proposes controls
     return api
 
 
@@ -59,6 +60,8 @@ def settle(app) -> None:
 
 
 def submit(api, action: str, **fields):
+    if action != "inquiry":
+        fields.setdefault("documents", [LEGAL_DOCUMENT])
     body = {"case_number": CASE, "subject": DEBTOR, "action": action, **fields}
     return api.post("/api/v1/requests", json=body, headers={"Idempotency-Key": f"{action}-{id(body)}"})
 

@@ -11,7 +11,9 @@ from decimal import Decimal
 
 import pytest
 
-from conftest import COURT, audit_rows
+from conftest import COURT, LEGAL_PDF, audit_rows
+from gateway.attachments.services import credentials_of, documents_of
+from gateway.requests.models import Request
 from gateway.timeutil import utc_now
 from test_agency_actions import (  # noqa: F401 (fixtures)
     BASIS, CASE, DEBTOR, agencies, app, control, court, inquire, report, settle, submit,
@@ -34,7 +36,8 @@ def test_freezes_above_what_is_still_owed_are_released_and_deducts_reconciled(co
     inquire(court, app)
     account = by_identifier(report(court), A_SAVINGS)
     bank = agencies["bank-a"].agency
-    assert control(court, app, "freeze", amount="80000.00", targets=[account["id"]])["state"] == "completed"
+    frozen = control(court, app, "freeze", amount="80000.00", targets=[account["id"]])
+    assert frozen["state"] == "completed"
 
     deducted = control(court, app, "deduct", amount="30000.00", targets=[account["id"]], court_account=COURT_ACCOUNT)
     assert deducted["state"] == "completed", deducted["deliveries"]
@@ -55,6 +58,14 @@ def test_freezes_above_what_is_still_owed_are_released_and_deducts_reconciled(co
     assert (freeze["state"], freeze["amount"], freeze["deducted"]) == ("in_force", "30000.00", "30000.00")
     (release,) = [e for e in audit_rows(app) if e.action == "request.unfreeze"]
     assert release.actor_sub == "gateway:controls" and "release of excess" in release.details["reason"]
+    # The release carries the freeze's legal documents and shows its officer's credentials.
+    shown = court.get(f"/api/v1/requests/{release.request_id}").json()
+    assert shown["documents"] == frozen["documents"] and len(shown["documents"]) == 1
+    with app.extensions["db"].reading() as session:
+        row = session.get(Request, release.request_id)
+        assert (row.officer_sub, row.source_request_id) == ("gateway:controls", frozen["id"])
+        assert [c.officer_sub for c in credentials_of(session, row)] == ["officer.wang"]
+        assert [d.document.content for d in documents_of(session, row.id)] == [LEGAL_PDF]
     assert sweep(app, 0) == []  # released once, not again
 
     # Money arriving is the court's own confirmation; a different sum stays on the list.
@@ -84,7 +95,8 @@ class TestRepeatFreezes:
         assert state["state"] == "completed", state["deliveries"]
         assert bank.account(A_SAVINGS).frozen == Decimal("20000.00")
 
-        assert len(sweep(app, 1)) == 1  # a day later: 30000 asked again; the account holds nothing more
+        (attempt,) = sweep(app, 1)  # a day later: 30000 asked again; the account holds nothing more
+        assert court.get(f"/api/v1/requests/{attempt}").json()["documents"] == state["documents"] != []
         assert bank.account(A_SAVINGS).frozen == Decimal("20000.00")
         set_balance(agencies, "bank-a", A_SAVINGS, "70000.00")
         assert sweep(app, 1) == []  # one attempt a day

@@ -1,12 +1,14 @@
 """Whatever a court system sends, the answer is a clear 4xx or a success, never a
 500, and always in the error format. Hypothesis builds the bodies."""
 
+import base64
+import hashlib
 import json
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import CASE_NUMBER, COURT, DEBTOR
+from conftest import CARD_PNG, CASE_NUMBER, COURT, DEBTOR, LEGAL_PDF, credentials_body
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
@@ -20,6 +22,17 @@ subjects = st.fixed_dictionaries({}, optional={
     "id_number": st.sampled_from([DEBTOR["id_number"], "91350100M000100Y43", "11010519491231002x", "x" * 18])
     | st.text(max_size=20) | json_values,
 })
+files_base64 = st.sampled_from([base64.b64encode(f).decode() for f in (LEGAL_PDF, CARD_PNG, b"x")] + ["!!", ""])
+sha256s = st.sampled_from([hashlib.sha256(LEGAL_PDF).hexdigest(), hashlib.sha256(CARD_PNG).hexdigest(), "0" * 64, "x"])
+documents = st.lists(st.fixed_dictionaries({}, optional={
+    "name": st.sampled_from(["裁定书.pdf", "a.PDF", "../a.pdf", "a.txt", ""]) | json_values,
+    "sha256": sha256s | json_values,
+    "content_base64": files_base64 | json_values,
+}), max_size=3) | json_values
+card_images = st.fixed_dictionaries({}, optional={
+    "sha256": sha256s | json_values, "content_base64": files_base64 | json_values,
+    "media_type": st.sampled_from(["image/png", "image/jpeg", "application/pdf"]) | json_values,
+}) | json_values
 request_bodies = st.fixed_dictionaries({}, optional={
     "case_number": st.sampled_from([CASE_NUMBER, "（2024）浙0102执1234号", "bad"]) | json_values,
     "subject": subjects | json_values,
@@ -28,7 +41,14 @@ request_bodies = st.fixed_dictionaries({}, optional={
     "legal_basis": st.fixed_dictionaries({}, optional={"kind": st.sampled_from(["ruling", "x"]), "number": st.text(max_size=70)}) | json_values,
     "amount": st.sampled_from(["1000.00", "1000", "-1.00", "0.00"]) | json_values,
     "targets": st.lists(st.text(max_size=70), max_size=3) | json_values,
+    "documents": documents,
     "extra": json_values,
+})
+credentials_bodies = st.fixed_dictionaries({}, optional={
+    "name": st.text(max_size=70) | json_values,
+    "work_card_number": st.sampled_from(["GZ-1", "工作证", "x" * 40]) | json_values,
+    "duty_card_number": st.sampled_from(["ZW-1", ""]) | json_values,
+    "work_card_image": card_images, "duty_card_image": card_images, "extra": json_values,
 })
 case_bodies = st.fixed_dictionaries({}, optional={
     "case_number": st.sampled_from([CASE_NUMBER, "bad"]) | json_values,
@@ -55,6 +75,9 @@ def test_request_bodies_never_crash_the_gateway(app, settings, body):
     from gateway.auth.tokens import issue_token
 
     token = issue_token(settings, role="court_officer", sub="fuzz", court=COURT)
+    client.put("/api/v1/officers/me/credentials", json=credentials_body(), headers={"Authorization": f"Bearer {token}"})
+    client.post("/api/v1/documents", data=LEGAL_PDF, content_type="application/pdf",
+                headers={"Authorization": f"Bearer {token}"})
     client.post("/api/v1/cases", json={"case_number": CASE_NUMBER, "court_code": COURT, "amount_owed": "1.00",
                                        "parties": [{"role": "debtor", "subject": DEBTOR}]},
                 headers={"Authorization": f"Bearer {token}"})
@@ -70,5 +93,31 @@ def test_case_bodies_never_crash_the_gateway(app, settings, body):
 
     token = issue_token(settings, role="court_officer", sub="fuzz", court=COURT)
     reply = app.test_client().post("/api/v1/cases", data=json.dumps(body), content_type="application/json",
+                                   headers={"Authorization": f"Bearer {token}"})
+    _check(reply)
+
+
+@FUZZ
+@given(body=credentials_bodies)
+def test_credentials_bodies_never_crash_the_gateway(app, settings, body):
+    from gateway.auth.tokens import issue_token
+
+    token = issue_token(settings, role="court_officer", sub="fuzz", court=COURT)
+    client = app.test_client()
+    client.post("/api/v1/documents", data=LEGAL_PDF, content_type="application/pdf",
+                headers={"Authorization": f"Bearer {token}"})
+    reply = client.put("/api/v1/officers/me/credentials", data=json.dumps(body), content_type="application/json",
+                       headers={"Authorization": f"Bearer {token}"})
+    _check(reply)
+
+
+@FUZZ
+@given(content=st.binary(max_size=64) | st.sampled_from([LEGAL_PDF, CARD_PNG, b"%PDF-", b"\xff\xd8\xff"]),
+       media_type=st.sampled_from(["application/pdf", "image/png", "image/jpeg", "text/plain", ""]))
+def test_uploads_never_crash_the_gateway(app, settings, content, media_type):
+    from gateway.auth.tokens import issue_token
+
+    token = issue_token(settings, role="approver", sub="fuzz", court=COURT)
+    reply = app.test_client().post("/api/v1/documents", data=content, content_type=media_type or None,
                                    headers={"Authorization": f"Bearer {token}"})
     _check(reply)

@@ -11,7 +11,7 @@ from dataclasses import replace
 
 import pytest
 
-from conftest import CASE_NUMBER, COURT, DEBTOR, audit_rows
+from conftest import CASE_NUMBER, COURT, DEBTOR, LEGAL_DOCUMENT, audit_rows
 from gateway.registry import Registry, load_registry
 from gateway.settings import CONFIG_DIR
 
@@ -31,8 +31,14 @@ def app(overrides, psb_sandbox):
     application.extensions["db"].dispose()
 
 
+@pytest.fixture(autouse=True)
+def _officer_credentials(api):
+    api.file_credentials()  # every test here proposes a control as officer.wang
+
+
 def _watch(api, **changes):
-    body = {"case_number": CASE_NUMBER, "subject": DEBTOR, "action": "watch", "legal_basis": LEGAL_BASIS, **changes}
+    body = {"case_number": CASE_NUMBER, "subject": DEBTOR, "action": "watch", "legal_basis": LEGAL_BASIS,
+            "documents": [LEGAL_DOCUMENT], **changes}
     return api.post("/api/v1/requests", json=body, headers={"Idempotency-Key": f"watch-{id(body)}-{len(str(changes))}"})
 
 

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from conftest import CASE_NUMBER, COURT, CREDITOR, DEBTOR, OTHER_PERSON, audit_rows
+from conftest import CASE_NUMBER, COURT, CREDITOR, DEBTOR, LEGAL_DOCUMENT, OTHER_PERSON, audit_rows
 from sandboxes.public_security import describe_subject
 
 
@@ -127,11 +127,17 @@ def test_purpose_rule_refuses_and_audits(api, app, registered, subject, case_num
         ({"categories": ["vehicle", "vehicle"]}, 400, "categories"),
         ({"categories": ["deposit"]}, 422, "categories"),
         ({"action": "freeze", "amount": "1000.00"}, 422, "legal_basis"),
-        ({"action": "freeze", "legal_basis": {"kind": "ruling", "number": "(2024)浙0102执1234号之一"}}, 422, "amount"),
-        ({"action": "freeze", "amount": "1000.00", "legal_basis": {"kind": "ruling", "number": "x1"}}, 422, "targets"),
+        ({"action": "freeze", "amount": "1000.00", "legal_basis": {"kind": "ruling", "number": "x1"}}, 422, "documents"),
+        ({"action": "freeze", "legal_basis": {"kind": "ruling", "number": "(2024)浙0102执1234号之一"},
+          "documents": [LEGAL_DOCUMENT]}, 422, "amount"),
+        ({"action": "freeze", "amount": "1000.00", "legal_basis": {"kind": "ruling", "number": "x1"},
+          "documents": [LEGAL_DOCUMENT]}, 422, "targets"),
+        ({"documents": [{"name": "a.pdf", "sha256": "0" * 64}]}, 422, "documents[0].sha256"),
+        ({"documents": [{"name": "a.txt", "sha256": "0" * 64}]}, 400, "documents[0].name"),
     ],
 )
 def test_bad_requests_are_refused_naming_the_field(api, app, registered, extra, status, field):
+    api.file_credentials()
     body = {"case_number": CASE_NUMBER, "subject": DEBTOR, "action": "inquiry", **extra}
     reply = api.post("/api/v1/requests", json=body, headers={"Idempotency-Key": "bad-request-1"})
     assert reply.status_code == status, reply.text

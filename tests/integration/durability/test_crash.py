@@ -13,7 +13,7 @@ from collections import Counter
 import pytest
 import sqlalchemy as sa
 
-from conftest import CASE_NUMBER, DEBTOR, Api
+from conftest import CASE_NUMBER, DEBTOR, LEGAL_DOCUMENT, Api
 from durability_support import gateway_process, stop, write_default_config
 from gateway.deliveries.models import Delivery, DeliveryResult
 from gateway.registry import Registry, load_registry
@@ -29,7 +29,7 @@ LEGAL_BASIS = {"kind": "assistance_notice", "number": "(2024)浙0102执1234号�
 
 def _freeze(api: Api, deposit_ids: list[str], n: int) -> str:
     body = {"case_number": CASE_NUMBER, "subject": DEBTOR, "action": "freeze", "legal_basis": LEGAL_BASIS,
-            "amount": "20000.00", "targets": deposit_ids}
+            "amount": "20000.00", "targets": deposit_ids, "documents": [LEGAL_DOCUMENT]}
     reply = api.post("/api/v1/requests", json=body, headers={"Idempotency-Key": f"freeze-crash-{n:04d}"})
     assert reply.status_code == 202, reply.text
     decided = api.post(f"/api/v1/requests/{reply.json()['id']}/approval", json={"decision": "approve"},
@@ -64,6 +64,7 @@ def test_a_worker_killed_mid_run_loses_nothing_and_applies_no_control_twice(
         deposits = [a["id"] for a in report["assets"] if a["category"] == "deposit" and a["agency"] == "bank-a"]
         assert deposits, "the sandbox bank holds deposits of the debtor"
 
+        api.file_credentials()
         freezes = [_freeze(api, deposits, n) for n in range(FREEZES)]
         for _ in range(INQUIRIES):
             assert api.inquire().status_code == 202
