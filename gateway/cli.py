@@ -151,13 +151,38 @@ def _start_sandboxes(latency: float = 0.0, failure_rate: float = 0.0, seed: int 
 @click.option("--latency", default=0.0, help="Seconds added to every answer.")
 @click.option("--failure-rate", default=0.0, help="Share of calls failed (HTTP 503, SOAP fault, batch file answered late), 0 to 1.")
 @click.option("--seed", default=None, type=int, help="Seed of the failure draw, for repeatable runs.")
-def sandbox(latency: float, failure_rate: float, seed: int | None) -> None:
-    """The agency sandboxes alone, on the ports the default registry points at."""
+@click.option("--gateway", "gateway_url", default=None, metavar="URL",
+              help="Also run the polling bank (bank-c) against the gateway at URL (https://host:port).")
+@click.option("--ca", "ca_file", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="CA file to verify the gateway's TLS certificate with (default: the system's).")
+@click.option("--poll-interval", default=5.0, show_default=True, help="Seconds between the polling bank's rounds.")
+def sandbox(latency: float, failure_rate: float, seed: int | None, gateway_url: str | None, ca_file: str | None,
+            poll_interval: float) -> None:
+    """The agency sandboxes alone, on the ports the default registry points at; with
+    --gateway, also the bank that polls the gateway (it logs in with the published demo password)."""
+    if ca_file and not gateway_url:
+        raise click.UsageError("--ca is for --gateway: the CA that signed the gateway's certificate")
     servers = _start_sandboxes(latency, failure_rate, seed)
+    poller = None
+    if gateway_url:
+        from sandboxes.run import start_polling_bank
+
+        try:
+            poller = start_polling_bank(gateway_url, verify=ca_file or True, interval_seconds=poll_interval)
+        except Exception as exc:  # noqa: BLE001 - the gateway down, its certificate not trusted, no pull service: say which
+            servers.stop()
+            raise click.ClickException(f"the polling bank cannot reach the gateway at {gateway_url}: "
+                                       f"{type(exc).__name__}: {exc}") from None
+        click.echo(f"sandbox bank-c polling {gateway_url} every {poll_interval} s")
     stopped = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopped.set())
     stopped.wait()
+    if poller is not None:
+        poller.stop()
+        counters = poller.counters
+        click.echo(f"bank-c polled {counters.rounds} times: {counters.listed} listed, {counters.answered} answered, "
+                   f"{counters.sent_back} sent back")
     servers.stop()
 
 

@@ -1,11 +1,16 @@
 """`gateway demo`: the whole path in one process, over real HTTP.
 
-Starts the agency sandboxes and the gateway on loopback ports, on a throwaway
-database (or GATEWAY_DATABASE_URL), registers a case, runs a one-click inquiry
-answered by all five agency kinds over SOAP, SFTP and REST, prints the asset
-report, has a freeze proposed by the officer and approved by a judge, prints the
-report with the controls in force and the audit trail, verifies the log, and
-exits 0 only if every step did what it should.
+Starts the agency sandboxes and the gateway on loopback ports, the gateway over
+TLS (a self-signed certificate made at start in the instance folder, which every
+client here verifies against), on a throwaway database (or GATEWAY_DATABASE_URL).
+One bank (bank-c) is not called: it polls the gateway's SOAP service like banks of
+the national system do (sandboxes/polling_bank.py, logging in with the published
+demo password). The demo registers a case, runs a one-click inquiry answered by
+all five agency kinds over SOAP, SFTP and REST and by the polling bank, prints the
+asset report, has a freeze (with its legal document, by an officer whose
+credentials are on file) proposed by the officer and approved by a judge, prints
+the report with the controls in force, what the polling bank did, and the audit
+trail, verifies the log, and exits 0 only if every step did what it should.
 """
 
 from __future__ import annotations
@@ -34,10 +39,14 @@ CASE_NUMBER = "(2024)浙0102执1234号"
 DEBTOR = {"kind": "person", "name": "张三", "id_number": "330102198703151122"}
 AMOUNT_OWED = "150000.00"
 CREDITOR = {"kind": "organization", "name": "杭州某某建材有限公司", "id_number": "91350100M000100Y43"}
-# Demo files, made up and published with the code: a freeze's legal document (PDF) and
-# the officer's card image (a 1x1 PNG) that his credentials are filed with.
-DEMO_PDF = b"%PDF-1.4\n% demo assistance-in-enforcement notice, not a real document\ntrailer<<>>\n%%EOF\n"
-DEMO_CARD_PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6fptVAAAACklEQVR4nGNgAAAAAgABSK+kcQAAAABJRU5ErkJggg==")
+POLLING_BANK = "bank-c"
+POLL_INTERVAL_SECONDS = 0.2
+# The smallest files that are what they say they are: the freeze's legal document and
+# the officer's card images (both cards show the same demo image).
+DEMO_PDF = (b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n2 0 obj<</Type/Pages/Kids[]/Count 0>>endobj\n"
+            b"trailer<</Root 1 0 R>>\n%%EOF\n")
+DEMO_PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x00\x00\x00\x00:~\x9bU"
+            b"\x00\x00\x00\nIDATx\x9cc`\x00\x00\x00\x02\x00\x01H\xaf\xa4q\x00\x00\x00\x00IEND\xaeB`\x82")
 
 
 def _fail(console: Console, message: str) -> int:
@@ -57,7 +66,8 @@ def _wait_final(session: requests.Session, url: str, timeout: float) -> dict:
 def run_demo(*, keep_serving: bool = False, port: int = 0) -> int:
     from gateway.app import create_app
     from gateway.registry import load_registry
-    from sandboxes.run import ALL, start_sandboxes
+    from gateway.tls import self_signed_certificate, server_ssl_context
+    from sandboxes.run import ALL, start_polling_bank, start_sandboxes
     from sandboxes.server import SandboxServer
 
     console = Console(highlight=False, width=160)
@@ -72,14 +82,21 @@ def run_demo(*, keep_serving: bool = False, port: int = 0) -> int:
     sandboxes = start_sandboxes(ports={name: 0 for name in (*ALL, "sftp")})
     registry = load_registry(settings.agencies_path).with_endpoints(sandboxes.endpoints)
     for agency in registry:
-        console.print(f"sandbox {agency.id:<14} {agency.kind:<18} {agency.transport:<5} {agency.endpoint}")
+        where = agency.endpoint if agency.mode == "push" else "polls the gateway (SOAP, UsernameToken over TLS)"
+        console.print(f"sandbox {agency.id:<14} {agency.kind:<18} {agency.transport:<5} {where}")
     app = create_app(overrides, registry=registry)
     worker = app.extensions["worker"].start()
-    gateway_server = SandboxServer(app, port=port).start()
+    certificate = self_signed_certificate(instance / "tls")
+    gateway_server = SandboxServer(app, port=port, ssl_context=server_ssl_context(certificate)).start()
     base = gateway_server.url + "/api/v1"
-    console.print(f"gateway: {gateway_server.url}  (OpenAPI: {base}/openapi.json)\n")
+    console.print(f"gateway: {gateway_server.url}  (OpenAPI: {base}/openapi.json; TLS certificate made now: "
+                  f"{certificate.certfile})")
+    poller = start_polling_bank(gateway_server.url, verify=str(certificate.certfile),
+                                interval_seconds=POLL_INTERVAL_SECONDS)
+    console.print(f"sandbox {POLLING_BANK} polling {gateway_server.url}/api/v1/agency/soap every "
+                  f"{POLL_INTERVAL_SECONDS} s\n")
 
-    officer = _client(settings, role="court_officer", sub="officer.wang", court=COURT)
+    officer = _client(settings, str(certificate.certfile), role="court_officer", sub="officer.wang", court=COURT)
     try:
         case = {"case_number": CASE_NUMBER, "court_code": COURT, "amount_owed": AMOUNT_OWED,
                 "parties": [{"role": "debtor", "subject": DEBTOR}, {"role": "creditor", "subject": CREDITOR}]}
@@ -100,7 +117,7 @@ def run_demo(*, keep_serving: bool = False, port: int = 0) -> int:
         again = officer.post(f"{base}/requests", json=inquiry, headers={"Idempotency-Key": key}, timeout=10)
         console.print(f"3. same Idempotency-Key resent: HTTP {again.status_code}, same reply: {again.json() == accepted}")
 
-        stranger = _client(settings, role="court_officer", sub="officer.li", court="110105")
+        stranger = _client(settings, str(certificate.certfile), role="court_officer", sub="officer.li", court="110105")
         refused = stranger.post(f"{base}/requests", json=inquiry, headers={"Idempotency-Key": f"demo-{uuid.uuid4()}"}, timeout=10)
         console.print(f"4. another court asks about the same debtor: HTTP {refused.status_code} {refused.json()['error']['code']}")
 
@@ -110,7 +127,10 @@ def run_demo(*, keep_serving: bool = False, port: int = 0) -> int:
             return _fail(console, f"the inquiry ended {state['state']}, not completed")
         kinds = {registry.get(d["agency"]).kind for d in state["deliveries"]}
         transports = {d["transport"] for d in state["deliveries"]}
-        console.print(f"5. answered by {len(kinds)} agency kinds over {', '.join(sorted(transports))}")
+        if not any(d["agency"] == POLLING_BANK and d["state"] == "answered" for d in state["deliveries"]):
+            return _fail(console, f"the polling bank {POLLING_BANK} did not answer the inquiry")
+        console.print(f"5. answered by {len(kinds)} agency kinds over {', '.join(sorted(transports))}, "
+                      f"{POLLING_BANK} among them by polling")
 
         # The gateway's subject id keeps the ID number out of URLs and access logs.
         report_url = f"{base}/cases/{CASE_NUMBER}/subjects/{debtor_id}/assets"
@@ -119,11 +139,18 @@ def run_demo(*, keep_serving: bool = False, port: int = 0) -> int:
         if report["gaps"]:
             return _fail(console, f"the report has gaps: {report['gaps']}")
 
-        failure = _freeze_with_approval(console, settings, base, officer, report)
+        failure = _freeze_with_approval(console, settings, str(certificate.certfile), base, officer, report)
         if failure:
             return _fail(console, failure)
         report = officer.get(report_url, timeout=10).json()
         _print_report(console, report, title="asset report after the freeze")
+        counters = poller.counters
+        console.print(f"{POLLING_BANK} polled {counters.rounds} times: {counters.listed} requests listed, "
+                      f"{counters.answered} answered, {counters.sent_back} sent back, {counters.acks_refused} refused, "
+                      f"{counters.errors} failed rounds\n")
+        if counters.answered < 2 or counters.errors:
+            return _fail(console, f"the polling bank answered {counters.answered} requests (2 expected) with "
+                                  f"{counters.errors} failed rounds: {counters.last_error}")
 
         ok = _print_audit(console, app)
         if not ok:
@@ -132,54 +159,62 @@ def run_demo(*, keep_serving: bool = False, port: int = 0) -> int:
             _serve_forever(console, settings, gateway_server.url)
         return 0
     finally:
+        poller.stop()
         worker.stop()
         gateway_server.stop()
         sandboxes.stop()
         app.extensions["db"].dispose()
 
 
-def _client(settings, **claims) -> requests.Session:
+def _client(settings, certfile: str, **claims) -> requests.Session:
     session = requests.Session()
     session.trust_env = False
+    session.verify = certfile  # the gateway's own certificate, made at start
     session.headers["Authorization"] = "Bearer " + issue_token(settings, **claims)
     return session
 
 
-def _freeze_with_approval(console: Console, settings, base: str, officer: requests.Session, report: dict) -> str | None:
+def _freeze_with_approval(console: Console, settings, certfile: str, base: str, officer: requests.Session,
+                          report: dict) -> str | None:
     """Propose a freeze of the amount owed over the deposits found; a judge approves it."""
     deposits = [a for a in report["assets"] if a["category"] == "deposit" and Decimal(a["balance"] or "0") > 0]
     if not deposits:
         return "the debtor has no deposits to freeze"
-    freeze = {"case_number": CASE_NUMBER, "subject": DEBTOR, "action": "freeze", "amount": AMOUNT_OWED,
-              "legal_basis": {"kind": "assistance_notice", "number": "(2024)浙0102执1234号之一"},
-              "targets": [a["id"] for a in deposits],
-              "documents": [{"name": "协助执行通知书.pdf", "content_base64": base64.b64encode(DEMO_PDF).decode()}]}
-    # Agencies refuse a control without its officer's work card and duty card: filed once.
-    card = {"content_base64": base64.b64encode(DEMO_CARD_PNG).decode(), "media_type": "image/png"}
+    # Agencies fetch a control's legal document and its officer's credentials (the polling
+    # bank checks both): the officer files his cards once, the freeze carries its PDF.
+    card = {"content_base64": base64.b64encode(DEMO_PNG).decode(), "media_type": "image/png"}
     filed = officer.put(f"{base}/officers/me/credentials", timeout=10, json={
         "name": "王某", "work_card_number": "GZ-330102-001", "duty_card_number": "ZW-330102-001",
         "work_card_image": card, "duty_card_image": card})
     if filed.status_code not in (200, 201):
         return f"filing the officer's credentials answered {filed.status_code}: {filed.text}"
+    console.print(f"6. officer.wang files his work card and official-duty card (HTTP {filed.status_code})")
+    freeze = {"case_number": CASE_NUMBER, "subject": DEBTOR, "action": "freeze", "amount": AMOUNT_OWED,
+              "legal_basis": {"kind": "assistance_notice", "number": "(2024)浙0102执1234号之一"},
+              "targets": [a["id"] for a in deposits],
+              "documents": [{"name": "协助执行通知书.pdf", "content_base64": base64.b64encode(DEMO_PDF).decode()}]}
     reply = officer.post(f"{base}/requests", json=freeze, headers={"Idempotency-Key": f"demo-{uuid.uuid4()}"}, timeout=10)
     if reply.status_code != 202:
         return f"the freeze answered {reply.status_code}: {reply.text}"
     proposed = reply.json()
-    console.print(f"6. freeze of {AMOUNT_OWED} over {len(deposits)} accounts proposed by officer.wang: {proposed['state']}")
+    console.print(f"7. freeze of {AMOUNT_OWED} over {len(deposits)} accounts, with its legal document, proposed by "
+                  f"officer.wang: {proposed['state']}")
     # Even signed in with the approver role, the proposer is not a second person.
-    himself = _client(settings, role="approver", sub="officer.wang", court=COURT)
+    himself = _client(settings, certfile, role="approver", sub="officer.wang", court=COURT)
     own = himself.post(f"{base}/requests/{proposed['id']}/approval", json={"decision": "approve"}, timeout=10)
-    console.print(f"7. officer.wang, as an approver, tries to approve his own freeze: HTTP {own.status_code} "
+    console.print(f"8. officer.wang, as an approver, tries to approve his own freeze: HTTP {own.status_code} "
                   f"{own.json()['error']['code']}")
-    judge = _client(settings, role="approver", sub="judge.zhao", court=COURT)
+    judge = _client(settings, certfile, role="approver", sub="judge.zhao", court=COURT)
     decided = judge.post(f"{base}/requests/{proposed['id']}/approval", json={"decision": "approve"}, timeout=10)
     if decided.status_code != 200:
         return f"the approval answered {decided.status_code}: {decided.text}"
-    console.print(f"8. judge.zhao approves it: HTTP 200, {decided.json()['state']}")
+    console.print(f"9. judge.zhao approves it: HTTP 200, {decided.json()['state']}")
     state = _wait_final(officer, f"{base}/requests/{proposed['id']}", timeout=60)
     _print_deliveries(console, state)
     if state["state"] != "completed":
         return f"the freeze ended {state['state']}, not completed"
+    if not any(d["agency"] == POLLING_BANK and d["state"] == "answered" for d in state["deliveries"]):
+        return f"the polling bank {POLLING_BANK} did not carry out the freeze"
     return None
 
 

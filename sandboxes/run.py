@@ -10,6 +10,10 @@ Seven agencies over three protocols, as in the default registry:
     bank-national    SFTP   a national bank batch channel   } one SFTP server, a folder
     land             SFTP   the real-estate registry        } and a batch agency each
 
+and one that is not a server but a client of the gateway (``mode = "pull"``):
+
+    bank-c           SOAP   a bank polling the gateway's pull service (start_polling_bank)
+
 The SFTP server uses the published demo host key and accepts the published demo
 client key (config/demo/, clearly marked, not secrets).
 """
@@ -25,6 +29,7 @@ from typing import Any, Callable, Iterable
 from sandboxes import market_regulation, public_security, soap_bank, soap_tax
 from sandboxes.bank import BankAgency
 from sandboxes.batch_agency import BatchAgencyProcessor
+from sandboxes.polling_bank import DEMO_PASSWORD, DEMO_USERNAME, PollingBank
 from sandboxes.real_estate import RealEstateRegistry
 from sandboxes.server import FaultKnobs, SandboxServer
 from sandboxes.sftp_server import SftpSandbox
@@ -49,6 +54,11 @@ SFTP_SANDBOXES: dict[str, tuple[str, Callable[[], Any]]] = {
 }
 SFTP_PORT = 18022
 ALL = tuple(HTTP_SANDBOXES) + tuple(SFTP_SANDBOXES)
+# agency id -> the bank behind a polling sandbox; it needs a running gateway to poll.
+POLLING_SANDBOXES: dict[str, Callable[[], BankAgency]] = {
+    "bank-c": lambda: BankAgency("Bank C", 18),
+}
+PULL_SERVICE_PATH = "/api/v1/agency/soap"
 
 
 @dataclass
@@ -143,3 +153,16 @@ def _start_sftp(names: list[str], knobs: FaultKnobs, port: int, root: Path | Non
         running.append(RunningSandbox(name, f"sftp://{SFTP_USER}@127.0.0.1:{server.port}/{folder}", agency,
                                       stop=processor.stop))
     return running
+
+
+def start_polling_bank(gateway_url: str, *, verify: bool | str = True, interval_seconds: float = 1.0,
+                       name: str = "bank-c", username: str = DEMO_USERNAME, password: str = DEMO_PASSWORD,
+                       **options: Any) -> PollingBank:
+    """The polling sandbox ``name`` started against the gateway at ``gateway_url``
+    (``https://host:port``), verifying its TLS certificate against ``verify`` (a CA
+    file). ``options`` go to ``PollingBank`` (timeout, batch size, fault knob, seed)."""
+    if name not in POLLING_SANDBOXES:
+        raise ValueError(f"no polling sandbox {name!r} (known: {', '.join(POLLING_SANDBOXES)})")
+    wsdl_url = gateway_url.rstrip("/") + PULL_SERVICE_PATH + "?wsdl"
+    return PollingBank(wsdl_url, username=username, password=password, verify=verify,
+                       bank=POLLING_SANDBOXES[name](), interval_seconds=interval_seconds, **options).start()

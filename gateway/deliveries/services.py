@@ -131,11 +131,18 @@ def refresh_requests(session: Session, request_ids: Iterable[str]) -> None:
     The request rows are locked first (in id order): two of a request's deliveries
     finishing at once in two transactions would otherwise each read the other as
     still on its way, and the request would stay in progress with every delivery done.
+    The lock is FOR NO KEY UPDATE (only the state changes), which PostgreSQL's
+    foreign-key checks (FOR KEY SHARE on the request, taken e.g. when a transaction
+    updates one of its delivery rows a second time) do not conflict with: with FOR
+    UPDATE, a claim transaction that stores a pull agency's request (KEY SHARE, then
+    the audit chain lock) deadlocked against an answer being recorded (chain lock,
+    then this lock).
     """
     ids = sorted(request_ids)
     for start in range(0, len(ids), 500):
         part = ids[start:start + 500]
-        session.execute(select(Request.id).where(Request.id.in_(part)).order_by(Request.id).with_for_update())
+        session.execute(select(Request.id).where(Request.id.in_(part)).order_by(Request.id)
+                        .with_for_update(key_share=True))
         states: dict[str, list[str]] = {i: [] for i in part}
         for request_id, state in session.execute(
             select(Delivery.request_id, Delivery.state).where(Delivery.request_id.in_(part))

@@ -6,6 +6,9 @@
   faults map to AgencyRefused / AgencyUnavailable.
 * A node-soap client reads the WSDL our Python sandbox serves and calls it, so
   our served WSDL, XSD and envelopes are consumable by another stack.
+* A node-soap client polls the gateway's own pull service over TLS (pull-v1.wsdl,
+  UsernameToken): lists, fetches documents and checks their MD5 and SHA-256 in JS,
+  feeds back an answer (bound, and one not bound to its request) and sends one back.
 
 node-soap (the npm package ``soap``) is installed from the committed lock file
 on first use; a machine without Node.js or npm fails these tests rather than
@@ -15,7 +18,10 @@ skipping them, because the interop proof is a requirement, not an extra.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import os
 import shutil
 import subprocess
 import threading
@@ -23,14 +29,18 @@ from dataclasses import replace
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
+from conftest import LEGAL_DOCUMENT, LEGAL_PDF
+from polling_support import tls_gateway
 
 from adapters.codecs.bank import BankCodec
 from adapters.errors import AgencyRefused, AgencyUnavailable
 from adapters.interfaces import ControlLine, DeliveryOrder, SubjectRef
 from adapters.transports.soap import SoapTransport
+from sandboxes.bank import BankAgency
+from sandboxes.polling_bank import DEMO_PASSWORD, DEMO_USERNAME
 from sandboxes.server import FaultKnobs, SandboxServer
 from sandboxes.soap_bank import DEFAULT_PREFIX, create_app
 from schemas import xml
@@ -198,3 +208,65 @@ ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 def resident_id(sequence: int) -> str:
     body = f"3301021980{sequence:07d}"
     return body + "10X98765432"[sum(int(d) * w for d, w in zip(body, ID_WEIGHTS)) % 11]
+
+
+# --- node-soap as a bank polling the gateway's pull service -----------------------------------------
+
+
+def poll(node_soap_dir: Path, gateway: Any, *args: str) -> dict:
+    """One node-soap call to the gateway's pull service over TLS (its certificate trusted
+    through NODE_EXTRA_CA_CERTS), logged in as bank-c with the published demo password."""
+    env = {**os.environ, "NODE_EXTRA_CA_CERTS": str(gateway.certfile)}
+    result = subprocess.run(["node", "poll_client.js", gateway.wsdl_url, f"{DEMO_USERNAME}:{DEMO_PASSWORD}", *args],
+                            cwd=node_soap_dir, capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_node_soap_polls_the_gateway_checks_md5_feeds_back_and_sends_back(node_soap_dir: Path, overrides, settings,
+                                                                          tmp_path) -> None:
+    with tls_gateway(overrides, settings, tmp_path) as gateway:
+        api = gateway.api
+        assert api.register_case().status_code == 201
+        # Three inquiries before any answer (so none reuses another's result); the first carries a document.
+        ids = [api.inquire(extra={"documents": [LEGAL_DOCUMENT]} if n == 0 else {}).json()["id"] for n in range(3)]
+        gateway.app.extensions["worker"].drain()
+        keys = {}
+        for request_id in ids:
+            [delivery] = api.get(f"/api/v1/requests/{request_id}").json()["deliveries"]
+            keys[request_id] = delivery["id"]
+        answered, unbound, sent_back = (keys[i] for i in ids)
+
+        listing = poll(node_soap_dir, gateway, "list", "cx")
+        assert listing["head"]["RESPONSECODE"] == "0000"
+        rows = {row["BDHM"]: row for row in listing["rows"]}
+        assert set(rows) == set(keys.values()) and {r["XZ"] for r in rows.values()} == {"1"}
+        assert [rows[k]["WSSL"] for k in (answered, unbound, sent_back)] == [1, 0, 0]
+        [document] = listing["documents"][answered]
+        # node computed both digests of the bytes it received; the gateway stated the same.
+        assert document["computed_md5"] == document["MD5"] == hashlib.md5(LEGAL_PDF).hexdigest()
+        assert document["computed_sha256"] == document["SHA256"] == hashlib.sha256(LEGAL_PDF).hexdigest()
+        assert (document["XH"], document["WJMC"]) == (1, LEGAL_DOCUMENT["name"])
+        # The request bytes node received are the ones the gateway hashed.
+        request = base64.b64decode(rows[answered]["QQNR"])
+        assert xml.digest(xml.parse(request)) == rows[answered]["SHA256"]
+
+        # The bank's answer is computed here by the sandbox bank (Python), fed back by node;
+        # the same answer fed for another request is not bound to it and is refused.
+        answer = base64.b64encode(BankAgency("Bank C", 18).handle(request)).decode()
+        fed = poll(node_soap_dir, gateway, "feed", "cx",
+                   json.dumps([{"BDHM": answered, "FKNR": answer}, {"BDHM": unbound, "FKNR": answer}]))
+        acks = {ack["BDHM"]: ack for ack in fed["acks"]}
+        assert acks[answered]["CLJG"] == "1"
+        assert acks[unbound]["CLJG"] == "0" and "refused" in acks[unbound]["CLXX"]
+        back = poll(node_soap_dir, gateway, "sendback", sent_back, "业务审核未通过: node-soap test")
+        assert [(a["BDHM"], a["CLJG"]) for a in back["acks"]] == [(sent_back, "1")]
+
+        states = {i: api.get(f"/api/v1/requests/{i}").json() for i in ids}
+        assert states[ids[0]]["state"] == "completed" and states[ids[0]]["deliveries"][0]["state"] == "answered"
+        assert states[ids[0]]["deliveries"][0]["result"]["asset_count"] >= 1
+        refused = states[ids[1]]["deliveries"][0]
+        assert refused["state"] != "answered" and refused["error"].startswith("answer_not_bound: answer is for message")
+        assert answered in refused["error"] and unbound in refused["error"]
+        assert states[ids[2]]["deliveries"][0]["state"] == "rejected"
+        assert states[ids[2]]["deliveries"][0]["error"] == "sent back by bank-c: 业务审核未通过: node-soap test"

@@ -88,10 +88,12 @@ def test_default_registry_file_loads() -> None:
     assert registry.source == str(DEFAULT_FILE)
     # Five agency kinds over three protocols, as issue 3 asks of the default registry.
     assert [(a.id, a.kind, a.transport) for a in registry] == [
-        ("bank-a", "bank", "soap"), ("bank-b", "bank", "soap"), ("bank-national", "bank", "sftp"),
+        ("bank-a", "bank", "soap"), ("bank-b", "bank", "soap"), ("bank-c", "bank", "soap"), ("bank-national", "bank", "sftp"),
         ("tax", "tax", "soap"), ("psb", "public_security", "rest"), ("land", "real_estate", "sftp"),
         ("samr", "market_regulation", "rest"),
     ]
+    assert [a.id for a in registry if a.mode == "pull"] == ["bank-c"]  # it polls: no endpoint
+    assert registry.get("bank-c").endpoint in ("", None)
     assert registry.get("land").options["client_key"] == "demo/gateway-sftp-client-ed25519"
     assert registry.get("tax").action_categories == {"inquiry": ("tax",), "valuation": ("real_estate",)}
     agency = registry.get("psb")
