@@ -36,8 +36,9 @@ from audit.store import AuditLog
 from gateway.attachments.models import OfficerCredential, RequestDocument
 from gateway.attachments.services import credentials_of, documents_of
 from gateway.auth.tokens import Principal
+from gateway.deliveries import batches
 from gateway.deliveries import services as deliveries
-from gateway.deliveries.models import Delivery
+from gateway.deliveries.models import Delivery, DeliveryResult
 from gateway.errors import Conflict, Forbidden, NotFound, RuleViolation
 from gateway.registry import Agency, Registry
 from gateway.requests.models import Request
@@ -244,37 +245,96 @@ def _refuse(session: Session, audit: AuditLog, principal: Principal, agency: Age
     return Ack(key, False, reason)
 
 
-def feed_result(session: Session, key: str, body: bytes, *, kind: str, principal: Principal, registry: Registry,
-                codecs: dict[str, Codec], audit: AuditLog, now: datetime, policy: deliveries.RetryPolicy,
-                rng: random.Random | None = None) -> Ack:
-    """One fed-back result row (``shfeedXzcxInfo`` / ``shfeedXzkzInfo``): recorded exactly
-    as ``submit_result`` records a posted one, once the request was listed to the caller
-    and fed through its kind's operation. Refusals are audited; nothing raises for a row."""
+def feed_results(session: Session, rows: list[tuple[str, bytes]], *, kind: str, principal: Principal,
+                 registry: Registry, codecs: dict[str, Codec], audit: AuditLog, now: datetime,
+                 policy: deliveries.RetryPolicy, rng: random.Random | None = None) -> list[Ack]:
+    """Fed-back result rows (``shfeedXzcxInfo`` / ``shfeedXzkzInfo``), one ack per row, in order.
+
+    Each answer is checked and recorded as ``submit_result`` records a posted one
+    (the agency's codec, binding to the request, duplicates discarded, late results
+    kept, audit), once its request was listed to the caller and fed through its
+    kind's operation. The rows are recorded together, as an SFTP result file's
+    lines are (``batches.record_answers``: one lock pass, one audit append, one
+    request refresh), so a batch of 100 costs little more than one row. A key fed
+    twice in one batch is taken in a second round, so it is the duplicate it would
+    be in two calls. Refusals are audited; nothing raises for a row.
+    """
+    acks: list[Ack | None] = [None] * len(rows)
+    remaining = list(enumerate(rows))
+    while remaining:
+        seen: set[str] = set()
+        this_round, later = [], []
+        for i, row in remaining:
+            (later if row[0] in seen else this_round).append((i, row))
+            seen.add(row[0])
+        recorded = _feed_round(session, [row for _i, row in this_round], kind=kind, principal=principal,
+                               registry=registry, codecs=codecs, audit=audit, now=now, policy=policy, rng=rng)
+        for (i, _row), ack in zip(this_round, recorded):
+            acks[i] = ack
+        remaining = later
+    return [ack for ack in acks if ack is not None]
+
+
+def _feed_round(session: Session, rows: list[tuple[str, bytes]], *, kind: str, principal: Principal,
+                registry: Registry, codecs: dict[str, Codec], audit: AuditLog, now: datetime,
+                policy: deliveries.RetryPolicy, rng: random.Random | None) -> list[Ack]:
+    """``feed_results`` for rows with distinct keys."""
     agency = pull_agency(principal, registry)
-    try:
-        delivery = own_delivery(session, agency, key)
-    except NotFound as error:
-        return _refuse(session, audit, principal, agency, key, "delivery.result", error.message)
-    actual = kind_of(delivery.request.action)
-    if actual != kind:
-        return _refuse(session, audit, principal, agency, key, "delivery.result",
-                       f"request {key} is a {actual}: feed its result with {FEED_OPERATION[actual]}", delivery)
-    if delivery.fetched_at is None:
-        return _refuse(session, audit, principal, agency, key, "delivery.result",
-                       f"request {key} has not been listed to {agency.id} yet: list it first", delivery)
-    if delivery.state in ("failed", "rejected") and delivery.result is None:
-        return _refuse(session, audit, principal, agency, key, "delivery.result",
-                       f"request {key} is closed ({delivery.state}): no result is taken for it", delivery)
-    reply = submit_result(session, key, body, delivery.request_media_type or "", principal=principal,
-                          registry=registry, codecs=codecs, audit=audit, now=now, policy=policy, rng=rng)
-    outcome = reply["outcome"]
-    if outcome == "answered":
-        return Ack(key, True, "recorded")
-    if outcome == "late":
-        return Ack(key, True, "recorded late: the deadline had passed, the result is kept but the request stays expired")
-    if outcome == "duplicate_discarded":
-        return Ack(key, True, "duplicate ignored: a result for this request was already recorded")
-    return Ack(key, False, f"refused: {reply['error']}"[:500])
+    keys = list(dict.fromkeys(k for k, _body in rows if len(k) <= 64))
+    found: dict[str, Any] = {}
+    for part in batches.chunks(keys):
+        found.update({row.id: row for row in session.execute(
+            select(Delivery.id, Delivery.state, Delivery.fetched_at, Request.action,
+                   DeliveryResult.delivery_id.label("result_id"))
+            .join(Request, Request.id == Delivery.request_id)
+            .outerjoin(DeliveryResult, DeliveryResult.delivery_id == Delivery.id)
+            .where(Delivery.id.in_(part), Delivery.agency_id == agency.id, Delivery.request_body.is_not(None)))})
+    envelopes = deliveries.stored_envelopes(session, list(found), agency.id)
+    acks: list[Ack | None] = [None] * len(rows)
+    position: dict[str, int] = {}
+    answers, failures = [], []
+    for i, (key, body) in enumerate(rows):
+        position[key] = i
+        row = found.get(key)
+        reason = None
+        if row is None:
+            reason = f"no request {key} for agency {agency.id}"
+        elif kind_of(row.action) != kind:
+            actual = kind_of(row.action)
+            reason = f"request {key} is a {actual}: feed its result with {FEED_OPERATION[actual]}"
+        elif row.fetched_at is None:
+            reason = f"request {key} has not been listed to {agency.id} yet: list it first"
+        elif row.state in ("failed", "rejected") and row.result_id is None:
+            reason = f"request {key} is closed ({row.state}): no result is taken for it"
+        if reason is not None:
+            acks[i] = _refuse(session, audit, principal, agency, key, "delivery.result", reason,
+                              session.get(Delivery, key) if row is not None else None)
+            continue
+        envelope = envelopes[key]
+        try:
+            answer = codecs[agency.id].decode(Reply(status=200, body=body, media_type=envelope.media_type), envelope)
+        except AdapterError as error:
+            if isinstance(error, IncomingInvalid) and not error.raw:
+                error.raw = body
+            failures.append((key, error))
+            continue
+        answers.append((key, envelope, answer, body))
+    # Answers first, then failures: the order the worker records a result file's lines in.
+    settled: dict[str, str] = {}
+    batches.record_answers(session, answers, audit=audit, now=now, actor=principal, settled=settled)
+    for key, _envelope, _answer, _body in answers:
+        acks[position[key]] = Ack(key, True, _SETTLED_INFO[settled[key]])
+    for key, error in failures:
+        deliveries.record_failure(session, key, error, audit=audit, now=now, policy=policy, rng=rng, actor=principal)
+        acks[position[key]] = Ack(key, False, f"refused: {error.code}: {error.message}"[:500])
+    return [ack for ack in acks if ack is not None]
+
+
+_SETTLED_INFO = {
+    "answered": "recorded",
+    "late": "recorded late: the deadline had passed, the result is kept but the request stays expired",
+    "duplicate_discarded": "duplicate ignored: a result for this request was already recorded",
+}
 
 
 def send_back(session: Session, key: str, reason: str, *, principal: Principal, registry: Registry,

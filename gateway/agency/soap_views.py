@@ -23,6 +23,7 @@ Not in the OpenAPI document: a plain blueprint, the WSDL is its contract.
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, g, request
@@ -212,26 +213,33 @@ def _list(name: str, payload: etree._Element, principal: Principal, now: Any) ->
 
 
 def _feed(name: str, payload: etree._Element, principal: Principal, now: Any) -> etree._Element:
-    """Each row in its own transaction: one row's failure does not undo the others."""
+    """The rows recorded in one transaction; should that fail, each row in its own, so
+    one row's failure never undoes the others."""
     worker = current_app.extensions["worker"]
     codecs = {agency_id: channel.codec for agency_id, channel in worker.channels.items()}
     services.pull_agency(principal, current_app.extensions["registry"])  # a push agency is refused whole
-    acks = []
-    for key, body in msg.feed_rows(payload):
-        if body is None:
-            acks.append((key, False, "refused: FKNR is not base64"))
-            continue
-        try:
-            with get_db().transaction() as session:
-                ack = services.feed_result(session, key, body, kind=msg.FEEDS[name], codecs=codecs, now=now,
-                                           policy=worker.policy, **_context(principal))
-            acks.append((ack.key, ack.accepted, ack.info))
-        except Exception:
-            log.exception("a fed-back result could not be recorded")
-            acks.append((key, False, "not recorded: the gateway could not record it now (code 1000); feed it again"))
-    accepted = sum(1 for _k, ok, _i in acks if ok)
+    rows = list(msg.feed_rows(payload))
+    readable = [(key, body) for key, body in rows if body is not None]
+    feed = partial(services.feed_results, kind=msg.FEEDS[name], codecs=codecs, now=now, policy=worker.policy,
+                   **_context(principal))
+    try:
+        with get_db().transaction() as session:
+            acks = feed(session, readable)
+    except Exception:
+        log.exception("a fed batch could not be recorded whole: recording its rows one by one")
+        acks = []
+        for row in readable:
+            try:
+                with get_db().transaction() as session:
+                    acks += feed(session, [row])
+            except Exception:
+                log.exception("a fed-back result could not be recorded")
+                acks.append(services.Ack(row[0], False, "not recorded: the gateway could not record it now (code 1000); "
+                                                        "feed it again"))
+    acks += [services.Ack(key, False, "refused: FKNR is not base64") for key, body in rows if body is None]
+    accepted = sum(1 for ack in acks if ack.accepted)
     root, data = msg.answer(name, now, f"{accepted} of {len(acks)} row(s) accepted")
-    msg.add_acks(data, acks)
+    msg.add_acks(data, [(ack.key, ack.accepted, ack.info) for ack in acks])
     return root
 
 

@@ -106,6 +106,28 @@ def keep_requests(session: Session, envelopes: dict[str, Envelope], *, now: date
         session.execute(_KEEP, part)
 
 
+def store_for_pull(session: Session, envelopes: dict[str, Envelope], *, audit: AuditLog, now: datetime) -> int:
+    """Pull agencies' requests, encoded and kept until the agency lists them: those
+    still ``sending`` await a result until their deadline (``expire_overdue`` ends
+    them there like any other), audited ``delivery.stored``. A few statements for
+    the whole claim, as ``mark_sent`` for a batch file."""
+    still: dict[str, Addressed] = {}
+    for ids in chunks(sorted(envelopes)):
+        rows = session.execute(_ORDERS.where(Delivery.id.in_(ids), Delivery.state == "sending")
+                               .order_by(Delivery.id).with_for_update(of=Delivery))
+        still.update({row.id: _addressed(row) for row in rows})
+    keep_requests(session, {i: envelopes[i] for i in still}, now=now)
+    for ids in chunks(list(still)):
+        session.execute(update(_DELIVERIES).where(_DELIVERIES.c.id.in_(ids)).values(
+            state="awaiting", lease_until=_DELIVERIES.c.deadline, updated_at=now))
+    audit.record_many(session, [
+        _event(ref, "delivery.stored", "awaiting_pull", {"request_sha256": hashlib.sha256(envelopes[i].body).hexdigest()})
+        for i, ref in still.items()
+    ])  # after the row locks, before the request locks (see the module's rule)
+    refresh_requests(session, {ref.request_id for ref in still.values()})
+    return len(still)
+
+
 def mark_sent(session: Session, addressed: dict[str, Addressed], *, batch_file: str, audit: AuditLog,
               now: datetime, wait_seconds: float) -> int:
     """The file carrying these requests is on the agency's server: those still
@@ -154,10 +176,12 @@ _ANSWERED = (
 
 
 def record_answers(session: Session, answers: list[tuple[str, Envelope, AgencyAnswer, bytes]], *,
-                   audit: AuditLog, now: datetime, actor: Any = WORKER) -> int:
+                   audit: AuditLog, now: datetime, actor: Any = WORKER, settled: dict[str, str] | None = None) -> int:
     """Store validated answers (``services.record_answer``'s rules, many at once);
     return how many were new. A second answer to a finished delivery is discarded
-    and audited; the first answer to an expired one is kept as late."""
+    and audited; the first answer to an expired one is kept as late. ``settled``,
+    if given, gets each delivery's outcome: answered, late or duplicate_discarded."""
+    settled = {} if settled is None else settled
     by_id = {delivery_id: (envelope, answer, raw) for delivery_id, envelope, answer, raw in answers}
     locked: dict[str, Any] = {}
     for ids in chunks(sorted(by_id)):
@@ -171,6 +195,7 @@ def record_answers(session: Session, answers: list[tuple[str, Envelope, AgencyAn
         if row.state in FINAL_DELIVERY_STATES and not late:
             events.append(_event(ref, "delivery.result", "duplicate_discarded",
                                  {"state": row.state, "answer_sha256": answer_sha}, actor))
+            settled[delivery_id] = "duplicate_discarded"
             continue
         records = [_ASSET.load(a) for a in answer.assets]
         outcomes = _OUTCOMES.dump(_OUTCOMES.load(answer.controls))
@@ -193,6 +218,7 @@ def record_answers(session: Session, answers: list[tuple[str, Envelope, AgencyAn
         if took_effect:
             details["controls_took_effect"] = took_effect
         events.append(_event(ref, "delivery.result", "late" if late else "answered", details, actor))
+        settled[delivery_id] = "late" if late else "answered"
         touched.add(row.request_id)
     for part in chunks(assets):
         session.execute(insert(Asset.__table__), part)

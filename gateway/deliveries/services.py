@@ -82,29 +82,6 @@ def _control_line(line: dict[str, Any]) -> ControlLine:
     )
 
 
-def record_stored_for_pull(session: Session, delivery_id: str, envelope: Envelope, *, audit: AuditLog,
-                           now: datetime) -> None:
-    """A pull agency's request, encoded and kept until the agency fetches it: it awaits
-    a result until its deadline (``expire_overdue`` ends it there like any other)."""
-    delivery = _locked(session, delivery_id)
-    if delivery.state != "sending":
-        return
-    delivery.state, delivery.lease_until = "awaiting", as_utc(delivery.deadline)
-    _keep_request(delivery, envelope, now)
-    session.flush()
-    audit_delivery(audit, session, delivery, "delivery.stored", "awaiting_pull", {"request_sha256": delivery.request_sha256})
-    # After the audit append (its chain lock is taken first everywhere, so the request
-    # row lock below cannot deadlock against another delivery's transaction).
-    refresh_requests(session, [delivery.request_id])
-
-
-def _keep_request(delivery: Delivery, envelope: Envelope, now: datetime) -> None:
-    delivery.request_body, delivery.request_operation = envelope.body, envelope.operation
-    delivery.request_media_type = envelope.media_type
-    delivery.request_sha256 = hashlib.sha256(envelope.body).hexdigest()
-    delivery.sent_at = delivery.sent_at or now
-
-
 def stored_envelopes(session: Session, delivery_ids: list[str], agency_id: str | None = None) -> dict[str, Envelope]:
     """The requests already made for these deliveries, exactly as sent (absent: not
     made yet). With ``agency_id``: only that agency's, so an agency's result can

@@ -219,6 +219,7 @@ class DeliveryWorker:
             stored = services.stored_envelopes(session, every)
             orders = batches.load_orders(session, [i for i in every if i not in stored])
             fresh: dict[str, Envelope] = {}
+            pulled: dict[str, Envelope] = {}
             for channel, _limit, _trial in plans:
                 agency_id = channel.agency.id
                 for delivery_id in claimed[agency_id]:
@@ -231,11 +232,11 @@ class DeliveryWorker:
                                                     policy=self.policy)
                             continue
                     if isinstance(channel, PullChannel):
-                        services.record_stored_for_pull(session, delivery_id, envelope, audit=self.audit, now=now)
+                        pulled[delivery_id] = envelope
                         continue
                     ready.setdefault(agency_id, []).append((delivery_id, envelope))
-            pulled = {i for channel, _l, _t in plans if isinstance(channel, PullChannel) for i in claimed[channel.agency.id]}
             batches.keep_requests(session, {i: e for i, e in fresh.items() if i not in pulled}, now=now)
+            batches.store_for_pull(session, pulled, audit=self.audit, now=now)
         return ready
 
     def _submit(self, task, *args) -> None:
