@@ -47,6 +47,7 @@ from gateway.auth.tokens import Principal  # noqa: E402
 from gateway.registry import Registry, load_registry  # noqa: E402
 from gateway.settings import CONFIG_DIR, load_settings  # noqa: E402
 from sandboxes.run import start_sandboxes  # noqa: E402
+from pg_schemas import drop_schemas, private_schema  # noqa: E402  (bench/ is on the path: scripts run by file)
 
 BIN = Path(sys.executable).parent
 COURT, CASE_NUMBER = "330102", "(2024)浙0102执1234号"
@@ -112,7 +113,7 @@ def fanout_latency(args, work: Path) -> tuple[list[float], list[float], dict[str
                                                              ("bank-a", "bank-b", "psb", "tax", "samr", "sftp")},
                                 sftp_root=work / "sftp")
     if args.fanout_database == "postgresql":
-        database_url = _pg_schema(args.database_url, f"bench_fanout_{os.getpid()}_latency")
+        database_url = private_schema(args.database_url, f"bench_fanout_{os.getpid()}_latency")
     else:
         database_url = f"sqlite:///{work / 'fanout.db'}"
     migrate.upgrade(database_url)
@@ -201,28 +202,6 @@ def serve_rest_sandboxes(work: Path) -> dict[str, tuple[str, subprocess.Popen]]:
     return served
 
 
-_SCHEMAS: list[tuple[str, str]] = []
-
-
-def _pg_schema(server_url: str, schema: str) -> str:
-    """A private schema on the PostgreSQL server, dropped at exit."""
-    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    admin.dispose()
-    _SCHEMAS.append((server_url, schema))
-    return f"{server_url}?options=-csearch_path%3D{schema}"
-
-
-def _drop_schemas() -> None:
-    for server_url, schema in _SCHEMAS:
-        admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        admin.dispose()
-
-
 def _toml(value) -> str:
     if isinstance(value, str):
         return '"' + value + '"'
@@ -237,7 +216,7 @@ def sustained(args, work: Path, workers: int) -> tuple[float, int]:
     from gateway.app import create_app
     from gateway.deliveries.models import Delivery
 
-    url = _pg_schema(args.database_url, f"bench_fanout_{os.getpid()}_{workers}")
+    url = private_schema(args.database_url, f"bench_fanout_{os.getpid()}_{workers}")
     # Each REST sandbox in its own gunicorn (2 processes): in this process they would share
     # one GIL with everything else here and cap the rate far below what the workers do.
     sandboxes, processes = serve_rest_sandboxes(work), []
@@ -303,7 +282,7 @@ def main() -> None:
     try:
         run(args)
     finally:
-        _drop_schemas()
+        drop_schemas()
 
 
 def run(args) -> None:

@@ -58,15 +58,13 @@ from sandboxes.run import PULL_SERVICE_PATH  # noqa: E402
 from sandboxes.server import SandboxServer  # noqa: E402
 from sandboxes.soap_service import create_soap_app  # noqa: E402
 from schemas import xml  # noqa: E402
+from pg_schemas import drop_schemas, private_schema  # noqa: E402  (bench/ is on the path: scripts run by file)
 
 COURT, CASE_NUMBER = "330102", "(2024)浙0102执1234号"
 DEBTOR = {"kind": "person", "name": "张三", "id_number": "330102198703151157"}  # fictitious, valid check digit
 CREDITOR = {"kind": "organization", "name": "杭州某某建材有限公司", "id_number": "91350100M000100Y43"}
 OFFICER = Principal(sub="officer.bench", role="court_officer", court=COURT)
 PULL = "urn:enforcement-gateway:pull:v1"
-_SCHEMAS: list[tuple[str, str]] = []
-
-
 def overrides(instance: Path, database_url: str) -> dict:
     keys = instance / "keys"
     return {
@@ -77,25 +75,6 @@ def overrides(instance: Path, database_url: str) -> dict:
         "workers": {"poll_interval_seconds": 0.01},
         "reuse": {"freshness_seconds": 0},  # every inquiry goes to the agency: this measures the pull path
     }
-
-
-def pg_schema(server_url: str, schema: str) -> str:
-    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    admin.dispose()
-    _SCHEMAS.append((server_url, schema))
-    return sa.engine.make_url(server_url).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
-        hide_password=False)
-
-
-def drop_schemas() -> None:
-    for server_url, schema in _SCHEMAS:
-        admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        admin.dispose()
 
 
 def prepare_gateway(work: Path, database_url: str, n: int):
@@ -248,7 +227,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="bench-pull-") as tmp:
         work = Path(tmp)
-        database_url = pg_schema(args.database_url, f"bench_pull_{os.getpid()}") if args.database_url \
+        database_url = private_schema(args.database_url, f"bench_pull_{os.getpid()}") if args.database_url \
             else f"sqlite:///{work / 'pull.db'}"
         try:
             certificate = self_signed_certificate(work / "tls")
