@@ -27,14 +27,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session
 
 from adapters.errors import AdapterError, IncomingInvalid
 from adapters.interfaces import Codec, Reply
 from audit.store import AuditLog
 from gateway.attachments.models import OfficerCredential, RequestDocument
 from gateway.attachments.services import credentials_of, documents_of
+from gateway.cases.models import Case, Subject
 from gateway.auth.tokens import Principal
 from gateway.deliveries import batches
 from gateway.deliveries import services as deliveries
@@ -108,42 +109,68 @@ def refetch_after(agency: Agency) -> timedelta:
     return timedelta(seconds=int(agency.options.get("refetch_after_seconds", DEFAULT_REFETCH_AFTER_SECONDS)))
 
 
+@dataclass(frozen=True)
+class Listed:
+    """One request as listed to its agency: what the listing shows of it."""
+
+    id: str
+    request_id: str
+    action: str
+    accepted_at: datetime
+    deadline: datetime
+    fetched_at: datetime
+    categories: list[str]
+    request_sha256: str | None
+    request_operation: str | None
+    request_body: bytes
+
+
+_DUE_FOR_LISTING = (
+    select(Delivery.id, Delivery.request_id, Delivery.fetched_at, Delivery.deadline, Delivery.categories,
+           Delivery.request_sha256, Delivery.request_operation, Delivery.request_body, Request.action,
+           Request.created_at, Case.case_number, Subject.id_number)
+    .join(Request, Request.id == Delivery.request_id)
+    .join(Case, Case.id == Request.case_id)
+    .join(Subject, Subject.id == Request.subject_id)
+    .where(Delivery.state == "awaiting", Delivery.request_body.is_not(None))
+    .order_by(Delivery.created_at, Delivery.id)
+)
+
+
 def list_pending(session: Session, *, principal: Principal, registry: Registry, audit: AuditLog, now: datetime,
-                 kind: str | None = None, limit: int = 100, via: str = "api") -> list[Delivery]:
+                 kind: str | None = None, limit: int = 100, via: str = "api") -> list[Listed]:
     """The caller's requests awaiting its result and due to be listed, oldest first, at
     most ``limit``; each marked fetched now and audited (``delivery.fetched``).
 
     Due: never listed, or listed more than ``refetch_after_seconds`` ago and still
     awaiting. ``kind``: ``query`` or ``control`` only. Two pollers of one agency at
     once get different requests on PostgreSQL (rows being listed are skipped).
-    Raises Forbidden for an agency the gateway pushes to.
+    One SELECT and one UPDATE for the whole batch. Raises Forbidden for an agency
+    the gateway pushes to.
     """
     agency = pull_agency(principal, registry)
     query = (
-        select(Delivery).join(Request, Request.id == Delivery.request_id)
-        .where(Delivery.agency_id == agency.id, Delivery.state == "awaiting", Delivery.request_body.is_not(None))
+        _DUE_FOR_LISTING
+        .where(Delivery.agency_id == agency.id)
         .where(or_(Delivery.fetched_at.is_(None), Delivery.fetched_at <= now - refetch_after(agency)))
-        .order_by(Delivery.created_at, Delivery.id).limit(max(1, min(limit, MAX_PENDING)))
-        .options(selectinload(Delivery.request))
+        .limit(max(1, min(limit, MAX_PENDING)))
         .with_for_update(skip_locked=True, of=Delivery)
     )
     if kind is not None:
         query = query.where(Request.action.in_(KIND_ACTIONS[kind]))
-    rows = session.scalars(query).all()
-    events = []
-    for delivery in rows:
-        first = delivery.fetched_at is None
-        delivery.fetched_at = now
-        req = delivery.request
-        events.append({
-            "action": "delivery.fetched", "outcome": "first_fetch" if first else "fetched_again", "actor": principal,
-            "case_number": req.case.case_number, "subject_id_number": req.subject.id_number, "request_id": req.id,
-            "delivery_id": delivery.id,
-            "details": {"agency": agency.id, "via": via, "request_sha256": delivery.request_sha256},
-        })
-    session.flush()
-    audit.record_many(session, events)
-    return list(rows)
+    rows = session.execute(query).all()
+    if not rows:
+        return []
+    session.execute(update(Delivery).where(Delivery.id.in_([r.id for r in rows])).values(fetched_at=now, updated_at=now)
+                    .execution_options(synchronize_session=False))
+    audit.record_many(session, [{
+        "action": "delivery.fetched", "outcome": "first_fetch" if r.fetched_at is None else "fetched_again",
+        "actor": principal, "case_number": r.case_number, "subject_id_number": r.id_number, "request_id": r.request_id,
+        "delivery_id": r.id, "details": {"agency": agency.id, "via": via, "request_sha256": r.request_sha256},
+    } for r in rows])
+    return [Listed(id=r.id, request_id=r.request_id, action=r.action, accepted_at=r.created_at, deadline=r.deadline,
+                   fetched_at=now, categories=list(r.categories), request_sha256=r.request_sha256,
+                   request_operation=r.request_operation, request_body=r.request_body) for r in rows]
 
 
 def fetch_pending(session: Session, *, principal: Principal, registry: Registry, audit: AuditLog, now: datetime,
@@ -153,9 +180,9 @@ def fetch_pending(session: Session, *, principal: Principal, registry: Registry,
     return [_pending_view(delivery) for delivery in rows]
 
 
-def _pending_view(delivery: Delivery) -> dict[str, Any]:
+def _pending_view(delivery: Listed) -> dict[str, Any]:
     view: dict[str, Any] = {
-        "id": delivery.id, "action": delivery.request.action, "operation": delivery.request_operation,
+        "id": delivery.id, "action": delivery.action, "operation": delivery.request_operation,
         "categories": list(delivery.categories), "deadline": delivery.deadline, "fetched_at": delivery.fetched_at,
         "request_sha256": delivery.request_sha256,
     }

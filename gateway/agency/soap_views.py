@@ -206,9 +206,9 @@ def _list(name: str, payload: etree._Element, principal: Principal, now: Any) ->
         counts = services.document_counts(session, [d.request_id for d in rows])
         root, data = msg.answer(name, now, f"{len(rows)} request(s)")
         for d in rows:
-            msg.add_pending(data, key=d.id, kind=services.kind_of(d.request.action), action=d.request.action,
-                            accepted_at=d.request.created_at, deadline=d.deadline, documents=counts.get(d.request_id, 0),
-                            sha256=d.request_sha256 or "", body=d.request_body or b"")
+            msg.add_pending(data, key=d.id, kind=services.kind_of(d.action), action=d.action,
+                            accepted_at=d.accepted_at, deadline=d.deadline, documents=counts.get(d.request_id, 0),
+                            sha256=d.request_sha256 or "", body=d.request_body)
     return root
 
 

@@ -116,7 +116,7 @@ def record_outcomes(session: Session, delivery: Delivery, request: Request, outc
     return written
 
 
-def observe_assets(session: Session, delivery: Delivery, subject_id: str, records: list[dict[str, Any]],
+def observe_assets(session: Session, agency_id: str, subject_id: str, records: list[dict[str, Any]],
                    now: datetime) -> list[Control]:
     """An answer listing assets (an inquiry) may show a waiting control of ours in force
     now (the control ahead was released or lapsed): the ledger follows it."""
@@ -125,7 +125,7 @@ def observe_assets(session: Session, delivery: Delivery, subject_id: str, record
     if not identifiers:
         return []
     waiting = session.scalars(
-        select(Control).where(Control.subject_id == subject_id, Control.agency_id == delivery.agency_id,
+        select(Control).where(Control.subject_id == subject_id, Control.agency_id == agency_id,
                               Control.identifier.in_(list(identifiers)), Control.state == "queued")
         .with_for_update()
     ).all()

@@ -214,7 +214,7 @@ def record_answers(session: Session, answers: list[tuple[str, Envelope, AgencyAn
         if outcomes:
             details["controls"] = [{k: o[k] for k in ("identifier", "outcome", "amount_controlled", "queue_position")
                                     if o.get(k) is not None} for o in outcomes]
-        took_effect = _follow_ledger(session, delivery_id, row.subject_id, records, outcomes, now)
+        took_effect = _follow_ledger(session, delivery_id, row.agency_id, row.subject_id, records, outcomes, now)
         if took_effect:
             details["controls_took_effect"] = took_effect
         events.append(_event(ref, "delivery.result", "late" if late else "answered", details, actor))
@@ -231,15 +231,14 @@ def record_answers(session: Session, answers: list[tuple[str, Envelope, AgencyAn
     return len(results)
 
 
-def _follow_ledger(session: Session, delivery_id: str, subject_id: str, records: list[dict[str, Any]],
+def _follow_ledger(session: Session, delivery_id: str, agency_id: str, subject_id: str, records: list[dict[str, Any]],
                    outcomes: list[dict[str, Any]], now: datetime) -> list[str]:
     """The control ledger follows the agency's word, in the same transaction: control
     outcomes recorded; a waiting control an inquiry now shows in force moved there.
-    Returns the ids of controls that took effect. Most answers need neither (no ORM load)."""
+    Returns the ids of controls that took effect. Only control answers load the
+    delivery through the ORM; an inquiry listing others' freezes costs one query."""
     watched = any((r.get("details") or {}).get("seals") or (r.get("details") or {}).get("freezes") for r in records)
-    if not outcomes and not watched:
-        return []
-    delivery = session.get(Delivery, delivery_id)
     if outcomes:
+        delivery = session.get(Delivery, delivery_id)
         record_outcomes(session, delivery, delivery.request, outcomes, now)
-    return [row.id for row in observe_assets(session, delivery, subject_id, records, now)] if watched else []
+    return [row.id for row in observe_assets(session, agency_id, subject_id, records, now)] if watched else []
