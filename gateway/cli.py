@@ -6,6 +6,7 @@ import os
 import signal
 import sys
 import threading
+import time
 
 import click
 
@@ -84,6 +85,7 @@ def serve(with_sandboxes, dev, host, port, gunicorn_workers, threads, no_deliver
     init_keys(settings)  # only what is missing: a first run works out of the box
     migrate.upgrade(settings.database_url)
     sandboxes = _start_sandboxes() if with_sandboxes else None
+    poller = _PollerWhenUp(settings, host, port, certfile).start() if with_sandboxes else None
     try:
         if dev:
             app = _create_app()
@@ -101,8 +103,52 @@ def serve(with_sandboxes, dev, host, port, gunicorn_workers, threads, no_deliver
                 access_log=not no_access_log, certfile=certfile, keyfile=keyfile,
             ).run()
     finally:
+        if poller is not None:
+            poller.stop()
         if sandboxes is not None:
             sandboxes.stop()
+
+
+class _PollerWhenUp:
+    """The polling bank (bank-c) of `serve --with-sandboxes`, started once the gateway
+    answers: with the published demo password over https (--certfile), else with an
+    agency token for bank-c (a UsernameToken is refused over plain HTTP)."""
+
+    def __init__(self, settings, host: str, port: int, certfile: str | None):
+        from gateway.auth.tokens import issue_token
+
+        scheme = "https" if certfile else "http"
+        self.url = f"{scheme}://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}"
+        self.options: dict = {"verify": certfile or True, "interval_seconds": 1.0}
+        if not certfile:
+            self.options["bearer_token"] = issue_token(settings, role="agency", sub="bank-c-sandbox", agency="bank-c",
+                                                       lifetime_seconds=30 * 86400)
+        self.poller = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="poller-when-up", daemon=True)
+
+    def start(self) -> "_PollerWhenUp":
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        from sandboxes.run import start_polling_bank
+
+        give_up = time.monotonic() + 120
+        while not self._stop.is_set() and time.monotonic() < give_up:
+            try:
+                self.poller = start_polling_bank(self.url, **self.options)
+                click.echo(f"sandbox bank-c polls {self.url}")
+                return
+            except Exception:  # noqa: BLE001 - the gateway not up yet: try again
+                self._stop.wait(1.0)
+        if not self._stop.is_set():
+            click.echo(f"sandbox bank-c could not reach {self.url}: its requests wait unanswered", err=True)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self.poller is not None:
+            self.poller.stop()
 
 
 @main.group()

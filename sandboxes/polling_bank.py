@@ -102,6 +102,7 @@ class PollingBank:
         *,
         username: str = DEMO_USERNAME,
         password: str = DEMO_PASSWORD,
+        bearer_token: str | None = None,
         verify: bool | str = True,
         bank: BankAgency | None = None,
         interval_seconds: float = 1.0,
@@ -130,10 +131,15 @@ class PollingBank:
         self._session = requests.Session()
         self._session.trust_env = False  # never through a proxy from the environment
         self._session.verify = verify
+        # The bank's agency token instead of its password: the gateway takes a token over
+        # plain HTTP too (a UsernameToken only over TLS), as `gateway serve --with-sandboxes` runs.
+        wsse = UsernameToken(username, password)
+        if bearer_token is not None:
+            self._session.headers["Authorization"] = f"Bearer {bearer_token}"
+            wsse = None
         transport = Transport(session=self._session, timeout=timeout_seconds, operation_timeout=timeout_seconds)
         # Built once: the WSDL (and the XSD it imports) is read from the gateway here, not per call.
-        self._client = zeep.Client(wsdl_url, transport=transport, wsse=UsernameToken(username, password),
-                                   settings=ZEEP_SETTINGS)
+        self._client = zeep.Client(wsdl_url, transport=transport, wsse=wsse, settings=ZEEP_SETTINGS)
         self._service = self._client.service
 
     # --- running --------------------------------------------------------------------

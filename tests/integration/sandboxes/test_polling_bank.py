@@ -5,6 +5,7 @@ match its MD5 is sent back and the delivery says why. Both databases."""
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 
 import sqlalchemy as sa
@@ -124,3 +125,40 @@ def test_a_wrong_password_is_refused_and_counted(overrides, settings, tmp_path):
         poller.stop()
         assert poller.counters.listed == 0 and poller.counters.errors == 2
         assert "2000" in poller.counters.last_error
+
+
+def test_with_its_agency_token_the_polling_bank_polls_over_plain_http(overrides, settings):
+    """How `gateway serve --with-sandboxes` runs bank-c without TLS: its JWT, not its password."""
+    from conftest import Api, make_app
+
+    from gateway.auth.tokens import issue_token
+    from sandboxes.polling_bank import PollingBank
+    from sandboxes.run import PULL_SERVICE_PATH
+    from sandboxes.server import SandboxServer
+
+    app = make_app(overrides, {"bank-c": ""})
+    worker = app.extensions["worker"].start()
+    server = SandboxServer(app).start()
+    api = Api(server.url, settings)
+    token = issue_token(settings, role="agency", sub="bank-c-sandbox", agency="bank-c")
+    poller = PollingBank(server.url + PULL_SERVICE_PATH + "?wsdl", bearer_token=token, interval_seconds=0.05).start()
+    try:
+        assert api.register_case().status_code == 201
+        request_id = api.inquire().json()["id"]
+        state = {}
+        give_up = time.monotonic() + 60
+        while time.monotonic() < give_up:
+            state = api.get(f"/api/v1/requests/{request_id}").json()
+            if state["state"] not in ("accepted", "in_progress"):
+                break
+            time.sleep(0.05)
+        assert state["state"] == "completed", state
+        assert (poller.counters.answered, poller.counters.errors) == (1, 0)
+        with app.extensions["db"].reading() as session:
+            fetched = session.scalars(sa.select(AuditEvent).where(AuditEvent.action == "delivery.fetched")).all()
+        assert [(e.actor_sub, e.actor_agency) for e in fetched] == [("bank-c-sandbox", "bank-c")]
+    finally:
+        poller.stop()
+        server.stop()
+        worker.stop()
+        app.extensions["db"].dispose()
