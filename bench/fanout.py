@@ -47,7 +47,7 @@ from gateway.auth.tokens import Principal  # noqa: E402
 from gateway.registry import Registry, load_registry  # noqa: E402
 from gateway.settings import CONFIG_DIR, load_settings  # noqa: E402
 from sandboxes.run import start_sandboxes  # noqa: E402
-from pg_schemas import drop_schemas, private_schema  # noqa: E402  (bench/ is on the path: scripts run by file)
+from support import drop_schemas, gateway_overrides, private_schema  # noqa: E402  (bench/ is on the path: scripts run by file)
 
 BIN = Path(sys.executable).parent
 COURT, CASE_NUMBER = "330102", "(2024)浙0102执1234号"
@@ -59,18 +59,6 @@ OFFICER = Principal(sub="officer.bench", role="court_officer", court=COURT)
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(share * len(ordered)) - 1))]
-
-
-def overrides(instance: Path, database_url: str, **workers: float) -> dict:
-    keys = instance / "keys"
-    return {
-        "gateway": {"instance_dir": str(instance), "log_level": "WARNING"},
-        "database": {"url": database_url},
-        "auth": {"jwks_file": str(keys / "jwks.json"), "signing_key_file": str(keys / "signing-key.pem")},
-        "audit": {"subject_key_file": str(keys / "subject-hash.key")},
-        "workers": {"poll_interval_seconds": 0.01, **workers},
-        "reuse": {"freshness_seconds": 0},  # every inquiry goes to the agencies: this measures delivery
-    }
 
 
 def register_case(app) -> None:
@@ -118,7 +106,7 @@ def fanout_latency(args, work: Path) -> tuple[list[float], list[float], dict[str
         database_url = f"sqlite:///{work / 'fanout.db'}"
     migrate.upgrade(database_url)
     default = load_registry(CONFIG_DIR / "agencies.toml")
-    app = create_app(overrides(work, database_url, threads=16, batch_result_wait_seconds=30.0),
+    app = create_app(gateway_overrides(work, database_url, threads=16, batch_result_wait_seconds=30.0),
                      registry=Registry([a for a in default if a.id in sandboxes.endpoints],  # not bank-c: it polls
                                        default.source).with_endpoints(sandboxes.endpoints))
     register_case(app)
@@ -233,7 +221,7 @@ def sustained(args, work: Path, workers: int) -> tuple[float, int]:
                     "rate_limit_per_second": 100000, "timeout_seconds": 10}.items()))
         registry_file = work / f"agencies-{workers}.toml"
         registry_file.write_text("\n".join(entries), encoding="utf-8")
-        app = create_app(overrides(work, url), registry=load_registry(registry_file))
+        app = create_app(gateway_overrides(work, url), registry=load_registry(registry_file))
         register_case(app)
         submit(app, args.deliveries // len(entries))
         app.extensions["db"].dispose()

@@ -58,25 +58,13 @@ from sandboxes.run import PULL_SERVICE_PATH  # noqa: E402
 from sandboxes.server import SandboxServer  # noqa: E402
 from sandboxes.soap_service import create_soap_app  # noqa: E402
 from schemas import xml  # noqa: E402
-from pg_schemas import drop_schemas, private_schema  # noqa: E402  (bench/ is on the path: scripts run by file)
+from support import drop_schemas, gateway_overrides, private_schema  # noqa: E402  (bench/ is on the path: scripts run by file)
 
 COURT, CASE_NUMBER = "330102", "(2024)浙0102执1234号"
 DEBTOR = {"kind": "person", "name": "张三", "id_number": "330102198703151157"}  # fictitious, valid check digit
 CREDITOR = {"kind": "organization", "name": "杭州某某建材有限公司", "id_number": "91350100M000100Y43"}
 OFFICER = Principal(sub="officer.bench", role="court_officer", court=COURT)
 PULL = "urn:enforcement-gateway:pull:v1"
-def overrides(instance: Path, database_url: str) -> dict:
-    keys = instance / "keys"
-    return {
-        "gateway": {"instance_dir": str(instance), "log_level": "WARNING"},
-        "database": {"url": database_url},
-        "auth": {"jwks_file": str(keys / "jwks.json"), "signing_key_file": str(keys / "signing-key.pem")},
-        "audit": {"subject_key_file": str(keys / "subject-hash.key")},
-        "workers": {"poll_interval_seconds": 0.01},
-        "reuse": {"freshness_seconds": 0},  # every inquiry goes to the agency: this measures the pull path
-    }
-
-
 def prepare_gateway(work: Path, database_url: str, n: int):
     """The gateway app with bank-c only and ``n`` inquiries stored for it to fetch (not timed)."""
     from gateway.app import create_app
@@ -85,11 +73,11 @@ def prepare_gateway(work: Path, database_url: str, n: int):
     from gateway.requests import services as intake
     from gateway.timeutil import utc_now
 
-    settings = load_settings(overrides(work, database_url), environ={})
+    settings = load_settings(gateway_overrides(work, database_url), environ={})
     init_keys(settings)
     migrate.upgrade(database_url)
     default = load_registry(CONFIG_DIR / "agencies.toml")
-    app = create_app(overrides(work, database_url), registry=Registry([default.get("bank-c")], default.source))
+    app = create_app(gateway_overrides(work, database_url), registry=Registry([default.get("bank-c")], default.source))
     db, audit = app.extensions["db"], app.extensions["audit"]
     with db.transaction() as session:
         cases.register_case(session, {"case_number": CASE_NUMBER, "court_code": COURT, "amount_owed": Decimal("150000.00"),
