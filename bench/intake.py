@@ -260,7 +260,11 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-intake-") as tmp:
         work = Path(tmp)
         instance = work / "instance"
-        (work / "settings.toml").write_text(f'[gateway]\ninstance_dir = "{instance}"\nlog_level = "WARNING"\n')
+        (work / "settings.toml").write_text(
+            f'[gateway]\ninstance_dir = "{instance}"\nlog_level = "WARNING"\n'
+            # One officer sends everything: the limits would stop a benchmark, not measure it.
+            '[limits]\nofficer_requests_per_hour = 1000000000\ncourt_requests_per_hour = 1000000000\n'
+            'officer_subjects_per_day = 1000000000\n')
         env = {k: v for k, v in os.environ.items() if k != "GATEWAY_DATABASE_URL"}  # SQLite in the instance dir
         env["GATEWAY_CONFIG"] = str(work / "settings.toml")
         cli = lambda *a: subprocess.run([str(BIN / "gateway"), *a], env=env, cwd=ROOT, check=True,

@@ -15,7 +15,7 @@ from webargs.flaskparser import FlaskParser, is_json_request
 from werkzeug.exceptions import HTTPException
 
 from gateway.auth.access import peek_principal, require_roles
-from gateway.errors import GatewayError, InvalidInput
+from gateway.errors import GatewayError, InvalidInput, TooManyRequests
 from gateway.timeutil import utc_now
 from schemas.canonical import ErrorSchema
 from schemas.errors import describe_errors, flatten_errors
@@ -142,7 +142,8 @@ def init_app(app: Flask) -> GatewayApi:
 
     def handle_gateway_error(error: GatewayError) -> Any:
         audit_refusal(error.http_status, error.code, error.message)
-        return jsonify(error.to_dict()), error.http_status
+        headers = {"Retry-After": str(error.retry_after_seconds)} if isinstance(error, TooManyRequests) else {}
+        return jsonify(error.to_dict()), error.http_status, headers
 
     def handle_http_exception(error: HTTPException) -> Any:
         code = (error.name or "error").lower().replace(" ", "_")

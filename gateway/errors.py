@@ -89,3 +89,7 @@ class RuleViolation(GatewayError):
 class TooManyRequests(GatewayError):
     code = "too_many_requests"
     http_status = 429
+
+    def __init__(self, message: str, *, retry_after_seconds: int, fields: dict[str, Any] | None = None):
+        super().__init__(message, fields=fields)
+        self.retry_after_seconds = max(1, retry_after_seconds)  # sent as Retry-After

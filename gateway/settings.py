@@ -111,6 +111,20 @@ class ControlsSection:
 
 
 @dataclass(frozen=True)
+class LimitsSection:
+    """How much one officer and one court may ask (gateway/requests/limits.py)."""
+
+    officer_requests_per_hour: int
+    court_requests_per_hour: int
+    officer_subjects_per_day: int
+
+    def __post_init__(self) -> None:
+        for name in ("officer_requests_per_hour", "court_requests_per_hour", "officer_subjects_per_day"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"setting limits.{name} must be at least 1, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
 class DocumentsSection:
     """Legal documents and card images (gateway/attachments/)."""
 
@@ -139,6 +153,7 @@ class Settings:
     anomalies: AnomaliesSection
     controls: ControlsSection
     documents: DocumentsSection
+    limits: LimitsSection
     testing: bool = False
     # Set by `gateway serve` in its environment before gunicorn forks (not a settings
     # key): where prometheus-client's multiprocess mode keeps each process's values.
@@ -200,6 +215,7 @@ _SECTIONS = {
     "anomalies": AnomaliesSection,
     "controls": ControlsSection,
     "documents": DocumentsSection,
+    "limits": LimitsSection,
 }
 
 

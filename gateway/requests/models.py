@@ -4,7 +4,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Numeric, String, UniqueConstraint
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Numeric, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from gateway.db import Base
@@ -14,7 +14,12 @@ from gateway.timeutil import new_id, utc_now
 class Request(Base):
     __tablename__ = "requests"
     # An Idempotency-Key is scoped to the officer who sent it.
-    __table_args__ = (UniqueConstraint("officer_sub", "idempotency_key", name="uq_requests_idempotency"),)
+    __table_args__ = (
+        UniqueConstraint("officer_sub", "idempotency_key", name="uq_requests_idempotency"),
+        # The per-officer and per-court limits count recent requests (gateway/requests/limits.py).
+        Index("ix_requests_officer_created", "officer_sub", "created_at"),
+        Index("ix_requests_court_created", "court_code", "created_at"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     case_id: Mapped[str] = mapped_column(ForeignKey("cases.id"), index=True)

@@ -59,6 +59,7 @@ def submit_request(headers: dict[str, Any], payload: dict[str, Any]) -> Any:
                 reuse_window=timedelta(seconds=current_app.config["SETTINGS"].reuse.freshness_seconds),
                 rules=current_app.extensions["control_rules"],
                 max_document_bytes=current_app.config["SETTINGS"].documents.max_bytes,
+                limits=current_app.config["SETTINGS"].limits,
             )
             services.write_request(connection, prepared, principal=principal, audit=audit)
     except IntegrityError:

@@ -193,3 +193,8 @@ def test_settings_are_frozen() -> None:
     s = load_settings(environ={})
     with pytest.raises(AttributeError):
         s.server.port = 1  # type: ignore[misc]
+
+
+def test_limits_below_one_stop_the_gateway_naming_the_setting() -> None:
+    with pytest.raises(ConfigError, match="limits.officer_subjects_per_day must be at least 1, got 0"):
+        load_settings({"limits": {"officer_subjects_per_day": 0}}, environ={})
