@@ -108,7 +108,12 @@ class _RootedSftp(paramiko.SFTPServerInterface):
         try:
             listing = []
             for name in os.listdir(real):
-                attr = paramiko.SFTPAttributes.from_stat(os.stat(real / name))
+                try:
+                    attr = paramiko.SFTPAttributes.from_stat(os.stat(real / name))
+                except FileNotFoundError:
+                    # Renamed or moved since listdir (an agency's ".part" becoming its file):
+                    # it is not there now, as a real server's readdir would say.
+                    continue
                 attr.filename = name
                 listing.append(attr)
             return listing

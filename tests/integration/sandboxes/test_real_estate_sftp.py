@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from dataclasses import replace
 from datetime import date, timedelta
@@ -213,3 +214,23 @@ def test_ten_thousand_inquiries_in_one_file(agency: Agency, capsys: pytest.Captu
               f"SFTP + registry round trip {received - encoded:.2f} s, decode {decoded - received:.2f} s, "
               f"total {decoded - started:.2f} s")
     assert decoded - started < 30
+
+
+def test_a_file_renamed_while_a_folder_is_listed_is_left_out_not_an_error(tmp_path: Path, monkeypatch) -> None:
+    """The agency writes "X.res.part" then renames it: a listing between its readdir and
+    its stat must not fail whole (the gateway would read "no outbox/ folder")."""
+    from sandboxes import sftp_server
+
+    (tmp_path / "outbox").mkdir()
+    for name in ("a.res", "b.res.part"):
+        (tmp_path / "outbox" / name).write_bytes(b"x")
+    real_stat = os.stat
+
+    def stat_after_rename(path, *args, **kwargs):
+        if str(path).endswith(".part"):
+            raise FileNotFoundError(2, "renamed meanwhile", str(path))
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(sftp_server.os, "stat", stat_after_rename)
+    listing = sftp_server._RootedSftp(None, root=tmp_path).list_folder("/outbox")
+    assert [a.filename for a in listing] == ["a.res"]
