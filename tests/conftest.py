@@ -9,6 +9,7 @@ unless GATEWAY_TEST_POSTGRES=skip is set (then those tests skip, loudly).
 from __future__ import annotations
 
 import base64
+import math
 import os
 import re
 import shutil
@@ -238,6 +239,28 @@ def write_registry(path: Path, endpoints: dict[str, str]) -> Path:
             kept.append(block.replace('"demo/', f'"{CONFIG_DIR / "demo"}/'))
     path.write_text(head + "".join("[[agency]]" + b for b in kept), encoding="utf-8")
     return path
+
+
+def toml_value(value: Any) -> str:
+    """A Python value as a TOML value, for the registries and settings tests write
+    (NaN and infinities too: the registry must refuse them)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }"
+    raise TypeError(value)
 
 
 class Api:

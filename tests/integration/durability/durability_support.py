@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import requests
+from conftest import toml_value
 
 from gateway.registry import Registry, parse_agency
 from sandboxes import market_regulation, public_security
@@ -103,8 +104,13 @@ def free_port() -> int:
 def write_config(tmp_path: Path, keys_dir: Path, agencies: dict[str, Agency], *, workers: str = "",
                  registry_limits: dict | None = None, name: str = "gateway") -> Path:
     """A settings file (and its registry) for gateway processes started by a test."""
+    return _write_settings(tmp_path, keys_dir, registry_toml(agencies, **(registry_limits or {})), workers, name)
+
+
+def _write_settings(tmp_path: Path, keys_dir: Path, registry_text: str, workers: str, name: str) -> Path:
+    """``{name}.toml`` naming ``{name}-agencies.toml`` (``registry_text``), the test keys and ``workers``."""
     registry = tmp_path / f"{name}-agencies.toml"
-    registry.write_text(registry_toml(agencies, **(registry_limits or {})))
+    registry.write_text(registry_text, encoding="utf-8")
     config = tmp_path / f"{name}.toml"
     config.write_text(
         f'[gateway]\ninstance_dir = "{tmp_path / "instance"}"\nagencies_file = "{registry}"\nlog_level = "WARNING"\n'
@@ -146,20 +152,6 @@ def stop(process: subprocess.Popen, log: Path) -> str:
 # --- the default registry's agencies, on sandboxes started by sandboxes.run ----------------
 
 
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
-    raise TypeError(value)
-
-
 def default_registry_toml(endpoints: dict[str, str], **changes: Any) -> str:
     """config/agencies.toml cut down to the agencies in ``endpoints``, pointed there
     (relative option paths made absolute: the file is written elsewhere)."""
@@ -173,18 +165,10 @@ def default_registry_toml(endpoints: dict[str, str], **changes: Any) -> str:
         if entry["id"] not in endpoints:
             continue
         entry = {**entry, "endpoint": endpoints[entry["id"]], **changes}
-        entries.append("[[agency]]\n" + "".join(f"{k} = {_toml_value(v)}\n" for k, v in entry.items()))
+        entries.append("[[agency]]\n" + "".join(f"{k} = {toml_value(v)}\n" for k, v in entry.items()))
     return "\n".join(entries)
 
 
 def write_default_config(tmp_path: Path, keys_dir: Path, endpoints: dict[str, str], *, workers: str = "",
                          **changes: Any) -> Path:
-    registry = tmp_path / "gateway-agencies.toml"
-    registry.write_text(default_registry_toml(endpoints, **changes), encoding="utf-8")
-    config = tmp_path / "gateway.toml"
-    config.write_text(
-        f'[gateway]\ninstance_dir = "{tmp_path / "instance"}"\nagencies_file = "{registry}"\nlog_level = "WARNING"\n'
-        f'[auth]\njwks_file = "{keys_dir / "jwks.json"}"\nsigning_key_file = "{keys_dir / "signing-key.pem"}"\n'
-        f'[audit]\nsubject_key_file = "{keys_dir / "subject-hash.key"}"\n'
-        f'[workers]\n{workers}\n')
-    return config
+    return _write_settings(tmp_path, keys_dir, default_registry_toml(endpoints, **changes), workers, "gateway")

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import pytest
+from conftest import toml_value
 
 import gateway.registry as registry_module
 from adapters import CODECS, TRANSPORTS
@@ -15,30 +15,10 @@ from gateway.registry import Agency, Registry, load_registry
 DEFAULT_FILE = Path(__file__).resolve().parents[3] / "config" / "agencies.toml"
 
 
-def _toml_value(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return repr(value)
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
-    raise TypeError(value)
-
-
 def render(entries: list[dict]) -> str:
     blocks = []
     for entry in entries:
-        lines = ["[[agency]]"] + [f"{key} = {_toml_value(value)}" for key, value in entry.items()]
+        lines = ["[[agency]]"] + [f"{key} = {toml_value(value)}" for key, value in entry.items()]
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks) + "\n"
 
