@@ -33,7 +33,6 @@ import tempfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from decimal import Decimal
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -43,48 +42,15 @@ sys.path.insert(0, str(ROOT))
 
 from gateway import migrate  # noqa: E402
 from gateway.auth.keys import init_keys  # noqa: E402
-from gateway.auth.tokens import Principal  # noqa: E402
 from gateway.registry import Registry, load_registry  # noqa: E402
 from gateway.settings import CONFIG_DIR, load_settings  # noqa: E402
 from sandboxes.run import start_sandboxes  # noqa: E402
-from support import drop_schemas, gateway_overrides, private_schema  # noqa: E402  (bench/ is on the path: scripts run by file)
+from support import drop_schemas, gateway_overrides, private_schema, register_case, submit_inquiries  # noqa: E402  (bench/ is on the path: scripts run by file)
 
 BIN = Path(sys.executable).parent
-COURT, CASE_NUMBER = "330102", "(2024)浙0102执1234号"
-DEBTOR = {"kind": "person", "name": "张三", "id_number": "330102198703151157"}  # fictitious, valid check digit
-CREDITOR = {"kind": "organization", "name": "杭州某某建材有限公司", "id_number": "91350100M000100Y43"}
-OFFICER = Principal(sub="officer.bench", role="court_officer", court=COURT)
-
-
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(share * len(ordered)) - 1))]
-
-
-def register_case(app) -> None:
-    from gateway.cases import services as cases
-
-    with app.extensions["db"].transaction() as session:
-        cases.register_case(session, {"case_number": CASE_NUMBER, "court_code": COURT, "amount_owed": Decimal("150000.00"),
-                                      "parties": [{"role": "debtor", "subject": DEBTOR},
-                                                  {"role": "creditor", "subject": CREDITOR}]},
-                            OFFICER, audit=app.extensions["audit"])
-
-
-def submit(app, n: int) -> list[str]:
-    """Inquiries through the intake service (the same transaction as the API), no HTTP."""
-    from gateway.requests import services as intake
-    from gateway.timeutil import utc_now
-
-    db, audit, ids = app.extensions["db"], app.extensions["audit"], []
-    payload = {"case_number": CASE_NUMBER, "subject": DEBTOR, "action": "inquiry", "categories": None}
-    for _ in range(n):
-        with db.connection_transaction() as connection:
-            prepared = intake.prepare_request(connection, payload, principal=OFFICER, idempotency_key=uuid.uuid4().hex,
-                                              digest=uuid.uuid4().hex, registry=app.extensions["registry"], now=utc_now())
-            intake.write_request(connection, prepared, principal=OFFICER, audit=audit)
-        ids.append(prepared.request_row["id"])
-    return ids
 
 
 # --- 1. fan-out latency ---------------------------------------------------------------------
@@ -114,7 +80,7 @@ def fanout_latency(args, work: Path) -> tuple[list[float], list[float], dict[str
     try:
         completions, per_agency = [], {}
         for n in range(args.inquiries + 2):  # the first two warm connections and caches, not counted
-            (request_id,) = submit(app, 1)
+            (request_id,) = submit_inquiries(app, 1)
             worker.wake()
             give_up = time.monotonic() + 30
             while True:
@@ -223,7 +189,7 @@ def sustained(args, work: Path, workers: int) -> tuple[float, int]:
         registry_file.write_text("\n".join(entries), encoding="utf-8")
         app = create_app(gateway_overrides(work, url), registry=load_registry(registry_file))
         register_case(app)
-        submit(app, args.deliveries // len(entries))
+        submit_inquiries(app, args.deliveries // len(entries))
         app.extensions["db"].dispose()
         config = work / f"worker-{workers}.toml"
         keys = work / "keys"

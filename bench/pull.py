@@ -34,8 +34,6 @@ import os
 import sys
 import tempfile
 import time
-import uuid
-from decimal import Decimal
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,7 +46,6 @@ from lxml import etree  # noqa: E402
 from audit.store import verify_log  # noqa: E402
 from gateway import migrate  # noqa: E402
 from gateway.auth.keys import init_keys  # noqa: E402
-from gateway.auth.tokens import Principal  # noqa: E402
 from gateway.registry import Registry, load_registry  # noqa: E402
 from gateway.settings import CONFIG_DIR, load_settings  # noqa: E402
 from gateway.tls import self_signed_certificate, server_ssl_context  # noqa: E402
@@ -58,38 +55,22 @@ from sandboxes.run import PULL_SERVICE_PATH  # noqa: E402
 from sandboxes.server import SandboxServer  # noqa: E402
 from sandboxes.soap_service import create_soap_app  # noqa: E402
 from schemas import xml  # noqa: E402
-from support import drop_schemas, gateway_overrides, private_schema  # noqa: E402  (bench/ is on the path: scripts run by file)
+from support import drop_schemas, gateway_overrides, private_schema, register_case, submit_inquiries  # noqa: E402  (bench/ is on the path: scripts run by file)
 
-COURT, CASE_NUMBER = "330102", "(2024)浙0102执1234号"
-DEBTOR = {"kind": "person", "name": "张三", "id_number": "330102198703151157"}  # fictitious, valid check digit
-CREDITOR = {"kind": "organization", "name": "杭州某某建材有限公司", "id_number": "91350100M000100Y43"}
-OFFICER = Principal(sub="officer.bench", role="court_officer", court=COURT)
 PULL = "urn:enforcement-gateway:pull:v1"
 def prepare_gateway(work: Path, database_url: str, n: int):
     """The gateway app with bank-c only and ``n`` inquiries stored for it to fetch (not timed)."""
     from gateway.app import create_app
-    from gateway.cases import services as cases
     from gateway.deliveries.models import Delivery
-    from gateway.requests import services as intake
-    from gateway.timeutil import utc_now
 
     settings = load_settings(gateway_overrides(work, database_url), environ={})
     init_keys(settings)
     migrate.upgrade(database_url)
     default = load_registry(CONFIG_DIR / "agencies.toml")
     app = create_app(gateway_overrides(work, database_url), registry=Registry([default.get("bank-c")], default.source))
-    db, audit = app.extensions["db"], app.extensions["audit"]
-    with db.transaction() as session:
-        cases.register_case(session, {"case_number": CASE_NUMBER, "court_code": COURT, "amount_owed": Decimal("150000.00"),
-                                      "parties": [{"role": "debtor", "subject": DEBTOR},
-                                                  {"role": "creditor", "subject": CREDITOR}]},
-                            OFFICER, audit=audit)
-    payload = {"case_number": CASE_NUMBER, "subject": DEBTOR, "action": "inquiry", "categories": None}
-    for _ in range(n):
-        with db.connection_transaction() as connection:
-            prepared = intake.prepare_request(connection, payload, principal=OFFICER, idempotency_key=uuid.uuid4().hex,
-                                              digest=uuid.uuid4().hex, registry=app.extensions["registry"], now=utc_now())
-            intake.write_request(connection, prepared, principal=OFFICER, audit=audit)
+    db = app.extensions["db"]
+    register_case(app)
+    submit_inquiries(app, n)
     worker, give_up = app.extensions["worker"], time.monotonic() + 300
     while time.monotonic() < give_up:  # each pass stores one claim batch for pull (nothing is sent)
         worker.dispatch_once()

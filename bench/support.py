@@ -1,11 +1,21 @@
-"""What the benchmarks that run the gateway in-process share: its settings, and a
-private PostgreSQL schema per run, so runs never see each other's rows."""
+"""What the benchmarks that run the gateway in-process share: its settings, a
+private PostgreSQL schema per run (so runs never see each other's rows), and one
+case whose debtor they ask about through the intake code."""
 
 from __future__ import annotations
 
+import uuid
+from decimal import Decimal
 from pathlib import Path
 
 import sqlalchemy as sa
+
+from gateway.auth.tokens import Principal
+
+COURT, CASE_NUMBER = "330102", "(2024)浙0102执1234号"
+DEBTOR = {"kind": "person", "name": "张三", "id_number": "330102198703151157"}  # fictitious, valid check digit
+CREDITOR = {"kind": "organization", "name": "杭州某某建材有限公司", "id_number": "91350100M000100Y43"}
+OFFICER = Principal(sub="officer.bench", role="court_officer", court=COURT)
 
 _SCHEMAS: list[tuple[str, str]] = []
 
@@ -45,3 +55,31 @@ def gateway_overrides(instance: Path, database_url: str, **workers: float) -> di
         "workers": {"poll_interval_seconds": 0.01, **workers},
         "reuse": {"freshness_seconds": 0},
     }
+
+
+def register_case(app) -> None:
+    """The benchmarks' case, with DEBTOR as its debtor."""
+    from gateway.cases import services as cases
+
+    with app.extensions["db"].transaction() as session:
+        cases.register_case(session, {"case_number": CASE_NUMBER, "court_code": COURT, "amount_owed": Decimal("150000.00"),
+                                      "parties": [{"role": "debtor", "subject": DEBTOR},
+                                                  {"role": "creditor", "subject": CREDITOR}]},
+                            OFFICER, audit=app.extensions["audit"])
+
+
+def submit_inquiries(app, n: int) -> list[str]:
+    """``n`` one-click inquiries about DEBTOR through the intake service (the same
+    transaction as the API, no HTTP, no limits); their request ids."""
+    from gateway.requests import services as intake
+    from gateway.timeutil import utc_now
+
+    db, audit, ids = app.extensions["db"], app.extensions["audit"], []
+    payload = {"case_number": CASE_NUMBER, "subject": DEBTOR, "action": "inquiry", "categories": None}
+    for _ in range(n):
+        with db.connection_transaction() as connection:
+            prepared = intake.prepare_request(connection, payload, principal=OFFICER, idempotency_key=uuid.uuid4().hex,
+                                              digest=uuid.uuid4().hex, registry=app.extensions["registry"], now=utc_now())
+            intake.write_request(connection, prepared, principal=OFFICER, audit=audit)
+        ids.append(prepared.request_row["id"])
+    return ids
