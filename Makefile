@@ -26,8 +26,11 @@ test: install-test
 serve: install
 	$(BIN)/gateway serve --with-sandboxes
 
+## make bench: every benchmark, one after the other; each prints its ratio as its last line
+BENCHES := intake audit protocols fanout pull
+
 bench: install-test
-	$(BIN)/python bench/intake.py
+	@set -e; for name in $(BENCHES); do echo "== bench/$$name.py"; $(BIN)/python bench/$$name.py; done
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache build *.egg-info
