@@ -57,6 +57,9 @@ class DeliveryOrder:
     # officer's asset ids and spreads amounts before a codec sees the order).
     lines: tuple[ControlLine, ...] = ()
     court_account: str | None = None  # the court's receiving account, for deducts
+    # The court's calendar date when the order is written (Beijing, not UTC): a
+    # freeze's start date on the wire. The gateway sets it; codecs never read a clock.
+    court_date: date | None = None
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from gateway.timeutil import utc_now
 from gateway import migrate  # noqa: E402
 from gateway.auth.keys import init_keys  # noqa: E402
 from gateway.registry import Registry, load_registry  # noqa: E402
@@ -104,7 +105,7 @@ def fanout_latency(args, work: Path) -> tuple[list[float], list[float], dict[str
         calls = {a: c for a, c in worker.channels.items() if isinstance(c, AgencyChannel)}
         with app.extensions["db"].reading() as session:
             ids = list(session.scalars(sa.select(Delivery.id).where(Delivery.agency_id.in_(calls))))
-            orders = {ref.agency_id: order for order, ref in batches.load_orders(session, ids).values()}
+            orders = {ref.agency_id: order for order, ref in batches.load_orders(session, ids, now=utc_now()).values()}
         baseline = []
         with ThreadPoolExecutor(len(calls)) as pool:
             for _ in range(args.inquiries):

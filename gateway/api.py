@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 import flask_smorest
 from flask import Flask, current_app, g, jsonify, request
+from flask.json.provider import DefaultJSONProvider
 from webargs.flaskparser import FlaskParser, is_json_request
 from werkzeug.exceptions import HTTPException
 
@@ -19,6 +20,7 @@ from gateway.errors import GatewayError, InvalidInput, TooManyRequests
 from gateway.timeutil import utc_now
 from schemas.canonical import ErrorSchema
 from schemas.errors import describe_errors, flatten_errors
+from schemas.json_depth import json_depth_error
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +31,7 @@ class GatewayParser(FlaskParser):
     def _raw_load_json(self, req: Any) -> Any:
         if not is_json_request(req):
             raise InvalidInput("the body must be JSON", fields={"_body": ["send Content-Type: application/json"]})
+        refuse_deep_json(req.get_data(cache=True))
         return super()._raw_load_json(req)
 
     def _handle_invalid_json_error(self, error: Exception, req: Any, *args: Any, **kwargs: Any) -> Any:
@@ -40,6 +43,24 @@ class GatewayParser(FlaskParser):
             messages = {k: v for loc in messages.values() for k, v in (loc.items() if isinstance(loc, dict) else [("_body", loc)])}
         flat = flatten_errors(messages)
         raise InvalidInput(f"invalid input: {describe_errors(flat)}", fields=flat)
+
+
+def refuse_deep_json(body: bytes | str) -> None:
+    """400 naming the depth rule, before a parser recurses into a hostile body."""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    rule = json_depth_error(text)
+    if rule:
+        raise InvalidInput("the body is nested too deeply", fields={"_body": [rule]})
+
+
+class BoundedJSONProvider(DefaultJSONProvider):
+    """Flask's JSON (``request.get_json()``) with the same depth rule as the API's parser."""
+
+    ensure_ascii = False  # case numbers and names stay readable
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        refuse_deep_json(s)
+        return super().loads(s, **kwargs)
 
 
 class ApiBlueprint(flask_smorest.Blueprint):

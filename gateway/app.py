@@ -33,7 +33,7 @@ from gateway.registry import Registry, load_registry
 from gateway.reports import views as report_views
 from gateway.requests import views as request_views
 from gateway.settings import load_settings
-from gateway.timeutil import utc_now
+from gateway.timeutil import set_court_timezone, utc_now
 
 
 def create_app(overrides: Mapping[str, Any] | None = None, *, registry: Registry | None = None) -> Flask:
@@ -43,14 +43,16 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, registry: Registry
     app = Flask("gateway", instance_path=str(settings.instance_path))
     app.config.update(SETTINGS=settings, TESTING=settings.testing, MAX_CONTENT_LENGTH=settings.gateway.max_content_length,
                       JSON_SORT_KEYS=False)
-    app.json.ensure_ascii = False  # case numbers and names stay readable
+    app.json = api_module.BoundedJSONProvider(app)
 
     db.init_app(app)
     app.extensions["registry"] = registry or load_registry(settings.agencies_path)
     app.extensions["tokens"] = TokenVerifier(settings)
     app.extensions["control_rules"] = ControlRules.from_settings(settings.controls)
-    # What controls count as "today" (terms, lapses, follow-ups): tests move it on.
+    # The one clock (UTC moments; tests move it on). Court dates are its moments on the
+    # court's wall clock (gateway.timeutil.court_date), in the zone the settings name.
     app.extensions["clock"] = utc_now
+    set_court_timezone(settings.gateway.court_timezone)
     audit_service.init_app(app)
 
     api = api_module.init_app(app)

@@ -13,6 +13,7 @@ import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gateway.errors import ConfigError
 
@@ -29,6 +30,14 @@ class GatewaySection:
     agencies_file: str
     max_content_length: int
     log_level: str
+    court_timezone: str
+
+    def __post_init__(self) -> None:
+        try:
+            ZoneInfo(self.court_timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(f"setting gateway.court_timezone: unknown time zone {self.court_timezone!r} "
+                              "(an IANA name such as Asia/Shanghai)") from None
 
 
 @dataclass(frozen=True)

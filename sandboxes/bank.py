@@ -25,6 +25,7 @@ from lxml import etree
 
 from sandboxes.bank_data import EXEMPT_KINDS, Account, Freeze, Holdings, bank_code, opening_accounts
 from schemas import xml
+from sandboxes.clock import beijing_today
 
 NAMESPACE = "urn:enforcement-gateway:bank:v1"
 SCHEMA = "bank-v1"
@@ -50,7 +51,7 @@ def _now() -> str:
 
 
 def _today() -> date:
-    return datetime.now(timezone.utc).date()
+    return beijing_today()
 
 
 @dataclass

@@ -22,22 +22,19 @@ The register is only touched from a render called under the sandbox lock
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import date
 from decimal import Decimal
 from typing import Any, Callable
 
 from sandboxes.json_contract import ContractViolation, add_years, check_fields, iso_date, money, one_of, text
 from sandboxes.market_regulation_data import ID_TYPES, describe_subject, initial_freeze
+from sandboxes.clock import beijing_today
 
 EXECUTE_ITEMS = {"1": "freeze", "2": "renew", "3": "release"}
 DONE, QUEUED, NOT_DONE = "1", "2", "3"
 FROZEN, RELEASED, LAPSED = "1", "2", "3"
 MAX_FREEZE_YEARS = 3  # equity is "other property rights": at most three years
 LAPSE_REASON = "冻结期限届满未续行 (the term ended without renewal)"
-
-
-def utc_today() -> date:
-    return datetime.now(timezone.utc).date()
 
 
 @dataclass
@@ -97,7 +94,7 @@ class ExecuteOrder:
 class EquityRegister:
     """Freezes placed at this register, over the deterministic holdings."""
 
-    def __init__(self, today: Callable[[], date] = utc_today):
+    def __init__(self, today: Callable[[], date] = beijing_today):
         self.today = today
         self._holdings: dict[tuple[str, str], Holding] = {}
         self._sequence = 0

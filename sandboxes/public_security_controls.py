@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, timedelta
 from typing import Any, Callable
 
 from sandboxes.json_contract import ContractViolation, add_years, check_fields, iso_date, one_of, text
 from sandboxes.public_security_data import ID_TYPES, describe_subject
+from sandboxes.clock import beijing_today
 
 CONTROL_KINDS = {"CF": "seal", "JF": "release", "BK": "watch"}
 DONE, QUEUED, NOT_DONE = "1", "2", "3"
@@ -36,10 +37,6 @@ MAX_SEAL_YEARS = 2  # movables: a seal term is at most two years
 DEFAULT_WATCH_DAYS = 365
 
 _OTHER_COURTS = ("110105", "310115", "440106", "330106", "320102")
-
-
-def utc_today() -> date:
-    return datetime.now(timezone.utc).date()
 
 
 @dataclass
@@ -97,7 +94,7 @@ def _existing_seal(plate: str) -> Seal:
 class VehicleRegister:
     """Seals and watches placed at this bureau, over the deterministic vehicle records."""
 
-    def __init__(self, today: Callable[[], date] = utc_today):
+    def __init__(self, today: Callable[[], date] = beijing_today):
         self.today = today
         self._vehicles: dict[str, Vehicle] = {}
         self._watches: dict[tuple[str, str], dict[str, str]] = {}

@@ -30,6 +30,7 @@ from lxml import etree
 
 from sandboxes.real_estate_data import Holdings, Seal, holdings_of
 from schemas import xml
+from sandboxes.clock import beijing_today
 
 __all__ = ["RealEstateCounters", "RealEstateRegistry"]
 
@@ -81,7 +82,7 @@ class RealEstateRegistry:
         self._holdings: dict[str, Holdings] = {}
 
     def today(self) -> date:
-        return self._today or datetime.now(timezone.utc).date()
+        return self._today or beijing_today()
 
     def holdings(self, id_number: str, name: str) -> Holdings:
         """The subject's titles, land rights and mortgages (seals: see ``seals_on``)."""

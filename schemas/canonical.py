@@ -338,6 +338,7 @@ class AssetSchema(Schema):
     balance = Money(allow_none=True)
     value = Money(allow_none=True)
     encumbrances = fields.List(fields.Str())
+    exempt = fields.Bool(metadata={"description": "an exempt account the debtor keeps (never frozen); not in cash_found"})
     controls = fields.List(fields.Nested(ControlInForceSchema))
     details = fields.Dict()
     found_at = UtcDateTime()
@@ -351,7 +352,10 @@ class AssetReportSchema(Schema):
     amount_owed = Money()
     as_of = UtcDateTime()
     assets = fields.List(fields.Nested(AssetSchema))
-    cash_found = Money()
+    cash_found = Money(metadata={"description": "cash that may be frozen: deposits and wealth products, exempt "
+                                                "accounts (social security, minimum living allowance) left out"})
+    cash_exempt = Money(metadata={"description": "cash in exempt accounts: found, never frozen or counted"})
     cash_frozen = Money()
-    cash_recoverable_ratio = fields.Str(metadata={"description": "cash found or frozen over amount owed, 4 places"})
+    cash_recoverable_ratio = fields.Str(metadata={"description": "cash_found over amount owed, 4 places; 1.0000 "
+                                                             "means the cash found covers the debt, above 1 more than covers it"})
     gaps = fields.List(fields.Dict())

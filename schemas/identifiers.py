@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
+import unicodedata
 
 __all__ = [
     "IdentifierError",
@@ -19,6 +20,7 @@ __all__ = [
     "uscc_check_char",
     "check_uscc",
     "check_case_number",
+    "normalise_case_number",
     "mask_id_number",
 ]
 
@@ -158,12 +160,20 @@ def check_uscc(value: str) -> str:
     return code
 
 
+def normalise_case_number(value: str) -> str:
+    """A case number as the gateway stores it: full-width forms (（２０２４）, ａ) in their
+    ASCII form (Unicode NFKC), tortoise-shell brackets 〔〕 as parentheses. Spaces stay
+    (and fail the format): a number is not guessed at. Every place that takes a case number (bodies, paths, queries) uses it, so
+    the same case always compares equal however it was typed."""
+    text = unicodedata.normalize("NFKC", value)
+    return text.replace("〔", "(").replace("〕", ")")
+
+
 def check_case_number(value: str) -> str:
     """Validate a court enforcement case number such as (2024)浙0102执1234号
-    and return it with full-width parentheses normalised to ASCII, so that
-    the same case always compares equal."""
+    and return it normalised (``normalise_case_number``)."""
     _require_str(value, "case number")
-    normalised = value.replace("（", "(").replace("）", ")")
+    normalised = normalise_case_number(value)
     match = _CASE_RE.fullmatch(normalised)
     if match is None:
         raise IdentifierError(f"case number must look like {_CASE_EXAMPLE}")

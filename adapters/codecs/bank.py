@@ -7,7 +7,6 @@ or as one line of an SFTP batch file.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -111,6 +110,8 @@ class BankCodec:
         w, action = self._writer, order.action
         if action in ("freeze", "renew") and line.until is None:
             raise OutgoingInvalid(f"{where}.until: required for {action} (the end of the term)")
+        if action in ("freeze", "renew") and order.court_date is None:
+            raise OutgoingInvalid(f"court_date: required for {action} (KSRQ, the court's date the term starts)")
         if action in ("renew", "unfreeze", "deduct") and not line.original_reference:
             raise OutgoingInvalid(f"{where}.original_reference: required for {action} (the bank's freeze number)")
         if action == "deduct" and not order.court_account:
@@ -121,7 +122,7 @@ class BankCodec:
         if line.amount is not None:
             w.child(kz, "JE", money_text(line.amount))
         if action in ("freeze", "renew"):
-            w.child(kz, "KSRQ", date_text(datetime.now(timezone.utc).date()))
+            w.child(kz, "KSRQ", date_text(order.court_date))  # type: ignore[arg-type]  # checked above
             w.child(kz, "JSRQ", date_text(line.until))  # type: ignore[arg-type]  # checked above
         w.child(kz, "CDH", order.legal_basis_number)
         w.optional(kz, "YDJBH", line.original_reference)

@@ -19,6 +19,7 @@ from adapters.errors import (
 )
 from adapters.interfaces import DeliveryOrder, Envelope, Reply
 from schemas.errors import describe_errors, flatten_errors
+from schemas.json_depth import json_depth_error
 
 JSON_MEDIA_TYPE = "application/json; charset=utf-8"
 
@@ -44,7 +45,11 @@ def dump_checked(schema: Schema, message: dict[str, Any], what: str) -> bytes:
 
 def parse_json_object(body: bytes) -> dict[str, Any]:
     try:
-        parsed = json.loads(body.decode("utf-8"))
+        text = body.decode("utf-8")
+        too_deep = json_depth_error(text)
+        if too_deep:
+            raise IncomingInvalid(f"answer breaks the depth rule: {too_deep}", raw=body)
+        parsed = json.loads(text)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise IncomingInvalid(f"answer is not UTF-8 JSON: {exc}", raw=body) from None
     if not isinstance(parsed, dict):

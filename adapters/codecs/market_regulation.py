@@ -19,7 +19,6 @@ from adapters.codecs.json_codec import (
     dump_checked,
     load_checked,
     request_head,
-    utc_now_text,
 )
 from adapters.errors import (
     IncomingInvalid,
@@ -80,7 +79,9 @@ class MarketRegulationCodec:
 
     def _encode_control(self, order: DeliveryOrder) -> Envelope:
         item = fmt.EXECUTE_ITEMS[order.action]
-        today = utc_now_text()[:10]
+        if order.court_date is None:
+            raise OutgoingInvalid(f"court_date: required for {order.action} (FroFrom/UnfroDate, the court's date)")
+        today = order.court_date.isoformat()
         execute = {**self._debtor(order), "Items": [_execute_line(item, line, today) for line in order.lines]}
         message = {"Head": request_head(order), "Execute": {"ExecuteItem": item, **execute}}
         body = dump_checked(self._control, message, order.action)

@@ -28,6 +28,7 @@ from gateway.deliveries.models import Delivery
 from gateway.errors import InvalidInput
 from gateway.settings import AnomaliesSection
 from schemas.identifiers import IdentifierError, check_resident_id, check_uscc
+from schemas.identifiers import normalise_case_number
 
 FILTER_NAMES = ("actor", "court", "case", "subject", "agency", "action", "outcome", "request_id", "from", "to")
 _COLUMNS = [AuditEvent.__table__.c[name] for name in (*HASHED_FIELDS, "prev_hash", "hash")]
@@ -80,7 +81,7 @@ def conditions(filters: Mapping[str, Any], audit: AuditLog) -> list[ColumnElemen
     if filters.get("court"):
         where.append(events.actor_court == filters["court"])
     if filters.get("case"):
-        where.append(events.case_number == filters["case"])
+        where.append(events.case_number == normalise_case_number(filters["case"]))
     if filters.get("subject"):
         where.append(events.subject_hash == audit.subject_hash(normalise_subject(filters["subject"])))
     if filters.get("agency"):

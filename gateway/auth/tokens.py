@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import unicodedata
 from dataclasses import dataclass
 
 import jwt
@@ -32,6 +33,16 @@ class Principal:
     role: str
     court: str | None = None
     agency: str | None = None
+
+
+def same_person(sub_a: str, sub_b: str) -> bool:
+    """Whether two token subjects name one person: identity providers differ in letter
+    case, full-width forms and stray spaces (``Officer-A`` is ``officer-a``)."""
+    return _person_key(sub_a) == _person_key(sub_b)
+
+
+def _person_key(sub: str) -> str:
+    return unicodedata.normalize("NFKC", sub).strip().casefold()
 
 
 class TokenVerifier:

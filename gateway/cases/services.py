@@ -13,7 +13,7 @@ from audit.store import AuditLog
 from gateway.auth.tokens import Principal
 from gateway.cases.models import Case, Party, Subject
 from gateway.errors import Forbidden, NotFound, PurposeDenied
-from schemas.identifiers import mask_id_number
+from schemas.identifiers import mask_id_number, normalise_case_number
 
 
 def upsert_subject(session: Session, kind: str, name: str, id_number: str) -> Subject:
@@ -83,6 +83,7 @@ def case_view(case: Case, created: bool) -> dict[str, Any]:
 def find_case(session: Session, case_number: str, principal: Principal) -> Case:
     """The case, if the caller's court owns it. Another court's case is 'not found'
     to that court, so case numbers cannot be probed."""
+    case_number = normalise_case_number(case_number)  # a path or query may carry full-width forms
     case = session.scalars(select(Case).where(Case.case_number == case_number)).first()
     if case is None or (principal.role != "admin" and case.court_code != principal.court):
         raise NotFound(f"no case {case_number} for court {principal.court}")

@@ -26,6 +26,7 @@ from gateway.deliveries.models import Delivery
 from gateway.controls.services import PENDING_DELIVERY_STATES, cash_frozen_in_case, deducted_in_case, lock_case
 from gateway.registry import Registry
 from gateway.requests.models import Request
+from gateway.timeutil import court_date
 from schemas.vocabulary import CASH_CATEGORIES
 
 
@@ -42,7 +43,7 @@ def excess_in_case(session: Session, case_id: str, now: datetime) -> Decimal:
     """Money frozen (less releases on their way) above what is still owed; 0 if none."""
     owed = session.scalar(select(Case.amount_owed).where(Case.id == case_id)) or Decimal("0")
     still_owed = max(owed - deducted_in_case(session, case_id), Decimal("0"))
-    frozen = Decimal(cash_frozen_in_case(session, case_id, now.date())) - _pending_release(session, case_id)
+    frozen = Decimal(cash_frozen_in_case(session, case_id, court_date(now))) - _pending_release(session, case_id)
     return max(frozen - still_owed, Decimal("0"))
 
 
@@ -56,7 +57,7 @@ def release_excess(session: Session, case_id: str, *, reason: str, registry: Reg
     holding = session.scalars(
         select(Control).where(Control.case_id == case_id, Control.action == "freeze",
                               Control.state.in_(("in_force", "partly")), Control.category.in_(CASH_CATEGORIES),
-                              (Control.expires_at.is_(None)) | (Control.expires_at >= now.date()))
+                              (Control.expires_at.is_(None)) | (Control.expires_at >= court_date(now)))
         .order_by(Control.amount, Control.placed_at)
     ).all()
     by_subject: dict[str, dict[str, list[dict[str, Any]]]] = {}

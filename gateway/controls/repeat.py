@@ -28,7 +28,7 @@ from gateway.db import Database
 from gateway.deliveries.models import Asset
 from gateway.registry import Registry
 from gateway.requests.models import Request
-from gateway.timeutil import as_utc
+from gateway.timeutil import as_utc, court_date
 
 DAY = timedelta(days=1)
 FINAL = ("completed", "partially_completed", "failed", "rejected")
@@ -85,7 +85,7 @@ def _attempt(session: Session, repeat_id: str, registry: Registry, audit: AuditL
     if now >= as_utc(repeat.ends_at):
         return _end(session, repeat, original, audit, now, "ended", f"out of days; {shortfall} never frozen")
     case = session.get(Case, repeat.case_id)
-    room = (case.amount_owed - deducted_in_case(session, case.id) - Decimal(cash_frozen_in_case(session, case.id, now.date()))
+    room = (case.amount_owed - deducted_in_case(session, case.id) - Decimal(cash_frozen_in_case(session, case.id, court_date(now)))
             - reserved_for_freezes(session, case.id))
     take = min(shortfall, room)
     repeat.next_attempt_at, repeat.updated_at = now + DAY, now
@@ -94,7 +94,7 @@ def _attempt(session: Session, repeat_id: str, registry: Registry, audit: AuditL
         _audit(session, audit, original, "skipped", repeat, {"shortfall": str(shortfall), "room": str(room)})
         return None
     asset = session.get(Asset, repeat.targets[repeat.attempts % len(repeat.targets)])
-    until = rules.terms.end(asset.category, now.date())
+    until = rules.terms.end(asset.category, court_date(now))
     line = {"identifier": asset.identifier, "category": asset.category, "asset_id": asset.id, "amount": str(take),
             "until": until.isoformat()}
     attempt_id = write_system_request(

@@ -7,6 +7,7 @@ from decimal import Decimal, InvalidOperation
 
 from gateway.controls.terms import LEGAL_MAX_MONTHS, Terms
 from gateway.errors import ConfigError
+from schemas.vocabulary import CASH_CATEGORIES
 
 
 @dataclass(frozen=True)
@@ -17,6 +18,14 @@ class ControlRules:
     protected_monthly_sum: Decimal
     uncontrolled_after_days: int
     repeat_freeze_days: int
+
+    def exempt_kind(self, category: str, details: dict | None) -> str | None:
+        """The account kind if the debtor must keep the account (social security, minimum
+        living allowance, other exempt funds: never frozen or deducted), else None."""
+        if category not in CASH_CATEGORIES:
+            return None
+        kind = (details or {}).get("account_kind")
+        return kind if kind in self.exempt_account_kinds else None
 
     @classmethod
     def from_settings(cls, section: object | None) -> "ControlRules":

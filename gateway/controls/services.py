@@ -18,6 +18,7 @@ from gateway.controls.ledger import LIVE_STATES, ControlInForce, ReportedOutcome
 from gateway.controls.models import Control
 from gateway.deliveries.models import Delivery
 from gateway.requests.models import Request
+from gateway.timeutil import court_date
 from schemas.vocabulary import CASH_CATEGORIES
 
 _C = Control.__table__.c
@@ -245,7 +246,7 @@ def due_list(bind: Session | Connection, rules: Any, now: datetime, *, court_cod
     from gateway.controls.follow_up import follow_ups
 
     controls, found = due_rows(bind, court_code=court_code, case_id=case_id)
-    items = follow_ups(controls, found, today=now.date(), now=now,
+    items = follow_ups(controls, found, today=court_date(now), now=now,
                        warning_days=rules.warning_days if days is None else days,
                        uncontrolled_after_days=rules.uncontrolled_after_days)
-    return {"court": court_code, "as_of": now.date().isoformat(), "items": [i.view() for i in items]}
+    return {"court": court_code, "as_of": court_date(now).isoformat(), "items": [i.view() for i in items]}

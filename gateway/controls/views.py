@@ -20,6 +20,7 @@ from gateway.controls.models import Control, RepeatFreeze
 from gateway.db import get_db
 from gateway.errors import Conflict, Forbidden, NotFound
 from gateway.requests.models import Request
+from gateway.timeutil import court_date
 from schemas.canonical import CaseControlsSchema, ErrorSchema, LedgerEntrySchema
 from schemas.fields import Money
 from schemas.vocabulary import CASH_CATEGORIES
@@ -36,7 +37,7 @@ def case_controls(case_number: str) -> Any:
     """Controls in force and waiting for a case, with their expiry, and its deducts."""
     principal = current_principal()
     set_audit_context(case_number=case_number)
-    today = current_app.extensions["clock"]().date()
+    today = court_date(current_app.extensions["clock"]())
     with get_db().transaction() as session:
         case = find_case(session, case_number, principal)
         entries = services.case_ledger(session, case.id, today)
@@ -118,7 +119,7 @@ def confirm_receipt(payload: dict[str, Any], control_id: str) -> Any:
     """The court's finance system confirms money of a deduct arrived. The agency's
     word that it transferred is kept apart; a different sum stays on the follow-up list."""
     principal = current_principal()
-    today = current_app.extensions["clock"]().date()
+    today = court_date(current_app.extensions["clock"]())
     with get_db().transaction() as session:
         row = session.get(Control, control_id, with_for_update=True)
         case = session.get(Case, row.case_id) if row is not None else None

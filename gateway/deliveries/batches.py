@@ -27,7 +27,7 @@ from gateway.controls.services import observe_assets, record_outcomes
 from gateway.deliveries.models import Asset, Delivery, DeliveryResult
 from gateway.deliveries.services import WORKER, _control_line, refresh_requests
 from gateway.requests.models import Request
-from gateway.timeutil import new_id
+from gateway.timeutil import court_date, new_id
 from schemas.canonical import AssetRecordSchema, ControlOutcomeSchema
 from schemas.vocabulary import FINAL_DELIVERY_STATES
 
@@ -71,8 +71,11 @@ def _addressed(row: Any) -> Addressed:
                      row.id_number)
 
 
-def load_orders(session: Session, delivery_ids: list[str]) -> dict[str, tuple[DeliveryOrder, Addressed]]:
-    """Each delivery's order (what its codec writes) and its address, one query per chunk."""
+def load_orders(session: Session, delivery_ids: list[str], *, now: datetime
+                ) -> dict[str, tuple[DeliveryOrder, Addressed]]:
+    """Each delivery's order (what its codec writes) and its address, one query per chunk.
+    ``now`` gives the order its court date (a freeze's start date on the wire)."""
+    today = court_date(now)
     found: dict[str, tuple[DeliveryOrder, Addressed]] = {}
     for ids in chunks(delivery_ids):
         for row in session.execute(_ORDERS.where(Delivery.id.in_(ids))):
@@ -82,7 +85,7 @@ def load_orders(session: Session, delivery_ids: list[str]) -> dict[str, tuple[De
                 case_number=row.case_number, court_code=row.court_code, officer=row.officer_sub,
                 legal_basis_kind=row.legal_basis_kind, legal_basis_number=row.legal_basis_number, amount=row.amount,
                 targets=tuple(row.targets or ()), lines=tuple(_control_line(line) for line in row.lines or ()),
-                court_account=row.court_account,
+                court_account=row.court_account, court_date=today,
             )
             found[row.id] = (order, _addressed(row))
     return found

@@ -217,7 +217,7 @@ class DeliveryWorker:
             if not every:
                 return ready
             stored = services.stored_envelopes(session, every)
-            orders = batches.load_orders(session, [i for i in every if i not in stored])
+            orders = batches.load_orders(session, [i for i in every if i not in stored], now=now)
             fresh: dict[str, Envelope] = {}
             pulled: dict[str, Envelope] = {}
             for channel, _limit, _trial in plans:
@@ -320,7 +320,7 @@ class DeliveryWorker:
         try:
             with self.db.reading() as session:
                 stored = services.stored_envelopes(session, delivery_ids)
-                orders = batches.load_orders(session, delivery_ids)
+                orders = batches.load_orders(session, delivery_ids, now=utc_now())
             envelopes: dict[str, Envelope] = dict(stored)  # a resend carries the bytes first sent
             fresh: dict[str, Envelope] = {}
             for delivery_id, (order, _ref) in orders.items():

@@ -13,12 +13,13 @@ from gateway.auth.tokens import Principal
 from gateway.cases.models import Case, Subject
 from gateway.cases.services import find_case
 from gateway.controls.ledger import cash_frozen
+from gateway.controls.rules import DEFAULT_RULES, ControlRules
 from gateway.controls.services import by_asset, controls_in_case
 from gateway.deliveries.models import Asset, Delivery
 from gateway.errors import PurposeDenied
 from gateway.requests.models import Request
 from gateway.requests.states import api_delivery_state
-from gateway.timeutil import as_utc, utc_now
+from gateway.timeutil import as_utc, court_today, utc_now
 from schemas.vocabulary import CASH_CATEGORIES
 
 
@@ -37,7 +38,8 @@ def cash_ratio(cash: Decimal, owed: Decimal) -> str:
 
 
 def build_report(session: Session, case_number: str, subject_ref: str, principal: Principal,
-                 today: date | None = None) -> tuple[dict[str, Any], Subject]:
+                 today: date | None = None, rules: ControlRules = DEFAULT_RULES) -> tuple[dict[str, Any], Subject]:
+    """The report; cash found counts only what may be frozen (exempt accounts apart)."""
     case = find_case(session, case_number, principal)
     subject = find_debtor(case, subject_ref)
     deliveries = session.scalars(
@@ -65,8 +67,11 @@ def build_report(session: Session, case_number: str, subject_ref: str, principal
             if d is not None and (d.reused_from or d.id) == a.delivery_id:
                 assets.append(a)
                 via[a.id] = d
-    cash_found = sum((a.balance or Decimal("0") for a in assets if a.category in CASH_CATEGORIES), Decimal("0"))
-    today = today or utc_now().date()
+    exempt = {a.id: rules.exempt_kind(a.category, a.details) for a in assets}
+    cash = [a for a in assets if a.category in CASH_CATEGORIES]
+    cash_found = sum((a.balance or Decimal("0") for a in cash if not exempt[a.id]), Decimal("0"))
+    cash_exempt = sum((a.balance or Decimal("0") for a in cash if exempt[a.id]), Decimal("0"))
+    today = today or court_today()
     controls = controls_in_case(session, case.id, subject.id)
     ledger = by_asset(controls)
     valuations = _valuations(session, case.id, subject.id)
@@ -81,7 +86,7 @@ def build_report(session: Session, case_number: str, subject_ref: str, principal
                 "id": a.id, "category": a.category, "agency": a.agency_id, "identifier": a.identifier,
                 "description": a.description, "balance": a.balance,
                 "value": a.value if a.value is not None else valuations.get((a.category, a.identifier)),
-                "encumbrances": a.encumbrances,
+                "encumbrances": a.encumbrances, "exempt": exempt[a.id] is not None,
                 "controls": [c.view(today) for c in ledger.get((a.agency_id, a.identifier), [])],
                 "details": a.details, "found_at": a.found_at,
                 "reused": via[a.id].reused_from is not None,
@@ -90,6 +95,7 @@ def build_report(session: Session, case_number: str, subject_ref: str, principal
             for a in assets
         ],
         "cash_found": cash_found,
+        "cash_exempt": cash_exempt,
         "cash_frozen": cash_frozen(controls, CASH_CATEGORIES, today),
         "cash_recoverable_ratio": cash_ratio(cash_found, case.amount_owed),
         "gaps": [

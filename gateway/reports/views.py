@@ -9,6 +9,7 @@ from gateway.audit_service import get_audit
 from gateway.auth.access import current_principal
 from gateway.db import get_db
 from gateway.reports import services
+from gateway.timeutil import court_date
 from schemas.canonical import AssetReportSchema, ErrorSchema
 
 blp = ApiBlueprint("reports", __name__, url_prefix="/api/v1", description="Asset reports")
@@ -27,7 +28,8 @@ def asset_report(case_number: str, subject: str) -> Any:
     set_audit_context(case_number=case_number)
     with get_db().transaction() as session:
         report, subject_row = services.build_report(session, case_number, subject, principal,
-                                                     today=current_app.extensions["clock"]().date())
+                                                     today=court_date(current_app.extensions["clock"]()),
+                                                     rules=current_app.extensions["control_rules"])
         get_audit().record(
             session, action="report.read", outcome="ok", actor=principal, case_number=report["case_number"],
             subject_id_number=subject_row.id_number,

@@ -27,6 +27,7 @@ from gateway.controls.services import (
 from gateway.deliveries.models import Asset
 from gateway.errors import RuleViolation
 from gateway.registry import Registry, Route
+from gateway.timeutil import court_date
 from schemas.vocabulary import CASH_CATEGORIES
 
 MONEY_ACTIONS = ("freeze", "deduct")
@@ -84,11 +85,7 @@ def resolve_targets(bind: Session | Connection, payload: dict[str, Any], debtor:
 
 
 def _exempt_kind(asset: Any, rules: ControlRules) -> str | None:
-    """The account kind if it is one the debtor must keep (settings), else None."""
-    if asset.category not in CASH_CATEGORIES:
-        return None
-    kind = (asset.details or {}).get("account_kind")
-    return kind if kind in rules.exempt_account_kinds else None
+    return rules.exempt_kind(asset.category, asset.details)
 
 
 def _latest(in_force: dict[tuple[str, str], list[ControlInForce]], asset: Any) -> ControlInForce | None:
@@ -102,7 +99,7 @@ def _lines(action: str, assets: list[Any], payload: dict[str, Any], in_force: di
            rules: ControlRules) -> dict[str, dict[str, Any]]:
     lines: dict[str, dict[str, Any]] = {}
     remaining = payload.get("amount")
-    today = now.date()
+    today = court_date(now)
     def free(asset: Any) -> Decimal:
         """The balance less what this case already froze there (the report's balance includes it)."""
         ours = sum((c.amount or Decimal("0") for c in in_force.get((asset.agency_id, asset.identifier), [])
@@ -158,7 +155,7 @@ def _check_cap(bind: Session | Connection, payload: dict[str, Any], debtor: Debt
     asked for, never exceeds what is still owed (the amount owed less what deducts took)."""
     owed = (bind.scalar(select(Case.amount_owed).where(Case.id == debtor.case_id)) or Decimal("0")) \
         - deducted_in_case(bind, debtor.case_id)
-    frozen = Decimal(cash_frozen_in_case(bind, debtor.case_id, now.date()))
+    frozen = Decimal(cash_frozen_in_case(bind, debtor.case_id, court_date(now)))
     reserved = reserved_for_freezes(bind, debtor.case_id)
     room = owed - frozen - reserved
     if payload["amount"] > room:

@@ -19,7 +19,7 @@ from audit.store import AuditLog
 from gateway.attachments.services import (
     DEFAULT_MAX_BYTES, AttachedDocument, document_views, require_credentials, resolve_documents, write_documents,
 )
-from gateway.auth.tokens import Principal
+from gateway.auth.tokens import Principal, same_person
 from gateway.cases.services import require_debtor
 from gateway.controls.models import RepeatFreeze
 from gateway.controls.repeat import schedule_row
@@ -298,7 +298,7 @@ def decide(session: Session, request_id: str, principal: Principal, *, approve: 
         raise NotFound(f"no request {request_id} for court {principal.court}")
     if row.state != "awaiting_approval":
         raise Conflict(f"request {request_id} is {row.state}, not awaiting approval")
-    if row.officer_sub == principal.sub:
+    if same_person(row.officer_sub, principal.sub):
         raise Forbidden("a control is approved by a second person, not by the officer who proposed it",
                         code="self_approval")
     row.decided_by, row.decided_at, row.decision_reason = principal.sub, now, reason

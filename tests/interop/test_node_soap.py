@@ -26,7 +26,7 @@ import shutil
 import subprocess
 import threading
 from dataclasses import replace
-from datetime import date, timedelta
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Iterator
@@ -46,6 +46,7 @@ from sandboxes.soap_bank import DEFAULT_PREFIX, create_app
 from schemas import xml
 from schemas.canonical import AssetRecordSchema, ControlOutcomeSchema
 from schemas.xml import WSDL_DIR
+from gateway.timeutil import court_today
 
 WSDL = str(WSDL_DIR / "bank-v1.wsdl")
 NODE_SOAP_DIR = Path(__file__).parent / "node_soap"
@@ -56,6 +57,7 @@ SERVER_FAULT_SUBJECT = "110105198001010019"  # ... and a soap:Server fault for t
 
 def order(id_number: str, message_id: str, action: str = "inquiry", **changes) -> DeliveryOrder:
     base = DeliveryOrder(
+        court_date=court_today(),
         message_id=message_id, action=action, categories=("deposit",),
         subject=SubjectRef("person", "张三", id_number), case_number="(2024)浙0102执1234号", court_code="330102",
         officer="officer.wang", legal_basis_kind="ruling", legal_basis_number="(2024)浙0102执1234号之一",
@@ -118,7 +120,7 @@ def test_inquiry_to_node_soap_binds_by_key_and_exclusive_c14n_digest(transport: 
 
 def test_control_to_node_soap(transport: SoapTransport) -> None:
     codec = BankCodec()
-    until = date.today() + timedelta(days=90)
+    until = court_today() + timedelta(days=90)
     lines = (ControlLine("6222000012345678901", Decimal("800.00"), until), ControlLine("6222000012345678902", None, until))
     envelope = codec.encode(order(SUBJECT, "node-ctl-1", "freeze", lines=lines))
     controls = codec.decode(transport.send(envelope), envelope).controls
@@ -178,7 +180,7 @@ def test_node_soap_client_reads_our_served_wsdl_and_calls_both_operations(node_s
         target.freezes.clear()
         bank.set_balance(target.number, Decimal("900.00"))
         line = {"KZCS": "01", "ZH": target.number, "BZ": "CNY", "JE": "500.00",
-                "KSRQ": date.today().isoformat(), "JSRQ": (date.today() + timedelta(days=30)).isoformat(),
+                "KSRQ": court_today().isoformat(), "JSRQ": (court_today() + timedelta(days=30)).isoformat(),
                 "CDH": "(2024)浙0102执1234号之一"}
         out = node_client(node_soap_dir, wsdl_url, "Control",
                           {"Head": head("node-2", "2"), "Data": {"XM": "张三", "ZJLX": "1", "DSRZJHM": subject, "KZ": [line]}})

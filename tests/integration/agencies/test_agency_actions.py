@@ -8,7 +8,6 @@ effect where it happens: at the agency, not only in the gateway's answer.
 
 from __future__ import annotations
 
-from datetime import date
 from decimal import Decimal
 
 import pytest
@@ -17,6 +16,7 @@ from conftest import COURT, LEGAL_DOCUMENT, write_registry  # noqa: F401 (write_
 from gateway.registry import Registry, load_registry
 from gateway.settings import CONFIG_DIR
 from sandboxes.run import ALL, start_sandboxes
+from gateway.timeutil import court_today
 
 CASE = "(2025)浙0106执88号"
 # A fictitious debtor (valid check digit) who holds something at every sandbox agency:
@@ -115,8 +115,9 @@ def test_one_inquiry_reaches_five_agency_kinds_over_three_protocols(court, app, 
     assert assets(rep, "psb", "vehicle") and assets(rep, "psb", "identity")
     assert assets(rep, "samr", "equity")
     assert assets(rep, "tax", "tax")
-    cash = sum(Decimal(a["balance"] or "0") for a in rep["assets"] if a["category"] in ("deposit", "wealth_product"))
-    assert Decimal(rep["cash_found"]) == cash
+    cash = [a for a in rep["assets"] if a["category"] in ("deposit", "wealth_product")]
+    assert Decimal(rep["cash_found"]) == sum(Decimal(a["balance"] or "0") for a in cash if not a["exempt"])
+    assert Decimal(rep["cash_exempt"]) == sum(Decimal(a["balance"] or "0") for a in cash if a["exempt"])
 
 
 def test_bank_freeze_deduct_unfreeze_over_soap_move_money_at_the_bank(court, app, agencies):
@@ -133,7 +134,7 @@ def test_bank_freeze_deduct_unfreeze_over_soap_move_money_at_the_bank(court, app
     (frozen,) = [a for a in rep["assets"] if a["identifier"] == account]
     (held,) = frozen["controls"]
     assert (held["action"], held["outcome"], held["amount"]) == ("freeze", "controlled", "50000.00")
-    assert held["until"] == date.today().replace(year=date.today().year + 1).isoformat()
+    assert held["until"] == court_today().replace(year=court_today().year + 1).isoformat()
     assert rep["cash_frozen"] == "50000.00"
 
     renewed = control(court, app, "renew", targets=[largest["id"]])
@@ -197,7 +198,7 @@ def test_real_estate_seal_is_queued_behind_another_court_and_released_over_sftp(
     (sealed,) = controls[free["identifier"]]
     (queued,) = controls[taken["identifier"]]
     assert sealed["outcome"] == "controlled"
-    assert sealed["until"] == date.today().replace(year=date.today().year + 3).isoformat()
+    assert sealed["until"] == court_today().replace(year=court_today().year + 3).isoformat()
     assert queued["outcome"] == "queued" and queued["queue_position"] >= 2 and queued["ahead"]
     assert [s.place for s in registry.seals_on(free["identifier"])] == [1]
 

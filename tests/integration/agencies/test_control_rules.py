@@ -10,7 +10,7 @@ the spread see them; time is moved by the app's clock, never by sleeping.
 from __future__ import annotations
 
 import threading
-from datetime import date, timedelta
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from gateway.cli import main
 from gateway.controls.terms import add_months
-from gateway.timeutil import utc_now
+from gateway.timeutil import court_today, utc_now
 from test_agency_actions import (  # noqa: F401 (fixtures)
     BASIS, CASE, DEBTOR, agencies, app, assets, control, court, inquire, report, settle, submit,
 )
@@ -72,10 +72,10 @@ def test_the_cap_holds_across_three_banks_with_balances_below_and_above_the_amou
     assert agencies["bank-b"].agency.account(B_SAVINGS).frozen == Decimal("30000.00")
     held = ledger(court)
     assert held["cash_frozen"] == "50000.00"
-    year = add_months(date.today(), 12)
+    year = add_months(court_today(), 12)
     assert sorted((c["agency"], c["state"], c["amount"], c["until"], c["days_left"]) for c in held["controls"]) == [
-        ("bank-a", "in_force", "20000.00", year.isoformat(), (year - date.today()).days),
-        ("bank-b", "in_force", "30000.00", year.isoformat(), (year - date.today()).days),
+        ("bank-a", "in_force", "20000.00", year.isoformat(), (year - court_today()).days),
+        ("bank-b", "in_force", "30000.00", year.isoformat(), (year - court_today()).days),
     ]
     assert all(c["legal_basis"] == BASIS and c["request_id"] == state["id"] for c in held["controls"])
 
@@ -94,6 +94,21 @@ def test_the_cap_holds_across_three_banks_with_balances_below_and_above_the_amou
     assert ledger(court)["cash_frozen"] == report(court)["cash_frozen"] == "100000.00"
     nothing_left = submit(court, "freeze", amount="0.01", legal_basis=BASIS, targets=[large])
     assert nothing_left.status_code == 422
+
+
+def test_exempt_accounts_are_shown_apart_and_left_out_of_cash_found_and_the_ratio(court, app, agencies):
+    set_balance(agencies, "bank-b", B_SAVINGS, "30000.00")
+    set_balance(agencies, "bank-b", B_CURRENT, "0.00")
+    set_balance(agencies, "bank-b", B_EXEMPT, "60000.00")  # a minimum-living-allowance or pension account
+    inquire(court, app)
+    rep = report(court)
+    assert by_identifier(rep, B_EXEMPT)["exempt"] is True
+    assert by_identifier(rep, B_SAVINGS)["exempt"] is False
+    freezable = sum(Decimal(a["balance"] or "0") for a in rep["assets"]
+                    if a["category"] in ("deposit", "wealth_product") and a["identifier"] != B_EXEMPT)
+    assert Decimal(rep["cash_found"]) == freezable
+    assert Decimal(rep["cash_exempt"]) >= Decimal("60000.00")  # the exempt money, shown apart
+    assert rep["cash_recoverable_ratio"] == str((freezable / Decimal(rep["amount_owed"])).quantize(Decimal("0.0001")))
 
 
 def test_two_concurrent_freezes_cannot_together_exceed_the_amount_owed(court, app, agencies):
@@ -155,7 +170,7 @@ class TestUnderACourtsOwnSettings:
         assert bank.account(B_EXEMPT).frozen == Decimal("0.00")
         (held,) = ledger(court)["controls"]
         assert (held["identifier"], held["amount"], held["until"]) == (
-            B_SAVINGS, "29500.00", add_months(date.today(), 6).isoformat())
+            B_SAVINGS, "29500.00", add_months(court_today(), 6).isoformat())
 
     def test_renew_before_expiry_extends_it_and_after_expiry_is_refused(self, court, app, agencies, database_url):
         inquire(court, app)
@@ -167,7 +182,7 @@ class TestUnderACourtsOwnSettings:
 
         state = control(court, app, "freeze", amount="10000.00", targets=[account["id"]])
         assert state["state"] == "completed", state["deliveries"]
-        six_months = add_months(date.today(), 6)
+        six_months = add_months(court_today(), 6)
         assert not [i for i in due(court) if i["kind"] == "lapsing"]  # 30 warning days: not yet
         (warned,) = [i for i in due(court, days=200) if i["kind"] == "lapsing"]
         assert (warned["identifier"], warned["due"]) == (A_SAVINGS, six_months.isoformat())
@@ -188,7 +203,7 @@ class TestUnderACourtsOwnSettings:
         assert agencies["bank-a"].agency.account(A_SAVINGS).freezes[-1].until == add_months(six_months, 6)
 
         # A year and a day later it has lapsed: no renewal, a new freeze is needed.
-        move_clock(app, (add_months(six_months, 6) - date.today()).days + 1)
+        move_clock(app, (add_months(six_months, 6) - court_today()).days + 1)
         late = submit(court, "renew", legal_basis=BASIS, targets=[account["id"]])
         assert late.status_code == 422
         assert "lapsed" in late.json()["error"]["message"] and "a new freeze is needed" in late.json()["error"]["message"]

@@ -111,6 +111,15 @@ def test_a_malformed_result_is_quarantined_and_refused(api, app):
     assert {d["agency"]: d["state"] for d in deliveries} == {"psb": "failed", "psb-other": "sent"}
 
 
+def test_a_deeply_nested_result_is_quarantined_naming_the_depth_rule(api, app):
+    _request_id, delivery_id = _stored(api, app)
+    deep = b'{"Head": ' + b"[" * 300_000 + b"]" * 300_000 + b"}"
+    reply = api.post(f"/api/v1/agency/deliveries/{delivery_id}/result", data=deep,
+                     token=_agency_token(api), headers={"Content-Type": "application/json"})
+    assert reply.status_code == 422, reply.text
+    assert "at most 64 levels deep" in reply.json()["error"]
+
+
 def test_a_result_after_the_deadline_is_kept_as_late(overrides, settings, psb_sandbox):
     from gateway.app import create_app
 

@@ -121,3 +121,25 @@ def test_uploads_never_crash_the_gateway(app, settings, content, media_type):
     reply = app.test_client().post("/api/v1/documents", data=content, content_type=media_type or None,
                                    headers={"Authorization": f"Bearer {token}"})
     _check(reply)
+
+
+DEEP_ARRAY = "[" * 300_000 + "]" * 300_000  # 600 KB: Python's parser would recurse into RecursionError
+
+
+def test_deeply_nested_json_is_refused_naming_the_depth_rule(app, settings):
+    from gateway.auth.tokens import issue_token
+
+    token = issue_token(settings, role="court_officer", sub="fuzz", court=COURT)
+    client = app.test_client()
+    for path, extra in (("/api/v1/cases", {}), ("/api/v1/requests", {"Idempotency-Key": "deep-key-0001"})):
+        for body in (DEEP_ARRAY, '{"case_number": ' + DEEP_ARRAY + "}"):
+            reply = client.post(path, data=body, content_type="application/json",
+                                headers={"Authorization": f"Bearer {token}", **extra})
+            assert reply.status_code == 400, (path, reply.status_code)
+            assert reply.get_json()["error"]["fields"]["_body"] == [
+                "JSON may nest arrays and objects at most 64 levels deep"]
+    # Brackets inside strings are text, not nesting: a body of ordinary depth still gets its ordinary answer.
+    shallow = json.dumps({"case_number": "[" * 200, "court_code": COURT, "amount_owed": "1.00", "parties": []})
+    reply = client.post("/api/v1/cases", data=shallow, content_type="application/json",
+                        headers={"Authorization": f"Bearer {token}"})
+    assert reply.status_code == 400 and "_body" not in reply.get_json()["error"]["fields"]

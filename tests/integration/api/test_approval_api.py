@@ -80,6 +80,10 @@ def test_the_proposer_may_not_approve_their_own_control(api, app):
     refused = _decide(api, request_id, sub="officer.wang")
     assert refused.status_code == 403
     assert refused.json()["error"]["code"] == "self_approval"
+    # Nor is the same officer under another spelling of the same identity (case, width, spaces).
+    for alias in ("Officer.Wang", "OFFICER.WANG", " officer.wang ", "ｏｆｆｉｃｅｒ.ｗａｎｇ"):
+        again = _decide(api, request_id, sub=alias)
+        assert again.status_code == 403 and again.json()["error"]["code"] == "self_approval", alias
     assert api.get(f"/api/v1/requests/{request_id}").json()["state"] == "awaiting_approval"
 
 

@@ -23,6 +23,12 @@ def test_full_width_case_number_is_the_same_case(api):
     assert api.register_case().status_code == 201
     reply = api.register_case(case_number="（2024）浙0102执1234号")
     assert reply.status_code == 200 and reply.json()["case_number"] == CASE_NUMBER
+    # The same number in full-width forms in a path or a query names the same case too.
+    for typed in ("（2024）浙0102执1234号", "（２０２４）浙０１０２执１２３４号", "〔2024〕浙0102执1234号"):
+        report = api.get(f"/api/v1/cases/{typed}/subjects/{DEBTOR['id_number']}/assets")
+        assert report.status_code == 200 and report.json()["case_number"] == CASE_NUMBER, (typed, report.text)
+        assert api.get(f"/api/v1/cases/{typed}/controls").status_code == 200
+        assert api.get("/api/v1/controls/due", params={"case_number": typed}).status_code == 200
 
 
 @pytest.mark.parametrize(

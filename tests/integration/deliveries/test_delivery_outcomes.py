@@ -227,7 +227,7 @@ def test_a_retry_sends_the_bytes_first_sent_so_the_agencys_stored_answer_binds(a
     with db.transaction() as session:
         (delivery_id,) = services.claim_due(session, agency_id="psb", now=utc_now(), limit=1, lease_seconds=60)
     with db.reading() as session:
-        order = batches.load_orders(session, [delivery_id])[delivery_id][0]
+        order = batches.load_orders(session, [delivery_id], now=utc_now())[delivery_id][0]
     channel = worker.channels["psb"]
     first = channel.encode(order)
     with db.transaction() as session:

@@ -11,7 +11,7 @@ import functools
 import io
 import itertools
 from dataclasses import replace
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any, Callable, Iterator
 
@@ -26,6 +26,7 @@ from sandboxes.market_regulation_data import initial_freeze, subject_seed
 from sandboxes.server import FaultKnobs, SandboxServer
 from schemas.canonical import AssetRecordSchema, ControlOutcomeSchema
 from schemas.identifiers import resident_id_check_digit
+from gateway.timeutil import court_today
 
 PREFIX = "/samr/v1"
 COURT, OTHER_COURT = "330102", "330106"
@@ -58,7 +59,7 @@ def person_with(predicate_name: str) -> str:
 
 
 def today() -> date:
-    return datetime.now(timezone.utc).date()
+    return court_today()
 
 
 class Agency:
@@ -91,6 +92,7 @@ class Agency:
 def order(id_number: str, *, message_id: str, action: str = "inquiry", kind: str = "person",
           categories: tuple[str, ...] = ("enterprise", "equity"), **changes) -> DeliveryOrder:
     base = DeliveryOrder(
+        court_date=court_today(),
         message_id=message_id, action=action, categories=categories,
         subject=SubjectRef(kind=kind, name="张三" if kind == "person" else "杭州某某科技有限公司", id_number=id_number),
         case_number="(2024)浙0102执1234号", court_code=COURT, officer="officer.wang",

@@ -13,7 +13,7 @@ import json
 import re
 import time
 import uuid
-from datetime import date, timedelta
+from datetime import timedelta
 from typing import Any, Callable, Iterator
 
 import pytest
@@ -23,6 +23,7 @@ from sandboxes.market_regulation import create_app, describe_subject
 from sandboxes.market_regulation_data import subject_seed
 from sandboxes.server import FaultKnobs, SandboxServer
 from schemas.identifiers import check_uscc, resident_id_check_digit
+from gateway.timeutil import court_today
 
 PREFIX = "/samr/v1"
 JSON_UTF8 = "application/json; charset=utf-8"
@@ -48,8 +49,8 @@ def inquiry(id_number: str, **query) -> dict:
 
 
 def freeze(id_number: str, company: str, **line) -> dict:
-    item = {"UniSCID": company, "FroAm": "1000.00", "FroFrom": date.today().isoformat(),
-            "FroTo": (date.today() + timedelta(days=365)).isoformat(), **line}
+    item = {"UniSCID": company, "FroAm": "1000.00", "FroFrom": court_today().isoformat(),
+            "FroTo": (court_today() + timedelta(days=365)).isoformat(), **line}
     return {"Head": head(), "Execute": {"ExecuteItem": "1", "Inv": "张三", "CerType": "10", "CerNo": id_number,
                                         "Items": [item]}}
 

@@ -10,7 +10,7 @@ import itertools
 import json
 import uuid
 from dataclasses import replace
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, timedelta
 from typing import Any, Callable, Iterator
 
 import pytest
@@ -24,6 +24,7 @@ from sandboxes.public_security import create_app, describe_subject
 from sandboxes.server import FaultKnobs, SandboxServer
 from schemas.canonical import AssetRecordSchema, ControlOutcomeSchema
 from schemas.identifiers import resident_id_check_digit
+from gateway.timeutil import court_today
 
 PREFIX = "/psb/v1"
 COURT, OTHER_COURT = "330102", "330106"
@@ -50,7 +51,7 @@ def plate_of(person: str) -> str:
 
 
 def today() -> date:
-    return datetime.now(timezone.utc).date()
+    return court_today()
 
 
 def order(person: str, action: str, *lines: ControlLine, message_id: str, **changes) -> DeliveryOrder:
@@ -238,7 +239,7 @@ def test_refusals_and_unavailability_map_to_adapter_errors(start_bureau):
 
 
 def control_document(person: str, kind: str = "CF", **control) -> dict:
-    lines = {"CF": [{"HPHM": plate_of(person), "JZRQ": (date.today() + timedelta(days=30)).isoformat()}],
+    lines = {"CF": [{"HPHM": plate_of(person), "JZRQ": (court_today() + timedelta(days=30)).isoformat()}],
              "JF": [{"HPHM": plate_of(person), "YCFBH": "CF00000001"}]}
     body = {"KZLX": kind, "XM": "张三", "ZJZL": "1", "ZJHM": person, **({"CL": lines[kind]} if kind in lines else {}), **control}
     return {"Head": {"XXID": str(uuid.uuid4()), "CJSJ": "2026-11-23T10:00:00Z", "FYDM": COURT, "CBR": "officer.wang",
@@ -272,7 +273,7 @@ def test_control_violations_are_refused_naming_the_field(bureau, change, field):
 
 
 def test_a_watch_answer_on_the_wire(bureau):
-    document = control_document(owner("A"), "BK", BKJZRQ=(date.today() + timedelta(days=10)).isoformat())
+    document = control_document(owner("A"), "BK", BKJZRQ=(court_today() + timedelta(days=10)).isoformat())
     body = json.dumps(document, ensure_ascii=False).encode()
     response = requests.post(f"{bureau.server.url}{PREFIX}/controls", data=body, timeout=5,
                              headers={"Content-Type": "application/json; charset=utf-8", "X-Message-Id": document["Head"]["XXID"]})

@@ -7,7 +7,7 @@ import hashlib
 import os
 import time
 from dataclasses import replace
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Iterator
 
@@ -23,8 +23,9 @@ from sandboxes.server import FaultKnobs
 from sandboxes.sftp_server import BatchAgencyProcessor, SftpSandbox, generate_ed25519_key, public_key_line
 from schemas.canonical import AssetRecordSchema, ControlOutcomeSchema
 from schemas.identifiers import resident_id_check_digit
+from gateway.timeutil import court_today
 
-IN_A_YEAR = date.today() + timedelta(days=365)
+IN_A_YEAR = court_today() + timedelta(days=365)
 
 
 def person(n: int) -> SubjectRef:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import ast
 import threading
 from dataclasses import replace
-from datetime import date, timedelta
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Iterator
@@ -27,6 +27,7 @@ from sandboxes.server import FaultKnobs, SandboxServer
 from sandboxes.soap_bank import DEFAULT_PREFIX, WSDL_PATH, create_app
 from schemas import xml
 from schemas.canonical import AssetRecordSchema, ControlOutcomeSchema
+from gateway.timeutil import court_today
 
 REPO = Path(__file__).resolve().parents[3]
 BANK_NAME = "sandbox bank"
@@ -52,6 +53,7 @@ def freezable(holdings) -> bool:
 
 def order(id_number: str, message_id: str, action: str = "inquiry", **changes) -> DeliveryOrder:
     base = DeliveryOrder(
+        court_date=court_today(),
         message_id=message_id, action=action,
         categories=("deposit", "wealth_product") if action == "inquiry" else ("deposit",),
         subject=SubjectRef("person", "张三", id_number), case_number="(2024)浙0102执1234号", court_code="330102",
@@ -160,7 +162,7 @@ def account(bank) -> tuple[str, str]:
 
 
 def line(number: str, amount: str | None, **changes) -> ControlLine:
-    base = ControlLine(number, Decimal(amount) if amount else None, date.today() + timedelta(days=180))
+    base = ControlLine(number, Decimal(amount) if amount else None, court_today() + timedelta(days=180))
     return replace(base, **changes)
 
 
@@ -175,7 +177,7 @@ def test_freeze_renew_deduct_unfreeze_change_the_balances(bank, transport, accou
     assert (ledger.balance, ledger.available) == (Decimal("10000.00"), Decimal("6000.00"))
     reference = outcome["agency_reference"]
 
-    later = date.today() + timedelta(days=300)
+    later = court_today() + timedelta(days=300)
     _, renewed = exchange(transport, order(subject, "c-renew", "renew",
                                            lines=(line(number, None, until=later, original_reference=reference),)))
     assert renewed.controls[0]["outcome"] == "controlled" and renewed.controls[0]["until"] == later.isoformat()

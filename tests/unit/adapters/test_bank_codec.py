@@ -24,6 +24,7 @@ from adapters.errors import (
 from adapters.interfaces import ControlLine, DeliveryOrder, Envelope, Reply, SubjectRef
 from schemas import xml
 from schemas.canonical import AssetRecordSchema, ControlOutcomeSchema
+from gateway.timeutil import court_today
 
 NS = "urn:enforcement-gateway:bank:v1"
 MESSAGE_ID = "0b7f0c9e-3d0e-4a53-9d7e-1f7a1c1b2d3e"
@@ -34,6 +35,7 @@ CASE = "(2024)浙0102执1234号"
 
 def order(**changes) -> DeliveryOrder:
     base = DeliveryOrder(
+        court_date=court_today(),
         message_id=MESSAGE_ID,
         action="inquiry",
         categories=("deposit", "wealth_product"),

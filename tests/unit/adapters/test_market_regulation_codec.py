@@ -6,7 +6,7 @@ import hashlib
 import json
 import re
 from dataclasses import replace
-from datetime import date, datetime, timezone
+from datetime import date
 from decimal import Decimal
 
 import pytest
@@ -16,6 +16,7 @@ from adapters.codecs.market_regulation import MarketRegulationCodec
 from adapters.errors import AgencyRefused, AgencyUnavailable, AnswerNotBound, IncomingInvalid, OutgoingInvalid
 from adapters.interfaces import ControlLine, DeliveryOrder, Envelope, Reply, SubjectRef
 from schemas.canonical import AssetRecordSchema, ControlOutcomeSchema
+from gateway.timeutil import court_today
 
 MESSAGE_ID = "5d1c7a52-0e7b-4c55-8d8e-9b1f7f0c2a11"
 PERSON_ID = "11010519491231002X"
@@ -28,6 +29,7 @@ UNTIL = date(2029, 6, 30)
 
 def order(**changes) -> DeliveryOrder:
     base = DeliveryOrder(
+        court_date=court_today(),
         message_id=MESSAGE_ID, action="inquiry", categories=("enterprise", "equity"),
         subject=SubjectRef(kind="person", name="张三", id_number=PERSON_ID), case_number=CASE,
         court_code="330102", officer="officer.wang", legal_basis_kind="ruling", legal_basis_number="(2024)浙0102执1234号之一",
@@ -50,7 +52,7 @@ def body_of(envelope: Envelope) -> dict:
 
 
 def today() -> str:
-    return datetime.now(timezone.utc).date().isoformat()
+    return court_today().isoformat()  # the court's date (Beijing), as the gateway sets it
 
 
 # --- what the codec can do, and encode ---------------------------------------------

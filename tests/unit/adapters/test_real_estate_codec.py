@@ -4,7 +4,7 @@ schema checks both ways, binding, error codes, hostile XML."""
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import date, timedelta
+from datetime import timedelta
 
 import pytest
 from lxml import etree
@@ -16,9 +16,10 @@ from sandboxes.real_estate import RealEstateRegistry
 from schemas import xml
 from schemas.canonical import AssetRecordSchema, ControlOutcomeSchema
 from schemas.identifiers import resident_id_check_digit
+from gateway.timeutil import court_today
 
 CASE = "(2024)浙0102执1234号"
-IN_A_YEAR = date.today() + timedelta(days=365)
+IN_A_YEAR = court_today() + timedelta(days=365)
 
 
 def person(n: int) -> SubjectRef:
@@ -125,7 +126,7 @@ def test_release_promotes_the_next_queued_seal(codec, registry) -> None:
     _, released = exchange(codec, registry, replace(release, message_id="d-4"))
     assert released.controls[0]["outcome"] == "released"
     [promoted] = registry.seals_on(free)
-    assert (promoted.court, promoted.place, promoted.kind, promoted.start) == ("330106", 1, "1", date.today())
+    assert (promoted.court, promoted.place, promoted.kind, promoted.start) == ("330106", 1, "1", court_today())
     assert promoted.reference == theirs.controls[0]["agency_reference"]
 
 

@@ -278,6 +278,8 @@ def test_property_uscc_single_substitution_is_detected(code: str, pos: int, new:
         ("(2023)最12执监7号", "(2023)最12执监7号"),
         ("(2023)豫01执协8号", "(2023)豫01执协8号"),
         ("(2023)闽01执他9号", "(2023)闽01执他9号"),
+        ("(2024)浙０１０２执1234号", "(2024)浙0102执1234号"),  # full-width digits
+        ("〔2024〕浙0102执1234号", "(2024)浙0102执1234号"),  # tortoise-shell brackets
     ],
 )
 def test_good_case_numbers(value: str, expected: str) -> None:
@@ -300,7 +302,6 @@ def test_good_case_numbers(value: str, expected: str) -> None:
         "(2024)浙0102执终1234号",  # unknown suffix
         "(2024)浙0102执恢保1234号",  # two suffixes
         "(24)浙0102执1234号",
-        "(2024)浙０１０２执1234号",  # full-width digits
         " (2024)浙0102执1234号",
         "(2024)浙0102执1234号 ",
         "[2024]浙0102执1234号",
