@@ -292,6 +292,71 @@ class RequestStateSchema(Schema):
                             metadata={"description": "the legal documents the request carries, in order"})
 
 
+class DebtorOutSchema(Schema):
+    kind = fields.Str()
+    id_number_masked = fields.Str(metadata={"description": "first 4 and last 4 characters; the number itself never"})
+    name = fields.Str()
+
+
+class RequestTargetSchema(Schema):
+    """An asset a control names, as its agency last reported it."""
+
+    asset_id = fields.Str()
+    agency = fields.Str()
+    category = fields.Str()
+    identifier = fields.Str()
+    description = fields.Str()
+    balance = Money(allow_none=True)
+    value = Money(allow_none=True)
+    reported_at = UtcDateTime()
+
+
+class DecisionOutSchema(Schema):
+    outcome = fields.Str(validate=_one_of(("approved", "rejected")))
+    by = fields.Str(metadata={"description": "the approver's token subject"})
+    at = UtcDateTime()
+    reason = fields.Str(allow_none=True)
+
+
+class ProgressOutSchema(Schema):
+    answered = fields.Int(metadata={"description": "agencies that answered (\"6 of 8 agencies answered\")"})
+    finished = fields.Int(metadata={"description": "agencies done, answered or not"})
+    agencies = fields.Int()
+
+
+class RequestDetailSchema(RequestStateSchema):
+    """A request in full: what it asks, who proposed and decided it, how far its agencies are."""
+
+    debtor = fields.Nested(DebtorOutSchema)
+    amount = Money(allow_none=True)
+    court_account = fields.Str(allow_none=True)
+    targets = fields.List(fields.Nested(RequestTargetSchema))
+    legal_basis = fields.Nested(LegalBasisSchema, allow_none=True)
+    proposer = fields.Str(metadata={"description": "the officer who submitted it (token subject)"})
+    court = fields.Str()
+    decision = fields.Nested(DecisionOutSchema, allow_none=True,
+                             metadata={"description": "a control's approval or rejection; null until decided"})
+    source_request_id = fields.Str(allow_none=True,
+                                   metadata={"description": "a control the gateway made itself: the officer's request it carries out"})
+    updated_at = UtcDateTime()
+    progress = fields.Nested(ProgressOutSchema)
+
+
+class RequestPageSchema(Schema):
+    requests = fields.List(fields.Nested(RequestDetailSchema), metadata={"description": "newest first"})
+    next_cursor = fields.Str(allow_none=True, metadata={"description": "pass as cursor for the next page; null at the end"})
+
+
+class RequestListArgsSchema(Schema):
+    state = fields.Str(validate=_one_of(REQUEST_STATES))
+    action = fields.Str(validate=_one_of(ACTIONS))
+    case_number = fields.Str(validate=validate.Length(min=1, max=64))
+    awaiting_approval = fields.Bool(metadata={"description": "true: the approval queue"})
+    proposer = fields.Str(validate=validate.Length(min=1, max=128))
+    cursor = fields.Str(validate=validate.Length(min=1, max=200))
+    limit = fields.Int(load_default=50, validate=validate.Range(min=1, max=200))
+
+
 class ControlInForceSchema(Schema):
     id = fields.Str(allow_none=True, metadata={"description": "the control ledger entry"})
     action = fields.Str()

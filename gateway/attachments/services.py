@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Connection, insert, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -26,10 +26,8 @@ from audit.store import AuditLog
 from gateway.attachments.models import Document, OfficerCredential, RequestDocument
 from gateway.auth.tokens import Principal
 from gateway.errors import InvalidInput, NotFound, RuleViolation, TooLarge
+from gateway.requests.models import Request
 from schemas.canonical import CARD_IMAGE_TYPES, LEGAL_DOCUMENT_TYPE
-
-if TYPE_CHECKING:
-    from gateway.requests.models import Request
 
 DEFAULT_MAX_BYTES = 5 * 1024 * 1024
 # What a file of each type starts with; a file is stored only as the type its bytes show.
@@ -174,6 +172,25 @@ def document_views(bind: Session | Connection, request_id: str) -> list[dict[str
         .join(Document, Document.sha256 == RequestDocument.document_sha256)
         .where(RequestDocument.request_id == request_id).order_by(RequestDocument.position))
     return [dict(r._mapping) for r in rows]
+
+
+def readable_document(session: Session, sha256: str, principal: Principal) -> tuple[Document, str]:
+    """The document and the name a request of the caller's court gave it (or its digest).
+
+    A court reads the documents its requests carry and the files it uploaded first;
+    another court's file answers as no file at all (NotFound), so digests cannot be probed.
+    """
+    document = session.get(Document, sha256)
+    if document is not None:
+        carried = session.execute(
+            select(RequestDocument.name).join(Request, Request.id == RequestDocument.request_id)
+            .where(RequestDocument.document_sha256 == sha256, Request.court_code == (principal.court or ""))
+            .limit(1)).scalar()
+        if carried is not None:
+            return document, carried
+        if document.court_code == principal.court:
+            return document, sha256
+    raise NotFound(f"no document {sha256} for court {principal.court}")
 
 
 def documents_of(session: Session, request_id: str) -> list[RequestDocument]:

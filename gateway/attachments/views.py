@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
-from flask import Flask, current_app, request
+from flask import Flask, Response, current_app, request
 
 from gateway.api import ApiBlueprint, base64_length, body_limit, roles_required
 from gateway.attachments import services
@@ -49,6 +50,26 @@ def upload_document() -> Any:
                            actor=principal, details={"sha256": upload.sha256, "media_type": upload.media_type,
                                                      "size_bytes": upload.size_bytes})
     return upload.view(), 201 if created else 200
+
+
+@blp.route("/documents/<sha256>", methods=["GET"])
+@roles_required("court_officer", "approver")
+@blp.doc(responses={"200": {"description": "the file as stored", "content": {
+    media_type: {"schema": {"type": "string", "format": "binary"}} for media_type in services.SIGNATURES}}})
+@blp.alt_response(404, schema=ErrorSchema, description="no such file among the caller's court's requests and uploads")
+def download_document(sha256: str) -> Any:
+    """A legal document or card image, for the court whose requests carry it (or that uploaded
+    it first). Each download is an audit event."""
+    principal = current_principal()
+    with get_db().transaction() as session:
+        document, name = services.readable_document(session, sha256.lower(), principal)
+        get_audit().record(session, action="document.read", outcome="ok", actor=principal,
+                           details={"sha256": document.sha256, "media_type": document.media_type})
+        content, media_type = document.content, document.media_type
+    # inline: a judge reads the PDF in the browser; the name is the one the request gave it.
+    return Response(content, mimetype=media_type, headers={
+        "Content-Disposition": f"inline; filename*=UTF-8''{quote(name)}",
+        "X-Content-Type-Options": "nosniff", "Cache-Control": "private, no-store"})
 
 
 @blp.route("/officers/me/credentials", methods=["PUT"])

@@ -5,7 +5,7 @@ from datetime import timedelta
 from typing import Any
 
 from flask import Flask, Response, current_app, request
-from marshmallow import Schema, fields, validate
+from marshmallow import RAISE, Schema, fields, validate
 from sqlalchemy.exc import IntegrityError
 
 from gateway.api import ApiBlueprint, base64_length, body_limit, roles_required, set_audit_context
@@ -13,9 +13,11 @@ from gateway.audit_service import get_audit
 from gateway.auth.access import current_principal
 from gateway.db import get_db
 from gateway.errors import RuleViolation
-from gateway.requests import services
+from gateway.requests import queries, services
 from gateway.timeutil import utc_now
-from schemas.canonical import ErrorSchema, RequestStateSchema, RequestSubmissionSchema
+from schemas.canonical import (
+    ErrorSchema, RequestDetailSchema, RequestListArgsSchema, RequestPageSchema, RequestStateSchema, RequestSubmissionSchema,
+)
 
 blp = ApiBlueprint("requests", __name__, url_prefix="/api/v1", description="One-click inquiries and controls")
 
@@ -84,17 +86,37 @@ def _json(body: dict[str, Any], status: int) -> Response:
     return current_app.response_class(json.dumps(body, ensure_ascii=False), status=status, mimetype="application/json")
 
 
+@blp.route("/requests", methods=["GET"])
+@roles_required("court_officer", "approver", "admin")
+@blp.arguments(RequestListArgsSchema(), location="query", unknown=RAISE)
+@blp.response(200, RequestPageSchema)
+@blp.alt_response(400, schema=ErrorSchema, description="a filter breaks its rule, or a cursor not returned by this API")
+def list_requests(args: dict[str, Any]) -> Any:
+    """The caller's court's requests, newest first, in full; ``awaiting_approval=true`` is a
+    judge's queue. ``next_cursor`` fetches the next page."""
+    principal = current_principal()
+    cursor, limit = args.pop("cursor", None), args.pop("limit")
+    with get_db().transaction() as session:
+        page = queries.find_requests(session, principal, args, cursor=cursor, limit=limit)
+        get_audit().record(session, action="request.list", outcome="ok", actor=principal,
+                           case_number=args.get("case_number"),
+                           details={"filters": {k: v for k, v in args.items() if k != "case_number"},
+                                    "returned": len(page.requests)})
+    return {"requests": page.requests, "next_cursor": page.next_cursor}
+
+
 @blp.route("/requests/<request_id>", methods=["GET"])
 @roles_required("court_officer", "approver", "admin")
-@blp.response(200, RequestStateSchema)
+@blp.response(200, RequestDetailSchema)
 @blp.alt_response(404, schema=ErrorSchema)
 def get_request(request_id: str) -> Any:
-    """The state of a request and of each delivery, with results."""
+    """A request in full: what it asks (debtor, amount, targets with their last reported
+    balances, legal basis, documents), proposer and decision, and each delivery with results."""
     principal = current_principal()
     set_audit_context(request_id=request_id)
     with get_db().transaction() as session:
         row = services.get_request(session, request_id, principal)
-        body = services.state_view(session, row)
+        body = queries.detail_view(session, row)
         get_audit().record(
             session, action="request.read", outcome="ok", actor=principal, case_number=body["case_number"],
             subject_id_number=row.subject.id_number, request_id=row.id,
@@ -110,7 +132,7 @@ class ApprovalSchema(Schema):
 @blp.route("/requests/<request_id>/approval", methods=["POST"])
 @roles_required("approver")
 @blp.arguments(ApprovalSchema())
-@blp.response(200, RequestStateSchema, description="decided: approved controls leave now; rejected ones end")
+@blp.response(200, RequestDetailSchema, description="decided: approved controls leave now; rejected ones end")
 @blp.alt_response(403, schema=ErrorSchema, description="the proposer may not approve their own control")
 @blp.alt_response(404, schema=ErrorSchema, description="no such request for the approver's court")
 @blp.alt_response(409, schema=ErrorSchema, description="the request is not awaiting approval")
@@ -127,7 +149,7 @@ def decide_request(payload: dict[str, Any], request_id: str) -> Any:
             session, request_id, principal, approve=approve, reason=payload.get("reason"),
             registry=current_app.extensions["registry"], audit=get_audit(), now=utc_now(),
         )
-        body = services.state_view(session, row)
+        body = queries.detail_view(session, row)
     if approve:
         current_app.extensions["worker"].wake()
     return body
