@@ -93,3 +93,15 @@ class TooManyRequests(GatewayError):
     def __init__(self, message: str, *, retry_after_seconds: int, fields: dict[str, Any] | None = None):
         super().__init__(message, fields=fields)
         self.retry_after_seconds = max(1, retry_after_seconds)  # sent as Retry-After
+
+
+class NotAcceptable(GatewayError):
+    code = "not_acceptable"
+    http_status = 406
+
+
+class ServiceUnavailable(GatewayError):
+    """The gateway lacks something it needs to answer (a font, a key); the message says what."""
+
+    code = "service_unavailable"
+    http_status = 503

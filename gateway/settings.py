@@ -141,6 +141,13 @@ class DocumentsSection:
 
 
 @dataclass(frozen=True)
+class ReportsSection:
+    """The asset report as CSV and PDF (gateway/reports/render.py)."""
+
+    pdf_font_file: str  # a TrueType font with Chinese glyphs; empty: Debian's fonts-wqy-microhei
+
+
+@dataclass(frozen=True)
 class ServerSection:
     host: str
     port: int
@@ -163,6 +170,7 @@ class Settings:
     controls: ControlsSection
     documents: DocumentsSection
     limits: LimitsSection
+    reports: ReportsSection
     testing: bool = False
     # Set by `gateway serve` in its environment before gunicorn forks (not a settings
     # key): where prometheus-client's multiprocess mode keeps each process's values.
@@ -225,6 +233,7 @@ _SECTIONS = {
     "controls": ControlsSection,
     "documents": DocumentsSection,
     "limits": LimitsSection,
+    "reports": ReportsSection,
 }
 
 
