@@ -34,6 +34,8 @@ from gateway.reports import views as report_views
 from gateway.requests import views as request_views
 from gateway.settings import load_settings
 from gateway.timeutil import set_court_timezone, utc_now
+from gateway.webhooks import views as webhook_views
+from gateway.webhooks.notifier import WebhookNotifier
 
 
 def create_app(overrides: Mapping[str, Any] | None = None, *, registry: Registry | None = None) -> Flask:
@@ -66,6 +68,7 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, registry: Registry
     agency_soap_views.init_app(app)
     audit_views.init_app(app, api)
     audit_console.init_app(app)
+    webhook_views.init_app(app, api)
 
     # Each app has its own registry (tests build many apps in one process); under
     # gunicorn the values also go to PROMETHEUS_MULTIPROC_DIR for every process to read.
@@ -85,5 +88,10 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, registry: Registry
                                        on_work=worker.wake)
     worker.add_periodic(housekeeping.maybe_run)
     app.extensions["control_housekeeping"] = housekeeping
+    # Notifications to court systems: found and sent from their outbox on the same loop.
+    notifier = WebhookNotifier(app.extensions["db"], app.extensions["audit"], settings.webhooks,
+                               warning_days=settings.controls.warning_days, clock=lambda: app.extensions["clock"]())
+    worker.add_periodic(notifier.maybe_run)
+    app.extensions["webhook_notifier"] = notifier
     app.extensions["worker"] = worker
     return app

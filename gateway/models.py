@@ -6,5 +6,6 @@ from gateway.controls.models import Control, RepeatFreeze
 from gateway.db import Base
 from gateway.deliveries.models import Asset, Delivery, DeliveryResult, QuarantinedMessage
 from gateway.requests.models import Request
+from gateway.webhooks.models import WebhookNotification, WebhookSubscription
 
-__all__ = ["Asset", "Base", "Case", "Control", "Delivery", "DeliveryResult", "Document", "OfficerCredential", "RequestDocument", "Party", "QuarantinedMessage", "RepeatFreeze", "Request", "Subject"]
+__all__ = ["Asset", "Base", "Case", "Control", "Delivery", "DeliveryResult", "Document", "OfficerCredential", "RequestDocument", "Party", "QuarantinedMessage", "RepeatFreeze", "Request", "Subject", "WebhookNotification", "WebhookSubscription"]

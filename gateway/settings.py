@@ -148,6 +148,19 @@ class ReportsSection:
 
 
 @dataclass(frozen=True)
+class WebhooksSection:
+    """Notifications to court systems (gateway/webhooks/)."""
+
+    allowed_schemes: list[str]
+    interval_seconds: float
+    timeout_seconds: float
+    max_attempts: int
+    backoff_base_seconds: float
+    backoff_cap_seconds: float
+    batch_size: int
+
+
+@dataclass(frozen=True)
 class ServerSection:
     host: str
     port: int
@@ -171,6 +184,7 @@ class Settings:
     documents: DocumentsSection
     limits: LimitsSection
     reports: ReportsSection
+    webhooks: WebhooksSection
     testing: bool = False
     # Set by `gateway serve` in its environment before gunicorn forks (not a settings
     # key): where prometheus-client's multiprocess mode keeps each process's values.
@@ -234,6 +248,7 @@ _SECTIONS = {
     "documents": DocumentsSection,
     "limits": LimitsSection,
     "reports": ReportsSection,
+    "webhooks": WebhooksSection,
 }
 
 

@@ -15,7 +15,9 @@ from marshmallow import Schema, ValidationError, fields, validate, validates, va
 
 from schemas.fields import Base64Bytes, Money, Sha256Hex, UtcDateTime, unique_items
 from schemas.identifiers import IdentifierError, check_case_number, check_resident_id, check_uscc
-from schemas.vocabulary import ACTIONS, API_DELIVERY_STATES, CATEGORIES, PARTY_ROLES, REQUEST_STATES, SUBJECT_KINDS
+from schemas.vocabulary import (
+    ACTIONS, API_DELIVERY_STATES, CATEGORIES, PARTY_ROLES, REQUEST_STATES, SUBJECT_KINDS, WEBHOOK_EVENTS,
+)
 
 LEGAL_BASIS_KINDS = ("assistance_notice", "ruling", "decision", "enforcement_notice")
 COURT_CODE = re.compile(r"^[0-9A-Za-z]{2,32}$")
@@ -424,3 +426,42 @@ class AssetReportSchema(Schema):
     cash_recoverable_ratio = fields.Str(metadata={"description": "cash_found over amount owed, 4 places; 1.0000 "
                                                              "means the cash found covers the debt, above 1 more than covers it"})
     gaps = fields.List(fields.Dict())
+
+
+class WebhookInSchema(Schema):
+    url = fields.Str(required=True, validate=validate.Length(min=1, max=500),
+                     metadata={"description": "where notifications are POSTed (https unless [webhooks] allowed_schemes)"})
+    events = fields.List(fields.Str(validate=_one_of(WEBHOOK_EVENTS)), load_default=list(WEBHOOK_EVENTS),
+                         validate=[validate.Length(min=1), unique_items],
+                         metadata={"description": "default: every event"})
+
+
+class WebhookOutSchema(Schema):
+    id = fields.Str()
+    court = fields.Str()
+    url = fields.Str()
+    events = fields.List(fields.Str())
+    created_by = fields.Str()
+    created_at = UtcDateTime()
+    secret = fields.Str(metadata={"description": "the HMAC-SHA256 key of X-Gateway-Signature; shown only when registered"})
+
+
+class WebhookListSchema(Schema):
+    webhooks = fields.List(fields.Nested(WebhookOutSchema))
+
+
+class WebhookNotificationOutSchema(Schema):
+    id = fields.Str()
+    event = fields.Str(validate=_one_of(WEBHOOK_EVENTS))
+    state = fields.Str(validate=_one_of(("pending", "delivered", "failed")))
+    attempts = fields.Int()
+    next_attempt_at = UtcDateTime()
+    last_status = fields.Int(allow_none=True, metadata={"description": "the court server's HTTP status"})
+    last_error = fields.Str(allow_none=True)
+    created_at = UtcDateTime()
+    delivered_at = UtcDateTime(allow_none=True)
+    payload = fields.Dict(metadata={"description": "the JSON body as sent"})
+
+
+class WebhookNotificationListSchema(Schema):
+    notifications = fields.List(fields.Nested(WebhookNotificationOutSchema), metadata={"description": "newest first"})

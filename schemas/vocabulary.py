@@ -53,3 +53,6 @@ REQUEST_STATES = (
 DELIVERY_STATES = ("held", "queued", "sending", "awaiting", "sent", "answered", "failed", "expired", "rejected")
 API_DELIVERY_STATES = ("queued", "sent", "answered", "failed", "expired", "rejected")
 FINAL_DELIVERY_STATES = ("answered", "failed", "expired", "rejected")
+
+# What a court's webhook can be told (gateway/webhooks/services.py).
+WEBHOOK_EVENTS = ("request.finished", "asset.found", "control.lapsing")
