@@ -7,6 +7,7 @@ only by whoever runs it (``gateway serve``, ``gateway worker``, the demo).
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any, Mapping
 
 from flask import Flask
@@ -20,6 +21,9 @@ from gateway.attachments import views as attachment_views
 from gateway.auditing import console as audit_console
 from gateway.auditing import views as audit_views
 from gateway.auth.tokens import TokenVerifier
+from gateway.batches import views as batch_views
+from gateway.batches.expander import BatchExpander
+from gateway.batches.services import Intake
 from gateway.cases import views as case_views
 from gateway.controls import views as control_views
 from gateway.controls.housekeeping import ControlHousekeeping
@@ -69,6 +73,7 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, registry: Registry
     audit_views.init_app(app, api)
     audit_console.init_app(app)
     webhook_views.init_app(app, api)
+    batch_views.init_app(app, api)
 
     # Each app has its own registry (tests build many apps in one process); under
     # gunicorn the values also go to PROMETHEUS_MULTIPROC_DIR for every process to read.
@@ -93,5 +98,12 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, registry: Registry
                                warning_days=settings.controls.warning_days, clock=lambda: app.extensions["clock"]())
     worker.add_periodic(notifier.maybe_run)
     app.extensions["webhook_notifier"] = notifier
+    # Batch lines become inquiries on the same loop, a few per pass (gateway/batches/expander.py).
+    intake = Intake(registry=app.extensions["registry"], rules=app.extensions["control_rules"],
+                    reuse_window=timedelta(seconds=settings.reuse.freshness_seconds),
+                    max_document_bytes=settings.documents.max_bytes, clock=lambda: app.extensions["clock"]())
+    expander = BatchExpander(app.extensions["db"], app.extensions["audit"], intake, on_work=worker.wake)
+    worker.add_periodic(expander.run_once)
+    app.extensions["batch_expander"] = expander
     app.extensions["worker"] = worker
     return app

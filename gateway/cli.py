@@ -10,6 +10,7 @@ import time
 
 import click
 
+from gateway.batches import cli as batches_cli
 from gateway.controls import cli as controls_cli
 from gateway.errors import ConfigError
 from gateway.settings import load_settings
@@ -47,6 +48,7 @@ def main() -> None:
 
 
 main.add_command(controls_cli.controls)
+main.add_command(batches_cli.batch)
 
 
 @main.command()

@@ -1,6 +1,7 @@
 """Every mapped class, imported once so the metadata is complete (migrations, tests)."""
 
 from gateway.attachments.models import Document, OfficerCredential, RequestDocument
+from gateway.batches.models import Batch, BatchLine
 from gateway.cases.models import Case, Party, Subject
 from gateway.controls.models import Control, RepeatFreeze
 from gateway.db import Base
@@ -8,4 +9,4 @@ from gateway.deliveries.models import Asset, Delivery, DeliveryResult, Quarantin
 from gateway.requests.models import Request
 from gateway.webhooks.models import WebhookNotification, WebhookSubscription
 
-__all__ = ["Asset", "Base", "Case", "Control", "Delivery", "DeliveryResult", "Document", "OfficerCredential", "RequestDocument", "Party", "QuarantinedMessage", "RepeatFreeze", "Request", "Subject", "WebhookNotification", "WebhookSubscription"]
+__all__ = ["Asset", "Base", "Batch", "BatchLine", "Case", "Control", "Delivery", "DeliveryResult", "Document", "OfficerCredential", "RequestDocument", "Party", "QuarantinedMessage", "RepeatFreeze", "Request", "Subject", "WebhookNotification", "WebhookSubscription"]

@@ -126,9 +126,11 @@ class LimitsSection:
     officer_requests_per_hour: int
     court_requests_per_hour: int
     officer_subjects_per_day: int
+    officer_batch_lines_per_day: int  # batch lines (gateway/batches/) count here, not per request
 
     def __post_init__(self) -> None:
-        for name in ("officer_requests_per_hour", "court_requests_per_hour", "officer_subjects_per_day"):
+        for name in ("officer_requests_per_hour", "court_requests_per_hour", "officer_subjects_per_day",
+                     "officer_batch_lines_per_day"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"setting limits.{name} must be at least 1, got {getattr(self, name)}")
 

@@ -465,3 +465,53 @@ class WebhookNotificationOutSchema(Schema):
 
 class WebhookNotificationListSchema(Schema):
     notifications = fields.List(fields.Nested(WebhookNotificationOutSchema), metadata={"description": "newest first"})
+
+
+MAX_BATCH_LINES = 1000
+
+
+class BatchLineSchema(Schema):
+    """One debtor of one of the court's cases, to be asked about (an inquiry)."""
+
+    case_number = CaseNumberField(required=True)
+    subject = fields.Nested(SubjectSchema, required=True)
+    categories = fields.List(fields.Str(validate=_one_of(CATEGORIES)), validate=[validate.Length(min=1), unique_items],
+                             load_default=None, metadata={"description": "default: every category some agency serves"})
+
+
+class BatchSubmissionSchema(Schema):
+    """POST /api/v1/batches as JSON; as CSV, the header is case_number,kind,name,id_number[,categories]
+    (categories separated by spaces) and lines are numbered as in JSON, from 0."""
+
+    lines = fields.List(fields.Nested(BatchLineSchema), required=True, validate=validate.Length(
+        min=1, max=MAX_BATCH_LINES, error="a batch has 1 to {max} lines"))
+
+
+class BatchProgressSchema(Schema):
+    lines = fields.Int(metadata={"description": "N: lines in the batch"})
+    accepted = fields.Int(metadata={"description": "lines whose inquiry was made (n of N)"})
+    refused = fields.Int(metadata={"description": "lines refused when their inquiry was made (see lines[].error)"})
+    pending = fields.Int(metadata={"description": "lines whose inquiry is still to be made"})
+    answered = fields.Int(metadata={"description": "inquiries answered by every agency, or some (completed, partially_completed)"})
+    failed = fields.Int(metadata={"description": "inquiries no agency answered, and refused lines"})
+    in_progress = fields.Int()
+
+
+class BatchLineOutSchema(Schema):
+    line = fields.Int()
+    case_number = fields.Str()
+    debtor = fields.Nested(DebtorOutSchema)
+    state = fields.Str(validate=_one_of(("pending", "accepted", "refused")))
+    request_id = fields.Str(allow_none=True)
+    request_state = fields.Str(allow_none=True, validate=_one_of(REQUEST_STATES))
+    error = fields.Str(allow_none=True)
+
+
+class BatchOutSchema(Schema):
+    id = fields.Str()
+    court = fields.Str()
+    submitted_by = fields.Str()
+    created_at = UtcDateTime()
+    state = fields.Str(validate=_one_of(("accepting", "in_progress", "finished")))
+    progress = fields.Nested(BatchProgressSchema)
+    lines = fields.List(fields.Nested(BatchLineOutSchema), metadata={"description": "only with ?lines=true"})

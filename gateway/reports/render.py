@@ -76,22 +76,45 @@ def _controls_text(controls: Iterable[dict[str, Any]]) -> str:
     return "; ".join(parts)
 
 
+def _report_rows(report: dict[str, Any]) -> Iterable[list[str]]:
+    """A row per asset, then the totals, then each gap (column ``record`` says which)."""
+    for a in report["assets"]:
+        yield ["asset", a["agency"], a["category"], a["identifier"], a["description"], _money(a["balance"]),
+               _money(a["value"]), "yes" if a["exempt"] else "no", "; ".join(a["encumbrances"] or []),
+               _controls_text(a["controls"]), _local_time(a["found_at"]), "", ""]
+    for name in ("amount_owed", "cash_found", "cash_exempt", "cash_frozen"):
+        yield ["total", "", "", name, "", _money(report[name]), "", "", "", "", "", "", ""]
+    yield ["total", "", "", "cash_recoverable_ratio", "", report["cash_recoverable_ratio"], "", "", "", "", "", "", ""]
+    for g in report["gaps"]:
+        yield ["gap", g["agency"], " ".join(g["categories"]), "", "", "", "", "", "", "", "", g["state"], g["error"] or ""]
+
+
 def report_csv(report: dict[str, Any]) -> str:
     """One table: a row per asset, then the totals, then each gap (column ``record`` says which)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")  # RFC 4180
     writer.writerow(CSV_COLUMNS)
-    for a in report["assets"]:
-        writer.writerow(["asset", a["agency"], a["category"], a["identifier"], a["description"], _money(a["balance"]),
-                         _money(a["value"]), "yes" if a["exempt"] else "no", "; ".join(a["encumbrances"] or []),
-                         _controls_text(a["controls"]), _local_time(a["found_at"]), "", ""])
-    for name in ("amount_owed", "cash_found", "cash_exempt", "cash_frozen"):
-        writer.writerow(["total", "", "", name, "", _money(report[name]), "", "", "", "", "", "", ""])
-    writer.writerow(["total", "", "", "cash_recoverable_ratio", "", report["cash_recoverable_ratio"],
-                     "", "", "", "", "", "", ""])
-    for g in report["gaps"]:
-        writer.writerow(["gap", g["agency"], " ".join(g["categories"]), "", "", "", "", "", "", "", "", g["state"],
-                         g["error"] or ""])
+    writer.writerows(_report_rows(report))
+    return out.getvalue()
+
+
+BATCH_COLUMNS = ("line", "case_number", "debtor", "debtor_id_number", "line_state", "request_state")
+
+
+def batch_report_csv(entries: Iterable[tuple[dict[str, Any], dict[str, Any] | None]]) -> str:
+    """One table for a whole batch: each line's report rows, prefixed with the line, case
+    and debtor (masked); a line without a report (refused, or not yet made) has one row
+    saying why."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(BATCH_COLUMNS + CSV_COLUMNS)
+    for line, report in entries:
+        prefix = [str(line["line"]), line["case_number"], line["debtor"]["name"], line["debtor"]["id_number_masked"],
+                  line["state"], line["request_state"] or ""]
+        if report is None:
+            writer.writerow(prefix + ["line"] + [""] * (len(CSV_COLUMNS) - 2) + [line["error"] or ""])
+            continue
+        writer.writerows(prefix + row for row in _report_rows(report))
     return out.getvalue()
 
 
