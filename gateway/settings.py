@@ -16,6 +16,7 @@ from typing import Any, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gateway.errors import ConfigError
+from gateway.forwarded import proxy_networks
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 DEFAULTS_FILE = CONFIG_DIR / "settings.toml"
@@ -147,6 +148,15 @@ class ServerSection:
     gunicorn_workers: int
     gunicorn_threads: int
     metrics_dir: str
+    forwarded_allow_ips: list[str]
+    worker_timeout_seconds: int
+    graceful_timeout_seconds: int
+
+    def __post_init__(self) -> None:
+        proxy_networks(self.forwarded_allow_ips)  # raises ConfigError naming the bad entry
+        for name in ("worker_timeout_seconds", "graceful_timeout_seconds"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"setting server.{name} must be at least 1, got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)
