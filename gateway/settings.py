@@ -56,6 +56,14 @@ class AuthSection:
     leeway_seconds: int
     signing_key_file: str
     token_lifetime_seconds: int
+    login_failures_per_user: int
+    login_failures_per_source: int
+    login_failure_window_seconds: int
+
+    def __post_init__(self) -> None:
+        for name in ("login_failures_per_user", "login_failures_per_source", "login_failure_window_seconds"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"setting auth.{name} must be at least 1, got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)
