@@ -121,8 +121,9 @@ def audit_refusal(status: int, code: str, message: str) -> None:
     context = g.get("audit_context", {})
     principal = peek_principal()
     refusals = current_app.extensions.get("unauthenticated_refusals")
-    if principal is None and status == 401 and refusals is not None:
-        # A flood of bad tokens must not flood the chain (gateway/auditing/refusals.py).
+    if principal is None and status in (401, 429) and refusals is not None:
+        # A flood of bad tokens (or of logins while locked out) must not flood the chain
+        # (gateway/auditing/refusals.py).
         from gateway.audit_service import flush_refusal_summaries
 
         try:

@@ -31,6 +31,7 @@ from gateway.controls.rules import ControlRules
 from gateway.deliveries.channels import build_channels
 from gateway.deliveries.metrics import DeliveryMetrics
 from gateway.deliveries.worker import DeliveryWorker
+from gateway.forwarded import TrustedProxies, proxy_networks
 from gateway.logs import configure_logging
 from gateway.ops import views as ops_views
 from gateway.registry import Registry, load_registry
@@ -50,6 +51,8 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, registry: Registry
     app.config.update(SETTINGS=settings, TESTING=settings.testing, MAX_CONTENT_LENGTH=settings.gateway.max_content_length,
                       JSON_SORT_KEYS=False)
     app.json = api_module.BoundedJSONProvider(app)
+    if settings.server.forwarded_allow_ips:  # behind configured proxies only; else no X-Forwarded-* is believed
+        app.wsgi_app = TrustedProxies(app.wsgi_app, proxy_networks(settings.server.forwarded_allow_ips))
 
     db.init_app(app)
     app.extensions["registry"] = registry or load_registry(settings.agencies_path)

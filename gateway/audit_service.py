@@ -37,6 +37,6 @@ def flush_refusal_summaries(db: Database, audit: AuditLog, refusals: Unauthentic
                 audit.record(session, action="api.unauthenticated", outcome="refused_aggregated", details={
                     "source": s.source, "count": s.count, "window_start": s.started.isoformat(),
                     "window_end": s.ended.isoformat(), "last_path": s.last_path[:200],
-                    "note": "401s after the first of this window from this source, counted instead of audited one by one",
+                    "note": "401s (and 429s) after the first of this window from this source, counted instead of audited one by one",
                 })
     return len(summaries)

@@ -33,11 +33,11 @@ def _create_app(**kwargs):
         raise click.ClickException(str(exc)) from None
 
 
-def _check_registry(settings) -> None:
+def _check_registry(settings):
     from gateway.registry import load_registry
 
     try:
-        load_registry(settings.agencies_path)
+        return load_registry(settings.agencies_path)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -82,7 +82,7 @@ def serve(with_sandboxes, dev, host, port, gunicorn_workers, threads, no_deliver
     if bool(certfile) != bool(keyfile):
         raise click.UsageError("--certfile and --keyfile go together")
     settings = _settings()
-    _check_registry(settings)  # before gunicorn forks workers that would each fail on it
+    registry = _check_registry(settings)  # before gunicorn forks workers that would each fail on it
     host, port = host or settings.server.host, port or settings.server.port
     init_keys(settings)  # only what is missing: a first run works out of the box
     migrate.upgrade(settings.database_url)
@@ -96,13 +96,18 @@ def serve(with_sandboxes, dev, host, port, gunicorn_workers, threads, no_deliver
             app.run(host=host, port=port, debug=True, use_reloader=not with_sandboxes,
                     ssl_context=(certfile, keyfile) if certfile else None)
         else:
-            from gateway.server import GatewayServer, prepare_metrics_dir
+            from gateway.server import GatewayServer, prepare_metrics_dir, timeout_settings
 
+            try:
+                timeouts = timeout_settings(settings.server, max((a.timeout_seconds for a in registry), default=0))
+            except ConfigError as exc:
+                raise click.ClickException(str(exc)) from None
             prepare_metrics_dir(settings.metrics_path)
             GatewayServer(
                 bind=f"{host}:{port}", workers=gunicorn_workers or settings.server.gunicorn_workers,
                 threads=threads or settings.server.gunicorn_threads, run_delivery_workers=not no_delivery_workers,
                 access_log=not no_access_log, certfile=certfile, keyfile=keyfile,
+                forwarded_allow_ips=settings.server.forwarded_allow_ips, **timeouts,
             ).run()
     finally:
         if poller is not None:

@@ -1,6 +1,7 @@
 """Every mapped class, imported once so the metadata is complete (migrations, tests)."""
 
 from gateway.attachments.models import Document, OfficerCredential, RequestDocument
+from gateway.auth.models import LoginFailure
 from gateway.batches.models import Batch, BatchLine
 from gateway.cases.models import Case, Party, Subject
 from gateway.controls.models import Control, RepeatFreeze
@@ -9,4 +10,6 @@ from gateway.deliveries.models import Asset, Delivery, DeliveryResult, Quarantin
 from gateway.requests.models import Request
 from gateway.webhooks.models import WebhookNotification, WebhookSubscription
 
-__all__ = ["Asset", "Base", "Batch", "BatchLine", "Case", "Control", "Delivery", "DeliveryResult", "Document", "OfficerCredential", "RequestDocument", "Party", "QuarantinedMessage", "RepeatFreeze", "Request", "Subject", "WebhookNotification", "WebhookSubscription"]
+__all__ = ["Asset", "Base", "Batch", "BatchLine", "Case", "Control", "Delivery", "DeliveryResult", "Document",
+           "LoginFailure", "OfficerCredential", "RequestDocument", "Party", "QuarantinedMessage", "RepeatFreeze",
+           "Request", "Subject", "WebhookNotification", "WebhookSubscription"]

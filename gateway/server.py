@@ -7,6 +7,13 @@ empties the metrics folder and names it in PROMETHEUS_MULTIPROC_DIR before any
 worker forks (prometheus-client picks its mode when first imported, which
 happens in the workers, after fork); when a worker exits its live gauges are
 dropped (``mark_process_dead``).
+
+Forwarded headers (X-Forwarded-Proto and the rest) are believed only from the
+proxies ``[server] forwarded_allow_ips`` names, none by default: gunicorn's own
+default trusts loopback, which let a local client claim https over plain HTTP
+(gateway/forwarded.py). Timeouts are set deliberately (``timeout_settings``): a
+worker is restarted only when silent longer than any agency call can take, and
+on SIGTERM gets longer than one agency call to finish what it has in flight.
 """
 
 from __future__ import annotations
@@ -19,8 +26,9 @@ from typing import Any, Mapping
 from gunicorn.app.base import BaseApplication
 from gunicorn.glogging import Logger
 
+from gateway.errors import ConfigError
 from gateway.logs import redact
-from gateway.settings import PROMETHEUS_MULTIPROC_ENV
+from gateway.settings import PROMETHEUS_MULTIPROC_ENV, ServerSection
 
 
 class RedactingAccessLogger(Logger):
@@ -61,10 +69,23 @@ def _worker_exited(_server: Any, worker: Any) -> None:
     multiprocess.mark_process_dead(worker.pid)
 
 
+def timeout_settings(server: ServerSection, longest_agency_timeout: float) -> dict[str, int]:
+    """gunicorn's ``timeout`` and ``graceful_timeout`` from settings, both above the
+    longest agency call (the registry's largest ``timeout_seconds``): a worker busy
+    in a slow call must not be killed for silence, and one stopping must be able to
+    finish the call it is in (the delivery worker waits for its calls on exit)."""
+    for name in ("worker_timeout_seconds", "graceful_timeout_seconds"):
+        if getattr(server, name) <= longest_agency_timeout:
+            raise ConfigError(f"setting server.{name} ({getattr(server, name)} s) must exceed the longest agency "
+                              f"call: an agency in the registry has timeout_seconds = {longest_agency_timeout:g}")
+    return {"timeout": server.worker_timeout_seconds, "graceful_timeout": server.graceful_timeout_seconds}
+
+
 class GatewayServer(BaseApplication):
     def __init__(self, *, bind: str, workers: int, threads: int, overrides: Mapping[str, Any] | None = None,
                  registry: Any = None, run_delivery_workers: bool = True, access_log: bool = True,
-                 certfile: str | None = None, keyfile: str | None = None):
+                 certfile: str | None = None, keyfile: str | None = None,
+                 forwarded_allow_ips: list[str] | tuple[str, ...] = (), timeout: int = 120, graceful_timeout: int = 45):
         self._options = {
             "bind": bind,
             "workers": workers,
@@ -74,8 +95,12 @@ class GatewayServer(BaseApplication):
             "logger_class": "gateway.server.RedactingAccessLogger",
             "worker_exit": _stop_delivery_worker,
             "child_exit": _worker_exited,
-            "graceful_timeout": 15,
+            "timeout": timeout,
+            "graceful_timeout": graceful_timeout,
             "keepalive": 5,
+            # Whose X-Forwarded-Proto/-Ssl gunicorn believes: the configured proxies only
+            # (its own default is loopback). An empty string is an empty list: no one.
+            "forwarded_allow_ips": ",".join(forwarded_allow_ips),
             # https when given a certificate (agencies that poll send a UsernameToken, over TLS only)
             "certfile": certfile,
             "keyfile": keyfile,
@@ -85,7 +110,7 @@ class GatewayServer(BaseApplication):
 
     def load_config(self) -> None:
         for key, value in self._options.items():
-            if value is not None:
+            if value is not None:  # "" is a value (forwarded_allow_ips: trust no one)
                 self.cfg.set(key, value)
 
     def load(self) -> Any:

@@ -16,6 +16,7 @@ from typing import Any, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gateway.errors import ConfigError
+from gateway.forwarded import proxy_networks
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 DEFAULTS_FILE = CONFIG_DIR / "settings.toml"
@@ -55,6 +56,14 @@ class AuthSection:
     leeway_seconds: int
     signing_key_file: str
     token_lifetime_seconds: int
+    login_failures_per_user: int
+    login_failures_per_source: int
+    login_failure_window_seconds: int
+
+    def __post_init__(self) -> None:
+        for name in ("login_failures_per_user", "login_failures_per_source", "login_failure_window_seconds"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"setting auth.{name} must be at least 1, got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)
@@ -169,6 +178,15 @@ class ServerSection:
     gunicorn_workers: int
     gunicorn_threads: int
     metrics_dir: str
+    forwarded_allow_ips: list[str]
+    worker_timeout_seconds: int
+    graceful_timeout_seconds: int
+
+    def __post_init__(self) -> None:
+        proxy_networks(self.forwarded_allow_ips)  # raises ConfigError naming the bad entry
+        for name in ("worker_timeout_seconds", "graceful_timeout_seconds"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"setting server.{name} must be at least 1, got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)

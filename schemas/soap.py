@@ -54,11 +54,14 @@ class UsernameToken:
 
 class SoapFault(Exception):
     """A fault to answer with: ``code`` Client or Server, the reason for people, the
-    HTTP status, and the service's own code for the fault detail (``RESPONSECODE``)."""
+    HTTP status, and the service's own code for the fault detail (``RESPONSECODE``);
+    ``retry_after_seconds`` for a 429, sent as Retry-After."""
 
-    def __init__(self, code: str, reason: str, status: int, agency_code: str = "3000"):
+    def __init__(self, code: str, reason: str, status: int, agency_code: str = "3000", *,
+                 retry_after_seconds: int | None = None):
         super().__init__(reason)
         self.code, self.reason, self.status, self.agency_code = code, reason, status, agency_code
+        self.retry_after_seconds = retry_after_seconds
 
 
 def _wsdl_document(wsdl_path: Path) -> etree._ElementTree:

@@ -13,7 +13,8 @@ docs/agencies/pull.md), at ``/api/v1/agency/soap``.
 
 Faults carry ``PullFault`` (RESPONSECODE, RESPONSEINFO): soap:Client 3000 bad
 input, 2000 bad credentials (or a UsernameToken over plain HTTP), 2010 bad token
-or a caller that may not poll, 4040 no such request for the caller; soap:Server
+or a caller that may not poll, 2020 too many failed logins (429, Retry-After),
+4040 no such request for the caller; soap:Server
 1000 try later. Every fault is audited as a refused call (unauthenticated ones
 aggregated per source, like the JSON API's 401s).
 
@@ -35,6 +36,7 @@ from gateway.agency import pull_messages as msg
 from gateway.agency import services
 from gateway.api import audit_refusal
 from gateway.audit_service import get_audit
+from gateway.auth import lockout
 from gateway.auth.access import current_principal
 from gateway.auth.passwords import PasswordChecker
 from gateway.auth.tokens import Principal
@@ -63,6 +65,7 @@ WSDL_PATH = xml.WSDL_DIR / "pull-v1.wsdl"
 _OPERATIONS, _FAULT_ELEMENT = read_wsdl_operations(WSDL_PATH)
 _XSDS = imported_xsds(WSDL_PATH)
 EXTENSION = "pull_passwords"
+LOGIN_POLICY = "pull_login_policy"
 
 blp = Blueprint("agency_soap", __name__)
 
@@ -99,7 +102,9 @@ def call() -> Response:
 
 def _fault(fault: SoapFault) -> Response:
     audit_refusal(fault.status, f"soap_{fault.agency_code}", fault.reason)
-    return Response(fault_envelope(fault, _FAULT_ELEMENT), status=fault.status, content_type=SOAP_CONTENT_TYPE)
+    headers = {"Retry-After": str(fault.retry_after_seconds)} if fault.retry_after_seconds is not None else {}
+    return Response(fault_envelope(fault, _FAULT_ELEMENT), status=fault.status, content_type=SOAP_CONTENT_TYPE,
+                    headers=headers)
 
 
 def _authenticate(token: UsernameToken | None) -> Principal:
@@ -122,10 +127,34 @@ def _authenticate(token: UsernameToken | None) -> Principal:
     if token.password_type not in ("", PASSWORD_TEXT):
         raise SoapFault("Client", "bad credentials (code 2000): only the PasswordText UsernameToken is accepted", 401,
                         "2000")
-    agency = next((a for a in registry if a.mode == "pull" and a.options.get("username") == token.username
-                   and "password_hash" in a.options), None)
+    return _log_in(token, registry)
+
+
+def _log_in(token: UsernameToken, registry: Any) -> Principal:
+    """The UsernameToken checked, unless its user name or the caller's address is
+    locked out after too many failures (gateway/auth/lockout.py). An unknown user
+    name costs the same hash as a wrong password; each failure is counted and audited."""
+    policy, now, db = current_app.extensions[LOGIN_POLICY], current_app.extensions["clock"](), get_db()
+    with db.reading() as session:
+        locked = lockout.check_lockout(session, token.username, request.remote_addr, policy, now)
+    if locked is not None:
+        raise SoapFault("Client", f"too many failed logins (code 2020): {locked.reason}; try again in "
+                        f"{locked.retry_after_seconds} s", 429, "2020", retry_after_seconds=locked.retry_after_seconds)
+    hashed = [a for a in registry if a.mode == "pull" and "password_hash" in a.options]
+    agency = next((a for a in hashed if a.options.get("username") == token.username), None)
     checker: PasswordChecker = current_app.extensions[EXTENSION]
-    if agency is None or not checker.check(token.password, str(agency.options["password_hash"])):
+    if agency is None:
+        accepted = checker.check_unknown(token.password, str(hashed[0].options["password_hash"]) if hashed else None)
+    else:
+        accepted = checker.check(token.password, str(agency.options["password_hash"]))
+    if not accepted:
+        with db.transaction() as session:
+            counts = lockout.record_failure(session, token.username, request.remote_addr, policy, now)
+            get_audit().record(session, action="agency.login", outcome="failed", details={
+                "username": lockout.audited_name(token.username), "source": lockout.source_key(request.remote_addr),
+                "failures_in_window": {"user_name": counts.user_failures, "source": counts.source_failures},
+                "limits": {"user_name": policy.per_user, "source": policy.per_source},
+            })
         raise SoapFault("Client", "bad credentials (code 2000): unknown user name or wrong password", 401, "2000")
     g.principal = Principal(sub=token.username, role="agency", agency=agency.id)
     return g.principal
@@ -245,4 +274,5 @@ def _feed(name: str, payload: etree._Element, principal: Principal, now: Any) ->
 
 def init_app(app: Flask) -> None:
     app.extensions[EXTENSION] = PasswordChecker()
+    app.extensions[LOGIN_POLICY] = lockout.LoginPolicy.from_settings(app.config["SETTINGS"].auth)
     app.register_blueprint(blp)

@@ -4,7 +4,8 @@ Every refused call is audited, but a 401 costs an attacker nothing, and each
 audit event is a serialised append: a flood of bad tokens would fill the chain
 and queue every real writer behind it. So per source address and window
 (``audit.unauthenticated_audit_window_seconds``, 60 s by default) only the first
-401 is written as its own event; the rest are counted, and one summary event
+401 (or 429: a login refused while its user name or address is locked out) is
+written as its own event; the rest are counted, and one summary event
 (``api.unauthenticated``, outcome ``refused_aggregated``, with the count, the
 source and the window) is written when the window is over: on the next refusal
 or on the next pass of the worker loop, whichever comes first. Counts are per

@@ -73,6 +73,28 @@ class PasswordChecker:
     def __init__(self) -> None:
         self._verified: set[bytes] = set()
         self._lock = threading.Lock()
+        self._dummies: dict[tuple[int, int, int, int, int], PasswordHash] = {}
+
+    def check_unknown(self, password: str, like: str | None = None) -> bool:
+        """Spend on a user name with no hash what checking a wrong password costs: the
+        same derivation, with the parameters of ``like`` (a real stored hash) or the
+        defaults, against a random key. Always False. Without it an unknown user name
+        answered in a fraction of the time of a known one (user enumeration)."""
+        try:
+            shape = parse_password_hash(like) if like else None
+        except PasswordHashInvalid:
+            shape = None
+        n, r, p = (shape.n, shape.r, shape.p) if shape else (DEFAULT_N, DEFAULT_R, DEFAULT_P)
+        salt_bytes, key_bytes = (len(shape.salt), len(shape.key)) if shape else (16, _KEY_BYTES)
+        params = (n, r, p, salt_bytes, key_bytes)
+        dummy = self._dummies.get(params)
+        if dummy is None:
+            dummy = PasswordHash(n, r, p, secrets.token_bytes(salt_bytes), secrets.token_bytes(key_bytes))
+            with self._lock:
+                self._dummies[params] = dummy
+        derived = _derive(password, dummy.n, dummy.r, dummy.p, dummy.salt, len(dummy.key))
+        hmac.compare_digest(derived, dummy.key)
+        return False
 
     def check(self, password: str, stored: str) -> bool:
         """True if ``password`` matches ``stored``; a malformed ``stored`` never matches."""

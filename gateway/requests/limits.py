@@ -1,7 +1,12 @@
 """How much one officer and one court may ask (DESIGN: limits per officer and per
 court, from ``[limits]``): requests per hour per officer and per court, and new
-subjects per day per officer. Checked at intake, inside the write transaction
-(so two requests at once cannot both take the last place), with indexed counts.
+subjects per day per officer. Checked at intake, inside the write transaction,
+with indexed counts. Two requests at once must not both take the last place: on
+SQLite the write transaction holds the database's one write lock already; on
+PostgreSQL (READ COMMITTED, where two transactions would both count before either
+commits) the intake first takes a transaction advisory lock per officer, then per
+court, held until commit, so the counts and the insert of one request are not
+interleaved with another's of the same officer or court.
 
 Pure arithmetic apart from the three counts; over a limit: TooManyRequests (429)
 with Retry-After, the seconds until the oldest request in the window leaves it.
@@ -9,10 +14,11 @@ with Retry-After, the seconds until the oldest request in the window leaves it.
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import distinct, func, select
+from sqlalchemy import distinct, func, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -23,6 +29,7 @@ from gateway.settings import LimitsSection
 from gateway.timeutil import as_utc
 
 HOUR, DAY = timedelta(hours=1), timedelta(days=1)
+_ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
 
 
 def check_limits(bind: Session | Connection, principal: Principal, subject_id: str, limits: LimitsSection,
@@ -31,6 +38,7 @@ def check_limits(bind: Session | Connection, principal: Principal, subject_id: s
 
     A replay (this officer's Idempotency-Key already used) is never refused here: it
     gets its first reply, whatever was asked since."""
+    lock_counts(bind, principal)
     try:
         _check(bind, principal, subject_id, limits, now)
     except TooManyRequests:
@@ -38,6 +46,30 @@ def check_limits(bind: Session | Connection, principal: Principal, subject_id: s
                                                       Request.idempotency_key == idempotency_key))
         if replay is None:
             raise
+
+
+def lock_counts(bind: Session | Connection, principal: Principal) -> None:
+    """Serialise the limit checks of one officer and of one court, until the transaction ends.
+
+    Always the officer's first, then the court's, and nothing else takes these
+    locks: no transaction holding a court's lock ever waits for an officer's, so
+    two intakes never wait on each other in a cycle. (The audit chain's lock comes
+    after both, when the request is written.) A no-op on SQLite, whose write
+    transaction is the database's one write lock already."""
+    dialect = bind.get_bind().dialect.name if isinstance(bind, Session) else bind.dialect.name
+    if dialect != "postgresql":
+        return
+    bind.execute(_ADVISORY_LOCK, {"key": advisory_key("limits.officer", principal.sub)})
+    bind.execute(_ADVISORY_LOCK, {"key": advisory_key("limits.court", principal.court or "")})
+
+
+def advisory_key(kind: str, name: str) -> int:
+    """A signed 64-bit lock key for one name of one kind (pg_advisory_xact_lock takes bigint).
+
+    The kind keeps an officer and a court of the same name apart; a collision between
+    two names only makes them wait for each other, never lets two through at once."""
+    digest = hashlib.blake2b(f"{kind}\0{name}".encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 def _check(bind: Session | Connection, principal: Principal, subject_id: str, limits: LimitsSection,

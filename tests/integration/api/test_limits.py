@@ -1,14 +1,26 @@
 """Limits per officer and per court ([limits], gateway/requests/limits.py): requests
 per hour per officer and per court, new subjects per day per officer. Over a limit:
 429 with Retry-After, the limit named, the refusal audited; a replay of an earlier
-Idempotency-Key still gets its first reply. Both databases."""
+Idempotency-Key still gets its first reply. Both databases; the race for the last
+place on PostgreSQL, where READ COMMITTED alone would let several through."""
 
 from __future__ import annotations
 
-import pytest
-from conftest import CASE_NUMBER, CREDITOR, DEBTOR, OTHER_PERSON, Api, audit_rows, make_app
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+import sqlalchemy as sa
+from conftest import CASE_NUMBER, COURT, CREDITOR, DEBTOR, OTHER_PERSON, Api, audit_rows, make_app
+
+from gateway.auth.tokens import Principal
+from gateway.db import Database
+from gateway.errors import TooManyRequests
+from gateway.requests import services
+from gateway.requests.models import Request
 from sandboxes.server import SandboxServer
+from schemas.canonical import RequestSubmissionSchema
 
 SUBJECTS = [DEBTOR, OTHER_PERSON,
             {"kind": "person", "name": "王五", "id_number": "330106199001012208"},
@@ -73,3 +85,53 @@ def test_a_new_subject_over_the_daily_limit_is_refused_but_one_asked_about_today
     assert "has asked about 2 subjects in the last day" in refused.json()["error"]["message"]
     assert _ask(api, 1, token=li).status_code == 202  # asked about today already: not a new subject
     assert _ask(api, 3).status_code == 202  # another officer's subjects are counted apart
+
+
+RACERS = 20
+
+
+@pytest.mark.postgres_only
+@pytest.mark.parametrize("last_place", ["officer", "court"])
+def test_twenty_requests_racing_for_the_last_place_let_exactly_one_through(limited, last_place):
+    """Each racer on its own connection, in its own write transaction, released at
+    once by a barrier just before the intake counts: without a lock per officer and
+    per court, READ COMMITTED lets every racer count the same requests. The
+    officer's last place (3 an hour) raced by one officer, the court's (5 an hour)
+    by twenty officers of the court."""
+    api, app = limited
+    if last_place == "officer":
+        assert [_ask(api, 0).status_code for _ in range(2)] == [202, 202]  # 2 of officer.wang's 3
+        racers = ["officer.wang"] * RACERS
+    else:
+        assert [_ask(api, 0, token=api.token(sub=f"officer.{i}")).status_code for i in range(4)] == [202] * 4
+        racers = [f"officer.racer{i}" for i in range(RACERS)]  # 4 of the court's 5 taken
+    settings = app.config["SETTINGS"]
+    db = Database(settings.database_url, pool_size=RACERS, max_overflow=0)  # a connection for each racer
+    payload = RequestSubmissionSchema().load({"case_number": CASE_NUMBER, "subject": DEBTOR, "action": "inquiry"})
+    barrier = threading.Barrier(RACERS)
+
+    def race(sub: str) -> str:
+        principal, key = Principal(sub=sub, role="court_officer", court=COURT), f"race-{uuid.uuid4()}"
+        try:
+            with db.connection_transaction() as connection:
+                connection.execute(sa.text("SELECT 1"))  # the connection checked out, the transaction begun
+                barrier.wait(timeout=30)
+                prepared = services.prepare_request(
+                    connection, payload, principal=principal, idempotency_key=key, digest=key,
+                    registry=app.extensions["registry"], now=app.extensions["clock"](), limits=settings.limits)
+                services.write_request(connection, prepared, principal=principal, audit=app.extensions["audit"])
+            return "accepted"
+        except TooManyRequests:
+            return "refused"
+
+    try:
+        with ThreadPoolExecutor(max_workers=RACERS) as pool:
+            outcomes = list(pool.map(race, racers))
+    finally:
+        db.dispose()
+    assert sorted(outcomes) == ["accepted"] + ["refused"] * (RACERS - 1)
+    with app.extensions["db"].reading() as session:
+        counted = sa.select(sa.func.count()).select_from(Request)
+        if last_place == "officer":
+            counted = counted.where(Request.officer_sub == "officer.wang")
+        assert session.scalar(counted) == {"officer": 3, "court": 5}[last_place]

@@ -198,3 +198,35 @@ def test_settings_are_frozen() -> None:
 def test_limits_below_one_stop_the_gateway_naming_the_setting() -> None:
     with pytest.raises(ConfigError, match="limits.officer_subjects_per_day must be at least 1, got 0"):
         load_settings({"limits": {"officer_subjects_per_day": 0}}, environ={})
+
+
+def test_no_proxy_is_trusted_by_default_and_a_wildcard_or_bad_address_is_refused() -> None:
+    assert load_settings(environ={}).server.forwarded_allow_ips == []
+    assert load_settings({"server": {"forwarded_allow_ips": ["10.0.0.5", "fd00::/8"]}},
+                         environ={}).server.forwarded_allow_ips == ["10.0.0.5", "fd00::/8"]
+    with pytest.raises(ConfigError, match=r"server.forwarded_allow_ips: '\*' would let any client claim https"):
+        load_settings({"server": {"forwarded_allow_ips": ["*"]}}, environ={})
+    with pytest.raises(ConfigError, match="server.forwarded_allow_ips: 'proxy.local' is not an IP address or network"):
+        load_settings({"server": {"forwarded_allow_ips": ["proxy.local"]}}, environ={})
+
+
+def test_gunicorn_timeouts_must_exceed_the_longest_agency_call() -> None:
+    from gateway.server import timeout_settings
+
+    server = load_settings(environ={}).server
+    assert timeout_settings(server, 30.0) == {"timeout": 120, "graceful_timeout": 45}
+    with pytest.raises(ConfigError, match=r"server.graceful_timeout_seconds \(45 s\) must exceed the longest agency "
+                                          r"call: an agency in the registry has timeout_seconds = 60"):
+        timeout_settings(server, 60.0)
+
+
+def test_gateway_server_trusts_no_forwarded_headers_unless_told_and_sets_its_timeouts() -> None:
+    from gateway.server import GatewayServer
+
+    default = GatewayServer(bind="127.0.0.1:0", workers=1, threads=1)
+    assert default.cfg.forwarded_allow_ips == []  # gunicorn's own default: 127.0.0.1,::1
+    assert (default.cfg.timeout, default.cfg.graceful_timeout) == (120, 45)
+    proxied = GatewayServer(bind="127.0.0.1:0", workers=1, threads=1, forwarded_allow_ips=["10.0.0.5"], timeout=90,
+                            graceful_timeout=40)
+    assert proxied.cfg.forwarded_allow_ips == ["10.0.0.5"]
+    assert (proxied.cfg.timeout, proxied.cfg.graceful_timeout) == (90, 40)

@@ -1,14 +1,14 @@
 """batches: batch submissions (集中查控) and their lines
 
-Revision ID: 0009_batches
-Revises: 0008_webhooks
+Revision ID: 0010_batches
+Revises: 0009_webhooks
 Create Date: 2026-12-07
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0009_batches"
-down_revision = "0008_webhooks"
+revision = "0010_batches"
+down_revision = "0009_webhooks"
 branch_labels = None
 depends_on = None
 

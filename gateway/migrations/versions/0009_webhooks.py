@@ -1,14 +1,14 @@
 """webhooks: courts' callbacks and the outbox of notifications to them
 
-Revision ID: 0008_webhooks
-Revises: 0007
+Revision ID: 0009_webhooks
+Revises: 0008_auth
 Create Date: 2026-12-07
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008_webhooks"
-down_revision = "0007"
+revision = "0009_webhooks"
+down_revision = "0008_auth"
 branch_labels = None
 depends_on = None
 
