@@ -29,6 +29,7 @@ from gateway.deliveries.metrics import DeliveryMetrics
 from gateway.deliveries.worker import DeliveryWorker
 from gateway.logs import configure_logging
 from gateway.ops import views as ops_views
+from gateway.people import views as people_views
 from gateway.registry import Registry, load_registry
 from gateway.reports import views as report_views
 from gateway.requests import views as request_views
@@ -66,6 +67,7 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, registry: Registry
     agency_soap_views.init_app(app)
     audit_views.init_app(app, api)
     audit_console.init_app(app)
+    people_views.init_app(app)  # the console's login (OpenID Connect) and, if asked for, the demo provider
 
     # Each app has its own registry (tests build many apps in one process); under
     # gunicorn the values also go to PROMETHEUS_MULTIPROC_DIR for every process to read.
