@@ -21,6 +21,7 @@ set, never through a proxy from the environment, and cached per process.
 from __future__ import annotations
 
 import hmac
+import re
 import secrets
 import threading
 import time
@@ -46,6 +47,7 @@ METADATA_TTL_SECONDS = 300.0
 # forged tokens with random kids must not turn into a stream of fetches.
 JWKS_REFETCH_SECONDS = 10.0
 LEEWAY_SECONDS = 30
+_OAUTH_ERROR = re.compile(r"^[a-z_]{1,40}$")
 _CLAIM_RULES = {"iss": "issuer_mismatch", "aud": "audience_mismatch", "azp": "audience_mismatch",
                 "nonce": "nonce_mismatch", "at_hash": "at_hash_mismatch"}
 
@@ -109,9 +111,9 @@ class OidcClient:
             raise LoginRefused("state_mismatch", "the login's state does not match the one this browser started "
                                                  "with (a forged or stale callback): start again")
         if callback.get("error"):
-            description = (callback.get("error_description") or "")[:200]
-            raise LoginRefused("provider_refused", f"the identity provider refused the login: "
-                                                   f"{callback['error'][:60]} {description}".strip())
+            # Only the error code, and only if it is one: the rest of the query is anyone's to write.
+            error = callback["error"] if _OAUTH_ERROR.match(callback["error"]) else "(not an OAuth error code)"
+            raise LoginRefused("provider_refused", f"the identity provider refused the login: {error}")
         code = callback.get("code")
         if not code:
             raise LoginRefused("code_missing", "the identity provider's answer carries no authorization code")

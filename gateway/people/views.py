@@ -20,7 +20,7 @@ import jwt
 from flask import Blueprint, Flask, current_app, redirect, render_template, request, url_for
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
-from gateway.audit_service import get_audit
+from gateway.audit_service import flush_refusal_summaries, get_audit
 from gateway.auth.tokens import Principal
 from gateway.db import get_db
 from gateway.errors import GatewayError, LoginRefused
@@ -29,6 +29,7 @@ from gateway.people.claims import ClaimRules, person_from_claims
 from gateway.people.oidc import OidcClient, PendingLogin
 from gateway.people.services import login_details, sign_in, sign_out, signed_in_person
 from gateway.settings import read_secret
+from gateway.timeutil import utc_now
 
 bp = Blueprint("people", __name__, url_prefix="/console")
 PENDING_COOKIE = "gateway_console_login"
@@ -50,6 +51,13 @@ def _pending_signer() -> URLSafeTimedSerializer:
 
 
 def _audit_login(outcome: str, method: str, actor: Principal | None = None, **details: Any) -> None:
+    if outcome == "refused" and actor is None and "claimed_sub" not in details:
+        # Nobody verified is named: a forged callback costs an attacker nothing, so these are
+        # aggregated per source like the API's 401s (gateway/auditing/refusals.py).
+        refusals = current_app.extensions["unauthenticated_refusals"]
+        flush_refusal_summaries(get_db(), get_audit(), refusals)
+        if not refusals.admit(request.remote_addr or "unknown", request.path, utc_now()):
+            return
     with get_db().transaction() as db_session:
         get_audit().record(db_session, action="console.login", outcome=outcome, actor=actor,
                            details={"method": method, "source": request.remote_addr, **details})
@@ -73,11 +81,13 @@ def token_login() -> Any:
     token = (request.form.get("token") or "").strip()
     try:
         principal = current_app.extensions["tokens"].verify(token)
-        if principal.role != "auditor":
-            raise GatewayError(f"role {principal.role} may not use the audit console (needs auditor)")
     except GatewayError as exc:
         _audit_login("refused", "token", message=exc.message[:200])
         return _login_page(exc.message, 401)
+    if principal.role != "auditor":
+        message = f"role {principal.role} may not use the audit console (needs auditor)"
+        _audit_login("refused", "token", message=message, claimed_sub=principal.sub[:200])
+        return _login_page(message, 403)
     # The token has just been verified: read its expiry without checking it again.
     expires_at = jwt.decode(token, options={"verify_signature": False}).get("exp", 0)
     sign_in(principal, expires_at=expires_at, method="token")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from datetime import timedelta
 from typing import Any, Callable, Iterator
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -206,16 +207,39 @@ def test_an_id_token_for_another_nonce_is_refused(gateway) -> None:
     assert [(e.outcome, e.details["rule"]) for e in logins(gateway)] == [("refused", "nonce_mismatch")]
 
 
-def test_a_callback_with_another_state_or_none_started_is_refused(gateway) -> None:
+def test_a_callback_with_another_state_is_refused(gateway) -> None:
     browser = gateway.browser()
     refused = log_in(browser, gateway, "auditor.sun", change_callback={"state": "forged"})
     assert refused.status_code == 403 and "state does not match" in refused.text
-    # A callback in a browser that started no login (a login CSRF): no pending cookie at all.
-    other = gateway.browser()
-    code_url = gateway.url + CALLBACK + "?" + urlencode({"code": "x", "state": "y"})
-    assert other.get(code_url, timeout=10).status_code == 403
-    assert [e.details["rule"] for e in logins(gateway)] == ["state_mismatch", "state_missing"]
     assert "person" not in session_of(gateway, browser)
+    assert [e.details["rule"] for e in logins(gateway)] == ["state_mismatch"]
+
+
+def test_a_callback_in_a_browser_that_started_no_login_is_refused(gateway) -> None:
+    """A login CSRF: someone else's code pushed into this browser, which has no pending login."""
+    code_url = gateway.url + CALLBACK + "?" + urlencode({"code": "x", "state": "y"})
+    refused = gateway.browser().get(code_url, timeout=10)
+    assert refused.status_code == 403 and "no login is in progress in this browser" in refused.text
+    assert [e.details["rule"] for e in logins(gateway)] == ["state_missing"]
+
+
+def test_forged_callbacks_are_audited_once_per_source_and_window_then_counted(gateway) -> None:
+    from gateway.audit_service import flush_refusal_summaries
+    from gateway.timeutil import utc_now
+
+    for n in range(5):
+        forged = gateway.browser().get(gateway.url + CALLBACK + f"?code=c{n}&state=s{n}", timeout=10)
+        assert forged.status_code == 403
+    assert [e.details["rule"] for e in logins(gateway)] == ["state_missing"]
+    app = gateway.app
+    later = utc_now() + timedelta(seconds=2 * app.config["SETTINGS"].audit.unauthenticated_audit_window_seconds)
+    assert flush_refusal_summaries(app.extensions["db"], app.extensions["audit"],
+                                   app.extensions["unauthenticated_refusals"], now=later) == 1
+    [summary] = [e for e in audit_rows(app) if e.action == "api.unauthenticated"]
+    assert summary.details["count"] == 4 and summary.details["last_path"] == CALLBACK
+    # A person the provider vouched for is never aggregated: the clerk's refusal names him.
+    assert log_in(gateway.browser(), gateway, "clerk.qian").status_code == 403
+    assert [e.details.get("claimed_sub") for e in logins(gateway)] == [None, "clerk.qian"]
 
 
 def test_a_login_declined_at_the_provider_is_refused(gateway) -> None:
