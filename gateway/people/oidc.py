@@ -201,7 +201,8 @@ class OidcClient:
             try:
                 key = keys.find_by_kid(kid)
             except ValueError:
-                raise LoginRefused("key_unknown", "the ID token names a key the identity provider does not publish") from None
+                raise LoginRefused("key_unknown",
+                                   "the ID token names a key the identity provider does not publish") from None
         published_alg = key.tokens.get("alg")
         if published_alg and published_alg != header.get("alg"):
             raise LoginRefused("algorithm_refused", "the ID token's algorithm is not the one its key is published for")

@@ -268,7 +268,7 @@ def test_a_confidential_client_authenticates_at_the_token_endpoint(start_gateway
     assert without.status_code == 401 and without.json()["error"] == "invalid_client"
 
 
-def _code_for(browser: requests.Session, gateway: Gateway, verifier_challenge: str | None = None) -> tuple[str, dict]:
+def _code_for(browser: requests.Session, gateway: Gateway) -> tuple[str, dict]:
     authorize, fields = provider_form(browser, gateway)
     picked = browser.post(authorize.split("?")[0], data={**fields, "person": "officer.wang"},
                           allow_redirects=False, timeout=10)
