@@ -52,7 +52,8 @@ main.add_command(batches_cli.batch)
 
 
 @main.command()
-@click.option("--serve", is_flag=True, help="Keep the gateway and sandboxes running afterwards.")
+@click.option("--serve", is_flag=True, help="Keep the gateway and sandboxes running afterwards, with the console's "
+              "demo identity provider on; prints how to log in as the demo officer, judge and auditor.")
 @click.option("--port", default=0, help="Gateway port with --serve (0: any free port).")
 def demo(serve: bool, port: int) -> None:
     """Sandboxes + gateway in one process: a one-click inquiry, the asset report, the audit trail."""

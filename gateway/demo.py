@@ -11,6 +11,9 @@ asset report, has a freeze (with its legal document, by an officer whose
 credentials are on file) proposed by the officer and approved by a judge, prints
 the report with the controls in force, what the polling bank did, and the audit
 trail, verifies the log, and exits 0 only if every step did what it should.
+With ``--serve`` it keeps running with the console's demo identity provider on
+(``[console] demo_provider``, served by the gateway itself) and prints the console's
+URL and the demo people to log in as: an officer, a judge and an auditor.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ AMOUNT_OWED = "150000.00"
 CREDITOR = {"kind": "organization", "name": "杭州某某建材有限公司", "id_number": "91350100M000100Y43"}
 POLLING_BANK = "bank-c"
 POLL_INTERVAL_SECONDS = 0.2
+DEMO_PROVIDER_PATH = "/console/demo-idp"  # where `demo --serve` serves the console's identity provider
 # The smallest files that are what they say they are: the freeze's legal document and
 # the officer's card images (both cards show the same demo image).
 DEMO_PDF = (b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n2 0 obj<</Type/Pages/Kids[]/Count 0>>endobj\n"
@@ -68,7 +72,7 @@ def run_demo(*, keep_serving: bool = False, port: int = 0) -> int:
     from gateway.registry import load_registry
     from gateway.tls import self_signed_certificate, server_ssl_context
     from sandboxes.run import ALL, start_polling_bank, start_sandboxes
-    from sandboxes.server import SandboxServer
+    from sandboxes.server import DeferredApp, SandboxServer
 
     console = Console(highlight=False, width=160)
     instance = Path(tempfile.mkdtemp(prefix="gateway-demo-"))
@@ -84,10 +88,17 @@ def run_demo(*, keep_serving: bool = False, port: int = 0) -> int:
     for agency in registry:
         where = agency.endpoint if agency.mode == "push" else "polls the gateway (SOAP, UsernameToken over TLS)"
         console.print(f"sandbox {agency.id:<14} {agency.kind:<18} {agency.transport:<5} {where}")
-    app = create_app(overrides, registry=registry)
-    worker = app.extensions["worker"].start()
     certificate = self_signed_certificate(instance / "tls")
-    gateway_server = SandboxServer(app, port=port, ssl_context=server_ssl_context(certificate)).start()
+    # The server binds first: with --serve the console's demo identity provider is this
+    # gateway itself, and its issuer URL names the port.
+    slot = DeferredApp()
+    gateway_server = SandboxServer(slot, port=port, ssl_context=server_ssl_context(certificate)).start()
+    if keep_serving:
+        overrides["console"] = {"demo_provider": True, "oidc_issuer": gateway_server.url + DEMO_PROVIDER_PATH,
+                                "oidc_ca_file": str(certificate.certfile)}
+    app = create_app(overrides, registry=registry)
+    slot.app = app
+    worker = app.extensions["worker"].start()
     base = gateway_server.url + "/api/v1"
     console.print(f"gateway: {gateway_server.url}  (OpenAPI: {base}/openapi.json; TLS certificate made now: "
                   f"{certificate.certfile})")
@@ -156,7 +167,7 @@ def run_demo(*, keep_serving: bool = False, port: int = 0) -> int:
         if not ok:
             return _fail(console, "the audit log did not verify")
         if keep_serving:
-            _serve_forever(console, settings, gateway_server.url)
+            _serve_forever(console, settings, gateway_server.url, str(certificate.certfile))
         return 0
     finally:
         poller.stop()
@@ -268,9 +279,17 @@ def _print_audit(console: Console, app) -> bool:
     return report.ok
 
 
-def _serve_forever(console: Console, settings, url: str) -> None:
+def _serve_forever(console: Console, settings, url: str, certfile: str) -> None:
+    from gateway.people.demo_provider import DEMO_PEOPLE
+
     token = issue_token(settings, role="court_officer", sub="officer.wang", court=COURT, lifetime_seconds=8 * 3600)
-    console.print(f"\nserving at {url}; an officer token for court {COURT} (8 hours):\n{token}\nCtrl-C to stop.")
+    console.print(f"\nserving at {url}; an officer token for court {COURT} (8 hours), for the API:\n{token}\n")
+    console.print(f"console: {url}/console/  (the browser warns of the self-signed certificate made now: {certfile})")
+    console.print("log in: click \"Log in with the court's identity provider\", then pick a person on the page of "
+                  f"the DEMO identity provider\n(served by this gateway at {url}{DEMO_PROVIDER_PATH}, no passwords):")
+    for person in DEMO_PEOPLE:
+        console.print(f"  {person.sub:<13} {person.about}")
+    console.print("Ctrl-C to stop.")
     try:
         while True:
             time.sleep(3600)

@@ -10,7 +10,8 @@ never reach a caller: the worker turns them into delivery outcomes.
     ├── InvalidInput      400  a field breaks its rule (fields names each one)
     ├── Unauthenticated   401  no token, or a token that fails verification
     ├── Forbidden         403  the token's role or court may not do this
-    │   └── PurposeDenied 403  the subject is not a debtor of the caller's case
+    │   ├── PurposeDenied 403  the subject is not a debtor of the caller's case
+    │   └── LoginRefused  403  a console login broke a rule (``rule`` names it)
     ├── NotFound          404
     ├── Conflict          409
     │   └── IdempotencyConflict  same Idempotency-Key, other body
@@ -60,6 +61,17 @@ class Forbidden(GatewayError):
 
 class PurposeDenied(Forbidden):
     code = "purpose_denied"
+
+
+class LoginRefused(Forbidden):
+    """A console login refused: ``rule`` is the stable name of the rule it broke
+    (``role_unknown``, ``state_mismatch``, ``signature_invalid``...), also in ``fields``."""
+
+    code = "login_refused"
+
+    def __init__(self, rule: str, message: str):
+        super().__init__(message, fields={"rule": rule})
+        self.rule = rule
 
 
 class NotFound(GatewayError):

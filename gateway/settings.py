@@ -151,6 +151,48 @@ class DocumentsSection:
     max_bytes: int
 
 
+CONSOLE_ROLES = ("court_officer", "approver", "auditor")
+
+
+@dataclass(frozen=True)
+class ConsoleSection:
+    """How people log in to the console (gateway/people/): OpenID Connect against the
+    court's identity provider, and the built-in demo provider."""
+
+    oidc_issuer: str
+    oidc_client_id: str
+    oidc_client_secret_env: str
+    oidc_scopes: list[str]
+    oidc_redirect_uri: str
+    oidc_ca_file: str
+    oidc_algorithms: list[str]
+    oidc_timeout_seconds: float
+    role_claim: str
+    court_claim: str
+    role_values: dict[str, str]
+    session_minutes: int
+    token_login: bool
+    demo_provider: bool
+
+    def __post_init__(self) -> None:
+        for name in ("role_claim", "court_claim", "oidc_client_id"):
+            if not getattr(self, name).strip():
+                raise ConfigError(f"setting console.{name} must not be empty")
+        for provider_value, role in self.role_values.items():
+            if role not in CONSOLE_ROLES:
+                raise ConfigError(f"setting console.role_values: {provider_value!r} maps to {role!r}, "
+                                  f"not a console role ({', '.join(CONSOLE_ROLES)})")
+        if "openid" not in self.oidc_scopes:
+            raise ConfigError("setting console.oidc_scopes must include \"openid\" (OpenID Connect needs it)")
+        if self.session_minutes < 1:
+            raise ConfigError(f"setting console.session_minutes must be at least 1, got {self.session_minutes}")
+        if self.oidc_timeout_seconds <= 0:
+            raise ConfigError(f"setting console.oidc_timeout_seconds must be above 0, got {self.oidc_timeout_seconds}")
+        if self.demo_provider and not self.oidc_issuer:
+            raise ConfigError("setting console.demo_provider needs console.oidc_issuer: this gateway's own URL "
+                              "followed by /console/demo-idp (e.g. http://127.0.0.1:8080/console/demo-idp)")
+
+
 @dataclass(frozen=True)
 class ReportsSection:
     """The asset report as CSV and PDF (gateway/reports/render.py)."""
@@ -205,6 +247,7 @@ class Settings:
     limits: LimitsSection
     reports: ReportsSection
     webhooks: WebhooksSection
+    console: ConsoleSection
     testing: bool = False
     # Set by `gateway serve` in its environment before gunicorn forks (not a settings
     # key): where prometheus-client's multiprocess mode keeps each process's values.
@@ -269,7 +312,16 @@ _SECTIONS = {
     "limits": LimitsSection,
     "reports": ReportsSection,
     "webhooks": WebhooksSection,
+    "console": ConsoleSection,
 }
+
+# What each annotation accepts from TOML. A TOML boolean is a Python bool, which is
+# also an int: it is accepted only where the setting is a bool.
+_TYPES: dict[str, type | tuple[type, ...]] = {
+    "int": int, "float": (int, float), "str": str, "bool": bool, "list[str]": list, "list[int]": list,
+    "dict[str, int]": dict, "dict[str, str]": dict,
+}
+_ITEM_TYPES: dict[str, type] = {"list[str]": str, "list[int]": int, "dict[str, int]": int, "dict[str, str]": str}
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -306,12 +358,21 @@ def _build(merged: dict[str, Any], prometheus_multiproc_dir: str = "") -> Settin
     for name, cls in _SECTIONS.items():
         values = merged[name]
         for f in fields(cls):
-            expected = {"int": int, "float": (int, float), "str": str, "list[str]": list, "list[int]": list,
-                        "dict[str, int]": dict}[str(f.type)]
-            if isinstance(values[f.name], bool) or not isinstance(values[f.name], expected):
-                raise ConfigError(f"setting {name}.{f.name} must be of type {f.type}, got {values[f.name]!r}")
+            type_name, value = str(f.type), values[f.name]
+            if not _is_of_type(value, type_name):
+                raise ConfigError(f"setting {name}.{f.name} must be of type {f.type}, got {value!r}")
         sections[name] = cls(**values)
     return Settings(**sections, testing=merged.get("testing", False), prometheus_multiproc_dir=prometheus_multiproc_dir)
+
+
+def _is_of_type(value: Any, type_name: str) -> bool:
+    if isinstance(value, bool) != (type_name == "bool") or not isinstance(value, _TYPES[type_name]):
+        return False
+    item_type = _ITEM_TYPES.get(type_name)
+    if item_type is None:
+        return True
+    items = value.values() if isinstance(value, dict) else value
+    return all(isinstance(item, item_type) and not isinstance(item, bool) for item in items)
 
 
 def load_settings(overrides: Mapping[str, Any] | None = None, *, environ: Mapping[str, str] | None = None) -> Settings:

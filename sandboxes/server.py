@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-__all__ = ["FaultDecision", "FaultInjector", "FaultKnobs", "SandboxServer"]
+__all__ = ["DeferredApp", "FaultDecision", "FaultInjector", "FaultKnobs", "SandboxServer"]
 
 _POLL_INTERVAL_SECONDS = 0.05
 
@@ -223,3 +223,18 @@ class SandboxServer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+class DeferredApp:
+    """A WSGI app set after its server has bound a port: a gateway whose settings name
+    its own URL (the demo identity provider's issuer) is made once the port is known.
+    Until ``app`` is set every call is answered 503."""
+
+    def __init__(self) -> None:
+        self.app: Callable[..., Any] | None = None
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if self.app is None:
+            start_response("503 Service Unavailable", [("Content-Type", "text/plain"), ("Retry-After", "1")])
+            return [b"starting\n"]
+        return self.app(environ, start_response)

@@ -2,25 +2,23 @@
 auditor API, with no asset from the network (CSS inline, charts as SVG drawn
 on the server).
 
-Login takes an auditor's bearer JWT, verified with the gateway's
-``TokenVerifier``; the verified claims (never the token) are kept in Flask's
-signed session cookie, HttpOnly and SameSite=Strict, scoped to ``/console``,
-until the token's own expiry. The cookie's signing key is derived from the
-audit subject key (HMAC with a fixed label), so there is no new secret to
-manage. Every page an auditor reads is itself an audit event (``console.read``).
+People log in through gateway/people/ (OpenID Connect against the court's
+identity provider, or the pasted-token fallback); the verified person (never a
+token) is kept in Flask's signed session cookie, HttpOnly and SameSite=Strict,
+scoped to ``/console``. These pages are the auditor's: another role logged in is
+refused here. The cookie's signing key is derived from the audit subject key
+(HMAC with a fixed label), so there is no new secret to manage. Every page an
+auditor reads is itself an audit event (``console.read``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import time
-
-import jwt
 from datetime import datetime, timedelta
 from typing import Any
 
-from flask import Blueprint, Flask, current_app, redirect, render_template, request, session, url_for
+from flask import Blueprint, Flask, current_app, redirect, render_template, request, url_for
 from marshmallow import EXCLUDE, ValidationError
 from sqlalchemy import select
 
@@ -33,6 +31,7 @@ from gateway.auth.tokens import Principal
 from gateway.db import get_db
 from gateway.deliveries.models import Delivery
 from gateway.errors import GatewayError
+from gateway.people.services import login_details, signed_in_person
 from gateway.timeutil import utc_now
 
 bp = Blueprint("console", __name__, url_prefix="/console")
@@ -41,19 +40,17 @@ PAGE_SIZE = 50
 
 
 def _principal() -> Principal | None:
-    claims = session.get("auditor")
-    if not claims or claims.get("exp", 0) <= time.time():
-        session.pop("auditor", None)
-        return None
-    return Principal(sub=claims["sub"], role=claims["role"], court=claims.get("court"), agency=claims.get("agency"))
+    return signed_in_person()
 
 
 @bp.before_request
-def _require_login() -> Any:
-    if request.endpoint in ("console.login", "console.logout"):
-        return None
-    if _principal() is None:
-        return redirect(url_for("console.login"))
+def _require_auditor() -> Any:
+    person = _principal()
+    if person is None:
+        return redirect(url_for("people.login"))
+    if person.role != "auditor":
+        message = f"role {person.role} may not open the audit pages (needs auditor)"
+        return render_template("console/home.html", user=person, login=login_details(), error=message), 403
     return None
 
 
@@ -63,37 +60,6 @@ def _audit_read(page: str, **details: Any) -> None:
         get_audit().record(db_session, action="console.read", outcome="ok", actor=_principal(),
                            subject_id_number=subject, request_id=details.pop("request_id", None),
                            details={"page": page, **details})
-
-
-@bp.route("/login", methods=["GET", "POST"])
-def login() -> Any:
-    error = None
-    if request.method == "POST":
-        token = (request.form.get("token") or "").strip()
-        try:
-            principal = current_app.extensions["tokens"].verify(token)
-            if principal.role != "auditor":
-                raise GatewayError(f"role {principal.role} may not use the audit console (needs auditor)")
-        except GatewayError as exc:
-            error = exc.message
-            with get_db().transaction() as db_session:
-                get_audit().record(db_session, action="console.login", outcome="refused",
-                                   details={"message": error[:200], "source": request.remote_addr})
-        else:
-            exp = jwt.decode(token, options={"verify_signature": False}).get("exp", 0)  # just verified
-            session.clear()
-            session["auditor"] = {"sub": principal.sub, "role": principal.role, "court": principal.court,
-                                  "agency": principal.agency, "exp": exp}
-            with get_db().transaction() as db_session:
-                get_audit().record(db_session, action="console.login", outcome="ok", actor=principal)
-            return redirect(url_for("console.events"))
-    return render_template("console/login.html", error=error), 401 if error else 200
-
-
-@bp.route("/logout", methods=["POST"])
-def logout() -> Any:
-    session.clear()
-    return redirect(url_for("console.login"))
 
 
 @bp.route("/")

@@ -67,7 +67,7 @@ def test_auditor_logs_in_filters_opens_a_trail_and_logs_out(browser, api, app, l
     cookie = next(c for c in context.cookies() if c["name"] == "gateway_console")
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["path"] == "/console"
     kept = app.session_interface.get_signing_serializer(app).loads(cookie["value"])
-    assert set(kept) == {"auditor"} and kept["auditor"]["sub"] == "auditor.zhao"  # the claims, not the token
+    assert set(kept) == {"person"} and kept["person"]["sub"] == "auditor.zhao"  # the claims, not the token
     assert token.split(".")[2] not in cookie["value"]
 
     page.fill("input[name=action]", "request.*")
@@ -123,3 +123,47 @@ def test_console_pages_load_nothing_from_the_network(browser, api, live, activit
         page.goto(live.url + path)
     context.close()
     assert requested and all(url.startswith(live.url) for url in requested)
+
+
+def test_people_log_in_through_the_demo_identity_provider(browser, overrides, tmp_path):
+    """The OpenID Connect login in a real browser: the pending login's SameSite=Lax cookie,
+    the demo provider's page, the callback's page moving on with the Strict session cookie."""
+    from conftest import make_app
+    from sandboxes.server import DeferredApp, SandboxServer
+
+    slot = DeferredApp()
+    server = SandboxServer(slot).start()
+    app = make_app({**overrides, "console": {"oidc_issuer": server.url + "/console/demo-idp",
+                                             "demo_provider": True}}, {})
+    slot.app = app
+    try:
+        context = browser.new_context()
+        page = context.new_page()
+        page.goto(server.url + "/console/")
+        assert page.url.endswith("/console/login")
+        page.click("#oidc-login")
+        page.wait_for_selector("#demo-warning")
+        assert "/console/demo-idp/authorize?" in page.url
+        pending = next(c for c in context.cookies() if c["name"] == "gateway_console_login")
+        assert pending["httpOnly"] and pending["sameSite"] == "Lax" and pending["path"] == "/console/login"
+        page.click("button[value='judge.zhao']")
+        page.wait_for_url(server.url + "/console/me")
+        assert "judge.zhao (approver, court 330102)" in page.inner_text("header")
+        assert "Events" not in page.inner_text("header")  # the audit pages are the auditor's
+        assert "gateway_console_login" not in {c["name"] for c in context.cookies()}
+        shot = tmp_path / "judge-logged-in.png"
+        page.screenshot(path=str(shot), full_page=True)
+        assert shot.stat().st_size > 3000
+
+        page.click("text=Log out")
+        page.wait_for_selector("#oidc-login")
+        page.click("#oidc-login")
+        page.click("button[value='auditor.sun']")
+        page.wait_for_selector("table.events")
+        assert "auditor.sun (auditor)" in page.inner_text("header")
+        context.close()
+        logins = [(e.outcome, e.actor_sub, e.details["method"]) for e in audit_rows(app) if e.action == "console.login"]
+        assert logins == [("ok", "judge.zhao", "oidc"), ("ok", "auditor.sun", "oidc")]
+    finally:
+        server.stop()
+        app.extensions["db"].dispose()

@@ -2,12 +2,17 @@
 
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import jwt
+import lxml.html
 import pytest
+import requests
 from click.testing import CliRunner
 
 from gateway.cli import main
@@ -81,3 +86,52 @@ def test_a_bad_registry_stops_the_gateway_at_start(tmp_path):
 def test_help_lists_the_commands(args):
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0 and "Usage" in result.output
+
+
+def _log_in_to_the_demo_console(console_url: str, certfile: str, person: str) -> requests.Session:
+    """The console's OIDC login as a browser follows it, over TLS to the demo gateway."""
+    browser = requests.Session()
+    browser.trust_env, browser.verify = False, certfile
+    authorize = browser.get(console_url + "login/start", allow_redirects=False, timeout=10).headers["Location"]
+    form = lxml.html.fromstring(browser.get(authorize, timeout=10).text)
+    fields = {i.get("name"): i.get("value") for i in form.xpath("//form//input[@type='hidden']")}
+    picked = browser.post(authorize.split("?")[0], data={**fields, "person": person}, allow_redirects=False,
+                          timeout=10)
+    done = browser.get(picked.headers["Location"], allow_redirects=False, timeout=15)
+    assert done.status_code == 200, done.text
+    return browser
+
+
+def test_demo_serve_prints_the_console_and_how_to_log_in_as_each(tmp_path):
+    """`gateway demo --serve`: the console URL and the demo people are printed, and each logs in
+    through the demo identity provider the gateway serves."""
+    demo = subprocess.Popen([GATEWAY, "demo", "--serve"], env=_env(tmp_path, PYTHONUNBUFFERED="1"),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        printed = []
+        deadline = time.monotonic() + 150
+        while time.monotonic() < deadline and (not printed or "Ctrl-C to stop." not in printed[-1]):
+            line = demo.stdout.readline()
+            if not line:
+                break
+            printed.append(line)
+        out = "".join(printed)
+        assert "Ctrl-C to stop." in out, out
+        console_url, certfile = re.search(r"console: (https://127\.0\.0\.1:\d+/console/) +\(.*?: (\S+)\)", out).groups()
+        assert f"{console_url}demo-idp, no passwords" in out
+        for person, about in [("officer.wang", "enforcement officer"), ("judge.zhao", "judge"),
+                              ("auditor.sun", "auditor")]:
+            assert re.search(rf"^  {re.escape(person)} +{about}", out, re.M), out
+        officer = _log_in_to_the_demo_console(console_url, certfile, "officer.wang")
+        assert "court 330102" in officer.get(console_url + "me", timeout=10).text
+        judge = _log_in_to_the_demo_console(console_url, certfile, "judge.zhao")
+        assert "judge.zhao (approver, court 330102)" in judge.get(console_url + "me", timeout=10).text
+        auditor = _log_in_to_the_demo_console(console_url, certfile, "auditor.sun")
+        events = auditor.get(console_url, timeout=10).text
+        assert "console.login" in events and "officer.wang" in events  # the officer's login, audited
+        demo.send_signal(signal.SIGINT)
+        assert demo.wait(timeout=30) == 0
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()

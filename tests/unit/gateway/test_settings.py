@@ -230,3 +230,33 @@ def test_gateway_server_trusts_no_forwarded_headers_unless_told_and_sets_its_tim
                             graceful_timeout=40)
     assert proxied.cfg.forwarded_allow_ips == ["10.0.0.5"]
     assert (proxied.cfg.timeout, proxied.cfg.graceful_timeout) == (90, 40)
+
+
+def test_bool_settings_take_toml_booleans_only(config_file) -> None:
+    path = config_file('[console]\ndemo_provider = true\noidc_issuer = "http://127.0.0.1:8080/console/demo-idp"\n'
+                       'token_login = false\n')
+    console = load_settings(environ={"GATEWAY_CONFIG": path}).console
+    assert console.demo_provider is True and console.token_login is False
+    for value in ("yes", 1, 0, None):
+        with pytest.raises(ConfigError) as info:
+            load_settings({"console": {"token_login": value}}, environ={})
+        assert str(info.value) == f"setting console.token_login must be of type bool, got {value!r}"
+
+
+def test_list_and_table_items_are_type_checked_too() -> None:
+    with pytest.raises(ConfigError, match=r"setting console.role_values must be of type dict\[str, str\]"):
+        load_settings({"console": {"role_values": {"judge": 1}}}, environ={})
+    with pytest.raises(ConfigError, match=r"setting anomalies.office_weekdays must be of type list\[int\]"):
+        load_settings({"anomalies": {"office_weekdays": ["1"]}}, environ={})
+
+
+@pytest.mark.parametrize(("console", "message"), [
+    ({"demo_provider": True}, "console.demo_provider needs console.oidc_issuer"),
+    ({"role_values": {"sysadmin": "admin"}}, "'sysadmin' maps to 'admin', not a console role"),
+    ({"oidc_scopes": ["profile"]}, 'console.oidc_scopes must include "openid"'),
+    ({"role_claim": " "}, "console.role_claim must not be empty"),
+    ({"session_minutes": 0}, "console.session_minutes must be at least 1"),
+])
+def test_console_settings_that_cannot_work_stop_the_gateway(console, message) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_settings({"console": console}, environ={})
