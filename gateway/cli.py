@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -63,7 +64,7 @@ def demo(serve: bool, port: int) -> None:
 
 
 @main.command()
-@click.option("--with-sandboxes", is_flag=True, help="Start the agency sandboxes in this process too.")
+@click.option("--with-sandboxes", is_flag=True, help="Start the agency sandboxes too (in a process of their own).")
 @click.option("--dev", is_flag=True, help="Werkzeug server with the reloader instead of gunicorn.")
 @click.option("--host", default=None, help="Default: [server].host.")
 @click.option("--port", default=None, type=int, help="Default: [server].port.")
@@ -87,8 +88,13 @@ def serve(with_sandboxes, dev, host, port, gunicorn_workers, threads, no_deliver
     host, port = host or settings.server.host, port or settings.server.port
     init_keys(settings)  # only what is missing: a first run works out of the box
     migrate.upgrade(settings.database_url)
-    sandboxes = _start_sandboxes() if with_sandboxes else None
+    # The sandboxes run in a process of their own: gunicorn forks its workers from this
+    # one, and a forked worker would inherit the sandboxes' listening sockets (holding
+    # their ports after a stop) and run this function's `finally` on exit, stopping
+    # server threads that do not exist in it (it hung there for ever).
+    sandboxes = _SandboxProcess().start() if with_sandboxes else None
     poller = _PollerWhenUp(settings, host, port, certfile).start() if with_sandboxes else None
+    master = os.getpid()
     try:
         if dev:
             app = _create_app()
@@ -111,10 +117,54 @@ def serve(with_sandboxes, dev, host, port, gunicorn_workers, threads, no_deliver
                 forwarded_allow_ips=settings.server.forwarded_allow_ips, **timeouts,
             ).run()
     finally:
-        if poller is not None:
-            poller.stop()
-        if sandboxes is not None:
-            sandboxes.stop()
+        if os.getpid() == master:  # not in a gunicorn worker unwinding the stack it was forked with
+            if poller is not None:
+                poller.stop()
+            if sandboxes is not None:
+                sandboxes.stop()
+
+
+class _SandboxProcess:
+    """`gateway sandbox` as a child process of `serve --with-sandboxes`: started and
+    waited for until every sandbox listens, its output passed on, stopped with SIGTERM."""
+
+    READY = "sandboxes ready"
+
+    def __init__(self, start_timeout: float = 60.0):
+        self.start_timeout = start_timeout
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "_SandboxProcess":
+        self.process = subprocess.Popen([sys.executable, "-m", "gateway", "sandbox"], stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, text=True, bufsize=1,
+                                        env={**os.environ, "PYTHONUNBUFFERED": "1"})  # each line as it is written
+        ready = threading.Event()
+
+        def relay() -> None:
+            assert self.process is not None and self.process.stdout is not None
+            for line in self.process.stdout:
+                if line.strip() == self.READY:
+                    ready.set()
+                click.echo(line, nl=False)
+
+        threading.Thread(target=relay, name="sandbox-output", daemon=True).start()
+        give_up = time.monotonic() + self.start_timeout
+        while not ready.wait(0.1):
+            if self.process.poll() is not None or time.monotonic() > give_up:
+                self.stop()
+                raise click.ClickException("the agency sandboxes did not start (their output is above); "
+                                           "is another gateway already holding their ports?")
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout)
 
 
 class _PollerWhenUp:
@@ -228,6 +278,7 @@ def sandbox(latency: float, failure_rate: float, seed: int | None, gateway_url: 
             raise click.ClickException(f"the polling bank cannot reach the gateway at {gateway_url}: "
                                        f"{type(exc).__name__}: {exc}") from None
         click.echo(f"sandbox bank-c polling {gateway_url} every {poll_interval} s")
+    click.echo(_SandboxProcess.READY)  # `serve --with-sandboxes` waits for this line
     stopped = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopped.set())
