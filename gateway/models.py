@@ -6,10 +6,10 @@ from gateway.batches.models import Batch, BatchLine
 from gateway.cases.models import Case, Party, Subject
 from gateway.controls.models import Control, RepeatFreeze
 from gateway.db import Base
-from gateway.deliveries.models import Asset, Delivery, DeliveryResult, QuarantinedMessage
+from gateway.deliveries.models import AgencyBudget, Asset, Delivery, DeliveryResult, QuarantinedMessage
 from gateway.requests.models import Request
 from gateway.webhooks.models import WebhookNotification, WebhookSubscription
 
-__all__ = ["Asset", "Base", "Batch", "BatchLine", "Case", "Control", "Delivery", "DeliveryResult", "Document",
+__all__ = ["AgencyBudget", "Asset", "Base", "Batch", "BatchLine", "Case", "Control", "Delivery", "DeliveryResult", "Document",
            "LoginFailure", "OfficerCredential", "RequestDocument", "Party", "QuarantinedMessage", "RepeatFreeze",
            "Request", "Subject", "WebhookNotification", "WebhookSubscription"]

@@ -208,11 +208,16 @@ class DeliveryWorker:
         """
         ready: dict[str, list[tuple[str, Envelope]]] = {}
         with self.db.transaction() as session:
-            claimed = {
-                channel.agency.id: services.claim_due(session, agency_id=channel.agency.id, now=now, limit=limit,
-                                                      lease_seconds=self.settings.lease_seconds, owner=self.owner)
-                for channel, limit, _trial in plans
-            }
+            claimed: dict[str, list[str]] = {}
+            for channel, limit, _trial in plans:
+                agency = channel.agency
+                ids = services.claim_due(session, agency_id=agency.id, now=now, limit=limit,
+                                         lease_seconds=self.settings.lease_seconds, owner=self.owner)
+                if not isinstance(channel, PullChannel):  # a pull agency fetches at its own pace
+                    ids = services.trim_to_budget(session, agency_id=agency.id, rate=agency.rate_limit_per_second,
+                                                  concurrency=agency.concurrency, claimed=ids, now=now,
+                                                  retry_after_seconds=self.settings.poll_interval_seconds)
+                claimed[agency.id] = ids
             every = [i for ids in claimed.values() for i in ids]
             if not every:
                 return ready
