@@ -25,8 +25,8 @@ def register_case(payload: dict[str, Any]) -> Any:
     """Register a case with its parties and amount owed, or update them."""
     set_audit_context(case_number=payload["case_number"])
     with get_db().transaction() as session:
-        case, created = services.register_case(session, payload, current_principal(), get_audit())
-        body = services.case_view(case, created)
+        case, created, name_conflicts = services.register_case(session, payload, current_principal(), get_audit())
+        body = services.case_view(case, created, name_conflicts)
         # A lower amount owed (the debtor paid) frees what is frozen above it, in this transaction.
         released = [] if created else release_excess(
             session, case.id, reason=f"amount owed now {payload['amount_owed']}",

@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Iterator
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from adapters.interfaces import AgencyAnswer, DeliveryOrder, Envelope, SubjectRef
 from audit.store import AuditLog
-from gateway.cases.models import Case, Subject
+from gateway.cases.models import Case, Party, Subject
 from gateway.controls.services import observe_assets, record_outcomes
 from gateway.deliveries.models import Asset, Delivery, DeliveryResult
 from gateway.deliveries.services import WORKER, _control_line, refresh_requests
@@ -59,10 +59,14 @@ _ORDERS = (
     select(Delivery.id, Delivery.request_id, Delivery.agency_id, Delivery.attempts, Delivery.categories,
            Delivery.lines, Request.action, Request.court_code, Request.officer_sub, Request.legal_basis_kind,
            Request.legal_basis_number, Request.amount, Request.targets, Request.court_account, Request.subject_id,
-           Case.case_number, Subject.kind, Subject.name, Subject.id_number)
+           Case.case_number, Subject.kind, func.coalesce(Party.name, Subject.name).label("name"), Subject.id_number)
     .join(Request, Request.id == Delivery.request_id)
     .join(Case, Case.id == Request.case_id)
     .join(Subject, Subject.id == Request.subject_id)
+    # The name this case registered the debtor under (the subject's first name only
+    # if the party has since left the case).
+    .outerjoin(Party, (Party.case_id == Request.case_id) & (Party.subject_id == Request.subject_id)
+               & (Party.role == "debtor"))
 )
 
 
