@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from audit.store import AuditLog
 from gateway.auth.tokens import Principal
+from gateway.cases.courts import CourtCodes
 from gateway.cases.models import Case, Party, Subject
 from gateway.errors import Forbidden, NotFound, PurposeDenied
 from schemas.identifiers import mask_id_number, normalise_case_number
@@ -35,9 +36,12 @@ def names_elsewhere(session: Session, subject_id: str, case_id: str | None) -> s
     return set(session.scalars(query))
 
 
-def register_case(session: Session, payload: dict[str, Any], principal: Principal, audit: AuditLog
-                  ) -> tuple[Case, bool, set[str]]:
-    """Create the case, or update its amount and parties. A court registers only its own cases.
+def register_case(session: Session, payload: dict[str, Any], principal: Principal, audit: AuditLog, *,
+                  courts: CourtCodes) -> tuple[Case, bool, set[str]]:
+    """Create the case, or update its amount and parties. A court registers only its own
+    cases, under case numbers of its own court part (``courts``, the court code table):
+    checked before the case is looked up, so whether another court's number exists
+    cannot be learnt here.
 
     Each party keeps the name this case gives it; another case naming the same
     identity number otherwise keeps its own. Returns the case, whether it was
@@ -46,6 +50,7 @@ def register_case(session: Session, payload: dict[str, Any], principal: Principa
     and a court officer must be told rather than have the other case rewritten)."""
     if payload["court_code"] != principal.court:
         raise Forbidden(f"court {principal.court} may not register a case of court {payload['court_code']}")
+    courts.check(principal.court, payload["case_number"])
     case = session.scalars(select(Case).where(Case.case_number == payload["case_number"])).first()
     created = case is None
     if case is None:

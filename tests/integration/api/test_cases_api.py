@@ -80,10 +80,33 @@ def test_a_court_registers_only_its_own_cases(api, app):
     reply = api.register_case(court_code="110105")
     assert reply.status_code == 403
     assert api.register_case().status_code == 201
-    other = api.register_case(court_code="110105", token=api.token(court="110105", sub="officer.li"))
-    assert other.status_code == 403
+    # Another court's number is refused by its court part, whether or not the case exists.
+    beijing = api.token(court="110105", sub="officer.li")
+    for case_number in (CASE_NUMBER, "(2024)浙0102执9999号"):
+        other = api.register_case(case_number=case_number, court_code="110105", token=beijing)
+        assert other.status_code == 422 and other.json()["error"]["code"] == "rule_violation", other.text
     refused = [e for e in audit_rows(app) if e.outcome == "refused"]
-    assert len(refused) == 2 and all(e.details["status"] == 403 for e in refused)
+    assert [e.details["status"] for e in refused] == [403, 422, 422]
+
+
+def test_the_court_part_of_a_case_number_is_the_courts(api, app):
+    """Court 330102's numbers are 浙0102 (config/courts.toml): it may not register
+    (2024)京0105执3号, Beijing Chaoyang's; nor may a court the table does not know."""
+    reply = api.register_case(case_number="(2024)京0105执3号")
+    assert reply.status_code == 422, reply.text
+    error = reply.json()["error"]
+    assert error["code"] == "rule_violation" and list(error["fields"]) == ["case_number"]
+    assert "京0105" in error["fields"]["case_number"][0] and "浙0102" in error["fields"]["case_number"][0]
+    assert api.register_case(case_number="(2024)浙01执3号").status_code == 422  # the intermediate court's
+    beijing = api.token(court="110105", sub="officer.li")
+    assert api.register_case(case_number="(2024)京0105执3号", court_code="110105", token=beijing).status_code == 201
+
+    unknown = api.register_case(case_number="(2024)浙0199执3号", court_code="330199",
+                                token=api.token(court="330199", sub="officer.qian"))
+    assert unknown.status_code == 422 and "court code table" in unknown.json()["error"]["fields"]["court_code"][0]
+    with app.extensions["db"].reading() as session:
+        from gateway.cases.models import Case
+        assert [c.case_number for c in session.query(Case)] == ["(2024)京0105执3号"]
 
 
 def test_only_officers_register_cases(api):
