@@ -25,6 +25,7 @@ from gateway.batches import views as batch_views
 from gateway.batches.expander import BatchExpander
 from gateway.batches.services import Intake
 from gateway.cases import views as case_views
+from gateway.cases.courts import load_court_codes
 from gateway.controls import views as control_views
 from gateway.controls.housekeeping import ControlHousekeeping
 from gateway.controls.rules import ControlRules
@@ -58,6 +59,7 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, registry: Registry
     db.init_app(app)
     app.extensions["registry"] = registry or load_registry(settings.agencies_path)
     app.extensions["tokens"] = TokenVerifier(settings)
+    app.extensions["court_codes"] = load_court_codes(settings.courts_path)
     app.extensions["control_rules"] = ControlRules.from_settings(settings.controls)
     # The one clock (UTC moments; tests move it on). Court dates are its moments on the
     # court's wall clock (gateway.timeutil.court_date), in the zone the settings name.

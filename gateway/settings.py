@@ -29,6 +29,7 @@ PROMETHEUS_MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 class GatewaySection:
     instance_dir: str
     agencies_file: str
+    courts_file: str
     max_content_length: int
     log_level: str
     court_timezone: str
@@ -265,6 +266,10 @@ class Settings:
     @property
     def agencies_path(self) -> Path:
         return Path(self.gateway.agencies_file) if self.gateway.agencies_file else CONFIG_DIR / "agencies.toml"
+
+    @property
+    def courts_path(self) -> Path:
+        return Path(self.gateway.courts_file) if self.gateway.courts_file else CONFIG_DIR / "courts.toml"
 
     @property
     def keys_dir(self) -> Path:
