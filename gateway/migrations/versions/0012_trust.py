@@ -1,7 +1,7 @@
 """party names: the name a subject goes by is per case party
 
-Revision ID: 0008_trust
-Revises: 0007
+Revision ID: 0012_trust
+Revises: 0011_agency_budgets
 Create Date: 2026-12-07
 
 A case registered again with the same identity number and another name used to
@@ -12,8 +12,8 @@ take the subject's current name.
 from alembic import op
 import sqlalchemy as sa
 
-revision = "0008_trust"
-down_revision = "0007"
+revision = "0012_trust"
+down_revision = "0011_agency_budgets"
 branch_labels = None
 depends_on = None
 
