@@ -36,6 +36,13 @@ def names_elsewhere(session: Session, subject_id: str, case_id: str | None) -> s
     return set(session.scalars(query))
 
 
+def debtor_name(bind: Session | Connection, case_id: str, subject: Subject) -> str:
+    """The name this case registered its debtor under (each case party keeps its own)."""
+    name = bind.execute(select(Party.name).where(Party.case_id == case_id, Party.subject_id == subject.id,
+                                                 Party.role == "debtor")).scalar()
+    return name or subject.name
+
+
 def register_case(session: Session, payload: dict[str, Any], principal: Principal, audit: AuditLog, *,
                   courts: CourtCodes) -> tuple[Case, bool, set[str]]:
     """Create the case, or update its amount and parties. A court registers only its own

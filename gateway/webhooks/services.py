@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session, aliased
 from audit.store import AuditLog
 from gateway.auth.tokens import Principal
 from gateway.cases.models import Case, Subject
+from gateway.cases.services import debtor_name
 from gateway.controls.ledger import LIVE_STATES
 from gateway.controls.models import Control
 from gateway.deliveries.models import Asset, Delivery
@@ -133,8 +134,9 @@ class Event:
     payload: dict[str, Any]
 
 
-def _debtor(subject: Subject) -> dict[str, Any]:
-    return {"kind": subject.kind, "name": subject.name, "id_number_masked": mask_id_number(subject.id_number)}
+def _debtor(session: Session, case_id: str, subject: Subject) -> dict[str, Any]:
+    return {"kind": subject.kind, "name": debtor_name(session, case_id, subject),
+            "id_number_masked": mask_id_number(subject.id_number)}
 
 
 def _finished_requests(session: Session, court: str, since: datetime, until: datetime) -> list[Event]:
@@ -148,14 +150,14 @@ def _finished_requests(session: Session, court: str, since: datetime, until: dat
         answered = sum(1 for d in request.deliveries if d.state == "answered")
         events.append(Event("request.finished", f"request:{request.id}:{request.state}", {
             "request_id": request.id, "case_number": case_number, "action": request.action, "state": request.state,
-            "debtor": _debtor(request.subject), "answered": answered, "agencies": len(request.deliveries)}))
+            "debtor": _debtor(session, request.case_id, request.subject), "answered": answered, "agencies": len(request.deliveries)}))
     return events
 
 
 def _new_assets(session: Session, court: str, since: datetime, until: datetime) -> list[Event]:
     earlier = aliased(Asset)
     found = session.execute(
-        select(Asset, Request.id.label("request_id"), Request.subject_id, Case.case_number)
+        select(Asset, Request.id.label("request_id"), Request.subject_id, Request.case_id, Case.case_number)
         .join(Delivery, Delivery.id == Asset.delivery_id).join(Request, Request.id == Delivery.request_id)
         .join(Case, Case.id == Request.case_id)
         .where(Request.court_code == court, Request.action == "inquiry",
@@ -173,7 +175,7 @@ def _new_assets(session: Session, court: str, since: datetime, until: datetime) 
         subject = session.get(Subject, first.subject_id)
         events.append(Event("asset.found", f"assets:{delivery_id}", {
             "request_id": first.request_id, "case_number": first.case_number, "agency": first.Asset.agency_id,
-            "debtor": _debtor(subject) if subject else None,
+            "debtor": _debtor(session, first.case_id, subject) if subject else None,
             "assets": [{"asset_id": r.Asset.id, "category": r.Asset.category, "identifier": r.Asset.identifier,
                         "balance": None if r.Asset.balance is None else str(r.Asset.balance),
                         "value": None if r.Asset.value is None else str(r.Asset.value)} for r in rows]}))
