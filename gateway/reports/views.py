@@ -11,6 +11,17 @@ from gateway.db import get_db
 from gateway.reports import services
 from gateway.timeutil import court_date
 from schemas.canonical import AssetReportSchema, ErrorSchema
+from schemas.identifiers import IdentifierError, check_resident_id, check_uscc
+
+
+def identity_number_or_none(value: str) -> str | None:
+    """``value`` as a checked identity number, or None if it is not one (a gateway subject id)."""
+    for check in (check_resident_id, check_uscc):
+        try:
+            return check(value)
+        except IdentifierError:
+            continue
+    return None
 
 blp = ApiBlueprint("reports", __name__, url_prefix="/api/v1", description="Asset reports")
 
@@ -25,7 +36,9 @@ def asset_report(case_number: str, subject: str) -> Any:
     the agencies that have not answered. ``subject`` is the gateway subject id (or
     the identity number)."""
     principal = current_principal()
-    set_audit_context(case_number=case_number)
+    # A refusal names the subject asked about the way every event does (masked and
+    # keyed-hashed), so an auditor can find who tried to look at whom.
+    set_audit_context(case_number=case_number, subject_id_number=identity_number_or_none(subject))
     with get_db().transaction() as session:
         report, subject_row = services.build_report(session, case_number, subject, principal,
                                                      today=court_date(current_app.extensions["clock"]()),
