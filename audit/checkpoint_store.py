@@ -25,7 +25,7 @@ from audit.checkpoints import (
     sign_checkpoint,
     signature_failure,
     sorted_checkpoints,
-
+    with_mac_verdict,
 )
 from audit.models import AuditCheckpoint, AuditEvent
 from audit.parallel import database_url, verify_parts
@@ -70,7 +70,8 @@ def load_checkpoints(session: Session | Connection) -> list[dict[str, Any]]:
 
 
 def verify_log_with_checkpoints(session: Session, public_key: Ed25519PublicKey | None, *, batch: int = 5000,
-                                archive_dir: Path | None = None, workers: int = 1) -> IntegrityReport:
+                                archive_dir: Path | None = None, workers: int = 1,
+                                event_key: bytes | None = None) -> IntegrityReport:
     """The live chain (from the last archive on) against every checkpoint.
 
     With ``archive_dir``, the archive files first: their own chain of digests,
@@ -78,6 +79,8 @@ def verify_log_with_checkpoints(session: Session, public_key: Ed25519PublicKey |
     the genesis, and the checkpoints of archived events against those events;
     then the live log must go on from the archive's last event. ``workers`` > 1
     walks the live chain in that many processes (audit/parallel.py; the CLI does).
+    ``event_key`` (``AuditLog.event_key``) checks each event's MAC; without it the
+    report says ``macs_checked`` False.
     """
     checkpoints = load_checkpoints(session)
     start_seq, start_hash = live_chain_start(session)
@@ -110,12 +113,13 @@ def verify_log_with_checkpoints(session: Session, public_key: Ed25519PublicKey |
                 return IntegrityReport(chain, 0, None)
     if workers <= 1:
         chain = verify_rows(event_tuples(session, after_seq=start_seq - 1, batch=batch),
-                            start_seq=start_seq, start_hash=start_hash)
+                            start_seq=start_seq, start_hash=start_hash, mac_key=event_key)
     else:
         chain = verify_parts(database_url(session.get_bind()), start_seq=start_seq, start_hash=start_hash,
-                             head_seq=head_seq(session), workers=workers)
+                             head_seq=head_seq(session), workers=workers, mac_key=event_key)
     # The walked chain vouches for the stored hashes up to its head.
     wanted = [int(c["seq"]) for c in marks if start_seq <= int(c["seq"]) <= chain.head_seq]
     hashes = {seq: hash_ for seq, hash_ in session.execute(
         select(AuditEvent.seq, AuditEvent.hash).where(AuditEvent.seq.in_(wanted)))} if wanted else {}
-    return hold_against_checkpoints(chain, marks, hashes, start_seq=start_seq)
+    return with_mac_verdict(hold_against_checkpoints(chain, marks, hashes, start_seq=start_seq),
+                            macs_checked=event_key is not None)

@@ -16,6 +16,7 @@ signed message.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
@@ -96,6 +97,9 @@ class IntegrityReport:
     chain: ChainReport
     checkpoints_checked: int
     last_checkpoint_seq: int | None
+    # Whether each event's MAC was checked (it needs the event key: the server
+    # and `gateway audit verify` next to the keys have it, an offline auditor not).
+    macs_checked: bool = False
 
     @property
     def ok(self) -> bool:
@@ -105,7 +109,16 @@ class IntegrityReport:
         c = self.chain
         return {"ok": c.ok, "events_checked": c.events_checked, "head_seq": c.head_seq, "head_hash": c.head_hash,
                 "first_bad_seq": c.first_bad_seq, "kind": c.kind, "problem": c.problem,
-                "checkpoints_checked": self.checkpoints_checked, "last_checkpoint_seq": self.last_checkpoint_seq}
+                "checkpoints_checked": self.checkpoints_checked, "last_checkpoint_seq": self.last_checkpoint_seq,
+                "macs_checked": self.macs_checked}
+
+
+def with_mac_verdict(report: IntegrityReport, *, macs_checked: bool) -> IntegrityReport:
+    """The report with the chain's first MAC failure as its break, if the chain
+    and checkpoints hold otherwise (a structural break says more precisely what
+    was done, and comes first)."""
+    chain = report.chain.with_mac_break() if macs_checked else report.chain
+    return dataclasses.replace(report, chain=chain, macs_checked=macs_checked)
 
 
 def sorted_checkpoints(checkpoints: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:

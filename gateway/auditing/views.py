@@ -130,7 +130,7 @@ def verify() -> Any:
         public_key = None  # verification then fails if any checkpoint exists (it cannot be checked)
     db = get_db()
     with db.reading() as session:
-        report = verify_log_with_checkpoints(session, public_key)
+        report = verify_log_with_checkpoints(session, public_key, event_key=get_audit().event_key)
     body = report.as_dict()
     with db.transaction() as session:
         get_audit().record(session, action="audit.verify", outcome="ok", actor=current_principal(),

@@ -161,6 +161,25 @@ def test_verify_endpoint(api, app, auditor, activity):
     assert [e.action for e in audit_rows(app)][-2:] == ["audit.verify", "audit.verify"]
 
 
+def test_verify_endpoint_checks_each_events_mac(api, app, auditor, activity):
+    """An event appended straight into the table, its hash recomputed, has no MAC:
+    the server holds the event key and catches it."""
+    from audit.chain import event_hash
+    from audit.models import AuditEvent
+
+    db = app.extensions["db"]
+    with db.reading() as session:
+        last = {c.name: v for c, v in zip(AuditEvent.__table__.columns,
+                                           session.execute(sa.select(*AuditEvent.__table__.columns)
+                                                           .order_by(AuditEvent.seq.desc()).limit(1)).one())}
+    forged = {**last, "seq": last["seq"] + 1, "actor_sub": "intruder", "prev_hash": last["hash"], "mac": None}
+    forged["hash"] = event_hash(forged, forged["prev_hash"])
+    with db.engine.begin() as conn:
+        conn.execute(sa.insert(AuditEvent.__table__), [forged])
+    body = api.get("/api/v1/audit/verify", token=auditor).json()
+    assert (body["ok"], body["first_bad_seq"], body["kind"], body["macs_checked"]) == (False, forged["seq"], "unkeyed", True)
+
+
 def test_anomalies_endpoint_lists_the_purpose_refusal(api, auditor, activity):
     body = api.get("/api/v1/audit/anomalies", token=auditor).json()
     rules = {a["rule"]: a for a in body["anomalies"]}

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from audit.chain import GENESIS_HASH, event_hash
+from audit.chain import GENESIS_HASH, event_hash, event_mac
 from audit.checkpoint_store import load_checkpoints, verify_log_with_checkpoints, write_checkpoint
 from audit.checkpoints import load_private_key, load_public_key, sign_checkpoint
 from audit.models import AuditCheckpoint, AuditEvent
@@ -71,8 +71,8 @@ def tampered(db, *statements, params=None):
 def verify(db, public_key):
     """One walk, and the walk split over processes: both must say the same."""
     with db.reading() as session:
-        one = verify_log_with_checkpoints(session, public_key, batch=4)
-        split = verify_log_with_checkpoints(session, public_key, workers=2)
+        one = verify_log_with_checkpoints(session, public_key, batch=4, event_key=AUDIT.event_key)
+        split = verify_log_with_checkpoints(session, public_key, workers=2, event_key=AUDIT.event_key)
     assert split == one
     return one
 
@@ -268,6 +268,7 @@ def test_details_stored_in_the_older_text_form_still_verify(db, public_key):
     previous = events(db)[-1]
     old = {**previous, "seq": 3, "details": {"b": "杭州", "a": [1, 2]}, "prev_hash": previous["hash"]}
     old["hash"] = event_hash(old, old["prev_hash"])
+    old["mac"] = event_mac(AUDIT.event_key, old["hash"])  # written by the gateway: it holds the key
     reinsert(db, [old])  # through the JSON type: json.dumps' default form
     with db.engine.connect() as conn:
         stored = conn.execute(sa.text("SELECT details FROM audit_events WHERE seq = 3")).scalar_one()
@@ -278,3 +279,80 @@ def test_details_stored_in_the_older_text_form_still_verify(db, public_key):
     tampered(db, "UPDATE audit_events SET details = '{\"a\": [1, 3], \"b\": \"x\"}' WHERE seq = 3")
     report = verify(db, public_key)
     assert (report.ok, report.chain.first_bad_seq, report.chain.kind) == (False, 3, "altered")
+
+
+# --- the keyed chain: someone with database access but not the event key --------
+
+
+def forge_append(db, *, mac=None):
+    """Append an event the way the gateway would, hash recomputed, without the key."""
+    last = events(db)[-1]
+    forged = {**last, "seq": last["seq"] + 1, "action": "request.inquiry", "actor_sub": "intruder", "mac": mac}
+    forged["prev_hash"] = last["hash"]
+    forged["hash"] = event_hash(forged, forged["prev_hash"])
+    reinsert(db, [forged])  # an INSERT: no trigger to switch off
+
+
+@pytest.mark.parametrize(("mac", "kind"), [(None, "unkeyed"), ("ab" * 32, "forged")])
+def test_an_event_appended_with_a_recomputed_hash_is_caught(log, public_key, mac, kind):
+    forge_append(log, mac=mac)
+    report = verify(log, public_key)
+    assert (report.ok, report.chain.first_bad_seq, report.chain.kind) == (False, 9, kind)
+    assert report.macs_checked
+
+
+def test_events_rewritten_and_rechained_after_the_last_checkpoint_are_caught(log, public_key):
+    append(log, 3)  # 9..11, after the checkpoint at 8
+    rows = events(log)
+    prev = rows[8]["prev_hash"]
+    for row in rows[8:]:  # edit 9 and re-chain 9..11; their MACs cannot be recomputed
+        if row["seq"] == 9:
+            row["outcome"] = "refused"
+        row["prev_hash"], row["hash"] = prev, event_hash(row, prev)
+        prev = row["hash"]
+    tampered(log, "DELETE FROM audit_events WHERE seq >= 9")
+    reinsert(log, rows[8:])
+    report = verify(log, public_key)
+    assert (report.ok, report.chain.first_bad_seq, report.chain.kind) == (False, 9, "forged")
+
+
+def test_events_from_before_the_mac_verify_and_are_vouched_for_by_the_first_keyed_one(db, public_key):
+    """Migration 0008 leaves old events as they were (no MAC); the first keyed
+    event after them covers them through its prev_hash; an unkeyed event after a
+    keyed one is refused."""
+    prev = GENESIS_HASH
+    old = []
+    for seq in (1, 2, 3):
+        row = {"seq": seq, "at": utc_now(), "actor_sub": "old", "actor_role": "system", "actor_court": None,
+               "actor_agency": None, "action": "test.old", "outcome": "ok", "case_number": None,
+               "subject_hash": None, "subject_masked": None, "request_id": None, "delivery_id": None,
+               "details": {"seq": seq}, "prev_hash": prev, "mac": None}
+        row["hash"] = prev = event_hash(row, prev)
+        old.append(row)
+    reinsert(db, old)
+    append(db, 2)
+    report = verify(db, public_key)
+    assert report.ok and report.chain.events_checked == 5
+    assert (report.chain.first_keyed_seq, report.chain.last_unkeyed_seq) == (4, 3)
+    forge_append(db, mac=None)
+    report = verify(db, public_key)
+    assert (report.ok, report.chain.first_bad_seq, report.chain.kind) == (False, 6, "unkeyed")
+
+
+def test_without_the_event_key_the_report_says_macs_were_not_checked(log, public_key):
+    forge_append(log, mac=None)
+    with log.reading() as session:
+        report = verify_log_with_checkpoints(session, public_key)
+    assert report.ok and not report.macs_checked and report.as_dict()["macs_checked"] is False
+
+
+def test_the_cli_checks_macs_with_the_gateways_key(log, database_url, keys_dir, tmp_path):
+    forge_append(log, mac=None)
+    key_file = tmp_path / "subject.key"
+    key_file.write_text((b"t" * 32).hex())  # AUDIT's subject key, as `keys init` writes one
+    config = tmp_path / "settings.toml"
+    config.write_text(f'[audit]\nsubject_key_file = "{key_file}"\n')
+    result = CliRunner().invoke(main, ["audit", "verify", "--public-key", str(keys_dir / "checkpoint-ed25519.pub.pem")],
+                                env={"GATEWAY_DATABASE_URL": database_url, "GATEWAY_CONFIG": str(config)})
+    assert result.exit_code == 1, result.output
+    assert "BROKEN at event 9 [unkeyed]" in result.output
