@@ -139,6 +139,21 @@ def test_export_verifies_offline(api, app, auditor, activity, fmt, tmp_path, key
     assert broken.exit_code == 1 and "[altered]" in broken.output
 
 
+def test_checkpoints_endpoint_serves_the_chain_and_matches_the_outside_file(api, app, auditor, activity, settings):
+    writer = app.extensions["audit_checkpoints"]
+    writer.write_now()
+    api.get(EVENTS, token=auditor)
+    writer.write_now()
+    served = api.get("/api/v1/audit/checkpoints", token=auditor).json()["checkpoints"]
+    assert [c["number"] for c in served] == [1, 2]
+    assert served[0]["prev_checkpoint_hash"] == "0" * 64
+    assert served[1]["prev_checkpoint_hash"] == served[0]["checkpoint_hash"]
+    outside = [json.loads(line) for line in settings.checkpoint_file_path.read_text().splitlines()]
+    assert [c["signature"] for c in outside] == [c["signature"] for c in served]
+    body = api.get("/api/v1/audit/verify", token=auditor).json()
+    assert body["ok"] and body["outside_checkpoints"] == 2 and body["sealed"] is True
+
+
 def test_filtered_export_checks_each_event(api, auditor, activity):
     reply = api.get(EVENTS + "/export", token=auditor, params={"format": "jsonl", "outcome": "refused"})
     records = list(read_export(reply.text.splitlines(), "jsonl"))
