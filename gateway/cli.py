@@ -359,11 +359,27 @@ def _report_integrity(report, what: str) -> None:
         if hasattr(report, "checkpoints_checked"):
             extra = f", {report.checkpoints_checked} checkpoints" + (
                 f" (last at event {report.last_checkpoint_seq})" if report.last_checkpoint_seq else "")
+            if getattr(report, "outside_checkpoints", 0):
+                extra += f", {report.outside_checkpoints} from the outside copy"
         click.echo(f"{what} verified: {chain.events_checked} events{extra}, head {chain.head_seq} {chain.head_hash}")
+        if not getattr(report, "sealed", True):
+            click.echo(f"{what} UNSEALED [unsealed]: {report.unsealed_events} events after the newest checkpoint, "
+                       f"the oldest written {report.unsealed_since}, wait longer than the bound; they could have "
+                       "been cut without trace (is the worker loop writing checkpoints?)", err=True)
+            sys.exit(3)
         return
     click.echo(f"{what} BROKEN at event {chain.first_bad_seq} [{chain.kind}]: {chain.problem} "
                f"({chain.events_checked} events verified before it)", err=True)
     sys.exit(1)
+
+
+def _read_checkpoint_copy(path):
+    from audit.checkpoint_file import CheckpointFileError, load_checkpoint_file
+
+    try:
+        return load_checkpoint_file(path)
+    except (OSError, CheckpointFileError) as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @audit.command("verify")
@@ -374,9 +390,15 @@ def _report_integrity(report, what: str) -> None:
 @click.option("--export", "export_file", type=click.Path(exists=True, dir_okay=False),
               help="Check an export file (CSV or JSON lines) offline instead of the database.")
 @click.option("--checkpoints", "checkpoints_file", type=click.Path(exists=True, dir_okay=False),
-              help="With --export: the JSON of GET /api/v1/audit/checkpoints, checked with the public key.")
+              help="A copy of the checkpoints kept outside the database: the checkpoint file (JSON lines) or the "
+                   "JSON of GET /api/v1/audit/checkpoints. The database is held against it (default: "
+                   "[audit].checkpoint_file if it exists); with --export, the export is.")
 def audit_verify(public_key_file, archive_dir, export_file, checkpoints_file) -> None:
-    """Check the audit chain and its signed checkpoints; exit 1 naming the first bad event and the kind of break."""
+    """Check the audit chain, its MACs and its signed checkpoints (with the outside copy).
+
+    Exit 0: verified and sealed. Exit 1: broken, naming the first bad event and the
+    kind of break. Exit 3: intact, but events after the newest checkpoint have
+    waited longer than [audit].unsealed_after_seconds (``unsealed``)."""
     from pathlib import Path
 
     from gateway.auth.keys import read_checkpoint_public_key
@@ -393,27 +415,44 @@ def audit_verify(public_key_file, archive_dir, export_file, checkpoints_file) ->
     if export_file:
         _verify_export(Path(export_file), Path(checkpoints_file) if checkpoints_file else None, public_key)
         return
+    from audit.chain import event_mac_key
     from audit.checkpoint_store import verify_log_with_checkpoints
+    from gateway.auth.keys import read_subject_key
     from gateway.db import Database
 
+    try:
+        event_key = event_mac_key(read_subject_key(settings))
+    except ConfigError as exc:
+        # Away from the gateway's keys: the chain and the signed checkpoints still
+        # hold the log, but an event appended or re-chained after the newest
+        # checkpoint is only caught by its MAC.
+        click.echo(f"note: event MACs not checked: {exc}", err=True)
+        event_key = None
+    copy = Path(checkpoints_file) if checkpoints_file else settings.checkpoint_file_path
+    if copy.exists():
+        outside = _read_checkpoint_copy(copy)
+    else:
+        click.echo(f"note: no outside copy of the checkpoints ({copy}): the newest ones, and events rewritten "
+                   "under them, could be deleted without trace", err=True)
+        outside = []
     database = Database(settings.database_url)
     try:
         with database.reading() as session:
             # The chain walk split over the cores (audit/parallel.py): a million events in seconds.
             report = verify_log_with_checkpoints(session, public_key, archive_dir=Path(archive_dir) if archive_dir else None,
-                                                 workers=max(1, min(8, os.cpu_count() or 1)))
+                                                 workers=max(1, min(8, os.cpu_count() or 1)), event_key=event_key,
+                                                 outside=outside,
+                                                 unsealed_after_seconds=settings.audit.unsealed_after_seconds)
     finally:
         database.dispose()
     _report_integrity(report, "audit log" + (" and archive" if archive_dir else ""))
 
 
 def _verify_export(path, checkpoints_path, public_key) -> None:
-    import json
-
     from audit.export import ExportFormatError, read_export, verify_export
 
     fmt = "csv" if path.suffix.lower() == ".csv" else "jsonl"
-    checkpoints = json.loads(checkpoints_path.read_text())["checkpoints"] if checkpoints_path else []
+    checkpoints = _read_checkpoint_copy(checkpoints_path) if checkpoints_path else []
     try:
         with path.open(encoding="utf-8", newline="") as fh:
             report = verify_export(read_export(fh, fmt), checkpoints=checkpoints, public_key=public_key)

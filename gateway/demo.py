@@ -270,7 +270,7 @@ def _print_audit(console: Console, app) -> bool:
             actor = f"{event.actor_sub} ({event.actor_role}{', ' + event.actor_court if event.actor_court else ''})"
             table.add_row(str(event.seq), event.at.strftime("%H:%M:%S.%f")[:-3], actor, event.action, event.outcome,
                           event.case_number or "", event.subject_masked or "", event.hash[:16] + "…")
-        report = verify_log(session)
+        report = verify_log(session, mac_key=app.extensions["audit"].event_key)
     console.print(table)
     if report.ok:
         console.print(f"[bold green]audit log verified[/]: {report.events_checked} events, chain head {report.head_hash}")

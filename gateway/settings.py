@@ -74,6 +74,8 @@ class AuditSection:
     checkpoint_public_key_file: str
     checkpoint_every_events: int
     checkpoint_every_seconds: float
+    checkpoint_file: str
+    unsealed_after_seconds: float
     unauthenticated_audit_window_seconds: int
     export_max_events: int
 
@@ -300,6 +302,11 @@ class Settings:
         if self.audit.checkpoint_public_key_file:
             return Path(self.audit.checkpoint_public_key_file)
         return self.checkpoint_key_path.with_name(self.checkpoint_key_path.stem + ".pub.pem")
+
+    @property
+    def checkpoint_file_path(self) -> Path:
+        """The copy of every checkpoint outside the database (audit/checkpoint_file.py)."""
+        return Path(self.audit.checkpoint_file) if self.audit.checkpoint_file else self.instance_path / "audit-checkpoints.jsonl"
 
 
 _SECTIONS = {
