@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Connection, insert, select, text
 from sqlalchemy.orm import Session
 
@@ -24,6 +24,7 @@ from audit.archive_store import load_archive_records
 from audit.chain import GENESIS_HASH, ChainReport, format_time, verify_rows
 from audit.checkpoints import (
     IntegrityReport,
+    PublicKeys,
     checkpoint_chain_problem,
     checkpoint_hash,
     hold_against_checkpoints,
@@ -92,7 +93,7 @@ def load_checkpoints(session: Session | Connection) -> list[dict[str, Any]]:
     return [dict(row) for row in rows]
 
 
-def verify_log_with_checkpoints(session: Session, public_key: Ed25519PublicKey | None, *, batch: int = 5000,
+def verify_log_with_checkpoints(session: Session, public_key: PublicKeys | None, *, batch: int = 5000,
                                 archive_dir: Path | None = None, workers: int = 1,
                                 event_key: bytes | None = None, outside: list[Mapping[str, Any]] | None = None,
                                 unsealed_after_seconds: float | None = None,

@@ -153,13 +153,25 @@ def checkpoint_chain_problem(ordered: list[Mapping[str, Any]]) -> tuple[int, str
     return None
 
 
-def signature_problem(checkpoint: Mapping[str, Any], public_key: Ed25519PublicKey) -> tuple[str, str] | None:
-    """``None`` if the checkpoint was signed by ``public_key``'s private key over
-    exactly these fields; otherwise (kind, message)."""
+# The checkpoint public keys a verifier knows: one key, or every key the log was ever
+# signed with by key id (a rotation keeps the retired keys: gateway keys rotate --checkpoint).
+PublicKeys = Ed25519PublicKey | Mapping[str, Ed25519PublicKey]
+
+
+def keyring(keys: Iterable[Ed25519PublicKey]) -> dict[str, Ed25519PublicKey]:
+    return {public_key_id(k): k for k in keys}
+
+
+def signature_problem(checkpoint: Mapping[str, Any], public_key: PublicKeys) -> tuple[str, str] | None:
+    """``None`` if the checkpoint was signed by the private key of the public key it
+    names (among ``public_key``) over exactly these fields; otherwise (kind, message)."""
     seq = checkpoint["seq"]
-    if checkpoint["key_id"] != public_key_id(public_key):
+    known = public_key if isinstance(public_key, Mapping) else keyring([public_key])
+    named = known.get(checkpoint["key_id"])
+    if named is None:
         return "foreign_key", (f"checkpoint at event {seq} names key {checkpoint['key_id']}, "
-                               f"not the audit checkpoint key {public_key_id(public_key)}")
+                               f"not an audit checkpoint key ({', '.join(sorted(known))})")
+    public_key = named
     try:
         public_key.verify(base64.b64decode(checkpoint["signature"], validate=True), signed_bytes(checkpoint))
     except (InvalidSignature, ValueError):
@@ -214,7 +226,7 @@ def sorted_checkpoints(checkpoints: Iterable[Mapping[str, Any]]) -> list[Mapping
     return sorted(checkpoints, key=lambda c: (int(c["seq"]), str(c["signed_at"])))
 
 
-def signature_failure(marks: list[Mapping[str, Any]], public_key: Ed25519PublicKey | None, *,
+def signature_failure(marks: list[Mapping[str, Any]], public_key: PublicKeys | None, *,
                       start_seq: int, start_hash: str) -> IntegrityReport | None:
     """The first checkpoint whose signature does not hold, as a failed report; None if all hold."""
     if marks and public_key is None:
@@ -223,7 +235,7 @@ def signature_failure(marks: list[Mapping[str, Any]], public_key: Ed25519PublicK
                              "no_public_key")
         return IntegrityReport(report, 0, None)
     for checkpoint in marks:
-        problem = signature_problem(checkpoint, public_key)  # type: ignore[arg-type]
+        problem = signature_problem(checkpoint, public_key)
         if problem:
             kind, message = problem
             report = ChainReport(False, 0, start_seq - 1, start_hash, int(checkpoint["seq"]), message, kind)
@@ -262,7 +274,7 @@ def hold_against_checkpoints(chain: ChainReport, marks: list[Mapping[str, Any]],
 def verify_with_checkpoints(
     events: Iterable[Mapping[str, Any]],
     checkpoints: Iterable[Mapping[str, Any]],
-    public_key: Ed25519PublicKey | None,
+    public_key: PublicKeys | None,
     *,
     start_seq: int = 1,
     start_hash: str = GENESIS_HASH,

@@ -22,10 +22,9 @@ import csv
 import json
 from typing import Any, Iterable, Iterator, Mapping
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from audit.chain import HASHED_FIELDS, ChainReport, event_hash, format_time
-from audit.checkpoints import checkpoint_chain_problem, in_chain_order, signature_problem
+from audit.checkpoints import PublicKeys, checkpoint_chain_problem, in_chain_order, signature_problem
 
 CSV_COLUMNS = (*HASHED_FIELDS, "prev_hash", "hash")
 CSV_NULL = "\\N"
@@ -111,7 +110,7 @@ def read_export(lines: Iterable[str], fmt: str) -> Iterator[dict[str, Any]]:
 
 
 def verify_export(records: Iterable[Mapping[str, Any]], *, checkpoints: Iterable[Mapping[str, Any]] = (),
-                  public_key: Ed25519PublicKey | None = None) -> ChainReport:
+                  public_key: PublicKeys | None = None) -> ChainReport:
     """Check an export from its own content (see the module docstring)."""
     marks = {}
     checkpoints = in_chain_order(checkpoints)

@@ -313,7 +313,8 @@ def keys() -> None:
 
 
 @keys.command("init")
-@click.option("--force", is_flag=True, help="Replace existing keys (tokens signed before stop verifying).")
+@click.option("--force", is_flag=True, help="New token and checkpoint keys at once (tokens signed before stop "
+              "verifying; the audit subject key is never replaced). To change keys on a running gateway: keys rotate.")
 def keys_init(force: bool) -> None:
     """Make the token signing key, its JWKS and the audit subject-hash key."""
     from gateway.auth.keys import init_keys
@@ -323,6 +324,32 @@ def keys_init(force: bool) -> None:
         click.echo(f"wrote {path}")
     if not written:
         click.echo("keys already present (use --force to replace them)")
+
+
+@keys.command("rotate")
+@click.option("--token", "token_key", is_flag=True, help="A new token signing key; the old one verifies for the grace period.")
+@click.option("--checkpoint", "checkpoint_key", is_flag=True,
+              help="A new audit checkpoint key; the old public key is kept so its checkpoints still verify.")
+@click.option("--grace-seconds", type=int, default=None,
+              help="How long tokens signed by the old key stay valid (default: [auth].token_lifetime_seconds).")
+def keys_rotate(token_key: bool, checkpoint_key: bool, grace_seconds: int | None) -> None:
+    """Rotate a key without a restart: running gateways read the new files within a second
+    (tokens) or at their next checkpoint (checkpoints)."""
+    from gateway.auth.keys import rotate_checkpoint_key, rotate_token_key
+
+    if not (token_key or checkpoint_key):
+        raise click.UsageError("say which key: --token, --checkpoint or both")
+    settings = _settings()
+    try:
+        if token_key:
+            grace = settings.auth.token_lifetime_seconds if grace_seconds is None else grace_seconds
+            old, new = rotate_token_key(settings, grace_seconds=grace)
+            click.echo(f"token key {new} signs from now; {old} verifies for {grace} s more ({settings.jwks_path})")
+        if checkpoint_key:
+            old, new = rotate_checkpoint_key(settings)
+            click.echo(f"checkpoint key {new} signs from the next checkpoint; {old} kept to verify the earlier ones")
+    except FileNotFoundError as exc:
+        raise click.ClickException(f"{exc.filename}: no key to rotate; run `gateway keys init` first") from None
 
 
 @main.command()
@@ -383,8 +410,9 @@ def _read_checkpoint_copy(path):
 
 
 @audit.command("verify")
-@click.option("--public-key", "public_key_file", type=click.Path(exists=True, dir_okay=False),
-              help="Checkpoint public key (default: [audit].checkpoint_public_key_file).")
+@click.option("--public-key", "public_key_files", type=click.Path(exists=True, dir_okay=False), multiple=True,
+              help="Checkpoint public key; repeat it for keys retired by rotation (default: "
+                   "[audit].checkpoint_public_key_file and the retired keys beside it).")
 @click.option("--archive", "archive_dir", type=click.Path(exists=True, file_okay=False),
               help="Also check the archive files in DIR and that the live log goes on from them.")
 @click.option("--export", "export_file", type=click.Path(exists=True, dir_okay=False),
@@ -393,7 +421,7 @@ def _read_checkpoint_copy(path):
               help="A copy of the checkpoints kept outside the database: the checkpoint file (JSON lines) or the "
                    "JSON of GET /api/v1/audit/checkpoints. The database is held against it (default: "
                    "[audit].checkpoint_file if it exists); with --export, the export is.")
-def audit_verify(public_key_file, archive_dir, export_file, checkpoints_file) -> None:
+def audit_verify(public_key_files, archive_dir, export_file, checkpoints_file) -> None:
     """Check the audit chain, its MACs and its signed checkpoints (with the outside copy).
 
     Exit 0: verified and sealed. Exit 1: broken, naming the first bad event and the
@@ -401,13 +429,13 @@ def audit_verify(public_key_file, archive_dir, export_file, checkpoints_file) ->
     waited longer than [audit].unsealed_after_seconds (``unsealed``)."""
     from pathlib import Path
 
-    from gateway.auth.keys import read_checkpoint_public_key
+    from gateway.auth.keys import read_checkpoint_public_keys
 
     settings = _settings()
     try:
-        public_key = read_checkpoint_public_key(settings, Path(public_key_file) if public_key_file else None)
+        public_key = read_checkpoint_public_keys(settings, [Path(p) for p in public_key_files])
     except ConfigError as exc:
-        if public_key_file or checkpoints_file:
+        if public_key_files or checkpoints_file:
             raise click.ClickException(str(exc)) from None
         # Fine while no checkpoint exists; once one does, verification says it cannot check it.
         click.echo(f"note: {exc}", err=True)

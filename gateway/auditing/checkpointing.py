@@ -44,13 +44,22 @@ class CheckpointWriter:
     def __init__(self, db: Database, settings: Settings):
         self._db, self._settings = db, settings
         self._key: Any = None
+        self._key_stamp: tuple[int, int] | None = None
         self._lock = threading.Lock()
         self._next_look = 0.0
         self._warned = False
 
     def _signing_key(self) -> Any:
-        if self._key is None:
+        """The key, read again when its file changed (gateway keys rotate --checkpoint):
+        a running gateway signs its next checkpoint with the new key, no restart."""
+        path = self._settings.checkpoint_key_path
+        try:
+            stamp = (path.stat().st_mtime_ns, path.stat().st_size)
+        except FileNotFoundError:
+            stamp = None
+        if self._key is None or stamp != self._key_stamp:
             self._key = read_checkpoint_key(self._settings)  # ConfigError if missing
+            self._key_stamp = stamp
         return self._key
 
     def write_now(self, *, force: bool = False) -> dict[str, Any] | None:

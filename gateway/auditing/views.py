@@ -20,7 +20,7 @@ from gateway.api import ApiBlueprint, roles_required
 from gateway.audit_service import get_audit
 from gateway.auditing import services
 from gateway.auth.access import current_principal
-from gateway.auth.keys import read_checkpoint_public_key
+from gateway.auth.keys import read_checkpoint_public_keys
 from gateway.db import get_db
 from gateway.errors import ConfigError
 from gateway.timeutil import utc_now
@@ -127,7 +127,7 @@ def verify() -> Any:
     """Recompute the live chain and hold it against every signed checkpoint."""
     settings = current_app.config["SETTINGS"]
     try:
-        public_key = read_checkpoint_public_key(settings)
+        public_key = read_checkpoint_public_keys(settings)
     except ConfigError:
         public_key = None  # verification then fails if any checkpoint exists (it cannot be checked)
     db = get_db()
