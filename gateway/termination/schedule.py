@@ -29,7 +29,7 @@ from gateway.batches.services import Intake
 from gateway.cases.models import Case, Subject
 from gateway.db import Database
 from gateway.deliveries.models import Delivery
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, RuleViolation
 from gateway.requests import services as requests
 from gateway.requests.models import Request
 from gateway.settings import TerminationSection
@@ -54,10 +54,11 @@ class TerminationWatch:
                  on_work: Callable[[], None] | None = None):
         self.db, self.audit, self.intake, self.settings = db, audit, intake, settings
         self.on_work = on_work
-        self._last = 0.0
+        # None: the first pass runs at once (the monotonic clock may start near 0 after a boot).
+        self._last: float | None = None
 
     def maybe_run(self) -> None:
-        if time.monotonic() - self._last < self.settings.interval_seconds:
+        if self._last is not None and time.monotonic() - self._last < self.settings.interval_seconds:
             return
         self._last = time.monotonic()
         self.run_once()
@@ -89,7 +90,8 @@ class TerminationWatch:
             round_number, due_at, terminated_at, until = row.next_round, row.next_requery_at, row.terminated_at, \
                 row.requery_until
             case_number, court = case.case_number, case.court_code
-            categories = [c for c in row.categories if serving_agencies(self.intake.registry, [c])[c]]
+            asked_at_termination = list(row.categories)
+            categories = [c for c in asked_at_termination if serving_agencies(self.intake.registry, [c])[c]]
         principal = Principal(sub=SYSTEM_SUB, role="system", court=court)
         following = rules.next_due(as_utc(terminated_at), round_number + 1, self.settings.requery_every_months,
                                    as_utc(until))
@@ -98,6 +100,9 @@ class TerminationWatch:
         # move on): deliveries due now, and the reuse window measured against real answer times.
         sent_at = utc_now()
         try:
+            if not categories:
+                raise RuleViolation(f"no agency of the registry answers an inquiry for "
+                                    f"{', '.join(asked_at_termination)} any more")
             with self.db.connection_transaction() as connection:
                 advanced = connection.execute(
                     update(CaseTermination.__table__)
@@ -108,7 +113,7 @@ class TerminationWatch:
                     raise _Taken()
                 request_ids = []
                 for subject_id, kind, name, id_number in debtors:
-                    payload = {"case_number": case_number, "action": "inquiry", "categories": categories or None,
+                    payload = {"case_number": case_number, "action": "inquiry", "categories": categories,
                                "subject": {"kind": kind, "name": name, "id_number": id_number},
                                "documents": [], "targets": []}
                     key = f"termination:{termination_id}:{round_number}:{subject_id}"
