@@ -132,12 +132,17 @@ def termination(case_number: str) -> Any:
     """The case's latest termination, its re-inquiries and the creditor notices recorded."""
     principal = current_principal()
     set_audit_context(case_number=case_number)
-    with get_db().reading() as session:
+    with get_db().transaction() as session:
         case = find_case(session, case_number, principal)
         row = services.latest(session, case.id)
         if row is None:
             raise NotFound(f"case {case.case_number} was never terminated")
-        return services.termination_view(session, case, row)
+        body = services.termination_view(session, case, row)
+        # What was found for a debtor is read like a report: who looked is on record.
+        get_audit().record(session, action="termination.read", outcome="ok", actor=principal,
+                           case_number=case.case_number, details={"termination": row.id,
+                                                                  "requeries": len(body["requeries"])})
+        return body
 
 
 @blp.route("/cases/<case_number>/resume", methods=["POST"])

@@ -140,6 +140,9 @@ def test_terminated_only_when_proved_then_requeried_and_resumable_on_new_propert
     (asked_event,) = [e for e in rows if e.action == "request.inquiry" and e.request_id == request_id]
     assert asked_event.actor_sub == "gateway:termination"
     assert asked_event.details["termination"] == {"id": termination["id"], "round": 1}
+    assert {(e.actor_sub, e.outcome) for e in rows if e.action == "termination.checked"} == {
+        ("officer.wang", "not_ready"), ("officer.wang", "ready")}
+    assert [e.actor_sub for e in rows if e.action == "termination.read"] == ["officer.wang"]
     (told,) = [e for e in rows if e.action == "termination.creditor_notified"]
     assert told.details["new_assets"][0]["identifier"] == NEW_ACCOUNT and told.details["round"] == 1
     assert DEBTOR["id_number"] not in str(told.details)
