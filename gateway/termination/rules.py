@@ -140,6 +140,19 @@ def next_due(terminated_at: datetime, round_number: int, every_months: int, unti
     return due if due <= until else None
 
 
+def following_round(terminated_at: datetime, made: int, every_months: int, until: datetime,
+                    now: datetime) -> tuple[int, datetime | None]:
+    """The round after ``made`` and when it falls (None: the schedule has ended). Rounds
+    whose time has passed already (the gateway was down) are skipped, not made back to
+    back: a second inquiry minutes after the first would tell the creditor nothing new."""
+    following = made + 1
+    due = next_due(terminated_at, following, every_months, until)
+    while due is not None and due <= now:
+        following += 1
+        due = next_due(terminated_at, following, every_months, until)
+    return following, due
+
+
 def asset_key(asset: Mapping[str, Any]) -> tuple[str, str, str]:
     return (asset["subject_id"], asset["agency"], asset["identifier"])
 

@@ -93,8 +93,8 @@ class TerminationWatch:
             asked_at_termination = list(row.categories)
             categories = [c for c in asked_at_termination if serving_agencies(self.intake.registry, [c])[c]]
         principal = Principal(sub=SYSTEM_SUB, role="system", court=court)
-        following = rules.next_due(as_utc(terminated_at), round_number + 1, self.settings.requery_every_months,
-                                   as_utc(until))
+        next_round, following = rules.following_round(as_utc(terminated_at), round_number,
+                                                      self.settings.requery_every_months, as_utc(until), now)
         round_id = new_id()
         # The outbox runs on the worker's clock, not on the schedule's (which tests and the demo
         # move on): deliveries due now, and the reuse window measured against real answer times.
@@ -108,7 +108,7 @@ class TerminationWatch:
                     update(CaseTermination.__table__)
                     .where(CaseTermination.id == termination_id, CaseTermination.next_round == round_number,
                            CaseTermination.state == TERMINATED)
-                    .values(next_round=round_number + 1, next_requery_at=following))
+                    .values(next_round=next_round, next_requery_at=following))
                 if advanced.rowcount != 1:
                     raise _Taken()
                 request_ids = []
@@ -140,7 +140,7 @@ class TerminationWatch:
                 taken = session.execute(
                     update(CaseTermination).where(CaseTermination.id == termination_id,
                                                   CaseTermination.next_round == round_number)
-                    .values(next_round=round_number + 1, next_requery_at=following)).rowcount
+                    .values(next_round=next_round, next_requery_at=following)).rowcount
                 if taken != 1:
                     return None
                 session.add(TerminationRequery(

@@ -72,6 +72,15 @@ def test_the_schedule_is_every_six_months_for_five_years() -> None:
     assert rules.round_due(leap, 2, 6) == datetime(2029, 2, 28, 12, 0, tzinfo=timezone.utc)
 
 
+def test_rounds_missed_while_the_gateway_was_down_are_skipped_not_made_back_to_back() -> None:
+    until = rules.shift_months(AT, 60)
+    assert rules.following_round(AT, 1, 6, until, rules.round_due(AT, 1, 6)) == (2, rules.round_due(AT, 2, 6))
+    late = rules.round_due(AT, 3, 6) + (rules.round_due(AT, 4, 6) - rules.round_due(AT, 3, 6)) / 2
+    assert rules.following_round(AT, 1, 6, until, late) == (4, rules.round_due(AT, 4, 6))
+    assert rules.following_round(AT, 9, 6, until, rules.round_due(AT, 9, 6)) == (10, until)
+    assert rules.following_round(AT, 10, 6, until, until) == (11, None)
+
+
 def test_new_assets_are_those_not_known_at_termination_by_debtor_agency_and_identifier() -> None:
     known = [{"subject_id": "s1", "agency": "bank-a", "identifier": "6222001"}]
     found = [{"subject_id": "s1", "agency": "bank-a", "identifier": "6222001", "category": "deposit"},
