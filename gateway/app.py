@@ -40,6 +40,8 @@ from gateway.registry import Registry, load_registry
 from gateway.reports import views as report_views
 from gateway.requests import views as request_views
 from gateway.settings import load_settings
+from gateway.termination import views as termination_views
+from gateway.termination.schedule import TerminationWatch
 from gateway.timeutil import set_court_timezone, utc_now
 from gateway.webhooks import views as webhook_views
 from gateway.webhooks.notifier import WebhookNotifier
@@ -80,6 +82,7 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, registry: Registry
     audit_console.init_app(app)
     webhook_views.init_app(app, api)
     batch_views.init_app(app, api)
+    termination_views.init_app(app, api)
     people_views.init_app(app)  # the console's login (OpenID Connect) and, if asked for, the demo provider
 
     # Each app has its own registry (tests build many apps in one process); under
@@ -112,5 +115,10 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, registry: Registry
     expander = BatchExpander(app.extensions["db"], app.extensions["audit"], intake, on_work=worker.wake)
     worker.add_periodic(expander.run_once)
     app.extensions["batch_expander"] = expander
+    # Terminated cases are queried again on schedule through the same intake (gateway/termination/schedule.py).
+    termination_watch = TerminationWatch(app.extensions["db"], app.extensions["audit"], intake, settings.termination,
+                                         on_work=worker.wake)
+    worker.add_periodic(termination_watch.maybe_run)
+    app.extensions["termination_watch"] = termination_watch
     app.extensions["worker"] = worker
     return app

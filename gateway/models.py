@@ -8,8 +8,10 @@ from gateway.controls.models import Control, RepeatFreeze
 from gateway.db import Base
 from gateway.deliveries.models import AgencyBudget, Asset, Delivery, DeliveryResult, QuarantinedMessage
 from gateway.requests.models import Request
+from gateway.termination.models import CaseTermination, TerminationRequery
 from gateway.webhooks.models import WebhookNotification, WebhookSubscription
 
-__all__ = ["AgencyBudget", "Asset", "Base", "Batch", "BatchLine", "Case", "Control", "Delivery", "DeliveryResult", "Document",
-           "LoginFailure", "OfficerCredential", "RequestDocument", "Party", "QuarantinedMessage", "RepeatFreeze",
-           "Request", "Subject", "WebhookNotification", "WebhookSubscription"]
+__all__ = ["AgencyBudget", "Asset", "Base", "Batch", "BatchLine", "Case", "CaseTermination", "Control", "Delivery",
+           "DeliveryResult", "Document", "LoginFailure", "OfficerCredential", "RequestDocument", "Party",
+           "QuarantinedMessage", "RepeatFreeze", "Request", "Subject", "TerminationRequery", "WebhookNotification",
+           "WebhookSubscription"]

@@ -132,6 +132,29 @@ class ControlsSection:
 
 
 @dataclass(frozen=True)
+class TerminationSection:
+    """Terminated cases (终本, gateway/termination/): the SPC's rules, which a court may
+    tighten but not loosen (docs/termination.md)."""
+
+    required_categories: list[str]  # asked of every agency serving each, for every debtor, and answered
+    min_months_after_filing: int  # art. 1(4): more than three months since the case was filed
+    requery_every_months: int  # art. 9: the debtor's property queried at least every six months...
+    requery_years: int  # ...for five years after termination
+    interval_seconds: float  # how often the worker loop looks for re-inquiries due and answered
+
+    def __post_init__(self) -> None:
+        if not self.required_categories or not all(c.strip() for c in self.required_categories):
+            raise ConfigError("setting termination.required_categories must name at least one asset category")
+        rules = (("min_months_after_filing", self.min_months_after_filing >= 3, "at least 3 (art. 1(4))"),
+                 ("requery_every_months", 1 <= self.requery_every_months <= 6, "1..6 (art. 9: every six months)"),
+                 ("requery_years", self.requery_years >= 5, "at least 5 (art. 9)"),
+                 ("interval_seconds", self.interval_seconds > 0, "more than 0"))
+        for name, holds, rule in rules:
+            if not holds:
+                raise ConfigError(f"setting termination.{name} must be {rule}, got {getattr(self, name)!r}")
+
+
+@dataclass(frozen=True)
 class LimitsSection:
     """How much one officer and one court may ask (gateway/requests/limits.py)."""
 
@@ -246,6 +269,7 @@ class Settings:
     reuse: ReuseSection
     anomalies: AnomaliesSection
     controls: ControlsSection
+    termination: TerminationSection
     documents: DocumentsSection
     limits: LimitsSection
     reports: ReportsSection
@@ -320,6 +344,7 @@ _SECTIONS = {
     "reuse": ReuseSection,
     "anomalies": AnomaliesSection,
     "controls": ControlsSection,
+    "termination": TerminationSection,
     "documents": DocumentsSection,
     "limits": LimitsSection,
     "reports": ReportsSection,

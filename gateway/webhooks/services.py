@@ -8,7 +8,9 @@ What a court hears about (``EVENTS``):
 * ``asset.found``: an inquiry of its found assets that no earlier answer had shown
   for that debtor (the first inquiry's assets are all new);
 * ``control.lapsing``: a control of one of its cases ends within ``[controls]
-  warning_days`` (a renewal, with its new end, makes a new notification).
+  warning_days`` (a renewal, with its new end, makes a new notification);
+* ``case.resumable``: a scheduled re-inquiry of one of its terminated cases (终本)
+  found property not known at termination (one notification per re-inquiry round).
 
 Finding them is a scan of what changed since the subscription's ``scanned_until``,
 looked at again with an overlap (a transaction that commits late still has its
@@ -198,6 +200,26 @@ def _lapsing_controls(session: Session, court: str, today: date, warning_days: i
     ]
 
 
+def _resumable_cases(session: Session, court: str, since: datetime, until: datetime) -> list[Event]:
+    from gateway.termination.models import TERMINATED, CaseTermination, TerminationRequery
+
+    rows = session.execute(
+        select(TerminationRequery, CaseTermination, Case.case_number)
+        .join(CaseTermination, CaseTermination.id == TerminationRequery.termination_id)
+        .join(Case, Case.id == CaseTermination.case_id)
+        .where(Case.court_code == court, CaseTermination.state == TERMINATED, TerminationRequery.state == "finished",
+               TerminationRequery.finished_at > since, TerminationRequery.finished_at <= until)
+        .order_by(TerminationRequery.finished_at)).all()
+    return [
+        Event("case.resumable", f"resumable:{requery.id}", {
+            "case_number": case_number, "termination_id": termination.id, "round": requery.round,
+            "terminated_at": as_utc(termination.terminated_at).isoformat(), "request_ids": list(requery.request_ids),
+            "new_assets": [{k: a.get(k) for k in ("asset_id", "agency", "category", "identifier", "balance", "value")}
+                           for a in requery.new_assets]})
+        for requery, termination, case_number in rows if requery.new_assets
+    ]
+
+
 def find_events(session: Session, subscription: WebhookSubscription, *, now: datetime, today: date,
                 warning_days: int) -> list[Event]:
     """What happened for the subscription's court since it last looked (with the overlap)."""
@@ -210,6 +232,8 @@ def find_events(session: Session, subscription: WebhookSubscription, *, now: dat
         events += _new_assets(session, court, since, now)
     if "control.lapsing" in wanted:
         events += _lapsing_controls(session, court, today, warning_days)
+    if "case.resumable" in wanted:
+        events += _resumable_cases(session, court, since, now)
     return events
 
 
