@@ -49,8 +49,14 @@ def activity(api, app):
     return reply.json()["id"]
 
 
+def english(context, url: str):
+    """These tests read the console in English (Chinese is its default: see test_casework_walk.py)."""
+    context.add_cookies([{"name": "gateway_console_lang", "value": "en", "url": url + "/console"}])
+    return context
+
+
 def test_auditor_logs_in_filters_opens_a_trail_and_logs_out(browser, api, app, live, activity, tmp_path):
-    context = browser.new_context()
+    context = english(browser.new_context(), live.url)
     page = context.new_page()
     page.goto(live.url + "/console/")
     assert page.url.endswith("/console/login")  # not logged in: sent to the login form
@@ -67,7 +73,7 @@ def test_auditor_logs_in_filters_opens_a_trail_and_logs_out(browser, api, app, l
     cookie = next(c for c in context.cookies() if c["name"] == "gateway_console")
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["path"] == "/console"
     kept = app.session_interface.get_signing_serializer(app).loads(cookie["value"])
-    assert set(kept) == {"person"} and kept["person"]["sub"] == "auditor.zhao"  # the claims, not the token
+    assert set(kept) == {"person", "csrf"} and kept["person"]["sub"] == "auditor.zhao"  # the claims, not the token
     assert token.split(".")[2] not in cookie["value"]
 
     page.fill("input[name=action]", "request.*")
@@ -137,7 +143,7 @@ def test_people_log_in_through_the_demo_identity_provider(browser, overrides, tm
                                              "demo_provider": True}}, {})
     slot.app = app
     try:
-        context = browser.new_context()
+        context = english(browser.new_context(), server.url)
         page = context.new_page()
         page.goto(server.url + "/console/")
         assert page.url.endswith("/console/login")
@@ -147,9 +153,10 @@ def test_people_log_in_through_the_demo_identity_provider(browser, overrides, tm
         pending = next(c for c in context.cookies() if c["name"] == "gateway_console_login")
         assert pending["httpOnly"] and pending["sameSite"] == "Lax" and pending["path"] == "/console/login"
         page.click("button[value='judge.zhao']")
-        page.wait_for_url(server.url + "/console/me")
+        page.wait_for_url(server.url + "/console/approvals")
         assert "judge.zhao (approver, court 330102)" in page.inner_text("header")
         assert "Events" not in page.inner_text("header")  # the audit pages are the auditor's
+        assert "Approvals" in page.inner_text("header")
         assert "gateway_console_login" not in {c["name"] for c in context.cookies()}
         shot = tmp_path / "judge-logged-in.png"
         page.screenshot(path=str(shot), full_page=True)
