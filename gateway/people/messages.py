@@ -60,7 +60,8 @@ _ZH = {
     "error.prefix": "未能完成：",
     # auditor pages
     "events.title": "审计事件", "trail.title": "请求 {id} 的审计轨迹", "trail.deliveries": "投递",
-    "trail.events": "事件（{n}）",
+    "trail.events": "事件（{n}）", "trail.delivery": "投递编号", "trail.transport": "传输方式", "trail.attempts": "尝试次数",
+    "trail.last_error": "最近错误",
     # vocabulary
     "action.inquiry": "查询", "action.freeze": "冻结", "action.renew": "续冻", "action.unfreeze": "解冻",
     "action.deduct": "扣划", "action.seal": "查封", "action.release": "解封", "action.watch": "监控",
@@ -128,7 +129,8 @@ _EN = {
     "error.role": "role {role} may not open this page (needs {needed})",
     "error.prefix": "Not done: ",
     "events.title": "Events", "trail.title": "Trail of request {id}", "trail.deliveries": "Deliveries",
-    "trail.events": "Events ({n})",
+    "trail.events": "Events ({n})", "trail.delivery": "delivery", "trail.transport": "transport",
+    "trail.attempts": "attempts", "trail.last_error": "last error",
 }
 
 MESSAGES: dict[str, dict[str, str]] = {"zh": _ZH, "en": _EN}
