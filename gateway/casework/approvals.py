@@ -22,6 +22,7 @@ from gateway.controls.services import ledger_view
 from gateway.db import get_db
 from gateway.errors import Forbidden, GatewayError
 from gateway.people.language import translate
+from gateway.people.views import audit_console_refusal
 from gateway.requests import queries, services
 from gateway.requests.models import Request
 from gateway.timeutil import court_date, utc_now
@@ -91,9 +92,11 @@ def decide(request_id: str) -> Any:
             services.decide(session, request_id, user, approve=approve, reason=reason,
                             registry=current_app.extensions["registry"], audit=get_audit(), now=utc_now())
     except Forbidden as exc:
+        audit_console_refusal(exc.http_status, exc.code, exc.message, request_id=request_id)
         message = translate("error.self_approval") if exc.code == "self_approval" else exc.message
         return queue_page(error=f"{message} ({exc.code})", status=403, failed_request=request_id)
     except GatewayError as exc:
+        audit_console_refusal(exc.http_status, exc.code, exc.message, request_id=request_id)
         return queue_page(error=f"{translate('error.prefix')}{exc.message}", status=exc.http_status,
                           failed_request=request_id)
     if approve:

@@ -13,7 +13,6 @@ Every POST carries the session's CSRF token (gateway/people/csrf.py).
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -37,7 +36,7 @@ from gateway.db import get_db
 from gateway.errors import GatewayError, Forbidden
 from gateway.people.language import translate
 from gateway.people.services import signed_in_person
-from gateway.people.views import refuse_without_csrf_token
+from gateway.people.views import audit_console_refusal, refuse_without_csrf_token
 from gateway.reports import render
 from gateway.reports.services import build_report, find_debtor
 from gateway.requests import queries, services
@@ -64,6 +63,7 @@ def _require_court_person() -> Any:
         return redirect(url_for("people.login"))
     if found.role not in PAGE_ROLES:
         needed = ", ".join(translate(f"role.{r}") for r in PAGE_ROLES)
+        audit_console_refusal(403, "forbidden", f"role {found.role} may not open the court's pages")
         return refused(translate("error.role", role=translate(f"role.{found.role}"), needed=needed), 403)
     return refuse_without_csrf_token()
 
@@ -74,6 +74,7 @@ def refused(message: str, status: int) -> Any:
 
 @bp.errorhandler(GatewayError)
 def _gateway_error(exc: GatewayError) -> Any:
+    audit_console_refusal(exc.http_status, exc.code, exc.message)
     return refused(exc.message, exc.http_status)
 
 
@@ -173,6 +174,7 @@ def propose_freeze(case_number: str) -> Any:
     try:
         freeze = pages.read_freeze_form(request.form, request.form.getlist("targets"), request.files.get("document"))
     except pages.FormProblem as problem:
+        audit_console_refusal(400, "invalid_input", f"{problem.field}: {problem.message}", case_number=case_number)
         return case_page(case_number, error=f"{problem.field}: {problem.message}", status=400)
     with get_db().reading() as session:
         case_row = find_case(session, case_number, user)
@@ -183,7 +185,10 @@ def propose_freeze(case_number: str) -> Any:
     try:
         payload = _SUBMISSION.load(raw)
     except ValidationError as exc:
-        return case_page(case_number, error=pages.problems_text(exc.normalized_messages()), status=400)
+        problems = pages.problems_text(exc.normalized_messages())
+        audit_console_refusal(400, "invalid_input", problems, case_number=case_number,
+                              subject_id_number=subject_view["id_number"])
+        return case_page(case_number, error=problems, status=400)
     key, digest = freeze.idempotency_key, services.payload_digest(raw)
     db, audit, settings = get_db(), get_audit(), current_app.config["SETTINGS"]
     try:
@@ -205,6 +210,8 @@ def propose_freeze(case_number: str) -> Any:
         request_id = replay["id"]
     except GatewayError as exc:
         detail = f" ({pages.problems_text(exc.fields)})" if exc.fields else ""
+        audit_console_refusal(exc.http_status, exc.code, f"{exc.message}{detail}", case_number=case_number,
+                              subject_id_number=subject_view["id_number"])
         return case_page(case_number, error=f"{exc.message}{detail}", status=exc.http_status)
     return redirect(url_for("casework.case", case_number=case_number, proposed=request_id))
 
@@ -234,12 +241,7 @@ def document(sha256: str) -> Any:
         "Cache-Control": "private, no-store", "Content-Security-Policy": "frame-ancestors 'self'"})
 
 
-def json_attr(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, default=str)
-
-
 def init_app(app: Flask) -> None:
     from gateway.casework import approvals  # noqa: F401  (the judges' routes, on the same blueprint)
 
-    app.add_template_filter(json_attr, "json_attr")
     app.register_blueprint(bp)

@@ -69,10 +69,24 @@ def _login_page(error: str | None = None, status: int = 200) -> Any:
                            token_login=_settings().token_login, demo=_settings().demo_provider), status
 
 
+def audit_console_refusal(status: int, code: str, message: str, *, case_number: str | None = None,
+                          subject_id_number: str | None = None, request_id: str | None = None) -> None:
+    """A console page or form refused to a signed-in person, audited like the API's refusals
+    (``console.<method>``, ``refused``). Nobody signed in: nothing (the login page says why)."""
+    person = signed_in_person()
+    if person is None:
+        return
+    with get_db().transaction() as db_session:
+        get_audit().record(db_session, action=f"console.{request.method.lower()}", outcome="refused", actor=person,
+                           case_number=case_number, subject_id_number=subject_id_number, request_id=request_id,
+                           details={"path": request.path, "status": status, "code": code, "message": message[:500]})
+
+
 def refuse_without_csrf_token() -> Any:
     """Before every console POST of a blueprint that calls it: a form without this
     session's token is refused (400) before the view runs."""
     if request.method == "POST" and not csrf_passes():
+        audit_console_refusal(400, "csrf", "the form did not carry this session's CSRF token")
         return render_template("console/refused.html", user=signed_in_person(),
                                message=language.translate("error.csrf")), 400
     return None

@@ -96,6 +96,8 @@ def test_a_post_without_the_sessions_csrf_token_is_refused(app, inquired):
     assert officer.post("/console/logout").status_code == 400  # logging out needs it too
     with app.extensions["db"].reading() as session:
         assert session.query(Request).filter(Request.action == "freeze").count() == 0
+    refusals = [(e.action, e.details["code"], e.details["status"]) for e in audit_rows(app) if e.outcome == "refused"]
+    assert refusals == [("console.post", "csrf", 400)] * 3
 
 
 def test_officer_proposes_a_freeze_and_a_judge_decides_it(app, inquired):
@@ -104,6 +106,8 @@ def test_officer_proposes_a_freeze_and_a_judge_decides_it(app, inquired):
     form, boxes = freeze_form(page, amount="999999.00")
     over = officer.post(f"/console/cases/{CASE}/freeze", data=form, content_type="multipart/form-data")
     assert over.status_code == 422 and "would exceed what is still owed" in over.get_data(as_text=True)
+    [capped] = [e for e in audit_rows(app) if e.outcome == "refused"]
+    assert (capped.action, capped.case_number, capped.details["code"]) == ("console.post", CASE, "rule_violation")
     form, _ = freeze_form(page)
     sent = officer.post(f"/console/cases/{CASE}/freeze", data=form, content_type="multipart/form-data")
     assert sent.status_code == 302 and "proposed=" in sent.headers["Location"]
@@ -118,6 +122,8 @@ def test_officer_proposes_a_freeze_and_a_judge_decides_it(app, inquired):
     refused = own.post(f"/console/approvals/{request_id}", data={"csrf_token": token_of(queue), "decision": "approve"})
     text = refused.get_data(as_text=True)
     assert refused.status_code == 403 and "不能审批本人提出的控制措施" in text and "self_approval" in text
+    [attempt] = [e for e in audit_rows(app) if e.outcome == "refused" and e.details["code"] == "self_approval"]
+    assert (attempt.actor_sub, attempt.actor_role, attempt.request_id) == ("officer.wang", "approver", request_id)
 
     judge = logged_in(app, "judge.zhao", "approver")
     queue = judge.get("/console/approvals").get_data(as_text=True)
