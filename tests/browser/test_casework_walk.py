@@ -128,6 +128,7 @@ def test_officer_judge_and_auditor_walk_a_freeze_in_chinese(browser, cjk_font, c
     progress = page.inner_text("table.requests td.progress")
     answered, agencies = progress.split(" 家机构已答复")[0].split(" / ")
     assert answered == agencies and int(agencies) >= 5  # every sandbox agency answered the inquiry
+    assert "bank-a: 已答复" in page.inner_text("table.requests")
     assert page.inner_text("dd.ratio").endswith("%") and "现金可回收比例" in page.inner_text("dl.totals")
     assert page.inner_text("strong.cap") == "100,000.00"
     shot(page, "officer-case-report")
