@@ -98,7 +98,7 @@ def cases() -> Any:
                                       .group_by(Request.case_id)).all())
         views = [{"case_number": c.case_number, "amount_owed": c.amount_owed, "created_at": c.created_at,
                   "requests": counts.get(c.id, 0),
-                  "debtors": [p.subject.name for p in c.parties if p.role == "debtor"]} for c in rows]
+                  "debtors": [p.name for p in c.parties if p.role == "debtor"]} for c in rows]
         audit_read(session, "cases", returned=len(views))
     return render_template("console/casework/cases.html", user=user, cases=views)
 
@@ -109,9 +109,9 @@ def case_page(case_number: str, *, error: str | None = None, status: int = 200, 
     registry, rules = current_app.extensions["registry"], current_app.extensions["control_rules"]
     with get_db().transaction() as session:
         case = find_case(session, case_number, user)
-        parties = [{"role": p.role, "name": p.subject.name, "kind": p.subject.kind,
+        parties = [{"role": p.role, "name": p.name, "kind": p.subject.kind,
                     "id_number_masked": mask_id_number(p.subject.id_number)}
-                   for p in sorted(case.parties, key=lambda p: (p.role != "debtor", p.subject.name))]
+                   for p in sorted(case.parties, key=lambda p: (p.role != "debtor", p.name))]
         reports = []
         for party in case.parties:
             if party.role != "debtor":
@@ -178,8 +178,8 @@ def propose_freeze(case_number: str) -> Any:
         return case_page(case_number, error=f"{problem.field}: {problem.message}", status=400)
     with get_db().reading() as session:
         case_row = find_case(session, case_number, user)
-        subject = find_debtor(case_row, freeze.subject_id)
-        subject_view = {"kind": subject.kind, "name": subject.name, "id_number": subject.id_number}
+        party = find_debtor(case_row, freeze.subject_id)  # the case's own party: its name is this case's
+        subject_view = {"kind": party.subject.kind, "name": party.name, "id_number": party.subject.id_number}
         case_number = case_row.case_number
     raw = pages.freeze_submission(freeze, case_number, subject_view)
     try:

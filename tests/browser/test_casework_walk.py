@@ -19,7 +19,7 @@ from chromium_fixtures import browser, chromium  # noqa: F401 (fixtures)
 from conftest import COURT, Api, audit_rows, make_app
 from sandboxes.run import ALL, start_sandboxes
 
-CASE = "(2025)浙0106执88号"
+CASE = "(2025)浙0102执88号"
 DEBTOR = {"kind": "person", "name": "李四", "id_number": "330106199001012208"}
 OWED = "100000.00"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "console"
@@ -141,7 +141,7 @@ def test_officer_judge_and_auditor_walk_a_freeze_in_chinese(browser, cjk_font, c
     expected = min(balance, Decimal(OWED))
     assert page.inner_text("strong.picked") == f"{balance:,.2f}"  # the cap and the pick, side by side
     assert Decimal(page.input_value("input.amount")) == expected
-    page.fill("input.basis-number", "(2025)浙0106执88号之一")
+    page.fill("input.basis-number", "(2025)浙0102执88号之一")
     pdf = tmp_path / "协助执行通知书.pdf"
     document = notice_pdf()
     pdf.write_bytes(document)
@@ -161,7 +161,7 @@ def test_officer_judge_and_auditor_walk_a_freeze_in_chinese(browser, cjk_font, c
     card = page.locator(f"#approval-{request_id}")
     assert card.locator("dd.amount").inner_text() == f"{expected:,.2f}"
     assert "李四" in card.locator("dd.debtor").inner_text() and card.locator("dd.proposer").inner_text() == "officer.wang"
-    assert "协助执行通知书 (2025)浙0106执88号之一" in card.locator("dd.basis").inner_text()
+    assert "协助执行通知书 (2025)浙0102执88号之一" in card.locator("dd.basis").inner_text()
     assert account in card.locator("table.targets").inner_text()
     assert f"{balance:,.2f}" in card.locator("table.targets").inner_text()
     frame = card.locator("iframe.document")

@@ -14,7 +14,7 @@ import pytest
 from conftest import COURT, LEGAL_PDF, audit_rows, make_app
 from gateway.requests.models import Request
 
-CASE = "(2025)浙0106执88号"
+CASE = "(2025)浙0102执88号"
 DEBTOR = {"kind": "person", "name": "李四", "id_number": "330106199001012208"}
 OWED = "100000.00"
 
@@ -58,7 +58,7 @@ def freeze_form(page: str, **extra):
     subject = re.search(r'name="subject_id" value="([^"]+)"', page).group(1)
     key = re.search(r'name="idempotency_key" value="([^"]+)"', page).group(1)
     form = {"csrf_token": token_of(page), "subject_id": subject, "idempotency_key": key, "targets": [boxes[0][0]],
-            "amount": "1000.00", "basis_kind": "assistance_notice", "basis_number": "(2025)浙0106执88号之一",
+            "amount": "1000.00", "basis_kind": "assistance_notice", "basis_number": "(2025)浙0102执88号之一",
             "document": (io.BytesIO(LEGAL_PDF), "协助执行通知书.pdf")}
     form.update(extra)
     return form, boxes
