@@ -8,8 +8,6 @@ the keyed hash only.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import csv
 import io
 from dataclasses import dataclass
@@ -24,6 +22,7 @@ from audit.chain import HASHED_FIELDS, format_time
 from audit.export import CSV_COLUMNS, csv_row, jsonl_line
 from audit.models import AuditEvent
 from audit.store import AuditLog
+from gateway import paging
 from gateway.deliveries.models import Delivery
 from gateway.errors import InvalidInput
 from gateway.settings import AnomaliesSection
@@ -54,22 +53,19 @@ def normalise_subject(id_number: str) -> str:
 
 
 def encode_cursor(seq: int) -> str:
-    return base64.urlsafe_b64encode(f"{_CURSOR_PREFIX}{seq}".encode()).decode().rstrip("=")
+    return paging.encode_cursor(_CURSOR_PREFIX, str(seq))
 
 
 def decode_cursor(cursor: str) -> int:
     """The seq after which the next page starts. Appends only add higher seqs, so a
     cursor walks the same events however many are written meanwhile."""
     try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if not text.startswith(_CURSOR_PREFIX):
-            raise ValueError
-        seq = int(text[len(_CURSOR_PREFIX):])
-        if seq < 0:
-            raise ValueError
-        return seq
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise InvalidInput("cursor: not a cursor this API returned", fields={"cursor": ["use next_cursor as given"]}) from None
+        seq = int(paging.decode_cursor(_CURSOR_PREFIX, cursor))
+    except ValueError:
+        raise paging.refuse_cursor() from None
+    if seq < 0:
+        raise paging.refuse_cursor()
+    return seq
 
 
 def conditions(filters: Mapping[str, Any], audit: AuditLog) -> list[ColumnElement[bool]]:

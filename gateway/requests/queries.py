@@ -9,8 +9,6 @@ the proposer and the debtor's masked number and name. Reads only; no audit here
 
 from __future__ import annotations
 
-import base64
-import binascii
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Mapping
@@ -18,11 +16,11 @@ from typing import Any, Mapping
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
+from gateway import paging
 from gateway.auth.tokens import Principal
 from gateway.cases.models import Case
 from gateway.cases.services import debtor_name
 from gateway.deliveries.models import Asset
-from gateway.errors import InvalidInput
 from gateway.requests.models import Request
 from gateway.requests.services import state_view
 from gateway.timeutil import as_utc
@@ -39,22 +37,17 @@ class RequestPage:
 
 
 def encode_cursor(row: Request) -> str:
-    text = f"{_CURSOR_PREFIX}{as_utc(row.created_at).isoformat()}|{row.id}"
-    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+    return paging.encode_cursor(_CURSOR_PREFIX, f"{as_utc(row.created_at).isoformat()}|{row.id}")
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
     """(created_at, id) of the last request of the previous page: pages go newest
     first, so a request made meanwhile never shifts a page already read."""
     try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if not text.startswith(_CURSOR_PREFIX):
-            raise ValueError
-        moment, request_id = text[len(_CURSOR_PREFIX):].split("|", 1)
+        moment, request_id = paging.decode_cursor(_CURSOR_PREFIX, cursor).split("|", 1)
         return as_utc(datetime.fromisoformat(moment)), request_id
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise InvalidInput("cursor: not a cursor this API returned",
-                           fields={"cursor": ["use next_cursor as given"]}) from None
+    except ValueError:
+        raise paging.refuse_cursor() from None
 
 
 def _targets(session: Session, rows: list[Request]) -> dict[str, dict[str, Any]]:

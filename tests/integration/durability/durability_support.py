@@ -11,13 +11,16 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import requests
+import sqlalchemy as sa
 from conftest import toml_value
 
+from gateway.deliveries.models import Delivery
 from gateway.registry import Registry, parse_agency
 from sandboxes import market_regulation, public_security
 from sandboxes.server import FaultKnobs, SandboxServer
@@ -172,3 +175,16 @@ def default_registry_toml(endpoints: dict[str, str], **changes: Any) -> str:
 def write_default_config(tmp_path: Path, keys_dir: Path, endpoints: dict[str, str], *, workers: str = "",
                          **changes: Any) -> Path:
     return _write_settings(tmp_path, keys_dir, default_registry_toml(endpoints, **changes), workers, "gateway")
+
+
+def wait_until_all_answered(db: Any, processes: list[subprocess.Popen], timeout: float) -> None:
+    """Until every delivery is answered, the processes all still running (a crash fails at once)."""
+    give_up = time.monotonic() + timeout
+    while True:
+        with db.reading() as session:
+            states = Counter(session.scalars(sa.select(Delivery.state)))
+        if set(states) == {"answered"}:
+            return
+        assert time.monotonic() < give_up, states
+        assert all(p.poll() is None for p in processes)
+        time.sleep(0.1)

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import Counter
 from typing import Any, Callable
 
 import pytest
 import sqlalchemy as sa
 
 from conftest import Api
-from durability_support import Agency, gateway_process, registry_of, stop, write_config
+from durability_support import Agency, gateway_process, registry_of, stop, wait_until_all_answered, write_config
 from gateway.deliveries.models import Delivery
 from sandboxes import public_security
 from sandboxes.server import FaultKnobs, SandboxServer
@@ -68,15 +67,7 @@ def _run(tmp_path, keys_dir, database_url, settings, overrides, *, concurrency: 
             assert api.inquire().status_code == 202  # this app's own worker is not started: the three do it
         workers = [gateway_process(["worker"], config, database_url, log) for log in logs]
         db = app.extensions["db"]
-        give_up = time.monotonic() + 90
-        while True:
-            with db.reading() as session:
-                states = Counter(session.scalars(sa.select(Delivery.state)))
-            if set(states) == {"answered"}:
-                break
-            assert time.monotonic() < give_up, states
-            assert all(w.poll() is None for w in workers)
-            time.sleep(0.1)
+        wait_until_all_answered(db, workers, timeout=90)
         with db.reading() as session:
             owners = {o.rsplit(":", 1)[1] for o in session.scalars(sa.select(Delivery.lease_owner))}
         assert len(owners) >= 2, owners  # the processes did share the work

@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from conftest import CASE_NUMBER, DEBTOR, LEGAL_DOCUMENT, Api
-from durability_support import gateway_process, stop, write_default_config
+from durability_support import gateway_process, stop, wait_until_all_answered, write_default_config
 from gateway.deliveries.models import Delivery, DeliveryResult
 from gateway.registry import Registry, load_registry
 from gateway.settings import CONFIG_DIR
@@ -90,15 +90,9 @@ def test_a_worker_killed_mid_run_loses_nothing_and_applies_no_control_twice(
             held = session.scalar(sa.select(sa.func.count()).select_from(Delivery).where(
                 Delivery.state == "sending", Delivery.lease_owner == owner))
 
-        give_up = time.monotonic() + 40
-        while True:
-            with db.reading() as session:
-                states = Counter(session.scalars(sa.select(Delivery.state)))
-            if set(states) == {"answered"}:
-                break
-            assert time.monotonic() < give_up, states
-            assert all(w.poll() is None for w in workers if w is not victim)
-            time.sleep(0.1)
+        wait_until_all_answered(db, [w for w in workers if w is not victim], timeout=40)
+        with db.reading() as session:
+            states = Counter(session.scalars(sa.select(Delivery.state)))
 
         with db.reading() as session:
             deliveries = session.scalars(sa.select(Delivery)).all()

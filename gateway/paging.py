@@ -1,0 +1,30 @@
+"""Opaque page cursors for the API's lists (audit events, requests): what the last row
+of a page was, as text a caller hands back unchanged. A prefix names the list, so a
+cursor of one list is refused by another."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from gateway.errors import InvalidInput
+
+
+def encode_cursor(prefix: str, position: str) -> str:
+    return base64.urlsafe_b64encode(f"{prefix}{position}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(prefix: str, cursor: str) -> str:
+    """The position a cursor names; InvalidInput naming ``cursor`` for text this API did
+    not return. A caller that cannot read the position raises ``refuse_cursor()`` too."""
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise refuse_cursor() from None
+    if not text.startswith(prefix):
+        raise refuse_cursor()
+    return text[len(prefix):]
+
+
+def refuse_cursor() -> InvalidInput:
+    return InvalidInput("cursor: not a cursor this API returned", fields={"cursor": ["use next_cursor as given"]})
