@@ -40,6 +40,8 @@ from gateway.reports import views as report_views
 from gateway.requests import views as request_views
 from gateway.settings import load_settings
 from gateway.timeutil import set_court_timezone, utc_now
+from gateway.transfers import views as transfer_views
+from gateway.transfers.courts import CourtTree
 from gateway.webhooks import views as webhook_views
 from gateway.webhooks.notifier import WebhookNotifier
 
@@ -59,6 +61,7 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, registry: Registry
     app.extensions["registry"] = registry or load_registry(settings.agencies_path)
     app.extensions["tokens"] = TokenVerifier(settings)
     app.extensions["control_rules"] = ControlRules.from_settings(settings.controls)
+    app.extensions["courts"] = CourtTree.from_settings(settings.courts.superiors)
     # The one clock (UTC moments; tests move it on). Court dates are its moments on the
     # court's wall clock (gateway.timeutil.court_date), in the zone the settings name.
     app.extensions["clock"] = utc_now
@@ -78,6 +81,7 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, registry: Registry
     audit_console.init_app(app)
     webhook_views.init_app(app, api)
     batch_views.init_app(app, api)
+    transfer_views.init_app(app, api)
     people_views.init_app(app)  # the console's login (OpenID Connect) and, if asked for, the demo provider
 
     # Each app has its own registry (tests build many apps in one process); under

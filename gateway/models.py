@@ -8,8 +8,9 @@ from gateway.controls.models import Control, RepeatFreeze
 from gateway.db import Base
 from gateway.deliveries.models import Asset, Delivery, DeliveryResult, QuarantinedMessage
 from gateway.requests.models import Request
+from gateway.transfers.models import CaseTransfer
 from gateway.webhooks.models import WebhookNotification, WebhookSubscription
 
-__all__ = ["Asset", "Base", "Batch", "BatchLine", "Case", "Control", "Delivery", "DeliveryResult", "Document",
+__all__ = ["Asset", "Base", "Batch", "BatchLine", "Case", "CaseTransfer", "Control", "Delivery", "DeliveryResult", "Document",
            "LoginFailure", "OfficerCredential", "RequestDocument", "Party", "QuarantinedMessage", "RepeatFreeze",
            "Request", "Subject", "WebhookNotification", "WebhookSubscription"]

@@ -214,6 +214,26 @@ class WebhooksSection:
 
 
 @dataclass(frozen=True)
+class CourtsSection:
+    """The courts' hierarchy (gateway/transfers/courts.py): each court's code names its
+    superior court's. A court absent here has no superior the gateway knows of."""
+
+    superiors: dict[str, str]
+
+
+@dataclass(frozen=True)
+class CreditorsSection:
+    """Several creditors of one debtor (gateway/creditors/): the priority classes of a
+    distribution plan, highest first; a class is paid in full before the next gets anything."""
+
+    priority_classes: list[str]
+
+    def __post_init__(self) -> None:
+        if not self.priority_classes or len(set(self.priority_classes)) != len(self.priority_classes):
+            raise ConfigError("setting creditors.priority_classes must name at least one class, each once")
+
+
+@dataclass(frozen=True)
 class ServerSection:
     host: str
     port: int
@@ -248,6 +268,8 @@ class Settings:
     reports: ReportsSection
     webhooks: WebhooksSection
     console: ConsoleSection
+    courts: CourtsSection
+    creditors: CreditorsSection
     testing: bool = False
     # Set by `gateway serve` in its environment before gunicorn forks (not a settings
     # key): where prometheus-client's multiprocess mode keeps each process's values.
@@ -313,6 +335,8 @@ _SECTIONS = {
     "reports": ReportsSection,
     "webhooks": WebhooksSection,
     "console": ConsoleSection,
+    "courts": CourtsSection,
+    "creditors": CreditorsSection,
 }
 
 # What each annotation accepts from TOML. A TOML boolean is a Python bool, which is

@@ -151,7 +151,7 @@ def cancel_repeat(request_id: str) -> Any:
         repeat_row = session.scalars(select(RepeatFreeze).where(RepeatFreeze.request_id == request_id)
                                      .with_for_update()).first()
         original = session.get(Request, request_id)
-        if repeat_row is None or original.court_code != principal.court:
+        if repeat_row is None or original.case.court_code != principal.court:  # the case's court (gateway/transfers/)
             raise NotFound(f"no repeat freeze on request {request_id} for court {principal.court}")
         if repeat_row.state != "active":
             raise Conflict(f"the repeat freeze of {request_id} is {repeat_row.state}")

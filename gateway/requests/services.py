@@ -280,7 +280,9 @@ def state_view(session: Session, request_row: Request, deliveries: list[Delivery
 
 def get_request(session: Session, request_id: str, principal: Principal) -> Request:
     row = session.get(Request, request_id)
-    if row is None or (principal.role != "admin" and row.court_code != principal.court):
+    # The case's court, not the request's: a case moved to another court takes its
+    # history with it (gateway/transfers/), and the court it left sees none of it.
+    if row is None or (principal.role != "admin" and row.case.court_code != principal.court):
         raise NotFound(f"no request {request_id} for court {principal.court}")
     return row
 
@@ -294,7 +296,7 @@ def decide(session: Session, request_id: str, principal: Principal, *, approve: 
     deciding their own control) and Conflict (not awaiting approval).
     """
     row = session.get(Request, request_id, with_for_update={"of": Request})  # not the joined case and subject
-    if row is None or row.court_code != principal.court:
+    if row is None or row.case.court_code != principal.court:  # the case's court decides (gateway/transfers/)
         raise NotFound(f"no request {request_id} for court {principal.court}")
     if row.state != "awaiting_approval":
         raise Conflict(f"request {request_id} is {row.state}, not awaiting approval")

@@ -1,0 +1,34 @@
+"""caselife: transfers of cases between courts (交叉执行)
+
+Revision ID: 0011_caselife
+Revises: 0010_batches
+Create Date: 2026-12-07
+"""
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0011_caselife"
+down_revision = "0010_batches"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "case_transfers",
+        sa.Column("id", sa.String(36), primary_key=True),
+        sa.Column("case_id", sa.String(36), sa.ForeignKey("cases.id"), nullable=False),
+        sa.Column("from_court", sa.String(32), nullable=False),
+        sa.Column("to_court", sa.String(32), nullable=False),
+        sa.Column("ordering_court", sa.String(32), nullable=False),
+        sa.Column("ordered_by", sa.String(128), nullable=False),
+        sa.Column("order_number", sa.String(64), nullable=False),
+        sa.Column("reason", sa.String(500), nullable=True),
+        sa.Column("controls_in_force", sa.Integer(), nullable=False),
+        sa.Column("transferred_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    op.create_index("ix_case_transfers_case_id", "case_transfers", ["case_id"])
+
+
+def downgrade() -> None:
+    op.drop_table("case_transfers")
