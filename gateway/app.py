@@ -21,6 +21,7 @@ from gateway.attachments import views as attachment_views
 from gateway.auditing import console as audit_console
 from gateway.auditing import views as audit_views
 from gateway.auth.tokens import TokenVerifier
+from gateway.bankruptcy import views as bankruptcy_views
 from gateway.batches import views as batch_views
 from gateway.batches.expander import BatchExpander
 from gateway.batches.services import Intake
@@ -82,6 +83,7 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, registry: Registry
     webhook_views.init_app(app, api)
     batch_views.init_app(app, api)
     transfer_views.init_app(app, api)
+    bankruptcy_views.init_app(app, api)
     people_views.init_app(app)  # the console's login (OpenID Connect) and, if asked for, the demo provider
 
     # Each app has its own registry (tests build many apps in one process); under

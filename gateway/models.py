@@ -2,6 +2,7 @@
 
 from gateway.attachments.models import Document, OfficerCredential, RequestDocument
 from gateway.auth.models import LoginFailure
+from gateway.bankruptcy.models import Bankruptcy
 from gateway.batches.models import Batch, BatchLine
 from gateway.cases.models import Case, Party, Subject
 from gateway.controls.models import Control, RepeatFreeze
@@ -11,6 +12,6 @@ from gateway.requests.models import Request
 from gateway.transfers.models import CaseTransfer
 from gateway.webhooks.models import WebhookNotification, WebhookSubscription
 
-__all__ = ["Asset", "Base", "Batch", "BatchLine", "Case", "CaseTransfer", "Control", "Delivery", "DeliveryResult", "Document",
+__all__ = ["Asset", "Bankruptcy", "Base", "Batch", "BatchLine", "Case", "CaseTransfer", "Control", "Delivery", "DeliveryResult", "Document",
            "LoginFailure", "OfficerCredential", "RequestDocument", "Party", "QuarantinedMessage", "RepeatFreeze",
            "Request", "Subject", "WebhookNotification", "WebhookSubscription"]

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from gateway.api import ApiBlueprint, roles_required, set_audit_context
 from gateway.audit_service import get_audit
 from gateway.auth.access import current_principal
+from gateway.bankruptcy.services import case_flag
 from gateway.cases.models import Case
 from gateway.cases.services import find_case
 from gateway.controls import repeat, services
@@ -43,9 +44,11 @@ def case_controls(case_number: str) -> Any:
         entries = services.case_ledger(session, case.id, today)
         get_audit().record(session, action="controls.read", outcome="ok", actor=principal,
                            case_number=case.case_number, details={"controls": len(entries)})
+        flag = case_flag(session, case)
     frozen = sum((e["amount"] or Decimal("0") for e in entries
                   if e["category"] in CASH_CATEGORIES and e["state"] in HOLDING_STATES), Decimal("0"))
-    return {"case_number": case.case_number, "amount_owed": case.amount_owed, "cash_frozen": frozen, "controls": entries}
+    return {"case_number": case.case_number, "amount_owed": case.amount_owed, "cash_frozen": frozen, "controls": entries,
+            "bankruptcy": flag}
 
 
 class RepeatViewSchema(Schema):

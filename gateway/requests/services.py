@@ -20,6 +20,7 @@ from gateway.attachments.services import (
     DEFAULT_MAX_BYTES, AttachedDocument, document_views, require_credentials, resolve_documents, write_documents,
 )
 from gateway.auth.tokens import Principal, same_person
+from gateway.bankruptcy.services import refuse_if_bankrupt
 from gateway.cases.services import require_debtor
 from gateway.controls.models import RepeatFreeze
 from gateway.controls.repeat import schedule_row
@@ -115,6 +116,7 @@ def prepare_request(
     """
     subject_in = payload["subject"]
     debtor = require_debtor(session, principal, payload["case_number"], subject_in["kind"], subject_in["id_number"])
+    refuse_if_bankrupt(session, debtor.subject_id, payload["action"])  # a query for new controls only
     if limits is not None:  # the API's intake; benchmarks preparing requests in bulk pass none
         check_limits(session, principal, debtor.subject_id, limits, now, idempotency_key)
     _check_rules(payload)
@@ -303,6 +305,8 @@ def decide(session: Session, request_id: str, principal: Principal, *, approve: 
     if same_person(row.officer_sub, principal.sub):
         raise Forbidden("a control is approved by a second person, not by the officer who proposed it",
                         code="self_approval")
+    if approve:  # proposed before the debtor's bankruptcy was accepted: it may no longer leave
+        refuse_if_bankrupt(session, row.subject_id, row.action)
     row.decided_by, row.decided_at, row.decision_reason = principal.sub, now, reason
     for delivery in row.deliveries:
         if delivery.state != "held":

@@ -1,4 +1,4 @@
-"""caselife: transfers of cases between courts (交叉执行)
+"""caselife: transfers of cases between courts (交叉执行), bankruptcies (执破衔接)
 
 Revision ID: 0011_caselife
 Revises: 0010_batches
@@ -28,7 +28,20 @@ def upgrade() -> None:
         sa.Column("transferred_at", sa.DateTime(timezone=True), nullable=False),
     )
     op.create_index("ix_case_transfers_case_id", "case_transfers", ["case_id"])
+    op.create_table(
+        "bankruptcies",
+        sa.Column("id", sa.String(36), primary_key=True),
+        sa.Column("subject_id", sa.String(36), sa.ForeignKey("subjects.id"), nullable=False),
+        sa.Column("court_code", sa.String(32), nullable=False),
+        sa.Column("accepted_on", sa.Date(), nullable=False),
+        sa.Column("administrator", sa.String(200), nullable=False),
+        sa.Column("bankruptcy_case_number", sa.String(64), nullable=True),
+        sa.Column("recorded_by", sa.String(128), nullable=False),
+        sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+        sa.UniqueConstraint("subject_id", name="uq_bankruptcies_subject_id"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("bankruptcies")
     op.drop_table("case_transfers")
