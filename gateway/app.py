@@ -27,6 +27,7 @@ from gateway.batches.expander import BatchExpander
 from gateway.batches.services import Intake
 from gateway.cases import views as case_views
 from gateway.controls import views as control_views
+from gateway.creditors import views as creditor_views
 from gateway.controls.housekeeping import ControlHousekeeping
 from gateway.controls.rules import ControlRules
 from gateway.deliveries.channels import build_channels
@@ -84,6 +85,7 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, registry: Registry
     batch_views.init_app(app, api)
     transfer_views.init_app(app, api)
     bankruptcy_views.init_app(app, api)
+    creditor_views.init_app(app, api)
     people_views.init_app(app)  # the console's login (OpenID Connect) and, if asked for, the demo provider
 
     # Each app has its own registry (tests build many apps in one process); under

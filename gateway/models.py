@@ -6,12 +6,13 @@ from gateway.bankruptcy.models import Bankruptcy
 from gateway.batches.models import Batch, BatchLine
 from gateway.cases.models import Case, Party, Subject
 from gateway.controls.models import Control, RepeatFreeze
+from gateway.creditors.models import DistributionPlan, DistributionShare, FreezeConsent
 from gateway.db import Base
 from gateway.deliveries.models import Asset, Delivery, DeliveryResult, QuarantinedMessage
 from gateway.requests.models import Request
 from gateway.transfers.models import CaseTransfer
 from gateway.webhooks.models import WebhookNotification, WebhookSubscription
 
-__all__ = ["Asset", "Bankruptcy", "Base", "Batch", "BatchLine", "Case", "CaseTransfer", "Control", "Delivery", "DeliveryResult", "Document",
+__all__ = ["Asset", "Bankruptcy", "Base", "Batch", "BatchLine", "Case", "CaseTransfer", "Control", "Delivery", "DeliveryResult", "DistributionPlan", "DistributionShare", "Document", "FreezeConsent",
            "LoginFailure", "OfficerCredential", "RequestDocument", "Party", "QuarantinedMessage", "RepeatFreeze",
            "Request", "Subject", "WebhookNotification", "WebhookSubscription"]

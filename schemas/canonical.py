@@ -389,6 +389,9 @@ class LedgerEntrySchema(ControlInForceSchema):
     placed_at = UtcDateTime()
     days_left = fields.Int(allow_none=True, metadata={"description": "days until it lapses (negative: lapsed)"})
     received = Money(allow_none=True, metadata={"description": "deducts: money the court confirmed arriving"})
+    order = fields.Dict(allow_none=True, metadata={
+        "description": "freezes: place among every case's freezes on the account (position, of, ahead: first in force, "
+                       "then the queue)"})
 
 
 class CaseControlsSchema(Schema):

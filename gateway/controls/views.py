@@ -18,6 +18,7 @@ from gateway.cases.services import find_case
 from gateway.controls import repeat, services
 from gateway.controls.ledger import HOLDING_STATES
 from gateway.controls.models import Control, RepeatFreeze
+from gateway.creditors.queue import order_views
 from gateway.db import get_db
 from gateway.errors import Conflict, Forbidden, NotFound
 from gateway.requests.models import Request
@@ -45,6 +46,9 @@ def case_controls(case_number: str) -> Any:
         get_audit().record(session, action="controls.read", outcome="ok", actor=principal,
                            case_number=case.case_number, details={"controls": len(entries)})
         flag = case_flag(session, case)
+        orders = order_views(session, entries, today)
+    for entry in entries:
+        entry["order"] = orders.get(entry["id"])
     frozen = sum((e["amount"] or Decimal("0") for e in entries
                   if e["category"] in CASH_CATEGORIES and e["state"] in HOLDING_STATES), Decimal("0"))
     return {"case_number": case.case_number, "amount_owed": case.amount_owed, "cash_frozen": frozen, "controls": entries,

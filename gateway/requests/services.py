@@ -25,6 +25,7 @@ from gateway.cases.services import require_debtor
 from gateway.controls.models import RepeatFreeze
 from gateway.controls.repeat import schedule_row
 from gateway.controls.rules import DEFAULT_RULES, ControlRules
+from gateway.creditors.queue import refuse_deduct_ahead
 from gateway.deliveries.models import Delivery
 from gateway.errors import Conflict, Forbidden, IdempotencyConflict, NotFound, RuleViolation
 from gateway.registry import Registry
@@ -34,7 +35,7 @@ from gateway.requests.limits import check_limits
 from gateway.requests.models import Request
 from gateway.requests.reuse import apply_reuse, find_reusable, write_reused_results
 from gateway.requests.states import api_delivery_state, request_state
-from gateway.timeutil import as_utc, new_id
+from gateway.timeutil import as_utc, court_date, new_id
 from schemas.canonical import RequestStateSchema
 from schemas.vocabulary import CASH_CATEGORIES, CONTROL_ACTIONS, TARGETED_ACTIONS
 
@@ -131,6 +132,12 @@ def prepare_request(
         control_routes = resolve_targets(session, payload, debtor, registry, now, rules)
         routes = [c.route for c in control_routes]
         lines = {c.route.agency.id: c.lines for c in control_routes}
+        if action == "deduct":  # 轮候: not ahead of another case's earlier freeze without its consent
+            targets = list(payload["targets"])
+            refuse_deduct_ahead(session, debtor.case_id, [
+                {"agency": c.route.agency.id, "identifier": ln["identifier"],
+                 "field": f"targets[{targets.index(ln['asset_id'])}]"} for c in control_routes for ln in c.lines],
+                court_date(now))
         categories = tuple(dict.fromkeys(c for r in routes for c in r.categories))
     else:
         categories = tuple(payload["categories"] or registry.categories_for(action))
@@ -307,6 +314,10 @@ def decide(session: Session, request_id: str, principal: Principal, *, approve: 
                         code="self_approval")
     if approve:  # proposed before the debtor's bankruptcy was accepted: it may no longer leave
         refuse_if_bankrupt(session, row.subject_id, row.action)
+    if approve and row.action == "deduct":  # another case's earlier freeze may have taken effect meanwhile
+        refuse_deduct_ahead(session, row.case_id, [
+            {"agency": d.agency_id, "identifier": ln["identifier"], "field": "targets"}
+            for d in row.deliveries for ln in d.lines or ()], court_date(now))
     row.decided_by, row.decided_at, row.decision_reason = principal.sub, now, reason
     for delivery in row.deliveries:
         if delivery.state != "held":
