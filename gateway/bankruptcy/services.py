@@ -100,7 +100,8 @@ def record_bankruptcy(session: Session, subject_id: str, payload: dict[str, Any]
         raise Forbidden(f"court {principal.court} may record only a bankruptcy its own court accepted",
                         code="other_court")
     if payload["date"] > court_date(now):
-        raise InvalidInput("the acceptance date is after today", fields={"date": ["must not be after today (court date)"]})
+        raise InvalidInput("the acceptance date is after today",
+                           fields={"date": ["must not be after today (court date)"]})
     if subject.kind != "organization":
         raise RuleViolation(f"{RULE} applies to enterprises: the subject is a {subject.kind}",
                             fields={"subject": ["must be an organization (enterprise legal person)"]})
@@ -116,7 +117,8 @@ def record_bankruptcy(session: Session, subject_id: str, payload: dict[str, Any]
     cases = list(session.scalars(select(Case).join(Party, Party.case_id == Case.id)
                                  .where(Party.subject_id == subject.id, Party.role == "debtor")
                                  .order_by(Case.court_code, Case.case_number)))
-    audit.record(session, action="bankruptcy.record", outcome="ok", actor=principal, subject_id_number=subject.id_number,
+    audit.record(session, action="bankruptcy.record", outcome="ok", actor=principal,
+                 subject_id_number=subject.id_number,
                  details={"bankruptcy": bankruptcy.id, "court": bankruptcy.court_code,
                           "accepted_on": bankruptcy.accepted_on.isoformat(), "administrator": bankruptcy.administrator,
                           "cases": len(cases), "subject": masked})
@@ -166,7 +168,8 @@ def _prepare_releases(session: Session, cases: list[Case], subject: Subject, ban
                 entry["release"] = "lapsed: nothing to release"
                 continue
             if not registry.accepts(control.agency_id, ending, control.category):
-                entry["release"] = f"agency {control.agency_id} takes no {ending} through the gateway: release it directly"
+                entry["release"] = (f"agency {control.agency_id} takes no {ending} through the gateway: "
+                                    "release it directly")
                 continue
             line = {"identifier": control.identifier, "category": control.category, "asset_id": control.asset_id,
                     "original_reference": control.agency_reference}

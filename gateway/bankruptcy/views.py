@@ -52,7 +52,8 @@ class BankruptcyOutSchema(Schema):
     recorded_at = UtcDateTime()
     cases = fields.List(fields.Dict(), metadata={"description": "cases naming the subject as debtor, now flagged"})
     controls = fields.List(fields.Nested(FlaggedControlSchema))
-    release_requests = fields.List(fields.Dict(), metadata={"description": "releases awaiting each case court's approver"})
+    release_requests = fields.List(fields.Dict(), metadata={
+        "description": "releases awaiting each case court's approver"})
 
 
 @blp.route("/subjects/<subject_id>/bankruptcy", methods=["POST"])

@@ -51,8 +51,8 @@ def case_controls(case_number: str) -> Any:
         entry["order"] = orders.get(entry["id"])
     frozen = sum((e["amount"] or Decimal("0") for e in entries
                   if e["category"] in CASH_CATEGORIES and e["state"] in HOLDING_STATES), Decimal("0"))
-    return {"case_number": case.case_number, "amount_owed": case.amount_owed, "cash_frozen": frozen, "controls": entries,
-            "bankruptcy": flag}
+    return {"case_number": case.case_number, "amount_owed": case.amount_owed, "cash_frozen": frozen,
+            "controls": entries, "bankruptcy": flag}
 
 
 class RepeatViewSchema(Schema):

@@ -36,7 +36,8 @@ def _sort_key(row: Any, today: date) -> tuple:
     return (1, row.queue_position if row.queue_position is not None else 1 << 30, as_utc(row.placed_at), row.id)
 
 
-def freezes_on(bind: Session | Connection, accounts: Iterable[tuple[str, str]], today: date) -> dict[tuple[str, str], list[Any]]:
+def freezes_on(bind: Session | Connection, accounts: Iterable[tuple[str, str]],
+               today: date) -> dict[tuple[str, str], list[Any]]:
     """Live freezes of every case on each (agency, identifier), in order, with case number and court."""
     keys = list(set(accounts))
     if not keys:

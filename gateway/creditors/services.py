@@ -31,7 +31,8 @@ def consent(session: Session, control_id: str, payload: dict[str, Any], principa
     Conflict (consent already given)."""
     control = session.get(Control, control_id)
     case = session.get(Case, control.case_id) if control is not None else None
-    if control is None or control.action != "freeze" or (principal.role != "admin" and case.court_code != principal.court):
+    others = principal.role != "admin" and case is not None and case.court_code != principal.court
+    if control is None or control.action != "freeze" or others:
         raise NotFound(f"no freeze {control_id} for court {principal.court}")
     if control.state not in HOLDING_STATES:
         raise RuleViolation(f"freeze {control_id} is {control.state}: nothing in force to consent over",
@@ -41,7 +42,8 @@ def consent(session: Session, control_id: str, payload: dict[str, Any], principa
     if later is None:
         raise NotFound(f"no case {number}", fields={"case_number": ["no such case"]})
     if later.id == case.id:
-        raise RuleViolation("a case does not consent to itself", fields={"case_number": ["names the freeze's own case"]})
+        raise RuleViolation("a case does not consent to itself",
+                            fields={"case_number": ["names the freeze's own case"]})
     waiting = session.scalar(select(func.count()).select_from(Control).where(
         Control.case_id == later.id, Control.agency_id == control.agency_id, Control.identifier == control.identifier,
         Control.action == "freeze", Control.state.in_(LIVE_STATES)))
@@ -119,8 +121,8 @@ def make_plan(session: Session, payload: dict[str, Any], principal: Principal, *
     audit.record(session, action="distribution.plan", outcome="ok", actor=principal,
                  case_number=received_in.case_number, subject_id_number=subject.id_number,
                  details={"plan": row.id, "amount": str(row.amount), "surplus": str(row.surplus),
-                          "shares": {numbers[s.key]: {"priority": s.priority, "claim": str(s.claim), "share": str(s.share)}
-                                     for s in plan.shares}})
+                          "shares": {numbers[s.key]: {"priority": s.priority, "claim": str(s.claim),
+                                                      "share": str(s.share)} for s in plan.shares}})
     return row
 
 
@@ -139,7 +141,8 @@ def plan_view(session: Session, plan: DistributionPlan, for_case_id: str | None 
 
 def plans_of_case(session: Session, case: Case) -> list[dict[str, Any]]:
     """Every plan this case has a share in (whichever court made it), oldest first."""
-    plans = session.scalars(select(DistributionPlan).join(DistributionShare, DistributionShare.plan_id == DistributionPlan.id)
+    plans = session.scalars(select(DistributionPlan)
+                            .join(DistributionShare, DistributionShare.plan_id == DistributionPlan.id)
                             .where(DistributionShare.case_id == case.id)
                             .order_by(DistributionPlan.created_at, DistributionPlan.id)).all()
     return [plan_view(session, plan, case.id) for plan in plans]
