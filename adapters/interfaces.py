@@ -154,6 +154,10 @@ class BatchTransport(Protocol):
     def settle(self, batch: InboundBatch) -> None:
         """Move a result file out of the way: to done/, or to quarantine/ if it had a problem."""
 
+    def missing(self, names: Sequence[str]) -> list[str]:
+        """Of these request files sent earlier, those the agency neither has waiting
+        nor has answered: lost at the agency, to be sent again."""
+
     def close(self) -> None: ...
 
 

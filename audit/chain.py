@@ -4,17 +4,29 @@ Each event's hash is SHA-256 over a canonical encoding of its fields and the
 previous event's hash: JSON with sorted keys, no spaces, UTF-8, times as RFC 3339
 UTC with microseconds. Changing, removing, inserting or reordering any event
 breaks every hash after it.
+
+That chain is public: anyone can recompute it, so someone with database access
+could append an event, or re-chain everything after the newest checkpoint, and
+the chain alone would still hold. So each event also carries a MAC,
+HMAC-SHA256 of its hash under the event key (derived from the audit subject
+key, which only the gateway holds): without the key no new or re-chained event
+verifies. The hash stays plain SHA-256 so that an export can still be checked
+as a chain, and against the signed checkpoints, by an auditor with no secret.
+Events written before the MAC (migration 0008) carry none; once one event
+carries a MAC, every later one must.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import hmac
 import operator
 import json
 from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 GENESIS_HASH = "0" * 64
 
@@ -87,6 +99,36 @@ def event_hash(event: Mapping[str, Any], prev_hash: str) -> str:
     return hashlib.sha256(canonical_bytes(event, prev_hash)).hexdigest()
 
 
+def event_mac_key(subject_key: bytes) -> bytes:
+    """The key of event MACs, derived from the audit subject key: one secret to keep."""
+    return hmac.digest(subject_key, b"audit-event-mac-v1", "sha256")
+
+
+def event_mac(key: bytes, digest: str) -> str:
+    """HMAC-SHA256 of an event's hash (which covers its fields and its prev_hash)."""
+    return hmac.digest(key, digest.encode("ascii"), "sha256").hex()
+
+
+def event_mac_function(key: bytes) -> Callable[[str], str]:
+    """``event_mac`` under one key, for a walk over millions of events: the HMAC's
+    inner and outer SHA-256 states after the padded key are computed once and
+    copied per event (RFC 2104), 0.9 µs an event instead of 1.8 µs. The same MACs
+    (a test holds the two together)."""
+    block = key if len(key) <= 64 else hashlib.sha256(key).digest()
+    block = block.ljust(64, b"\0")
+    inner_start = hashlib.sha256(bytes(b ^ 0x36 for b in block))
+    outer_start = hashlib.sha256(bytes(b ^ 0x5C for b in block))
+
+    def mac(digest: str) -> str:
+        inner = inner_start.copy()
+        inner.update(digest.encode("ascii"))
+        outer = outer_start.copy()
+        outer.update(inner.digest())
+        return outer.hexdigest()
+
+    return mac
+
+
 @dataclass(frozen=True)
 class ChainReport:
     ok: bool
@@ -101,6 +143,21 @@ class ChainReport:
     # checkpoint check (audit/checkpoints.py) "truncated", "rewritten",
     # "bad_signature", "foreign_key".
     kind: str | None = None
+    # The first event, among those walked before any break above, whose MAC does
+    # not hold: (seq, "forged" | "unkeyed", message). Reported only where the chain
+    # and the checkpoints hold otherwise (they say more precisely what was done).
+    mac_problem: tuple[int, str, str] | None = None
+    # Where events with and without a MAC are among those walked.
+    first_keyed_seq: int | None = None
+    first_unkeyed_seq: int | None = None
+    last_unkeyed_seq: int | None = None
+
+    def with_mac_break(self) -> ChainReport:
+        """This report, failed at its MAC problem if it holds otherwise."""
+        if not self.ok or self.mac_problem is None:
+            return self
+        seq, kind, message = self.mac_problem
+        return dataclasses.replace(self, ok=False, first_bad_seq=seq, kind=kind, problem=message)
 
     def _replace_counts(self, checked: int, head_seq: int, head_hash: str) -> ChainReport:
         """This one-event report restated for a walk that had checked ``checked`` events before it."""
@@ -137,9 +194,10 @@ def verify_chain(
 
 # --- the same walk over plain tuples, for verifying millions of stored events -------
 
-ROW_FIELDS = (*HASHED_FIELDS, "prev_hash", "hash")
+ROW_FIELDS = (*HASHED_FIELDS, "prev_hash", "hash", "mac")
 _SORTED_FROM_ROW = operator.itemgetter(*(ROW_FIELDS.index(key) for key in _SORTED_KEYS))
 _ROW_SEQ, _ROW_PREV, _ROW_HASH = ROW_FIELDS.index("seq"), ROW_FIELDS.index("prev_hash"), ROW_FIELDS.index("hash")
+_ROW_MAC = ROW_FIELDS.index("mac")
 
 
 class CanonicalJSONText(str):
@@ -185,16 +243,38 @@ def decoded_row(row: tuple) -> tuple:
     return row
 
 
-def verify_rows(rows: Iterable[tuple], *, start_seq: int = 1, start_hash: str = GENESIS_HASH) -> ChainReport:
+def verify_rows(rows: Iterable[tuple], *, start_seq: int = 1, start_hash: str = GENESIS_HASH,
+                mac_key: bytes | None = None) -> ChainReport:
     """``verify_chain`` over tuples in ROW_FIELDS order: the same checks, the same
-    reports, without building a mapping per event."""
+    reports, without building a mapping per event. With ``mac_key``, each event's
+    MAC too (``ChainReport.mac_problem``)."""
     expected_seq, prev_hash, checked = start_seq, start_hash, 0
+    mac_of = event_mac_function(mac_key) if mac_key is not None else None
+    mac_problem: tuple[int, str, str] | None = None
+    first_keyed = first_unkeyed = last_unkeyed = None
     for row in rows:
         seq = row[_ROW_SEQ]
         if seq != expected_seq or row[_ROW_PREV] != prev_hash or row_hash(row) != row[_ROW_HASH]:
             row = decoded_row(row)
             if seq != expected_seq or row[_ROW_PREV] != prev_hash or row_hash(row) != row[_ROW_HASH]:
-                return verify_chain([dict(zip(ROW_FIELDS, row))], start_seq=expected_seq,
-                                    start_hash=prev_hash)._replace_counts(checked, expected_seq - 1, prev_hash)
+                broken = verify_chain([dict(zip(ROW_FIELDS, row))], start_seq=expected_seq, start_hash=prev_hash)
+                return dataclasses.replace(broken._replace_counts(checked, expected_seq - 1, prev_hash),
+                                           mac_problem=mac_problem, first_keyed_seq=first_keyed,
+                                           first_unkeyed_seq=first_unkeyed, last_unkeyed_seq=last_unkeyed)
+        mac = row[_ROW_MAC]
+        if mac is None:
+            if first_unkeyed is None:
+                first_unkeyed = seq
+            last_unkeyed = seq
+            if first_keyed is not None and mac_key is not None and mac_problem is None:
+                mac_problem = (seq, "unkeyed", f"event {seq} carries no MAC though event {first_keyed} before it "
+                                               "does: it was written without the event key")
+        else:
+            if first_keyed is None:
+                first_keyed = seq
+            if mac_of is not None and mac_problem is None and mac_of(row[_ROW_HASH]) != mac:
+                mac_problem = (seq, "forged", f"event {seq} has a MAC that does not match its hash: it was written "
+                                              "or re-chained without the event key")
         prev_hash, expected_seq, checked = row[_ROW_HASH], seq + 1, checked + 1
-    return ChainReport(True, checked, expected_seq - 1, prev_hash)
+    return ChainReport(True, checked, expected_seq - 1, prev_hash, mac_problem=mac_problem,
+                       first_keyed_seq=first_keyed, first_unkeyed_seq=first_unkeyed, last_unkeyed_seq=last_unkeyed)

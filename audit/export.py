@@ -22,10 +22,9 @@ import csv
 import json
 from typing import Any, Iterable, Iterator, Mapping
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from audit.chain import HASHED_FIELDS, ChainReport, event_hash, format_time
-from audit.checkpoints import signature_problem
+from audit.checkpoints import PublicKeys, checkpoint_chain_problem, in_chain_order, signature_problem
 
 CSV_COLUMNS = (*HASHED_FIELDS, "prev_hash", "hash")
 CSV_NULL = "\\N"
@@ -111,9 +110,10 @@ def read_export(lines: Iterable[str], fmt: str) -> Iterator[dict[str, Any]]:
 
 
 def verify_export(records: Iterable[Mapping[str, Any]], *, checkpoints: Iterable[Mapping[str, Any]] = (),
-                  public_key: Ed25519PublicKey | None = None) -> ChainReport:
+                  public_key: PublicKeys | None = None) -> ChainReport:
     """Check an export from its own content (see the module docstring)."""
     marks = {}
+    checkpoints = in_chain_order(checkpoints)
     for checkpoint in checkpoints:
         if public_key is None:
             raise ValueError("checking checkpoints needs the checkpoint public key")
@@ -121,6 +121,9 @@ def verify_export(records: Iterable[Mapping[str, Any]], *, checkpoints: Iterable
         if problem:
             return ChainReport(False, 0, 0, "", int(checkpoint["seq"]), problem[1], problem[0])
         marks[int(checkpoint["seq"])] = checkpoint["head_hash"]
+    broken = checkpoint_chain_problem(checkpoints)
+    if broken:
+        return ChainReport(False, 0, 0, "", broken[0], broken[2], broken[1])
     previous: Mapping[str, Any] | None = None
     checked, head_seq, head_hash = 0, 0, ""
     for record in records:

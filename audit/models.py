@@ -41,6 +41,9 @@ class AuditEvent(AuditBase):
     details: Mapped[dict[str, Any]] = mapped_column(JSON)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+    # HMAC-SHA256 of ``hash`` under the event key (audit/chain.py: event_mac);
+    # null only on events written before migration 0008.
+    mac: Mapped[str | None] = mapped_column(String(64))
 
 
 class AuditCheckpoint(AuditBase):
@@ -56,6 +59,10 @@ class AuditCheckpoint(AuditBase):
     signed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     key_id: Mapped[str] = mapped_column(String(64))
     signature: Mapped[str] = mapped_column(String(128))
+    # The chain of checkpoints (audit/checkpoints.py): this one's place, and the
+    # hash of the one before it, both signed. Null on checkpoints before 0008.
+    number: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+    prev_checkpoint_hash: Mapped[str | None] = mapped_column(String(64))
 
 
 class AuditArchive(AuditBase):

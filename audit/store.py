@@ -27,6 +27,8 @@ from audit.chain import (
     canonical_json,
     decoded_row,
     event_hash,
+    event_mac,
+    event_mac_key,
     format_time,
     verify_rows,
 )
@@ -70,6 +72,12 @@ class AuditLog:
         if len(subject_key) < 16:
             raise ValueError("the audit subject key must be at least 16 bytes")
         self._subject_key = subject_key
+        self._event_key = event_mac_key(subject_key)
+
+    @property
+    def event_key(self) -> bytes:
+        """The key of the events' MACs, for verifying them (audit/chain.py)."""
+        return self._event_key
 
     def subject_hash(self, id_number: str) -> str:
         """Keyed hash of an identity number: searchable, not reversible without the key."""
@@ -113,7 +121,8 @@ class AuditLog:
             "delivery_id": delivery_id,
             "details": details or {},
         }
-        event = {**fields, "prev_hash": prev_hash, "hash": event_hash(fields, prev_hash)}
+        this_hash = event_hash(fields, prev_hash)
+        event = {**fields, "prev_hash": prev_hash, "hash": this_hash, "mac": event_mac(self._event_key, this_hash)}
         row = {k: v for k, v in event.items() if k != "details"}
         row["details_text"] = canonical_json(fields["details"])
         session.execute(_APPEND["postgresql" if dialect == "postgresql" else "sqlite"], [row])
@@ -148,7 +157,8 @@ class AuditLog:
             }
             this_hash = event_hash(fields, prev_hash)
             row = {k: v for k, v in fields.items() if k != "details"}
-            row.update(prev_hash=prev_hash, hash=this_hash, details_text=canonical_json(fields["details"]))
+            row.update(prev_hash=prev_hash, hash=this_hash, mac=event_mac(self._event_key, this_hash),
+                       details_text=canonical_json(fields["details"]))
             rows.append(row)
             prev_hash = this_hash
         session.execute(_APPEND["postgresql" if dialect == "postgresql" else "sqlite"], rows)
@@ -187,14 +197,14 @@ def event_tuples(session: Session | Connection, *, after_seq: int = 0, up_to_seq
             if not rows:
                 return
             for (seq, at, a_sub, a_role, a_court, a_agency, action, outcome, case, s_hash, s_masked, req, dlv,
-                 details, prev, digest) in rows:
+                 details, prev, digest, mac) in rows:
                 at = (at[:10] + "T" + at[11:] + "Z" if len(at) == 26 and at[10] == " " else _sqlite_time(at)) \
                     if sqlite else format_time(at)
                 # Stored canonically (see _APPEND) unless written before that: '": ' never
                 # appears in canonical JSON outside a string, and always in json.dumps' default.
                 details = CanonicalJSONText(details) if '": ' not in details else loads(details)
                 yield (seq, at, a_sub, a_role, a_court, a_agency, action, outcome, case, s_hash, s_masked, req, dlv,
-                       details, prev, digest)
+                       details, prev, digest, mac)
             last = rows[-1][0]
     finally:
         cursor.close()
@@ -216,15 +226,16 @@ def live_chain_start(session: Session | Connection) -> tuple[int, str]:
     return (last.last_seq + 1, last.last_hash) if last else (1, GENESIS_HASH)
 
 
-def verify_log(session: Session, *, batch: int = 5000) -> ChainReport:
-    """Recompute the live chain from the database, naming the first bad event."""
+def verify_log(session: Session, *, batch: int = 5000, mac_key: bytes | None = None) -> ChainReport:
+    """Recompute the live chain from the database, naming the first bad event
+    (with ``mac_key``, MACs too: see ``ChainReport.mac_problem``)."""
     start_seq, start_hash = live_chain_start(session)
     return verify_rows(event_tuples(session, after_seq=start_seq - 1, batch=batch),
-                       start_seq=start_seq, start_hash=start_hash)
+                       start_seq=start_seq, start_hash=start_hash, mac_key=mac_key).with_mac_break()
 
 
 def as_dict(event: AuditEvent) -> dict[str, Any]:
     row = {name: getattr(event, name) for name in HASHED_FIELDS}
     row["at"] = event.at
-    row["prev_hash"], row["hash"] = event.prev_hash, event.hash
+    row["prev_hash"], row["hash"], row["mac"] = event.prev_hash, event.hash, event.mac
     return row

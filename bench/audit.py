@@ -12,7 +12,7 @@
    PostgreSQL (127.0.0.1:5432, database test, a private schema) if reachable.
 2. The time to verify ``--verify-events`` events: they are generated with the
    chain functions and bulk-inserted into a fresh SQLite database, then
-   ``verify_log_with_checkpoints`` walks them, split over ``--workers`` processes
+   ``verify_log_with_checkpoints`` walks them (hashes and MACs), split over ``--workers`` processes
    (what `gateway audit verify` does) and, for comparison, in one process.
 
 Last line: ``audit ratio: X`` = SQLite chained appends/s over bare inserts/s.
@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import sqlalchemy as sa  # noqa: E402
 
-from audit.chain import GENESIS_HASH, canonical_json, event_hash, format_time  # noqa: E402
+from audit.chain import GENESIS_HASH, canonical_json, event_hash, event_mac, event_mac_key, format_time  # noqa: E402
 from audit.checkpoint_store import verify_log_with_checkpoints  # noqa: E402
 from audit.models import AuditEvent  # noqa: E402
 from audit.store import AuditLog, SystemActor, verify_log  # noqa: E402
@@ -51,6 +51,8 @@ ACTOR = SystemActor(sub="officer.wang", role="court_officer", court="330102")
 BARE_TABLE = sa.Table("bench_bare_events", sa.MetaData(naming_convention=AuditEvent.metadata.naming_convention),
                       *[column._copy() for column in AuditEvent.__table__.columns])
 ROUND = 100
+SUBJECT_KEY = b"bench-subject-key-0123456789abcdef"
+EVENT_KEY = event_mac_key(SUBJECT_KEY)  # what AuditLog(SUBJECT_KEY) MACs events with
 
 
 def event_kwargs(i: int) -> dict:
@@ -64,7 +66,7 @@ def event_kwargs(i: int) -> dict:
 def measure_appends(url: str, appends: int) -> dict:
     db = Database(url)
     BARE_TABLE.create(db.engine)
-    audit = AuditLog(b"bench-subject-key-0123456789abcdef")
+    audit = AuditLog(SUBJECT_KEY)
     chained = bare = 0.0
     bare_insert = sa.insert(BARE_TABLE)
     done = 0
@@ -83,7 +85,7 @@ def measure_appends(url: str, appends: int) -> dict:
         bare += time.perf_counter() - started
         done += n
     with db.reading() as session:
-        report = verify_log(session)
+        report = verify_log(session, mac_key=audit.event_key)
         bare_rows = session.execute(sa.select(sa.func.count()).select_from(BARE_TABLE)).scalar_one()
     db.dispose()
     if not report.ok or report.events_checked != appends or bare_rows != appends:
@@ -110,7 +112,7 @@ def generate(path: Path, count: int) -> float:
                  "details": {"categories": ["identity", "vehicle"], "idempotency_key": f"k-{seq}"}}
         digest = event_hash(event, prev)
         stored = {**event, "at": at[:10] + " " + at[11:-1], "details": canonical_json(event["details"]),
-                  "prev_hash": prev, "hash": digest}
+                  "prev_hash": prev, "hash": digest, "mac": event_mac(EVENT_KEY, digest)}
         batch.append(tuple(stored[c] for c in columns))
         prev = digest
         if len(batch) == 50_000:
@@ -128,7 +130,7 @@ def time_verify(url: str, count: int, workers: int) -> tuple[float, float]:
     before = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     with db.reading() as session:
-        report = verify_log_with_checkpoints(session, None, workers=workers, batch=20_000)
+        report = verify_log_with_checkpoints(session, None, workers=workers, batch=20_000, event_key=EVENT_KEY)
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     db.dispose()

@@ -204,7 +204,7 @@ class Gateway:
         payload = CaseSchema().load({"case_number": CASE_NUMBER, "court_code": COURT, "amount_owed": "150000.00",
                                      "parties": [{"role": "debtor", "subject": DEBTOR}]})
         with db.transaction() as session:
-            register_case(session, payload, PRINCIPAL, audit)
+            register_case(session, payload, PRINCIPAL, audit, courts=app.extensions["court_codes"])
 
     def accept(self, app: Any, n: int, tag: str, chunk: int = 500) -> None:
         """N inquiries through the gateway's intake code, 500 to a transaction (not timed)."""

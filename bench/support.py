@@ -65,7 +65,7 @@ def register_case(app) -> None:
         cases.register_case(session, {"case_number": CASE_NUMBER, "court_code": COURT, "amount_owed": Decimal("150000.00"),
                                       "parties": [{"role": "debtor", "subject": DEBTOR},
                                                   {"role": "creditor", "subject": CREDITOR}]},
-                            OFFICER, audit=app.extensions["audit"])
+                            OFFICER, audit=app.extensions["audit"], courts=app.extensions["court_codes"])
 
 
 def submit_inquiries(app, n: int) -> list[str]:

@@ -17,6 +17,7 @@ from werkzeug.exceptions import HTTPException
 
 from gateway.auth.access import peek_principal, require_roles
 from gateway.errors import GatewayError, InvalidInput, TooManyRequests
+from gateway.logs import redact_for_audit
 from gateway.timeutil import utc_now
 from schemas.canonical import ErrorSchema
 from schemas.errors import describe_errors, flatten_errors
@@ -111,8 +112,17 @@ def set_audit_context(**context: Any) -> None:
     g.audit_context = {**g.get("audit_context", {}), **context}
 
 
+# Bounds of what a refused call's caller controls, as audited (see ``audit_refusal``).
+AUDITED_PATH_LIMIT = 200
+AUDITED_MESSAGE_LIMIT = 500
+
+
 def audit_refusal(status: int, code: str, message: str) -> None:
-    """Audit a refused call (401s without a principal aggregated per source); also the SOAP service's faults."""
+    """Audit a refused call (401s without a principal aggregated per source); also the SOAP service's faults.
+
+    The path, the message (which may echo input) and the context taken from the
+    path are the caller's own text, possibly an unauthenticated caller's: they go
+    into the chain masked and bounded (``redact_for_audit``), never as sent."""
     if not request.path.startswith("/api/"):
         return
     from gateway.audit_service import get_audit
@@ -130,7 +140,8 @@ def audit_refusal(status: int, code: str, message: str) -> None:
             flush_refusal_summaries(get_db(), get_audit(), refusals)
         except Exception:
             log.exception("could not audit the summary of refused unauthenticated calls")
-        if not refusals.admit(request.remote_addr or "unknown", request.path, utc_now()):
+        if not refusals.admit(request.remote_addr or "unknown", redact_for_audit(request.path, AUDITED_PATH_LIMIT),
+                              utc_now()):
             return
     try:
         with get_db().transaction() as session:
@@ -139,10 +150,11 @@ def audit_refusal(status: int, code: str, message: str) -> None:
                 action=f"api.{request.method.lower()}",
                 outcome="refused",
                 actor=principal,
-                case_number=context.get("case_number"),
-                subject_id_number=context.get("subject_id_number"),
-                request_id=context.get("request_id"),
-                details={"path": request.path, "status": status, "code": code, "message": message[:500]},
+                case_number=redact_for_audit(context.get("case_number"), 64),
+                subject_id_number=context.get("subject_id_number"),  # stored masked and keyed-hashed
+                request_id=redact_for_audit(context.get("request_id"), 36),
+                details={"path": redact_for_audit(request.path, AUDITED_PATH_LIMIT), "status": status,
+                         "code": redact_for_audit(code, 64), "message": redact_for_audit(message, AUDITED_MESSAGE_LIMIT)},
             )
     except Exception:  # the refusal still goes out; the failure to audit is logged loudly
         log.exception("could not audit a refused API call")

@@ -26,6 +26,7 @@ from gateway.batches import views as batch_views
 from gateway.batches.expander import BatchExpander
 from gateway.batches.services import Intake
 from gateway.cases import views as case_views
+from gateway.cases.courts import load_court_codes
 from gateway.controls import views as control_views
 from gateway.creditors import views as creditor_views
 from gateway.controls.housekeeping import ControlHousekeeping
@@ -41,9 +42,11 @@ from gateway.registry import Registry, load_registry
 from gateway.reports import views as report_views
 from gateway.requests import views as request_views
 from gateway.settings import load_settings
+from gateway.termination import views as termination_views
+from gateway.termination.schedule import TerminationWatch
 from gateway.timeutil import set_court_timezone, utc_now
 from gateway.transfers import views as transfer_views
-from gateway.transfers.courts import CourtTree
+from gateway.transfers.courts import load_court_tree
 from gateway.webhooks import views as webhook_views
 from gateway.webhooks.notifier import WebhookNotifier
 
@@ -62,8 +65,9 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, registry: Registry
     db.init_app(app)
     app.extensions["registry"] = registry or load_registry(settings.agencies_path)
     app.extensions["tokens"] = TokenVerifier(settings)
+    app.extensions["court_codes"] = load_court_codes(settings.courts_path)
     app.extensions["control_rules"] = ControlRules.from_settings(settings.controls)
-    app.extensions["courts"] = CourtTree.from_settings(settings.courts.superiors)
+    app.extensions["courts"] = load_court_tree(settings.courts_path)
     # The one clock (UTC moments; tests move it on). Court dates are its moments on the
     # court's wall clock (gateway.timeutil.court_date), in the zone the settings name.
     app.extensions["clock"] = utc_now
@@ -83,6 +87,7 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, registry: Registry
     audit_console.init_app(app)
     webhook_views.init_app(app, api)
     batch_views.init_app(app, api)
+    termination_views.init_app(app, api)
     transfer_views.init_app(app, api)
     bankruptcy_views.init_app(app, api)
     creditor_views.init_app(app, api)
@@ -118,5 +123,10 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, registry: Registry
     expander = BatchExpander(app.extensions["db"], app.extensions["audit"], intake, on_work=worker.wake)
     worker.add_periodic(expander.run_once)
     app.extensions["batch_expander"] = expander
+    # Terminated cases are queried again on schedule through the same intake (gateway/termination/schedule.py).
+    termination_watch = TerminationWatch(app.extensions["db"], app.extensions["audit"], intake, settings.termination,
+                                         on_work=worker.wake)
+    worker.add_periodic(termination_watch.maybe_run)
+    app.extensions["termination_watch"] = termination_watch
     app.extensions["worker"] = worker
     return app

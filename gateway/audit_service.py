@@ -13,6 +13,7 @@ from gateway.auditing.checkpointing import CheckpointWriter
 from gateway.auditing.refusals import UnauthenticatedRefusals
 from gateway.auth.keys import read_subject_key
 from gateway.db import Database
+from gateway.logs import redact_for_audit
 from gateway.timeutil import utc_now
 
 
@@ -36,7 +37,7 @@ def flush_refusal_summaries(db: Database, audit: AuditLog, refusals: Unauthentic
             for s in summaries:
                 audit.record(session, action="api.unauthenticated", outcome="refused_aggregated", details={
                     "source": s.source, "count": s.count, "window_start": s.started.isoformat(),
-                    "window_end": s.ended.isoformat(), "last_path": s.last_path[:200],
+                    "window_end": s.ended.isoformat(), "last_path": redact_for_audit(s.last_path, 200),
                     "note": "401s (and 429s) after the first of this window from this source, counted instead of audited one by one",
                 })
     return len(summaries)

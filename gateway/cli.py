@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -63,7 +64,7 @@ def demo(serve: bool, port: int) -> None:
 
 
 @main.command()
-@click.option("--with-sandboxes", is_flag=True, help="Start the agency sandboxes in this process too.")
+@click.option("--with-sandboxes", is_flag=True, help="Start the agency sandboxes too (in a process of their own).")
 @click.option("--dev", is_flag=True, help="Werkzeug server with the reloader instead of gunicorn.")
 @click.option("--host", default=None, help="Default: [server].host.")
 @click.option("--port", default=None, type=int, help="Default: [server].port.")
@@ -87,8 +88,13 @@ def serve(with_sandboxes, dev, host, port, gunicorn_workers, threads, no_deliver
     host, port = host or settings.server.host, port or settings.server.port
     init_keys(settings)  # only what is missing: a first run works out of the box
     migrate.upgrade(settings.database_url)
-    sandboxes = _start_sandboxes() if with_sandboxes else None
+    # The sandboxes run in a process of their own: gunicorn forks its workers from this
+    # one, and a forked worker would inherit the sandboxes' listening sockets (holding
+    # their ports after a stop) and run this function's `finally` on exit, stopping
+    # server threads that do not exist in it (it hung there for ever).
+    sandboxes = _SandboxProcess().start() if with_sandboxes else None
     poller = _PollerWhenUp(settings, host, port, certfile).start() if with_sandboxes else None
+    master = os.getpid()
     try:
         if dev:
             app = _create_app()
@@ -111,10 +117,54 @@ def serve(with_sandboxes, dev, host, port, gunicorn_workers, threads, no_deliver
                 forwarded_allow_ips=settings.server.forwarded_allow_ips, **timeouts,
             ).run()
     finally:
-        if poller is not None:
-            poller.stop()
-        if sandboxes is not None:
-            sandboxes.stop()
+        if os.getpid() == master:  # not in a gunicorn worker unwinding the stack it was forked with
+            if poller is not None:
+                poller.stop()
+            if sandboxes is not None:
+                sandboxes.stop()
+
+
+class _SandboxProcess:
+    """`gateway sandbox` as a child process of `serve --with-sandboxes`: started and
+    waited for until every sandbox listens, its output passed on, stopped with SIGTERM."""
+
+    READY = "sandboxes ready"
+
+    def __init__(self, start_timeout: float = 60.0):
+        self.start_timeout = start_timeout
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "_SandboxProcess":
+        self.process = subprocess.Popen([sys.executable, "-m", "gateway", "sandbox"], stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, text=True, bufsize=1,
+                                        env={**os.environ, "PYTHONUNBUFFERED": "1"})  # each line as it is written
+        ready = threading.Event()
+
+        def relay() -> None:
+            assert self.process is not None and self.process.stdout is not None
+            for line in self.process.stdout:
+                if line.strip() == self.READY:
+                    ready.set()
+                click.echo(line, nl=False)
+
+        threading.Thread(target=relay, name="sandbox-output", daemon=True).start()
+        give_up = time.monotonic() + self.start_timeout
+        while not ready.wait(0.1):
+            if self.process.poll() is not None or time.monotonic() > give_up:
+                self.stop()
+                raise click.ClickException("the agency sandboxes did not start (their output is above); "
+                                           "is another gateway already holding their ports?")
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout)
 
 
 class _PollerWhenUp:
@@ -228,6 +278,7 @@ def sandbox(latency: float, failure_rate: float, seed: int | None, gateway_url: 
             raise click.ClickException(f"the polling bank cannot reach the gateway at {gateway_url}: "
                                        f"{type(exc).__name__}: {exc}") from None
         click.echo(f"sandbox bank-c polling {gateway_url} every {poll_interval} s")
+    click.echo(_SandboxProcess.READY)  # `serve --with-sandboxes` waits for this line
     stopped = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopped.set())
@@ -262,7 +313,8 @@ def keys() -> None:
 
 
 @keys.command("init")
-@click.option("--force", is_flag=True, help="Replace existing keys (tokens signed before stop verifying).")
+@click.option("--force", is_flag=True, help="New token and checkpoint keys at once (tokens signed before stop "
+              "verifying; the audit subject key is never replaced). To change keys on a running gateway: keys rotate.")
 def keys_init(force: bool) -> None:
     """Make the token signing key, its JWKS and the audit subject-hash key."""
     from gateway.auth.keys import init_keys
@@ -272,6 +324,32 @@ def keys_init(force: bool) -> None:
         click.echo(f"wrote {path}")
     if not written:
         click.echo("keys already present (use --force to replace them)")
+
+
+@keys.command("rotate")
+@click.option("--token", "token_key", is_flag=True, help="A new token signing key; the old one verifies for the grace period.")
+@click.option("--checkpoint", "checkpoint_key", is_flag=True,
+              help="A new audit checkpoint key; the old public key is kept so its checkpoints still verify.")
+@click.option("--grace-seconds", type=int, default=None,
+              help="How long tokens signed by the old key stay valid (default: [auth].token_lifetime_seconds).")
+def keys_rotate(token_key: bool, checkpoint_key: bool, grace_seconds: int | None) -> None:
+    """Rotate a key without a restart: running gateways read the new files within a second
+    (tokens) or at their next checkpoint (checkpoints)."""
+    from gateway.auth.keys import rotate_checkpoint_key, rotate_token_key
+
+    if not (token_key or checkpoint_key):
+        raise click.UsageError("say which key: --token, --checkpoint or both")
+    settings = _settings()
+    try:
+        if token_key:
+            grace = settings.auth.token_lifetime_seconds if grace_seconds is None else grace_seconds
+            old, new = rotate_token_key(settings, grace_seconds=grace)
+            click.echo(f"token key {new} signs from now; {old} verifies for {grace} s more ({settings.jwks_path})")
+        if checkpoint_key:
+            old, new = rotate_checkpoint_key(settings)
+            click.echo(f"checkpoint key {new} signs from the next checkpoint; {old} kept to verify the earlier ones")
+    except FileNotFoundError as exc:
+        raise click.ClickException(f"{exc.filename}: no key to rotate; run `gateway keys init` first") from None
 
 
 @main.command()
@@ -308,33 +386,56 @@ def _report_integrity(report, what: str) -> None:
         if hasattr(report, "checkpoints_checked"):
             extra = f", {report.checkpoints_checked} checkpoints" + (
                 f" (last at event {report.last_checkpoint_seq})" if report.last_checkpoint_seq else "")
+            if getattr(report, "outside_checkpoints", 0):
+                extra += f", {report.outside_checkpoints} from the outside copy"
         click.echo(f"{what} verified: {chain.events_checked} events{extra}, head {chain.head_seq} {chain.head_hash}")
+        if not getattr(report, "sealed", True):
+            click.echo(f"{what} UNSEALED [unsealed]: {report.unsealed_events} events after the newest checkpoint, "
+                       f"the oldest written {report.unsealed_since}, wait longer than the bound; they could have "
+                       "been cut without trace (is the worker loop writing checkpoints?)", err=True)
+            sys.exit(3)
         return
     click.echo(f"{what} BROKEN at event {chain.first_bad_seq} [{chain.kind}]: {chain.problem} "
                f"({chain.events_checked} events verified before it)", err=True)
     sys.exit(1)
 
 
+def _read_checkpoint_copy(path):
+    from audit.checkpoint_file import CheckpointFileError, load_checkpoint_file
+
+    try:
+        return load_checkpoint_file(path)
+    except (OSError, CheckpointFileError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 @audit.command("verify")
-@click.option("--public-key", "public_key_file", type=click.Path(exists=True, dir_okay=False),
-              help="Checkpoint public key (default: [audit].checkpoint_public_key_file).")
+@click.option("--public-key", "public_key_files", type=click.Path(exists=True, dir_okay=False), multiple=True,
+              help="Checkpoint public key; repeat it for keys retired by rotation (default: "
+                   "[audit].checkpoint_public_key_file and the retired keys beside it).")
 @click.option("--archive", "archive_dir", type=click.Path(exists=True, file_okay=False),
               help="Also check the archive files in DIR and that the live log goes on from them.")
 @click.option("--export", "export_file", type=click.Path(exists=True, dir_okay=False),
               help="Check an export file (CSV or JSON lines) offline instead of the database.")
 @click.option("--checkpoints", "checkpoints_file", type=click.Path(exists=True, dir_okay=False),
-              help="With --export: the JSON of GET /api/v1/audit/checkpoints, checked with the public key.")
-def audit_verify(public_key_file, archive_dir, export_file, checkpoints_file) -> None:
-    """Check the audit chain and its signed checkpoints; exit 1 naming the first bad event and the kind of break."""
+              help="A copy of the checkpoints kept outside the database: the checkpoint file (JSON lines) or the "
+                   "JSON of GET /api/v1/audit/checkpoints. The database is held against it (default: "
+                   "[audit].checkpoint_file if it exists); with --export, the export is.")
+def audit_verify(public_key_files, archive_dir, export_file, checkpoints_file) -> None:
+    """Check the audit chain, its MACs and its signed checkpoints (with the outside copy).
+
+    Exit 0: verified and sealed. Exit 1: broken, naming the first bad event and the
+    kind of break. Exit 3: intact, but events after the newest checkpoint have
+    waited longer than [audit].unsealed_after_seconds (``unsealed``)."""
     from pathlib import Path
 
-    from gateway.auth.keys import read_checkpoint_public_key
+    from gateway.auth.keys import read_checkpoint_public_keys
 
     settings = _settings()
     try:
-        public_key = read_checkpoint_public_key(settings, Path(public_key_file) if public_key_file else None)
+        public_key = read_checkpoint_public_keys(settings, [Path(p) for p in public_key_files])
     except ConfigError as exc:
-        if public_key_file or checkpoints_file:
+        if public_key_files or checkpoints_file:
             raise click.ClickException(str(exc)) from None
         # Fine while no checkpoint exists; once one does, verification says it cannot check it.
         click.echo(f"note: {exc}", err=True)
@@ -342,27 +443,44 @@ def audit_verify(public_key_file, archive_dir, export_file, checkpoints_file) ->
     if export_file:
         _verify_export(Path(export_file), Path(checkpoints_file) if checkpoints_file else None, public_key)
         return
+    from audit.chain import event_mac_key
     from audit.checkpoint_store import verify_log_with_checkpoints
+    from gateway.auth.keys import read_subject_key
     from gateway.db import Database
 
+    try:
+        event_key = event_mac_key(read_subject_key(settings))
+    except ConfigError as exc:
+        # Away from the gateway's keys: the chain and the signed checkpoints still
+        # hold the log, but an event appended or re-chained after the newest
+        # checkpoint is only caught by its MAC.
+        click.echo(f"note: event MACs not checked: {exc}", err=True)
+        event_key = None
+    copy = Path(checkpoints_file) if checkpoints_file else settings.checkpoint_file_path
+    if copy.exists():
+        outside = _read_checkpoint_copy(copy)
+    else:
+        click.echo(f"note: no outside copy of the checkpoints ({copy}): the newest ones, and events rewritten "
+                   "under them, could be deleted without trace", err=True)
+        outside = []
     database = Database(settings.database_url)
     try:
         with database.reading() as session:
             # The chain walk split over the cores (audit/parallel.py): a million events in seconds.
             report = verify_log_with_checkpoints(session, public_key, archive_dir=Path(archive_dir) if archive_dir else None,
-                                                 workers=max(1, min(8, os.cpu_count() or 1)))
+                                                 workers=max(1, min(8, os.cpu_count() or 1)), event_key=event_key,
+                                                 outside=outside,
+                                                 unsealed_after_seconds=settings.audit.unsealed_after_seconds)
     finally:
         database.dispose()
     _report_integrity(report, "audit log" + (" and archive" if archive_dir else ""))
 
 
 def _verify_export(path, checkpoints_path, public_key) -> None:
-    import json
-
     from audit.export import ExportFormatError, read_export, verify_export
 
     fmt = "csv" if path.suffix.lower() == ".csv" else "jsonl"
-    checkpoints = json.loads(checkpoints_path.read_text())["checkpoints"] if checkpoints_path else []
+    checkpoints = _read_checkpoint_copy(checkpoints_path) if checkpoints_path else []
     try:
         with path.open(encoding="utf-8", newline="") as fh:
             report = verify_export(read_export(fh, fmt), checkpoints=checkpoints, public_key=public_key)

@@ -9,8 +9,10 @@ demo password). The demo registers a case, runs a one-click inquiry answered by
 all five agency kinds over SOAP, SFTP and REST and by the polling bank, prints the
 asset report, has a freeze (with its legal document, by an officer whose
 credentials are on file) proposed by the officer and approved by a judge, prints
-the report with the controls in force, what the polling bank did, and the audit
-trail, verifies the log, and exits 0 only if every step did what it should.
+the report with the controls in force, what the polling bank did, then a second
+case terminated (终本) and re-queried on a fast clock that finds a new account
+(gateway/demo_termination.py), and the audit trail, verifies the log, and exits 0
+only if every step did what it should.
 With ``--serve`` it keeps running with the console's demo identity provider on
 (``[console] demo_provider``, served by the gateway itself) and prints the console's
 URL and the demo people to log in as: an officer, a judge and an auditor.
@@ -34,6 +36,7 @@ from audit.store import verify_log
 from gateway import migrate
 from gateway.auth.keys import init_keys
 from gateway.auth.tokens import issue_token
+from gateway.demo_termination import show_terminated_case
 from gateway.settings import load_settings
 
 COURT = "330102"
@@ -77,7 +80,9 @@ def run_demo(*, keep_serving: bool = False, port: int = 0) -> int:
     console = Console(highlight=False, width=160)
     instance = Path(tempfile.mkdtemp(prefix="gateway-demo-"))
     overrides = {"gateway": {"instance_dir": str(instance), "log_level": "WARNING"},
-                 "workers": {"poll_interval_seconds": 0.1}}
+                 "workers": {"poll_interval_seconds": 0.1},
+                 # The terminated case's re-inquiries: looked for often, for the fast clock.
+                 "termination": {"interval_seconds": 0.5}}
     settings = load_settings(overrides)
     init_keys(settings)
     migrate.upgrade(settings.database_url)
@@ -162,6 +167,10 @@ def run_demo(*, keep_serving: bool = False, port: int = 0) -> int:
         if counters.answered < 2 or counters.errors:
             return _fail(console, f"the polling bank answered {counters.answered} requests (2 expected) with "
                                   f"{counters.errors} failed rounds: {counters.last_error}")
+
+        failure = show_terminated_case(console, app, sandboxes, officer, base, COURT, CREDITOR)
+        if failure:
+            return _fail(console, failure)
 
         ok = _print_audit(console, app)
         if not ok:
@@ -270,7 +279,7 @@ def _print_audit(console: Console, app) -> bool:
             actor = f"{event.actor_sub} ({event.actor_role}{', ' + event.actor_court if event.actor_court else ''})"
             table.add_row(str(event.seq), event.at.strftime("%H:%M:%S.%f")[:-3], actor, event.action, event.outcome,
                           event.case_number or "", event.subject_masked or "", event.hash[:16] + "…")
-        report = verify_log(session)
+        report = verify_log(session, mac_key=app.extensions["audit"].event_key)
     console.print(table)
     if report.ok:
         console.print(f"[bold green]audit log verified[/]: {report.events_checked} events, chain head {report.head_hash}")

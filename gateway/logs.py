@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import unicodedata
 from typing import Any
 
 import structlog
@@ -25,6 +26,22 @@ _IDENTITY_NUMBER = re.compile(
 
 def redact(text: str) -> str:
     return _IDENTITY_NUMBER.sub(lambda m: mask_id_number(m.group(1)), text)
+
+
+# Text a caller controls (a refused call's path, an error message echoing it) may
+# hide a resident ID inside a longer token ("x110105194912310021/", 19 digits) or
+# in full-width digits, which ``redact``'s word boundaries let through. What goes
+# into the audit chain is permanent, so there every 18-character run is masked.
+_EMBEDDED_RESIDENT_ID = re.compile(r"[0-9]{17}[0-9X]", re.IGNORECASE)
+
+
+def redact_for_audit(text: str | None, limit: int) -> str | None:
+    """``text`` fit to be audited: NFKC-normalised, every identity number masked
+    (embedded ones too), and at most ``limit`` characters (cut with a trailing …)."""
+    if text is None:
+        return None
+    text = _EMBEDDED_RESIDENT_ID.sub(lambda m: mask_id_number(m.group(0)), redact(unicodedata.normalize("NFKC", text)))
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def _redact_value(value: Any) -> Any:

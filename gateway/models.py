@@ -8,11 +8,13 @@ from gateway.cases.models import Case, Party, Subject
 from gateway.controls.models import Control, RepeatFreeze
 from gateway.creditors.models import DistributionPlan, DistributionShare, FreezeConsent
 from gateway.db import Base
-from gateway.deliveries.models import Asset, Delivery, DeliveryResult, QuarantinedMessage
+from gateway.deliveries.models import AgencyBudget, Asset, Delivery, DeliveryResult, QuarantinedMessage
 from gateway.requests.models import Request
+from gateway.termination.models import CaseTermination, TerminationRequery
 from gateway.transfers.models import CaseTransfer
 from gateway.webhooks.models import WebhookNotification, WebhookSubscription
 
-__all__ = ["Asset", "Bankruptcy", "Base", "Batch", "BatchLine", "Case", "CaseTransfer", "Control", "Delivery", "DeliveryResult", "DistributionPlan", "DistributionShare", "Document", "FreezeConsent",
-           "LoginFailure", "OfficerCredential", "RequestDocument", "Party", "QuarantinedMessage", "RepeatFreeze",
-           "Request", "Subject", "WebhookNotification", "WebhookSubscription"]
+__all__ = ["AgencyBudget", "Asset", "Bankruptcy", "Base", "Batch", "BatchLine", "Case", "CaseTermination", "CaseTransfer",
+           "Control", "Delivery", "DeliveryResult", "DistributionPlan", "DistributionShare", "Document",
+           "FreezeConsent", "LoginFailure", "OfficerCredential", "RequestDocument", "Party", "QuarantinedMessage",
+           "RepeatFreeze", "Request", "Subject", "TerminationRequery", "WebhookNotification", "WebhookSubscription"]

@@ -29,6 +29,7 @@ PROMETHEUS_MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 class GatewaySection:
     instance_dir: str
     agencies_file: str
+    courts_file: str
     max_content_length: int
     log_level: str
     court_timezone: str
@@ -73,6 +74,8 @@ class AuditSection:
     checkpoint_public_key_file: str
     checkpoint_every_events: int
     checkpoint_every_seconds: float
+    checkpoint_file: str
+    unsealed_after_seconds: float
     unauthenticated_audit_window_seconds: int
     export_max_events: int
 
@@ -126,6 +129,29 @@ class ControlsSection:
     protected_monthly_sum: str
     uncontrolled_after_days: int
     repeat_freeze_days: int
+
+
+@dataclass(frozen=True)
+class TerminationSection:
+    """Terminated cases (终本, gateway/termination/): the SPC's rules, which a court may
+    tighten but not loosen (docs/termination.md)."""
+
+    required_categories: list[str]  # asked of every agency serving each, for every debtor, and answered
+    min_months_after_filing: int  # art. 1(4): more than three months since the case was filed
+    requery_every_months: int  # art. 9: the debtor's property queried at least every six months...
+    requery_years: int  # ...for five years after termination
+    interval_seconds: float  # how often the worker loop looks for re-inquiries due and answered
+
+    def __post_init__(self) -> None:
+        if not self.required_categories or not all(c.strip() for c in self.required_categories):
+            raise ConfigError("setting termination.required_categories must name at least one asset category")
+        rules = (("min_months_after_filing", self.min_months_after_filing >= 3, "at least 3 (art. 1(4))"),
+                 ("requery_every_months", 1 <= self.requery_every_months <= 6, "1..6 (art. 9: every six months)"),
+                 ("requery_years", self.requery_years >= 5, "at least 5 (art. 9)"),
+                 ("interval_seconds", self.interval_seconds > 0, "more than 0"))
+        for name, holds, rule in rules:
+            if not holds:
+                raise ConfigError(f"setting termination.{name} must be {rule}, got {getattr(self, name)!r}")
 
 
 @dataclass(frozen=True)
@@ -214,14 +240,6 @@ class WebhooksSection:
 
 
 @dataclass(frozen=True)
-class CourtsSection:
-    """The courts' hierarchy (gateway/transfers/courts.py): each court's code names its
-    superior court's. A court absent here has no superior the gateway knows of."""
-
-    superiors: dict[str, str]
-
-
-@dataclass(frozen=True)
 class CreditorsSection:
     """Several creditors of one debtor (gateway/creditors/): the priority classes of a
     distribution plan, highest first; a class is paid in full before the next gets anything."""
@@ -263,12 +281,12 @@ class Settings:
     reuse: ReuseSection
     anomalies: AnomaliesSection
     controls: ControlsSection
+    termination: TerminationSection
     documents: DocumentsSection
     limits: LimitsSection
     reports: ReportsSection
     webhooks: WebhooksSection
     console: ConsoleSection
-    courts: CourtsSection
     creditors: CreditorsSection
     testing: bool = False
     # Set by `gateway serve` in its environment before gunicorn forks (not a settings
@@ -287,6 +305,10 @@ class Settings:
     @property
     def agencies_path(self) -> Path:
         return Path(self.gateway.agencies_file) if self.gateway.agencies_file else CONFIG_DIR / "agencies.toml"
+
+    @property
+    def courts_path(self) -> Path:
+        return Path(self.gateway.courts_file) if self.gateway.courts_file else CONFIG_DIR / "courts.toml"
 
     @property
     def keys_dir(self) -> Path:
@@ -318,6 +340,11 @@ class Settings:
             return Path(self.audit.checkpoint_public_key_file)
         return self.checkpoint_key_path.with_name(self.checkpoint_key_path.stem + ".pub.pem")
 
+    @property
+    def checkpoint_file_path(self) -> Path:
+        """The copy of every checkpoint outside the database (audit/checkpoint_file.py)."""
+        return Path(self.audit.checkpoint_file) if self.audit.checkpoint_file else self.instance_path / "audit-checkpoints.jsonl"
+
 
 _SECTIONS = {
     "gateway": GatewaySection,
@@ -330,12 +357,12 @@ _SECTIONS = {
     "reuse": ReuseSection,
     "anomalies": AnomaliesSection,
     "controls": ControlsSection,
+    "termination": TerminationSection,
     "documents": DocumentsSection,
     "limits": LimitsSection,
     "reports": ReportsSection,
     "webhooks": WebhooksSection,
     "console": ConsoleSection,
-    "courts": CourtsSection,
     "creditors": CreditorsSection,
 }
 

@@ -123,6 +123,16 @@ class BankAgency:
         with self._lock:
             self._accounts[number].balance = balance
 
+    def open_account(self, id_number: str, number: str, balance: Decimal, opened: date) -> Account:
+        """The debtor opens an account (after a case against them was terminated, say)."""
+        with self._lock:
+            holdings = self.holdings(id_number)
+            account = Account(number=number, kind="01", status="1", branch="杭州西湖支行", opened=opened,
+                              currency="CNY", balance=balance)
+            holdings.accounts.append(account)
+            self._accounts[number] = account
+            return account
+
     # --- the agency ------------------------------------------------------------------
 
     def handle(self, message: bytes) -> bytes:

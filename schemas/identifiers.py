@@ -21,6 +21,8 @@ __all__ = [
     "check_uscc",
     "check_case_number",
     "normalise_case_number",
+    "case_number_court_part",
+    "check_court_part",
     "mask_id_number",
 ]
 
@@ -182,6 +184,31 @@ def check_case_number(value: str) -> str:
         raise IdentifierError(
             f"case number year must be between {_CASE_MIN_YEAR} and "
             f"{_CASE_MAX_YEAR}, got {year}"
+        )
+    return normalised
+
+
+def case_number_court_part(value: str) -> str:
+    """The court part of a valid case number: its province abbreviation and court
+    code, e.g. '浙0102' of (2024)浙0102执1234号. Raises IdentifierError as
+    ``check_case_number`` does for a number that is not one."""
+    match = _CASE_RE.fullmatch(check_case_number(value))
+    assert match is not None  # check_case_number accepted it
+    return match.group(2) + match.group(3)
+
+
+_COURT_PART_RE = re.compile(r"[\u4e00-\u9fff][0-9]{2,6}")
+
+
+def check_court_part(value: str) -> str:
+    """A court part as a court code table gives it ('浙0102'): one province
+    abbreviation and 2 to 6 digits, NFKC-normalised like the case numbers it is
+    compared with."""
+    _require_str(value, "court part")
+    normalised = unicodedata.normalize("NFKC", value)
+    if _COURT_PART_RE.fullmatch(normalised) is None:
+        raise IdentifierError(
+            f"court part must be a province abbreviation and 2 to 6 digits such as 浙0102, got {value!r}"
         )
     return normalised
 

@@ -55,4 +55,4 @@ API_DELIVERY_STATES = ("queued", "sent", "answered", "failed", "expired", "rejec
 FINAL_DELIVERY_STATES = ("answered", "failed", "expired", "rejected")
 
 # What a court's webhook can be told (gateway/webhooks/services.py).
-WEBHOOK_EVENTS = ("request.finished", "asset.found", "control.lapsing")
+WEBHOOK_EVENTS = ("request.finished", "asset.found", "control.lapsing", "case.resumable")

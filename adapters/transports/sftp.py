@@ -13,6 +13,9 @@ exceptions are translated in ``_translated_errors`` and go no further.
 * Result files are read whole, checked against their control file, and handed
   over all or nothing; ``settle`` moves them to ``done/`` or ``quarantine/``
   (never deletes).
+* ``missing`` tells which request files sent earlier the agency has lost: neither
+  waiting in ``inbox/`` nor answered (a gateway restarting after a crash resends
+  those at once instead of waiting out ``batch_result_wait_seconds``).
 """
 
 from __future__ import annotations
@@ -236,6 +239,46 @@ class SftpTransport:
             return name
 
         return self._run(upload)
+
+    def missing(self, names: Sequence[str]) -> list[str]:
+        """Of these request files sent earlier, those the agency has lost: not waiting
+        in ``inbox/`` and not answered (no result file ``NAME.res`` or its control file
+        in ``outbox/``, ``done/`` or ``quarantine/``).
+
+        An agency keeps a request file in ``inbox/`` until its result file is in
+        ``outbox/`` (docs/agencies/sftp-batch.md), and a result only moves on from
+        ``outbox/`` to ``done/``; so looking in that order (inbox, outbox, then the
+        rest) never takes a file being answered, or a result being collected, for lost.
+        """
+        wanted = [n for n in dict.fromkeys(names) if n.endswith(REQUEST_SUFFIX)]
+        if not wanted:
+            return []
+        return self._run(lambda sftp: self._missing(sftp, wanted))
+
+    def _missing(self, sftp: paramiko.SFTPClient, names: list[str]) -> list[str]:
+        waiting = set(sftp.listdir(self._path(INBOX)))
+        left = [n for n in names if n not in waiting]
+        if not left:
+            return []
+        try:
+            answered = set(sftp.listdir(self._path(OUTBOX)))
+        except FileNotFoundError:
+            raise TransportError(f"no {OUTBOX}/ folder under {self.base_dir} at {self.where}") from None
+
+        def result_names(name: str) -> tuple[str, str]:
+            result = name[: -len(REQUEST_SUFFIX)] + RESULT_SUFFIX
+            return result, result + CONTROL_SUFFIX
+
+        lost = []
+        for name in left:
+            results = result_names(name)
+            if any(r in answered for r in results):
+                continue
+            # Settled results (few files to look for; done/ grows without bound, so no listing).
+            if any(self._exists(sftp, self._path(folder, r)) for folder in (DONE, QUARANTINE) for r in results):
+                continue
+            lost.append(name)
+        return lost
 
     def receive(self, limit: int = 100) -> list[InboundBatch]:
         return self._run(lambda sftp: self._receive(sftp, limit))

@@ -4,6 +4,11 @@ any request's transaction), and on demand (`gateway audit checkpoint`).
 
 The check costs two indexed one-row reads, and runs at most once a second per
 process, so the loop can call it on every pass.
+
+Each checkpoint, once committed, is appended (fsynced) to the checkpoint file
+outside the database (``[audit].checkpoint_file``). A crash between the commit
+and the append leaves that one checkpoint in the database only; the next one
+links to it, and verification takes the file and the database together.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import time
 from datetime import datetime
 from typing import Any
 
+from audit.checkpoint_file import append_checkpoint
 from audit.checkpoint_store import head_seq, last_checkpoint, write_checkpoint
 from gateway.auth.keys import read_checkpoint_key
 from gateway.db import Database
@@ -38,20 +44,32 @@ class CheckpointWriter:
     def __init__(self, db: Database, settings: Settings):
         self._db, self._settings = db, settings
         self._key: Any = None
+        self._key_stamp: tuple[int, int] | None = None
         self._lock = threading.Lock()
         self._next_look = 0.0
         self._warned = False
 
     def _signing_key(self) -> Any:
-        if self._key is None:
+        """The key, read again when its file changed (gateway keys rotate --checkpoint):
+        a running gateway signs its next checkpoint with the new key, no restart."""
+        path = self._settings.checkpoint_key_path
+        try:
+            stamp = (path.stat().st_mtime_ns, path.stat().st_size)
+        except FileNotFoundError:
+            stamp = None
+        if self._key is None or stamp != self._key_stamp:
             self._key = read_checkpoint_key(self._settings)  # ConfigError if missing
+            self._key_stamp = stamp
         return self._key
 
     def write_now(self, *, force: bool = False) -> dict[str, Any] | None:
         """Sign the current head now; None if the log is empty or already checkpointed there."""
         key = self._signing_key()
         with self._db.transaction() as session:
-            return write_checkpoint(session, key, now=utc_now(), force=force)
+            checkpoint = write_checkpoint(session, key, now=utc_now(), force=force)
+        if checkpoint is not None:
+            append_checkpoint(self._settings.checkpoint_file_path, checkpoint)
+        return checkpoint
 
     def maybe_write(self) -> dict[str, Any] | None:
         """Write a checkpoint if one is due (called from the worker loop)."""
@@ -74,4 +92,7 @@ class CheckpointWriter:
             if not self._warned:  # once per process: the loop runs every fraction of a second
                 log.error("audit checkpoints are not being written: %s", exc)
                 self._warned = True
+            return None
+        except OSError as exc:  # the database has it; the outside copy is behind until the file is writable
+            log.error("audit checkpoint not appended to %s: %s", self._settings.checkpoint_file_path, exc)
             return None

@@ -12,13 +12,15 @@ from typing import Any
 from flask import Flask, Response, current_app, jsonify, stream_with_context
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
+from audit.checkpoint_file import CheckpointFileError, load_checkpoint_file
 from audit.checkpoint_store import load_checkpoints, verify_log_with_checkpoints
+from audit.checkpoints import checkpoint_record, in_chain_order
 from audit.chain import format_time
 from gateway.api import ApiBlueprint, roles_required
 from gateway.audit_service import get_audit
 from gateway.auditing import services
 from gateway.auth.access import current_principal
-from gateway.auth.keys import read_checkpoint_public_key
+from gateway.auth.keys import read_checkpoint_public_keys
 from gateway.db import get_db
 from gateway.errors import ConfigError
 from gateway.timeutil import utc_now
@@ -125,29 +127,47 @@ def verify() -> Any:
     """Recompute the live chain and hold it against every signed checkpoint."""
     settings = current_app.config["SETTINGS"]
     try:
-        public_key = read_checkpoint_public_key(settings)
+        public_key = read_checkpoint_public_keys(settings)
     except ConfigError:
         public_key = None  # verification then fails if any checkpoint exists (it cannot be checked)
     db = get_db()
+    outside = outside_checkpoints(settings)
     with db.reading() as session:
-        report = verify_log_with_checkpoints(session, public_key)
+        report = verify_log_with_checkpoints(session, public_key, event_key=get_audit().event_key, outside=outside,
+                                             unsealed_after_seconds=settings.audit.unsealed_after_seconds,
+                                             now=utc_now())
     body = report.as_dict()
     with db.transaction() as session:
         get_audit().record(session, action="audit.verify", outcome="ok", actor=current_principal(),
-                           details={"result": "ok" if report.ok else "broken", "first_bad_seq": body["first_bad_seq"],
-                                    "kind": body["kind"], "events_checked": body["events_checked"]})
+                           details={"result": ("ok" if report.sealed else "unsealed") if report.ok else "broken",
+                                    "first_bad_seq": body["first_bad_seq"], "kind": body["kind"],
+                                    "events_checked": body["events_checked"],
+                                    "unsealed_events": body["unsealed_events"]})
     return jsonify(body)
 
 
 @blp.route("/checkpoints", methods=["GET"])
 @roles_required("auditor")
 def checkpoints() -> Any:
-    """Every signed checkpoint, for verifying an export offline with the public key."""
+    """Every signed checkpoint in chain order, with ``number``, ``prev_checkpoint_hash``
+    and its own ``checkpoint_hash``: keep a copy, and verify an export offline (or
+    the database: ``gateway audit verify --checkpoints``) with the public key."""
     with get_db().transaction() as session:
-        rows = load_checkpoints(session)
+        rows = in_chain_order(load_checkpoints(session))
         get_audit().record(session, action="audit.checkpoints", outcome="ok", actor=current_principal(),
                            details={"returned": len(rows)})
-    return jsonify(checkpoints=[{**r, "signed_at": format_time(r["signed_at"])} for r in rows])
+    return jsonify(checkpoints=[checkpoint_record(r) for r in rows])
+
+
+def outside_checkpoints(settings: Any) -> list[dict[str, Any]]:
+    """The checkpoint file's copy, if there is one yet (none before the first checkpoint)."""
+    path = settings.checkpoint_file_path
+    try:
+        return load_checkpoint_file(path)
+    except FileNotFoundError:
+        return []
+    except (OSError, CheckpointFileError) as exc:
+        raise ConfigError(f"{path}: the outside copy of the checkpoints cannot be read: {exc}") from None
 
 
 @blp.route("/anomalies", methods=["GET"])

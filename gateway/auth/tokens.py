@@ -8,10 +8,12 @@ the token's own ``alg``; requires ``exp``, ``nbf``, ``iat``, ``iss``, ``aud`` an
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 import unicodedata
 from dataclasses import dataclass
+from pathlib import Path
 
 import jwt
 from cryptography.hazmat.primitives import serialization
@@ -20,7 +22,12 @@ from gateway.errors import ConfigError, Unauthenticated
 from gateway.settings import Settings
 from schemas.vocabulary import ROLES
 
+log = logging.getLogger(__name__)
+
 ASYMMETRIC_ALGORITHMS = ("ES256", "ES384", "EdDSA", "RS256", "PS256")
+# A JWK member of ours (gateway keys rotate --token): after this time (unix seconds)
+# tokens the key signed are refused; until then they verify beside the new key's.
+RETIRE_AT = "retire_at"
 COURT_ROLES = ("court_officer", "approver")
 _VERIFIED_CACHE_SIZE = 10_000
 
@@ -54,8 +61,13 @@ class TokenVerifier:
             raise ConfigError(f"auth.algorithms must name at least one of {', '.join(ASYMMETRIC_ALGORITHMS)}")
         self._client = jwt.PyJWKClient(auth.jwks_url, cache_keys=True) if auth.jwks_url else None
         self._keys: dict[str | None, jwt.PyJWK] = {}
+        self._retire_at: dict[str, float] = {}
+        self._jwks_path = settings.jwks_path
+        self._jwks_stamp: tuple[int, int] | None = None  # (mtime_ns, size) of the JWKS file as loaded
+        self._next_look = 0.0
+        self._reload_lock = threading.Lock()
         if not self._client:
-            self._keys = self._load_jwks_file(settings)
+            self._reload_if_changed(force=True)
         # A court system sends the same token with many requests: remember what a
         # token string verified to until it expires, instead of re-checking the
         # signature each time (ES256 verification is the costliest step of a call).
@@ -63,10 +75,10 @@ class TokenVerifier:
         self._verified_lock = threading.Lock()
 
     @staticmethod
-    def _load_jwks_file(settings: Settings) -> dict[str | None, jwt.PyJWK]:
-        path = settings.jwks_path
+    def _load_jwks_file(path: Path) -> tuple[dict[str | None, jwt.PyJWK], dict[str, float]]:
         try:
-            key_set = jwt.PyJWKSet.from_dict(json.loads(path.read_text()))
+            document = json.loads(path.read_text())
+            key_set = jwt.PyJWKSet.from_dict(document)
         except FileNotFoundError:
             raise ConfigError(f"{path}: JWKS file not found; run `gateway keys init` or set auth.jwks_url") from None
         except (ValueError, jwt.PyJWKSetError) as exc:
@@ -74,7 +86,36 @@ class TokenVerifier:
         keys: dict[str | None, jwt.PyJWK] = {k.key_id: k for k in key_set.keys}
         if len(key_set.keys) == 1:
             keys[None] = key_set.keys[0]  # a token without kid may use the only key
-        return keys
+        retire_at = {k["kid"]: float(k[RETIRE_AT]) for k in document.get("keys", [])
+                     if k.get("kid") and k.get(RETIRE_AT) is not None}
+        return keys, retire_at
+
+    def _reload_if_changed(self, *, force: bool = False, look_now: bool = False) -> None:
+        """Read the JWKS file again if it changed (a key rotation), looking at most once a
+        second (``look_now``: at once, for a token naming a key not loaded; a stat costs
+        little, the file is read only if it changed): a running gateway takes new keys
+        without a restart."""
+        if not (force or look_now) and time.monotonic() < self._next_look:
+            return
+        with self._reload_lock:
+            self._next_look = time.monotonic() + 1.0
+            try:
+                info = self._jwks_path.stat()
+            except FileNotFoundError:
+                if force:
+                    self._load_jwks_file(self._jwks_path)  # raises the ConfigError naming the file
+                return  # mid-rotation or removed: keep what was loaded
+            stamp = (info.st_mtime_ns, info.st_size)
+            if stamp == self._jwks_stamp:
+                return
+            try:
+                self._keys, self._retire_at = self._load_jwks_file(self._jwks_path)
+            except ConfigError:
+                if force:
+                    raise
+                log.warning("JWKS file %s could not be read again; keeping the keys loaded before", self._jwks_path)
+                return
+            self._jwks_stamp = stamp
 
     def _key_for(self, token: str) -> jwt.PyJWK:
         if self._client:
@@ -82,10 +123,16 @@ class TokenVerifier:
                 return self._client.get_signing_key_from_jwt(token)
             except jwt.PyJWKClientError as exc:
                 raise Unauthenticated(f"no verification key for this token: {exc}") from None
-        header = jwt.get_unverified_header(token)
-        key = self._keys.get(header.get("kid"))
+        self._reload_if_changed()
+        kid = jwt.get_unverified_header(token).get("kid")
+        key = self._keys.get(kid)
+        if key is None:
+            self._reload_if_changed(look_now=True)  # signed with a key rotated in just now?
+            key = self._keys.get(kid)
         if key is None:
             raise Unauthenticated("token is signed with an unknown key (kid)")
+        if kid in self._retire_at and time.time() >= self._retire_at[kid]:
+            raise Unauthenticated("token is signed with a retired key (its grace period after rotation is over)")
         return key
 
     def verify(self, token: str) -> Principal:

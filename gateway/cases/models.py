@@ -12,7 +12,10 @@ from gateway.timeutil import new_id, utc_now
 
 class Subject(Base):
     """A person or organisation, once per identity number, shared by every case
-    that names it (so the same debtor's results can be found across cases)."""
+    that names it (so the same debtor's results can be found across cases).
+    ``name`` is the name first registered and is never rewritten: the name a
+    case uses is its party's (``Party.name``), so one court's spelling cannot
+    rename the debtor in another court's case."""
 
     __tablename__ = "subjects"
     __table_args__ = (UniqueConstraint("kind", "id_number", name="uq_subjects_kind_id_number"),)
@@ -48,6 +51,9 @@ class Party(Base):
     case_id: Mapped[str] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
     subject_id: Mapped[str] = mapped_column(ForeignKey("subjects.id"), index=True)
     role: Mapped[str] = mapped_column(String(16))
+    # The name this case registered the subject under: it goes to agencies for this
+    # case's requests and into this case's report.
+    name: Mapped[str] = mapped_column(String(100))
 
     case: Mapped[Case] = relationship(back_populates="parties")
     subject: Mapped[Subject] = relationship(lazy="joined")

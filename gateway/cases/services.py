@@ -11,26 +11,62 @@ from sqlalchemy.orm import Session
 
 from audit.store import AuditLog
 from gateway.auth.tokens import Principal
+from gateway.cases.courts import CourtCodes
 from gateway.cases.models import Case, Party, Subject
-from gateway.errors import Forbidden, NotFound, PurposeDenied
+from gateway.errors import Forbidden, NotFound, PurposeDenied, RuleViolation
 from schemas.identifiers import mask_id_number, normalise_case_number
 
 
-def upsert_subject(session: Session, kind: str, name: str, id_number: str) -> Subject:
+def find_or_add_subject(session: Session, kind: str, name: str, id_number: str) -> Subject:
+    """The subject with this identity number, added if new. An existing subject is
+    never renamed: the name belongs to each case's party (``Party.name``)."""
     subject = session.scalars(select(Subject).where(Subject.kind == kind, Subject.id_number == id_number)).first()
     if subject is None:
         subject = Subject(kind=kind, name=name, id_number=id_number)
         session.add(subject)
         session.flush()
-    elif subject.name != name:
-        subject.name = name  # the latest registration's spelling wins
     return subject
 
 
-def register_case(session: Session, payload: dict[str, Any], principal: Principal, audit: AuditLog) -> tuple[Case, bool]:
-    """Create the case, or update its amount and parties. A court registers only its own cases."""
+def names_elsewhere(session: Session, subject_id: str, case_id: str | None) -> set[str]:
+    """The names other cases registered this subject under."""
+    query = select(Party.name).where(Party.subject_id == subject_id).distinct()
+    if case_id is not None:
+        query = query.where(Party.case_id != case_id)
+    return set(session.scalars(query))
+
+
+def debtor_name(bind: Session | Connection, case_id: str, subject: Subject) -> str:
+    """The name this case registered its debtor under (each case party keeps its own)."""
+    name = bind.execute(select(Party.name).where(Party.case_id == case_id, Party.subject_id == subject.id,
+                                                 Party.role == "debtor")).scalar()
+    return name or subject.name
+
+
+def register_case(session: Session, payload: dict[str, Any], principal: Principal, audit: AuditLog, *,
+                  courts: CourtCodes) -> tuple[Case, bool, set[str]]:
+    """Create the case, or update its amount and parties. A court registers only its own
+    cases, under case numbers of its own court part (``courts``, the court code table):
+    checked before the case is looked up, so whether another court's number exists
+    cannot be learnt here.
+
+    Each party keeps the name this case gives it; another case naming the same
+    identity number otherwise keeps its own. Returns the case, whether it was
+    created, and the ids of subjects other cases registered under another name
+    (flagged in the reply and the audit log, not refused: the court may know better,
+    and a court officer must be told rather than have the other case rewritten)."""
     if payload["court_code"] != principal.court:
         raise Forbidden(f"court {principal.court} may not register a case of court {payload['court_code']}")
+    try:
+        courts.check(principal.court, payload["case_number"])
+    except RuleViolation:
+        # A case moved here from another court (gateway/transfers/) keeps its number, whose
+        # court part is the original court's: the court now holding it may update it. Only
+        # a case the caller's court holds is looked at, so nothing is learnt of others.
+        held = session.scalar(select(Case.id).where(Case.case_number == payload["case_number"],
+                                                    Case.court_code == principal.court))
+        if held is None:
+            raise
     case = session.scalars(select(Case).where(Case.case_number == payload["case_number"])).first()
     created = case is None
     if case is None:
@@ -41,40 +77,52 @@ def register_case(session: Session, payload: dict[str, Any], principal: Principa
         raise Forbidden(f"case {case.case_number} belongs to another court")
     else:
         case.amount_owed = payload["amount_owed"]
-    wanted = []
+    wanted: list[tuple[Subject, str, str]] = []
+    conflicts: set[str] = set()
     for party in payload["parties"]:
         s = party["subject"]
-        wanted.append((upsert_subject(session, s["kind"], s["name"], s["id_number"]), party["role"]))
-    keep = {(subject.id, role) for subject, role in wanted}
-    case.parties = [p for p in case.parties if (p.subject_id, p.role) in keep]
+        subject = find_or_add_subject(session, s["kind"], s["name"], s["id_number"])
+        if names_elsewhere(session, subject.id, case.id) - {s["name"]}:
+            conflicts.add(subject.id)
+        wanted.append((subject, party["role"], s["name"]))
+    names = {(subject.id, role): name for subject, role, name in wanted}
+    case.parties = [p for p in case.parties if (p.subject_id, p.role) in names]
+    for p in case.parties:
+        p.name = names[(p.subject_id, p.role)]  # this case's own spelling, corrected
     have = {(p.subject_id, p.role) for p in case.parties}
-    for subject, role in wanted:
+    for subject, role, name in wanted:
         if (subject.id, role) not in have:
-            case.parties.append(Party(subject=subject, role=role))
+            case.parties.append(Party(subject=subject, role=role, name=name))
     session.flush()
+    details: dict[str, Any] = {
+        "amount_owed": str(case.amount_owed),
+        "parties": [{"role": role, "subject": mask_id_number(s.id_number)} for s, role, _ in wanted],
+    }
+    if conflicts:
+        details["name_conflicts"] = sorted({mask_id_number(s.id_number) for s, _, _ in wanted if s.id in conflicts})
     audit.record(
         session,
         action="case.register" if created else "case.update",
         outcome="ok",
         actor=principal,
         case_number=case.case_number,
-        details={
-            "amount_owed": str(case.amount_owed),
-            "parties": [{"role": role, "subject": mask_id_number(s.id_number)} for s, role in wanted],
-        },
+        details=details,
     )
-    return case, created
+    return case, created, conflicts
 
 
-def case_view(case: Case, created: bool) -> dict[str, Any]:
+def case_view(case: Case, created: bool, name_conflicts: set[str] = frozenset()) -> dict[str, Any]:
+    """The case as the API shows it. ``name_conflict`` marks a party whose identity
+    number another case registered under another name (that name is not shown:
+    it is the other court's data)."""
     return {
         "case_number": case.case_number,
         "court_code": case.court_code,
         "amount_owed": case.amount_owed,
         "created": created,
         "parties": [
-            {"role": p.role, "subject": {"id": p.subject.id, "kind": p.subject.kind, "name": p.subject.name,
-                                         "id_number": p.subject.id_number}}
+            {"role": p.role, "name_conflict": p.subject_id in name_conflicts,
+             "subject": {"id": p.subject.id, "kind": p.subject.kind, "name": p.name, "id_number": p.subject.id_number}}
             for p in sorted(case.parties, key=lambda p: (p.role, p.subject.id_number))
         ],
     }

@@ -22,12 +22,14 @@ blp = ApiBlueprint("cases", __name__, url_prefix="/api/v1", description="Enforce
 @blp.response(200, CaseOutSchema, description="the case was updated")
 @blp.alt_response(201, schema=CaseOutSchema, description="the case was registered")
 @blp.alt_response(400, schema=ErrorSchema, description="a field breaks its rule")
+@blp.alt_response(422, schema=ErrorSchema, description="the case number's court part is not the caller's court's")
 def register_case(payload: dict[str, Any]) -> Any:
     """Register a case with its parties and amount owed, or update them."""
     set_audit_context(case_number=payload["case_number"])
     with get_db().transaction() as session:
-        case, created = services.register_case(session, payload, current_principal(), get_audit())
-        body = services.case_view(case, created)
+        case, created, name_conflicts = services.register_case(session, payload, current_principal(), get_audit(),
+                                                               courts=current_app.extensions["court_codes"])
+        body = services.case_view(case, created, name_conflicts)
         body["bankruptcy"] = case_flag(session, case)
         # A lower amount owed (the debtor paid) frees what is frozen above it, in this transaction.
         released = [] if created else release_excess(

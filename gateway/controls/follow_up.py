@@ -5,7 +5,9 @@
 * uncontrolled: cash found with a balance more than N days ago and no control on it;
 * partly_covered: freezes the agency placed for less than was asked;
 * unconfirmed_deducts: deducts the agency reports transferred but the court's
-  finance system has not confirmed receiving, and mismatches (received differs).
+  finance system has not confirmed receiving, and mismatches (received differs);
+* resume: property a re-inquiry of a terminated case (终本) found that was not known
+  at termination: the case may be resumed (gateway/termination/, docs/termination.md).
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Iterable
 
-LAPSING, UNCONTROLLED, PARTLY, UNCONFIRMED, MISMATCH = (
-    "lapsing", "uncontrolled", "partly_covered", "deduct_unconfirmed", "deduct_mismatch")
+LAPSING, UNCONTROLLED, PARTLY, UNCONFIRMED, MISMATCH, RESUME = (
+    "lapsing", "uncontrolled", "partly_covered", "deduct_unconfirmed", "deduct_mismatch", "resume")
 
 
 @dataclass(frozen=True)
@@ -39,9 +41,10 @@ class FollowUp:
 
 
 def follow_ups(controls: Iterable[Any], found_cash: Iterable[Any], *, today: date, now: datetime, warning_days: int,
-               uncontrolled_after_days: int) -> list[FollowUp]:
+               uncontrolled_after_days: int, resumable: Iterable[dict[str, Any]] = ()) -> list[FollowUp]:
     """``controls``: ledger rows with ``case_number``; ``found_cash``: asset rows with
-    ``case_number`` (cash with a balance, newest report per asset)."""
+    ``case_number`` (cash with a balance, newest report per asset); ``resumable``: assets
+    re-inquiries of terminated cases found new (gateway.termination.services.resumable_rows)."""
     items: list[FollowUp] = []
     controlled: set[tuple[str, str, str]] = set()
     horizon = today + timedelta(days=warning_days)
@@ -69,5 +72,12 @@ def follow_ups(controls: Iterable[Any], found_cash: Iterable[Any], *, today: dat
         items.append(FollowUp(UNCONTROLLED, case_number=a.case_number, agency=a.agency_id, identifier=a.identifier,
                               category=a.category, asset_id=a.id,
                               detail=f"balance {a.balance} found {(now - a.found_at).days} days ago; no control"))
-    order = {LAPSING: 0, UNCONFIRMED: 1, MISMATCH: 1, PARTLY: 2, UNCONTROLLED: 3}
+    for r in resumable:
+        amount = (f" (balance {r['balance']})" if r.get("balance")
+                  else f" (value {r['value']})" if r.get("value") else "")
+        items.append(FollowUp(RESUME, case_number=r["case_number"], agency=r["agency"], identifier=r["identifier"],
+                              category=r.get("category") or "", asset_id=r.get("asset_id"), due=r["found_on"],
+                              detail=f"found by re-inquiry {r['round']} after termination{amount}, not known at "
+                                     f"termination: the case may be resumed (POST .../resume)"))
+    order = {RESUME: 0, LAPSING: 0, UNCONFIRMED: 1, MISMATCH: 1, PARTLY: 2, UNCONTROLLED: 3}
     return sorted(items, key=lambda f: (order[f.kind], f.due or date.max, f.case_number, f.identifier))

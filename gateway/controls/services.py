@@ -244,9 +244,11 @@ def due_list(bind: Session | Connection, rules: Any, now: datetime, *, court_cod
     """The follow-up list of a court or a case (the API's and ``gateway controls due``'s).
     ``rules`` is the app's ControlRules; ``days`` overrides its warning days."""
     from gateway.controls.follow_up import follow_ups
+    from gateway.termination.services import resumable_rows  # termination builds on controls, not the other way
 
     controls, found = due_rows(bind, court_code=court_code, case_id=case_id)
     items = follow_ups(controls, found, today=court_date(now), now=now,
                        warning_days=rules.warning_days if days is None else days,
-                       uncontrolled_after_days=rules.uncontrolled_after_days)
+                       uncontrolled_after_days=rules.uncontrolled_after_days,
+                       resumable=resumable_rows(bind, court_code=court_code, case_id=case_id))
     return {"court": court_code, "as_of": court_date(now).isoformat(), "items": [i.view() for i in items]}

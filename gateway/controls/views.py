@@ -73,7 +73,8 @@ class DueQuerySchema(Schema):
 
 
 class FollowUpSchema(Schema):
-    kind = fields.Str(metadata={"description": "lapsing, uncontrolled, partly_covered, deduct_unconfirmed, deduct_mismatch"})
+    kind = fields.Str(metadata={"description": "lapsing, uncontrolled, partly_covered, deduct_unconfirmed, deduct_mismatch, "
+                                               "resume (a terminated case's re-inquiry found new property)"})
     case_number = fields.Str()
     agency = fields.Str()
     identifier = fields.Str()
@@ -97,7 +98,8 @@ class DueListSchema(Schema):
 @blp.alt_response(403, schema=ErrorSchema, description="another court's list")
 def controls_due(query: dict[str, Any]) -> Any:
     """Follow-up list of the caller's court (or one case): controls about to lapse, cash
-    found but not controlled, freezes partly covered, deducts not confirmed."""
+    found but not controlled, freezes partly covered, deducts not confirmed, terminated
+    cases whose re-inquiry found new property (resume)."""
     principal = current_principal()
     court = query.get("court") or principal.court
     if principal.role != "admin" and court != principal.court:

@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Iterator
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from adapters.interfaces import AgencyAnswer, DeliveryOrder, Envelope, SubjectRef
 from audit.store import AuditLog
-from gateway.cases.models import Case, Subject
+from gateway.cases.models import Case, Party, Subject
 from gateway.controls.services import observe_assets, record_outcomes
 from gateway.deliveries.models import Asset, Delivery, DeliveryResult
 from gateway.deliveries.services import WORKER, _control_line, refresh_requests
@@ -59,10 +59,14 @@ _ORDERS = (
     select(Delivery.id, Delivery.request_id, Delivery.agency_id, Delivery.attempts, Delivery.categories,
            Delivery.lines, Request.action, Request.court_code, Request.officer_sub, Request.legal_basis_kind,
            Request.legal_basis_number, Request.amount, Request.targets, Request.court_account, Request.subject_id,
-           Case.case_number, Subject.kind, Subject.name, Subject.id_number)
+           Case.case_number, Subject.kind, func.coalesce(Party.name, Subject.name).label("name"), Subject.id_number)
     .join(Request, Request.id == Delivery.request_id)
     .join(Case, Case.id == Request.case_id)
     .join(Subject, Subject.id == Request.subject_id)
+    # The name this case registered the debtor under (the subject's first name only
+    # if the party has since left the case).
+    .outerjoin(Party, (Party.case_id == Request.case_id) & (Party.subject_id == Request.subject_id)
+               & (Party.role == "debtor"))
 )
 
 
@@ -151,6 +155,49 @@ def mark_sent(session: Session, addressed: dict[str, Addressed], *, batch_file: 
     ])
     refresh_requests(session, {addressed[i].request_id for i in still})
     return len(still)
+
+
+def awaiting_batch_files(session: Session, agency_id: str, *, now: datetime) -> list[str]:
+    """The batch files of this agency whose requests still await results within the wait
+    (past it, ``claim_due`` sends them again anyway)."""
+    return list(session.scalars(
+        select(Delivery.batch_file).distinct()
+        .where(Delivery.agency_id == agency_id, Delivery.state == "awaiting", Delivery.batch_file.is_not(None),
+               Delivery.lease_until >= now, Delivery.deadline > now)
+        .order_by(Delivery.batch_file)
+    ))
+
+
+_LOCK_AWAITING = (
+    select(Delivery.id, Delivery.request_id, Delivery.agency_id, Delivery.attempts, Delivery.batch_file,
+           Case.case_number, Request.subject_id, Subject.id_number)
+    .join(Request, Request.id == Delivery.request_id)
+    .join(Case, Case.id == Request.case_id)
+    .join(Subject, Subject.id == Request.subject_id)
+    .where(Delivery.state == "awaiting")
+    .order_by(Delivery.id)
+    .with_for_update(of=Delivery)
+)
+
+
+def resend_lost(session: Session, agency_id: str, batch_files: list[str], *, audit: AuditLog, now: datetime) -> int:
+    """The agency has lost these batch files (neither waiting in its inbox nor answered):
+    their requests still awaiting are due again now, not when the wait for results
+    runs out; the next claim sends them with the same message ids. Audited per
+    delivery (``delivery.attempt`` / ``batch_file_lost``); returns how many."""
+    lost: list[Any] = []
+    for names in chunks(batch_files):
+        lost += session.execute(_LOCK_AWAITING.where(Delivery.agency_id == agency_id,
+                                                     Delivery.batch_file.in_(names))).all()
+    for part in chunks([row.id for row in lost]):
+        session.execute(update(_DELIVERIES).where(_DELIVERIES.c.id.in_(part)).values(
+            state="queued", lease_until=None, next_attempt_at=now, updated_at=now,
+            last_error="batch_file_lost: the agency has the batch file neither waiting nor answered; sent again"))
+    audit.record_many(session, [
+        _event(_addressed(row), "delivery.attempt", "batch_file_lost", {"batch_file": row.batch_file}) for row in lost
+    ])  # after the row locks, before the request locks (see the module's rule)
+    refresh_requests(session, {row.request_id for row in lost})
+    return len(lost)
 
 
 def _event(ref: Addressed, action: str, outcome: str, details: dict[str, Any], actor: Any = WORKER) -> dict[str, Any]:

@@ -82,6 +82,10 @@ class BatchChannel:
     def settle(self, batch: InboundBatch) -> None:
         self.transport.settle(batch)
 
+    def missing(self, batch_files: Sequence[str]) -> list[str]:
+        """The batch files sent earlier that the agency has lost (neither waiting nor answered)."""
+        return self.transport.missing(batch_files)
+
     def close(self) -> None:
         self.transport.close()
 

@@ -4,7 +4,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, LargeBinary, Numeric, String, Text, false
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, Numeric, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from gateway.db import Base
@@ -117,3 +117,15 @@ class ChannelLease(Base):
     name: Mapped[str] = mapped_column(String(96), primary_key=True)
     holder: Mapped[str] = mapped_column(String(128))
     lease_until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class AgencyBudget(Base):
+    """An agency's rate budget shared by every process (a token bucket): what its
+    ``rate_limit_per_second`` still allows, as of ``refilled_at``. Locked while a claim
+    is trimmed to it, so processes together never exceed the agency's limits."""
+
+    __tablename__ = "agency_budgets"
+
+    agency_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tokens: Mapped[float] = mapped_column(Float)
+    refilled_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -40,3 +40,15 @@ class RateLimiter:
         granted = min(wanted, int(self.tokens))
         self.tokens -= granted
         return granted
+
+
+def shared_grant(*, wanted: int, tokens: float, elapsed_seconds: float, rate: float, concurrency: int,
+                 in_flight_elsewhere: int) -> tuple[int, float]:
+    """How many of ``wanted`` calls may start now under an agency's limits counted across
+    every process, and the tokens left: the bucket refills at ``rate`` a second up to one
+    second's worth (at least one call), and calls in flight anywhere count against
+    ``concurrency``."""
+    burst = max(1.0, rate)
+    available = min(burst, tokens + max(0.0, elapsed_seconds) * rate)
+    granted = max(0, min(wanted, int(available), concurrency - in_flight_elsewhere))
+    return granted, available - granted

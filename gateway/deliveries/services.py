@@ -21,8 +21,8 @@ from sqlalchemy.orm import Session
 from adapters.errors import AdapterError, AgencyRefused, IncomingInvalid
 from adapters.interfaces import AgencyAnswer, BatchRecord, ControlLine, Envelope, InboundBatch
 from audit.store import AuditLog, SystemActor
-from gateway.deliveries.models import ChannelLease, Delivery, QuarantinedMessage
-from gateway.deliveries.retry import next_attempt_at
+from gateway.deliveries.models import AgencyBudget, ChannelLease, Delivery, QuarantinedMessage
+from gateway.deliveries.retry import next_attempt_at, shared_grant
 from gateway.requests.models import Request
 from gateway.requests.states import request_state
 from gateway.timeutil import as_utc
@@ -71,6 +71,43 @@ def claim_due(session: Session, *, agency_id: str, now: datetime, limit: int, le
             )
         )
     return ids
+
+
+def trim_to_budget(session: Session, *, agency_id: str, rate: float, concurrency: int, claimed: list[str],
+                   now: datetime, retry_after_seconds: float) -> list[str]:
+    """The just-claimed deliveries that the agency's limits allow across every process;
+    the rest are handed back (queued again, the attempt not counted).
+
+    Each process also limits itself, but an agency's ``rate_limit_per_second`` and
+    ``concurrency`` are the agency's: two gunicorn workers and a ``gateway worker``
+    would otherwise each take all of it. The budget row is locked (PostgreSQL; SQLite
+    has one writer at a time), calls in flight are the agency's deliveries being sent
+    under a live lease anywhere. Called only when something was claimed, so an idle
+    pass costs nothing more.
+    """
+    if not claimed:
+        return claimed
+    budget = session.get(AgencyBudget, agency_id, with_for_update=True)
+    if budget is None:
+        try:
+            with session.begin_nested():
+                session.add(AgencyBudget(agency_id=agency_id, tokens=max(1.0, rate), refilled_at=now))
+        except IntegrityError:  # another process made it first
+            pass
+        budget = session.get(AgencyBudget, agency_id, with_for_update=True, populate_existing=True)
+    elsewhere = session.scalar(select(func.count()).select_from(Delivery).where(
+        Delivery.agency_id == agency_id, Delivery.state == "sending", Delivery.lease_until > now,
+        Delivery.id.not_in(claimed))) or 0
+    granted, budget.tokens = shared_grant(
+        wanted=len(claimed), tokens=budget.tokens, elapsed_seconds=(now - as_utc(budget.refilled_at)).total_seconds(),
+        rate=rate, concurrency=concurrency, in_flight_elsewhere=int(elsewhere))
+    budget.refilled_at = now
+    kept, handed_back = claimed[:granted], claimed[granted:]
+    if handed_back:
+        session.execute(update(Delivery).where(Delivery.id.in_(handed_back)).values(
+            state="queued", lease_until=None, lease_owner=None, attempts=Delivery.attempts - 1,
+            next_attempt_at=now + timedelta(seconds=retry_after_seconds)))
+    return kept
 
 
 def _control_line(line: dict[str, Any]) -> ControlLine:

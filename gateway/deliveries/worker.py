@@ -7,6 +7,9 @@ are leases, so no delivery is carried out by two workers at once).
 Batch agencies (SFTP) differ in two ways: a claim takes up to ``batch_size``
 deliveries and sends them as one file, and each pass also collects the result
 files the agency has left, decoding each line against the request it names.
+A worker's first look at a batch agency (after a start, so after a crash) also
+asks it which of the files still awaiting results it has lost, and sends their
+requests again at once rather than after ``batch_result_wait_seconds``.
 """
 
 from __future__ import annotations
@@ -66,6 +69,7 @@ class DeliveryWorker:
         self._in_flight = {agency_id: 0 for agency_id in channels}
         self._rates = {agency_id: RateLimiter(c.agency.rate_limit_per_second) for agency_id, c in channels.items()}
         self._last_collected = {agency_id: 0.0 for agency_id in channels}
+        self._lost_files_checked: set[str] = set()  # batch agencies asked for lost files since this worker began
         self._last_expiry = 0.0
         self.name = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"  # holder of collection leases
         self._lock = threading.Lock()
@@ -208,11 +212,16 @@ class DeliveryWorker:
         """
         ready: dict[str, list[tuple[str, Envelope]]] = {}
         with self.db.transaction() as session:
-            claimed = {
-                channel.agency.id: services.claim_due(session, agency_id=channel.agency.id, now=now, limit=limit,
-                                                      lease_seconds=self.settings.lease_seconds, owner=self.owner)
-                for channel, limit, _trial in plans
-            }
+            claimed: dict[str, list[str]] = {}
+            for channel, limit, _trial in plans:
+                agency = channel.agency
+                ids = services.claim_due(session, agency_id=agency.id, now=now, limit=limit,
+                                         lease_seconds=self.settings.lease_seconds, owner=self.owner)
+                if not isinstance(channel, PullChannel):  # a pull agency fetches at its own pace
+                    ids = services.trim_to_budget(session, agency_id=agency.id, rate=agency.rate_limit_per_second,
+                                                  concurrency=agency.concurrency, claimed=ids, now=now,
+                                                  retry_after_seconds=self.settings.poll_interval_seconds)
+                claimed[agency.id] = ids
             every = [i for ids in claimed.values() for i in ids]
             if not every:
                 return ready
@@ -371,6 +380,12 @@ class DeliveryWorker:
         if now - self._last_collected[agency_id] < self.settings.poll_interval_seconds:
             return 0
         self._last_collected[agency_id] = now
+        if agency_id not in self._lost_files_checked:
+            try:
+                self.resend_lost_batches(channel)
+                self._lost_files_checked.add(agency_id)
+            except AdapterError as error:  # the agency is unreachable: ask again on the next collection
+                log.info("asking %s for lost batch files: %s", agency_id, error.code)
         # One process collects an agency's result files at a time; the others skip.
         lease_seconds = max(30.0, 20 * self.settings.poll_interval_seconds)
         with self.db.transaction() as session:
@@ -381,6 +396,29 @@ class DeliveryWorker:
         except AdapterError as error:
             log.info("collecting results from %s: %s", agency_id, error.code)
             return 0
+
+    def resend_lost_batches(self, channel: BatchChannel) -> int:
+        """Send again at once the requests of batch files the agency has lost (a file
+        neither waiting in its inbox nor answered): after a crash they would otherwise
+        wait out ``batch_result_wait_seconds``. Asked once per start, not on every pass:
+        while the gateway runs, a file an agency has taken but not yet answered must
+        not be sent again, and the wait covers what is lost then. Any process may ask
+        (no collection lease): a result moves only from outbox/ to done/, which the
+        transport looks at in that order. Returns how many requests are due again."""
+        agency_id = channel.agency.id
+        with self.db.reading() as session:
+            awaiting = batches.awaiting_batch_files(session, agency_id, now=utc_now())
+        if not awaiting:
+            return 0
+        lost = channel.missing(awaiting)
+        if not lost:
+            return 0
+        with self.db.transaction() as session:
+            count = batches.resend_lost(session, agency_id, lost, audit=self.audit, now=utc_now())
+        log.warning("%s has lost %d batch file(s) (%s): %d request(s) sent again now", agency_id, len(lost),
+                    ", ".join(lost[:5]), count)
+        self._wake.set()
+        return count
 
     def collect(self, channel: BatchChannel) -> int:
         """Apply every complete result file the agency has left; return how many results were read.

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from gateway.auth.tokens import Principal
 from gateway.bankruptcy.services import bankruptcies_of, flag_view
-from gateway.cases.models import Case, Subject
+from gateway.cases.models import Case, Party, Subject
 from gateway.cases.services import find_case
 from gateway.controls.ledger import cash_frozen
 from gateway.controls.rules import DEFAULT_RULES, ControlRules
@@ -24,11 +24,11 @@ from gateway.timeutil import as_utc, court_today, utc_now
 from schemas.vocabulary import CASH_CATEGORIES
 
 
-def find_debtor(case: Case, subject_ref: str) -> Subject:
-    """A debtor of the case, named by gateway subject id or by identity number."""
+def find_debtor(case: Case, subject_ref: str) -> Party:
+    """A debtor party of the case, named by gateway subject id or by identity number."""
     for party in case.parties:
         if party.role == "debtor" and subject_ref in (party.subject.id, party.subject.id_number):
-            return party.subject
+            return party
     raise PurposeDenied(f"the subject is not a debtor party of case {case.case_number}")
 
 
@@ -42,7 +42,8 @@ def build_report(session: Session, case_number: str, subject_ref: str, principal
                  today: date | None = None, rules: ControlRules = DEFAULT_RULES) -> tuple[dict[str, Any], Subject]:
     """The report; cash found counts only what may be frozen (exempt accounts apart)."""
     case = find_case(session, case_number, principal)
-    subject = find_debtor(case, subject_ref)
+    debtor = find_debtor(case, subject_ref)
+    subject = debtor.subject
     deliveries = session.scalars(
         select(Delivery).join(Request)
         .where(Request.case_id == case.id, Request.subject_id == subject.id, Request.action == "inquiry")
@@ -80,7 +81,7 @@ def build_report(session: Session, case_number: str, subject_ref: str, principal
     answered_times = [as_utc(d.answered_at) for d in deliveries if d.answered_at]
     report = {
         "case_number": case.case_number,
-        "subject": {"id": subject.id, "kind": subject.kind, "name": subject.name, "id_number": subject.id_number},
+        "subject": {"id": subject.id, "kind": subject.kind, "name": debtor.name, "id_number": subject.id_number},
         "amount_owed": case.amount_owed,
         "as_of": max(answered_times) if answered_times else utc_now(),
         "assets": [

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from gateway.auth.tokens import Principal
 from gateway.cases.models import Case
+from gateway.cases.services import debtor_name
 from gateway.deliveries.models import Asset
 from gateway.errors import InvalidInput
 from gateway.requests.models import Request
@@ -76,7 +77,7 @@ def detail_view(session: Session, row: Request, targets: Mapping[str, dict[str, 
     answered = sum(1 for d in row.deliveries if d.state == "answered")
     body.update({
         "debtor": {"kind": row.subject.kind, "id_number_masked": mask_id_number(row.subject.id_number),
-                   "name": row.subject.name},
+                   "name": debtor_name(session, row.case_id, row.subject)},
         "amount": row.amount,
         "court_account": row.court_account,
         "targets": [targets.get(asset_id, {"asset_id": asset_id}) for asset_id in row.targets or []],

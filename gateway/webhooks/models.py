@@ -44,7 +44,7 @@ class WebhookNotification(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     subscription_id: Mapped[str] = mapped_column(ForeignKey("webhook_subscriptions.id"), index=True)
-    event: Mapped[str] = mapped_column(String(32))  # request.finished, asset.found, control.lapsing
+    event: Mapped[str] = mapped_column(String(32))  # request.finished, asset.found, control.lapsing, case.resumable
     event_key: Mapped[str] = mapped_column(String(128))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     state: Mapped[str] = mapped_column(String(16))  # pending, delivered, failed (gave up)

@@ -8,7 +8,9 @@ What a court hears about (``EVENTS``):
 * ``asset.found``: an inquiry of its found assets that no earlier answer had shown
   for that debtor (the first inquiry's assets are all new);
 * ``control.lapsing``: a control of one of its cases ends within ``[controls]
-  warning_days`` (a renewal, with its new end, makes a new notification).
+  warning_days`` (a renewal, with its new end, makes a new notification);
+* ``case.resumable``: a scheduled re-inquiry of one of its terminated cases (终本)
+  found property not known at termination (one notification per re-inquiry round).
 
 Finding them is a scan of what changed since the subscription's ``scanned_until``,
 looked at again with an overlap (a transaction that commits late still has its
@@ -32,6 +34,7 @@ from sqlalchemy.orm import Session, aliased
 from audit.store import AuditLog
 from gateway.auth.tokens import Principal
 from gateway.cases.models import Case, Subject
+from gateway.cases.services import debtor_name
 from gateway.controls.ledger import LIVE_STATES
 from gateway.controls.models import Control
 from gateway.deliveries.models import Asset, Delivery
@@ -133,8 +136,9 @@ class Event:
     payload: dict[str, Any]
 
 
-def _debtor(subject: Subject) -> dict[str, Any]:
-    return {"kind": subject.kind, "name": subject.name, "id_number_masked": mask_id_number(subject.id_number)}
+def _debtor(session: Session, case_id: str, subject: Subject) -> dict[str, Any]:
+    return {"kind": subject.kind, "name": debtor_name(session, case_id, subject),
+            "id_number_masked": mask_id_number(subject.id_number)}
 
 
 def _finished_requests(session: Session, court: str, since: datetime, until: datetime) -> list[Event]:
@@ -148,14 +152,14 @@ def _finished_requests(session: Session, court: str, since: datetime, until: dat
         answered = sum(1 for d in request.deliveries if d.state == "answered")
         events.append(Event("request.finished", f"request:{request.id}:{request.state}", {
             "request_id": request.id, "case_number": case_number, "action": request.action, "state": request.state,
-            "debtor": _debtor(request.subject), "answered": answered, "agencies": len(request.deliveries)}))
+            "debtor": _debtor(session, request.case_id, request.subject), "answered": answered, "agencies": len(request.deliveries)}))
     return events
 
 
 def _new_assets(session: Session, court: str, since: datetime, until: datetime) -> list[Event]:
     earlier = aliased(Asset)
     found = session.execute(
-        select(Asset, Request.id.label("request_id"), Request.subject_id, Case.case_number)
+        select(Asset, Request.id.label("request_id"), Request.subject_id, Request.case_id, Case.case_number)
         .join(Delivery, Delivery.id == Asset.delivery_id).join(Request, Request.id == Delivery.request_id)
         .join(Case, Case.id == Request.case_id)
         .where(Request.court_code == court, Request.action == "inquiry",
@@ -173,7 +177,7 @@ def _new_assets(session: Session, court: str, since: datetime, until: datetime) 
         subject = session.get(Subject, first.subject_id)
         events.append(Event("asset.found", f"assets:{delivery_id}", {
             "request_id": first.request_id, "case_number": first.case_number, "agency": first.Asset.agency_id,
-            "debtor": _debtor(subject) if subject else None,
+            "debtor": _debtor(session, first.case_id, subject) if subject else None,
             "assets": [{"asset_id": r.Asset.id, "category": r.Asset.category, "identifier": r.Asset.identifier,
                         "balance": None if r.Asset.balance is None else str(r.Asset.balance),
                         "value": None if r.Asset.value is None else str(r.Asset.value)} for r in rows]}))
@@ -196,6 +200,26 @@ def _lapsing_controls(session: Session, court: str, today: date, warning_days: i
     ]
 
 
+def _resumable_cases(session: Session, court: str, since: datetime, until: datetime) -> list[Event]:
+    from gateway.termination.models import TERMINATED, CaseTermination, TerminationRequery
+
+    rows = session.execute(
+        select(TerminationRequery, CaseTermination, Case.case_number)
+        .join(CaseTermination, CaseTermination.id == TerminationRequery.termination_id)
+        .join(Case, Case.id == CaseTermination.case_id)
+        .where(Case.court_code == court, CaseTermination.state == TERMINATED, TerminationRequery.state == "finished",
+               TerminationRequery.finished_at > since, TerminationRequery.finished_at <= until)
+        .order_by(TerminationRequery.finished_at)).all()
+    return [
+        Event("case.resumable", f"resumable:{requery.id}", {
+            "case_number": case_number, "termination_id": termination.id, "round": requery.round,
+            "terminated_at": as_utc(termination.terminated_at).isoformat(), "request_ids": list(requery.request_ids),
+            "new_assets": [{k: a.get(k) for k in ("asset_id", "agency", "category", "identifier", "balance", "value")}
+                           for a in requery.new_assets]})
+        for requery, termination, case_number in rows if requery.new_assets
+    ]
+
+
 def find_events(session: Session, subscription: WebhookSubscription, *, now: datetime, today: date,
                 warning_days: int) -> list[Event]:
     """What happened for the subscription's court since it last looked (with the overlap)."""
@@ -208,6 +232,8 @@ def find_events(session: Session, subscription: WebhookSubscription, *, now: dat
         events += _new_assets(session, court, since, now)
     if "control.lapsing" in wanted:
         events += _lapsing_controls(session, court, today, warning_days)
+    if "case.resumable" in wanted:
+        events += _resumable_cases(session, court, since, now)
     return events
 
 

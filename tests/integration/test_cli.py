@@ -43,8 +43,16 @@ def test_demo_runs_the_whole_path_and_exits_0(database_url, tmp_path):
     # The freeze: refused to its proposer, approved by a judge, in force on the report.
     assert "HTTP 403 self_approval" in out and "judge.zhao approves it: HTTP 200" in out
     assert "freeze controlled" in out and "cash frozen 150000.00" in out
+    # The terminated case (终本): refused while filed today, terminated on the fast clock, re-queried
+    # by the worker loop itself, which finds the account opened since, lists it to resume.
+    assert "terminate it today: HTTP 422 termination_not_ready" in out
+    assert "network_inquiries met, months_since_filing met" in out and "terminated (HTTP 201)" in out
+    assert "by gateway:termination) found new: 6222000012345678" in out and "resumable True" in out
+    assert "follow-up list: resume bank-a 6222000012345678" in out and "resumed (HTTP 200)" in out
+    assert "termination.creditor_noti" in out
     assert "audit log verified" in out
-    assert "330102198703151122" not in out + result.stderr  # the debtor's number only ever masked
+    for number in ("330102198703151122", "330102199205081234"):  # the debtors' numbers only ever masked
+        assert number not in out + result.stderr
     assert "3301**********1122" in out
 
 

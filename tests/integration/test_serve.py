@@ -2,6 +2,7 @@
 its own database engine after fork and running in-process delivery workers."""
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -105,3 +106,50 @@ def test_a_separate_worker_process_delivers_what_the_api_accepted(api, app, data
     assert worker.returncode == 0, output
     assert "delivery worker running for agencies: psb" in output
     assert psb_sandbox.app.extensions["psb_sandbox"].answered_count >= 1
+
+
+def test_serve_with_sandboxes_stops_on_sigterm_and_frees_every_port(tmp_path, keys_dir):
+    """SIGTERM to `serve --with-sandboxes`: gunicorn's workers, the sandboxes' process and
+    the master all exit within the graceful timeout, and the sandboxes' ports are free
+    for the next start (a forked worker used to hang in the sandboxes' stop, holding them)."""
+    from sandboxes.run import HTTP_SANDBOXES, SFTP_PORT
+
+    sandbox_ports = [p for p, _prefix, _factory in HTTP_SANDBOXES.values()] + [SFTP_PORT]
+
+    config = tmp_path / "settings.toml"
+    config.write_text(
+        f'[gateway]\ninstance_dir = "{tmp_path / "instance"}"\nlog_level = "WARNING"\n'
+        f'[auth]\njwks_file = "{keys_dir / "jwks.json"}"\nsigning_key_file = "{keys_dir / "signing-key.pem"}"\n'
+        f'[audit]\nsubject_key_file = "{keys_dir / "subject-hash.key"}"\n')
+    port = _free_port()
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}, "GATEWAY_CONFIG": str(config)}
+    server = subprocess.Popen([GATEWAY, "serve", "--with-sandboxes", "--port", str(port), "--workers", "2"],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                    break
+            except (requests.ConnectionError, requests.Timeout):
+                pass
+            assert server.poll() is None and time.monotonic() < deadline, "gateway serve did not become ready"
+            time.sleep(0.2)
+        for sandbox_port in sandbox_ports:  # every sandbox answers
+            socket.create_connection(("127.0.0.1", sandbox_port), timeout=5).close()
+        server.send_signal(signal.SIGTERM)
+        output, _ = server.communicate(timeout=60)  # gunicorn's graceful timeout is 45 s at most
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+    assert server.returncode == 0, output
+    # Nothing of it is left in its session (no hung worker, no sandbox process) ...
+    left = subprocess.run(["ps", "-o", "pid=", "-s", str(server.pid)], capture_output=True, text=True).stdout.split()
+    assert left == [], f"processes left behind: {left}\n{output}"
+    # ... and every port can be bound again at once.
+    for sandbox_port in sandbox_ports:
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("127.0.0.1", sandbox_port))

@@ -18,7 +18,7 @@ from gateway.settings import CONFIG_DIR
 from sandboxes.run import ALL, start_sandboxes
 from gateway.timeutil import court_today
 
-CASE = "(2025)浙0106执88号"
+CASE = "(2025)浙0102执88号"
 # A fictitious debtor (valid check digit) who holds something at every sandbox agency:
 # accounts at the three banks, flats (one sealed by another court), a car, company shares.
 DEBTOR = {"kind": "person", "name": "李四", "id_number": "330106199001012208"}

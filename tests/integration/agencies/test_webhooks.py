@@ -78,7 +78,7 @@ def _register(api, url, **body):
 
 def test_a_finished_inquiry_and_its_new_assets_reach_the_court_signed(court, app, agencies, court_server):
     hook = _register(court, court_server.url)
-    assert len(hook["secret"]) >= 32 and hook["events"] == ["request.finished", "asset.found", "control.lapsing"]
+    assert len(hook["secret"]) >= 32 and hook["events"] == ["request.finished", "asset.found", "control.lapsing", "case.resumable"]
     state = inquire(court, app)
     notifier = app.extensions["webhook_notifier"]
     assert notifier.run_once() >= 2

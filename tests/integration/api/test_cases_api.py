@@ -80,10 +80,33 @@ def test_a_court_registers_only_its_own_cases(api, app):
     reply = api.register_case(court_code="110105")
     assert reply.status_code == 403
     assert api.register_case().status_code == 201
-    other = api.register_case(court_code="110105", token=api.token(court="110105", sub="officer.li"))
-    assert other.status_code == 403
+    # Another court's number is refused by its court part, whether or not the case exists.
+    beijing = api.token(court="110105", sub="officer.li")
+    for case_number in (CASE_NUMBER, "(2024)浙0102执9999号"):
+        other = api.register_case(case_number=case_number, court_code="110105", token=beijing)
+        assert other.status_code == 422 and other.json()["error"]["code"] == "rule_violation", other.text
     refused = [e for e in audit_rows(app) if e.outcome == "refused"]
-    assert len(refused) == 2 and all(e.details["status"] == 403 for e in refused)
+    assert [e.details["status"] for e in refused] == [403, 422, 422]
+
+
+def test_the_court_part_of_a_case_number_is_the_courts(api, app):
+    """Court 330102's numbers are 浙0102 (config/courts.toml): it may not register
+    (2024)京0105执3号, Beijing Chaoyang's; nor may a court the table does not know."""
+    reply = api.register_case(case_number="(2024)京0105执3号")
+    assert reply.status_code == 422, reply.text
+    error = reply.json()["error"]
+    assert error["code"] == "rule_violation" and list(error["fields"]) == ["case_number"]
+    assert "京0105" in error["fields"]["case_number"][0] and "浙0102" in error["fields"]["case_number"][0]
+    assert api.register_case(case_number="(2024)浙01执3号").status_code == 422  # the intermediate court's
+    beijing = api.token(court="110105", sub="officer.li")
+    assert api.register_case(case_number="(2024)京0105执3号", court_code="110105", token=beijing).status_code == 201
+
+    unknown = api.register_case(case_number="(2024)浙0199执3号", court_code="330199",
+                                token=api.token(court="330199", sub="officer.qian"))
+    assert unknown.status_code == 422 and "court code table" in unknown.json()["error"]["fields"]["court_code"][0]
+    with app.extensions["db"].reading() as session:
+        from gateway.cases.models import Case
+        assert [c.case_number for c in session.query(Case)] == ["(2024)京0105执3号"]
 
 
 def test_only_officers_register_cases(api):
@@ -95,3 +118,57 @@ def test_oversized_body_is_refused(api):
     reply = api.post("/api/v1/cases", data=b"{" + b" " * (2 * 1024 * 1024) + b"}",
                      headers={"Content-Type": "application/json"})
     assert reply.status_code == 413 and reply.json()["error"]["code"]
+
+
+OTHER_CASE = "(2024)浙0102执1235号"
+
+
+def test_a_name_belongs_to_its_case_party(api, app):
+    """Case B registers case A's debtor (same identity number) under another name:
+    A keeps its name, in its report and in what agencies are sent for A; B's reply flags
+    the conflict (without showing A's name) and so does the audit log."""
+    from datetime import datetime, timezone
+
+    from gateway.deliveries.batches import load_orders
+
+    assert api.register_case().status_code == 201
+    renamed = {**DEBTOR, "name": "张叁"}
+    other = api.register_case(case_number=OTHER_CASE, parties=[{"role": "debtor", "subject": renamed}])
+    assert other.status_code == 201, other.text
+    (party,) = other.json()["parties"]
+    assert party["name_conflict"] is True and party["subject"]["name"] == "张叁"
+    assert "张三" not in other.text
+
+    def report_name(case_number):
+        reply = api.get(f"/api/v1/cases/{case_number}/subjects/{DEBTOR['id_number']}/assets")
+        assert reply.status_code == 200, reply.text
+        return reply.json()["subject"]["name"]
+
+    assert report_name(CASE_NUMBER) == "张三" and report_name(OTHER_CASE) == "张叁"
+    first = api.register_case()  # A again, same name: no conflict of its own making
+    assert {p["role"]: p["name_conflict"] for p in first.json()["parties"]} == {"debtor": True, "creditor": False}
+    assert report_name(CASE_NUMBER) == "张三"
+
+    deliveries = {}
+    for case_number in (CASE_NUMBER, OTHER_CASE):
+        accepted = api.inquire(case_number=case_number)
+        assert accepted.status_code == 202, accepted.text
+        deliveries[case_number] = accepted.json()["deliveries"][0]["id"]
+    with app.extensions["db"].reading() as session:
+        orders = load_orders(session, list(deliveries.values()), now=datetime.now(timezone.utc))
+    assert orders[deliveries[CASE_NUMBER]][0].subject.name == "张三"
+    assert orders[deliveries[OTHER_CASE]][0].subject.name == "张叁"
+
+    events = [e for e in audit_rows(app) if e.action in ("case.register", "case.update")]
+    assert [e.details.get("name_conflicts") for e in events] == [None, ["3301**********1157"], ["3301**********1157"]]
+
+
+def test_a_case_corrects_its_own_party_name(api):
+    assert api.register_case().status_code == 201
+    corrected = api.register_case(parties=[{"role": "debtor", "subject": {**DEBTOR, "name": "张三丰"}}])
+    assert corrected.status_code == 200
+    assert corrected.json()["parties"][0] == {
+        "role": "debtor", "name_conflict": False,
+        "subject": {**corrected.json()["parties"][0]["subject"], "name": "张三丰"}}
+    report = api.get(f"/api/v1/cases/{CASE_NUMBER}/subjects/{DEBTOR['id_number']}/assets").json()
+    assert report["subject"]["name"] == "张三丰"

@@ -139,6 +139,21 @@ def test_export_verifies_offline(api, app, auditor, activity, fmt, tmp_path, key
     assert broken.exit_code == 1 and "[altered]" in broken.output
 
 
+def test_checkpoints_endpoint_serves_the_chain_and_matches_the_outside_file(api, app, auditor, activity, settings):
+    writer = app.extensions["audit_checkpoints"]
+    writer.write_now()
+    api.get(EVENTS, token=auditor)
+    writer.write_now()
+    served = api.get("/api/v1/audit/checkpoints", token=auditor).json()["checkpoints"]
+    assert [c["number"] for c in served] == [1, 2]
+    assert served[0]["prev_checkpoint_hash"] == "0" * 64
+    assert served[1]["prev_checkpoint_hash"] == served[0]["checkpoint_hash"]
+    outside = [json.loads(line) for line in settings.checkpoint_file_path.read_text().splitlines()]
+    assert [c["signature"] for c in outside] == [c["signature"] for c in served]
+    body = api.get("/api/v1/audit/verify", token=auditor).json()
+    assert body["ok"] and body["outside_checkpoints"] == 2 and body["sealed"] is True
+
+
 def test_filtered_export_checks_each_event(api, auditor, activity):
     reply = api.get(EVENTS + "/export", token=auditor, params={"format": "jsonl", "outcome": "refused"})
     records = list(read_export(reply.text.splitlines(), "jsonl"))
@@ -159,6 +174,25 @@ def test_verify_endpoint(api, app, auditor, activity):
     body = api.get("/api/v1/audit/verify", token=auditor).json()
     assert (body["ok"], body["first_bad_seq"], body["kind"]) == (False, 2, "altered")
     assert [e.action for e in audit_rows(app)][-2:] == ["audit.verify", "audit.verify"]
+
+
+def test_verify_endpoint_checks_each_events_mac(api, app, auditor, activity):
+    """An event appended straight into the table, its hash recomputed, has no MAC:
+    the server holds the event key and catches it."""
+    from audit.chain import event_hash
+    from audit.models import AuditEvent
+
+    db = app.extensions["db"]
+    with db.reading() as session:
+        last = {c.name: v for c, v in zip(AuditEvent.__table__.columns,
+                                           session.execute(sa.select(*AuditEvent.__table__.columns)
+                                                           .order_by(AuditEvent.seq.desc()).limit(1)).one())}
+    forged = {**last, "seq": last["seq"] + 1, "actor_sub": "intruder", "prev_hash": last["hash"], "mac": None}
+    forged["hash"] = event_hash(forged, forged["prev_hash"])
+    with db.engine.begin() as conn:
+        conn.execute(sa.insert(AuditEvent.__table__), [forged])
+    body = api.get("/api/v1/audit/verify", token=auditor).json()
+    assert (body["ok"], body["first_bad_seq"], body["kind"], body["macs_checked"]) == (False, forged["seq"], "unkeyed", True)
 
 
 def test_anomalies_endpoint_lists_the_purpose_refusal(api, auditor, activity):

@@ -1,7 +1,8 @@
 """Transfer between courts (交叉执行): an admin of a court above both moves a case; the
 receiving court has the case, its history, reports and controls from that moment, and
 the original court has none of them. Courts from config/settings.toml [courts]:
-330100 (Hangzhou Intermediate) above 330102 and 330106; 330000 (High Court) above all."""
+330100 (Hangzhou Intermediate) above 330102 and 330106; 330000 (High Court) above all
+(config/courts.toml [superiors])."""
 
 from __future__ import annotations
 
@@ -76,6 +77,12 @@ def test_the_receiving_court_gets_the_case_and_the_original_court_loses_it(api, 
     receiving_judge = api.token(role="approver", court=RECEIVING, sub="judge.b")
     decided = api.post(f"/api/v1/requests/{pending}/approval", json={"decision": "approve"}, token=receiving_judge)
     assert decided.status_code == 200, decided.text
+
+    # The receiving court updates the case under its original number (the court part is 330102's);
+    # the original court no longer may.
+    update = api.register_case(court_code=RECEIVING, token=receiving)
+    assert update.status_code == 200, update.text
+    assert api.register_case().status_code == 403
 
     history = api.get(f"/api/v1/cases/{CASE_NUMBER}/transfers", token=receiving).json()
     assert history["court_code"] == RECEIVING

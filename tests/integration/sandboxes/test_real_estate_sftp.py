@@ -178,6 +178,32 @@ def test_a_request_file_failing_its_checksum_is_rejected_unanswered(agency: Agen
     assert list((agency.folder / "outbox").iterdir()) == []
 
 
+def test_which_sent_files_the_agency_has_lost(agency: Agency) -> None:
+    """missing(): a file answered (collected to done/ or quarantine/, or still in
+    outbox/) or still waiting in inbox/ is not lost; one that is neither is."""
+    def send(n: int) -> str:
+        return agency.transport.send_batch(
+            "inquiry", [BatchRecord(f"m-{n}", agency.codec.encode(order("inquiry", person(n), f"m-{n}")).body)])
+
+    collected = send(1)
+    agency.wait_for_batches()  # answered, moved to done/
+    agency.processor.corrupt_next("checksum")
+    quarantined = send(2)
+    agency.wait_for_batches()  # answered corrupt, moved to quarantine/
+    uncollected = send(3)
+    deadline = time.monotonic() + 10
+    while not (agency.folder / "outbox" / uncollected.replace(".req", ".res.chk")).exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    agency.processor.stop()  # the agency stops taking files
+    waiting, lost = send(4), send(5)
+    for name in (lost, lost + ".chk"):
+        (agency.folder / "inbox" / name).unlink()
+    names = [collected, quarantined, uncollected, waiting, lost, "not-a-request.txt"]
+    assert agency.transport.missing(names) == [lost]
+    assert agency.transport.missing([waiting]) == [] and agency.transport.missing([]) == []
+
+
 def test_a_file_failing_at_the_agency_is_answered_later(tmp_path: Path) -> None:
     running = Agency(tmp_path, FaultKnobs(failure_rate=0.7, seed=3))
     try:

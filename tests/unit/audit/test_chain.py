@@ -385,3 +385,14 @@ def test_fast_canonical_bytes_equal_the_reference(data) -> None:
     event["details"] = data.draw(st.dictionaries(st.text(max_size=8), _any_json, max_size=4), label="details")
     prev = data.draw(st.text(alphabet="0123456789abcdef", min_size=64, max_size=64), label="prev")
     assert canonical_bytes(event, prev) == canonical_bytes_reference(event, prev)
+
+
+def test_the_fast_event_mac_is_hmac_sha256():
+    import hmac as std_hmac
+
+    from audit.chain import event_mac, event_mac_function
+
+    for key in (b"k" * 32, b"short", b"x" * 100):
+        fast = event_mac_function(key)
+        for digest in ("0" * 64, "ab" * 32):
+            assert fast(digest) == event_mac(key, digest) == std_hmac.new(key, digest.encode(), "sha256").hexdigest()

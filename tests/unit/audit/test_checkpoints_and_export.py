@@ -13,7 +13,17 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from audit.chain import GENESIS_HASH, event_hash
-from audit.checkpoints import public_key_id, sign_checkpoint, signature_problem, signed_bytes, verify_with_checkpoints
+from audit.checkpoints import (
+    checkpoint_chain_problem,
+    checkpoint_hash,
+    checkpoint_record,
+    in_chain_order,
+    public_key_id,
+    sign_checkpoint,
+    signature_problem,
+    signed_bytes,
+    verify_with_checkpoints,
+)
 from audit.export import CSV_COLUMNS, ExportFormatError, csv_row, jsonl_line, read_export, verify_export
 from gateway.auditing.refusals import UnauthenticatedRefusals
 
@@ -122,3 +132,39 @@ def test_unauthenticated_refusals_are_counted_per_source_and_window():
     assert (summary.source, summary.count, summary.last_path) == ("10.0.0.1", 2, "/c")
     assert summary.ended - summary.started == timedelta(seconds=60)
     assert refusals.ended(T0 + timedelta(hours=1)) == []
+
+
+def chained_marks(events: list[dict], seqs: list[int]) -> list[dict]:
+    marks, prev = [], GENESIS_HASH
+    for number, seq in enumerate(seqs, 1):
+        mark_ = sign_checkpoint(KEY, seq=seq, head_hash=events[seq - 1]["hash"], event_count=seq, signed_at=T0,
+                                number=number, prev_checkpoint_hash=prev)
+        prev = checkpoint_hash(mark_)
+        marks.append(mark_)
+    return marks
+
+
+def test_a_chained_checkpoint_signs_its_number_and_its_predecessor():
+    events = chain(6)
+    first, second = chained_marks(events, [2, 5])
+    public = KEY.public_key()
+    assert b'"kind":"audit-checkpoint-v2"' in signed_bytes(second) and signature_problem(second, public) is None
+    for field, value in [("number", 3), ("prev_checkpoint_hash", "1" * 64)]:
+        assert signature_problem({**second, field: value}, public)[0] == "bad_signature", field
+    assert checkpoint_hash(first) == second["prev_checkpoint_hash"]
+    assert checkpoint_hash(checkpoint_record(first)) == checkpoint_record(first)["checkpoint_hash"]  # the served form
+
+
+def test_the_chain_of_checkpoints_shows_deleted_and_forked_ones():
+    events = chain(6)
+    marks = chained_marks(events, [2, 4, 6])
+    assert checkpoint_chain_problem(in_chain_order(marks)) is None
+    assert checkpoint_chain_problem(in_chain_order([marks[0], marks[2]]))[:2] == (6, "checkpoint_missing")
+    assert checkpoint_chain_problem(in_chain_order(marks[1:]))[:2] == (4, "checkpoint_missing")
+    again = sign_checkpoint(KEY, seq=5, head_hash=events[4]["hash"], event_count=5, signed_at=T0, number=3,
+                            prev_checkpoint_hash=checkpoint_hash(marks[1]))
+    assert checkpoint_chain_problem(in_chain_order([*marks, again]))[1] == "checkpoint_forked"
+    assert len(in_chain_order([*marks, *[checkpoint_record(m) for m in marks]])) == 3  # a copy is the same ones
+    assert verify_export(events, checkpoints=marks, public_key=KEY.public_key()).ok
+    gap = verify_export(events, checkpoints=[marks[0], marks[2]], public_key=KEY.public_key())
+    assert (gap.ok, gap.kind) == (False, "checkpoint_missing")

@@ -49,3 +49,13 @@ def test_partial_freezes_and_deducts_not_confirmed_or_not_matching() -> None:
     assert listed([row(action="deduct", state="received", received=Decimal("100.00"), expires_at=None)]) == []
     assert listed([row(action="deduct", state="received", received=Decimal("99.00"), expires_at=None)]) == [
         ("deduct_mismatch", "6222001")]
+
+
+def test_property_a_terminated_cases_requery_found_new_is_listed_first_to_resume() -> None:
+    found = {"case_number": "(2026)浙0102执9号", "agency": "bank-a", "identifier": "6222999", "category": "deposit",
+             "asset_id": "a7", "balance": "8800.00", "value": None, "round": 1, "found_on": TODAY}
+    items = follow_ups([row(expires_at=TODAY + timedelta(days=3))], [], today=TODAY, now=NOW, warning_days=30,
+                       uncontrolled_after_days=15, resumable=[found])
+    assert [(i.kind, i.identifier) for i in items] == [("resume", "6222999"), ("lapsing", "6222001")]
+    assert "balance 8800.00" in items[0].detail and "resumed" in items[0].detail
+    assert items[0].view()["due"] == TODAY.isoformat()

@@ -183,3 +183,23 @@ def test_sustained_demand_gets_exactly_the_rate(per_step: int) -> None:
     limiter = RateLimiter(rate)
     total = sum(limiter.take(10_000, now=t / 8) for t in range(0, 81))  # 10 seconds
     assert total == rate + rate * 10  # one second's burst, then the rate
+
+
+def test_the_shared_grant_refills_at_the_rate_up_to_one_seconds_worth() -> None:
+    from gateway.deliveries.retry import shared_grant
+
+    # Empty bucket, 0.5 s at 4/s: two calls may start.
+    assert shared_grant(wanted=5, tokens=0.0, elapsed_seconds=0.5, rate=4, concurrency=10, in_flight_elsewhere=0) == (2, 0.0)
+    # A long idle time refills only to one second's worth (no burst beyond the agency's rate).
+    assert shared_grant(wanted=50, tokens=0.0, elapsed_seconds=3600, rate=4, concurrency=10, in_flight_elsewhere=0) == (4, 0.0)
+    # A slow agency (below 1/s) still gets one call once a whole token has built up.
+    assert shared_grant(wanted=3, tokens=0.5, elapsed_seconds=1.0, rate=0.5, concurrency=10, in_flight_elsewhere=0) == (1, 0.0)
+    # A clock step backwards adds nothing.
+    assert shared_grant(wanted=3, tokens=1.0, elapsed_seconds=-5, rate=4, concurrency=10, in_flight_elsewhere=0) == (1, 0.0)
+
+
+def test_calls_in_flight_in_other_processes_count_against_the_concurrency() -> None:
+    from gateway.deliveries.retry import shared_grant
+
+    assert shared_grant(wanted=4, tokens=10, elapsed_seconds=0, rate=10, concurrency=3, in_flight_elsewhere=2) == (1, 9.0)
+    assert shared_grant(wanted=4, tokens=10, elapsed_seconds=0, rate=10, concurrency=3, in_flight_elsewhere=5) == (0, 10.0)

@@ -1,14 +1,14 @@
 """caselife: transfers of cases between courts (交叉执行), bankruptcies (执破衔接), consents and distribution plans (参与分配)
 
-Revision ID: 0011_caselife
-Revises: 0010_batches
+Revision ID: 0015_caselife
+Revises: 0014_termination
 Create Date: 2026-12-07
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0011_caselife"
-down_revision = "0010_batches"
+revision = "0015_caselife"
+down_revision = "0014_termination"
 branch_labels = None
 depends_on = None
 
