@@ -240,6 +240,18 @@ class WebhooksSection:
 
 
 @dataclass(frozen=True)
+class BankruptcySection:
+    """Enforcement hands over to bankruptcy (gateway/bankruptcy/)."""
+
+    screening_terminated_cases: int  # an enterprise debtor in this many terminated cases is listed for review
+
+    def __post_init__(self) -> None:
+        if self.screening_terminated_cases < 1:
+            raise ConfigError("setting bankruptcy.screening_terminated_cases must be at least 1, "
+                              f"got {self.screening_terminated_cases}")
+
+
+@dataclass(frozen=True)
 class CreditorsSection:
     """Several creditors of one debtor (gateway/creditors/): the priority classes of a
     distribution plan, highest first; a class is paid in full before the next gets anything."""
@@ -287,6 +299,7 @@ class Settings:
     reports: ReportsSection
     webhooks: WebhooksSection
     console: ConsoleSection
+    bankruptcy: BankruptcySection
     creditors: CreditorsSection
     testing: bool = False
     # Set by `gateway serve` in its environment before gunicorn forks (not a settings
@@ -363,6 +376,7 @@ _SECTIONS = {
     "reports": ReportsSection,
     "webhooks": WebhooksSection,
     "console": ConsoleSection,
+    "bankruptcy": BankruptcySection,
     "creditors": CreditorsSection,
 }
 

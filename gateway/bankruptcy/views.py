@@ -10,7 +10,7 @@ from marshmallow import Schema, fields, validate
 from gateway.api import ApiBlueprint, roles_required
 from gateway.audit_service import get_audit
 from gateway.auth.access import current_principal
-from gateway.bankruptcy import services
+from gateway.bankruptcy import screening, services
 from gateway.db import get_db
 from gateway.timeutil import court_date
 from schemas.canonical import ErrorSchema
@@ -90,6 +90,40 @@ def show_bankruptcy(subject_id: str) -> Any:
     today = court_date(current_app.extensions["clock"]())
     with get_db().transaction() as session:
         return services.standing(session, services.bankruptcy_of(session, subject_id), principal, today)
+
+
+class ScreeningQuerySchema(Schema):
+    min_cases = fields.Int(load_default=None, validate=validate.Range(min=1, max=1000), metadata={
+        "description": "terminated cases at least (default: settings bankruptcy.screening_terminated_cases)"})
+
+
+class ScreenedSchema(Schema):
+    subject_id = fields.Str()
+    name = fields.Str()
+    id_number_masked = fields.Str()
+    terminated_cases = fields.Int()
+    courts = fields.List(fields.Str())
+    cases = fields.List(fields.Dict())
+
+
+class ScreeningSchema(Schema):
+    min_cases = fields.Int()
+    items = fields.List(fields.Nested(ScreenedSchema))
+
+
+@blp.route("/bankruptcy/screening", methods=["GET"])
+@roles_required("admin")
+@blp.arguments(ScreeningQuerySchema(), location="query")
+@blp.response(200, ScreeningSchema)
+def bankruptcy_screening(query: dict[str, Any]) -> Any:
+    """Enterprise debtors in at least N terminated cases (终本) of any court, for referral
+    to bankruptcy review; those whose bankruptcy is recorded are left out."""
+    min_cases = query.get("min_cases") or current_app.config["SETTINGS"].bankruptcy.screening_terminated_cases
+    with get_db().transaction() as session:
+        items = screening.screen(session, min_cases)
+        get_audit().record(session, action="bankruptcy.screening", outcome="ok", actor=current_principal(),
+                           details={"min_cases": min_cases, "listed": len(items)})
+    return {"min_cases": min_cases, "items": items}
 
 
 def init_app(app: Flask, api: Any) -> None:

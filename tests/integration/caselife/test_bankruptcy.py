@@ -130,3 +130,51 @@ def test_bad_declarations_are_refused_naming_the_rule(api, app, two_courts):
     assert _declare(api, subject_id).status_code == 409
     assert api.post(f"/api/v1/subjects/{subject_id}/bankruptcy", token=api.token(role="approver"),
                     json={"court": COURT, "date": "2025-03-01", "administrator": "x"}).status_code == 403
+
+
+OTHER_ENTERPRISE = {"kind": "organization", "name": "宁波某某实业有限公司", "id_number": "91350100M000100Y43"}
+
+
+def _terminate(app, case_number, state="terminated"):
+    """A termination (终本) as gateway/termination/ records it (its own rules are proved in its tests)."""
+    import sqlalchemy as sa
+
+    from gateway.cases.models import Case
+    from gateway.termination.models import CaseTermination
+    from gateway.timeutil import utc_now
+
+    with app.extensions["db"].transaction() as session:
+        case = session.scalars(sa.select(Case).where(Case.case_number == case_number)).one()
+        session.add(CaseTermination(case_id=case.id, court_code=case.court_code, state=state, terminated_by="officer.x",
+                                    terminated_at=utc_now(), reason="no property found", categories=["deposit"],
+                                    evidence={}, known_assets=[], requery_until=utc_now()))
+
+
+def test_enterprises_in_many_terminated_cases_are_listed_for_bankruptcy_review(api, app):
+    numbers = {COURT: [f"(2024)浙0102执{n}号" for n in (201, 202, 203)],
+               OTHER_COURT: [f"(2024)浙0106执{n}号" for n in (301, 302)]}
+    subject_id = None
+    for court, cases in numbers.items():
+        for number in cases:
+            subject_id = next(p["subject"]["id"] for p in _register(api, number, court, f"officer.{court}")["parties"]
+                              if p["role"] == "debtor")
+            _terminate(app, number)
+    # Another enterprise: four terminated, a fifth resumed (property found again: it does not count).
+    for n in (401, 402, 403, 404, 405):
+        parties = [{"role": "debtor", "subject": OTHER_ENTERPRISE}, {"role": "creditor", "subject": ENTERPRISE}]
+        assert api.register_case(f"(2024)浙0102执{n}号", parties=parties).status_code == 201
+        _terminate(app, f"(2024)浙0102执{n}号", state="resumed" if n == 405 else "terminated")
+    admin = api.token(role="admin", court="330000", sub="admin.high")
+
+    listed = api.get("/api/v1/bankruptcy/screening", token=admin).json()
+    assert listed["min_cases"] == 5  # settings bankruptcy.screening_terminated_cases
+    assert [(i["subject_id"], i["terminated_cases"], i["courts"]) for i in listed["items"]] == [
+        (subject_id, 5, [COURT, OTHER_COURT])]
+    assert ENTERPRISE["id_number"] not in str(listed)  # masked
+    four = api.get("/api/v1/bankruptcy/screening", params={"min_cases": 4}, token=admin).json()["items"]
+    assert [i["terminated_cases"] for i in four] == [5, 4]
+
+    assert _declare(api, subject_id).status_code == 201  # referred and accepted: no longer for review
+    assert api.get("/api/v1/bankruptcy/screening", token=admin).json()["items"] == []
+    assert api.get("/api/v1/bankruptcy/screening").status_code == 403  # one court's officer sees across no courts
+    assert [e.details["listed"] for e in audit_rows(app) if e.action == "bankruptcy.screening"] == [1, 2, 0]
