@@ -38,6 +38,7 @@ from gateway.forwarded import TrustedProxies, proxy_networks
 from gateway.logs import configure_logging
 from gateway.ops import views as ops_views
 from gateway.people import views as people_views
+from gateway.casework import views as casework_views
 from gateway.registry import Registry, load_registry
 from gateway.reports import views as report_views
 from gateway.requests import views as request_views
@@ -92,6 +93,7 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, registry: Registry
     bankruptcy_views.init_app(app, api)
     creditor_views.init_app(app, api)
     people_views.init_app(app)  # the console's login (OpenID Connect) and, if asked for, the demo provider
+    casework_views.init_app(app)  # the console's pages for officers and judges
 
     # Each app has its own registry (tests build many apps in one process); under
     # gunicorn the values also go to PROMETHEUS_MULTIPROC_DIR for every process to read.

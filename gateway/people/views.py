@@ -24,7 +24,8 @@ from gateway.audit_service import flush_refusal_summaries, get_audit
 from gateway.auth.tokens import Principal
 from gateway.db import get_db
 from gateway.errors import GatewayError, LoginRefused
-from gateway.people import demo_provider
+from gateway.people import demo_provider, language
+from gateway.people.csrf import csrf_passes, csrf_token
 from gateway.people.claims import ClaimRules, person_from_claims
 from gateway.people.oidc import OidcClient, PendingLogin
 from gateway.people.services import login_details, sign_in, sign_out, signed_in_person
@@ -35,7 +36,7 @@ bp = Blueprint("people", __name__, url_prefix="/console")
 PENDING_COOKIE = "gateway_console_login"
 PENDING_SECONDS = 600
 # Where each role lands after logging in; a role without pages of its own sees who it is.
-START_PAGES = {"auditor": "console.events"}
+START_PAGES = {"auditor": "console.events", "court_officer": "casework.cases", "approver": "casework.approvals"}
 
 
 def _oidc() -> OidcClient | None:
@@ -66,6 +67,32 @@ def _audit_login(outcome: str, method: str, actor: Principal | None = None, **de
 def _login_page(error: str | None = None, status: int = 200) -> Any:
     return render_template("console/login.html", error=error, oidc=_oidc() is not None,
                            token_login=_settings().token_login, demo=_settings().demo_provider), status
+
+
+def audit_console_refusal(status: int, code: str, message: str, *, case_number: str | None = None,
+                          subject_id_number: str | None = None, request_id: str | None = None) -> None:
+    """A console page or form refused to a signed-in person, audited like the API's refusals
+    (``console.<method>``, ``refused``). Nobody signed in: nothing (the login page says why)."""
+    person = signed_in_person()
+    if person is None:
+        return
+    with get_db().transaction() as db_session:
+        get_audit().record(db_session, action=f"console.{request.method.lower()}", outcome="refused", actor=person,
+                           case_number=case_number, subject_id_number=subject_id_number, request_id=request_id,
+                           details={"path": request.path, "status": status, "code": code, "message": message[:500]})
+
+
+def refuse_without_csrf_token() -> Any:
+    """Before every console POST of a blueprint that calls it: a form without this
+    session's token is refused (400) before the view runs."""
+    if request.method == "POST" and not csrf_passes():
+        audit_console_refusal(400, "csrf", "the form did not carry this session's CSRF token")
+        return render_template("console/refused.html", user=signed_in_person(),
+                               message=language.translate("error.csrf")), 400
+    return None
+
+
+bp.before_request(refuse_without_csrf_token)
 
 
 @bp.get("/login")
@@ -166,6 +193,8 @@ def home() -> Any:
 def init_app(app: Flask) -> None:
     """Register the login pages; the OIDC client if an issuer is set; the demo provider if asked for."""
     console = app.config["SETTINGS"].console
+    language.init_app(app)
+    app.add_template_global(csrf_token, "csrf_token")
     if console.oidc_issuer:
         secret = read_secret(console.oidc_client_secret_env) if console.oidc_client_secret_env else None
         app.extensions["oidc"] = OidcClient(console, secret)

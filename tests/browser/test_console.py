@@ -4,39 +4,10 @@ and charts, take a screenshot, log out. On both databases."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-from pathlib import Path
-
 import pytest
 
+from chromium_fixtures import browser, chromium  # noqa: F401 (fixtures)
 from conftest import OTHER_PERSON, audit_rows
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update"]
-
-
-@pytest.fixture(scope="session")
-def chromium() -> Path:
-    """Debian's Chromium, installed with apt if missing (Playwright cannot download browsers here)."""
-    if not CHROMIUM.exists() and shutil.which("apt-get"):
-        subprocess.run(["apt-get", "update", "-qq"], capture_output=True, timeout=600)  # a fresh machine has no lists
-        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], capture_output=True, timeout=900)
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing and `apt-get install -y chromium` did not provide it: "
-                    "the console tests need Debian's Chromium (run as root, or install it first)", pytrace=False)
-    return CHROMIUM
-
-
-@pytest.fixture(scope="session")
-def browser(chromium):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
@@ -49,8 +20,14 @@ def activity(api, app):
     return reply.json()["id"]
 
 
+def english(context, url: str):
+    """These tests read the console in English (Chinese is its default: see test_casework_walk.py)."""
+    context.add_cookies([{"name": "gateway_console_lang", "value": "en", "url": url + "/console"}])
+    return context
+
+
 def test_auditor_logs_in_filters_opens_a_trail_and_logs_out(browser, api, app, live, activity, tmp_path):
-    context = browser.new_context()
+    context = english(browser.new_context(), live.url)
     page = context.new_page()
     page.goto(live.url + "/console/")
     assert page.url.endswith("/console/login")  # not logged in: sent to the login form
@@ -67,7 +44,7 @@ def test_auditor_logs_in_filters_opens_a_trail_and_logs_out(browser, api, app, l
     cookie = next(c for c in context.cookies() if c["name"] == "gateway_console")
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["path"] == "/console"
     kept = app.session_interface.get_signing_serializer(app).loads(cookie["value"])
-    assert set(kept) == {"person"} and kept["person"]["sub"] == "auditor.zhao"  # the claims, not the token
+    assert set(kept) == {"person", "csrf"} and kept["person"]["sub"] == "auditor.zhao"  # the claims, not the token
     assert token.split(".")[2] not in cookie["value"]
 
     page.fill("input[name=action]", "request.*")
@@ -137,7 +114,7 @@ def test_people_log_in_through_the_demo_identity_provider(browser, overrides, tm
                                              "demo_provider": True}}, {})
     slot.app = app
     try:
-        context = browser.new_context()
+        context = english(browser.new_context(), server.url)
         page = context.new_page()
         page.goto(server.url + "/console/")
         assert page.url.endswith("/console/login")
@@ -147,9 +124,10 @@ def test_people_log_in_through_the_demo_identity_provider(browser, overrides, tm
         pending = next(c for c in context.cookies() if c["name"] == "gateway_console_login")
         assert pending["httpOnly"] and pending["sameSite"] == "Lax" and pending["path"] == "/console/login"
         page.click("button[value='judge.zhao']")
-        page.wait_for_url(server.url + "/console/me")
+        page.wait_for_url(server.url + "/console/approvals")
         assert "judge.zhao (approver, court 330102)" in page.inner_text("header")
         assert "Events" not in page.inner_text("header")  # the audit pages are the auditor's
+        assert "Approvals" in page.inner_text("header")
         assert "gateway_console_login" not in {c["name"] for c in context.cookies()}
         shot = tmp_path / "judge-logged-in.png"
         page.screenshot(path=str(shot), full_page=True)

@@ -131,9 +131,9 @@ def test_demo_serve_prints_the_console_and_how_to_log_in_as_each(tmp_path):
                               ("auditor.sun", "auditor")]:
             assert re.search(rf"^  {re.escape(person)} +{about}", out, re.M), out
         officer = _log_in_to_the_demo_console(console_url, certfile, "officer.wang")
-        assert "court 330102" in officer.get(console_url + "me", timeout=10).text
+        assert "court 330102" in officer.get(console_url + "me?lang=en", timeout=10).text
         judge = _log_in_to_the_demo_console(console_url, certfile, "judge.zhao")
-        assert "judge.zhao (approver, court 330102)" in judge.get(console_url + "me", timeout=10).text
+        assert "judge.zhao (approver, court 330102)" in judge.get(console_url + "me?lang=en", timeout=10).text
         auditor = _log_in_to_the_demo_console(console_url, certfile, "auditor.sun")
         events = auditor.get(console_url, timeout=10).text
         assert "console.login" in events and "officer.wang" in events  # the officer's login, audited

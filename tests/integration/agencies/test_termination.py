@@ -24,7 +24,7 @@ from test_agency_actions import (  # noqa: F401 (fixtures)
 from test_webhooks import CourtServer
 
 NEW_ACCOUNT = "6222000099990001"
-OTHER_CASE = "(2025)浙0106执99号"
+OTHER_CASE = "(2025)浙0102执99号"
 
 
 @pytest.fixture

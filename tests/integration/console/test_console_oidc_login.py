@@ -61,6 +61,7 @@ class Gateway:
     def browser(self) -> requests.Session:
         session = requests.Session()
         session.trust_env = False
+        session.cookies.set("gateway_console_lang", "en", path="/console")  # the assertions read English
         return session
 
 
@@ -134,8 +135,8 @@ def logins(gateway: Gateway) -> list[Any]:
 
 
 @pytest.mark.parametrize(("person", "role", "court", "landing"), [
-    ("officer.wang", "court_officer", "330102", "/console/me"),
-    ("judge.zhao", "approver", "330102", "/console/me"),
+    ("officer.wang", "court_officer", "330102", "/console/cases"),
+    ("judge.zhao", "approver", "330102", "/console/approvals"),
     ("auditor.sun", "auditor", None, "/console/"),
 ])
 def test_each_demo_person_logs_in_with_the_code_flow(gateway, person, role, court, landing) -> None:
@@ -145,7 +146,7 @@ def test_each_demo_person_logs_in_with_the_code_flow(gateway, person, role, cour
     assert f'url={landing}"' in done.text and f"Logged in as {person} ({role})" in done.text
     assert browser.cookies.get("gateway_console_login") is None  # the pending login is spent
     kept = session_of(gateway, browser)
-    assert set(kept) == {"person"}
+    assert set(kept) == {"person", "csrf"}  # the claims and the forms' CSRF token (gateway/people/csrf.py)
     assert {k: kept["person"][k] for k in ("sub", "role", "court", "method")} == {
         "sub": person, "role": role, "court": court, "method": "oidc"}
     assert 8 * 3600 - 60 < kept["person"]["exp"] - time.time() <= 8 * 3600  # session_minutes, not the token's 5
@@ -164,7 +165,9 @@ def test_each_demo_person_logs_in_with_the_code_flow(gateway, person, role, cour
     assert (event.outcome, event.actor_sub, event.actor_role, event.actor_court) == ("ok", person, role, court)
     assert event.details["method"] == "oidc" and event.details["issuer"] == gateway.issuer
 
-    browser.post(gateway.url + "/console/logout", timeout=10)
+    assert browser.post(gateway.url + "/console/logout", timeout=10, allow_redirects=False).status_code == 400
+    assert browser.get(gateway.url + landing, allow_redirects=False, timeout=10).status_code == 200  # no token: kept
+    browser.post(gateway.url + "/console/logout", data={"csrf_token": kept["csrf"]}, timeout=10)
     assert browser.get(gateway.url + landing, allow_redirects=False, timeout=10).status_code == 302
 
 

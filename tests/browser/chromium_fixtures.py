@@ -1,0 +1,37 @@
+"""Debian's Chromium for the console tests, driven by Playwright: fixtures the browser tests import."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update"]
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Path:
+    """Debian's Chromium, installed with apt if missing (Playwright cannot download browsers here)."""
+    if not CHROMIUM.exists() and shutil.which("apt-get"):
+        subprocess.run(["apt-get", "update", "-qq"], capture_output=True, timeout=600)  # a fresh machine has no lists
+        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], capture_output=True, timeout=900)
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing and `apt-get install -y chromium` did not provide it: "
+                    "the console tests need Debian's Chromium (run as root, or install it first)", pytrace=False)
+    return CHROMIUM
+
+
+# Per module: each module that imports these holds its own copy of the fixture, and two
+# Playwright instances of the sync API may not run at once.
+@pytest.fixture(scope="module")
+def browser(chromium):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
