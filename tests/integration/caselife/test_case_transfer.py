@@ -126,3 +126,23 @@ def test_only_an_admin_moves_a_case(api, app):
     reply = api.post(f"/api/v1/cases/{CASE_NUMBER}/transfer", token=token,
                      json={"to_court": RECEIVING, "order_number": "x"})
     assert reply.status_code == 403
+
+
+def test_news_of_a_moved_case_goes_to_the_receiving_court(api, app):
+    """Webhook events (request.finished) follow the case's court, not the court that made the request."""
+    from datetime import timedelta
+
+    from gateway.timeutil import utc_now
+    from gateway.webhooks.services import _finished_requests
+
+    assert api.register_case().status_code == 201
+    seed_control(app, CASE_NUMBER, DEBTOR["id_number"])  # its request finished (completed) just now
+    since, until = utc_now() - timedelta(minutes=5), utc_now() + timedelta(minutes=5)
+
+    def finished(court):
+        with app.extensions["db"].reading() as session:
+            return [e.payload["case_number"] for e in _finished_requests(session, court, since, until)]
+
+    assert (finished(COURT), finished(RECEIVING)) == ([CASE_NUMBER], [])
+    assert _transfer(api).status_code == 201
+    assert (finished(COURT), finished(RECEIVING)) == ([], [CASE_NUMBER])
