@@ -19,6 +19,7 @@ from datetime import date, datetime
 from typing import Any, Iterable
 
 from sqlalchemy import Connection, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from audit.store import AuditLog
@@ -112,7 +113,10 @@ def record_bankruptcy(session: Session, subject_id: str, payload: dict[str, Any]
                             bankruptcy_case_number=payload.get("bankruptcy_case_number"),
                             recorded_by=principal.sub, recorded_at=now)
     session.add(bankruptcy)
-    session.flush()
+    try:
+        session.flush()
+    except IntegrityError:  # recorded by a concurrent call since the check above (uq_bankruptcies_subject_id)
+        raise Conflict(f"a bankruptcy of subject {subject.id} is already recorded") from None
     masked = mask_id_number(subject.id_number)
     cases = list(session.scalars(select(Case).join(Party, Party.case_id == Case.id)
                                  .where(Party.subject_id == subject.id, Party.role == "debtor")

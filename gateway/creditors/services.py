@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Any, Sequence
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from audit.store import AuditLog
@@ -56,7 +57,10 @@ def consent(session: Session, control_id: str, payload: dict[str, Any], principa
     row = FreezeConsent(control_id=control.id, later_case_id=later.id, consented_by=principal.sub, consented_at=now,
                         reason=payload.get("reason"))
     session.add(row)
-    session.flush()
+    try:
+        session.flush()
+    except IntegrityError:  # given by a concurrent call since the check above
+        raise Conflict(f"case {case.case_number} already consented to deducts by {number} on this account") from None
     audit.record(session, action="control.consent", outcome="ok", actor=principal, case_number=case.case_number,
                  details={"control": control.id, "agency": control.agency_id, "later_case": later.case_number,
                           "later_court": later.court_code, "reason": row.reason})
