@@ -21,12 +21,14 @@ from gateway.attachments import views as attachment_views
 from gateway.auditing import console as audit_console
 from gateway.auditing import views as audit_views
 from gateway.auth.tokens import TokenVerifier
+from gateway.bankruptcy import views as bankruptcy_views
 from gateway.batches import views as batch_views
 from gateway.batches.expander import BatchExpander
 from gateway.batches.services import Intake
 from gateway.cases import views as case_views
 from gateway.cases.courts import load_court_codes
 from gateway.controls import views as control_views
+from gateway.creditors import views as creditor_views
 from gateway.controls.housekeeping import ControlHousekeeping
 from gateway.controls.rules import ControlRules
 from gateway.deliveries.channels import build_channels
@@ -44,6 +46,8 @@ from gateway.settings import load_settings
 from gateway.termination import views as termination_views
 from gateway.termination.schedule import TerminationWatch
 from gateway.timeutil import set_court_timezone, utc_now
+from gateway.transfers import views as transfer_views
+from gateway.transfers.courts import load_court_tree
 from gateway.webhooks import views as webhook_views
 from gateway.webhooks.notifier import WebhookNotifier
 
@@ -64,6 +68,7 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, registry: Registry
     app.extensions["tokens"] = TokenVerifier(settings)
     app.extensions["court_codes"] = load_court_codes(settings.courts_path)
     app.extensions["control_rules"] = ControlRules.from_settings(settings.controls)
+    app.extensions["courts"] = load_court_tree(settings.courts_path)
     # The one clock (UTC moments; tests move it on). Court dates are its moments on the
     # court's wall clock (gateway.timeutil.court_date), in the zone the settings name.
     app.extensions["clock"] = utc_now
@@ -84,6 +89,9 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, registry: Registry
     webhook_views.init_app(app, api)
     batch_views.init_app(app, api)
     termination_views.init_app(app, api)
+    transfer_views.init_app(app, api)
+    bankruptcy_views.init_app(app, api)
+    creditor_views.init_app(app, api)
     people_views.init_app(app)  # the console's login (OpenID Connect) and, if asked for, the demo provider
     casework_views.init_app(app)  # the console's pages for officers and judges
 

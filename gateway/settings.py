@@ -240,6 +240,30 @@ class WebhooksSection:
 
 
 @dataclass(frozen=True)
+class BankruptcySection:
+    """Enforcement hands over to bankruptcy (gateway/bankruptcy/)."""
+
+    screening_terminated_cases: int  # an enterprise debtor in this many terminated cases is listed for review
+
+    def __post_init__(self) -> None:
+        if self.screening_terminated_cases < 1:
+            raise ConfigError("setting bankruptcy.screening_terminated_cases must be at least 1, "
+                              f"got {self.screening_terminated_cases}")
+
+
+@dataclass(frozen=True)
+class CreditorsSection:
+    """Several creditors of one debtor (gateway/creditors/): the priority classes of a
+    distribution plan, highest first; a class is paid in full before the next gets anything."""
+
+    priority_classes: list[str]
+
+    def __post_init__(self) -> None:
+        if not self.priority_classes or len(set(self.priority_classes)) != len(self.priority_classes):
+            raise ConfigError("setting creditors.priority_classes must name at least one class, each once")
+
+
+@dataclass(frozen=True)
 class ServerSection:
     host: str
     port: int
@@ -275,6 +299,8 @@ class Settings:
     reports: ReportsSection
     webhooks: WebhooksSection
     console: ConsoleSection
+    bankruptcy: BankruptcySection
+    creditors: CreditorsSection
     testing: bool = False
     # Set by `gateway serve` in its environment before gunicorn forks (not a settings
     # key): where prometheus-client's multiprocess mode keeps each process's values.
@@ -350,6 +376,8 @@ _SECTIONS = {
     "reports": ReportsSection,
     "webhooks": WebhooksSection,
     "console": ConsoleSection,
+    "bankruptcy": BankruptcySection,
+    "creditors": CreditorsSection,
 }
 
 # What each annotation accepts from TOML. A TOML boolean is a Python bool, which is

@@ -238,6 +238,8 @@ class CaseOutSchema(Schema):
     amount_owed = Money()
     parties = fields.List(fields.Dict())
     created = fields.Bool(metadata={"description": "true when this call registered the case"})
+    bankruptcy = fields.Dict(allow_none=True, metadata={
+        "description": "a debtor of the case is in bankruptcy (Enterprise Bankruptcy Law art. 19): who accepted it, when"})
 
 
 class DeliveryOutSchema(Schema):
@@ -387,6 +389,9 @@ class LedgerEntrySchema(ControlInForceSchema):
     placed_at = UtcDateTime()
     days_left = fields.Int(allow_none=True, metadata={"description": "days until it lapses (negative: lapsed)"})
     received = Money(allow_none=True, metadata={"description": "deducts: money the court confirmed arriving"})
+    order = fields.Dict(allow_none=True, metadata={
+        "description": "freezes: place among every case's freezes on the account (position, of, ahead: first in force, "
+                       "then the queue)"})
 
 
 class CaseControlsSchema(Schema):
@@ -394,6 +399,7 @@ class CaseControlsSchema(Schema):
     amount_owed = Money()
     cash_frozen = Money()
     controls = fields.List(fields.Nested(LedgerEntrySchema))
+    bankruptcy = fields.Dict(allow_none=True, metadata={"description": "a debtor of the case is in bankruptcy"})
 
 
 class AssetSchema(Schema):
@@ -423,6 +429,8 @@ class AssetReportSchema(Schema):
                                                 "accounts (social security, minimum living allowance) left out"})
     cash_exempt = Money(metadata={"description": "cash in exempt accounts: found, never frozen or counted"})
     cash_frozen = Money()
+    bankruptcy = fields.Dict(allow_none=True, metadata={
+        "description": "the debtor is in bankruptcy (Enterprise Bankruptcy Law art. 19): no new controls"})
     cash_recoverable_ratio = fields.Str(metadata={"description": "cash_found over amount owed, 4 places; 1.0000 "
                                                              "means the cash found covers the debt, above 1 more than covers it"})
     gaps = fields.List(fields.Dict())

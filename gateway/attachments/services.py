@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, defer, joinedload
 
 from audit.store import AuditLog
 from gateway.attachments.models import Document, OfficerCredential, RequestDocument
+from gateway.cases.models import Case
 from gateway.auth.tokens import Principal
 from gateway.errors import InvalidInput, NotFound, RuleViolation, TooLarge
 from gateway.requests.models import Request
@@ -184,7 +185,8 @@ def readable_document(session: Session, sha256: str, principal: Principal) -> tu
     if document is not None:
         carried = session.execute(
             select(RequestDocument.name).join(Request, Request.id == RequestDocument.request_id)
-            .where(RequestDocument.document_sha256 == sha256, Request.court_code == (principal.court or ""))
+            .join(Case, Case.id == Request.case_id)  # the case's court: a moved case's documents go with it
+            .where(RequestDocument.document_sha256 == sha256, Case.court_code == (principal.court or ""))
             .limit(1)).scalar()
         if carried is not None:
             return document, carried

@@ -71,8 +71,9 @@ def load_court_codes(path: Path) -> CourtCodes:
         raise ConfigError(f"{source}: court code table not found") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from None
-    unknown = set(document) - {"courts"}
+    # [superiors], the courts' hierarchy, is read by gateway/transfers/courts.py.
+    unknown = set(document) - {"courts", "superiors"}
     if unknown or not isinstance(document.get("courts"), dict):
-        raise ConfigError(f"{source}: must hold one table [courts] (court id = \"court part\"), "
-                          f"found {', '.join(sorted(document)) or 'nothing'}")
+        raise ConfigError(f"{source}: must hold one table [courts] (court id = \"court part\") and may hold "
+                          f"[superiors], found {', '.join(sorted(document)) or 'nothing'}")
     return CourtCodes.from_table(document["courts"], source)

@@ -7,6 +7,7 @@ from flask import Flask, current_app
 from gateway.api import ApiBlueprint, roles_required, set_audit_context
 from gateway.audit_service import get_audit
 from gateway.auth.access import current_principal
+from gateway.bankruptcy.services import case_flag
 from gateway.cases import services
 from gateway.controls.excess import release_excess
 from gateway.db import get_db
@@ -29,6 +30,7 @@ def register_case(payload: dict[str, Any]) -> Any:
         case, created, name_conflicts = services.register_case(session, payload, current_principal(), get_audit(),
                                                                courts=current_app.extensions["court_codes"])
         body = services.case_view(case, created, name_conflicts)
+        body["bankruptcy"] = case_flag(session, case)
         # A lower amount owed (the debtor paid) frees what is frozen above it, in this transaction.
         released = [] if created else release_excess(
             session, case.id, reason=f"amount owed now {payload['amount_owed']}",

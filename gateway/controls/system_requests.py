@@ -34,10 +34,12 @@ _STATE_SCHEMA = RequestStateSchema()
 
 def write_system_request(session: Session, case: Case, subject_id: str, action: str,
                          agencies: dict[str, list[dict[str, Any]]], *, basis_kind: str | None, basis_number: str | None,
-                         reason: str, approved_by: str, registry: Registry, audit: AuditLog, now: datetime,
+                         reason: str, approved_by: str | None, registry: Registry, audit: AuditLog, now: datetime,
                          source_request_id: str, amount: Decimal | None = None) -> str:
-    """Write an approved control request with its queued deliveries and the documents of
-    the request it carries out (``source_request_id``); return its id."""
+    """Write a control request with its deliveries and the documents of the request it
+    carries out (``source_request_id``); return its id. ``approved_by`` None: it waits
+    for an approver of the case's court like an officer's control (deliveries held)."""
+    held = approved_by is None
     request_id = new_id()
     # Attempts and releases may derive from a request the gateway made: name the officer's.
     source_request_id = session.scalar(
@@ -48,14 +50,14 @@ def write_system_request(session: Session, case: Case, subject_id: str, action: 
     deliveries = [
         {"id": new_id(), "request_id": request_id, "agency_id": agency_id,
          "transport": registry.get(agency_id).transport, "categories": sorted({ln["category"] for ln in lines}),
-         "state": "queued", "attempts": 0, "next_attempt_at": send_at, "lines": lines,
+         "state": "held" if held else "queued", "attempts": 0, "next_attempt_at": send_at, "lines": lines,
          "deadline": send_at + timedelta(seconds=registry.get(agency_id).deadlines[action]),
          "created_at": now, "updated_at": now}
         for agency_id, lines in sorted(agencies.items())
     ]
     reply = _STATE_SCHEMA.dump({
         "id": request_id, "case_number": case.case_number, "action": action, "categories": categories,
-        "state": "accepted", "created_at": now,
+        "state": "awaiting_approval" if held else "accepted", "created_at": now,
         "deliveries": [{**d, "agency": d["agency_id"], "state": api_delivery_state(d["state"]), "error": None,
                         "result": None} for d in deliveries],
     })
@@ -64,9 +66,10 @@ def write_system_request(session: Session, case: Case, subject_id: str, action: 
         "id": request_id, "case_id": case.id, "subject_id": subject_id, "action": action,
         "categories": categories, "legal_basis_kind": basis_kind, "legal_basis_number": basis_number,
         "amount": amount, "targets": [ln["asset_id"] for ls in agencies.values() for ln in ls if ln.get("asset_id")],
-        "state": "accepted", "officer_sub": SYSTEM.sub, "court_code": case.court_code,
+        "state": "awaiting_approval" if held else "accepted", "officer_sub": SYSTEM.sub, "court_code": case.court_code,
         "idempotency_key": f"system-{request_id}", "payload_sha256": digest, "decided_by": approved_by,
-        "decided_at": now, "decision_reason": reason[:500], "accepted_reply": reply, "created_at": now, "updated_at": now,
+        "decided_at": None if held else now, "decision_reason": None if held else reason[:500], "accepted_reply": reply,
+        "created_at": now, "updated_at": now,
         "source_request_id": source_request_id,
     }])
     session.execute(insert(Delivery.__table__), deliveries)
@@ -77,6 +80,8 @@ def write_system_request(session: Session, case: Case, subject_id: str, action: 
                  subject_id_number=id_number, request_id=request_id,
                  details={"proposed_by": SYSTEM.sub, "reason": reason, "lines": lines, "source_request": source_request_id,
                           "deliveries": {d["id"]: d["agency_id"] for d in deliveries}})
+    if held:
+        return request_id
     audit.record(session, action="request.approval", outcome="approved", actor=SYSTEM, case_number=case.case_number,
                  subject_id_number=id_number, request_id=request_id,
                  details={"proposed_by": SYSTEM.sub, "approved_by": approved_by, "reason": reason, "control": action})

@@ -12,11 +12,13 @@ from sqlalchemy import select
 from gateway.api import ApiBlueprint, roles_required, set_audit_context
 from gateway.audit_service import get_audit
 from gateway.auth.access import current_principal
+from gateway.bankruptcy.services import case_flag
 from gateway.cases.models import Case
 from gateway.cases.services import find_case
 from gateway.controls import repeat, services
 from gateway.controls.ledger import HOLDING_STATES
 from gateway.controls.models import Control, RepeatFreeze
+from gateway.creditors.queue import order_views
 from gateway.db import get_db
 from gateway.errors import Conflict, Forbidden, NotFound
 from gateway.requests.models import Request
@@ -43,9 +45,14 @@ def case_controls(case_number: str) -> Any:
         entries = services.case_ledger(session, case.id, today)
         get_audit().record(session, action="controls.read", outcome="ok", actor=principal,
                            case_number=case.case_number, details={"controls": len(entries)})
+        flag = case_flag(session, case)
+        orders = order_views(session, entries, today)
+    for entry in entries:
+        entry["order"] = orders.get(entry["id"])
     frozen = sum((e["amount"] or Decimal("0") for e in entries
                   if e["category"] in CASH_CATEGORIES and e["state"] in HOLDING_STATES), Decimal("0"))
-    return {"case_number": case.case_number, "amount_owed": case.amount_owed, "cash_frozen": frozen, "controls": entries}
+    return {"case_number": case.case_number, "amount_owed": case.amount_owed, "cash_frozen": frozen,
+            "controls": entries, "bankruptcy": flag}
 
 
 class RepeatViewSchema(Schema):
@@ -153,7 +160,7 @@ def cancel_repeat(request_id: str) -> Any:
         repeat_row = session.scalars(select(RepeatFreeze).where(RepeatFreeze.request_id == request_id)
                                      .with_for_update()).first()
         original = session.get(Request, request_id)
-        if repeat_row is None or original.court_code != principal.court:
+        if repeat_row is None or original.case.court_code != principal.court:  # the case's court (gateway/transfers/)
             raise NotFound(f"no repeat freeze on request {request_id} for court {principal.court}")
         if repeat_row.state != "active":
             raise Conflict(f"the repeat freeze of {request_id} is {repeat_row.state}")

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway.auth.tokens import Principal
+from gateway.bankruptcy.services import bankruptcies_of, flag_view
 from gateway.cases.models import Case, Party, Subject
 from gateway.cases.services import find_case
 from gateway.controls.ledger import cash_frozen
@@ -76,6 +77,7 @@ def build_report(session: Session, case_number: str, subject_ref: str, principal
     controls = controls_in_case(session, case.id, subject.id)
     ledger = by_asset(controls)
     valuations = _valuations(session, case.id, subject.id)
+    bankruptcy = bankruptcies_of(session, [subject.id]).get(subject.id)
     answered_times = [as_utc(d.answered_at) for d in deliveries if d.answered_at]
     report = {
         "case_number": case.case_number,
@@ -98,6 +100,7 @@ def build_report(session: Session, case_number: str, subject_ref: str, principal
         "cash_found": cash_found,
         "cash_exempt": cash_exempt,
         "cash_frozen": cash_frozen(controls, CASH_CATEGORIES, today),
+        "bankruptcy": flag_view(bankruptcy) if bankruptcy else None,
         "cash_recoverable_ratio": cash_ratio(cash_found, case.amount_owed),
         "gaps": [
             {"agency": d.agency_id, "state": api_delivery_state(d.state), "categories": d.categories, "error": d.last_error}

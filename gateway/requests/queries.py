@@ -92,9 +92,9 @@ def detail_view(session: Session, row: Request, targets: Mapping[str, dict[str, 
 def find_requests(session: Session, principal: Principal, filters: Mapping[str, Any], *, cursor: str | None,
                   limit: int) -> RequestPage:
     """The caller's court's requests matching the filters, newest first (an admin: every court's)."""
-    query = select(Request)
-    if principal.role != "admin":
-        query = query.where(Request.court_code == (principal.court or ""))
+    query = select(Request).join(Case, Case.id == Request.case_id)
+    if principal.role != "admin":  # the case's court: a moved case's history is the receiving court's
+        query = query.where(Case.court_code == (principal.court or ""))
     if filters.get("awaiting_approval") is True:
         query = query.where(Request.state == "awaiting_approval")
     elif filters.get("awaiting_approval") is False:
@@ -106,8 +106,7 @@ def find_requests(session: Session, principal: Principal, filters: Mapping[str, 
     if filters.get("proposer"):
         query = query.where(Request.officer_sub == filters["proposer"])
     if filters.get("case_number"):
-        query = query.join(Case, Case.id == Request.case_id).where(
-            Case.case_number == normalise_case_number(filters["case_number"]))
+        query = query.where(Case.case_number == normalise_case_number(filters["case_number"]))
     if cursor:
         moment, last_id = decode_cursor(cursor)
         query = query.where(or_(Request.created_at < moment,

@@ -20,10 +20,12 @@ from gateway.attachments.services import (
     DEFAULT_MAX_BYTES, AttachedDocument, document_views, require_credentials, resolve_documents, write_documents,
 )
 from gateway.auth.tokens import Principal, same_person
+from gateway.bankruptcy.services import refuse_if_bankrupt
 from gateway.cases.services import require_debtor
 from gateway.controls.models import RepeatFreeze
 from gateway.controls.repeat import schedule_row
 from gateway.controls.rules import DEFAULT_RULES, ControlRules
+from gateway.creditors.queue import refuse_deduct_ahead
 from gateway.deliveries.models import Delivery
 from gateway.errors import Conflict, Forbidden, IdempotencyConflict, NotFound, RuleViolation
 from gateway.registry import Registry
@@ -33,7 +35,7 @@ from gateway.requests.limits import check_limits
 from gateway.requests.models import Request
 from gateway.requests.reuse import apply_reuse, find_reusable, write_reused_results
 from gateway.requests.states import api_delivery_state, request_state
-from gateway.timeutil import as_utc, new_id
+from gateway.timeutil import as_utc, court_date, new_id
 from schemas.canonical import RequestStateSchema
 from schemas.vocabulary import CASH_CATEGORIES, CONTROL_ACTIONS, TARGETED_ACTIONS
 
@@ -115,6 +117,7 @@ def prepare_request(
     """
     subject_in = payload["subject"]
     debtor = require_debtor(session, principal, payload["case_number"], subject_in["kind"], subject_in["id_number"])
+    refuse_if_bankrupt(session, debtor.subject_id, payload["action"])  # a query for new controls only
     if limits is not None:  # the API's intake; benchmarks preparing requests in bulk pass none
         check_limits(session, principal, debtor.subject_id, limits, now, idempotency_key)
     _check_rules(payload)
@@ -129,6 +132,12 @@ def prepare_request(
         control_routes = resolve_targets(session, payload, debtor, registry, now, rules)
         routes = [c.route for c in control_routes]
         lines = {c.route.agency.id: c.lines for c in control_routes}
+        if action == "deduct":  # 轮候: not ahead of another case's earlier freeze without its consent
+            targets = list(payload["targets"])
+            refuse_deduct_ahead(session, debtor.case_id, [
+                {"agency": c.route.agency.id, "identifier": ln["identifier"],
+                 "field": f"targets[{targets.index(ln['asset_id'])}]"} for c in control_routes for ln in c.lines],
+                court_date(now))
         categories = tuple(dict.fromkeys(c for r in routes for c in r.categories))
     else:
         categories = tuple(payload["categories"] or registry.categories_for(action))
@@ -280,7 +289,9 @@ def state_view(session: Session, request_row: Request, deliveries: list[Delivery
 
 def get_request(session: Session, request_id: str, principal: Principal) -> Request:
     row = session.get(Request, request_id)
-    if row is None or (principal.role != "admin" and row.court_code != principal.court):
+    # The case's court, not the request's: a case moved to another court takes its
+    # history with it (gateway/transfers/), and the court it left sees none of it.
+    if row is None or (principal.role != "admin" and row.case.court_code != principal.court):
         raise NotFound(f"no request {request_id} for court {principal.court}")
     return row
 
@@ -294,13 +305,19 @@ def decide(session: Session, request_id: str, principal: Principal, *, approve: 
     deciding their own control) and Conflict (not awaiting approval).
     """
     row = session.get(Request, request_id, with_for_update={"of": Request})  # not the joined case and subject
-    if row is None or row.court_code != principal.court:
+    if row is None or row.case.court_code != principal.court:  # the case's court decides (gateway/transfers/)
         raise NotFound(f"no request {request_id} for court {principal.court}")
     if row.state != "awaiting_approval":
         raise Conflict(f"request {request_id} is {row.state}, not awaiting approval")
     if same_person(row.officer_sub, principal.sub):
         raise Forbidden("a control is approved by a second person, not by the officer who proposed it",
                         code="self_approval")
+    if approve:  # proposed before the debtor's bankruptcy was accepted: it may no longer leave
+        refuse_if_bankrupt(session, row.subject_id, row.action)
+    if approve and row.action == "deduct":  # another case's earlier freeze may have taken effect meanwhile
+        refuse_deduct_ahead(session, row.case_id, [
+            {"agency": d.agency_id, "identifier": ln["identifier"], "field": "targets"}
+            for d in row.deliveries for ln in d.lines or ()], court_date(now))
     row.decided_by, row.decided_at, row.decision_reason = principal.sub, now, reason
     for delivery in row.deliveries:
         if delivery.state != "held":

@@ -144,7 +144,8 @@ def _debtor(session: Session, case_id: str, subject: Subject) -> dict[str, Any]:
 def _finished_requests(session: Session, court: str, since: datetime, until: datetime) -> list[Event]:
     rows = session.execute(
         select(Request, Case.case_number).join(Case, Case.id == Request.case_id)
-        .where(Request.court_code == court, Request.state.in_(FINISHED_STATES),
+        # The case's court: a case moved to another court (gateway/transfers/) is its news from then on.
+        .where(Case.court_code == court, Request.state.in_(FINISHED_STATES),
                Request.updated_at > since, Request.updated_at <= until)
         .order_by(Request.updated_at)).unique().all()
     events = []
@@ -162,7 +163,7 @@ def _new_assets(session: Session, court: str, since: datetime, until: datetime) 
         select(Asset, Request.id.label("request_id"), Request.subject_id, Request.case_id, Case.case_number)
         .join(Delivery, Delivery.id == Asset.delivery_id).join(Request, Request.id == Delivery.request_id)
         .join(Case, Case.id == Request.case_id)
-        .where(Request.court_code == court, Request.action == "inquiry",
+        .where(Case.court_code == court, Request.action == "inquiry",  # the case's court, as above
                Asset.found_at > since, Asset.found_at <= until,
                # New: no earlier answer showed this debtor this asset.
                ~exists().where(and_(earlier.subject_id == Asset.subject_id, earlier.agency_id == Asset.agency_id,
