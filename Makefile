@@ -20,7 +20,10 @@ demo: install
 	$(BIN)/gateway demo
 
 ## make test: the whole suite, against SQLite and against PostgreSQL (127.0.0.1:5432, database test)
+LINTED := gateway adapters schemas audit sandboxes
+
 test: install-test
+	$(BIN)/ruff check $(LINTED)
 	$(BIN)/python -m pytest
 
 serve: install

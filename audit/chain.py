@@ -257,7 +257,7 @@ def verify_rows(rows: Iterable[tuple], *, start_seq: int = 1, start_hash: str = 
         if seq != expected_seq or row[_ROW_PREV] != prev_hash or row_hash(row) != row[_ROW_HASH]:
             row = decoded_row(row)
             if seq != expected_seq or row[_ROW_PREV] != prev_hash or row_hash(row) != row[_ROW_HASH]:
-                broken = verify_chain([dict(zip(ROW_FIELDS, row))], start_seq=expected_seq, start_hash=prev_hash)
+                broken = verify_chain([dict(zip(ROW_FIELDS, row, strict=True))], start_seq=expected_seq, start_hash=prev_hash)
                 return dataclasses.replace(broken._replace_counts(checked, expected_seq - 1, prev_hash),
                                            mac_problem=mac_problem, first_keyed_seq=first_keyed,
                                            first_unkeyed_seq=first_unkeyed, last_unkeyed_seq=last_unkeyed)

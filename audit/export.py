@@ -83,7 +83,7 @@ def read_csv(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
         if len(cells) != len(CSV_COLUMNS):
             raise ExportFormatError(f"line {number}: {len(cells)} cells, expected {len(CSV_COLUMNS)}")
         record: dict[str, Any] = {}
-        for name, cell in zip(CSV_COLUMNS, cells):
+        for name, cell in zip(CSV_COLUMNS, cells, strict=False):
             if cell == CSV_NULL:
                 record[name] = None
             elif name in _INT_FIELDS:

@@ -214,7 +214,7 @@ def event_rows(session: Session | Connection, *, after_seq: int = 0, up_to_seq: 
                batch: int = 5000) -> Iterator[dict[str, Any]]:
     """The same events as plain dicts."""
     for row in event_tuples(session, after_seq=after_seq, up_to_seq=up_to_seq, batch=batch):
-        yield dict(zip(ROW_FIELDS, decoded_row(row)))
+        yield dict(zip(ROW_FIELDS, decoded_row(row), strict=True))
 
 
 def live_chain_start(session: Session | Connection) -> tuple[int, str]:

@@ -127,7 +127,7 @@ def _check_list(value: Any, allowed: tuple[str, ...], source: str, where: str, n
     return tuple(value)
 
 
-def parse_agency(entry: Any, source: str, index: int) -> Agency:
+def parse_agency(entry: Any, source: str, index: int) -> Agency:  # noqa: C901 - one check per registry field, in order
     where = f"agency[{index}]"
     if not isinstance(entry, dict):
         raise _fail(source, where, "each [[agency]] must be a table")

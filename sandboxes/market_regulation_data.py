@@ -76,7 +76,7 @@ def subject_seed(id_number: str) -> bytes:
 
 def uscc(first_17: str) -> str:
     """A code with its GB 32100 check character appended."""
-    total = sum(_USCC_CHARS.index(c) * w for c, w in zip(first_17, _USCC_WEIGHTS))
+    total = sum(_USCC_CHARS.index(c) * w for c, w in zip(first_17, _USCC_WEIGHTS, strict=False))
     return first_17 + _USCC_CHARS[(31 - total % 31) % 31]
 
 

@@ -58,8 +58,8 @@ _PLATE_CHARS = "0123456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # plates avoid I and O
 _VIN_WMIS = ("LSV", "LFV", "LGB", "LVS", "LHG", "LBV")
 _VIN_CHARS = "0123456789ABCDEFGHJKLMNPRSTUVWXYZ"
 _VIN_VALUES = {**{str(d): d for d in range(10)},
-               **dict(zip("ABCDEFGH", range(1, 9))), **dict(zip("JKLMN", range(1, 6))),
-               "P": 7, "R": 9, **dict(zip("STUVWXYZ", range(2, 10)))}
+               **dict(zip("ABCDEFGH", range(1, 9), strict=True)), **dict(zip("JKLMN", range(1, 6), strict=True)),
+               "P": 7, "R": 9, **dict(zip("STUVWXYZ", range(2, 10), strict=True))}
 _VIN_WEIGHTS = (8, 7, 6, 5, 4, 3, 2, 10, 0, 9, 8, 7, 6, 5, 4, 3, 2)
 _VIN_YEAR_CODES = "ABCDEFGHJKLMNPRS"  # model years 2010 .. 2025
 _FIRST_REGISTRATION_YEAR = 2010
@@ -112,7 +112,7 @@ class _SubjectBytes:
 
 
 def _vin_check_digit(vin_without_check: str) -> str:
-    total = sum(_VIN_VALUES[ch] * weight for ch, weight in zip(vin_without_check, _VIN_WEIGHTS))
+    total = sum(_VIN_VALUES[ch] * weight for ch, weight in zip(vin_without_check, _VIN_WEIGHTS, strict=False))
     remainder = total % 11
     return "X" if remainder == 10 else str(remainder)
 

@@ -75,7 +75,7 @@ def resident_id_check_digit(first17: str) -> str:
     _require_str(first17, "resident ID number body")
     if len(first17) != 17 or not _is_ascii_digits(first17):
         raise IdentifierError("resident ID number body must be exactly 17 digits")
-    total = sum(int(c) * w for c, w in zip(first17, _RID_WEIGHTS))
+    total = sum(int(c) * w for c, w in zip(first17, _RID_WEIGHTS, strict=False))
     return _RID_CHECK[total % 11]
 
 
@@ -128,7 +128,7 @@ def uscc_check_char(first17: str) -> str:
             "unified social credit code body must be 17 characters from "
             f"{_USCC_CHARSET}"
         )
-    total = sum(_USCC_VALUE[c] * w for c, w in zip(first17, _USCC_WEIGHTS))
+    total = sum(_USCC_VALUE[c] * w for c, w in zip(first17, _USCC_WEIGHTS, strict=False))
     return _USCC_CHARSET[(31 - total % 31) % 31]
 
 

@@ -204,7 +204,7 @@ def _control_outcomes(execute: dict[str, Any], results: list[dict[str, Any]], ra
     answered = [result["UniSCID"] for result in results]
     if answered != asked:
         raise IncomingInvalid(f"answer covers companies {answered} but the order listed {asked}", raw=raw)
-    return [_outcome(execute["ExecuteItem"], line, result) for line, result in zip(execute["Items"], results)]
+    return [_outcome(execute["ExecuteItem"], line, result) for line, result in zip(execute["Items"], results, strict=False)]
 
 
 def _day(value: Any) -> str | None:

@@ -296,7 +296,7 @@ def feed_results(session: Session, rows: list[tuple[str, bytes]], *, kind: str, 
             seen.add(row[0])
         recorded = _feed_round(session, [row for _i, row in this_round], kind=kind, principal=principal,
                                registry=registry, codecs=codecs, audit=audit, now=now, policy=policy, rng=rng)
-        for (i, _row), ack in zip(this_round, recorded):
+        for (i, _row), ack in zip(this_round, recorded, strict=False):
             acks[i] = ack
         remaining = later
     return [ack for ack in acks if ack is not None]

@@ -235,7 +235,7 @@ class _AssetSeen:
     __slots__ = ("id", "agency_id", "identifier", "category", "balance", "found_at", "case_number")
 
     def __init__(self, *values: Any) -> None:
-        for name, value in zip(self.__slots__, values):
+        for name, value in zip(self.__slots__, values, strict=True):
             setattr(self, name, value)
 
 

@@ -137,7 +137,7 @@ def plan_view(session: Session, plan: DistributionPlan, for_case_id: str | None 
     received_in = session.get(Case, plan.case_id)
     shares = [{"case_number": number, "court": court, "priority": s.priority, "claim": s.claim, "share": s.share}
               for s, number, court in rows]
-    mine = next((v for (s, _, _), v in zip(rows, shares) if s.case_id == for_case_id), None)
+    mine = next((v for (s, _, _), v in zip(rows, shares, strict=True) if s.case_id == for_case_id), None)
     return {"id": plan.id, "court": plan.court_code, "received_in": received_in.case_number, "amount": plan.amount,
             "surplus": plan.surplus, "priority_classes": list(plan.priority_classes), "created_by": plan.created_by,
             "created_at": plan.created_at, "shares": shares, "this_case": mine}

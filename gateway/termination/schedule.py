@@ -207,7 +207,7 @@ def _notice(session: Any, case: Case, requery: TerminationRequery, made: list[An
                      "assets_found": sum(1 for a in found if a["subject_id"] == r.subject_id),
                      "unanswered": sorted(unanswered.get(r.id, []))} for r in made],
         "new_assets": [{**line, "debtor": mask_id_number(debtors[a["subject_id"]].id_number)}
-                       for line, a in zip(_asset_lines(fresh), fresh)],
+                       for line, a in zip(_asset_lines(fresh), fresh, strict=True)],
         "resumable": bool(fresh),
     }
 
