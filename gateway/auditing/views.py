@@ -83,8 +83,8 @@ def _utc(filters: dict[str, Any]) -> dict[str, Any]:
     return {k: (v.astimezone(timezone.utc) if k in ("from", "to") and v else v) for k, v in filters.items()}
 
 
-def _record_read(session: Any, action: str, filters: dict[str, Any], **details: Any) -> None:
-    get_audit().record(session, action=action, outcome="ok", actor=current_principal(),
+def _record_read(session: Any, action: str, filters: dict[str, Any], actor: Any = None, **details: Any) -> None:
+    get_audit().record(session, action=action, outcome="ok", actor=actor if actor is not None else current_principal(),
                        case_number=filters.get("case"), request_id=filters.get("request_id"),
                        subject_id_number=services.normalise_subject(filters["subject"]) if filters.get("subject") else None,
                        details={"filters": services.filters_for_audit(filters), **details})
@@ -115,14 +115,20 @@ def export_events(args: dict[str, Any]) -> Any:
     """Every matching event as CSV or JSON lines, with the chain fields, for offline verification."""
     args = _utc(args)
     fmt = args.pop("format")
+    return export_response(args, fmt, current_principal())
+
+
+def export_response(filters: dict[str, Any], fmt: str, actor: Any, **details: Any) -> Response:
+    """Every event matching ``filters`` as a CSV or JSON lines download, audited as
+    ``audit.export``: the API's export and the console's buttons."""
     db, audit = get_db(), get_audit()
     max_events = current_app.config["SETTINGS"].audit.export_max_events
     with db.transaction() as session:  # a bad subject is refused (400) here, before the stream starts
-        _record_read(session, "audit.export", args, format=fmt)
+        _record_read(session, "audit.export", filters, actor, format=fmt, **details)
 
     def body() -> Any:
         with db.reading() as session:
-            yield from services.render_export(services.iter_events(session, args, audit, max_events=max_events), fmt)
+            yield from services.render_export(services.iter_events(session, filters, audit, max_events=max_events), fmt)
 
     mimetype = "text/csv" if fmt == "csv" else "application/x-ndjson"
     name = f"audit-export-{utc_now().strftime('%Y%m%dT%H%M%SZ')}.{fmt}"
@@ -135,6 +141,12 @@ def export_events(args: dict[str, Any]) -> Any:
 @blp.response(200, AuditVerifySchema, description="the verdict: `ok` false names the first event that does not hold")
 def verify() -> Any:
     """Recompute the live chain and hold it against every signed checkpoint."""
+    return jsonify(check_integrity(current_principal()))
+
+
+def check_integrity(actor: Any) -> dict[str, Any]:
+    """The integrity check's verdict (``AuditVerifySchema``), audited as ``audit.verify``:
+    the API's and the console's "verify chain"."""
     settings = current_app.config["SETTINGS"]
     try:
         public_key = read_checkpoint_public_keys(settings)
@@ -148,12 +160,12 @@ def verify() -> Any:
                                              now=utc_now())
     body = report.as_dict()
     with db.transaction() as session:
-        get_audit().record(session, action="audit.verify", outcome="ok", actor=current_principal(),
+        get_audit().record(session, action="audit.verify", outcome="ok", actor=actor,
                            details={"result": ("ok" if report.sealed else "unsealed") if report.ok else "broken",
                                     "first_bad_seq": body["first_bad_seq"], "kind": body["kind"],
                                     "events_checked": body["events_checked"],
                                     "unsealed_events": body["unsealed_events"]})
-    return jsonify(body)
+    return body
 
 
 @blp.route("/checkpoints", methods=["GET"])
