@@ -3,6 +3,8 @@ the network and runs no script to show them."""
 
 from __future__ import annotations
 
+import math
+
 from markupsafe import Markup, escape
 
 _ROW, _LABEL_WIDTH, _BAR_WIDTH = 22, 260, 360
@@ -36,12 +38,12 @@ def bar_chart_svg(title: str, rows: list[tuple[str, str, int]]) -> Markup:
 
 # Line charts over days: one line per series, a dot per day with data (a gap where a
 # day has none), the y axis from 0 with four gridlines, and a legend under the plot.
-_PLOT_LEFT, _PLOT_TOP, _PLOT_WIDTH, _PLOT_HEIGHT = 56, 28, 480, 170
+_PLOT_LEFT, _PLOT_TOP, _PLOT_WIDTH, _PLOT_HEIGHT = 56, 44, 480, 170
 _LINE_COLOURS = ("#2f6690", "#d1495b", "#edae49", "#00798c", "#6a4c93", "#30638e")
 
 
 def _tick(value: float) -> str:
-    return f"{value:.0f}" if value >= 10 or value == int(value) else f"{value:.1f}"
+    return f"{value:.3g}"
 
 
 def _nice_top(value: float) -> float:
@@ -56,12 +58,13 @@ def _nice_top(value: float) -> float:
 
 
 def line_chart_svg(title: str, days: list[str], series: list[tuple[str, list[float | None], bool]], *,
-                   unit: str, empty: str) -> Markup:
-    """``series`` are (legend label, one value or None per day, dashed); ``days`` label the x axis."""
+                   unit: str, empty: str, counts: bool = False) -> Markup:
+    """``series`` are (legend label, one value or None per day, dashed); ``days`` label the x axis.
+    ``counts``: whole numbers, so the gridlines fall on whole numbers too."""
     values = [v for _, points, _ in series for v in points if v is not None]
     if not values:
         return Markup(f'<p class="empty">{escape(title)}: {escape(empty)}</p>')
-    top = _nice_top(max(values))
+    top = 4.0 * max(1, math.ceil(max(values) / 4)) if counts else _nice_top(max(values))
     step = _PLOT_WIDTH / max(1, len(days) - 1)
     legend_rows = -(-len(series) // 3)
     height = _PLOT_TOP + _PLOT_HEIGHT + 34 + 20 * legend_rows
@@ -76,7 +79,7 @@ def line_chart_svg(title: str, days: list[str], series: list[tuple[str, list[flo
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" role="img" aria-label="{escape(title)}" '
              f'width="{width}" height="{height}" viewBox="0 0 {width} {height}" class="chart line-chart">',
              f'<text x="0" y="16" class="chart-title">{escape(title)}</text>',
-             f'<text x="{_PLOT_LEFT - 6}" y="{_PLOT_TOP - 8}" text-anchor="end" class="chart-label">{escape(unit)}</text>']
+             f'<text x="{_PLOT_LEFT - 6}" y="{_PLOT_TOP - 12}" text-anchor="end" class="chart-label">{escape(unit)}</text>']
     for k in range(5):
         v = top * k / 4
         parts.append(f'<line x1="{_PLOT_LEFT}" x2="{_PLOT_LEFT + _PLOT_WIDTH}" y1="{y(v):.1f}" y2="{y(v):.1f}" '

@@ -212,7 +212,7 @@ def charts() -> Any:
         translate("charts.failures"), labels,
         [(translate(f"charts.series.{name}"), [float(failures[name].get(d, 0)) for d in days], name == "refused")
          for name in services.FAILURE_SERIES],
-        unit=translate("charts.count"), empty=translate("charts.empty"))
+        unit=translate("charts.count"), empty=translate("charts.empty"), counts=True)
     _audit_read("charts", days=CHART_DAYS)
     return render_template("console/charts.html", svgs=svgs, latency_svgs=latency_svgs, failures_svg=failures_svg,
                            user=_principal())
