@@ -163,3 +163,9 @@ def test_latency_and_failure_charts_have_legends(app, activity):
     today = court_today().isoformat()
     assert f"被拒绝的调用 · {today}: 1 次" in failures  # the refused inquiry, on today's point
     assert "cdn" not in page.lower() and "<script" not in page
+
+
+def test_anomalies_page_in_chinese_with_beijing_times(app, activity):
+    page = auditor(app).get("/console/anomalies").get_data(as_text=True)
+    assert "<th>规则</th>" in page and "首次 / 最近（北京时间）" in page and "refused_purpose_checks" in page
+    assert "（北京时间）。" in page and " UTC." not in page
