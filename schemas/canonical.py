@@ -523,3 +523,89 @@ class BatchOutSchema(Schema):
     state = fields.Str(validate=_one_of(("accepting", "in_progress", "finished")))
     progress = fields.Nested(BatchProgressSchema)
     lines = fields.List(fields.Nested(BatchLineOutSchema), metadata={"description": "only with ?lines=true"})
+
+
+# The auditor API (gateway/auditing/views.py). The bodies are the hashed fields as the
+# chain holds them, so an auditor can recompute each hash from what they were given.
+
+
+def _text(description: str | None = None, **kwargs: Any) -> fields.Str:
+    return fields.Str(allow_none=True, metadata={"description": description} if description else {}, **kwargs)
+
+
+class AuditEventOutSchema(Schema):
+    """An audit event: every hashed field, its predecessor's hash and its own."""
+
+    seq = fields.Int(required=True, metadata={"description": "position in the chain, from 1"})
+    at = fields.Str(required=True, metadata={"description": "UTC, as hashed: YYYY-MM-DDTHH:MM:SS.ffffffZ"})
+    actor_sub = _text("token subject of the actor; null for the gateway itself")
+    actor_role = _text()
+    actor_court = _text()
+    actor_agency = _text()
+    action = fields.Str(required=True)
+    outcome = fields.Str(required=True)
+    case_number = _text()
+    subject_hash = _text("the identity number hashed with the audit subject key")
+    subject_masked = _text("the identity number masked; never in full")
+    request_id = _text()
+    delivery_id = _text()
+    details = fields.Dict(allow_none=True, metadata={"description": "what the action was about, per action"})
+    prev_hash = fields.Str(required=True)
+    hash = fields.Str(required=True)
+
+
+class AuditEventPageSchema(Schema):
+    events = fields.List(fields.Nested(AuditEventOutSchema), required=True)
+    next_cursor = _text("pass as `cursor` for the next page; null on the last page")
+
+
+class AuditVerifySchema(Schema):
+    """The integrity check: the chain walk, the signed checkpoints and sealing."""
+
+    ok = fields.Bool(required=True, metadata={"description": "the chain and every checkpoint hold"})
+    events_checked = fields.Int(required=True)
+    head_seq = fields.Int(required=True)
+    head_hash = fields.Str(required=True)
+    first_bad_seq = fields.Int(allow_none=True, metadata={"description": "the first event that does not hold"})
+    kind = _text("missing, out_of_order, unlinked, altered, truncated, rewritten, bad_signature, foreign_key, "
+                 "no_public_key, forged or unkeyed")
+    problem = _text()
+    checkpoints_checked = fields.Int(required=True)
+    last_checkpoint_seq = fields.Int(allow_none=True)
+    macs_checked = fields.Bool(required=True)
+    outside_checkpoints = fields.Int(required=True, metadata={"description": "checkpoints from the outside copy"})
+    sealed = fields.Bool(required=True, metadata={"description": "every event older than the bound is checkpointed"})
+    unsealed_events = fields.Int(required=True)
+    unsealed_since = _text()
+
+
+class AuditCheckpointOutSchema(Schema):
+    seq = fields.Int(required=True)
+    head_hash = fields.Str(required=True)
+    event_count = fields.Int(required=True)
+    signed_at = fields.Str(required=True)
+    key_id = _text()
+    signature = fields.Str(required=True)
+    number = fields.Int(allow_none=True, metadata={"description": "place among the checkpoints; null before chaining"})
+    prev_checkpoint_hash = _text()
+    checkpoint_hash = fields.Str(required=True)
+
+
+class AuditCheckpointListSchema(Schema):
+    checkpoints = fields.List(fields.Nested(AuditCheckpointOutSchema), required=True)
+
+
+class AnomalyOutSchema(Schema):
+    rule = fields.Str(required=True)
+    actor = _text()
+    subject = _text("masked")
+    message = fields.Str(required=True)
+    seqs = fields.List(fields.Int(), required=True, metadata={"description": "the events that raised it"})
+    first_at = fields.Str(required=True)
+    last_at = fields.Str(required=True)
+
+
+class AnomalyListSchema(Schema):
+    anomalies = fields.List(fields.Nested(AnomalyOutSchema), required=True)
+    since = fields.Str(required=True)
+    until = fields.Str(required=True)

@@ -15,24 +15,26 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from datetime import datetime, timedelta
+import re
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from flask import Blueprint, Flask, current_app, redirect, render_template, request, url_for
+from flask import Blueprint, Flask, abort, current_app, redirect, render_template, request, url_for
 from marshmallow import EXCLUDE, ValidationError
 from sqlalchemy import select
 
 from audit.chain import format_time
 from gateway.audit_service import get_audit
 from gateway.auditing import services
-from gateway.auditing.charts import bar_chart_svg
-from gateway.auditing.views import EventFilterSchema
+from gateway.auditing.charts import bar_chart_svg, line_chart_svg
+from gateway.auditing.views import EventFilterSchema, check_integrity, export_response
 from gateway.auth.tokens import Principal
 from gateway.db import get_db
 from gateway.deliveries.models import Delivery
 from gateway.errors import GatewayError
 from gateway.people.services import login_details, signed_in_person
-from gateway.timeutil import utc_now
+from gateway.people.language import translate
+from gateway.timeutil import court_date, court_timezone, utc_now
 
 bp = Blueprint("console", __name__, url_prefix="/console")
 _FILTERS = EventFilterSchema(unknown=EXCLUDE)
@@ -62,25 +64,99 @@ def _audit_read(page: str, **details: Any) -> None:
                            details={"page": page, **details})
 
 
+_PAGING = ("before", "after", "jump")
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _seq(form: dict[str, str], name: str) -> int | None:
+    if name not in form:
+        return None
+    if not form[name].isdigit():
+        raise ValidationError({name: ["must be an event's sequence number (digits)"]})
+    return int(form[name])
+
+
+def _search(form: dict[str, str]) -> dict[str, Any]:
+    """The filters of the events form, checked as the API checks them; the subject is
+    refused here (not halfway through an export) if it is no identity number."""
+    filters = _FILTERS.load({k: v for k, v in form.items() if k in services.FILTER_NAMES})
+    if filters.get("subject"):
+        services.normalise_subject(filters["subject"])
+    return filters
+
+
+def _jump_bound(db_session: Any, filters: dict[str, Any], target: str) -> int:
+    """The ``before`` bound that puts ``target`` first: an event's seq, or the newest
+    event of a (Beijing) day."""
+    if target.isdigit():
+        return int(target) + 1
+    if not _DAY.match(target):
+        raise ValidationError({"jump": ["must be an event's sequence number or a date YYYY-MM-DD"]})
+    try:
+        day = date.fromisoformat(target)
+    except ValueError:
+        raise ValidationError({"jump": ["not a date of the calendar"]}) from None
+    next_midnight = datetime.combine(day + timedelta(days=1), time(), tzinfo=court_timezone())
+    newest = services.last_seq_before(db_session, filters, get_audit(), next_midnight)
+    return (newest or 0) + 1
+
+
 @bp.route("/")
 def events() -> Any:
-    form = {k: v.strip() for k, v in request.args.items() if v.strip()}
-    cursor = form.pop("cursor", None)
+    """The events, newest first, ``PAGE_SIZE`` a page: ``before`` pages to older events,
+    ``after`` to newer ones, ``jump`` to an event's seq or a day."""
+    form = {k: v.strip() for k, v in request.args.items() if v.strip() and k != "lang"}
     error, page, filters = None, None, {}
     try:
-        filters = _FILTERS.load({k: v for k, v in form.items() if k in services.FILTER_NAMES})
+        filters = _search(form)
+        before, after = _seq(form, "before"), _seq(form, "after")
         with get_db().reading() as db_session:
-            page = services.find_events(db_session, filters, get_audit(), cursor=cursor, limit=PAGE_SIZE)
+            if "jump" in form:
+                before, after = _jump_bound(db_session, filters, form["jump"]), None
+            page = services.find_events_newest_first(db_session, filters, get_audit(), limit=PAGE_SIZE,
+                                                     before=before, after=after)
     except ValidationError as exc:
-        error = "; ".join(f"{field}: {' '.join(map(str, msgs))}" for field, msgs in exc.normalized_messages().items())
+        error = _describe(exc)
     except GatewayError as exc:
         error = exc.message
     subject = filters.get("subject")
     _audit_read("events", filters=services.filters_for_audit(filters), returned=len(page.events) if page else 0,
+                **{k: form[k] for k in _PAGING if k in form},
                 subject_id_number=services.normalise_subject(subject) if subject and not error else None)
-    next_args = {**form, "cursor": page.next_cursor} if page and page.next_cursor else None
-    return render_template("console/events.html", form=form, error=error, page=page, next_args=next_args,
-                           user=_principal())
+    search = {k: v for k, v in form.items() if k not in _PAGING}
+    newer = {**search, "after": page.newer_than} if page and page.newer_than is not None else None
+    older = {**search, "before": page.older_than} if page and page.older_than is not None else None
+    return render_template("console/events.html", form=form, search=search, error=error, page=page,
+                           newer_args=newer, older_args=older, user=_principal()), 400 if error else 200
+
+
+def _describe(exc: ValidationError) -> str:
+    return "; ".join(f"{field}: {' '.join(map(str, msgs))}" for field, msgs in exc.normalized_messages().items())
+
+
+@bp.route("/export.<fmt>")
+def export(fmt: str) -> Any:
+    """The events of the current search as a download (the API's export, audited alike)."""
+    if fmt not in ("csv", "jsonl"):
+        abort(404)
+    form = {k: v.strip() for k, v in request.args.items() if v.strip() and k not in (*_PAGING, "lang")}
+    try:
+        filters = _search(form)
+    except ValidationError as exc:
+        return render_template("console/events.html", form=form, search=form, error=_describe(exc), page=None,
+                               newer_args=None, older_args=None, user=_principal()), 400
+    except GatewayError as exc:
+        return render_template("console/events.html", form=form, search=form, error=exc.message, page=None,
+                               newer_args=None, older_args=None, user=_principal()), 400
+    return export_response(filters, fmt, _principal(), via="console")
+
+
+@bp.route("/verify")
+def verify() -> Any:
+    """The "verify chain" button: the integrity check's verdict on a page of its own."""
+    report = check_integrity(_principal())
+    verdict = ("ok" if report["sealed"] else "unsealed") if report["ok"] else "broken"
+    return render_template("console/verify.html", report=report, verdict=verdict, user=_principal())
 
 
 @bp.route("/trail/<request_id>")
@@ -110,16 +186,36 @@ def anomalies() -> Any:
     return render_template("console/anomalies.html", anomalies=found, since=since, until=until, user=_principal())
 
 
+CHART_DAYS = 14
+
+
 @bp.route("/charts")
 def charts() -> Any:
-    since = utc_now() - timedelta(days=14)
+    now = utc_now()
+    since = now - timedelta(days=CHART_DAYS)
     with get_db().reading() as db_session:
         volumes = services.daily_volumes(db_session, since=since)
-    titles = {"court": "Queries per court per day", "officer": "Queries per officer per day",
-              "agency": "Agency results per agency per day"}
+        latencies = services.agency_latencies(db_session, since=since)
+        failures = services.failures_per_day(db_session, since=since)
+    titles = {"court": translate("charts.court"), "officer": translate("charts.officer"),
+              "agency": translate("charts.agency")}
     svgs = {name: bar_chart_svg(titles[name], rows) for name, rows in volumes.items()}
-    _audit_read("charts", days=14)
-    return render_template("console/charts.html", svgs=svgs, user=_principal())
+    days = [court_date(now) - timedelta(days=n) for n in range(CHART_DAYS, -1, -1)]
+    labels = [d.isoformat() for d in days]
+    latency_svgs = {
+        agency: line_chart_svg(translate("charts.latency", agency=agency), labels,
+                               [(translate("charts.p50"), [per_day[d][0] if d in per_day else None for d in days], False),
+                                (translate("charts.p95"), [per_day[d][1] if d in per_day else None for d in days], True)],
+                               unit=translate("charts.seconds"), empty=translate("charts.empty"))
+        for agency, per_day in latencies.items()}
+    failures_svg = line_chart_svg(
+        translate("charts.failures"), labels,
+        [(translate(f"charts.series.{name}"), [float(failures[name].get(d, 0)) for d in days], name == "refused")
+         for name in services.FAILURE_SERIES],
+        unit=translate("charts.count"), empty=translate("charts.empty"), counts=True)
+    _audit_read("charts", days=CHART_DAYS)
+    return render_template("console/charts.html", svgs=svgs, latency_svgs=latency_svgs, failures_svg=failures_svg,
+                           user=_principal())
 
 
 def init_app(app: Flask) -> None:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, Iterator, Mapping
 
-from sqlalchemy import ColumnElement, and_, or_, select
+from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from audit.anomalies import AnomalyRules, find_anomalies
@@ -26,6 +27,7 @@ from gateway import paging
 from gateway.deliveries.models import Delivery
 from gateway.errors import InvalidInput
 from gateway.settings import AnomaliesSection
+from gateway.timeutil import as_utc, court_date
 from schemas.identifiers import IdentifierError, check_resident_id, check_uscc
 from schemas.identifiers import normalise_case_number
 
@@ -113,6 +115,49 @@ def find_events(session: Session, filters: Mapping[str, Any], audit: AuditLog, *
     rows = session.execute(query).mappings().all()
     page = [as_json(r) for r in rows[:limit]]
     return EventPage(page, encode_cursor(page[-1]["seq"]) if len(rows) > limit else None)
+
+
+@dataclass(frozen=True)
+class NewestFirstPage:
+    """A page of the console's events, newest first. ``newer_than`` / ``older_than``
+    are the seqs to page from (the newest and oldest shown) when more lie that way."""
+
+    events: list[dict[str, Any]]
+    newer_than: int | None
+    older_than: int | None
+
+
+def find_events_newest_first(session: Session, filters: Mapping[str, Any], audit: AuditLog, *, limit: int,
+                             before: int | None = None, after: int | None = None) -> NewestFirstPage:
+    """The newest ``limit`` matching events with seq below ``before`` (the older page),
+    or the oldest ``limit`` above ``after`` (the newer page), shown newest first. Seqs
+    only grow, so a page stays the same page however many events are written meanwhile."""
+    where = conditions(filters, audit)
+    if after is not None:
+        rows = session.execute(select(*_COLUMNS).where(and_(AuditEvent.seq > after, *where))
+                               .order_by(AuditEvent.seq).limit(limit)).mappings().all()[::-1]
+    else:
+        bound = [AuditEvent.seq < before] if before is not None else []
+        rows = session.execute(select(*_COLUMNS).where(*bound, *where)
+                               .order_by(AuditEvent.seq.desc()).limit(limit)).mappings().all()
+    if not rows:
+        # Paged past either end: offer the way back to the events there are.
+        return NewestFirstPage([], after if after is not None and _any(session, where, AuditEvent.seq <= after) else None,
+                               before if before is not None and _any(session, where, AuditEvent.seq >= before) else None)
+    newest, oldest = rows[0]["seq"], rows[-1]["seq"]
+    return NewestFirstPage([as_json(r) for r in rows],
+                           newest if _any(session, where, AuditEvent.seq > newest) else None,
+                           oldest if _any(session, where, AuditEvent.seq < oldest) else None)
+
+
+def _any(session: Session, where: list[ColumnElement[bool]], bound: ColumnElement[bool]) -> bool:
+    return session.execute(select(AuditEvent.seq).where(and_(bound, *where)).limit(1)).first() is not None
+
+
+def last_seq_before(session: Session, filters: Mapping[str, Any], audit: AuditLog, moment: datetime) -> int | None:
+    """The newest matching event written before ``moment`` (a jump to a date lands there)."""
+    return session.execute(select(func.max(AuditEvent.seq))
+                           .where(and_(AuditEvent.at < moment, *conditions(filters, audit)))).scalar()
 
 
 def iter_events(session: Session, filters: Mapping[str, Any], audit: AuditLog, *, max_events: int,
@@ -210,3 +255,49 @@ def detect_anomalies(session: Session, section: AnomaliesSection, *, since: date
     ).mappings().all()
     found = find_anomalies([dict(r) for r in rows], rules, now=until)
     return [a.as_dict() for a in found if a.last_at >= since]
+
+
+def percentile(values: list[float], share: float) -> float:
+    """The nearest-rank percentile (p50: ``share`` 0.5) of values, none empty."""
+    ordered = sorted(values)
+    rank = math.ceil(round(share * len(ordered), 9))  # rounded first: 0.95 * 60 must be rank 57, not 58
+    return ordered[min(len(ordered), max(1, rank)) - 1]
+
+
+def latency_by_agency_day(rows: list[tuple[str, datetime, datetime]]) -> dict[str, dict[date, tuple[float, float, int]]]:
+    """(agency, queued at, answered at) rows as seconds p50, p95 and the count per agency
+    per court (Beijing) day of the answer."""
+    grouped: dict[str, dict[date, list[float]]] = {}
+    for agency, queued, answered in rows:
+        seconds = max(0.0, (as_utc(answered) - as_utc(queued)).total_seconds())
+        grouped.setdefault(agency, {}).setdefault(court_date(answered), []).append(seconds)
+    return {agency: {day: (percentile(values, 0.5), percentile(values, 0.95), len(values))
+                     for day, values in sorted(days.items())}
+            for agency, days in sorted(grouped.items())}
+
+
+def agency_latencies(session: Session, *, since: datetime) -> dict[str, dict[date, tuple[float, float, int]]]:
+    """How long each agency took, from the delivery queued to its answer, per court day.
+    Answers reused from an earlier delivery (no call made) are left out."""
+    rows = session.execute(
+        select(Delivery.agency_id, Delivery.created_at, Delivery.answered_at)
+        .where(Delivery.answered_at >= since, Delivery.answered_at.is_not(None), Delivery.reused_from.is_(None))
+    ).all()
+    return latency_by_agency_day([(r.agency_id, r.created_at, r.answered_at) for r in rows])
+
+
+FAILURE_SERIES = ("failed", "expired", "refused")
+
+
+def failures_per_day(session: Session, *, since: datetime) -> dict[str, dict[date, int]]:
+    """Per court day: deliveries that failed or expired (when they ended) and calls refused
+    (audit events with outcome ``refused``)."""
+    counts: dict[str, dict[date, int]] = {name: {} for name in FAILURE_SERIES}
+    ended = session.execute(select(Delivery.state, Delivery.updated_at)
+                            .where(Delivery.state.in_(("failed", "expired")), Delivery.updated_at >= since)).all()
+    events = AuditEvent.__table__.c
+    refused = session.execute(select(events.at).where(events.outcome == "refused", events.at >= since)).all()
+    for series, moment in [*((r.state, r.updated_at) for r in ended), *(("refused", r.at) for r in refused)]:
+        day = court_date(moment)
+        counts[series][day] = counts[series].get(day, 0) + 1
+    return counts

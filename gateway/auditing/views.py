@@ -2,6 +2,10 @@
 check, checkpoints and anomalies. Role ``auditor`` only; every read is itself
 an audit event (``audit.read``, ``audit.export``, ``audit.verify``,
 ``audit.anomalies``) naming the filters used.
+
+The JSON bodies are built as the chain holds its fields and returned as they are
+(flask-smorest passes a ``Response`` through); the response schemas document
+them in the OpenAPI document, and a test loads real bodies with them.
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ from gateway.auth.keys import read_checkpoint_public_keys
 from gateway.db import get_db
 from gateway.errors import ConfigError
 from gateway.timeutil import utc_now
-from schemas.canonical import ErrorSchema
+from schemas.canonical import (
+    AnomalyListSchema, AuditCheckpointListSchema, AuditEventPageSchema, AuditVerifySchema, ErrorSchema,
+)
 
 blp = ApiBlueprint("audit", __name__, url_prefix="/api/v1/audit", description="Auditors: the audit log")
 
@@ -77,8 +83,8 @@ def _utc(filters: dict[str, Any]) -> dict[str, Any]:
     return {k: (v.astimezone(timezone.utc) if k in ("from", "to") and v else v) for k, v in filters.items()}
 
 
-def _record_read(session: Any, action: str, filters: dict[str, Any], **details: Any) -> None:
-    get_audit().record(session, action=action, outcome="ok", actor=current_principal(),
+def _record_read(session: Any, action: str, filters: dict[str, Any], actor: Any = None, **details: Any) -> None:
+    get_audit().record(session, action=action, outcome="ok", actor=actor if actor is not None else current_principal(),
                        case_number=filters.get("case"), request_id=filters.get("request_id"),
                        subject_id_number=services.normalise_subject(filters["subject"]) if filters.get("subject") else None,
                        details={"filters": services.filters_for_audit(filters), **details})
@@ -87,6 +93,7 @@ def _record_read(session: Any, action: str, filters: dict[str, Any], **details: 
 @blp.route("/events", methods=["GET"])
 @roles_required("auditor")
 @blp.arguments(EventPageArgsSchema(), location="query", unknown=RAISE)
+@blp.response(200, AuditEventPageSchema, description="a page of events, oldest first")
 @blp.alt_response(400, schema=ErrorSchema, description="a filter breaks its rule")
 def list_events(args: dict[str, Any]) -> Any:
     """Events matching the filters, oldest first; ``next_cursor`` fetches the next page."""
@@ -101,19 +108,27 @@ def list_events(args: dict[str, Any]) -> Any:
 @blp.route("/events/export", methods=["GET"])
 @roles_required("auditor")
 @blp.arguments(ExportArgsSchema(), location="query", unknown=RAISE)
+@blp.doc(responses={"200": {"description": "every matching event, a download (`format`: csv or jsonl)", "content": {
+    media_type: {"schema": {"type": "string"}} for media_type in ("text/csv", "application/x-ndjson")}}})
 @blp.alt_response(400, schema=ErrorSchema, description="a filter breaks its rule")
 def export_events(args: dict[str, Any]) -> Any:
     """Every matching event as CSV or JSON lines, with the chain fields, for offline verification."""
     args = _utc(args)
     fmt = args.pop("format")
+    return export_response(args, fmt, current_principal())
+
+
+def export_response(filters: dict[str, Any], fmt: str, actor: Any, **details: Any) -> Response:
+    """Every event matching ``filters`` as a CSV or JSON lines download, audited as
+    ``audit.export``: the API's export and the console's buttons."""
     db, audit = get_db(), get_audit()
     max_events = current_app.config["SETTINGS"].audit.export_max_events
     with db.transaction() as session:  # a bad subject is refused (400) here, before the stream starts
-        _record_read(session, "audit.export", args, format=fmt)
+        _record_read(session, "audit.export", filters, actor, format=fmt, **details)
 
     def body() -> Any:
         with db.reading() as session:
-            yield from services.render_export(services.iter_events(session, args, audit, max_events=max_events), fmt)
+            yield from services.render_export(services.iter_events(session, filters, audit, max_events=max_events), fmt)
 
     mimetype = "text/csv" if fmt == "csv" else "application/x-ndjson"
     name = f"audit-export-{utc_now().strftime('%Y%m%dT%H%M%SZ')}.{fmt}"
@@ -123,8 +138,15 @@ def export_events(args: dict[str, Any]) -> Any:
 
 @blp.route("/verify", methods=["GET"])
 @roles_required("auditor")
+@blp.response(200, AuditVerifySchema, description="the verdict: `ok` false names the first event that does not hold")
 def verify() -> Any:
     """Recompute the live chain and hold it against every signed checkpoint."""
+    return jsonify(check_integrity(current_principal()))
+
+
+def check_integrity(actor: Any) -> dict[str, Any]:
+    """The integrity check's verdict (``AuditVerifySchema``), audited as ``audit.verify``:
+    the API's and the console's "verify chain"."""
     settings = current_app.config["SETTINGS"]
     try:
         public_key = read_checkpoint_public_keys(settings)
@@ -138,16 +160,17 @@ def verify() -> Any:
                                              now=utc_now())
     body = report.as_dict()
     with db.transaction() as session:
-        get_audit().record(session, action="audit.verify", outcome="ok", actor=current_principal(),
+        get_audit().record(session, action="audit.verify", outcome="ok", actor=actor,
                            details={"result": ("ok" if report.sealed else "unsealed") if report.ok else "broken",
                                     "first_bad_seq": body["first_bad_seq"], "kind": body["kind"],
                                     "events_checked": body["events_checked"],
                                     "unsealed_events": body["unsealed_events"]})
-    return jsonify(body)
+    return body
 
 
 @blp.route("/checkpoints", methods=["GET"])
 @roles_required("auditor")
+@blp.response(200, AuditCheckpointListSchema)
 def checkpoints() -> Any:
     """Every signed checkpoint in chain order, with ``number``, ``prev_checkpoint_hash``
     and its own ``checkpoint_hash``: keep a copy, and verify an export offline (or
@@ -173,6 +196,8 @@ def outside_checkpoints(settings: Any) -> list[dict[str, Any]]:
 @blp.route("/anomalies", methods=["GET"])
 @roles_required("auditor")
 @blp.arguments(AnomalyArgsSchema(), location="query", unknown=RAISE)
+@blp.response(200, AnomalyListSchema)
+@blp.alt_response(400, schema=ErrorSchema, description="a filter breaks its rule")
 def anomalies(args: dict[str, Any]) -> Any:
     """Flagged access patterns between ``from`` and ``to`` (default: the last ``lookback_days``)."""
     section = current_app.config["SETTINGS"].anomalies

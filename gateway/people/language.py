@@ -50,6 +50,15 @@ def court_time(moment: datetime | str | None) -> str:
     return as_utc(moment).astimezone(court_timezone()).strftime("%Y-%m-%d %H:%M")
 
 
+def court_time_seconds(moment: datetime | str | None) -> str:
+    """A moment on the court's wall clock to the second (audit events a second apart differ)."""
+    if moment is None or moment == "":
+        return "—"
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment.replace("Z", "+00:00"))
+    return as_utc(moment).astimezone(court_timezone()).strftime("%Y-%m-%d %H:%M:%S")
+
+
 def money(value: Decimal | str | int | None) -> str:
     """Yuan with thousands separators and two decimals (¥ is left to the label)."""
     if value is None or value == "":
@@ -86,5 +95,6 @@ def init_app(app: Flask) -> None:
                 "v": lambda kind, code: vocabulary(kind, code, language)}
 
     app.add_template_filter(court_time, "court_time")
+    app.add_template_filter(court_time_seconds, "court_time_seconds")
     app.add_template_filter(money, "money")
     app.add_template_filter(day, "day")

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 CHROMIUM = Path("/usr/bin/chromium")
+# Screenshots kept as test artifacts (gitignored), per test and backend below this.
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "console"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update"]
 
@@ -35,3 +37,15 @@ def browser(chromium):
         browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
         yield browser
         browser.close()
+
+
+@pytest.fixture(scope="session")
+def cjk_font() -> None:
+    """A Chinese font for the screenshots (Debian's fonts-wqy-microhei, also the PDF report's)."""
+    def present() -> bool:
+        listed = subprocess.run(["fc-list", ":lang=zh"], capture_output=True, text=True) if shutil.which("fc-list") else None
+        return bool(listed and listed.stdout.strip())
+    if not present() and shutil.which("apt-get"):
+        subprocess.run(["apt-get", "install", "-y", "-qq", "fonts-wqy-microhei"], capture_output=True, timeout=900)
+    if not present():
+        pytest.fail("no Chinese font: `apt-get install -y fonts-wqy-microhei`", pytrace=False)

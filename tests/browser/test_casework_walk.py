@@ -9,34 +9,18 @@ from __future__ import annotations
 
 import io
 import shutil
-import subprocess
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from chromium_fixtures import browser, chromium  # noqa: F401 (fixtures)
+from chromium_fixtures import ARTIFACTS, browser, chromium, cjk_font  # noqa: F401 (fixtures)
 from conftest import COURT, Api, audit_rows, make_app
 from sandboxes.run import ALL, start_sandboxes
 
 CASE = "(2025)浙0102执88号"
 DEBTOR = {"kind": "person", "name": "李四", "id_number": "330106199001012208"}
 OWED = "100000.00"
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "console"
-
-
-@pytest.fixture(scope="session")
-def cjk_font() -> None:
-    """A Chinese font for the screenshots (Debian's fonts-wqy-microhei, also the PDF report's)."""
-    def present() -> bool:
-        listed = subprocess.run(["fc-list", ":lang=zh"], capture_output=True, text=True) if shutil.which("fc-list") else None
-        return bool(listed and listed.stdout.strip())
-    if not present() and shutil.which("apt-get"):
-        subprocess.run(["apt-get", "install", "-y", "-qq", "fonts-wqy-microhei"], capture_output=True, timeout=900)
-    if not present():
-        pytest.fail("no Chinese font: `apt-get install -y fonts-wqy-microhei`", pytrace=False)
-
-
 @pytest.fixture
 def agencies():
     """Fresh sandboxes: the freeze changes what the bank holds."""

@@ -4,10 +4,13 @@ and charts, take a screenshot, log out. On both databases."""
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
-from chromium_fixtures import browser, chromium  # noqa: F401 (fixtures)
+from chromium_fixtures import ARTIFACTS, browser, chromium, cjk_font  # noqa: F401 (fixtures)
 from conftest import OTHER_PERSON, audit_rows
+from gateway.auditing import console
 
 
 @pytest.fixture
@@ -85,6 +88,68 @@ def test_auditor_logs_in_filters_opens_a_trail_and_logs_out(browser, api, app, l
     assert reads[1].details["filters"] == {"action": "request.*"}
     logins = [(e.outcome, e.actor_sub) for e in audit_rows(app) if e.action == "console.login"]
     assert logins == [("refused", None), ("ok", "auditor.zhao")]
+
+
+def test_auditor_pages_newest_first_paged_verified_charted_and_fitting_1280(browser, cjk_font, api, app, live,
+                                                                          activity, backend, monkeypatch):
+    """In Chinese (the default) at 1280 px: events newest first, previous / next, the
+    verify button's verdict on the page, the charts' legends; no horizontal scrolling."""
+    monkeypatch.setattr(console, "PAGE_SIZE", 4)
+    shots = ARTIFACTS / f"auditor-{backend}"
+    shutil.rmtree(shots, ignore_errors=True)
+    shots.mkdir(parents=True)
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.goto(live.url + "/console/login")
+    page.fill("#token", api.token(role="auditor", court=None, sub="auditor.zhao"))
+    page.click("button[type=submit]")
+    page.wait_for_selector("table.events")
+    page.goto(live.url + "/console/")  # the first page after the login's own events
+    page.wait_for_selector("table.events")
+
+    assert page.inner_text("h1") == "审计事件"
+    assert page.locator("table.events thead th").all_inner_texts()[:4] == ["序号", "时间（北京时间）", "操作人", "操作"]
+    newest = [int(s) for s in page.locator("table.events td.seq").all_inner_texts()]
+    assert newest == sorted(newest, reverse=True) and len(newest) == 4
+    assert newest[0] == max(e.seq for e in audit_rows(app)) - 1  # all but this page's own read
+    assert page.locator("a.newer").count() == 0
+    assert page.locator("table.events dl.details").count() > 0 and page.locator("table.events pre").count() == 0
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+    page.screenshot(path=str(shots / "01-events-newest-first.png"), full_page=True)
+
+    page.locator("a.older").first.click()
+    page.wait_for_selector("table.events")
+    older = [int(s) for s in page.locator("table.events td.seq").all_inner_texts()]
+    assert older == sorted(older, reverse=True) and older[0] == newest[-1] - 1
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+    page.screenshot(path=str(shots / "02-events-older-page.png"), full_page=True)
+    page.locator("a.newer").first.click()
+    page.wait_for_selector("table.events")
+    assert [int(s) for s in page.locator("table.events td.seq").all_inner_texts()] == newest
+
+    page.fill("#jump", str(newest[-1]))
+    page.click("#jump-go")
+    page.wait_for_selector("table.events")
+    assert int(page.locator("table.events td.seq").first.inner_text()) == newest[-1]
+
+    page.click("#verify-chain")
+    page.wait_for_selector("#verify-result")
+    assert "审计链完整" in page.inner_text("#verify-result")
+    assert page.inner_text("dd.first_bad_seq") == "—"
+    page.screenshot(path=str(shots / "03-verify-chain.png"), full_page=True)
+
+    page.click("header >> text=图表")
+    page.wait_for_selector("section.chart-latency svg")
+    psb_legend = page.locator("section.chart-latency[data-agency=psb] g.legend").text_content()
+    assert "p50（中位数）" in psb_legend and "p95" in psb_legend
+    failures_legend = page.locator("section.chart-failures g.legend").text_content()
+    assert "投递失败" in failures_legend and "被拒绝的调用" in failures_legend
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+    page.screenshot(path=str(shots / "04-charts.png"), full_page=True)
+    context.close()
+    for shot in shots.iterdir():
+        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10000
+    print("\n".join(str(p) for p in sorted(shots.iterdir())))
 
 
 def test_console_pages_load_nothing_from_the_network(browser, api, live, activity):
