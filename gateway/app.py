@@ -123,7 +123,7 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, registry: Registry
                     reuse_window=timedelta(seconds=settings.reuse.freshness_seconds),
                     max_document_bytes=settings.documents.max_bytes, clock=lambda: app.extensions["clock"]())
     expander = BatchExpander(app.extensions["db"], app.extensions["audit"], intake, on_work=worker.wake)
-    worker.add_periodic(expander.run_once)
+    worker.add_periodic(expander.maybe_run)
     app.extensions["batch_expander"] = expander
     # Terminated cases are queried again on schedule through the same intake (gateway/termination/schedule.py).
     termination_watch = TerminationWatch(app.extensions["db"], app.extensions["audit"], intake, settings.termination,

@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any, Iterable
 
 from sqlalchemy import and_, bindparam, delete, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -73,36 +74,54 @@ def claim_due(session: Session, *, agency_id: str, now: datetime, limit: int, le
     return ids
 
 
-def trim_to_budget(session: Session, *, agency_id: str, rate: float, concurrency: int, claimed: list[str],
-                   now: datetime, retry_after_seconds: float) -> list[str]:
-    """The just-claimed deliveries that the agency's limits allow across every process;
-    the rest are handed back (queued again, the attempt not counted).
+@dataclass(frozen=True)
+class AgencyLimits:
+    rate: float  # rate_limit_per_second
+    concurrency: int
+
+
+def trim_to_budgets(session: Session, claimed: dict[str, list[str]], limits: dict[str, AgencyLimits], *,
+                    now: datetime, retry_after_seconds: float) -> dict[str, list[str]]:
+    """Per agency, the just-claimed deliveries that its limits allow across every
+    process; the rest are handed back (queued again, the attempt not counted).
 
     Each process also limits itself, but an agency's ``rate_limit_per_second`` and
     ``concurrency`` are the agency's: two gunicorn workers and a ``gateway worker``
-    would otherwise each take all of it. The budget row is locked (PostgreSQL; SQLite
-    has one writer at a time), calls in flight are the agency's deliveries being sent
-    under a live lease anywhere. Called only when something was claimed, so an idle
-    pass costs nothing more.
+    would otherwise each take all of it. The budget rows are locked (PostgreSQL, in
+    agency order; SQLite has one writer at a time); calls in flight are the agency's
+    deliveries being sent under a live lease anywhere. Three statements for every
+    agency of the pass together, and none when nothing was claimed.
     """
-    if not claimed:
+    wanted = sorted(agency for agency, ids in claimed.items() if ids)
+    if not wanted:
         return claimed
-    budget = session.get(AgencyBudget, agency_id, with_for_update=True)
-    if budget is None:
-        try:
-            with session.begin_nested():
-                session.add(AgencyBudget(agency_id=agency_id, tokens=max(1.0, rate), refilled_at=now))
-        except IntegrityError:  # another process made it first
-            pass
-        budget = session.get(AgencyBudget, agency_id, with_for_update=True, populate_existing=True)
-    elsewhere = session.scalar(select(func.count()).select_from(Delivery).where(
-        Delivery.agency_id == agency_id, Delivery.state == "sending", Delivery.lease_until > now,
-        Delivery.id.not_in(claimed))) or 0
-    granted, budget.tokens = shared_grant(
-        wanted=len(claimed), tokens=budget.tokens, elapsed_seconds=(now - as_utc(budget.refilled_at)).total_seconds(),
-        rate=rate, concurrency=concurrency, in_flight_elsewhere=int(elsewhere))
-    budget.refilled_at = now
-    kept, handed_back = claimed[:granted], claimed[granted:]
+    budgets = {b.agency_id: b for b in session.scalars(
+        select(AgencyBudget).where(AgencyBudget.agency_id.in_(wanted)).order_by(AgencyBudget.agency_id)
+        .with_for_update())}
+    missing = [a for a in wanted if a not in budgets]
+    if missing:  # an agency's first claim ever: its row, made once whoever comes first
+        dialect_insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+        session.execute(dialect_insert(AgencyBudget.__table__).on_conflict_do_nothing(index_elements=["agency_id"]),
+                        [{"agency_id": a, "tokens": max(1.0, limits[a].rate), "refilled_at": now} for a in missing])
+        budgets.update({b.agency_id: b for b in session.scalars(
+            select(AgencyBudget).where(AgencyBudget.agency_id.in_(missing)).with_for_update())})
+    every_claimed = [i for a in wanted for i in claimed[a]]
+    in_flight = dict(session.execute(
+        select(Delivery.agency_id, func.count()).where(
+            Delivery.agency_id.in_(wanted), Delivery.state == "sending", Delivery.lease_until > now,
+            Delivery.id.not_in(every_claimed))
+        .group_by(Delivery.agency_id)).all())
+    kept: dict[str, list[str]] = dict(claimed)
+    handed_back: list[str] = []
+    for agency in wanted:
+        budget, ids = budgets[agency], claimed[agency]
+        granted, budget.tokens = shared_grant(
+            wanted=len(ids), tokens=budget.tokens, elapsed_seconds=(now - as_utc(budget.refilled_at)).total_seconds(),
+            rate=limits[agency].rate, concurrency=limits[agency].concurrency,
+            in_flight_elsewhere=in_flight.get(agency, 0))
+        budget.refilled_at = now
+        kept[agency], extra = ids[:granted], ids[granted:]
+        handed_back += extra
     if handed_back:
         session.execute(update(Delivery).where(Delivery.id.in_(handed_back)).values(
             state="queued", lease_until=None, lease_owner=None, attempts=Delivery.attempts - 1,

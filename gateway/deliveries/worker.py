@@ -68,6 +68,8 @@ class DeliveryWorker:
         self.policy = services.RetryPolicy(settings.max_attempts, settings.backoff_base_seconds, settings.backoff_cap_seconds)
         self._in_flight = {agency_id: 0 for agency_id in channels}
         self._rates = {agency_id: RateLimiter(c.agency.rate_limit_per_second) for agency_id, c in channels.items()}
+        self._shared_limits = {agency_id: services.AgencyLimits(c.agency.rate_limit_per_second, c.agency.concurrency)
+                               for agency_id, c in channels.items() if isinstance(c, AgencyChannel)}
         self._last_collected = {agency_id: 0.0 for agency_id in channels}
         self._lost_files_checked: set[str] = set()  # batch agencies asked for lost files since this worker began
         self._last_expiry = 0.0
@@ -212,16 +214,16 @@ class DeliveryWorker:
         """
         ready: dict[str, list[tuple[str, Envelope]]] = {}
         with self.db.transaction() as session:
-            claimed: dict[str, list[str]] = {}
-            for channel, limit, _trial in plans:
-                agency = channel.agency
-                ids = services.claim_due(session, agency_id=agency.id, now=now, limit=limit,
-                                         lease_seconds=self.settings.lease_seconds, owner=self.owner)
-                if not isinstance(channel, PullChannel):  # a pull agency fetches at its own pace
-                    ids = services.trim_to_budget(session, agency_id=agency.id, rate=agency.rate_limit_per_second,
-                                                  concurrency=agency.concurrency, claimed=ids, now=now,
-                                                  retry_after_seconds=self.settings.poll_interval_seconds)
-                claimed[agency.id] = ids
+            claimed = {
+                channel.agency.id: services.claim_due(session, agency_id=channel.agency.id, now=now, limit=limit,
+                                                      lease_seconds=self.settings.lease_seconds, owner=self.owner)
+                for channel, limit, _trial in plans
+            }
+            # What the agencies' own limits allow, counted across every process (a pull
+            # agency fetches at its own pace: not limited here).
+            calls = {a: ids for a, ids in claimed.items() if a in self._shared_limits}
+            claimed.update(services.trim_to_budgets(session, calls, self._shared_limits, now=now,
+                                                    retry_after_seconds=self.settings.poll_interval_seconds))
             every = [i for ids in claimed.values() for i in ids]
             if not every:
                 return ready
