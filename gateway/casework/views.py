@@ -20,9 +20,11 @@ from urllib.parse import quote
 
 from flask import Blueprint, Flask, Response, current_app, redirect, render_template, request, url_for
 from marshmallow import ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import selectinload
 
+from gateway import paging
 from gateway.attachments.services import readable_document
 from gateway.audit_service import get_audit
 from gateway.auth.tokens import Principal
@@ -88,19 +90,30 @@ def _today() -> Any:
     return court_date(current_app.extensions["clock"]())
 
 
+CASES_PER_PAGE = 50
+_CASES_CURSOR = "cases:"
+
+
 @bp.get("/cases")
 def cases() -> Any:
+    """The court's cases, newest first, a page at a time (a court registers thousands)."""
     user = person()
+    query = (select(Case).where(Case.court_code == (user.court or "")).options(selectinload(Case.parties))
+             .order_by(Case.created_at.desc(), Case.id.desc()))
+    if request.args.get("cursor"):
+        moment, last_id = paging.decode_newest_first(_CASES_CURSOR, request.args["cursor"])
+        query = query.where(or_(Case.created_at < moment, and_(Case.created_at == moment, Case.id < last_id)))
     with get_db().transaction() as session:
-        rows = session.scalars(select(Case).where(Case.court_code == (user.court or ""))
-                               .order_by(Case.created_at.desc()).limit(200)).all()
-        counts = dict(session.execute(select(Request.case_id, func.count()).where(Request.court_code == user.court)
-                                      .group_by(Request.case_id)).all())
+        rows = list(session.scalars(query.limit(CASES_PER_PAGE + 1)))
+        more, rows = len(rows) > CASES_PER_PAGE, rows[:CASES_PER_PAGE]
+        counts = dict(session.execute(select(Request.case_id, func.count())
+                                      .where(Request.case_id.in_([c.id for c in rows])).group_by(Request.case_id)).all())
         views = [{"case_number": c.case_number, "amount_owed": c.amount_owed, "created_at": c.created_at,
                   "requests": counts.get(c.id, 0),
                   "debtors": [p.name for p in c.parties if p.role == "debtor"]} for c in rows]
         audit_read(session, "cases", returned=len(views))
-    return render_template("console/casework/cases.html", user=user, cases=views)
+    next_cursor = paging.encode_newest_first(_CASES_CURSOR, rows[-1].created_at, rows[-1].id) if more else None
+    return render_template("console/casework/cases.html", user=user, cases=views, next_cursor=next_cursor)
 
 
 def case_page(case_number: str, *, error: str | None = None, status: int = 200, notice: str | None = None) -> Any:

@@ -17,7 +17,7 @@ _ZH = {
     "role.court_officer": "执行员", "role.approver": "审批法官", "role.auditor": "审计员", "role.admin": "管理员",
     "times_note": "时间均为北京时间",
     # cases
-    "cases.title": "本院案件", "cases.none": "本院尚无登记的案件。",
+    "cases.title": "本院案件", "cases.none": "本院尚无登记的案件。", "cases.next": "下一页 →",
     "col.case_number": "案号", "col.debtors": "被执行人", "col.amount_owed": "执行标的（元）",
     "col.requests": "查控请求", "col.registered": "登记时间", "col.role": "身份", "col.name": "名称",
     "col.kind": "类型", "col.id_number": "证件号码（脱敏）", "col.action": "类型", "col.state": "状态",
@@ -119,7 +119,7 @@ _EN = {
     "who": "{sub} ({role}, court {court})", "who.no_court": "{sub} ({role})",
     "role.court_officer": "court_officer", "role.approver": "approver", "role.auditor": "auditor", "role.admin": "admin",
     "times_note": "times are Beijing time",
-    "cases.title": "Cases of this court", "cases.none": "No case is registered for this court.",
+    "cases.title": "Cases of this court", "cases.none": "No case is registered for this court.", "cases.next": "Next page →",
     "col.case_number": "Case number", "col.debtors": "Debtors", "col.amount_owed": "Amount owed (yuan)",
     "col.requests": "Requests", "col.registered": "Registered", "col.role": "Role", "col.name": "Name",
     "col.kind": "Kind", "col.id_number": "ID number (masked)", "col.action": "Action", "col.state": "State",
