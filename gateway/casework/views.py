@@ -36,7 +36,7 @@ from gateway.controls.services import (
 )
 from gateway.db import get_db
 from gateway.errors import GatewayError, Forbidden
-from gateway.people.language import translate
+from gateway.people.language import explain, translate
 from gateway.people.services import signed_in_person
 from gateway.people.views import audit_console_refusal, refuse_without_csrf_token
 from gateway.reports import render
@@ -77,7 +77,7 @@ def refused(message: str, status: int) -> Any:
 @bp.errorhandler(GatewayError)
 def _gateway_error(exc: GatewayError) -> Any:
     audit_console_refusal(exc.http_status, exc.code, exc.message)
-    return refused(exc.message, exc.http_status)
+    return refused(explain(exc.code, exc.message), exc.http_status)
 
 
 def audit_read(session: Any, page: str, *, case_number: str | None = None, subject_id_number: str | None = None,
@@ -225,7 +225,7 @@ def propose_freeze(case_number: str) -> Any:
         detail = f" ({pages.problems_text(exc.fields)})" if exc.fields else ""
         audit_console_refusal(exc.http_status, exc.code, f"{exc.message}{detail}", case_number=case_number,
                               subject_id_number=subject_view["id_number"])
-        return case_page(case_number, error=f"{exc.message}{detail}", status=exc.http_status)
+        return case_page(case_number, error=explain(exc.code, f"{exc.message}{detail}"), status=exc.http_status)
     return redirect(url_for("casework.case", case_number=case_number, proposed=request_id))
 
 

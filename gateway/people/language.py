@@ -41,6 +41,17 @@ def translate(key: str, language: str | None = None, **values: Any) -> str:
     return text.format(**values) if values else text
 
 
+def explain(code: str, detail: str) -> str:
+    """A refusal as the console shows it: what the error code means in the page's language,
+    then the service's own words, which are English (they name fields and rules exactly as the
+    API does, so an officer can quote them to support). English pages show the detail alone."""
+    language = getattr(g, "console_language", DEFAULT_LANGUAGE)
+    meaning = MESSAGES[language].get(f"error.code.{code}")
+    if language == "en" or meaning is None:
+        return detail
+    return meaning + translate("error.detail", detail=detail)
+
+
 def court_time(moment: datetime | str | None) -> str:
     """A moment as the court reads it: Beijing wall-clock time, to the minute."""
     if moment is None or moment == "":

@@ -58,6 +58,17 @@ _ZH = {
     "error.csrf": "表单已失效（CSRF 校验未通过），请刷新页面后重新提交。",
     "error.role": "角色 {role} 无权打开此页面（需要：{needed}）。",
     "error.prefix": "未能完成：",
+    # What each error code of the service means, shown before the service's own (English) detail
+    "error.code.invalid_input": "填写有误", "error.code.unauthenticated": "未登录或登录已失效",
+    "error.code.forbidden": "无权进行此操作", "error.code.purpose_denied": "该当事人不是本院案件的被执行人，不得查询或控制",
+    "error.code.login_refused": "登录被拒绝", "error.code.not_found": "未找到", "error.code.conflict": "与已有记录冲突",
+    "error.code.idempotency_conflict": "同一幂等键已用于内容不同的请求", "error.code.too_large": "文件或内容超过大小上限",
+    "error.code.rule_violation": "不符合执行规则", "error.code.too_many_requests": "请求过于频繁，请稍后再试",
+    "error.code.service_unavailable": "服务暂时不可用", "error.code.not_acceptable": "不支持所要求的格式",
+    "error.code.other_court": "属于其他法院", "error.code.bankruptcy_accepted": "被执行人已进入破产程序，不得采取控制措施",
+    "error.code.termination_not_ready": "尚不满足终结本次执行程序的条件",
+    "error.code.transfer_not_allowed": "不允许此次移送", "error.code.self_approval": "不能审批本人提出的控制措施",
+    "error.detail": "（详情：{detail}）",
     # auditor pages
     "events.title": "审计事件", "trail.title": "请求 {id} 的审计轨迹", "trail.deliveries": "投递",
     "trail.events": "事件（{n}）", "trail.delivery": "投递编号", "trail.transport": "传输方式", "trail.attempts": "尝试次数",

@@ -110,7 +110,7 @@ def token_login() -> Any:
         principal = current_app.extensions["tokens"].verify(token)
     except GatewayError as exc:
         _audit_login("refused", "token", message=exc.message[:200])
-        return _login_page(exc.message, 401)
+        return _login_page(language.explain(exc.code, exc.message), 401)
     if principal.role != "auditor":
         message = f"role {principal.role} may not use the audit console (needs auditor)"
         _audit_login("refused", "token", message=message, claimed_sub=principal.sub[:200])
@@ -151,7 +151,7 @@ def callback() -> Any:
         person = person_from_claims(claims, ClaimRules.from_settings(_settings()))
     except LoginRefused as exc:
         _audit_login("refused", "oidc", issuer=client.issuer, rule=exc.rule, message=exc.message[:200], **claimed)
-        response = current_app.make_response(_login_page(exc.message, 403))
+        response = current_app.make_response(_login_page(language.explain(exc.code, exc.message), 403))
     else:
         sign_in(person, expires_at=time.time() + 60 * _settings().session_minutes, method="oidc")
         _audit_login("ok", "oidc", actor=person, issuer=client.issuer)

@@ -105,7 +105,9 @@ def test_officer_proposes_a_freeze_and_a_judge_decides_it(app, inquired):
     page = officer.get(f"/console/cases/{CASE}").get_data(as_text=True)
     form, boxes = freeze_form(page, amount="999999.00")
     over = officer.post(f"/console/cases/{CASE}/freeze", data=form, content_type="multipart/form-data")
-    assert over.status_code == 422 and "would exceed what is still owed" in over.get_data(as_text=True)
+    over_page = over.get_data(as_text=True)
+    assert over.status_code == 422 and "would exceed what is still owed" in over_page
+    assert "未能完成：不符合执行规则（详情：" in over_page  # what the code means in Chinese, then the rule as the API words it
     [capped] = [e for e in audit_rows(app) if e.outcome == "refused"]
     assert (capped.action, capped.case_number, capped.details["code"]) == ("console.post", CASE, "rule_violation")
     form, _ = freeze_form(page)
