@@ -600,6 +600,7 @@ class AnomalyOutSchema(Schema):
     actor = _text()
     subject = _text("masked")
     message = fields.Str(required=True)
+    facts = fields.Dict(keys=fields.Str(), metadata={"description": "the figures the message states, by name"})
     seqs = fields.List(fields.Int(), required=True, metadata={"description": "the events that raised it"})
     first_at = fields.Str(required=True)
     last_at = fields.Str(required=True)

@@ -52,6 +52,20 @@ def explain(code: str, detail: str) -> str:
     return meaning + translate("error.detail", detail=detail)
 
 
+def describe_anomaly(anomaly: dict[str, Any]) -> tuple[str, str]:
+    """(rule, finding) of an anomaly in the page's language: Chinese pages word the finding
+    from its facts; English pages, or a rule the catalogue lacks, keep the detector's words."""
+    language = getattr(g, "console_language", DEFAULT_LANGUAGE)
+    rule, message = anomaly["rule"], anomaly["message"]
+    wording = MESSAGES[language].get(f"anomaly.{rule}")
+    if language == "en" or wording is None:
+        return rule, message
+    try:
+        return MESSAGES[language].get(f"rule.{rule}", rule), wording.format(**anomaly.get("facts") or {})
+    except (KeyError, IndexError):
+        return rule, message  # facts and wording out of step: the detector's words, never a broken line
+
+
 def court_time(moment: datetime | str | None) -> str:
     """A moment as the court reads it: Beijing wall-clock time, to the minute."""
     if moment is None or moment == "":
@@ -103,7 +117,7 @@ def init_app(app: Flask) -> None:
     def _console_helpers() -> dict[str, Any]:
         language = getattr(g, "console_language", DEFAULT_LANGUAGE)
         return {"t": translate, "lang": language, "other_lang": "en" if language == "zh" else "zh",
-                "v": lambda kind, code: vocabulary(kind, code, language)}
+                "v": lambda kind, code: vocabulary(kind, code, language), "describe_anomaly": describe_anomaly}
 
     app.add_template_filter(court_time, "court_time")
     app.add_template_filter(court_time_seconds, "court_time_seconds")
