@@ -14,10 +14,10 @@ import fcntl
 import os
 import threading
 from contextlib import contextmanager, nullcontext
-from typing import Any, ContextManager, Iterator
+from typing import TYPE_CHECKING, Any, ClassVar, ContextManager, Iterator
 
 from flask import Flask, current_app
-from sqlalchemy import Connection, Engine, MetaData, create_engine, event
+from sqlalchemy import Connection, Engine, MetaData, Table, create_engine, event
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 NAMING_CONVENTION = {
@@ -31,6 +31,11 @@ NAMING_CONVENTION = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+    if TYPE_CHECKING:
+        # Every model here maps one declared Table; DeclarativeBase types it as the
+        # wider FromClause, which insert()/update() of the Core table refuse.
+        __table__: ClassVar[Table]
 
 
 def normalise_url(url: str) -> str:

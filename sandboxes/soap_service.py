@@ -96,9 +96,10 @@ def create_soap_app(
             state.count("faults_injected")
             raise SoapFault("Server", "temporarily unable to answer (injected failure)", 500, "1000")
         payload, token = parse_envelope(request.get_data(cache=False))
-        operation = operations.get(payload.tag)
+        tag = str(payload.tag)  # a parsed element's tag is text
+        operation = operations.get(tag)
         if operation is None:
-            raise SoapFault("Client", f"no operation takes {payload.tag}", 400)
+            raise SoapFault("Client", f"no operation takes {tag}", 400)
         check_action(request.headers.get("SOAPAction"), operation)
         if credentials is not None and (token is None or (token.username, token.password) != credentials):
             raise SoapFault("Client", "bad credentials (WS-Security UsernameToken)", 400, "2000")

@@ -149,7 +149,7 @@ class BankCodec:
             assets=assets, raw=reply.body, controls=controls,
         )
 
-    def _freezes(self, parent: etree._Element) -> list[dict[str, str]]:
+    def _freezes(self, parent: etree._Element) -> list[dict[str, str | None]]:
         r = self._reader
         return [
             {"by": r.text(d, "DJJG"), "ruling": r.text(d, "DJWH"), "amount": r.text(d, "DJJE"), "until": r.text(d, "DJJZRQ")}
@@ -204,7 +204,7 @@ class BankCodec:
         asked = [(r.text(kz, "KZCS"), r.text(kz, "ZH")) for kz in r.all(request.find(r.tag("Data")), "KZ")]
         results = r.all(data, "KZJG")
         answered = [(r.text(kz, "KZCS"), r.text(kz, "ZH")) for kz in results]
-        if sorted(answered) != sorted(asked):  # type: ignore[type-var]
+        if sorted(answered) != sorted(asked):
             raise IncomingInvalid(f"answer lines {answered} do not match the lines asked {asked}", raw=raw)
         return [self._control_outcome(result) for result in results]
 

@@ -82,10 +82,10 @@ class TerminationWatch:
 
     def _make_round(self, termination_id: str, now: datetime) -> str | None:
         with self.db.reading() as session:
-            row = session.get(CaseTermination, termination_id)
+            row = session.get_one(CaseTermination, termination_id)
             if row.state != TERMINATED or row.next_requery_at is None or as_utc(row.next_requery_at) > now:
                 return None  # resumed, ended, or made by another pass meanwhile
-            case = session.get(Case, row.case_id)
+            case = session.get_one(Case, row.case_id)
             debtors = [(s.id, s.kind, s.name, s.id_number) for s in debtors_of(case)]
             round_number, due_at, terminated_at, until = row.next_round, row.next_requery_at, row.terminated_at, \
                 row.requery_until
@@ -166,8 +166,8 @@ class TerminationWatch:
                                    .where(Request.id.in_(requery.request_ids))).all()
             if any(r.state not in FINISHED for r in made):
                 return None  # answers still awaited
-            termination = session.get(CaseTermination, requery.termination_id, with_for_update=True)
-            case = session.get(Case, termination.case_id)
+            termination = session.get_one(CaseTermination, requery.termination_id, with_for_update=True)
+            case = session.get_one(Case, termination.case_id)
             found = found_assets(session, list(requery.request_ids))
             fresh = rules.new_assets(termination.known_assets, found)
             requery.state, requery.finished_at, requery.new_assets = "finished", now, fresh

@@ -295,16 +295,16 @@ class Outgoing:
 
 
 def outgoing(session: Session, notification_id: str) -> Outgoing:
-    row = session.get(WebhookNotification, notification_id)
-    subscription = session.get(WebhookSubscription, row.subscription_id)
+    row = session.get_one(WebhookNotification, notification_id)
+    subscription = session.get_one(WebhookSubscription, row.subscription_id)
     return Outgoing(row.id, subscription.url, subscription.secret, row.event, row.attempts, row.payload)
 
 
 def record_outcome(session: Session, notification_id: str, *, status: int | None, error: str | None, now: datetime,
                    retry_at: datetime | None, audit: AuditLog, actor: Any) -> str:
     """Delivered (a 2xx), or pending again at ``retry_at``, or failed when there is none."""
-    row = session.get(WebhookNotification, notification_id)
-    subscription = session.get(WebhookSubscription, row.subscription_id)
+    row = session.get_one(WebhookNotification, notification_id)
+    subscription = session.get_one(WebhookSubscription, row.subscription_id)
     delivered = status is not None and 200 <= status < 300
     row.last_status, row.last_error, row.lease_until = status, error[:500] if error else None, None
     if delivered:
