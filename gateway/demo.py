@@ -26,6 +26,7 @@ import time
 import uuid
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import requests
 from rich.console import Console
@@ -114,7 +115,7 @@ def run_demo(*, keep_serving: bool = False, port: int = 0) -> int:
 
     officer = _client(settings, str(certificate.certfile), role="court_officer", sub="officer.wang", court=COURT)
     try:
-        case = {"case_number": CASE_NUMBER, "court_code": COURT, "amount_owed": AMOUNT_OWED,
+        case: dict[str, Any] = {"case_number": CASE_NUMBER, "court_code": COURT, "amount_owed": AMOUNT_OWED,
                 "parties": [{"role": "debtor", "subject": DEBTOR}, {"role": "creditor", "subject": CREDITOR}]}
         reply = officer.post(f"{base}/cases", json=case, timeout=10)
         if reply.status_code not in (200, 201):
@@ -122,7 +123,7 @@ def run_demo(*, keep_serving: bool = False, port: int = 0) -> int:
         debtor_id = next(p["subject"]["id"] for p in reply.json()["parties"] if p["role"] == "debtor")
         console.print(f"1. registered case {CASE_NUMBER}, amount owed {AMOUNT_OWED} (HTTP {reply.status_code})")
 
-        inquiry = {"case_number": CASE_NUMBER, "subject": DEBTOR, "action": "inquiry"}
+        inquiry: dict[str, Any] = {"case_number": CASE_NUMBER, "subject": DEBTOR, "action": "inquiry"}
         key = f"demo-{uuid.uuid4()}"
         reply = officer.post(f"{base}/requests", json=inquiry, headers={"Idempotency-Key": key}, timeout=10)
         if reply.status_code != 202:
@@ -209,7 +210,7 @@ def _freeze_with_approval(console: Console, settings, certfile: str, base: str, 
     if filed.status_code not in (200, 201):
         return f"filing the officer's credentials answered {filed.status_code}: {filed.text}"
     console.print(f"6. officer.wang files his work card and official-duty card (HTTP {filed.status_code})")
-    freeze = {"case_number": CASE_NUMBER, "subject": DEBTOR, "action": "freeze", "amount": AMOUNT_OWED,
+    freeze: dict[str, Any] = {"case_number": CASE_NUMBER, "subject": DEBTOR, "action": "freeze", "amount": AMOUNT_OWED,
               "legal_basis": {"kind": "assistance_notice", "number": "(2024)浙0102执1234号之一"},
               "targets": [a["id"] for a in deposits],
               "documents": [{"name": "协助执行通知书.pdf", "content_base64": base64.b64encode(DEMO_PDF).decode()}]}

@@ -45,13 +45,13 @@ def _wait(officer: requests.Session, url: str, ready: Any, timeout: float) -> di
 def show_terminated_case(console: Console, app: Any, sandboxes: Any, officer: requests.Session, base: str,
                          court: str, creditor: dict) -> str | None:
     """Run the terminated case's story; returns what went wrong, or None."""
-    case = {"case_number": TERMINATED_CASE, "court_code": court, "amount_owed": "60000.00",
+    case: dict[str, Any] = {"case_number": TERMINATED_CASE, "court_code": court, "amount_owed": "60000.00",
             "parties": [{"role": "debtor", "subject": DEBTOR}, {"role": "creditor", "subject": creditor}]}
     reply = officer.post(f"{base}/cases", json=case, timeout=10)
     if reply.status_code not in (200, 201):
         return f"registering {TERMINATED_CASE} answered {reply.status_code}: {reply.text}"
     debtor = f"{DEBTOR['name']} ({mask_id_number(DEBTOR['id_number'])})"
-    inquiry = {"case_number": TERMINATED_CASE, "subject": DEBTOR, "action": "inquiry"}
+    inquiry: dict[str, Any] = {"case_number": TERMINATED_CASE, "subject": DEBTOR, "action": "inquiry"}
     reply = officer.post(f"{base}/requests", json=inquiry, headers={"Idempotency-Key": f"demo-{uuid.uuid4()}"},
                          timeout=10)
     if reply.status_code != 202:

@@ -12,7 +12,7 @@ import os
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gateway.errors import ConfigError
@@ -436,7 +436,7 @@ def _is_of_type(value: Any, type_name: str) -> bool:
     item_type = _ITEM_TYPES.get(type_name)
     if item_type is None:
         return True
-    items = value.values() if isinstance(value, dict) else value
+    items: Iterable[Any] = value.values() if isinstance(value, dict) else cast(Iterable[Any], value)  # a list: _ITEM_TYPES
     return all(isinstance(item, item_type) and not isinstance(item, bool) for item in items)
 
 

@@ -52,16 +52,16 @@ _ANSWER_FOR = {"InquiryRequest": "InquiryAnswer", "ControlRequest": "ControlAnsw
 
 class BankCodec:
     kind = "bank"
-    action_categories = {
+    action_categories: dict[str, tuple[str, ...]] = {
         "inquiry": ("deposit", "wealth_product"),
         "freeze": ("deposit",),
         "renew": ("deposit",),
         "unfreeze": ("deposit",),
         "deduct": ("deposit",),
     }
-    categories = ("deposit", "wealth_product")
-    actions = tuple(action_categories)
-    transports = ("soap", "sftp")
+    categories: tuple[str, ...] = ("deposit", "wealth_product")
+    actions: tuple[str, ...] = tuple(action_categories)
+    transports: tuple[str, ...] = ("soap", "sftp")
 
     def __init__(self) -> None:
         self._writer = MessageWriter(NAMESPACE)

@@ -39,15 +39,15 @@ INQUIRIES, CONTROLS = "inquiries", "controls"  # the operations (URL paths) of t
 
 class MarketRegulationCodec:
     kind = "market_regulation"
-    action_categories = {
+    action_categories: dict[str, tuple[str, ...]] = {
         "inquiry": ("enterprise", "equity"),
         "freeze": ("equity",),
         "renew": ("equity",),
         "unfreeze": ("equity",),
     }
-    categories = tuple(fmt.CATEGORY_CODES)
-    actions = tuple(action_categories)
-    transports = ("rest",)
+    categories: tuple[str, ...] = tuple(fmt.CATEGORY_CODES)
+    actions: tuple[str, ...] = tuple(action_categories)
+    transports: tuple[str, ...] = ("rest",)
 
     def __init__(self) -> None:
         self._inquiry = fmt.InquirySchema()

@@ -53,15 +53,15 @@ def _text(element: etree._Element, tag: str) -> str | None:
 
 class RealEstateCodec:
     kind = "real_estate"
-    action_categories = {
+    action_categories: dict[str, tuple[str, ...]] = {
         "inquiry": ("real_estate",),
         "seal": ("real_estate",),
         "renew": ("real_estate",),
         "release": ("real_estate",),
     }
-    categories = ("real_estate",)
-    actions = tuple(action_categories)
-    transports = ("sftp",)
+    categories: tuple[str, ...] = ("real_estate",)
+    actions: tuple[str, ...] = tuple(action_categories)
+    transports: tuple[str, ...] = ("sftp",)
 
     # --- outgoing ---------------------------------------------------------------------
 

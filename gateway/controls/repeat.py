@@ -47,7 +47,7 @@ def covered_by(session: Session, request_ids: list[str]) -> Decimal:
         select(func.coalesce(func.sum(func.coalesce(Control.amount, 0) + Control.deducted), 0))
         .where(Control.request_id.in_(request_ids), Control.action == "freeze",
                Control.state.in_(("in_force", "partly", "exhausted")))
-    ))
+    ) or 0)  # coalesce makes it 0 already; None only to the type checker
 
 
 def run_due_repeats(db: Database, registry: Registry, audit: AuditLog, now: datetime, rules: ControlRules) -> list[str]:

@@ -65,10 +65,10 @@ def build_report(session: Session, case_number: str, subject_ref: str, principal
             select(Asset).where(Asset.delivery_id.in_(sources)).order_by(Asset.category, Asset.identifier)
         ).all()
         for a in rows:
-            d = answered_from.get((a.agency_id, a.category))
-            if d is not None and (d.reused_from or d.id) == a.delivery_id:
+            source = answered_from.get((a.agency_id, a.category))
+            if source is not None and (source.reused_from or source.id) == a.delivery_id:
                 assets.append(a)
-                via[a.id] = d
+                via[a.id] = source
     exempt = {a.id: rules.exempt_kind(a.category, a.details) for a in assets}
     cash = [a for a in assets if a.category in CASH_CATEGORIES]
     cash_found = sum((a.balance or Decimal("0") for a in cash if not exempt[a.id]), Decimal("0"))

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -27,7 +27,7 @@ from audit.store import AuditLog, SystemActor
 from gateway.auth.tokens import Principal
 from gateway.batches.services import Intake
 from gateway.cases.models import Case, Subject
-from gateway.db import Database
+from gateway.db import Database, rows_matched
 from gateway.deliveries.models import Delivery
 from gateway.errors import GatewayError, RuleViolation
 from gateway.requests import services as requests
@@ -137,10 +137,10 @@ class TerminationWatch:
             return None
         except GatewayError as exc:  # the intake refused (no agency serves...): recorded, the schedule goes on
             with self.db.transaction() as session:
-                taken = session.execute(
+                taken = rows_matched(session.execute(
                     update(CaseTermination).where(CaseTermination.id == termination_id,
                                                   CaseTermination.next_round == round_number)
-                    .values(next_round=next_round, next_requery_at=following)).rowcount
+                    .values(next_round=next_round, next_requery_at=following)))
                 if taken != 1:
                     return None
                 session.add(TerminationRequery(
@@ -192,7 +192,7 @@ def _asset_lines(assets: list[dict[str, Any]]) -> list[dict[str, Any]]:
              "balance": a.get("balance"), "value": a.get("value")} for a in assets]
 
 
-def _notice(session: Any, case: Case, requery: TerminationRequery, made: list[Any], found: list[dict[str, Any]],
+def _notice(session: Any, case: Case, requery: TerminationRequery, made: Sequence[Any], found: list[dict[str, Any]],
             fresh: list[dict[str, Any]]) -> dict[str, Any]:
     """What the creditor is told (art. 9): each debtor's result, what is new, what went unanswered."""
     creditors = [p.subject for p in case.parties if p.role == "creditor"]

@@ -37,6 +37,7 @@ from gateway.cases.models import Case, Subject
 from gateway.cases.services import debtor_name
 from gateway.controls.ledger import LIVE_STATES
 from gateway.controls.models import Control
+from gateway.db import rows_matched
 from gateway.deliveries.models import Asset, Delivery
 from gateway.errors import InvalidInput, NotFound
 from gateway.requests.models import Request
@@ -197,7 +198,7 @@ def _lapsing_controls(session: Session, court: str, today: date, warning_days: i
             "control_id": c.id, "case_number": case_number, "agency": c.agency_id, "identifier": c.identifier,
             "category": c.category, "action": c.action, "expires_on": c.expires_at.isoformat(),
             "days_left": (c.expires_at - today).days, "request_id": c.request_id})
-        for c, case_number in rows
+        for c, case_number in rows if c.expires_at is not None  # as the query filters, for the type checker
     ]
 
 
@@ -279,7 +280,7 @@ def claim_due(session: Session, *, now: datetime, lease_seconds: float, limit: i
                 (WebhookNotification.lease_until.is_(None)) | (WebhookNotification.lease_until < now))
             .values(lease_until=now + timedelta(seconds=lease_seconds),
                     attempts=WebhookNotification.attempts + 1))
-        if taken.rowcount == 1:
+        if rows_matched(taken) == 1:
             claimed.append(notification_id)
     return claimed
 
