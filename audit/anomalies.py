@@ -107,7 +107,8 @@ def _bursts(events: list[Event], window: timedelta, value_of: Any, threshold: in
     """Groups of events within ``window`` of each other holding more than
     ``threshold`` distinct values; after a burst the search starts afresh, so one
     burst is reported once."""
-    found, left, counts = [], 0, Counter()
+    found: list[list[Event]] = []
+    left, counts = 0, Counter[Any]()
     for right, event in enumerate(events):
         counts[value_of(event)] += 1
         while _at(event) - _at(events[left]) > window:

@@ -4,9 +4,9 @@ nothing of the gateway; the migrations carry both metadata."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from sqlalchemy import JSON, BigInteger, DateTime, Integer, MetaData, String
+from sqlalchemy import JSON, BigInteger, DateTime, Integer, MetaData, String, Table
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING_CONVENTION = {
@@ -17,6 +17,10 @@ NAMING_CONVENTION = {
 
 class AuditBase(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+    if TYPE_CHECKING:
+        # Each model maps one declared Table (DeclarativeBase types it as FromClause).
+        __table__: ClassVar[Table]
 
 
 class AuditEvent(AuditBase):

@@ -61,7 +61,9 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, registry: Registry
                       JSON_SORT_KEYS=False)
     app.json = api_module.BoundedJSONProvider(app)
     if settings.server.forwarded_allow_ips:  # behind configured proxies only; else no X-Forwarded-* is believed
-        app.wsgi_app = TrustedProxies(app.wsgi_app, proxy_networks(settings.server.forwarded_allow_ips))
+        # Flask's documented way to add WSGI middleware; its types call wsgi_app a method.
+        app.wsgi_app = TrustedProxies(app.wsgi_app,  # type: ignore[method-assign]
+                                      proxy_networks(settings.server.forwarded_allow_ips))
 
     db.init_app(app)
     app.extensions["registry"] = registry or load_registry(settings.agencies_path)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from typing import Any
 
 import click
 
@@ -114,7 +115,8 @@ def serve(with_sandboxes, dev, host, port, gunicorn_workers, threads, no_deliver
                 bind=f"{host}:{port}", workers=gunicorn_workers or settings.server.gunicorn_workers,
                 threads=threads or settings.server.gunicorn_threads, run_delivery_workers=not no_delivery_workers,
                 access_log=not no_access_log, certfile=certfile, keyfile=keyfile,
-                forwarded_allow_ips=settings.server.forwarded_allow_ips, **timeouts,
+                forwarded_allow_ips=settings.server.forwarded_allow_ips,
+                timeout=timeouts["timeout"], graceful_timeout=timeouts["graceful_timeout"],
             ).run()
     finally:
         if os.getpid() == master:  # not in a gunicorn worker unwinding the stack it was forked with
@@ -181,7 +183,7 @@ class _PollerWhenUp:
         if not certfile:
             self.options["bearer_token"] = issue_token(settings, role="agency", sub="bank-c-sandbox", agency="bank-c",
                                                        lifetime_seconds=30 * 86400)
-        self.poller = None
+        self.poller: Any = None  # a sandboxes.polling_bank.PollingBank once the gateway is up
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="poller-when-up", daemon=True)
 

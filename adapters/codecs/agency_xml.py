@@ -104,8 +104,8 @@ class MessageReader:
     def tag(self, name: str) -> str:
         return f"{{{self.namespace}}}{name}"
 
-    def text(self, parent: etree._Element, name: str) -> str | None:
-        element = parent.find(self.tag(name))
+    def text(self, parent: etree._Element | None, name: str) -> str | None:
+        element = None if parent is None else parent.find(self.tag(name))
         return element.text if element is not None else None
 
     def all(self, parent: etree._Element | None, name: str) -> list[etree._Element]:
@@ -155,7 +155,7 @@ class MessageReader:
         return root, request, AnswerHead(message_id, request_sha256, kind or "", self.text(head, "FKSJ") or "")
 
 
-def check_only_asked(answered: Iterable[str], asked: Iterable[str], what: str, raw: bytes) -> None:
+def check_only_asked(answered: Iterable[str], asked: Iterable[str | None], what: str, raw: bytes) -> None:
     """An answer may carry only what the request asked for."""
     extra = sorted(set(answered) - set(asked))
     if extra:

@@ -52,16 +52,16 @@ _ANSWER_FOR = {"InquiryRequest": "InquiryAnswer", "ControlRequest": "ControlAnsw
 
 class BankCodec:
     kind = "bank"
-    action_categories = {
+    action_categories: dict[str, tuple[str, ...]] = {
         "inquiry": ("deposit", "wealth_product"),
         "freeze": ("deposit",),
         "renew": ("deposit",),
         "unfreeze": ("deposit",),
         "deduct": ("deposit",),
     }
-    categories = ("deposit", "wealth_product")
-    actions = tuple(action_categories)
-    transports = ("soap", "sftp")
+    categories: tuple[str, ...] = ("deposit", "wealth_product")
+    actions: tuple[str, ...] = tuple(action_categories)
+    transports: tuple[str, ...] = ("soap", "sftp")
 
     def __init__(self) -> None:
         self._writer = MessageWriter(NAMESPACE)
@@ -149,7 +149,7 @@ class BankCodec:
             assets=assets, raw=reply.body, controls=controls,
         )
 
-    def _freezes(self, parent: etree._Element) -> list[dict[str, str]]:
+    def _freezes(self, parent: etree._Element) -> list[dict[str, str | None]]:
         r = self._reader
         return [
             {"by": r.text(d, "DJJG"), "ruling": r.text(d, "DJWH"), "amount": r.text(d, "DJJE"), "until": r.text(d, "DJJZRQ")}
@@ -204,7 +204,7 @@ class BankCodec:
         asked = [(r.text(kz, "KZCS"), r.text(kz, "ZH")) for kz in r.all(request.find(r.tag("Data")), "KZ")]
         results = r.all(data, "KZJG")
         answered = [(r.text(kz, "KZCS"), r.text(kz, "ZH")) for kz in results]
-        if sorted(answered) != sorted(asked):  # type: ignore[type-var]
+        if sorted(answered) != sorted(asked):
             raise IncomingInvalid(f"answer lines {answered} do not match the lines asked {asked}", raw=raw)
         return [self._control_outcome(result) for result in results]
 

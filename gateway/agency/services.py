@@ -87,7 +87,7 @@ def submit_result(session: Session, delivery_id: str, body: bytes, media_type: s
                                           actor=principal)
         return {"delivery_id": delivery_id, "outcome": "refused", "state": state, "error": f"{error.code}: {error.message}"}
     fresh = deliveries.record_answer(session, delivery_id, envelope, answer, body, audit=audit, now=now, actor=principal)
-    delivery = session.get(Delivery, delivery_id)
+    delivery = session.get_one(Delivery, delivery_id)
     outcome = ("late" if delivery.state == "expired" else "answered") if fresh else "duplicate_discarded"
     return {"delivery_id": delivery_id, "outcome": outcome, "state": delivery.state, "error": None}
 
@@ -290,7 +290,8 @@ def feed_results(session: Session, rows: list[tuple[str, bytes]], *, kind: str, 
     remaining = list(enumerate(rows))
     while remaining:
         seen: set[str] = set()
-        this_round, later = [], []
+        this_round: list[tuple[int, Any]] = []
+        later: list[tuple[int, Any]] = []
         for i, row in remaining:
             (later if row[0] in seen else this_round).append((i, row))
             seen.add(row[0])
@@ -351,9 +352,9 @@ def _feed_round(session: Session, rows: list[tuple[str, bytes]], *, kind: str, p
     batches.record_answers(session, answers, audit=audit, now=now, actor=principal, settled=settled)
     for key, _envelope, _answer, _body in answers:
         acks[position[key]] = Ack(key, True, _SETTLED_INFO[settled[key]])
-    for key, error in failures:
-        deliveries.record_failure(session, key, error, audit=audit, now=now, policy=policy, rng=rng, actor=principal)
-        acks[position[key]] = Ack(key, False, f"refused: {error.code}: {error.message}"[:500])
+    for key, failure in failures:
+        deliveries.record_failure(session, key, failure, audit=audit, now=now, policy=policy, rng=rng, actor=principal)
+        acks[position[key]] = Ack(key, False, f"refused: {failure.code}: {failure.message}"[:500])
     return [ack for ack in acks if ack is not None]
 
 
@@ -374,7 +375,7 @@ def send_back(session: Session, key: str, reason: str, *, principal: Principal, 
         delivery = own_delivery(session, agency, key)
     except NotFound as error:
         return _refuse(session, audit, principal, agency, key, "delivery.sent_back", error.message)
-    delivery = session.get(Delivery, key, with_for_update=True, populate_existing=True)
+    delivery = session.get_one(Delivery, key, with_for_update=True, populate_existing=True)
     if delivery.state != "awaiting":
         return _refuse(session, audit, principal, agency, key, "delivery.sent_back",
                        f"request {key} no longer awaits a result ({delivery.state}): nothing to send back", delivery)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Iterator, Mapping
 
-from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy import ColumnElement, RowMapping, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from audit.anomalies import AnomalyRules, find_anomalies
@@ -100,7 +100,7 @@ def conditions(filters: Mapping[str, Any], audit: AuditLog) -> list[ColumnElemen
     return where
 
 
-def as_json(row: Mapping[str, Any]) -> dict[str, Any]:
+def as_json(row: Mapping[str, Any] | RowMapping) -> dict[str, Any]:
     """An event as the API shows it: every hashed field, ``at`` in the hashed form."""
     event = dict(row)
     event["at"] = format_time(event["at"])

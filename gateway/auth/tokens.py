@@ -17,6 +17,7 @@ from pathlib import Path
 
 import jwt
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from gateway.errors import ConfigError, Unauthenticated
 from gateway.settings import Settings
@@ -216,6 +217,8 @@ def issue_token(
     if role not in ROLES:
         raise ConfigError(f"role must be one of {', '.join(ROLES)}")
     private = serialization.load_pem_private_key(settings.signing_key_path.read_bytes(), password=None)
+    if not isinstance(private, ec.EllipticCurvePrivateKey):  # ES256 needs a P-256 key
+        raise ConfigError(f"{settings.signing_key_path} is not an elliptic-curve private key")
     now = int(time.time())
     claims = {
         "iss": settings.auth.issuer,

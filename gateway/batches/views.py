@@ -117,7 +117,7 @@ def batch_report(batch_id: str) -> Any:
         for line in view["lines"]:
             report = None
             if line["state"] == "accepted":
-                row = session.get(BatchLine, (batch.id, line["line"]))
+                row = session.get_one(BatchLine, (batch.id, line["line"]))
                 report, _subject = build_report(session, line["case_number"], row.id_number, principal,
                                                 today=today, rules=rules)
             entries.append((line, report))

@@ -4,7 +4,7 @@ one of its own cases. Services take a session, flush, never commit."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import AbstractSet, Any
 
 from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.orm import Session
@@ -58,7 +58,7 @@ def register_case(session: Session, payload: dict[str, Any], principal: Principa
     if payload["court_code"] != principal.court:
         raise Forbidden(f"court {principal.court} may not register a case of court {payload['court_code']}")
     try:
-        courts.check(principal.court, payload["case_number"])
+        courts.check(payload["court_code"], payload["case_number"])  # the caller's court, checked above
     except RuleViolation:
         # A case moved here from another court (gateway/transfers/) keeps its number, whose
         # court part is the original court's: the court now holding it may update it. Only
@@ -111,7 +111,7 @@ def register_case(session: Session, payload: dict[str, Any], principal: Principa
     return case, created, conflicts
 
 
-def case_view(case: Case, created: bool, name_conflicts: set[str] = frozenset()) -> dict[str, Any]:
+def case_view(case: Case, created: bool, name_conflicts: AbstractSet[str] = frozenset()) -> dict[str, Any]:
     """The case as the API shows it. ``name_conflict`` marks a party whose identity
     number another case registered under another name (that name is not shown:
     it is the other court's data)."""

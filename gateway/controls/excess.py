@@ -74,7 +74,7 @@ def release_excess(session: Session, case_id: str, *, reason: str, registry: Reg
             "identifier": control.identifier, "category": control.category, "asset_id": control.asset_id,
             "original_reference": control.agency_reference, "amount": str(take),
         })
-    case = session.get(Case, case_id)
+    case = session.get_one(Case, case_id)
     return [write_system_request(session, case, subject_id, "unfreeze", agencies, basis_kind=basis[subject_id].legal_basis_kind,
                                  basis_number=basis[subject_id].legal_basis_number, reason=f"release of excess: {reason}",
                                  approved_by=SYSTEM.sub, registry=registry, audit=audit, now=now,

@@ -106,9 +106,10 @@ def record_outcomes(session: Session, delivery: Delivery, request: Request, outc
             if effect.placed:
                 row = _new_row(effect.control, delivery, request, line, now)
                 session.add(row)
+                written.append(row)
             elif row is not None:
                 _update_row(row, effect.control, request, now)
-            written.append(row)
+                written.append(row)
         if effect.deduct is not None:
             deduct = _new_row(effect.deduct, delivery, request, line, now)
             session.add(deduct)

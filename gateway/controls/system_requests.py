@@ -47,7 +47,7 @@ def write_system_request(session: Session, case: Case, subject_id: str, action: 
     # The outbox runs on the worker's clock, not on the rules' (which tests move on).
     send_at = utc_now()
     categories = sorted({line["category"] for lines in agencies.values() for line in lines})
-    deliveries = [
+    deliveries: list[dict[str, Any]] = [
         {"id": new_id(), "request_id": request_id, "agency_id": agency_id,
          "transport": registry.get(agency_id).transport, "categories": sorted({ln["category"] for ln in lines}),
          "state": "held" if held else "queued", "attempts": 0, "next_attempt_at": send_at, "lines": lines,

@@ -289,6 +289,6 @@ def _follow_ledger(session: Session, delivery_id: str, agency_id: str, subject_i
     delivery through the ORM; an inquiry listing others' freezes costs one query."""
     watched = any((r.get("details") or {}).get("seals") or (r.get("details") or {}).get("freezes") for r in records)
     if outcomes:
-        delivery = session.get(Delivery, delivery_id)
+        delivery = session.get_one(Delivery, delivery_id)
         record_outcomes(session, delivery, delivery.request, outcomes, now)
     return [row.id for row in observe_assets(session, agency_id, subject_id, records, now)] if watched else []

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Sequence, cast
 
 from adapters import CODECS, TRANSPORTS
 from adapters.errors import ConnectFailed
@@ -150,5 +150,7 @@ def build_channels(registry: Registry) -> dict[str, Channel]:
             channels[agency.id] = PullChannel(agency, codec)
             continue
         transport = make_transport(agency, config_dir)
-        channels[agency.id] = BatchChannel(agency, codec, transport) if agency.is_batch else AgencyChannel(agency, codec, transport)
+        # The registry lets an agency batch only over a transport that drops files (sftp).
+        channels[agency.id] = (BatchChannel(agency, codec, cast(BatchTransport, transport)) if agency.is_batch
+                               else AgencyChannel(agency, codec, cast(Transport, transport)))
     return channels

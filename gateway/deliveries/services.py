@@ -189,7 +189,7 @@ def refresh_requests(session: Session, request_ids: Iterable[str]) -> None:
 
 
 def _locked(session: Session, delivery_id: str) -> Delivery:
-    return session.get(Delivery, delivery_id, with_for_update=True)
+    return session.get_one(Delivery, delivery_id, with_for_update=True)
 
 
 def audit_delivery(audit: AuditLog, session: Session, delivery: Delivery, action: str, outcome: str, details: dict,

@@ -79,7 +79,7 @@ class DeliveryWorker:
         self._wake = threading.Event()
         self._pool: ThreadPoolExecutor | None = None
         self._thread: threading.Thread | None = None
-        self._periodic: list[Callable[[], None]] = []
+        self._periodic: list[Callable[[], object]] = []
 
     # --- lifecycle ---------------------------------------------------------------
 
@@ -111,7 +111,7 @@ class DeliveryWorker:
         except Exception:
             log.exception("could not release collection leases; they lapse on their own")
 
-    def add_periodic(self, task: Callable[[], None]) -> None:
+    def add_periodic(self, task: Callable[[], object]) -> None:
         """Run ``task`` on every pass of the dispatcher loop (cheap housekeeping such
         as audit checkpoints); its failures are logged, never stop the loop."""
         self._periodic.append(task)
@@ -284,6 +284,8 @@ class DeliveryWorker:
         breaker, outcome, started = self.breakers[agency_id], None, time.perf_counter()
         try:
             channel = self.channels[agency_id]
+            if not isinstance(channel, AgencyChannel):  # batch and pull agencies are never sent to one by one
+                raise TypeError(f"agency {agency_id} takes no single exchanges")
             try:
                 answer = channel.exchange(envelope)
             except AdapterError as error:
@@ -460,7 +462,7 @@ class DeliveryWorker:
                 failures.append((record.message_id, error))
         with self.db.transaction() as session:
             batches.record_answers(session, answers, audit=self.audit, now=utc_now())
-            for delivery_id, error in failures:
-                services.record_failure(session, delivery_id, error, audit=self.audit, now=utc_now(), policy=self.policy)
+            for delivery_id, failure in failures:
+                services.record_failure(session, delivery_id, failure, audit=self.audit, now=utc_now(), policy=self.policy)
             for record in unknown:
                 services.record_unknown_result(session, agency_id, file_name, record, audit=self.audit)

@@ -14,7 +14,10 @@ target_metadata = [Base.metadata, AuditBase.metadata]
 def run_migrations_online() -> None:
     connectable = config.attributes.get("connection")
     if connectable is None:
-        engine = make_engine(config.get_main_option("sqlalchemy.url"), poolclass=pool.NullPool)
+        url = config.get_main_option("sqlalchemy.url")
+        if url is None:
+            raise RuntimeError("the Alembic configuration names no sqlalchemy.url")
+        engine = make_engine(url, poolclass=pool.NullPool)
         with engine.connect() as connection:
             _run(connection)
         engine.dispose()

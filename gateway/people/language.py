@@ -36,8 +36,8 @@ def chosen_language() -> str:
 
 def translate(key: str, language: str | None = None, **values: Any) -> str:
     """The message ``key`` in ``language`` (this request's by default), with ``values`` filled in."""
-    language = language or getattr(g, "console_language", DEFAULT_LANGUAGE)
-    text = MESSAGES[language].get(key) or MESSAGES[DEFAULT_LANGUAGE].get(key) or key
+    chosen = language or str(getattr(g, "console_language", DEFAULT_LANGUAGE))
+    text = MESSAGES[chosen].get(key) or MESSAGES[DEFAULT_LANGUAGE].get(key) or key
     return text.format(**values) if values else text
 
 

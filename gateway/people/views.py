@@ -48,7 +48,10 @@ def _settings():
 
 
 def _pending_signer() -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(current_app.secret_key, salt="gateway console oidc login v1")
+    secret_key = current_app.secret_key
+    if not secret_key:  # create_app sets it whenever the console is on
+        raise RuntimeError("the console's login needs the app's secret_key")
+    return URLSafeTimedSerializer(secret_key, salt="gateway console oidc login v1")
 
 
 def _audit_login(outcome: str, method: str, actor: Principal | None = None, **details: Any) -> None:

@@ -2,13 +2,17 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import JSON, DateTime, ForeignKey, Index, Numeric, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from gateway.db import Base
 from gateway.timeutil import new_id, utc_now
+
+if TYPE_CHECKING:  # the mapper resolves these by name; imported for the type checker only
+    from gateway.cases.models import Case, Subject
+    from gateway.deliveries.models import Delivery
 
 
 class Request(Base):
@@ -48,8 +52,8 @@ class Request(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now, onupdate=utc_now)
 
-    deliveries: Mapped[list["Delivery"]] = relationship(  # noqa: F821 (gateway.deliveries.models)
+    deliveries: Mapped[list["Delivery"]] = relationship(
         back_populates="request", lazy="selectin", order_by="Delivery.agency_id"
     )
-    case: Mapped["Case"] = relationship(lazy="joined")  # noqa: F821
-    subject: Mapped["Subject"] = relationship(lazy="joined")  # noqa: F821
+    case: Mapped["Case"] = relationship(lazy="joined")
+    subject: Mapped["Subject"] = relationship(lazy="joined")

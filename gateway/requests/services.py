@@ -153,7 +153,7 @@ def prepare_request(
     held = action in CONTROL_ACTIONS
     legal_basis = payload.get("legal_basis") or {}
     request_id = new_id()
-    deliveries = [
+    deliveries: list[dict[str, Any]] = [
         {
             "id": new_id(), "request_id": request_id, "agency_id": r.agency.id, "transport": r.agency.transport,
             "categories": list(r.categories), "state": "held" if held else "queued", "attempts": 0,
@@ -187,7 +187,7 @@ def prepare_request(
         # Stored as the API rendered it, so a replay with the same key is the same reply.
         "accepted_reply": reply, "created_at": now, "updated_at": now,
     }
-    audit_event = {
+    audit_event: dict[str, Any] = {
         "action": f"request.{action}", "outcome": "accepted", "case_number": debtor.case_number,
         "subject_id_number": debtor.id_number, "request_id": request_id,
         "details": {

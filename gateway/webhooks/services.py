@@ -37,6 +37,7 @@ from gateway.cases.models import Case, Subject
 from gateway.cases.services import debtor_name
 from gateway.controls.ledger import LIVE_STATES
 from gateway.controls.models import Control
+from gateway.db import rows_matched
 from gateway.deliveries.models import Asset, Delivery
 from gateway.errors import InvalidInput, NotFound
 from gateway.requests.models import Request
@@ -197,7 +198,7 @@ def _lapsing_controls(session: Session, court: str, today: date, warning_days: i
             "control_id": c.id, "case_number": case_number, "agency": c.agency_id, "identifier": c.identifier,
             "category": c.category, "action": c.action, "expires_on": c.expires_at.isoformat(),
             "days_left": (c.expires_at - today).days, "request_id": c.request_id})
-        for c, case_number in rows
+        for c, case_number in rows if c.expires_at is not None  # as the query filters, for the type checker
     ]
 
 
@@ -279,7 +280,7 @@ def claim_due(session: Session, *, now: datetime, lease_seconds: float, limit: i
                 (WebhookNotification.lease_until.is_(None)) | (WebhookNotification.lease_until < now))
             .values(lease_until=now + timedelta(seconds=lease_seconds),
                     attempts=WebhookNotification.attempts + 1))
-        if taken.rowcount == 1:
+        if rows_matched(taken) == 1:
             claimed.append(notification_id)
     return claimed
 
@@ -295,16 +296,16 @@ class Outgoing:
 
 
 def outgoing(session: Session, notification_id: str) -> Outgoing:
-    row = session.get(WebhookNotification, notification_id)
-    subscription = session.get(WebhookSubscription, row.subscription_id)
+    row = session.get_one(WebhookNotification, notification_id)
+    subscription = session.get_one(WebhookSubscription, row.subscription_id)
     return Outgoing(row.id, subscription.url, subscription.secret, row.event, row.attempts, row.payload)
 
 
 def record_outcome(session: Session, notification_id: str, *, status: int | None, error: str | None, now: datetime,
                    retry_at: datetime | None, audit: AuditLog, actor: Any) -> str:
     """Delivered (a 2xx), or pending again at ``retry_at``, or failed when there is none."""
-    row = session.get(WebhookNotification, notification_id)
-    subscription = session.get(WebhookSubscription, row.subscription_id)
+    row = session.get_one(WebhookNotification, notification_id)
+    subscription = session.get_one(WebhookSubscription, row.subscription_id)
     delivered = status is not None and 200 <= status < 300
     row.last_status, row.last_error, row.lease_until = status, error[:500] if error else None, None
     if delivered:
