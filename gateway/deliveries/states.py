@@ -46,7 +46,7 @@ DELIVERY = Machine("delivery", DeliveryState, {
     (D.HELD, D.QUEUED): "approved: it leaves now, its deadline counted from now (`decide`)",
     (D.HELD, D.REJECTED): "the approver rejected the control (`decide`)",
     (D.QUEUED, D.SENDING): "claimed by a worker when due (`claim_due`)",
-    (D.QUEUED, D.ANSWERED): "a result for the request as sent earlier, while a retry waits",
+    (D.QUEUED, D.ANSWERED): "a result for the request as sent earlier, while a retry waits (`record_answers`)",
     **{(D.QUEUED, t): why for t, why in _FAILURE.items()},
     (D.SENDING, D.SENDING): "its worker's lease lapsed: claimed again (`claim_due`)",
     (D.SENDING, D.QUEUED): "handed back by the agency's shared budget, the attempt not counted (`trim_to_budgets`); "

@@ -65,7 +65,7 @@ REQUEST = Machine("request", RequestState, {
     # refresh_requests: while any delivery is on its way the request follows them, both ways.
     **{(s, t): f"{why} (`refresh_requests`)" for s in _UNDER_WAY for t, why in _FOLLOWS.items()},
     # Settled deliveries never move again (a late result leaves one expired): nor does the request.
-    **{(s, s): "a late result recorded: every delivery stays settled (`refresh_requests`)" for s in _SETTLED},
+    **{(s, s): "recomputed after a late result: settled deliveries never move (`refresh_requests`)" for s in _SETTLED},
 })
 
 

@@ -126,3 +126,52 @@ def test_the_migrations_checks_are_the_models(empty_database):  # noqa: F811
 def _states_named(sql: str) -> set[str]:
     # PostgreSQL gives the condition back as it keeps it: (state)::text = ANY (ARRAY['held'::character varying, ...])
     return set(re.findall(r"'([^']*)'", sql))
+
+
+# --- on the suite's own (migrated) database ---------------------------------------------------------
+
+
+def test_the_database_refuses_a_state_outside_the_enums(database_url):
+    from gateway.db import Database
+    from gateway.deliveries.models import Delivery
+    from gateway.requests.models import Request
+
+    database = Database(database_url)
+    try:
+        with database.transaction() as session:
+            _write_history(session.connection())
+        for model, row_id in ((Delivery, "d2"), (Request, "r1")):
+            with pytest.raises(sa.exc.IntegrityError, match="ck_"):
+                with database.transaction() as session:
+                    session.get(model, row_id).state = "sent"
+        with database.transaction() as session:
+            assert session.get(Delivery, "d2").state == "awaiting" and session.get(Request, "r1").state == "in_progress"
+    finally:
+        database.engine.dispose()
+
+
+def test_refreshing_a_request_refuses_a_move_its_table_does_not_list(database_url):
+    """refresh_requests checks each request's move: a rejected request is never
+    followed again, so a delivery found unsettled under it (only hand-made data can
+    do that) is refused, and the whole transaction with it."""
+    from gateway.db import Database
+    from gateway.deliveries.services import refresh_requests
+    from gateway.errors import IllegalTransition
+    from gateway.requests.models import Request
+
+    database = Database(database_url)
+    try:
+        with database.transaction() as session:
+            _write_history(session.connection())
+            session.execute(sa.text("UPDATE requests SET state = 'rejected' WHERE id = 'r1'"))
+        with pytest.raises(IllegalTransition, match="from 'rejected' to 'in_progress'"):
+            with database.transaction() as session:
+                refresh_requests(session, ["r1"])
+        with database.transaction() as session:
+            assert session.get(Request, "r1").state == "rejected"
+            session.execute(sa.text("UPDATE requests SET state = 'accepted' WHERE id = 'r1'"))
+            refresh_requests(session, ["r1"])  # accepted -> in_progress is in the table
+        with database.transaction() as session:
+            assert session.get(Request, "r1").state == "in_progress"
+    finally:
+        database.engine.dispose()
