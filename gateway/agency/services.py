@@ -332,7 +332,7 @@ def _feed_round(session: Session, rows: list[tuple[str, bytes]], *, kind: str, p
             reason = f"request {key} is a {actual}: feed its result with {FEED_OPERATION[actual]}"
         elif row.fetched_at is None:
             reason = f"request {key} has not been listed to {agency.id} yet: list it first"
-        elif row.state in ("failed", "rejected") and row.result_id is None:
+        elif row.state in (DeliveryState.FAILED, DeliveryState.REJECTED) and row.result_id is None:
             reason = f"request {key} is closed ({row.state}): no result is taken for it"
         if reason is not None:
             acks[i] = _refuse(session, audit, principal, agency, key, "delivery.result", reason,

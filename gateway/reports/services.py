@@ -19,6 +19,7 @@ from gateway.controls.services import by_asset, controls_in_case
 from gateway.deliveries.models import Asset, Delivery
 from gateway.errors import PurposeDenied
 from gateway.requests.models import Request
+from gateway.deliveries.states import DeliveryState
 from gateway.requests.states import api_delivery_state
 from gateway.timeutil import as_utc, court_today, utc_now
 from schemas.vocabulary import CASH_CATEGORIES
@@ -55,7 +56,7 @@ def build_report(session: Session, case_number: str, subject_ref: str, principal
     latest_by_agency: dict[str, Delivery] = {}
     for d in deliveries:
         latest_by_agency.setdefault(d.agency_id, d)
-        if d.state == "answered":
+        if d.state == DeliveryState.ANSWERED:
             for category in d.categories:
                 answered_from.setdefault((d.agency_id, category), d)
     assets, via = [], {}
@@ -105,7 +106,7 @@ def build_report(session: Session, case_number: str, subject_ref: str, principal
         "gaps": [
             {"agency": d.agency_id, "state": api_delivery_state(d.state), "categories": d.categories, "error": d.last_error}
             for d in latest_by_agency.values()
-            if d.state != "answered"
+            if d.state != DeliveryState.ANSWERED
         ],
     }
     return report, subject

@@ -38,15 +38,17 @@ from gateway.cases.services import debtor_name
 from gateway.controls.ledger import LIVE_STATES
 from gateway.controls.models import Control
 from gateway.deliveries.models import Asset, Delivery
+from gateway.deliveries.states import DeliveryState
 from gateway.errors import InvalidInput, NotFound
 from gateway.requests.models import Request
+from gateway.requests.states import SETTLED
 from gateway.timeutil import as_utc, new_id
 from gateway.webhooks.models import WebhookNotification, WebhookSubscription
 from schemas.identifiers import mask_id_number
 from schemas.vocabulary import WEBHOOK_EVENTS
 
 EVENTS = WEBHOOK_EVENTS
-FINISHED_STATES = ("completed", "partially_completed", "failed", "rejected")
+FINISHED_STATES = tuple(SETTLED)
 SCAN_OVERLAP = timedelta(seconds=120)
 
 
@@ -150,7 +152,7 @@ def _finished_requests(session: Session, court: str, since: datetime, until: dat
         .order_by(Request.updated_at)).unique().all()
     events = []
     for request, case_number in rows:
-        answered = sum(1 for d in request.deliveries if d.state == "answered")
+        answered = sum(1 for d in request.deliveries if d.state == DeliveryState.ANSWERED)
         events.append(Event("request.finished", f"request:{request.id}:{request.state}", {
             "request_id": request.id, "case_number": case_number, "action": request.action, "state": request.state,
             "debtor": _debtor(session, request.case_id, request.subject), "answered": answered, "agencies": len(request.deliveries)}))
