@@ -12,9 +12,11 @@ import pytest
 import sqlalchemy as sa
 
 from gateway import migrate
+from gateway.batches.states import LineState
 from gateway.deliveries.states import DeliveryState
 from gateway.requests.states import RequestState
 from gateway.transitions import state_check
+from gateway.webhooks.states import NotificationState
 from test_migrations import empty_database  # noqa: F401 (fixture)
 
 BEFORE = "0015_caselife"
@@ -50,13 +52,33 @@ def _write_history(conn: sa.Connection) -> None:
         "INSERT INTO assets (id, subject_id, delivery_id, agency_id, category, identifier, description, "
         "encumbrances, details, found_at) VALUES ('a1', 's1', 'd1', 'bank-a', 'deposit', '6222', 'account', '[]', "
         "'{}', :now)"), {"now": NOW})
+    conn.execute(sa.text(
+        "INSERT INTO webhook_subscriptions (id, court_code, url, events, secret, created_by, created_at, "
+        "scanned_until) VALUES ('w1', '330102', 'https://court.example/hook', '[]', 's', 'officer', :now, :now)"),
+        {"now": NOW})
+    conn.execute(sa.text(
+        "INSERT INTO webhook_notifications (id, subscription_id, event, event_key, payload, state, attempts, "
+        "next_attempt_at, created_at) VALUES ('n1', 'w1', 'request.finished', 'request:r1', '{}', 'pending', 0, "
+        ":now, :now)"), {"now": NOW})
+    conn.execute(sa.text(
+        "INSERT INTO batches (id, court_code, officer_sub, officer_role, idempotency_key, payload_sha256, "
+        "line_count, created_at) VALUES ('b1', '330102', 'officer', 'court_officer', 'k2', 'x', 1, :now)"),
+        {"now": NOW})
+    conn.execute(sa.text(
+        "INSERT INTO batch_lines (batch_id, position, case_number, subject_kind, subject_name, id_number, "
+        "categories, state, updated_at) VALUES ('b1', 0, '(2026)浙0102执1号', 'person', 'Wang', "
+        "'110101199003071234', '[]', 'pending', :now)"), {"now": NOW})
 
 
-def _set_state(url: str, table: str, row_id: str, state: str) -> None:
+TABLES = {"deliveries": "id = 'd2'", "requests": "id = 'r1'", "webhook_notifications": "id = 'n1'",
+          "batch_lines": "batch_id = 'b1'"}
+
+
+def _set_state(url: str, table: str, state: str) -> None:
     engine = _engine(url)
     try:
         with engine.begin() as conn:
-            conn.execute(sa.text(f"UPDATE {table} SET state = :state WHERE id = :id"), {"state": state, "id": row_id})
+            conn.execute(sa.text(f"UPDATE {table} SET state = :state WHERE {TABLES[table]}"), {"state": state})
     finally:
         engine.dispose()
 
@@ -70,6 +92,9 @@ def _rows(url: str) -> dict[str, list[tuple]]:
                 "requests": conn.execute(sa.text("SELECT id, state FROM requests")).all(),
                 "assets": conn.execute(sa.text("SELECT id, delivery_id FROM assets")).all(),
                 "delivery_results": conn.execute(sa.text("SELECT delivery_id FROM delivery_results")).all(),
+                "webhook_notifications": conn.execute(sa.text("SELECT id, subscription_id, state FROM "
+                                                              "webhook_notifications")).all(),
+                "batch_lines": conn.execute(sa.text("SELECT batch_id, position, state FROM batch_lines")).all(),
             }
     finally:
         engine.dispose()
@@ -94,22 +119,24 @@ def test_upgrade_keeps_rows_and_refuses_bad_states_then_downgrade_lifts_it(empty
 
     migrate.upgrade(url)
     assert _rows(url) == before  # every row kept, assets and results still naming their deliveries
-    assert "ck_deliveries_state" in _checks(url, "deliveries")
-    assert "ck_requests_state" in _checks(url, "requests")
-    for table, row_id in (("deliveries", "d2"), ("requests", "r1")):
+    for table in TABLES:
+        assert f"ck_{table}_state" in _checks(url, table)
         with pytest.raises(sa.exc.IntegrityError, match="ck_"):
-            _set_state(url, table, row_id, "sent")  # an API name, never a row's state
+            _set_state(url, table, "sent")  # an API name, never a row's state
         with pytest.raises(sa.exc.IntegrityError):
-            _set_state(url, table, row_id, "")
-    _set_state(url, "deliveries", "d2", DeliveryState.EXPIRED)  # a state of the table is let in
-    _set_state(url, "requests", "r1", RequestState.PARTIALLY_COMPLETED)
+            _set_state(url, table, "")
+    _set_state(url, "deliveries", DeliveryState.EXPIRED)  # a state of the table is let in
+    _set_state(url, "requests", RequestState.PARTIALLY_COMPLETED)
+    _set_state(url, "webhook_notifications", NotificationState.DELIVERED)
+    _set_state(url, "batch_lines", LineState.REFUSED)
 
     migrate.downgrade(url, BEFORE)
-    assert _checks(url, "deliveries") == {} and _checks(url, "requests") == {}
-    _set_state(url, "deliveries", "d2", "sent")  # no check any more
+    for table in TABLES:
+        assert _checks(url, table) == {}
+    _set_state(url, "deliveries", "sent")  # no check any more
     with pytest.raises(sa.exc.IntegrityError):  # nor does an upgrade let a bad row through
         migrate.upgrade(url)
-    _set_state(url, "deliveries", "d2", "expired")
+    _set_state(url, "deliveries", "expired")
     migrate.upgrade(url)
     assert [r.state for r in _rows(url)["deliveries"]] == ["answered", "expired"]
 
@@ -118,7 +145,8 @@ def test_the_migrations_checks_are_the_models(empty_database):  # noqa: F811
     """The migration spells its states out; they are still the enums' (a state added to
     an enum needs a migration changing the check)."""
     migrate.upgrade(empty_database)
-    for table, states in (("deliveries", DeliveryState), ("requests", RequestState)):
+    for table, states in (("deliveries", DeliveryState), ("requests", RequestState),
+                          ("webhook_notifications", NotificationState), ("batch_lines", LineState)):
         stored = _checks(empty_database, table)[f"ck_{table}_state"]
         assert "state" in stored and _states_named(stored) == set(states) == _states_named(state_check(states)), table
 

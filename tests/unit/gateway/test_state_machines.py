@@ -1,6 +1,7 @@
-"""The delivery and request state machines: every move of each table accepted, every
-other refused, the request table covering whatever its deliveries' moves can make
-of it, the vocabulary and the README saying the same as the code."""
+"""The state machines (deliveries, requests, webhook notifications, batch lines):
+every move of each table accepted, every other refused, the request table covering
+whatever its deliveries' moves can make of it, the vocabulary and the README saying
+the same as the code."""
 
 from __future__ import annotations
 
@@ -11,14 +12,17 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from gateway.batches.states import BATCH_LINE, EXPANDABLE, LineState
 from gateway.deliveries.states import DELIVERY, FINAL, ON_ITS_WAY, DeliveryState, move_delivery
 from gateway.errors import Conflict, IllegalTransition
 from gateway.requests.states import REQUEST, RequestState, move_request, request_state
 from gateway.transitions import NEW, state_check
+from gateway.webhooks.states import NOTIFICATION, NotificationState, move_notification
 from schemas.vocabulary import DELIVERY_STATES, FINAL_DELIVERY_STATES, REQUEST_STATES
 
 README = Path(__file__).resolve().parents[3] / "README.md"
-MACHINES = {"delivery": (DELIVERY, move_delivery), "request": (REQUEST, move_request)}
+MACHINES = {"delivery": (DELIVERY, move_delivery), "request": (REQUEST, move_request),
+            "webhook notification": (NOTIFICATION, move_notification), "batch line": (BATCH_LINE, BATCH_LINE.move)}
 
 
 def _every_pair(machine):
@@ -60,6 +64,11 @@ def test_the_refusals_named_by_the_code_are_refused():
     assert not DELIVERY.allows(NEW, DeliveryState.SENDING)
     for target in RequestState:
         assert not REQUEST.allows(RequestState.REJECTED, target)
+    for target in NotificationState:
+        assert not NOTIFICATION.allows(NotificationState.DELIVERED, target)
+    for target in LineState:
+        assert not BATCH_LINE.allows(LineState.ACCEPTED, target) and not BATCH_LINE.allows(LineState.REFUSED, target)
+    assert EXPANDABLE == (LineState.PENDING,)
     assert not REQUEST.allows(RequestState.COMPLETED, RequestState.IN_PROGRESS)
     assert not REQUEST.allows(RequestState.ACCEPTED, RequestState.AWAITING_APPROVAL)
 
@@ -144,7 +153,7 @@ def test_the_check_constraint_names_every_state():
     assert set(re.findall(r"'([^']*)'", state_check(RequestState))) == set(RequestState)
 
 
-@pytest.mark.parametrize("name", ["delivery", "request"])
+@pytest.mark.parametrize("name", list(MACHINES))
 def test_the_readme_table_is_the_codes(name):
     machine, _ = MACHINES[name]
     text = README.read_text(encoding="utf-8")
