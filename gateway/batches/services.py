@@ -35,6 +35,7 @@ from gateway.errors import GatewayError, IdempotencyConflict, InvalidInput, NotF
 from gateway.registry import Registry
 from gateway.requests import services as requests
 from gateway.requests.models import Request
+from gateway.requests.states import SETTLED, RequestState
 from gateway.settings import LimitsSection
 from gateway.timeutil import as_utc
 from schemas.canonical import BatchSubmissionSchema
@@ -44,8 +45,8 @@ from schemas.identifiers import mask_id_number
 log = logging.getLogger(__name__)
 _SUBMISSION = BatchSubmissionSchema()
 CSV_HEADER = ("case_number", "kind", "name", "id_number")
-ANSWERED = ("completed", "partially_completed")
-FINISHED = ("completed", "partially_completed", "failed", "rejected")
+ANSWERED = (RequestState.COMPLETED, RequestState.PARTIALLY_COMPLETED)
+FINISHED = SETTLED
 
 
 def lines_from_csv(text: str) -> dict[str, Any]:
@@ -244,7 +245,8 @@ def progress_view(session: Session, batch: Batch, *, with_lines: bool) -> dict[s
         "lines": batch.line_count, "accepted": states.count(LineState.ACCEPTED), "refused": states.count(LineState.REFUSED),
         "pending": states.count(LineState.PENDING),
         "answered": sum(1 for s in request_states if s in ANSWERED),
-        "failed": sum(1 for s in request_states if s in ("failed", "rejected")) + states.count("refused"),
+        "failed": sum(1 for s in request_states if s in (RequestState.FAILED, RequestState.REJECTED))
+        + states.count(LineState.REFUSED),
         "in_progress": sum(1 for s in request_states if s not in FINISHED),
     }
     if progress["pending"]:

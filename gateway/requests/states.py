@@ -47,7 +47,7 @@ def request_state(delivery_states: Iterable[str]) -> RequestState:
 R = RequestState  # short, for the table below
 _UNDER_WAY = (R.ACCEPTED, R.IN_PROGRESS)
 _SETTLED = (R.COMPLETED, R.PARTIALLY_COMPLETED, R.FAILED)
-SETTLED = frozenset({*_SETTLED, R.REJECTED})  # a request that will not move again (what a webhook tells)
+SETTLED = (*_SETTLED, R.REJECTED)  # a request that will not move again (what a webhook tells)
 _FOLLOWS = {
     R.ACCEPTED: "every delivery queued again (a retry scheduled, a lost batch file resent)",
     R.IN_PROGRESS: "a delivery on its way or settled, another not yet",

@@ -33,6 +33,7 @@ from gateway.deliveries.states import DeliveryState
 from gateway.errors import GatewayError, RuleViolation
 from gateway.requests import services as requests
 from gateway.requests.models import Request
+from gateway.requests.states import SETTLED
 from gateway.settings import TerminationSection
 from gateway.termination import rules
 from gateway.termination.models import TERMINATED, CaseTermination, TerminationRequery
@@ -43,7 +44,7 @@ from schemas.identifiers import mask_id_number
 log = logging.getLogger(__name__)
 SYSTEM_SUB = "gateway:termination"
 SYSTEM = SystemActor(sub=SYSTEM_SUB)
-FINISHED = ("completed", "partially_completed", "failed", "rejected")
+FINISHED = SETTLED  # a request that will not move again
 
 
 class _Taken(Exception):

@@ -49,7 +49,7 @@ from schemas.identifiers import mask_id_number
 from schemas.vocabulary import WEBHOOK_EVENTS
 
 EVENTS = WEBHOOK_EVENTS
-FINISHED_STATES = tuple(SETTLED)
+FINISHED_STATES = SETTLED
 SCAN_OVERLAP = timedelta(seconds=120)
 # A removed webhook's notifications end failed: those still pending (the table's word for it).
 _ENDED_FROM = NOTIFICATION.sources(NotificationState.FAILED, among=(NotificationState.PENDING,))

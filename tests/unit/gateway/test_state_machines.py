@@ -15,7 +15,7 @@ from hypothesis import given, settings, strategies as st
 from gateway.batches.states import BATCH_LINE, EXPANDABLE, LineState
 from gateway.deliveries.states import DELIVERY, FINAL, ON_ITS_WAY, DeliveryState, move_delivery
 from gateway.errors import Conflict, IllegalTransition
-from gateway.requests.states import REQUEST, RequestState, move_request, request_state
+from gateway.requests.states import REQUEST, SETTLED, RequestState, move_request, request_state
 from gateway.transitions import NEW, state_check
 from gateway.webhooks.states import NOTIFICATION, NotificationState, move_notification
 from schemas.vocabulary import DELIVERY_STATES, FINAL_DELIVERY_STATES, REQUEST_STATES
@@ -71,6 +71,15 @@ def test_the_refusals_named_by_the_code_are_refused():
     assert EXPANDABLE == (LineState.PENDING,)
     assert not REQUEST.allows(RequestState.COMPLETED, RequestState.IN_PROGRESS)
     assert not REQUEST.allows(RequestState.ACCEPTED, RequestState.AWAITING_APPROVAL)
+
+
+def test_final_and_settled_are_the_states_the_tables_never_leave():
+    """FINAL (deliveries) and SETTLED (requests: what webhooks, batches, repeat freezes and
+    re-inquiries wait for) are exactly the states with no move out but to themselves."""
+    for machine, named in ((DELIVERY, FINAL), (REQUEST, set(SETTLED))):
+        for state in machine.states:
+            leaves = {t for s, t in machine.moves if s == state and t != state}
+            assert (not leaves) == (state in named), state
 
 
 def test_a_word_that_is_no_state_is_refused():
