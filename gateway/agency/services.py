@@ -40,6 +40,7 @@ from gateway.auth.tokens import Principal
 from gateway.deliveries import batches
 from gateway.deliveries import services as deliveries
 from gateway.deliveries.models import Delivery, DeliveryResult
+from gateway.deliveries.states import DeliveryState, move_delivery
 from gateway.errors import Conflict, Forbidden, NotFound, RuleViolation
 from gateway.registry import Agency, Registry
 from gateway.requests.models import Request
@@ -88,7 +89,7 @@ def submit_result(session: Session, delivery_id: str, body: bytes, media_type: s
         return {"delivery_id": delivery_id, "outcome": "refused", "state": state, "error": f"{error.code}: {error.message}"}
     fresh = deliveries.record_answer(session, delivery_id, envelope, answer, body, audit=audit, now=now, actor=principal)
     delivery = session.get_one(Delivery, delivery_id)
-    outcome = ("late" if delivery.state == "expired" else "answered") if fresh else "duplicate_discarded"
+    outcome = ("late" if delivery.state == DeliveryState.EXPIRED else "answered") if fresh else "duplicate_discarded"
     return {"delivery_id": delivery_id, "outcome": outcome, "state": delivery.state, "error": None}
 
 
@@ -132,7 +133,7 @@ _DUE_FOR_LISTING = (
     .join(Request, Request.id == Delivery.request_id)
     .join(Case, Case.id == Request.case_id)
     .join(Subject, Subject.id == Request.subject_id)
-    .where(Delivery.state == "awaiting", Delivery.request_body.is_not(None))
+    .where(Delivery.state == DeliveryState.AWAITING, Delivery.request_body.is_not(None))
     .order_by(Delivery.created_at, Delivery.id)
 )
 
@@ -332,7 +333,7 @@ def _feed_round(session: Session, rows: list[tuple[str, bytes]], *, kind: str, p
             reason = f"request {key} is a {actual}: feed its result with {FEED_OPERATION[actual]}"
         elif row.fetched_at is None:
             reason = f"request {key} has not been listed to {agency.id} yet: list it first"
-        elif row.state in ("failed", "rejected") and row.result_id is None:
+        elif row.state in (DeliveryState.FAILED, DeliveryState.REJECTED) and row.result_id is None:
             reason = f"request {key} is closed ({row.state}): no result is taken for it"
         if reason is not None:
             acks[i] = _refuse(session, audit, principal, agency, key, "delivery.result", reason,
@@ -376,10 +377,10 @@ def send_back(session: Session, key: str, reason: str, *, principal: Principal, 
     except NotFound as error:
         return _refuse(session, audit, principal, agency, key, "delivery.sent_back", error.message)
     delivery = session.get_one(Delivery, key, with_for_update=True, populate_existing=True)
-    if delivery.state != "awaiting":
+    if delivery.state != DeliveryState.AWAITING:
         return _refuse(session, audit, principal, agency, key, "delivery.sent_back",
                        f"request {key} no longer awaits a result ({delivery.state}): nothing to send back", delivery)
-    delivery.state, delivery.lease_until = "rejected", None
+    delivery.state, delivery.lease_until = move_delivery(delivery.state, DeliveryState.REJECTED), None
     delivery.last_error = f"sent back by {agency.id}: {reason}"[:2000]
     delivery.updated_at = now
     session.flush()

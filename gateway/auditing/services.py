@@ -25,6 +25,7 @@ from audit.models import AuditEvent
 from audit.store import AuditLog
 from gateway import paging
 from gateway.deliveries.models import Delivery
+from gateway.deliveries.states import DeliveryState
 from gateway.errors import InvalidInput
 from gateway.settings import AnomaliesSection
 from gateway.timeutil import as_utc, court_date
@@ -301,7 +302,7 @@ def failures_per_day(session: Session, *, since: datetime) -> dict[str, dict[dat
     (audit events with outcome ``refused``)."""
     counts: dict[str, dict[date, int]] = {name: {} for name in FAILURE_SERIES}
     ended = session.execute(select(Delivery.state, Delivery.updated_at)
-                            .where(Delivery.state.in_(("failed", "expired")), Delivery.updated_at >= since)).all()
+                            .where(Delivery.state.in_((DeliveryState.FAILED, DeliveryState.EXPIRED)), Delivery.updated_at >= since)).all()
     events = AuditEvent.__table__.c
     refused = session.execute(select(events.at).where(events.outcome == "refused", events.at >= since)).all()
     for series, moment in [*((r.state, r.updated_at) for r in ended), *(("refused", r.at) for r in refused)]:

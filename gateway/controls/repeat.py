@@ -28,10 +28,11 @@ from gateway.db import Database
 from gateway.deliveries.models import Asset
 from gateway.registry import Registry
 from gateway.requests.models import Request
+from gateway.requests.states import SETTLED
 from gateway.timeutil import as_utc, court_date
 
 DAY = timedelta(days=1)
-FINAL = ("completed", "partially_completed", "failed", "rejected")
+FINAL = SETTLED  # a request that will not move again
 
 
 def schedule_row(request_id: str, case_id: str, amount: Decimal, targets: list[str], days: int, now: datetime) -> dict[str, Any]:

@@ -17,12 +17,13 @@ from sqlalchemy.orm import Session
 from gateway.controls.ledger import LIVE_STATES, ControlInForce, ReportedOutcome, apply, observe
 from gateway.controls.models import Control
 from gateway.deliveries.models import Delivery
+from gateway.deliveries.states import ON_ITS_WAY, DeliveryState
 from gateway.requests.models import Request
 from gateway.timeutil import court_date
 from schemas.vocabulary import CASH_CATEGORIES
 
 _C = Control.__table__.c
-PENDING_DELIVERY_STATES = ("held", "queued", "sending", "awaiting")
+PENDING_DELIVERY_STATES = (DeliveryState.HELD, *ON_ITS_WAY)
 
 
 def as_control(row: Any) -> ControlInForce:

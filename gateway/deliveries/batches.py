@@ -26,15 +26,18 @@ from gateway.cases.models import Case, Party, Subject
 from gateway.controls.services import observe_assets, record_outcomes
 from gateway.deliveries.models import Asset, Delivery, DeliveryResult
 from gateway.deliveries.services import WORKER, _control_line, refresh_requests
+from gateway.deliveries.states import DELIVERY, FINAL, DeliveryState, move_delivery
 from gateway.requests.models import Request
 from gateway.timeutil import court_date, new_id
 from schemas.canonical import AssetRecordSchema, ControlOutcomeSchema
-from schemas.vocabulary import FINAL_DELIVERY_STATES
 
 CHUNK = 500  # ids per IN list and rows per statement
 _ASSET = AssetRecordSchema()
 _OUTCOMES = ControlOutcomeSchema(many=True)
 _DELIVERIES = Delivery.__table__
+# The set-based moves' WHERE clauses, from the delivery table (an illegal one fails at import).
+_SENT_FROM = DELIVERY.sources(DeliveryState.AWAITING, among=(DeliveryState.SENDING,))
+_LOST_FROM = DELIVERY.sources(DeliveryState.QUEUED, among=(DeliveryState.AWAITING,))
 
 
 def chunks(items: list[Any], size: int = CHUNK) -> Iterator[list[Any]]:
@@ -120,13 +123,13 @@ def store_for_pull(session: Session, envelopes: dict[str, Envelope], *, audit: A
     the whole claim, as ``mark_sent`` for a batch file."""
     still: dict[str, Addressed] = {}
     for ids in chunks(sorted(envelopes)):
-        rows = session.execute(_ORDERS.where(Delivery.id.in_(ids), Delivery.state == "sending")
+        rows = session.execute(_ORDERS.where(Delivery.id.in_(ids), Delivery.state.in_(_SENT_FROM))
                                .order_by(Delivery.id).with_for_update(of=Delivery))
         still.update({row.id: _addressed(row) for row in rows})
     keep_requests(session, {i: envelopes[i] for i in still}, now=now)
     for ids in chunks(list(still)):
         session.execute(update(_DELIVERIES).where(_DELIVERIES.c.id.in_(ids)).values(
-            state="awaiting", lease_until=_DELIVERIES.c.deadline, updated_at=now))
+            state=DeliveryState.AWAITING, lease_until=_DELIVERIES.c.deadline, updated_at=now))
     audit.record_many(session, [
         _event(ref, "delivery.stored", "awaiting_pull", {"request_sha256": hashlib.sha256(envelopes[i].body).hexdigest()})
         for i, ref in still.items()
@@ -143,13 +146,13 @@ def mark_sent(session: Session, addressed: dict[str, Addressed], *, batch_file: 
     still: list[str] = []
     for ids in chunks(list(addressed)):
         still += session.scalars(
-            select(Delivery.id).where(Delivery.id.in_(ids), Delivery.state == "sending")
+            select(Delivery.id).where(Delivery.id.in_(ids), Delivery.state.in_(_SENT_FROM))
             .order_by(Delivery.id).with_for_update()
         ).all()
     until = now + timedelta(seconds=wait_seconds)
     for ids in chunks(still):
         session.execute(update(_DELIVERIES).where(_DELIVERIES.c.id.in_(ids)).values(
-            state="awaiting", lease_until=until, batch_file=batch_file, updated_at=now))
+            state=DeliveryState.AWAITING, lease_until=until, batch_file=batch_file, updated_at=now))
     audit.record_many(session, [
         _event(addressed[i], "delivery.sent", "awaiting_result", {"batch_file": batch_file}) for i in still
     ])
@@ -162,7 +165,7 @@ def awaiting_batch_files(session: Session, agency_id: str, *, now: datetime) -> 
     (past it, ``claim_due`` sends them again anyway)."""
     return list(session.scalars(
         select(Delivery.batch_file).distinct()
-        .where(Delivery.agency_id == agency_id, Delivery.state == "awaiting", Delivery.batch_file.is_not(None),
+        .where(Delivery.agency_id == agency_id, Delivery.state == DeliveryState.AWAITING, Delivery.batch_file.is_not(None),
                Delivery.lease_until >= now, Delivery.deadline > now)
         .order_by(Delivery.batch_file)
     ))
@@ -174,7 +177,7 @@ _LOCK_AWAITING = (
     .join(Request, Request.id == Delivery.request_id)
     .join(Case, Case.id == Request.case_id)
     .join(Subject, Subject.id == Request.subject_id)
-    .where(Delivery.state == "awaiting")
+    .where(Delivery.state.in_(_LOST_FROM))
     .order_by(Delivery.id)
     .with_for_update(of=Delivery)
 )
@@ -191,7 +194,7 @@ def resend_lost(session: Session, agency_id: str, batch_files: list[str], *, aud
                                                      Delivery.batch_file.in_(names))).all()
     for part in chunks([row.id for row in lost]):
         session.execute(update(_DELIVERIES).where(_DELIVERIES.c.id.in_(part)).values(
-            state="queued", lease_until=None, next_attempt_at=now, updated_at=now,
+            state=DeliveryState.QUEUED, lease_until=None, next_attempt_at=now, updated_at=now,
             last_error="batch_file_lost: the agency has the batch file neither waiting nor answered; sent again"))
     audit.record_many(session, [
         _event(_addressed(row), "delivery.attempt", "batch_file_lost", {"batch_file": row.batch_file}) for row in lost
@@ -241,8 +244,8 @@ def record_answers(session: Session, answers: list[tuple[str, Envelope, AgencyAn
         _envelope, answer, raw = by_id[delivery_id]
         ref = _addressed(row)
         answer_sha = hashlib.sha256(raw).hexdigest()
-        late = row.state == "expired" and row.result_id is None
-        if row.state in FINAL_DELIVERY_STATES and not late:
+        late = row.state == DeliveryState.EXPIRED and row.result_id is None
+        if row.state in FINAL and not late:
             events.append(_event(ref, "delivery.result", "duplicate_discarded",
                                  {"state": row.state, "answer_sha256": answer_sha}, actor))
             settled[delivery_id] = "duplicate_discarded"
@@ -255,10 +258,12 @@ def record_answers(session: Session, answers: list[tuple[str, Envelope, AgencyAn
                         "request_sha256": answer.request_sha256, "answer_sha256": answer_sha,
                         "asset_count": len(records), "controls": outcomes or None, "late": late})
         if late:  # kept and shown, but not answered in time: the delivery stays expired
-            changes.append({"b_id": delivery_id, "b_state": "expired", "b_answered_at": None, "b_now": now,
+            changes.append({"b_id": delivery_id, "b_state": move_delivery(row.state, DeliveryState.EXPIRED),
+                            "b_answered_at": None, "b_now": now,
                             "b_last_error": f"{row.last_error or 'expired'}; a late result arrived at {now.isoformat()}"})
         else:
-            changes.append({"b_id": delivery_id, "b_state": "answered", "b_answered_at": now, "b_last_error": None,
+            changes.append({"b_id": delivery_id, "b_state": move_delivery(row.state, DeliveryState.ANSWERED),
+                            "b_answered_at": now, "b_last_error": None,
                             "b_now": now})
         details = {"assets": len(records), "request_sha256": answer.request_sha256, "answer_sha256": answer_sha}
         if outcomes:

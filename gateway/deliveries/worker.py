@@ -31,6 +31,7 @@ from gateway.deliveries.breaker import Breakers
 from gateway.deliveries.channels import AgencyChannel, BatchChannel, Channel, PullChannel
 from gateway.deliveries.metrics import DeliveryMetrics
 from gateway.deliveries.retry import RateLimiter
+from gateway.deliveries.states import DeliveryState
 from gateway.settings import BreakerSection, WorkersSection
 from gateway.timeutil import utc_now
 
@@ -318,7 +319,7 @@ class DeliveryWorker:
             self._wake.set()  # a slot is free: more of this agency's work may be due
 
     def _observe(self, agency_id: str, outcome: str | None, seconds: float) -> None:
-        if outcome == "queued":
+        if outcome == DeliveryState.QUEUED:  # record_failure scheduled a retry
             self.metrics.retried(agency_id)
             outcome = "retry"
         self.metrics.observe(agency_id, outcome or "unknown", seconds)

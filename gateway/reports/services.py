@@ -19,6 +19,7 @@ from gateway.controls.services import by_asset, controls_in_case
 from gateway.deliveries.models import Asset, Delivery
 from gateway.errors import PurposeDenied
 from gateway.requests.models import Request
+from gateway.deliveries.states import DeliveryState
 from gateway.requests.states import api_delivery_state
 from gateway.timeutil import as_utc, court_today, utc_now
 from schemas.vocabulary import CASH_CATEGORIES
@@ -75,7 +76,7 @@ def build_report(session: Session, case_number: str, subject_ref: str, principal
         "gaps": [
             {"agency": d.agency_id, "state": api_delivery_state(d.state), "categories": d.categories, "error": d.last_error}
             for d in latest_by_agency.values()
-            if d.state != "answered"
+            if d.state != DeliveryState.ANSWERED
         ],
     }
     return report, subject
@@ -89,7 +90,7 @@ def _standing_answers(deliveries: Sequence[Delivery]) -> tuple[dict[tuple[str, s
     latest_by_agency: dict[str, Delivery] = {}
     for d in deliveries:
         latest_by_agency.setdefault(d.agency_id, d)
-        if d.state == "answered":
+        if d.state == DeliveryState.ANSWERED:
             for category in d.categories:
                 answered_from.setdefault((d.agency_id, category), d)
     return answered_from, latest_by_agency

@@ -4,10 +4,12 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Numeric, String, UniqueConstraint
+from sqlalchemy import JSON, CheckConstraint, DateTime, ForeignKey, Index, Numeric, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from gateway.db import Base
+from gateway.requests.states import RequestState
+from gateway.transitions import state_check
 from gateway.timeutil import new_id, utc_now
 
 if TYPE_CHECKING:  # the mapper resolves these by name; imported for the type checker only
@@ -23,6 +25,8 @@ class Request(Base):
         # The per-officer and per-court limits count recent requests (gateway/requests/limits.py).
         Index("ix_requests_officer_created", "officer_sub", "created_at"),
         Index("ix_requests_court_created", "court_code", "created_at"),
+        # The states of gateway/requests/states.py (migration 0017_state_checks).
+        CheckConstraint(state_check(RequestState), name="state"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)

@@ -21,10 +21,11 @@ from gateway.auth.tokens import Principal
 from gateway.cases.models import Case
 from gateway.cases.services import debtor_name
 from gateway.deliveries.models import Asset
+from gateway.deliveries.states import FINAL, DeliveryState
 from gateway.requests.models import Request
 from gateway.requests.services import state_view
+from gateway.requests.states import RequestState
 from schemas.identifiers import mask_id_number, normalise_case_number
-from schemas.vocabulary import FINAL_DELIVERY_STATES
 
 _CURSOR_PREFIX = "req:"
 
@@ -60,7 +61,7 @@ def detail_view(session: Session, row: Request, targets: Mapping[str, dict[str, 
     """The request in full (RequestDetailSchema); ``targets`` from ``_targets`` when a page is read."""
     targets = _targets(session, [row]) if targets is None else targets
     body = state_view(session, row)
-    answered = sum(1 for d in row.deliveries if d.state == "answered")
+    answered = sum(1 for d in row.deliveries if d.state == DeliveryState.ANSWERED)
     body.update({
         "debtor": {"kind": row.subject.kind, "id_number_masked": mask_id_number(row.subject.id_number),
                    "name": debtor_name(session, row.case_id, row.subject)},
@@ -72,12 +73,12 @@ def detail_view(session: Session, row: Request, targets: Mapping[str, dict[str, 
         "proposer": row.officer_sub,
         "court": row.court_code,
         "decision": ({"by": row.decided_by, "at": row.decided_at, "reason": row.decision_reason,
-                      "outcome": "rejected" if row.state == "rejected" else "approved"}
+                      "outcome": "rejected" if row.state == RequestState.REJECTED else "approved"}
                      if row.decided_by else None),
         "source_request_id": row.source_request_id,
         "updated_at": row.updated_at,
         "progress": {"answered": answered, "agencies": len(row.deliveries),
-                     "finished": sum(1 for d in row.deliveries if d.state in FINAL_DELIVERY_STATES)},
+                     "finished": sum(1 for d in row.deliveries if d.state in FINAL)},
     })
     return body
 
@@ -89,9 +90,9 @@ def find_requests(session: Session, principal: Principal, filters: Mapping[str, 
     if principal.role != "admin":  # the case's court: a moved case's history is the receiving court's
         query = query.where(Case.court_code == (principal.court or ""))
     if filters.get("awaiting_approval") is True:
-        query = query.where(Request.state == "awaiting_approval")
+        query = query.where(Request.state == RequestState.AWAITING_APPROVAL)
     elif filters.get("awaiting_approval") is False:
-        query = query.where(Request.state != "awaiting_approval")
+        query = query.where(Request.state != RequestState.AWAITING_APPROVAL)
     if filters.get("state"):
         query = query.where(Request.state == filters["state"])
     if filters.get("action"):

@@ -29,9 +29,11 @@ from gateway.batches.services import Intake
 from gateway.cases.models import Case, Subject
 from gateway.db import Database, rows_matched
 from gateway.deliveries.models import Delivery
+from gateway.deliveries.states import DeliveryState
 from gateway.errors import GatewayError, RuleViolation
 from gateway.requests import services as requests
 from gateway.requests.models import Request
+from gateway.requests.states import SETTLED
 from gateway.settings import TerminationSection
 from gateway.termination import rules
 from gateway.termination.models import TERMINATED, CaseTermination, TerminationRequery
@@ -42,7 +44,7 @@ from schemas.identifiers import mask_id_number
 log = logging.getLogger(__name__)
 SYSTEM_SUB = "gateway:termination"
 SYSTEM = SystemActor(sub=SYSTEM_SUB)
-FINISHED = ("completed", "partially_completed", "failed", "rejected")
+FINISHED = SETTLED  # a request that will not move again
 
 
 class _Taken(Exception):
@@ -199,7 +201,7 @@ def _notice(session: Any, case: Case, requery: TerminationRequery, made: Sequenc
     debtors = {s.id: s for s in session.scalars(select(Subject).where(Subject.id.in_([r.subject_id for r in made])))}
     unanswered: dict[str, list[str]] = {}
     for request_id, agency_id in session.execute(select(Delivery.request_id, Delivery.agency_id).where(
-            Delivery.request_id.in_([r.id for r in made]), Delivery.state != "answered")):
+            Delivery.request_id.in_([r.id for r in made]), Delivery.state != DeliveryState.ANSWERED)):
         unanswered.setdefault(request_id, []).append(agency_id)
     return {
         "creditors": [debtor_label(s) for s in creditors],
