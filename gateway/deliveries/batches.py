@@ -29,10 +29,9 @@ from gateway.deliveries.services import WORKER, _control_line, refresh_requests
 from gateway.deliveries.states import DELIVERY, FINAL, DeliveryState, move_delivery
 from gateway.requests.models import Request
 from gateway.timeutil import court_date, new_id
-from schemas.canonical import AssetRecordSchema, ControlOutcomeSchema
+from schemas.canonical import ControlOutcomeSchema, load_asset_record
 
 CHUNK = 500  # ids per IN list and rows per statement
-_ASSET = AssetRecordSchema()
 _OUTCOMES = ControlOutcomeSchema(many=True)
 _DELIVERIES = Delivery.__table__
 # The set-based moves' WHERE clauses, from the delivery table (an illegal one fails at import).
@@ -250,7 +249,7 @@ def record_answers(session: Session, answers: list[tuple[str, Envelope, AgencyAn
                                  {"state": row.state, "answer_sha256": answer_sha}, actor))
             settled[delivery_id] = "duplicate_discarded"
             continue
-        records = [_ASSET.load(a) for a in answer.assets]
+        records = [load_asset_record(a) for a in answer.assets]
         outcomes = _OUTCOMES.dump(_OUTCOMES.load(answer.controls))
         assets += [{"id": new_id(), "subject_id": row.subject_id, "delivery_id": delivery_id, "agency_id": row.agency_id,
                     "found_at": now, **record} for record in records]
