@@ -280,7 +280,8 @@ class Api:
             token = self.token()
         if token:
             all_headers["Authorization"] = f"Bearer {token}"
-        return self.http.request(method, self.base + path, headers=all_headers, timeout=15, **kw)
+        kw.setdefault("timeout", 15)
+        return self.http.request(method, self.base + path, headers=all_headers, **kw)
 
     def post(self, path: str, **kw: Any):
         return self.call("POST", path, **kw)
