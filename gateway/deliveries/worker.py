@@ -20,11 +20,11 @@ import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
 
 from adapters.errors import AdapterError, IncomingInvalid, TransportError
 from adapters.interfaces import Envelope
 from audit.store import AuditLog
+from gateway.background.housekeeper import Housekeeper
 from gateway.db import Database
 from gateway.deliveries import batches, services
 from gateway.deliveries.breaker import Breakers
@@ -56,7 +56,7 @@ class InternalFault(TransportError):
 class DeliveryWorker:
     def __init__(self, db: Database, channels: dict[str, Channel], audit: AuditLog, settings: WorkersSection,
                  breaker: BreakerSection | None = None, *, metrics: DeliveryMetrics | None = None,
-                 owner: str | None = None):
+                 owner: str | None = None, housekeeper: Housekeeper | None = None):
         self.db, self.channels, self.audit, self.settings = db, channels, audit, settings
         self.metrics = metrics or DeliveryMetrics.disabled()
         # Who holds a lease (host:pid/worker), kept on the claimed rows for operators and tests.
@@ -80,7 +80,9 @@ class DeliveryWorker:
         self._wake = threading.Event()
         self._pool: ThreadPoolExecutor | None = None
         self._thread: threading.Thread | None = None
-        self._periodic: list[Callable[[], object]] = []
+        # Periodic background work runs in a thread of its own, started and stopped with
+        # this worker, so dispatch never waits on it (gateway/background/housekeeper.py).
+        self.housekeeper = housekeeper
 
     # --- lifecycle ---------------------------------------------------------------
 
@@ -88,11 +90,15 @@ class DeliveryWorker:
         self._pool = ThreadPoolExecutor(max_workers=self.settings.threads, thread_name_prefix="delivery")
         self._thread = threading.Thread(target=self._run, name="delivery-dispatcher", daemon=True)
         self._thread.start()
+        if self.housekeeper is not None:
+            self.housekeeper.start()
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
         self._wake.set()
+        if self.housekeeper is not None:
+            self.housekeeper.stop(timeout)
         if self._thread:
             self._thread.join(timeout)
         if self._pool:
@@ -112,11 +118,6 @@ class DeliveryWorker:
         except Exception:
             log.exception("could not release collection leases; they lapse on their own")
 
-    def add_periodic(self, task: Callable[[], object]) -> None:
-        """Run ``task`` on every pass of the dispatcher loop (cheap housekeeping such
-        as audit checkpoints); its failures are logged, never stop the loop."""
-        self._periodic.append(task)
-
     def wake(self) -> None:
         """Look for work now (called after a request is accepted in this process)."""
         self._wake.set()
@@ -132,11 +133,6 @@ class DeliveryWorker:
             except Exception:
                 log.exception("delivery dispatcher pass failed; trying again")
                 started = 0
-            for task in self._periodic:
-                try:
-                    task()
-                except Exception:
-                    log.exception("periodic task %s failed", getattr(task, "__qualname__", task))
             if not started:
                 self._wake.wait(self.settings.poll_interval_seconds)
                 self._wake.clear()
