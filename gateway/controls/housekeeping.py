@@ -29,10 +29,16 @@ class ControlHousekeeping:
         self.db, self.registry, self.audit, self.rules, self.clock = db, registry, audit, rules, clock
         self.interval_seconds = interval_seconds
         self.on_work = on_work
-        self._last = 0.0
+        # None: the first look sweeps at once. A process that has just taken the
+        # housekeeper lease may be taking over from one that died mid-interval, so
+        # waiting a full interval first could leave an excess frozen up to twice as
+        # long; a sweep that finds nothing writes nothing (it reads first). Explicit
+        # rather than 0.0, which only meant "at once" because the monotonic clock
+        # counts from boot.
+        self._last: float | None = None
 
     def maybe_run(self) -> None:
-        if time.monotonic() - self._last < self.interval_seconds:
+        if self._last is not None and time.monotonic() - self._last < self.interval_seconds:
             return
         self._last = time.monotonic()
         self.run_once()
