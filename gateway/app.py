@@ -32,7 +32,7 @@ from gateway.controls import views as control_views
 from gateway.creditors import views as creditor_views
 from gateway.controls.housekeeping import ControlHousekeeping
 from gateway.controls.rules import ControlRules
-from gateway.deliveries.channels import build_channels
+from gateway.deliveries.channels import build_channels, build_codecs
 from gateway.deliveries.metrics import DeliveryMetrics
 from gateway.deliveries.worker import DeliveryWorker
 from gateway.forwarded import TrustedProxies, proxy_networks
@@ -107,10 +107,14 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, registry: Registry
     # and stops it, so whatever runs a worker (serve, `gateway worker`, the demo) runs it.
     housekeeper = Housekeeper(app.extensions["db"])
     app.extensions["housekeeper"] = housekeeper
+    # Codecs and the retry policy belong to the app: the result views (REST and SOAP)
+    # read them from here, not from the worker's channels.
+    app.extensions["codecs"] = build_codecs(app.extensions["registry"])
     worker = DeliveryWorker(
-        app.extensions["db"], build_channels(app.extensions["registry"]), app.extensions["audit"], settings.workers,
-        settings.breaker, metrics=metrics, housekeeper=housekeeper,
+        app.extensions["db"], build_channels(app.extensions["registry"], app.extensions["codecs"]),
+        app.extensions["audit"], settings.workers, settings.breaker, metrics=metrics, housekeeper=housekeeper,
     )
+    app.extensions["retry_policy"] = worker.policy
     # Each task below keeps its own pace (its maybe_* looks at its interval or a nudge);
     # every_seconds is how often the housekeeper asks it.
     housekeeper.add("audit_checkpoints", app.extensions["audit_checkpoints"].maybe_write, every_seconds=0.5)
