@@ -394,7 +394,7 @@ def _report_integrity(report, what: str) -> None:
         if not getattr(report, "sealed", True):
             click.echo(f"{what} UNSEALED [unsealed]: {report.unsealed_events} events after the newest checkpoint, "
                        f"the oldest written {report.unsealed_since}, wait longer than the bound; they could have "
-                       "been cut without trace (is the worker loop writing checkpoints?)", err=True)
+                       "been cut without trace (is a worker (its housekeeper) running to write checkpoints?)", err=True)
             sys.exit(3)
         return
     click.echo(f"{what} BROKEN at event {chain.first_bad_seq} [{chain.kind}]: {chain.problem} "

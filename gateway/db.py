@@ -1,7 +1,7 @@
 """Database: one engine per process, sessions opened at the edge.
 
 Services take a ``Session``, may flush, and never commit; the edge (a view, the
-worker loop, a CLI command) opens the transaction with ``db.transaction()``.
+housekeeper, a CLI command) opens the transaction with ``db.transaction()``.
 
 SQLite: WAL, ``synchronous=FULL``, foreign keys on, and every write transaction
 begins with ``BEGIN IMMEDIATE`` so that two writers never both read the audit

@@ -152,7 +152,7 @@ class TerminationSection:
     min_months_after_filing: int  # art. 1(4): more than three months since the case was filed
     requery_every_months: int  # art. 9: the debtor's property queried at least every six months...
     requery_years: int  # ...for five years after termination
-    interval_seconds: float  # how often the worker loop looks for re-inquiries due and answered
+    interval_seconds: float  # how often the housekeeper looks for re-inquiries due and answered
 
     def __post_init__(self) -> None:
         if not self.required_categories or not all(c.strip() for c in self.required_categories):

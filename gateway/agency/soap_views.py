@@ -245,8 +245,7 @@ def _list(name: str, payload: etree._Element, principal: Principal, now: Any) ->
 def _feed(name: str, payload: etree._Element, principal: Principal, now: Any) -> etree._Element:
     """The rows recorded in one transaction; should that fail, each row in its own, so
     one row's failure never undoes the others."""
-    worker = current_app.extensions["worker"]
-    codecs = {agency_id: channel.codec for agency_id, channel in worker.channels.items()}
+    codecs, policy = current_app.extensions["codecs"], current_app.extensions["retry_policy"]
     services.pull_agency(principal, current_app.extensions["registry"])  # a push agency is refused whole
     rows = list(msg.feed_rows(payload))
     readable = [(key, body) for key, body in rows if body is not None]
@@ -254,7 +253,7 @@ def _feed(name: str, payload: etree._Element, principal: Principal, now: Any) ->
 
     def feed(session: Session, fed: list[tuple[str, bytes]]) -> list[services.Ack]:
         return services.feed_results(session, fed, kind=msg.FEEDS[name], codecs=codecs, now=now,
-                                     policy=worker.policy, **context)
+                                     policy=policy, **context)
     try:
         with get_db().transaction() as session:
             acks = feed(session, readable)

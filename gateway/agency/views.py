@@ -66,13 +66,12 @@ def post_result(delivery_id: str) -> Any:
     """A result for one delivery, in the agency's own format, bound to the request it answers."""
     principal = current_principal()
     set_audit_context(request_id=None)
-    worker = current_app.extensions["worker"]
-    codecs = {agency_id: channel.codec for agency_id, channel in worker.channels.items()}
+    codecs, policy = current_app.extensions["codecs"], current_app.extensions["retry_policy"]
     with get_db().transaction() as session:
         reply = services.submit_result(
             session, delivery_id, request.get_data(), request.content_type or "", principal=principal,
             registry=current_app.extensions["registry"], codecs=codecs, audit=get_audit(), now=utc_now(),
-            policy=worker.policy,
+            policy=policy,
         )
     return reply, 422 if reply["outcome"] == "refused" else 200
 

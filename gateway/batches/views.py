@@ -81,7 +81,7 @@ def submit_batch(headers: dict[str, Any]) -> Any:
         batch = services.submit(session, principal, lines, key=headers["idempotency_key"], digest=digest, now=now,
                                 audit=get_audit())
         body = services.progress_view(session, batch, with_lines=False)
-    current_app.extensions["batch_expander"].nudge()  # it rides the worker loop: make the lines next pass
+    current_app.extensions["batch_expander"].nudge()  # a housekeeper task: in this process, make the lines at its next look
     current_app.extensions["worker"].wake()
     return body, 202
 

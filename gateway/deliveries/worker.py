@@ -20,16 +20,17 @@ import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
 
 from adapters.errors import AdapterError, IncomingInvalid, TransportError
 from adapters.interfaces import Envelope
 from audit.store import AuditLog
+from gateway.background.housekeeper import Housekeeper
 from gateway.db import Database
 from gateway.deliveries import batches, services
 from gateway.deliveries.breaker import Breakers
 from gateway.deliveries.channels import AgencyChannel, BatchChannel, Channel, PullChannel
 from gateway.deliveries.metrics import DeliveryMetrics
+from gateway.deliveries.recorder import AnswerRecorder
 from gateway.deliveries.retry import RateLimiter
 from gateway.deliveries.states import DeliveryState
 from gateway.settings import BreakerSection, WorkersSection
@@ -56,7 +57,7 @@ class InternalFault(TransportError):
 class DeliveryWorker:
     def __init__(self, db: Database, channels: dict[str, Channel], audit: AuditLog, settings: WorkersSection,
                  breaker: BreakerSection | None = None, *, metrics: DeliveryMetrics | None = None,
-                 owner: str | None = None):
+                 owner: str | None = None, housekeeper: Housekeeper | None = None):
         self.db, self.channels, self.audit, self.settings = db, channels, audit, settings
         self.metrics = metrics or DeliveryMetrics.disabled()
         # Who holds a lease (host:pid/worker), kept on the claimed rows for operators and tests.
@@ -80,23 +81,34 @@ class DeliveryWorker:
         self._wake = threading.Event()
         self._pool: ThreadPoolExecutor | None = None
         self._thread: threading.Thread | None = None
-        self._periodic: list[Callable[[], object]] = []
+        # Periodic background work runs in a thread of its own, started and stopped with
+        # this worker, so dispatch never waits on it (gateway/background/housekeeper.py).
+        self.housekeeper = housekeeper
+        # Answers from every delivery thread recorded a batch per transaction (group
+        # commit; gateway/deliveries/recorder.py); inline (not started) each alone.
+        self.recorder = AnswerRecorder(db, audit, max_batch=max(1, settings.threads) * 4)
 
     # --- lifecycle ---------------------------------------------------------------
 
     def start(self) -> DeliveryWorker:
         self._pool = ThreadPoolExecutor(max_workers=self.settings.threads, thread_name_prefix="delivery")
+        self.recorder.start()
         self._thread = threading.Thread(target=self._run, name="delivery-dispatcher", daemon=True)
         self._thread.start()
+        if self.housekeeper is not None:
+            self.housekeeper.start()
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
         self._wake.set()
+        if self.housekeeper is not None:
+            self.housekeeper.stop(timeout)
         if self._thread:
             self._thread.join(timeout)
         if self._pool:
             self._pool.shutdown(wait=True, cancel_futures=False)
+        self.recorder.stop(timeout)  # after the pool: its threads wait on the recorder
         self._release_collection_leases()
         for channel in self.channels.values():
             channel.close()
@@ -112,11 +124,6 @@ class DeliveryWorker:
         except Exception:
             log.exception("could not release collection leases; they lapse on their own")
 
-    def add_periodic(self, task: Callable[[], object]) -> None:
-        """Run ``task`` on every pass of the dispatcher loop (cheap housekeeping such
-        as audit checkpoints); its failures are logged, never stop the loop."""
-        self._periodic.append(task)
-
     def wake(self) -> None:
         """Look for work now (called after a request is accepted in this process)."""
         self._wake.set()
@@ -127,19 +134,17 @@ class DeliveryWorker:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            # Cleared before the pass, not after the wait: a slot freed or a request
+            # accepted while the pass runs keeps its wake, so the dispatcher never
+            # sleeps a poll interval with work due.
+            self._wake.clear()
             try:
                 started = self.dispatch_once()
             except Exception:
                 log.exception("delivery dispatcher pass failed; trying again")
                 started = 0
-            for task in self._periodic:
-                try:
-                    task()
-                except Exception:
-                    log.exception("periodic task %s failed", getattr(task, "__qualname__", task))
             if not started:
                 self._wake.wait(self.settings.poll_interval_seconds)
-                self._wake.clear()
 
     # --- one pass ------------------------------------------------------------------
 
@@ -204,14 +209,18 @@ class DeliveryWorker:
     def _claim_and_encode(self, plans: list[tuple[AgencyChannel | PullChannel, int, bool]],
                           now) -> dict[str, list[tuple[str, Envelope]]]:
         """Claim due deliveries of each agency (up to its limit) and write each one's
-        message, all in one transaction.
+        message: the claim in one transaction, the encoding outside any (codecs are
+        CPU only; holding the claim's row locks and connection through them kept other
+        processes' claims waiting), the messages' bytes kept in a second one before
+        any is sent.
 
         A message's bytes are kept on its first attempt and sent unchanged on every
         later one, by whichever worker: an agency that discards a repeat answers with
         its first answer, which names the hash of the first bytes (a re-encoded
         message would differ, if only in its timestamp). A message that breaks the
         format fails here and is never sent; a pull agency's message is stored for
-        it to fetch.
+        it to fetch. Between the two transactions the rows are leased to this worker,
+        so no other claims them.
         """
         ready: dict[str, list[tuple[str, Envelope]]] = {}
         with self.db.transaction() as session:
@@ -230,25 +239,29 @@ class DeliveryWorker:
                 return ready
             stored = services.stored_envelopes(session, every)
             orders = batches.load_orders(session, [i for i in every if i not in stored], now=now)
-            fresh: dict[str, Envelope] = {}
-            pulled: dict[str, Envelope] = {}
-            for channel, _limit, _trial in plans:
-                agency_id = channel.agency.id
-                for delivery_id in claimed[agency_id]:
-                    envelope = stored.get(delivery_id)
-                    if envelope is None:
-                        try:
-                            envelope = fresh[delivery_id] = channel.encode(orders[delivery_id][0])
-                        except AdapterError as error:
-                            services.record_failure(session, delivery_id, error, audit=self.audit, now=now,
-                                                    policy=self.policy)
-                            continue
-                    if isinstance(channel, PullChannel):
-                        pulled[delivery_id] = envelope
+        fresh: dict[str, Envelope] = {}
+        pulled: dict[str, Envelope] = {}
+        refused: list[tuple[str, AdapterError]] = []
+        for channel, _limit, _trial in plans:
+            agency_id = channel.agency.id
+            for delivery_id in claimed[agency_id]:
+                envelope = stored.get(delivery_id)
+                if envelope is None:
+                    try:
+                        envelope = fresh[delivery_id] = channel.encode(orders[delivery_id][0])
+                    except AdapterError as error:
+                        refused.append((delivery_id, error))
                         continue
-                    ready.setdefault(agency_id, []).append((delivery_id, envelope))
-            batches.keep_requests(session, {i: e for i, e in fresh.items() if i not in pulled}, now=now)
-            batches.store_for_pull(session, pulled, audit=self.audit, now=now)
+                if isinstance(channel, PullChannel):
+                    pulled[delivery_id] = envelope
+                    continue
+                ready.setdefault(agency_id, []).append((delivery_id, envelope))
+        if fresh or pulled or refused:
+            with self.db.transaction() as session:
+                for delivery_id, error in refused:
+                    services.record_failure(session, delivery_id, error, audit=self.audit, now=now, policy=self.policy)
+                batches.keep_requests(session, {i: e for i, e in fresh.items() if i not in pulled}, now=now)
+                batches.store_for_pull(session, pulled, audit=self.audit, now=now)
         return ready
 
     def _submit(self, task, *args) -> None:
@@ -297,9 +310,7 @@ class DeliveryWorker:
                                                       policy=self.policy)
                 return
             breaker.record(None, trial=trial)
-            with self.db.transaction() as session:
-                fresh = batches.record_answers(session, [(delivery_id, envelope, answer, answer.raw)], audit=self.audit,
-                                               now=utc_now())
+            fresh = self.recorder.record(delivery_id, envelope, answer)
             outcome = "answered" if fresh else "duplicate"
         except Exception as exc:
             log.exception("delivery %s to %s failed inside the gateway", delivery_id, agency_id)

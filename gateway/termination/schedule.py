@@ -1,4 +1,4 @@
-"""Re-inquiries of terminated cases on the worker loop (art. 9: every six months for
+"""Re-inquiries of terminated cases on the housekeeper (gateway/background) (art. 9: every six months for
 five years), and what their answers mean.
 
 Each round makes one inquiry per debtor through the ordinary intake
