@@ -249,8 +249,8 @@ class DeliveryWorker:
                 if envelope is None:
                     try:
                         envelope = fresh[delivery_id] = channel.encode(orders[delivery_id][0])
-                    except AdapterError as error:
-                        refused.append((delivery_id, error))
+                    except AdapterError as encode_error:
+                        refused.append((delivery_id, encode_error))
                         continue
                 if isinstance(channel, PullChannel):
                     pulled[delivery_id] = envelope
@@ -258,8 +258,8 @@ class DeliveryWorker:
                 ready.setdefault(agency_id, []).append((delivery_id, envelope))
         if fresh or pulled or refused:
             with self.db.transaction() as session:
-                for delivery_id, error in refused:
-                    services.record_failure(session, delivery_id, error, audit=self.audit, now=now, policy=self.policy)
+                for delivery_id, failure in refused:
+                    services.record_failure(session, delivery_id, failure, audit=self.audit, now=now, policy=self.policy)
                 batches.keep_requests(session, {i: e for i, e in fresh.items() if i not in pulled}, now=now)
                 batches.store_for_pull(session, pulled, audit=self.audit, now=now)
         return ready
