@@ -4,7 +4,6 @@ from the section dataclass (bools, optional fields, refusals naming the setting)
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from pathlib import Path
 
 import pytest
 from marshmallow import ValidationError
@@ -12,16 +11,9 @@ from marshmallow import ValidationError
 from gateway import settings as settings_module
 from gateway.errors import ConfigError
 from gateway.settings import load_settings, section_schema
+from test_settings import config_file  # noqa: F401 (fixture)
 
 
-@pytest.fixture
-def config_file(tmp_path: Path):
-    def _write(text: str) -> str:
-        path = tmp_path / "gateway.toml"
-        path.write_text(text, encoding="utf-8")
-        return str(path)
-
-    return _write
 
 
 @dataclass(frozen=True)
