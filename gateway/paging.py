@@ -8,6 +8,9 @@ import base64
 import binascii
 from datetime import datetime
 
+from sqlalchemy import ColumnElement, and_, or_
+from sqlalchemy.orm import QueryableAttribute
+
 from gateway.errors import InvalidInput
 from gateway.timeutil import as_utc
 
@@ -45,3 +48,10 @@ def decode_newest_first(prefix: str, cursor: str) -> tuple[datetime, str]:
         return as_utc(datetime.fromisoformat(moment)), row_id
     except ValueError:
         raise refuse_cursor() from None
+
+
+def older_than(prefix: str, cursor: str, created_at: QueryableAttribute[datetime],
+               row_id: QueryableAttribute[str]) -> ColumnElement[bool]:
+    """The WHERE clause of the page after ``cursor`` in a (created_at, id) newest-first list."""
+    moment, last_id = decode_newest_first(prefix, cursor)
+    return or_(created_at < moment, and_(created_at == moment, row_id < last_id))

@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 from flask import Blueprint, Flask, Response, current_app, redirect, render_template, request, url_for
 from marshmallow import ValidationError
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
@@ -101,8 +101,7 @@ def cases() -> Any:
     query = (select(Case).where(Case.court_code == (user.court or "")).options(selectinload(Case.parties))
              .order_by(Case.created_at.desc(), Case.id.desc()))
     if request.args.get("cursor"):
-        moment, last_id = paging.decode_newest_first(_CASES_CURSOR, request.args["cursor"])
-        query = query.where(or_(Case.created_at < moment, and_(Case.created_at == moment, Case.id < last_id)))
+        query = query.where(paging.older_than(_CASES_CURSOR, request.args["cursor"], Case.created_at, Case.id))
     with get_db().transaction() as session:
         rows = list(session.scalars(query.limit(CASES_PER_PAGE + 1)))
         more, rows = len(rows) > CASES_PER_PAGE, rows[:CASES_PER_PAGE]

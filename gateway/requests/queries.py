@@ -10,10 +10,9 @@ the proposer and the debtor's masked number and name. Reads only; no audit here
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Mapping
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway import paging
@@ -38,10 +37,6 @@ class RequestPage:
 
 def encode_cursor(row: Request) -> str:
     return paging.encode_newest_first(_CURSOR_PREFIX, row.created_at, row.id)
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    return paging.decode_newest_first(_CURSOR_PREFIX, cursor)
 
 
 def _targets(session: Session, rows: list[Request]) -> dict[str, dict[str, Any]]:
@@ -102,9 +97,7 @@ def find_requests(session: Session, principal: Principal, filters: Mapping[str, 
     if filters.get("case_number"):
         query = query.where(Case.case_number == normalise_case_number(filters["case_number"]))
     if cursor:
-        moment, last_id = decode_cursor(cursor)
-        query = query.where(or_(Request.created_at < moment,
-                                and_(Request.created_at == moment, Request.id < last_id)))
+        query = query.where(paging.older_than(_CURSOR_PREFIX, cursor, Request.created_at, Request.id))
     rows = list(session.execute(query.order_by(Request.created_at.desc(), Request.id.desc())
                                 .limit(limit + 1)).unique().scalars())
     more = len(rows) > limit
