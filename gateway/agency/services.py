@@ -37,7 +37,7 @@ from gateway.attachments.models import OfficerCredential, RequestDocument
 from gateway.attachments.services import credentials_of, documents_of
 from gateway.cases.models import Case, Subject
 from gateway.auth.tokens import Principal
-from gateway.deliveries import batches
+from gateway.deliveries import progress
 from gateway.deliveries import services as deliveries
 from gateway.deliveries.models import Delivery, DeliveryResult
 from gateway.deliveries.states import DeliveryState, move_delivery
@@ -282,7 +282,7 @@ def feed_results(session: Session, rows: list[tuple[str, bytes]], *, kind: str, 
     (the agency's codec, binding to the request, duplicates discarded, late results
     kept, audit), once its request was listed to the caller and fed through its
     kind's operation. The rows are recorded together, as an SFTP result file's
-    lines are (``batches.record_answers``: one lock pass, one audit append, one
+    lines are (``progress.record_answers``: one lock pass, one audit append, one
     request refresh), so a batch of 100 costs little more than one row. A key fed
     twice in one batch is taken in a second round, so it is the duplicate it would
     be in two calls. Refusals are audited; nothing raises for a row.
@@ -311,7 +311,7 @@ def _feed_round(session: Session, rows: list[tuple[str, bytes]], *, kind: str, p
     agency = pull_agency(principal, registry)
     keys = list(dict.fromkeys(k for k, _body in rows if len(k) <= 64))
     found: dict[str, Any] = {}
-    for part in batches.chunks(keys):
+    for part in progress.chunks(keys):
         found.update({row.id: row for row in session.execute(
             select(Delivery.id, Delivery.state, Delivery.fetched_at, Request.action,
                    DeliveryResult.delivery_id.label("result_id"))
@@ -350,7 +350,7 @@ def _feed_round(session: Session, rows: list[tuple[str, bytes]], *, kind: str, p
         answers.append((key, envelope, answer, body))
     # Answers first, then failures: the order the worker records a result file's lines in.
     settled: dict[str, str] = {}
-    batches.record_answers(session, answers, audit=audit, now=now, actor=principal, settled=settled)
+    progress.record_answers(session, answers, audit=audit, now=now, actor=principal, settled=settled)
     for key, _envelope, _answer, _body in answers:
         acks[position[key]] = Ack(key, True, _SETTLED_INFO[settled[key]])
     for key, failure in failures:

@@ -4,7 +4,7 @@ Each delivery thread used to open its own write transaction for its one answer:
 with 16 threads that is 16 commits (and 16 audit appends) where one would do. The
 recorder has one thread of its own; a delivery thread hands it its answer and waits
 for the outcome, and the recorder records whatever answers are waiting in one
-transaction (``batches.record_answers``, set-based), up to ``max_batch`` at a time.
+transaction (``progress.record_answers``, set-based), up to ``max_batch`` at a time.
 A thread whose answer is recorded learns whether it was new, as before.
 
 Should a batch's transaction fail, each of its answers is recorded again in a
@@ -23,7 +23,7 @@ from concurrent.futures import Future
 from adapters.interfaces import AgencyAnswer, Envelope
 from audit.store import AuditLog
 from gateway.db import Database
-from gateway.deliveries import batches
+from gateway.deliveries import progress
 from gateway.timeutil import utc_now
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ class AnswerRecorder:
 
     def _record_alone(self, delivery_id: str, envelope: Envelope, answer: AgencyAnswer) -> bool:
         with self.db.transaction() as session:
-            return bool(batches.record_answers(session, [(delivery_id, envelope, answer, answer.raw)],
+            return bool(progress.record_answers(session, [(delivery_id, envelope, answer, answer.raw)],
                                                audit=self.audit, now=utc_now()))
 
     def _run(self) -> None:
@@ -92,7 +92,7 @@ class AnswerRecorder:
         settled: dict[str, str] = {}
         try:
             with self.db.transaction() as session:
-                batches.record_answers(session, [(i, e, a, a.raw) for i, e, a, _done in items], audit=self.audit,
+                progress.record_answers(session, [(i, e, a, a.raw) for i, e, a, _done in items], audit=self.audit,
                                        now=utc_now(), settled=settled)
         except Exception:
             log.exception("a batch of %d answers could not be recorded whole: recording each alone", len(items))

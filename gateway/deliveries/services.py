@@ -10,26 +10,23 @@ from __future__ import annotations
 import hashlib
 import random
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
-from decimal import Decimal
-from typing import Any, Iterable
+from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from adapters.errors import AdapterError, AgencyRefused, IncomingInvalid
-from adapters.interfaces import AgencyAnswer, BatchRecord, ControlLine, Envelope, InboundBatch
-from audit.store import AuditLog, SystemActor
+from adapters.interfaces import AgencyAnswer, BatchRecord, Envelope, InboundBatch
+from audit.store import AuditLog
 from gateway.deliveries.models import AgencyBudget, ChannelLease, Delivery, QuarantinedMessage
+from gateway.deliveries import progress
+from gateway.deliveries.progress import WORKER, refresh_requests
 from gateway.deliveries.retry import next_attempt_at, shared_grant
 from gateway.deliveries.states import DELIVERY, FINAL, ON_ITS_WAY, DeliveryState, move_delivery
-from gateway.requests.models import Request
-from gateway.requests.states import move_request, request_state
 from gateway.timeutil import as_utc
-
-WORKER = SystemActor(sub="gateway:worker")
 
 # The set-based moves' WHERE clauses, from the delivery table (an illegal one fails at import).
 _DUE = DELIVERY.sources(DeliveryState.SENDING, among=(DeliveryState.QUEUED,))
@@ -135,15 +132,6 @@ def trim_to_budgets(session: Session, claimed: dict[str, list[str]], limits: dic
     return kept
 
 
-def _control_line(line: dict[str, Any]) -> ControlLine:
-    return ControlLine(
-        identifier=line["identifier"],
-        amount=Decimal(line["amount"]) if line.get("amount") is not None else None,
-        until=date.fromisoformat(line["until"]) if line.get("until") else None,
-        original_reference=line.get("original_reference"),
-    )
-
-
 def stored_envelopes(session: Session, delivery_ids: list[str], agency_id: str | None = None) -> dict[str, Envelope]:
     """The requests already made for these deliveries, exactly as sent (absent: not
     made yet). With ``agency_id``: only that agency's, so an agency's result can
@@ -162,40 +150,6 @@ def stored_envelopes(session: Session, delivery_ids: list[str], agency_id: str |
             for row in session.execute(query)
         })
     return found
-
-
-def refresh_requests(session: Session, request_ids: Iterable[str]) -> None:
-    """Recompute requests' states from their deliveries.
-
-    The request rows are locked first (in id order): two of a request's deliveries
-    finishing at once in two transactions would otherwise each read the other as
-    still on its way, and the request would stay in progress with every delivery done.
-    The lock is FOR NO KEY UPDATE (only the state changes), which PostgreSQL's
-    foreign-key checks (FOR KEY SHARE on the request, taken e.g. when a transaction
-    updates one of its delivery rows a second time) do not conflict with: with FOR
-    UPDATE, a claim transaction that stores a pull agency's request (KEY SHARE, then
-    the audit chain lock) deadlocked against an answer being recorded (chain lock,
-    then this lock).
-    """
-    ids = sorted(request_ids)
-    for start in range(0, len(ids), 500):
-        part = ids[start:start + 500]
-        current = dict(session.execute(select(Request.id, Request.state).where(Request.id.in_(part))
-                                       .order_by(Request.id).with_for_update(key_share=True)).all())
-        states: dict[str, list[str]] = {i: [] for i in part}
-        for request_id, state in session.execute(
-            select(Delivery.request_id, Delivery.state).where(Delivery.request_id.in_(part))
-        ):
-            states[request_id].append(state)
-        # Each request's move checked against the request table (IllegalTransition rolls all of it back).
-        moves = [{"b_id": i, "b_state": move_request(current[i], request_state(s))}
-                 for i, s in states.items() if i in current]
-        if moves:
-            session.execute(
-                update(Request.__table__).where(Request.__table__.c.id == bindparam("b_id"))
-                .values(state=bindparam("b_state")),
-                moves,
-            )
 
 
 def _locked(session: Session, delivery_id: str) -> Delivery:
@@ -219,11 +173,10 @@ def record_answer(session: Session, delivery_id: str, envelope: Envelope, answer
     The first result for a delivery that already expired is a late result: stored
     with its assets and control outcomes (audited ``late``) while the delivery stays
     ``expired``. Any result after the first is a duplicate. One answer through the
-    same code as a batch file's thousands (``batches.record_answers``).
+    same code as a batch file's thousands (``progress.record_answers``).
     """
-    from gateway.deliveries.batches import record_answers  # batches builds on this module
 
-    return record_answers(session, [(delivery_id, envelope, answer, raw)], audit=audit, now=now, actor=actor) == 1
+    return progress.record_answers(session, [(delivery_id, envelope, answer, raw)], audit=audit, now=now, actor=actor) == 1
 
 
 def record_failure(session: Session, delivery_id: str, error: AdapterError, *, audit: AuditLog, now: datetime,

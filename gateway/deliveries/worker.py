@@ -26,7 +26,7 @@ from adapters.interfaces import Envelope
 from audit.store import AuditLog
 from gateway.background.housekeeper import Housekeeper
 from gateway.db import Database
-from gateway.deliveries import batches, services
+from gateway.deliveries import progress, services
 from gateway.deliveries.breaker import Breakers
 from gateway.deliveries.channels import AgencyChannel, BatchChannel, Channel, PullChannel
 from gateway.deliveries.metrics import DeliveryMetrics
@@ -238,7 +238,7 @@ class DeliveryWorker:
             if not every:
                 return ready
             stored = services.stored_envelopes(session, every)
-            orders = batches.load_orders(session, [i for i in every if i not in stored], now=now)
+            orders = progress.load_orders(session, [i for i in every if i not in stored], now=now)
         fresh: dict[str, Envelope] = {}
         pulled: dict[str, Envelope] = {}
         refused: list[tuple[str, AdapterError]] = []
@@ -260,8 +260,8 @@ class DeliveryWorker:
             with self.db.transaction() as session:
                 for delivery_id, failure in refused:
                     services.record_failure(session, delivery_id, failure, audit=self.audit, now=now, policy=self.policy)
-                batches.keep_requests(session, {i: e for i, e in fresh.items() if i not in pulled}, now=now)
-                batches.store_for_pull(session, pulled, audit=self.audit, now=now)
+                progress.keep_requests(session, {i: e for i, e in fresh.items() if i not in pulled}, now=now)
+                progress.store_for_pull(session, pulled, audit=self.audit, now=now)
         return ready
 
     def _submit(self, task, *args) -> None:
@@ -339,13 +339,13 @@ class DeliveryWorker:
 
     def deliver_batch(self, delivery_ids: list[str], agency_id: str, trial: bool = False) -> None:
         """Write each claimed request, keep its bytes, send them as one file, and mark
-        them awaiting results: a few statements for the whole file (``batches``)."""
+        them awaiting results: a few statements for the whole file (``progress``)."""
         channel, breaker = self.channels[agency_id], self.breakers[agency_id]
         assert isinstance(channel, BatchChannel)
         try:
             with self.db.reading() as session:
                 stored = services.stored_envelopes(session, delivery_ids)
-                orders = batches.load_orders(session, delivery_ids, now=utc_now())
+                orders = progress.load_orders(session, delivery_ids, now=utc_now())
             envelopes: dict[str, Envelope] = dict(stored)  # a resend carries the bytes first sent
             fresh: dict[str, Envelope] = {}
             for delivery_id, (order, _ref) in orders.items():
@@ -359,7 +359,7 @@ class DeliveryWorker:
             # Kept before the file leaves: its results may be back before it is marked sent.
             if fresh:
                 with self.db.transaction() as session:
-                    batches.keep_requests(session, fresh, now=utc_now())
+                    progress.keep_requests(session, fresh, now=utc_now())
             by_operation: dict[str, list[str]] = {}
             for delivery_id, envelope in envelopes.items():
                 by_operation.setdefault(envelope.operation, []).append(delivery_id)
@@ -379,7 +379,7 @@ class DeliveryWorker:
                 breaker.record(None, trial=trial)
                 self.metrics.observe(agency_id, "batch_sent", time.perf_counter() - started)
                 with self.db.transaction() as session:
-                    batches.mark_sent(session, {i: orders[i][1] for i in ids}, batch_file=batch_file, audit=self.audit,
+                    progress.mark_sent(session, {i: orders[i][1] for i in ids}, batch_file=batch_file, audit=self.audit,
                                       now=utc_now(), wait_seconds=self.settings.batch_result_wait_seconds)
         except Exception:
             # Leases lapse and the deliveries are claimed again; the agency discards what it already has.
@@ -423,14 +423,14 @@ class DeliveryWorker:
         transport looks at in that order. Returns how many requests are due again."""
         agency_id = channel.agency.id
         with self.db.reading() as session:
-            awaiting = batches.awaiting_batch_files(session, agency_id, now=utc_now())
+            awaiting = progress.awaiting_batch_files(session, agency_id, now=utc_now())
         if not awaiting:
             return 0
         lost = channel.missing(awaiting)
         if not lost:
             return 0
         with self.db.transaction() as session:
-            count = batches.resend_lost(session, agency_id, lost, audit=self.audit, now=utc_now())
+            count = progress.resend_lost(session, agency_id, lost, audit=self.audit, now=utc_now())
         log.warning("%s has lost %d batch file(s) (%s): %d request(s) sent again now", agency_id, len(lost),
                     ", ".join(lost[:5]), count)
         self._wake.set()
@@ -449,7 +449,7 @@ class DeliveryWorker:
                 with self.db.transaction() as session:
                     services.record_batch_refused(session, channel.agency.id, batch, audit=self.audit, now=utc_now())
             else:
-                for records in batches.chunks(list(batch.records)):
+                for records in progress.chunks(list(batch.records)):
                     self._apply_results(channel, batch.name, records)
             channel.settle(batch)
             count += len(batch.records)
@@ -473,7 +473,7 @@ class DeliveryWorker:
                     error.raw = record.body
                 failures.append((record.message_id, error))
         with self.db.transaction() as session:
-            batches.record_answers(session, answers, audit=self.audit, now=utc_now())
+            progress.record_answers(session, answers, audit=self.audit, now=utc_now())
             for delivery_id, failure in failures:
                 services.record_failure(session, delivery_id, failure, audit=self.audit, now=utc_now(), policy=self.policy)
             for record in unknown:

@@ -2,7 +2,7 @@
 batch per transaction, each thread learns its own outcome, and one answer that fails
 its batch is recorded apart from the others (which still land).
 
-``batches.record_answers`` is replaced by a stand-in that notes each batch: what is
+``progress.record_answers`` is replaced by a stand-in that notes each batch: what is
 under test is the grouping, the fallback and the hand-back, on the app's real
 database transactions."""
 
@@ -41,7 +41,7 @@ def _answer():
 
 def test_answers_from_many_threads_are_recorded_a_batch_per_transaction(app, monkeypatch):
     recording = _Recording()
-    monkeypatch.setattr(recorder_module.batches, "record_answers", recording)
+    monkeypatch.setattr(recorder_module.progress, "record_answers", recording)
     recorder = AnswerRecorder(app.extensions["db"], app.extensions["audit"]).start()
     ids = ["first"] + [f"d{n}" for n in range(7)] + ["dup1"]
     try:
@@ -63,7 +63,7 @@ def test_answers_from_many_threads_are_recorded_a_batch_per_transaction(app, mon
 
 def test_an_answer_that_fails_its_batch_is_recorded_alone_and_the_others_land(app, monkeypatch):
     recording = _Recording()
-    monkeypatch.setattr(recorder_module.batches, "record_answers", recording)
+    monkeypatch.setattr(recorder_module.progress, "record_answers", recording)
     recorder = AnswerRecorder(app.extensions["db"], app.extensions["audit"]).start()
     try:
         with ThreadPoolExecutor(max_workers=4) as pool:
@@ -86,7 +86,7 @@ def test_an_answer_that_fails_its_batch_is_recorded_alone_and_the_others_land(ap
 def test_a_recorder_not_started_records_each_answer_at_once(app, monkeypatch):
     recording = _Recording()
     recording.let_first_go.set()
-    monkeypatch.setattr(recorder_module.batches, "record_answers", recording)
+    monkeypatch.setattr(recorder_module.progress, "record_answers", recording)
     recorder = AnswerRecorder(app.extensions["db"], app.extensions["audit"])
     assert recorder.record("d1", None, _answer()) is True
     assert recorder.record("dup1", None, _answer()) is False

@@ -14,20 +14,21 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any, Iterator
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any, Iterable, Iterator
 
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from adapters.interfaces import AgencyAnswer, DeliveryOrder, Envelope, SubjectRef
-from audit.store import AuditLog
+from adapters.interfaces import AgencyAnswer, ControlLine, DeliveryOrder, Envelope, SubjectRef
+from audit.store import AuditLog, SystemActor
 from gateway.cases.models import Case, Party, Subject
 from gateway.controls.services import observe_assets, record_outcomes
 from gateway.deliveries.models import Asset, Delivery, DeliveryResult
-from gateway.deliveries.services import WORKER, _control_line, refresh_requests
 from gateway.deliveries.states import DELIVERY, FINAL, DeliveryState, move_delivery
 from gateway.requests.models import Request
+from gateway.requests.states import move_request, request_state
 from gateway.timeutil import court_date, new_id
 from schemas.canonical import ControlOutcomeSchema, load_asset_record
 
@@ -37,6 +38,52 @@ _DELIVERIES = Delivery.__table__
 # The set-based moves' WHERE clauses, from the delivery table (an illegal one fails at import).
 _SENT_FROM = DELIVERY.sources(DeliveryState.AWAITING, among=(DeliveryState.SENDING,))
 _LOST_FROM = DELIVERY.sources(DeliveryState.QUEUED, among=(DeliveryState.AWAITING,))
+
+
+WORKER = SystemActor(sub="gateway:worker")
+
+
+def control_line(line: dict[str, Any]) -> ControlLine:
+    return ControlLine(
+        identifier=line["identifier"],
+        amount=Decimal(line["amount"]) if line.get("amount") is not None else None,
+        until=date.fromisoformat(line["until"]) if line.get("until") else None,
+        original_reference=line.get("original_reference"),
+    )
+
+
+def refresh_requests(session: Session, request_ids: Iterable[str]) -> None:
+    """Recompute requests' states from their deliveries.
+
+    The request rows are locked first (in id order): two of a request's deliveries
+    finishing at once in two transactions would otherwise each read the other as
+    still on its way, and the request would stay in progress with every delivery done.
+    The lock is FOR NO KEY UPDATE (only the state changes), which PostgreSQL's
+    foreign-key checks (FOR KEY SHARE on the request, taken e.g. when a transaction
+    updates one of its delivery rows a second time) do not conflict with: with FOR
+    UPDATE, a claim transaction that stores a pull agency's request (KEY SHARE, then
+    the audit chain lock) deadlocked against an answer being recorded (chain lock,
+    then this lock).
+    """
+    ids = sorted(request_ids)
+    for start in range(0, len(ids), 500):
+        part = ids[start:start + 500]
+        current = dict(session.execute(select(Request.id, Request.state).where(Request.id.in_(part))
+                                       .order_by(Request.id).with_for_update(key_share=True)).all())
+        states: dict[str, list[str]] = {i: [] for i in part}
+        for request_id, state in session.execute(
+            select(Delivery.request_id, Delivery.state).where(Delivery.request_id.in_(part))
+        ):
+            states[request_id].append(state)
+        # Each request's move checked against the request table (IllegalTransition rolls all of it back).
+        moves = [{"b_id": i, "b_state": move_request(current[i], request_state(s))}
+                 for i, s in states.items() if i in current]
+        if moves:
+            session.execute(
+                update(Request.__table__).where(Request.__table__.c.id == bindparam("b_id"))
+                .values(state=bindparam("b_state")),
+                moves,
+            )
 
 
 def chunks(items: list[Any], size: int = CHUNK) -> Iterator[list[Any]]:
@@ -90,7 +137,7 @@ def load_orders(session: Session, delivery_ids: list[str], *, now: datetime
                 subject=SubjectRef(kind=row.kind, name=row.name, id_number=row.id_number),
                 case_number=row.case_number, court_code=row.court_code, officer=row.officer_sub,
                 legal_basis_kind=row.legal_basis_kind, legal_basis_number=row.legal_basis_number, amount=row.amount,
-                targets=tuple(row.targets or ()), lines=tuple(_control_line(line) for line in row.lines or ()),
+                targets=tuple(row.targets or ()), lines=tuple(control_line(line) for line in row.lines or ()),
                 court_account=row.court_account, court_date=today,
             )
             found[row.id] = (order, _addressed(row))
