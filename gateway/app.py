@@ -14,7 +14,8 @@ from flask import Flask
 from prometheus_client import CollectorRegistry
 
 from gateway import api as api_module
-from gateway import audit_service, db
+from gateway import db
+from gateway.auditing import log as audit_log
 from gateway.agency import soap_views as agency_soap_views
 from gateway.agency import views as agency_views
 from gateway.attachments import views as attachment_views
@@ -76,7 +77,7 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, registry: Registry
     # court's wall clock (gateway.timeutil.court_date), in the zone the settings name.
     app.extensions["clock"] = utc_now
     set_court_timezone(settings.gateway.court_timezone)
-    audit_service.init_app(app)
+    audit_log.init_app(app)
 
     api = api_module.init_app(app)
     case_views.init_app(app, api)
@@ -119,7 +120,7 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, registry: Registry
     # every_seconds is how often the housekeeper asks it.
     housekeeper.add("audit_checkpoints", app.extensions["audit_checkpoints"].maybe_write, every_seconds=0.5)
     # Refusals are counted in each process's memory: every process flushes its own.
-    housekeeper.add("refusal_summaries", lambda: audit_service.flush_refusal_summaries(
+    housekeeper.add("refusal_summaries", lambda: audit_log.flush_refusal_summaries(
         app.extensions["db"], app.extensions["audit"], app.extensions["unauthenticated_refusals"]),
         every_seconds=1.0, every_process=True)
     # Release of excess and repeat freezes (gateway/controls/housekeeping.py).

@@ -35,7 +35,7 @@ from werkzeug.exceptions import HTTPException
 from gateway.agency import pull_messages as msg
 from gateway.agency import services
 from gateway.api import audit_refusal
-from gateway.audit_service import get_audit
+from gateway.auditing.log import get_audit
 from gateway.auth import lockout
 from gateway.auth.access import current_principal
 from gateway.auth.passwords import PasswordChecker

@@ -11,7 +11,7 @@ from marshmallow import Schema, fields, validate
 
 from gateway.agency import services
 from gateway.api import ApiBlueprint, roles_required, set_audit_context
-from gateway.audit_service import get_audit
+from gateway.auditing.log import get_audit
 from gateway.auth.access import current_principal
 from gateway.db import get_db
 from gateway.timeutil import utc_now

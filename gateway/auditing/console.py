@@ -24,7 +24,7 @@ from marshmallow import EXCLUDE, ValidationError
 from sqlalchemy import select
 
 from audit.chain import format_time
-from gateway.audit_service import get_audit
+from gateway.auditing.log import get_audit
 from gateway.auditing import services
 from gateway.auditing.charts import bar_chart_svg, line_chart_svg
 from gateway.auditing.views import EventFilterSchema, check_integrity, export_response

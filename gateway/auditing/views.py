@@ -21,7 +21,7 @@ from audit.checkpoint_store import load_checkpoints, verify_log_with_checkpoints
 from audit.checkpoints import checkpoint_record, in_chain_order
 from audit.chain import format_time
 from gateway.api import ApiBlueprint, roles_required
-from gateway.audit_service import get_audit
+from gateway.auditing.log import get_audit
 from gateway.auditing import services
 from gateway.auth.access import current_principal
 from gateway.auth.keys import read_checkpoint_public_keys

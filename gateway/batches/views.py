@@ -9,7 +9,7 @@ from flask import Flask, Response, current_app, request
 from marshmallow import Schema, fields
 
 from gateway.api import ApiBlueprint, roles_required
-from gateway.audit_service import get_audit
+from gateway.auditing.log import get_audit
 from gateway.auth.access import current_principal
 from gateway.batches import services
 from gateway.batches.models import BatchLine

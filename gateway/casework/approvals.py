@@ -13,7 +13,7 @@ from typing import Any
 from flask import current_app, redirect, render_template, request, url_for
 from sqlalchemy import select
 
-from gateway.audit_service import get_audit
+from gateway.auditing.log import get_audit
 from gateway.cases.models import Case
 from gateway.casework.views import audit_read, bp, person, refused
 from gateway.controls.ledger import LIVE_STATES

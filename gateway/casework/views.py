@@ -26,7 +26,7 @@ from sqlalchemy.orm import selectinload
 
 from gateway import paging
 from gateway.attachments.services import readable_document
-from gateway.audit_service import get_audit
+from gateway.auditing.log import get_audit
 from gateway.auth.tokens import Principal
 from gateway.casework import pages
 from gateway.cases.models import Case

@@ -20,7 +20,7 @@ import jwt
 from flask import Blueprint, Flask, current_app, redirect, render_template, request, url_for
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
-from gateway.audit_service import flush_refusal_summaries, get_audit
+from gateway.auditing.log import flush_refusal_summaries, get_audit
 from gateway.auth.tokens import Principal
 from gateway.db import get_db
 from gateway.errors import GatewayError, LoginRefused

@@ -31,7 +31,7 @@ from gateway.deliveries.states import DeliveryState, move_delivery
 from gateway.errors import Conflict, Forbidden, IdempotencyConflict, NotFound, RuleViolation
 from gateway.registry import Registry
 from gateway.settings import LimitsSection
-from gateway.requests.controls import resolve_targets
+from gateway.requests.control_lines import resolve_targets
 from gateway.requests.limits import check_limits
 from gateway.requests.models import Request
 from gateway.requests.reuse import apply_reuse, find_reusable, write_reused_results
