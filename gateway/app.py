@@ -2,7 +2,9 @@
 
 Tests call ``create_app({"testing": True, "database": {"url": ...}})``; the CLI
 and gunicorn call it with no overrides. The worker is built here but started
-only by whoever runs it (``gateway serve``, ``gateway worker``, the demo).
+only by whoever runs it (``gateway serve``, ``gateway worker``, the demo); its
+agencies' transports are built when it starts, so an app that only serves the
+API opens no SOAP client and reads no SFTP key.
 """
 
 from __future__ import annotations
@@ -33,8 +35,9 @@ from gateway.controls import views as control_views
 from gateway.creditors import views as creditor_views
 from gateway.controls.housekeeping import ControlHousekeeping
 from gateway.controls.rules import ControlRules
-from gateway.deliveries.channels import build_channels, build_codecs
+from gateway.deliveries.channels import ChannelPlan, build_codecs
 from gateway.deliveries.metrics import DeliveryMetrics
+from gateway.deliveries.services import RetryPolicy
 from gateway.deliveries.worker import DeliveryWorker
 from gateway.forwarded import TrustedProxies, proxy_networks
 from gateway.logs import configure_logging
@@ -109,13 +112,16 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, registry: Registry
     housekeeper = Housekeeper(app.extensions["db"])
     app.extensions["housekeeper"] = housekeeper
     # Codecs and the retry policy belong to the app: the result views (REST and SOAP)
-    # read them from here, not from the worker's channels.
+    # read them from here, not from the worker. The worker gets a plan of its channels
+    # and builds their transports (WSDL clients, SFTP keys) only when it starts: an app
+    # that only serves the API never does.
     app.extensions["codecs"] = build_codecs(app.extensions["registry"])
+    app.extensions["retry_policy"] = RetryPolicy.from_settings(settings.workers)
     worker = DeliveryWorker(
-        app.extensions["db"], build_channels(app.extensions["registry"], app.extensions["codecs"]),
+        app.extensions["db"], ChannelPlan(app.extensions["registry"], app.extensions["codecs"]),
         app.extensions["audit"], settings.workers, settings.breaker, metrics=metrics, housekeeper=housekeeper,
+        policy=app.extensions["retry_policy"],
     )
-    app.extensions["retry_policy"] = worker.policy
     # Each task below keeps its own pace (its maybe_* looks at its interval or a nudge);
     # every_seconds is how often the housekeeper asks it.
     housekeeper.add("audit_checkpoints", app.extensions["audit_checkpoints"].maybe_write, every_seconds=0.5)
