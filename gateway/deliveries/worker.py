@@ -41,6 +41,11 @@ log = logging.getLogger(__name__)
 
 DEFAULT_BREAKER = BreakerSection(failure_threshold=5, reset_seconds=30.0)
 EXPIRY_INTERVAL_SECONDS = 1.0
+# After a batch file leaves, its agency's results are looked for this soon, then at
+# twice the interval after each look that finds none, back up to poll_interval_seconds:
+# a quick agency's answer is picked up within tens of milliseconds rather than a
+# whole poll interval later, and a slow one costs a few extra listings per file.
+RESULT_LOOK_SECONDS = 0.05
 
 
 def lease_owner_name() -> str:
@@ -73,6 +78,7 @@ class DeliveryWorker:
         self._shared_limits = {agency_id: services.AgencyLimits(c.agency.rate_limit_per_second, c.agency.concurrency)
                                for agency_id, c in channels.items() if isinstance(c, AgencyChannel)}
         self._last_collected = {agency_id: 0.0 for agency_id in channels}
+        self._collect_every = {agency_id: settings.poll_interval_seconds for agency_id in channels}
         self._lost_files_checked: set[str] = set()  # batch agencies asked for lost files since this worker began
         self._last_expiry = 0.0
         self.name = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"  # holder of collection leases
@@ -144,7 +150,16 @@ class DeliveryWorker:
                 log.exception("delivery dispatcher pass failed; trying again")
                 started = 0
             if not started:
-                self._wake.wait(self.settings.poll_interval_seconds)
+                self._wake.wait(self._idle_seconds())
+
+    def _idle_seconds(self) -> float:
+        """How long the dispatcher may sleep: a poll interval, or less if a batch
+        agency's results are due to be looked for sooner."""
+        now, wait = time.monotonic(), self.settings.poll_interval_seconds
+        for agency_id, every in self._collect_every.items():
+            if every < wait:
+                wait = min(wait, max(0.0, self._last_collected[agency_id] + every - now))
+        return wait
 
     # --- one pass ------------------------------------------------------------------
 
@@ -381,6 +396,7 @@ class DeliveryWorker:
                 with self.db.transaction() as session:
                     progress.mark_sent(session, {i: orders[i][1] for i in ids}, batch_file=batch_file, audit=self.audit,
                                       now=utc_now(), wait_seconds=self.settings.batch_result_wait_seconds)
+                self._results_due_soon(agency_id)
         except Exception:
             # Leases lapse and the deliveries are claimed again; the agency discards what it already has.
             log.exception("batch to %s failed inside the gateway; its leases will lapse and it will be retried", agency_id)
@@ -393,7 +409,7 @@ class DeliveryWorker:
     def _collect_if_due(self, channel: BatchChannel) -> int:
         agency_id = channel.agency.id
         now = time.monotonic()
-        if now - self._last_collected[agency_id] < self.settings.poll_interval_seconds:
+        if now - self._last_collected[agency_id] < self._collect_every[agency_id]:
             return 0
         self._last_collected[agency_id] = now
         if agency_id not in self._lost_files_checked:
@@ -408,10 +424,18 @@ class DeliveryWorker:
             if not services.take_lease(session, f"collect:{agency_id}", self.name, now=utc_now(), seconds=lease_seconds):
                 return 0
         try:
-            return self.collect(channel)
+            count = self.collect(channel)
         except AdapterError as error:
             log.info("collecting results from %s: %s", agency_id, error.code)
-            return 0
+            count = 0
+        if not count:  # nothing yet: look less often, back up to the poll interval
+            self._collect_every[agency_id] = min(2 * self._collect_every[agency_id], self.settings.poll_interval_seconds)
+        return count
+
+    def _results_due_soon(self, agency_id: str) -> None:
+        """A file has left: look for its results soon (``RESULT_LOOK_SECONDS``), and now if the last look was longer ago."""
+        self._collect_every[agency_id] = min(RESULT_LOOK_SECONDS, self.settings.poll_interval_seconds)
+        self._wake.set()
 
     def resend_lost_batches(self, channel: BatchChannel) -> int:
         """Send again at once the requests of batch files the agency has lost (a file
