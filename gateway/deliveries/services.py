@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import Integer, and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -33,6 +33,31 @@ _DUE = DELIVERY.sources(DeliveryState.SENDING, among=(DeliveryState.QUEUED,))
 _RECLAIMABLE = DELIVERY.sources(DeliveryState.SENDING, among=(DeliveryState.SENDING, DeliveryState.AWAITING))
 _HANDED_BACK_FROM = DELIVERY.sources(DeliveryState.QUEUED, among=(DeliveryState.SENDING,))
 _OVERDUE = DELIVERY.sources(DeliveryState.EXPIRED, among=ON_ITS_WAY)
+
+# The claim's and the kept bytes' statements, built once on the table (Core, no ORM
+# pass): a worker runs them on every dispatch pass, and building an ORM statement
+# and its bulk-update bookkeeping cost more than the SQL for a handful of rows.
+_D = Delivery.__table__
+_NOW = bindparam("b_now", type_=_D.c.deadline.type)
+_CLAIMABLE = (
+    select(_D.c.id)
+    .where(_D.c.agency_id == bindparam("b_agency"), _D.c.deadline > _NOW)
+    .where(or_(
+        and_(_D.c.state.in_(_DUE), _D.c.next_attempt_at <= _NOW),
+        and_(_D.c.state.in_(_RECLAIMABLE), _D.c.lease_until < _NOW),
+    ))
+    .order_by(_D.c.next_attempt_at)
+    .limit(bindparam("b_limit", type_=Integer))
+    .with_for_update(skip_locked=True)
+)
+_CLAIM = (
+    update(_D).where(_D.c.id.in_(bindparam("b_ids", expanding=True)))
+    .values(state=DeliveryState.SENDING, lease_until=bindparam("b_until", type_=_D.c.lease_until.type),
+            attempts=_D.c.attempts + 1, updated_at=_NOW, lease_owner=bindparam("b_owner"))
+)
+_STORED = select(_D.c.id, _D.c.request_body, _D.c.request_operation, _D.c.request_media_type).where(
+    _D.c.id.in_(bindparam("b_ids", expanding=True)), _D.c.request_body.is_not(None))
+_STORED_OF_AGENCY = _STORED.where(_D.c.agency_id == bindparam("b_agency"))
 
 
 @dataclass(frozen=True)
@@ -55,25 +80,10 @@ def claim_due(session: Session, *, agency_id: str, now: datetime, limit: int, le
     """
     if limit <= 0:
         return []
-    due = (
-        select(Delivery.id)
-        .where(Delivery.agency_id == agency_id, Delivery.deadline > now)
-        .where(or_(
-            and_(Delivery.state.in_(_DUE), Delivery.next_attempt_at <= now),
-            and_(Delivery.state.in_(_RECLAIMABLE), Delivery.lease_until < now),
-        ))
-        .order_by(Delivery.next_attempt_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    ids = list(session.scalars(due))
+    ids = list(session.scalars(_CLAIMABLE, {"b_agency": agency_id, "b_now": now, "b_limit": limit}))
     if ids:
-        session.execute(
-            update(Delivery).where(Delivery.id.in_(ids)).values(
-                state=DeliveryState.SENDING, lease_until=now + timedelta(seconds=lease_seconds),
-                attempts=Delivery.attempts + 1, updated_at=now, lease_owner=owner,
-            )
-        )
+        session.execute(_CLAIM, {"b_ids": ids, "b_now": now, "b_until": now + timedelta(seconds=lease_seconds),
+                                 "b_owner": owner})
     return ids
 
 
@@ -137,17 +147,12 @@ def stored_envelopes(session: Session, delivery_ids: list[str], agency_id: str |
     made yet). With ``agency_id``: only that agency's, so an agency's result can
     name only a request sent to it."""
     found: dict[str, Envelope] = {}
+    query, params = (_STORED, {}) if agency_id is None else (_STORED_OF_AGENCY, {"b_agency": agency_id})
     for start in range(0, len(delivery_ids), 500):
-        query = (
-            select(Delivery.id, Delivery.request_body, Delivery.request_operation, Delivery.request_media_type)
-            .where(Delivery.id.in_(delivery_ids[start:start + 500]), Delivery.request_body.is_not(None))
-        )
-        if agency_id is not None:
-            query = query.where(Delivery.agency_id == agency_id)
         found.update({
             row.id: Envelope(message_id=row.id, operation=row.request_operation or "", body=row.request_body,
                              media_type=row.request_media_type or "")
-            for row in session.execute(query)
+            for row in session.execute(query, {**params, "b_ids": delivery_ids[start:start + 500]})
         })
     return found
 
