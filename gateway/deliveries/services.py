@@ -58,6 +58,18 @@ _CLAIM = (
 _STORED = select(_D.c.id, _D.c.request_body, _D.c.request_operation, _D.c.request_media_type).where(
     _D.c.id.in_(bindparam("b_ids", expanding=True)), _D.c.request_body.is_not(None))
 _STORED_OF_AGENCY = _STORED.where(_D.c.agency_id == bindparam("b_agency"))
+_BUDGETS = AgencyBudget.__table__
+_LOCK_BUDGETS = (select(_BUDGETS.c.agency_id, _BUDGETS.c.tokens, _BUDGETS.c.refilled_at)
+                 .where(_BUDGETS.c.agency_id.in_(bindparam("b_agencies", expanding=True)))
+                 .order_by(_BUDGETS.c.agency_id).with_for_update())
+_SPEND_BUDGET = (update(_BUDGETS).where(_BUDGETS.c.agency_id == bindparam("b_agency"))
+                 .values(tokens=bindparam("b_tokens"), refilled_at=bindparam("b_now")))
+_IN_FLIGHT = (
+    select(_D.c.agency_id, func.count())
+    .where(_D.c.agency_id.in_(bindparam("b_agencies", expanding=True)), _D.c.state == DeliveryState.SENDING,
+           _D.c.lease_until > _NOW, _D.c.id.not_in(bindparam("b_claimed", expanding=True)))
+    .group_by(_D.c.agency_id)
+)
 
 
 @dataclass(frozen=True)
@@ -108,33 +120,28 @@ def trim_to_budgets(session: Session, claimed: dict[str, list[str]], limits: dic
     wanted = sorted(agency for agency, ids in claimed.items() if ids)
     if not wanted:
         return claimed
-    budgets = {b.agency_id: b for b in session.scalars(
-        select(AgencyBudget).where(AgencyBudget.agency_id.in_(wanted)).order_by(AgencyBudget.agency_id)
-        .with_for_update())}
+    budgets = {row.agency_id: row for row in session.execute(_LOCK_BUDGETS, {"b_agencies": wanted})}
     missing = [a for a in wanted if a not in budgets]
     if missing:  # an agency's first claim ever: its row, made once whoever comes first
         dialect_insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-        session.execute(dialect_insert(AgencyBudget.__table__).on_conflict_do_nothing(index_elements=["agency_id"]),
+        session.execute(dialect_insert(_BUDGETS).on_conflict_do_nothing(index_elements=["agency_id"]),
                         [{"agency_id": a, "tokens": max(1.0, limits[a].rate), "refilled_at": now} for a in missing])
-        budgets.update({b.agency_id: b for b in session.scalars(
-            select(AgencyBudget).where(AgencyBudget.agency_id.in_(missing)).with_for_update())})
+        budgets.update({row.agency_id: row for row in session.execute(_LOCK_BUDGETS, {"b_agencies": missing})})
     every_claimed = [i for a in wanted for i in claimed[a]]
-    in_flight = dict(session.execute(
-        select(Delivery.agency_id, func.count()).where(
-            Delivery.agency_id.in_(wanted), Delivery.state == DeliveryState.SENDING, Delivery.lease_until > now,
-            Delivery.id.not_in(every_claimed))
-        .group_by(Delivery.agency_id)).all())
+    in_flight: dict[str, int] = dict(session.execute(_IN_FLIGHT, {"b_agencies": wanted, "b_now": now, "b_claimed": every_claimed}).all())
     kept: dict[str, list[str]] = dict(claimed)
     handed_back: list[str] = []
+    spent = []
     for agency in wanted:
         budget, ids = budgets[agency], claimed[agency]
-        granted, budget.tokens = shared_grant(
+        granted, tokens = shared_grant(
             wanted=len(ids), tokens=budget.tokens, elapsed_seconds=(now - as_utc(budget.refilled_at)).total_seconds(),
             rate=limits[agency].rate, concurrency=limits[agency].concurrency,
             in_flight_elsewhere=in_flight.get(agency, 0))
-        budget.refilled_at = now
+        spent.append({"b_agency": agency, "b_tokens": tokens, "b_now": now})
         kept[agency], extra = ids[:granted], ids[granted:]
         handed_back += extra
+    session.execute(_SPEND_BUDGET, spent)
     if handed_back:
         session.execute(update(Delivery).where(Delivery.id.in_(handed_back), Delivery.state.in_(_HANDED_BACK_FROM)).values(
             state=DeliveryState.QUEUED, lease_until=None, lease_owner=None, attempts=Delivery.attempts - 1,
