@@ -17,7 +17,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Iterable, Iterator, NamedTuple
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import BindParameter, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from adapters.interfaces import AgencyAnswer, ControlLine, DeliveryOrder, Envelope, SubjectRef
@@ -120,19 +120,25 @@ class Addressed(NamedTuple):
     id_number: str
 
 
+# The hot statements below are built on the tables (Core): run through the ORM, each
+# execution paid for an ORM compile step and ORM rows (bench/RESULTS.md, protocols).
+_D, _R, _C, _S, _P = _DELIVERIES, _REQUESTS, Case.__table__, Subject.__table__, Party.__table__
+_IDS: BindParameter[Any] = bindparam("b_ids", expanding=True)
+_ADDRESSED_FROM = (
+    _D.join(_R, _R.c.id == _D.c.request_id).join(_C, _C.c.id == _R.c.case_id).join(_S, _S.c.id == _R.c.subject_id)
+)
 _ORDERS = (
-    select(Delivery.id, Delivery.request_id, Delivery.agency_id, Delivery.attempts, Delivery.categories,
-           Delivery.lines, Request.action, Request.court_code, Request.officer_sub, Request.legal_basis_kind,
-           Request.legal_basis_number, Request.amount, Request.targets, Request.court_account, Request.subject_id,
-           Case.case_number, Subject.kind, func.coalesce(Party.name, Subject.name).label("name"), Subject.id_number)
-    .join(Request, Request.id == Delivery.request_id)
-    .join(Case, Case.id == Request.case_id)
-    .join(Subject, Subject.id == Request.subject_id)
+    select(_D.c.id, _D.c.request_id, _D.c.agency_id, _D.c.attempts, _D.c.categories, _D.c.lines, _R.c.action,
+           _R.c.court_code, _R.c.officer_sub, _R.c.legal_basis_kind, _R.c.legal_basis_number, _R.c.amount,
+           _R.c.targets, _R.c.court_account, _R.c.subject_id, _C.c.case_number, _S.c.kind,
+           func.coalesce(_P.c.name, _S.c.name).label("name"), _S.c.id_number)
     # The name this case registered the debtor under (the subject's first name only
     # if the party has since left the case).
-    .outerjoin(Party, (Party.case_id == Request.case_id) & (Party.subject_id == Request.subject_id)
-               & (Party.role == "debtor"))
+    .select_from(_ADDRESSED_FROM.outerjoin(_P, (_P.c.case_id == _R.c.case_id) & (_P.c.subject_id == _R.c.subject_id)
+                                           & (_P.c.role == "debtor")))
+    .where(_D.c.id.in_(_IDS))
 )
+_ORDERS_TO_STORE = _ORDERS.where(_D.c.state.in_(_SENT_FROM)).order_by(_D.c.id).with_for_update(of=_D)
 
 
 def _addressed(row: Any) -> Addressed:
@@ -147,7 +153,7 @@ def load_orders(session: Session, delivery_ids: list[str], *, now: datetime
     today = court_date(now)
     found: dict[str, tuple[DeliveryOrder, Addressed]] = {}
     for ids in chunks(delivery_ids):
-        for row in session.execute(_ORDERS.where(Delivery.id.in_(ids))):
+        for row in session.execute(_ORDERS, {"b_ids": ids}):
             order = DeliveryOrder(
                 message_id=row.id, action=row.action, categories=tuple(row.categories),
                 subject=SubjectRef(kind=row.kind, name=row.name, id_number=row.id_number),
@@ -184,9 +190,9 @@ def store_for_pull(session: Session, envelopes: dict[str, Envelope], *, audit: A
     them there like any other), audited ``delivery.stored``. A few statements for
     the whole claim, as ``mark_sent`` for a batch file."""
     still: dict[str, Addressed] = {}
+    session.flush()  # Core statements below: ORM changes made earlier in the transaction go first, as before
     for ids in chunks(sorted(envelopes)):
-        rows = session.execute(_ORDERS.where(Delivery.id.in_(ids), Delivery.state.in_(_SENT_FROM))
-                               .order_by(Delivery.id).with_for_update(of=Delivery))
+        rows = session.execute(_ORDERS_TO_STORE, {"b_ids": ids})
         still.update({row.id: _addressed(row) for row in rows})
     keep_requests(session, {i: envelopes[i] for i in still}, now=now)
     for ids in chunks(list(still)):
@@ -271,16 +277,14 @@ def _event(ref: Addressed, action: str, outcome: str, details: dict[str, Any], a
             "details": {"agency": ref.agency_id, "attempt": ref.attempts, **details}}
 
 
+_DR = DeliveryResult.__table__
 _LOCK_FOR_RESULT = (
-    select(Delivery.id, Delivery.state, Delivery.request_id, Delivery.agency_id, Delivery.attempts,
-           Delivery.last_error, Request.subject_id, Case.case_number, Subject.id_number,
-           DeliveryResult.id.label("result_id"))
-    .join(Request, Request.id == Delivery.request_id)
-    .join(Case, Case.id == Request.case_id)
-    .join(Subject, Subject.id == Request.subject_id)
-    .outerjoin(DeliveryResult, DeliveryResult.delivery_id == Delivery.id)
-    .order_by(Delivery.id)
-    .with_for_update(of=Delivery)
+    select(_D.c.id, _D.c.state, _D.c.request_id, _D.c.agency_id, _D.c.attempts, _D.c.last_error, _R.c.subject_id,
+           _C.c.case_number, _S.c.id_number, _DR.c.id.label("result_id"))
+    .select_from(_ADDRESSED_FROM.outerjoin(_DR, _DR.c.delivery_id == _D.c.id))
+    .where(_D.c.id.in_(_IDS))
+    .order_by(_D.c.id)
+    .with_for_update(of=_D)
 )
 
 _ANSWERED = (
@@ -297,10 +301,11 @@ def record_answers(session: Session, answers: list[tuple[str, Envelope, AgencyAn
     and audited; the first answer to an expired one is kept as late. ``settled``,
     if given, gets each delivery's outcome: answered, late or duplicate_discarded."""
     settled = {} if settled is None else settled
+    session.flush()  # Core statements below: ORM changes made earlier in the transaction go first, as before
     by_id = {delivery_id: (envelope, answer, raw) for delivery_id, envelope, answer, raw in answers}
     locked: dict[str, Any] = {}
     for ids in chunks(sorted(by_id)):
-        locked.update({row.id: row for row in session.execute(_LOCK_FOR_RESULT.where(Delivery.id.in_(ids)))})
+        locked.update({row.id: row for row in session.execute(_LOCK_FOR_RESULT, {"b_ids": ids})})
     assets, results, changes, events, touched = [], [], [], [], set()
     moves: dict[tuple[str, str], DeliveryState] = {}  # each (from, to) checked against the table once
     for delivery_id, row in locked.items():
