@@ -184,21 +184,7 @@ class DeliveryWorker:
                 free = channel.agency.concurrency - self._in_flight[agency_id]
             breaker = self.breakers[agency_id]
             if isinstance(channel, BatchChannel):
-                # One file is one unit of concurrency, rate and breaker trial; it carries up to batch_size requests.
-                allowed, trial = breaker.permit(1 if free > 0 else 0)
-                if not allowed or self._rates[agency_id].take(1, time.monotonic()) < 1:
-                    if trial:
-                        breaker.cancel_trial()
-                    continue
-                ids = self._claim(agency_id, now, channel.agency.batch_size)
-                self._claimed_in_full |= len(ids) == channel.agency.batch_size
-                if ids:
-                    with self._lock:
-                        self._in_flight[agency_id] += 1
-                    self._submit(self.deliver_batch, ids, agency_id, trial)
-                elif trial:
-                    breaker.cancel_trial()
-                started += len(ids)
+                started += self._dispatch_file(channel, free, now)
                 continue
             with self._lock:
                 topping_up = self._worth_a_pass(agency_id)
@@ -227,6 +213,25 @@ class DeliveryWorker:
                 self._submit(self.deliver, delivery_id, envelope, agency_id, trial and n == 0)
             started += len(claimed)
         return started
+
+    def _dispatch_file(self, channel: BatchChannel, free: int, now) -> int:
+        """Claim a batch agency's next file and hand it to the pool; how many requests it carries.
+        One file is one unit of concurrency, rate and breaker trial; it carries up to batch_size requests."""
+        agency_id, breaker = channel.agency.id, self.breakers[channel.agency.id]
+        allowed, trial = breaker.permit(1 if free > 0 else 0)
+        if not allowed or self._rates[agency_id].take(1, time.monotonic()) < 1:
+            if trial:
+                breaker.cancel_trial()
+            return 0
+        ids = self._claim(agency_id, now, channel.agency.batch_size)
+        self._claimed_in_full |= len(ids) == channel.agency.batch_size
+        if ids:
+            with self._lock:
+                self._in_flight[agency_id] += 1
+            self._submit(self.deliver_batch, ids, agency_id, trial)
+        elif trial:
+            breaker.cancel_trial()
+        return len(ids)
 
     def _claim(self, agency_id: str, now, limit: int) -> list[str]:
         with self.db.transaction() as session:
