@@ -20,6 +20,7 @@ from adapters.errors import (
 from adapters.interfaces import DeliveryOrder, Envelope, Reply
 from schemas.errors import describe_errors, flatten_errors
 from schemas.json_depth import json_depth_error
+from schemas.plain import plain_load
 
 JSON_MEDIA_TYPE = "application/json; charset=utf-8"
 
@@ -60,6 +61,9 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
 def load_checked(schema: Schema, body: bytes) -> dict[str, Any]:
     """Parse and validate an incoming answer; a failure is quarantined upstream."""
     parsed = parse_json_object(body)
+    plain = plain_load(schema, parsed)  # the schema's result for plainly valid data, without its machinery
+    if plain is not None:
+        return plain
     try:
         return schema.load(parsed)
     except ValidationError as exc:

@@ -13,12 +13,11 @@ every change audited in the transaction that makes it.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, NamedTuple
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import BindParameter, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from adapters.interfaces import AgencyAnswer, ControlLine, DeliveryOrder, Envelope, SubjectRef
@@ -28,8 +27,8 @@ from gateway.controls.services import observe_assets, record_outcomes
 from gateway.deliveries.models import Asset, Delivery, DeliveryResult
 from gateway.deliveries.states import DELIVERY, FINAL, DeliveryState, move_delivery
 from gateway.requests.models import Request
-from gateway.requests.states import move_request, request_state
-from gateway.timeutil import court_date, new_id
+from gateway.requests.states import RequestState, move_request, request_state
+from gateway.timeutil import court_date, new_id, utc_now
 from schemas.canonical import ControlOutcomeSchema, load_asset_record
 
 CHUNK = 500  # ids per IN list and rows per statement
@@ -52,6 +51,15 @@ def control_line(line: dict[str, Any]) -> ControlLine:
     )
 
 
+_REQUESTS = Request.__table__
+_LOCK_REQUESTS = (select(_REQUESTS.c.id, _REQUESTS.c.state).where(_REQUESTS.c.id.in_(bindparam("b_ids", expanding=True)))
+                  .order_by(_REQUESTS.c.id).with_for_update(key_share=True))
+_DELIVERY_STATES = select(_DELIVERIES.c.request_id, _DELIVERIES.c.state).where(
+    _DELIVERIES.c.request_id.in_(bindparam("b_ids", expanding=True)))
+_SET_REQUEST_STATE = (update(_REQUESTS).where(_REQUESTS.c.id.in_(bindparam("b_ids", expanding=True)))
+                      .values(state=bindparam("b_state"), updated_at=bindparam("b_now")))
+
+
 def refresh_requests(session: Session, request_ids: Iterable[str]) -> None:
     """Recompute requests' states from their deliveries.
 
@@ -64,26 +72,33 @@ def refresh_requests(session: Session, request_ids: Iterable[str]) -> None:
     UPDATE, a claim transaction that stores a pull agency's request (KEY SHARE, then
     the audit chain lock) deadlocked against an answer being recorded (chain lock,
     then this lock).
+
+    Every request named is written (its state, and ``updated_at`` now, as the ORM's
+    onupdate did row by row), with one UPDATE per state reached rather than one
+    per request: a batch file's thousand requests all move to the same state, and
+    a statement per row cost as much as the audit append (bench/RESULTS.md).
     """
     ids = sorted(request_ids)
-    for start in range(0, len(ids), 500):
-        part = ids[start:start + 500]
-        current = dict(session.execute(select(Request.id, Request.state).where(Request.id.in_(part))
-                                       .order_by(Request.id).with_for_update(key_share=True)).all())
+    session.flush()  # Core statements below: a delivery moved through the ORM must be in the database first
+    now = utc_now()
+    moves: dict[tuple[str, str], RequestState] = {}  # each (from, to) checked against the table once
+    for start in range(0, len(ids), CHUNK):
+        part = ids[start:start + CHUNK]
+        current = dict(session.execute(_LOCK_REQUESTS, {"b_ids": part}).all())
         states: dict[str, list[str]] = {i: [] for i in part}
-        for request_id, state in session.execute(
-            select(Delivery.request_id, Delivery.state).where(Delivery.request_id.in_(part))
-        ):
+        for request_id, state in session.execute(_DELIVERY_STATES, {"b_ids": part}):
             states[request_id].append(state)
-        # Each request's move checked against the request table (IllegalTransition rolls all of it back).
-        moves = [{"b_id": i, "b_state": move_request(current[i], request_state(s))}
-                 for i, s in states.items() if i in current]
-        if moves:
-            session.execute(
-                update(Request.__table__).where(Request.__table__.c.id == bindparam("b_id"))
-                .values(state=bindparam("b_state")),
-                moves,
-            )
+        reached: dict[RequestState, list[str]] = {}
+        for request_id, delivery_states in states.items():
+            if request_id not in current:
+                continue
+            key = (current[request_id], request_state(delivery_states))
+            target = moves.get(key)
+            if target is None:  # IllegalTransition rolls all of it back
+                target = moves[key] = move_request(*key)
+            reached.setdefault(target, []).append(request_id)
+        for target, moved in reached.items():
+            session.execute(_SET_REQUEST_STATE, {"b_ids": moved, "b_state": target, "b_now": now})
 
 
 def chunks(items: list[Any], size: int = CHUNK) -> Iterator[list[Any]]:
@@ -91,9 +106,10 @@ def chunks(items: list[Any], size: int = CHUNK) -> Iterator[list[Any]]:
         yield items[start:start + size]
 
 
-@dataclass(frozen=True)
-class Addressed:
-    """What the audit log and the asset rows need to know about a delivery."""
+class Addressed(NamedTuple):
+    """What the audit log and the asset rows need to know about a delivery (a tuple:
+    one is built per delivery, twice on a batch file's path, and a frozen dataclass
+    cost several times as much to build)."""
 
     delivery_id: str
     request_id: str
@@ -104,19 +120,25 @@ class Addressed:
     id_number: str
 
 
+# The hot statements below are built on the tables (Core): run through the ORM, each
+# execution paid for an ORM compile step and ORM rows (bench/RESULTS.md, protocols).
+_D, _R, _C, _S, _P = _DELIVERIES, _REQUESTS, Case.__table__, Subject.__table__, Party.__table__
+_IDS: BindParameter[Any] = bindparam("b_ids", expanding=True)
+_ADDRESSED_FROM = (
+    _D.join(_R, _R.c.id == _D.c.request_id).join(_C, _C.c.id == _R.c.case_id).join(_S, _S.c.id == _R.c.subject_id)
+)
 _ORDERS = (
-    select(Delivery.id, Delivery.request_id, Delivery.agency_id, Delivery.attempts, Delivery.categories,
-           Delivery.lines, Request.action, Request.court_code, Request.officer_sub, Request.legal_basis_kind,
-           Request.legal_basis_number, Request.amount, Request.targets, Request.court_account, Request.subject_id,
-           Case.case_number, Subject.kind, func.coalesce(Party.name, Subject.name).label("name"), Subject.id_number)
-    .join(Request, Request.id == Delivery.request_id)
-    .join(Case, Case.id == Request.case_id)
-    .join(Subject, Subject.id == Request.subject_id)
+    select(_D.c.id, _D.c.request_id, _D.c.agency_id, _D.c.attempts, _D.c.categories, _D.c.lines, _R.c.action,
+           _R.c.court_code, _R.c.officer_sub, _R.c.legal_basis_kind, _R.c.legal_basis_number, _R.c.amount,
+           _R.c.targets, _R.c.court_account, _R.c.subject_id, _C.c.case_number, _S.c.kind,
+           func.coalesce(_P.c.name, _S.c.name).label("name"), _S.c.id_number)
     # The name this case registered the debtor under (the subject's first name only
     # if the party has since left the case).
-    .outerjoin(Party, (Party.case_id == Request.case_id) & (Party.subject_id == Request.subject_id)
-               & (Party.role == "debtor"))
+    .select_from(_ADDRESSED_FROM.outerjoin(_P, (_P.c.case_id == _R.c.case_id) & (_P.c.subject_id == _R.c.subject_id)
+                                           & (_P.c.role == "debtor")))
+    .where(_D.c.id.in_(_IDS))
 )
+_ORDERS_TO_STORE = _ORDERS.where(_D.c.state.in_(_SENT_FROM)).order_by(_D.c.id).with_for_update(of=_D)
 
 
 def _addressed(row: Any) -> Addressed:
@@ -131,7 +153,7 @@ def load_orders(session: Session, delivery_ids: list[str], *, now: datetime
     today = court_date(now)
     found: dict[str, tuple[DeliveryOrder, Addressed]] = {}
     for ids in chunks(delivery_ids):
-        for row in session.execute(_ORDERS.where(Delivery.id.in_(ids))):
+        for row in session.execute(_ORDERS, {"b_ids": ids}):
             order = DeliveryOrder(
                 message_id=row.id, action=row.action, categories=tuple(row.categories),
                 subject=SubjectRef(kind=row.kind, name=row.name, id_number=row.id_number),
@@ -168,9 +190,9 @@ def store_for_pull(session: Session, envelopes: dict[str, Envelope], *, audit: A
     them there like any other), audited ``delivery.stored``. A few statements for
     the whole claim, as ``mark_sent`` for a batch file."""
     still: dict[str, Addressed] = {}
+    session.flush()  # Core statements below: ORM changes made earlier in the transaction go first, as before
     for ids in chunks(sorted(envelopes)):
-        rows = session.execute(_ORDERS.where(Delivery.id.in_(ids), Delivery.state.in_(_SENT_FROM))
-                               .order_by(Delivery.id).with_for_update(of=Delivery))
+        rows = session.execute(_ORDERS_TO_STORE, {"b_ids": ids})
         still.update({row.id: _addressed(row) for row in rows})
     keep_requests(session, {i: envelopes[i] for i in still}, now=now)
     for ids in chunks(list(still)):
@@ -255,16 +277,14 @@ def _event(ref: Addressed, action: str, outcome: str, details: dict[str, Any], a
             "details": {"agency": ref.agency_id, "attempt": ref.attempts, **details}}
 
 
+_DR = DeliveryResult.__table__
 _LOCK_FOR_RESULT = (
-    select(Delivery.id, Delivery.state, Delivery.request_id, Delivery.agency_id, Delivery.attempts,
-           Delivery.last_error, Request.subject_id, Case.case_number, Subject.id_number,
-           DeliveryResult.id.label("result_id"))
-    .join(Request, Request.id == Delivery.request_id)
-    .join(Case, Case.id == Request.case_id)
-    .join(Subject, Subject.id == Request.subject_id)
-    .outerjoin(DeliveryResult, DeliveryResult.delivery_id == Delivery.id)
-    .order_by(Delivery.id)
-    .with_for_update(of=Delivery)
+    select(_D.c.id, _D.c.state, _D.c.request_id, _D.c.agency_id, _D.c.attempts, _D.c.last_error, _R.c.subject_id,
+           _C.c.case_number, _S.c.id_number, _DR.c.id.label("result_id"))
+    .select_from(_ADDRESSED_FROM.outerjoin(_DR, _DR.c.delivery_id == _D.c.id))
+    .where(_D.c.id.in_(_IDS))
+    .order_by(_D.c.id)
+    .with_for_update(of=_D)
 )
 
 _ANSWERED = (
@@ -281,11 +301,13 @@ def record_answers(session: Session, answers: list[tuple[str, Envelope, AgencyAn
     and audited; the first answer to an expired one is kept as late. ``settled``,
     if given, gets each delivery's outcome: answered, late or duplicate_discarded."""
     settled = {} if settled is None else settled
+    session.flush()  # Core statements below: ORM changes made earlier in the transaction go first, as before
     by_id = {delivery_id: (envelope, answer, raw) for delivery_id, envelope, answer, raw in answers}
     locked: dict[str, Any] = {}
     for ids in chunks(sorted(by_id)):
-        locked.update({row.id: row for row in session.execute(_LOCK_FOR_RESULT.where(Delivery.id.in_(ids)))})
+        locked.update({row.id: row for row in session.execute(_LOCK_FOR_RESULT, {"b_ids": ids})})
     assets, results, changes, events, touched = [], [], [], [], set()
+    moves: dict[tuple[str, str], DeliveryState] = {}  # each (from, to) checked against the table once
     for delivery_id, row in locked.items():
         _envelope, answer, raw = by_id[delivery_id]
         ref = _addressed(row)
@@ -297,18 +319,22 @@ def record_answers(session: Session, answers: list[tuple[str, Envelope, AgencyAn
             settled[delivery_id] = "duplicate_discarded"
             continue
         records = [load_asset_record(a) for a in answer.assets]
-        outcomes = _OUTCOMES.dump(_OUTCOMES.load(answer.controls))
+        # An inquiry's answer has no control outcomes: no schema pass over an empty list.
+        outcomes = [] if type(answer.controls) is list and not answer.controls else \
+            _OUTCOMES.dump(_OUTCOMES.load(answer.controls))
         assets += [{"id": new_id(), "subject_id": row.subject_id, "delivery_id": delivery_id, "agency_id": row.agency_id,
                     "found_at": now, **record} for record in records]
         results.append({"delivery_id": delivery_id, "received_at": now, "agency_answered_at": answer.answered_at,
                         "request_sha256": answer.request_sha256, "answer_sha256": answer_sha,
                         "asset_count": len(records), "controls": outcomes or None, "late": late})
+        move = (row.state, DeliveryState.EXPIRED if late else DeliveryState.ANSWERED)
+        target = moves.get(move) or moves.setdefault(move, move_delivery(*move))
         if late:  # kept and shown, but not answered in time: the delivery stays expired
-            changes.append({"b_id": delivery_id, "b_state": move_delivery(row.state, DeliveryState.EXPIRED),
+            changes.append({"b_id": delivery_id, "b_state": target,
                             "b_answered_at": None, "b_now": now,
                             "b_last_error": f"{row.last_error or 'expired'}; a late result arrived at {now.isoformat()}"})
         else:
-            changes.append({"b_id": delivery_id, "b_state": move_delivery(row.state, DeliveryState.ANSWERED),
+            changes.append({"b_id": delivery_id, "b_state": target,
                             "b_answered_at": now, "b_last_error": None,
                             "b_now": now})
         details = {"assets": len(records), "request_sha256": answer.request_sha256, "answer_sha256": answer_sha}

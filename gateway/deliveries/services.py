@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import Integer, and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -34,6 +34,43 @@ _DUE = DELIVERY.sources(DeliveryState.SENDING, among=(DeliveryState.QUEUED,))
 _RECLAIMABLE = DELIVERY.sources(DeliveryState.SENDING, among=(DeliveryState.SENDING, DeliveryState.AWAITING))
 _HANDED_BACK_FROM = DELIVERY.sources(DeliveryState.QUEUED, among=(DeliveryState.SENDING,))
 _OVERDUE = DELIVERY.sources(DeliveryState.EXPIRED, among=ON_ITS_WAY)
+
+# The claim's and the kept bytes' statements, built once on the table (Core, no ORM
+# pass): a worker runs them on every dispatch pass, and building an ORM statement
+# and its bulk-update bookkeeping cost more than the SQL for a handful of rows.
+_D = Delivery.__table__
+_NOW = bindparam("b_now", type_=_D.c.deadline.type)
+_CLAIMABLE = (
+    select(_D.c.id)
+    .where(_D.c.agency_id == bindparam("b_agency"), _D.c.deadline > _NOW)
+    .where(or_(
+        and_(_D.c.state.in_(_DUE), _D.c.next_attempt_at <= _NOW),
+        and_(_D.c.state.in_(_RECLAIMABLE), _D.c.lease_until < _NOW),
+    ))
+    .order_by(_D.c.next_attempt_at)
+    .limit(bindparam("b_limit", type_=Integer))
+    .with_for_update(skip_locked=True)
+)
+_CLAIM = (
+    update(_D).where(_D.c.id.in_(bindparam("b_ids", expanding=True)))
+    .values(state=DeliveryState.SENDING, lease_until=bindparam("b_until", type_=_D.c.lease_until.type),
+            attempts=_D.c.attempts + 1, updated_at=_NOW, lease_owner=bindparam("b_owner"))
+)
+_STORED = select(_D.c.id, _D.c.request_body, _D.c.request_operation, _D.c.request_media_type).where(
+    _D.c.id.in_(bindparam("b_ids", expanding=True)), _D.c.request_body.is_not(None))
+_STORED_OF_AGENCY = _STORED.where(_D.c.agency_id == bindparam("b_agency"))
+_BUDGETS = AgencyBudget.__table__
+_LOCK_BUDGETS = (select(_BUDGETS.c.agency_id, _BUDGETS.c.tokens, _BUDGETS.c.refilled_at)
+                 .where(_BUDGETS.c.agency_id.in_(bindparam("b_agencies", expanding=True)))
+                 .order_by(_BUDGETS.c.agency_id).with_for_update())
+_SPEND_BUDGET = (update(_BUDGETS).where(_BUDGETS.c.agency_id == bindparam("b_agency"))
+                 .values(tokens=bindparam("b_tokens"), refilled_at=bindparam("b_now")))
+_IN_FLIGHT = (
+    select(_D.c.agency_id, func.count())
+    .where(_D.c.agency_id.in_(bindparam("b_agencies", expanding=True)), _D.c.state == DeliveryState.SENDING,
+           _D.c.lease_until > _NOW, _D.c.id.not_in(bindparam("b_claimed", expanding=True)))
+    .group_by(_D.c.agency_id)
+)
 
 
 @dataclass(frozen=True)
@@ -60,25 +97,10 @@ def claim_due(session: Session, *, agency_id: str, now: datetime, limit: int, le
     """
     if limit <= 0:
         return []
-    due = (
-        select(Delivery.id)
-        .where(Delivery.agency_id == agency_id, Delivery.deadline > now)
-        .where(or_(
-            and_(Delivery.state.in_(_DUE), Delivery.next_attempt_at <= now),
-            and_(Delivery.state.in_(_RECLAIMABLE), Delivery.lease_until < now),
-        ))
-        .order_by(Delivery.next_attempt_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    ids = list(session.scalars(due))
+    ids = list(session.scalars(_CLAIMABLE, {"b_agency": agency_id, "b_now": now, "b_limit": limit}))
     if ids:
-        session.execute(
-            update(Delivery).where(Delivery.id.in_(ids)).values(
-                state=DeliveryState.SENDING, lease_until=now + timedelta(seconds=lease_seconds),
-                attempts=Delivery.attempts + 1, updated_at=now, lease_owner=owner,
-            )
-        )
+        session.execute(_CLAIM, {"b_ids": ids, "b_now": now, "b_until": now + timedelta(seconds=lease_seconds),
+                                 "b_owner": owner})
     return ids
 
 
@@ -103,33 +125,28 @@ def trim_to_budgets(session: Session, claimed: dict[str, list[str]], limits: dic
     wanted = sorted(agency for agency, ids in claimed.items() if ids)
     if not wanted:
         return claimed
-    budgets = {b.agency_id: b for b in session.scalars(
-        select(AgencyBudget).where(AgencyBudget.agency_id.in_(wanted)).order_by(AgencyBudget.agency_id)
-        .with_for_update())}
+    budgets = {row.agency_id: row for row in session.execute(_LOCK_BUDGETS, {"b_agencies": wanted})}
     missing = [a for a in wanted if a not in budgets]
     if missing:  # an agency's first claim ever: its row, made once whoever comes first
         dialect_insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-        session.execute(dialect_insert(AgencyBudget.__table__).on_conflict_do_nothing(index_elements=["agency_id"]),
+        session.execute(dialect_insert(_BUDGETS).on_conflict_do_nothing(index_elements=["agency_id"]),
                         [{"agency_id": a, "tokens": max(1.0, limits[a].rate), "refilled_at": now} for a in missing])
-        budgets.update({b.agency_id: b for b in session.scalars(
-            select(AgencyBudget).where(AgencyBudget.agency_id.in_(missing)).with_for_update())})
+        budgets.update({row.agency_id: row for row in session.execute(_LOCK_BUDGETS, {"b_agencies": missing})})
     every_claimed = [i for a in wanted for i in claimed[a]]
-    in_flight = dict(session.execute(
-        select(Delivery.agency_id, func.count()).where(
-            Delivery.agency_id.in_(wanted), Delivery.state == DeliveryState.SENDING, Delivery.lease_until > now,
-            Delivery.id.not_in(every_claimed))
-        .group_by(Delivery.agency_id)).all())
+    in_flight: dict[str, int] = dict(session.execute(_IN_FLIGHT, {"b_agencies": wanted, "b_now": now, "b_claimed": every_claimed}).all())
     kept: dict[str, list[str]] = dict(claimed)
     handed_back: list[str] = []
+    spent = []
     for agency in wanted:
         budget, ids = budgets[agency], claimed[agency]
-        granted, budget.tokens = shared_grant(
+        granted, tokens = shared_grant(
             wanted=len(ids), tokens=budget.tokens, elapsed_seconds=(now - as_utc(budget.refilled_at)).total_seconds(),
             rate=limits[agency].rate, concurrency=limits[agency].concurrency,
             in_flight_elsewhere=in_flight.get(agency, 0))
-        budget.refilled_at = now
+        spent.append({"b_agency": agency, "b_tokens": tokens, "b_now": now})
         kept[agency], extra = ids[:granted], ids[granted:]
         handed_back += extra
+    session.execute(_SPEND_BUDGET, spent)
     if handed_back:
         session.execute(update(Delivery).where(Delivery.id.in_(handed_back), Delivery.state.in_(_HANDED_BACK_FROM)).values(
             state=DeliveryState.QUEUED, lease_until=None, lease_owner=None, attempts=Delivery.attempts - 1,
@@ -142,17 +159,12 @@ def stored_envelopes(session: Session, delivery_ids: list[str], agency_id: str |
     made yet). With ``agency_id``: only that agency's, so an agency's result can
     name only a request sent to it."""
     found: dict[str, Envelope] = {}
+    query, params = (_STORED, {}) if agency_id is None else (_STORED_OF_AGENCY, {"b_agency": agency_id})
     for start in range(0, len(delivery_ids), 500):
-        query = (
-            select(Delivery.id, Delivery.request_body, Delivery.request_operation, Delivery.request_media_type)
-            .where(Delivery.id.in_(delivery_ids[start:start + 500]), Delivery.request_body.is_not(None))
-        )
-        if agency_id is not None:
-            query = query.where(Delivery.agency_id == agency_id)
         found.update({
             row.id: Envelope(message_id=row.id, operation=row.request_operation or "", body=row.request_body,
                              media_type=row.request_media_type or "")
-            for row in session.execute(query)
+            for row in session.execute(query, {**params, "b_ids": delivery_ids[start:start + 500]})
         })
     return found
 

@@ -41,6 +41,11 @@ log = logging.getLogger(__name__)
 
 DEFAULT_BREAKER = BreakerSection(failure_threshold=5, reset_seconds=30.0)
 EXPIRY_INTERVAL_SECONDS = 1.0
+# After a batch file leaves, its agency's results are looked for this soon, then at
+# twice the interval after each look that finds none, back up to poll_interval_seconds:
+# a quick agency's answer is picked up within tens of milliseconds rather than a
+# whole poll interval later, and a slow one costs a few extra listings per file.
+RESULT_LOOK_SECONDS = 0.05
 
 
 def lease_owner_name() -> str:
@@ -81,8 +86,10 @@ class DeliveryWorker:
         self._shared_limits = {agency_id: services.AgencyLimits(a.rate_limit_per_second, a.concurrency)
                                for agency_id, a in agencies.items() if channel_class(a) is AgencyChannel}
         self._last_collected = {agency_id: 0.0 for agency_id in agencies}
+        self._collect_every = {agency_id: settings.poll_interval_seconds for agency_id in agencies}
         self._lost_files_checked: set[str] = set()  # batch agencies asked for lost files since this worker began
         self._last_expiry = 0.0
+        self._claimed_in_full = False  # the last pass's claims took all they asked for: more may be due
         self.name = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"  # holder of collection leases
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -170,8 +177,19 @@ class DeliveryWorker:
             except Exception:
                 log.exception("delivery dispatcher pass failed; trying again")
                 started = 0
-            if not started:
-                self._wake.wait(self.settings.poll_interval_seconds)
+            # Straight into another pass only if a claim took all it asked for (more may
+            # be due); otherwise until a slot frees, a request comes or the poll interval.
+            if not started or not self._claimed_in_full:
+                self._wake.wait(self._idle_seconds())
+
+    def _idle_seconds(self) -> float:
+        """How long the dispatcher may sleep: a poll interval, or less if a batch
+        agency's results are due to be looked for sooner."""
+        now, wait = time.monotonic(), self.settings.poll_interval_seconds
+        for agency_id, every in self._collect_every.items():
+            if every < wait:
+                wait = min(wait, max(0.0, self._last_collected[agency_id] + every - now))
+        return wait
 
     # --- one pass ------------------------------------------------------------------
 
@@ -184,7 +202,8 @@ class DeliveryWorker:
             self._last_expiry = time.monotonic()
             with self.db.transaction() as session:
                 services.expire_overdue(session, audit=self.audit, now=now)
-        started, plans = 0, []
+        started, plans, free_slots = 0, [], {}
+        self._claimed_in_full = False
         for agency_id, channel in self.channels.items():
             if isinstance(channel, BatchChannel):
                 started += self._collect_if_due(channel)
@@ -192,22 +211,14 @@ class DeliveryWorker:
                 free = channel.agency.concurrency - self._in_flight[agency_id]
             breaker = self.breakers[agency_id]
             if isinstance(channel, BatchChannel):
-                # One file is one unit of concurrency, rate and breaker trial; it carries up to batch_size requests.
-                allowed, trial = breaker.permit(1 if free > 0 else 0)
-                if not allowed or self._rates[agency_id].take(1, time.monotonic()) < 1:
-                    if trial:
-                        breaker.cancel_trial()
-                    continue
-                ids = self._claim(agency_id, now, channel.agency.batch_size)
-                if ids:
-                    with self._lock:
-                        self._in_flight[agency_id] += 1
-                    self._submit(self.deliver_batch, ids, agency_id, trial)
-                elif trial:
-                    breaker.cancel_trial()
-                started += len(ids)
+                started += self._dispatch_file(channel, free, now)
+                continue
+            with self._lock:
+                topping_up = self._worth_a_pass(agency_id)
+            if not topping_up:  # its slots nearly full and the pool's threads busy: a later pass takes more at once
                 continue
             wanted, trial = breaker.permit(min(free, self.settings.batch_size))
+            free_slots[agency_id] = free
             allowed = self._rates[agency_id].take(wanted, time.monotonic()) if wanted > 0 else 0
             if allowed > 0:
                 plans.append((channel, allowed, trial))
@@ -221,12 +232,33 @@ class DeliveryWorker:
             claimed = ready.get(agency_id, [])
             if trial and not claimed:
                 self.breakers[agency_id].cancel_trial()
+            # All it asked for, and it asked for fewer than its free slots (the claim batch): more may be due.
+            self._claimed_in_full |= len(claimed) == _allowed < free_slots[agency_id]
             for n, (delivery_id, envelope) in enumerate(claimed):
                 with self._lock:
                     self._in_flight[agency_id] += 1
                 self._submit(self.deliver, delivery_id, envelope, agency_id, trial and n == 0)
             started += len(claimed)
         return started
+
+    def _dispatch_file(self, channel: BatchChannel, free: int, now) -> int:
+        """Claim a batch agency's next file and hand it to the pool; how many requests it carries.
+        One file is one unit of concurrency, rate and breaker trial; it carries up to batch_size requests."""
+        agency_id, breaker = channel.agency.id, self.breakers[channel.agency.id]
+        allowed, trial = breaker.permit(1 if free > 0 else 0)
+        if not allowed or self._rates[agency_id].take(1, time.monotonic()) < 1:
+            if trial:
+                breaker.cancel_trial()
+            return 0
+        ids = self._claim(agency_id, now, channel.agency.batch_size)
+        self._claimed_in_full |= len(ids) == channel.agency.batch_size
+        if ids:
+            with self._lock:
+                self._in_flight[agency_id] += 1
+            self._submit(self.deliver_batch, ids, agency_id, trial)
+        elif trial:
+            breaker.cancel_trial()
+        return len(ids)
 
     def _claim(self, agency_id: str, now, limit: int) -> list[str]:
         with self.db.transaction() as session:
@@ -354,7 +386,21 @@ class DeliveryWorker:
             self._observe(agency_id, outcome, time.perf_counter() - started)
             with self._lock:
                 self._in_flight[agency_id] -= 1
-            self._wake.set()  # a slot is free: more of this agency's work may be due
+                worth_a_pass = self._worth_a_pass(agency_id)
+            if worth_a_pass:
+                self._wake.set()  # slots are free: more of this agency's work may be due
+
+    def _worth_a_pass(self, agency_id: str) -> bool:
+        """Whether a freed slot should wake the dispatcher (called under the lock).
+
+        Yes while the pool has a thread with nothing queued for it, or once half of
+        this agency's slots are free. Not for every slot: with the pool's threads all
+        busy and deliveries queued behind them, a pass per freed slot claimed one
+        delivery at a time, and a pass (claim, budgets, orders, bytes kept: two
+        commits) cost more than the delivery (bench/RESULTS.md, protocols). The
+        threads never wait for it: the wake comes while queued work is left."""
+        return (sum(self._in_flight.values()) <= self.settings.threads
+                or self._in_flight[agency_id] <= self.channels[agency_id].agency.concurrency // 2)
 
     def _observe(self, agency_id: str, outcome: str | None, seconds: float) -> None:
         if outcome == DeliveryState.QUEUED:  # record_failure scheduled a retry
@@ -408,6 +454,7 @@ class DeliveryWorker:
                 with self.db.transaction() as session:
                     progress.mark_sent(session, {i: orders[i][1] for i in ids}, batch_file=batch_file, audit=self.audit,
                                       now=utc_now(), wait_seconds=self.settings.batch_result_wait_seconds)
+                self._results_due_soon(agency_id)
         except Exception:
             # Leases lapse and the deliveries are claimed again; the agency discards what it already has.
             log.exception("batch to %s failed inside the gateway; its leases will lapse and it will be retried", agency_id)
@@ -420,7 +467,7 @@ class DeliveryWorker:
     def _collect_if_due(self, channel: BatchChannel) -> int:
         agency_id = channel.agency.id
         now = time.monotonic()
-        if now - self._last_collected[agency_id] < self.settings.poll_interval_seconds:
+        if now - self._last_collected[agency_id] < self._collect_every[agency_id]:
             return 0
         self._last_collected[agency_id] = now
         if agency_id not in self._lost_files_checked:
@@ -435,10 +482,18 @@ class DeliveryWorker:
             if not services.take_lease(session, f"collect:{agency_id}", self.name, now=utc_now(), seconds=lease_seconds):
                 return 0
         try:
-            return self.collect(channel)
+            count = self.collect(channel)
         except AdapterError as error:
             log.info("collecting results from %s: %s", agency_id, error.code)
-            return 0
+            count = 0
+        if not count:  # nothing yet: look less often, back up to the poll interval
+            self._collect_every[agency_id] = min(2 * self._collect_every[agency_id], self.settings.poll_interval_seconds)
+        return count
+
+    def _results_due_soon(self, agency_id: str) -> None:
+        """A file has left: look for its results soon (``RESULT_LOOK_SECONDS``), and now if the last look was longer ago."""
+        self._collect_every[agency_id] = min(RESULT_LOOK_SECONDS, self.settings.poll_interval_seconds)
+        self._wake.set()
 
     def resend_lost_batches(self, channel: BatchChannel) -> int:
         """Send again at once the requests of batch files the agency has lost (a file

@@ -205,3 +205,36 @@ def test_one_process_at_a_time_collects_an_agencys_result_files(batch_app):
         assert services.take_lease(session, "collect:psb-batch", "host:1", now=now, seconds=30)  # renewed by its holder
     with db.transaction() as session:  # the holder died; once its lease lapses another takes over
         assert services.take_lease(session, "collect:psb-batch", "host:2", now=now + timedelta(seconds=31), seconds=30)
+
+
+def test_results_are_looked_for_soon_after_a_file_leaves_then_less_often(batch_app, batch_api):
+    """A file sent makes the worker look for its results after RESULT_LOOK_SECONDS,
+    not a poll interval later; each look that finds nothing doubles the wait, back up
+    to the poll interval; a look that finds results keeps it."""
+    from gateway.deliveries.worker import RESULT_LOOK_SECONDS
+
+    application, fixture_worker, drop = batch_app
+    poll = 0.4
+    worker = DeliveryWorker(application.extensions["db"], fixture_worker.channels, application.extensions["audit"],
+                            replace(application.config["SETTINGS"].workers, poll_interval_seconds=poll))
+    batch_api.inquire()
+    worker.dispatch_once()  # claims and sends the file inline
+    assert len(drop.sent) == 1
+    assert worker._collect_every["psb-batch"] == RESULT_LOOK_SECONDS
+    assert worker._idle_seconds() <= RESULT_LOOK_SECONDS  # the dispatcher sleeps no longer than that
+    waits = []
+    for _ in range(4):  # nothing answered yet: each empty look waits twice as long, up to the poll interval
+        worker._last_collected["psb-batch"] = 0.0
+        worker.dispatch_once()
+        waits.append(worker._collect_every["psb-batch"])
+    assert waits == [min(RESULT_LOOK_SECONDS * 2 ** n, poll) for n in range(1, 5)]
+    assert waits[-1] == poll
+
+    batch_api.inquire()
+    worker.dispatch_once()  # a second file: soon again
+    assert worker._collect_every["psb-batch"] == RESULT_LOOK_SECONDS
+    drop.answer_all()
+    worker._last_collected["psb-batch"] = 0.0
+    worker.dispatch_once()  # finds both files' results: the wait is kept
+    assert worker._collect_every["psb-batch"] == RESULT_LOOK_SECONDS
+    assert {state for state, _, _ in _deliveries(application).values()} == {"answered"}

@@ -241,3 +241,29 @@ def test_a_retry_sends_the_bytes_first_sent_so_the_agencys_stored_answer_binds(a
     assert psb_sandbox.app.extensions["psb_sandbox"].duplicate_count >= 1
     with db.reading() as session:
         assert session.get(Delivery, delivery_id).request_body == first.body
+
+
+def test_with_the_pool_busy_a_freed_slot_waits_until_half_the_agencys_slots_are_free(app, api):
+    """A pass per freed slot claimed one delivery at a time while the pool's threads
+    were all busy: the worker tops an agency up only once half of its slots are free
+    (or a thread has nothing queued), and then takes them all in one claim."""
+    from gateway.deliveries.worker import DeliveryWorker
+
+    assert api.register_case().status_code == 201
+    for _ in range(12):
+        assert api.inquire().status_code == 202
+    base = app.extensions["worker"]
+    worker = DeliveryWorker(app.extensions["db"], base.channels, app.extensions["audit"],
+                            replace(app.config["SETTINGS"].workers, threads=2))
+    concurrency = worker.channels["psb"].agency.concurrency
+    assert concurrency >= 4
+    worker._in_flight["psb"] = concurrency - 1  # the pool busy with this agency's deliveries
+    assert not worker._worth_a_pass("psb")
+    assert worker.dispatch_once() == 0  # nothing claimed for one free slot
+    with app.extensions["db"].reading() as session:
+        assert {d.state for d in session.query(Delivery)} == {"queued"}
+    worker._in_flight["psb"] = concurrency // 2
+    assert worker._worth_a_pass("psb")
+    assert worker.dispatch_once() == concurrency - concurrency // 2  # every free slot at once (inline here)
+    worker._in_flight["psb"] = 0
+    assert worker._worth_a_pass("psb")  # idle threads: any freed slot is worth a pass
