@@ -20,6 +20,12 @@ from before MACs or before ``details`` was stored canonically. Where SQLite
 cannot build the encoding (no JSON functions, or a table whose text columns
 could hold numbers, which SQLite would write in its own way) ``sqlite_walk``
 says so, and the caller walks with ``verify_rows``, as on PostgreSQL.
+
+The worker processes of audit/parallel.py make the quick reads through apsw's
+own SQLite (3.45 and later write JSON strings with an unrolled loop: a million
+encodings in 0.8 s of CPU here, against 1.7 s with the system's 3.40), over a
+connection of their own; everything else, and the one-process walk, goes
+through the caller's connection.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from contextlib import closing
 from itertools import islice
 from typing import Any, Generator, Iterator, cast
 
+import apsw
 from sqlalchemy import Connection
 
 from audit.chain import HASHED_FIELDS, ROW_FIELDS, CanonicalJSONText, ChainReport, event_mac_function, verify_rows
@@ -54,8 +61,9 @@ _ROW_MAC, _ROW_DETAILS = ROW_FIELDS.index("mac"), ROW_FIELDS.index("details")
 def sqlite_walk(connection: Connection, *, after_seq: int, start_seq: int, start_hash: str,
                 up_to_seq: int | None = None, mac_key: bytes | None = None, batch: int = 5000) -> ChainReport | None:
     """What ``verify_rows`` over ``event_tuples`` says of the events (after_seq,
-    up_to_seq] from ``start_seq`` linking to ``start_hash``, in a third of the
-    time; None where the database is not SQLite or cannot build the encoding."""
+    up_to_seq] from ``start_seq`` linking to ``start_hash``, in about half the
+    time; None where the database is not SQLite or cannot build the encoding.
+    ``connection`` may also be an ``ApswConnection`` (the worker processes)."""
     dbapi_connection = connection.connection.dbapi_connection
     if connection.dialect.name != "sqlite" or dbapi_connection is None or not encodes_events(dbapi_connection):
         return None
@@ -80,8 +88,8 @@ def sqlite_walk(connection: Connection, *, after_seq: int, start_seq: int, start
                 after, upto, limit = last, end, batch
             read = _LastRow()
             # closed at once, not when collected: its cursor stays open while it is not
-            reader = cast(Generator[tuple, None, None], event_tuples(connection, after_seq=after, up_to_seq=upto, batch=batch))
-            with closing(reader) as events:
+            plain = cast(Generator[tuple, None, None], event_tuples(connection, after_seq=after, up_to_seq=upto, batch=batch))
+            with closing(plain) as events:
                 part = verify_rows(read.through(events if limit is None else islice(events, limit)),
                                    start_seq=walk.next_seq, start_hash=walk.head_hash, mac_key=mac_key)
             broken = walk.add(part)
@@ -94,11 +102,32 @@ def sqlite_walk(connection: Connection, *, after_seq: int, start_seq: int, start
 
 def _quick_rows(cursor: Any, last: int, end: int, batch: int) -> list[tuple] | None:
     """The next batch as QUICK_QUERY reads it; None if SQLite will not encode it
-    (json_object refuses a blob): that batch is walked event by event."""
+    (json_object refuses a blob) or a text is not UTF-8: that batch is walked
+    event by event, which fails on such a value as it always did."""
     try:
         return cursor.execute(QUICK_QUERY, (last, end, batch)).fetchall()
-    except sqlite3.OperationalError:
+    except (sqlite3.OperationalError, apsw.Error, UnicodeDecodeError):
         return None
+
+
+class ApswConnection:
+    """An apsw connection to the database file, in the shape ``event_tuples`` and
+    ``sqlite_walk`` read a SQLAlchemy connection through (its dialect, its DBAPI
+    connection). A worker process reads through apsw alone: two copies of SQLite
+    in one process must not open one file, as each drops the other's POSIX locks
+    when it closes it (sqlite.org, "How To Corrupt An SQLite Database File", 2.2.1)."""
+
+    class dialect:  # noqa: N801 - the attribute SQLAlchemy's Connection has
+        name, paramstyle = "sqlite", "qmark"
+
+    def __init__(self, path: str) -> None:
+        self.dbapi_connection = apsw.Connection(path, flags=apsw.SQLITE_OPEN_READWRITE)  # a WAL reader writes -shm
+        self.connection = self
+        # Read once, in order: mapped, SQLite reads the pages without a copy each.
+        self.dbapi_connection.execute("PRAGMA mmap_size = 4294967296")
+
+    def close(self) -> None:
+        self.dbapi_connection.close()
 
 
 class _LastRow:
@@ -124,7 +153,7 @@ def encodes_events(dbapi_connection: Any) -> bool:
     try:
         columns = {row[1]: (row[2] or "").upper() for row in dbapi_connection.execute("PRAGMA table_info(audit_events)")}
         dbapi_connection.execute("SELECT json_object('a', 1)").fetchall()
-    except sqlite3.Error:
+    except (sqlite3.Error, apsw.Error):
         return False
     # SQLite's affinity rules: a declared type with INT is INTEGER; else one with CHAR, CLOB or TEXT is TEXT.
     return all(name in columns and "INT" not in columns[name] and any(t in columns[name] for t in ("CHAR", "CLOB", "TEXT"))

@@ -6,9 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from audit import sqlite_walk as quick
 from audit.chain import ChainReport, verify_rows
+from audit.models import AuditEvent
+from audit.parallel import database_url, verify_parts
 from audit.store import event_tuples, live_chain_start
 
 
@@ -24,9 +27,19 @@ def quick_walk(session: Any, event_key: bytes | None, *, batch: int = 5000) -> C
                              start_hash=start_hash, mac_key=event_key, batch=batch)
 
 
+def worker_walk(session: Any, event_key: bytes | None, *, batch: int = 5000) -> ChainReport:
+    """The walk in one worker process, as ``gateway audit verify`` runs it (on
+    SQLite through apsw's SQLite, which this process must not open the file with)."""
+    start_seq, start_hash = live_chain_start(session)
+    head = session.execute(sa.select(sa.func.max(AuditEvent.seq))).scalar() or 0
+    return verify_parts(database_url(session.get_bind()), start_seq=start_seq, start_hash=start_hash, head_seq=head,
+                        workers=1, batch=batch, mac_key=event_key)
+
+
 def assert_walks_agree(session: Any, event_key: bytes | None, *, batch: int = 5000) -> ChainReport:
-    """Both walks, with and without the key: the same reports. The quick walk is
-    there on SQLite (a migrated database) and only there."""
+    """The walks, with and without the key: the same reports. The quick walk is
+    there on SQLite (a migrated database) and only there; a worker process's walk
+    says the same on both databases."""
     for key in (event_key, None):
         expected = plain_walk(session, key)
         got = quick_walk(session, key, batch=batch)
@@ -34,6 +47,7 @@ def assert_walks_agree(session: Any, event_key: bytes | None, *, batch: int = 50
             assert got == expected
         else:
             assert got is None
+        assert worker_walk(session, key, batch=batch) == expected
     return expected
 
 

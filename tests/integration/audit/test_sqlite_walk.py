@@ -8,6 +8,7 @@ import json
 import sqlite3
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
 
+import apsw
 import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
@@ -60,10 +61,12 @@ def quick_rows(db, after=0):
 @given(ODD)
 @settings(max_examples=400)
 def test_sqlite_escapes_a_string_as_the_canonical_encoding_does(text):
-    connection = sqlite3.connect(":memory:")
-    (encoded,) = connection.execute("SELECT json_object('k', ?)", (text,)).fetchone()
-    assert encoded == '{"k":' + encode_basestring(text) + "}" == json.dumps({"k": text}, separators=(",", ":"),
-                                                                              ensure_ascii=False)
+    """The system's SQLite (the one-process walk) and apsw's (the worker processes)."""
+    canonical = json.dumps({"k": text}, separators=(",", ":"), ensure_ascii=False)
+    assert canonical == '{"k":' + encode_basestring(text) + "}"
+    for connection in (sqlite3.connect(":memory:"), apsw.Connection(":memory:")):
+        (encoded,) = connection.execute("SELECT json_object('k', ?)", (text,)).fetchall()[0]
+        assert encoded == canonical
 
 
 @SQLITE_ONLY
@@ -110,7 +113,7 @@ def test_events_from_before_macs_are_walked_one_by_one_and_the_quick_walk_resume
     with db.reading() as session:
         report = assert_walks_agree(session, AUDIT.event_key, batch=10)
     assert report.ok and report.events_checked == 130 and report.first_keyed_seq == 31
-    # Each walk (with and without the key): the 30 old ones and at most a batch after them.
+    # Each walk here (with and without the key): the 30 old ones and at most a batch after them.
     assert read.count <= 2 * (30 + 10)
 
 
