@@ -38,6 +38,7 @@ from audit.checkpoints import (
 from audit.models import AuditCheckpoint, AuditEvent
 from audit.parallel import database_url, verify_parts
 from audit.store import event_tuples, live_chain_start
+from audit.sqlite_walk import sqlite_walk
 
 _CHECKPOINT_FIELDS = ("seq", "head_hash", "event_count", "signed_at", "key_id", "signature", "number",
                       "prev_checkpoint_hash")
@@ -187,8 +188,11 @@ def _walk_live_chain(session: Session, *, start_seq: int, start_hash: str, batch
                      event_key: bytes | None) -> ChainReport:
     """Recompute the live chain from ``start_seq``: in this process, or in ``workers`` (audit/parallel.py)."""
     if workers <= 1:
-        return verify_rows(event_tuples(session, after_seq=start_seq - 1, batch=batch),
-                           start_seq=start_seq, start_hash=start_hash, mac_key=event_key)
+        quick = sqlite_walk(session.connection(), after_seq=start_seq - 1, start_seq=start_seq,
+                            start_hash=start_hash, mac_key=event_key, batch=batch)
+        # None: PostgreSQL, or an SQLite that cannot encode the events itself.
+        return quick if quick is not None else verify_rows(event_tuples(session, after_seq=start_seq - 1, batch=batch),
+                                                           start_seq=start_seq, start_hash=start_hash, mac_key=event_key)
     return verify_parts(database_url(session.get_bind()), start_seq=start_seq, start_hash=start_hash,
                         head_seq=head_seq(session), workers=workers, mac_key=event_key)
 

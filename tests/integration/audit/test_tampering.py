@@ -19,6 +19,7 @@ from audit.checkpoint_file import CheckpointFileError, append_checkpoint, load_c
 from audit.checkpoints import checkpoint_hash, load_private_key, load_public_key, sign_checkpoint
 from audit.models import AuditCheckpoint, AuditEvent
 from audit.store import AuditLog, SystemActor
+from walk_support import assert_walks_agree
 from gateway.auditing.checkpointing import CheckpointWriter, checkpoint_due
 from gateway.cli import main
 from gateway.db import Database
@@ -71,10 +72,12 @@ def tampered(db, *statements, params=None):
 
 
 def verify(db, public_key):
-    """One walk, and the walk split over processes: both must say the same."""
+    """One walk, and the walk split over processes: both must say the same, and
+    on SQLite (where the database builds the encoding) what the plain walk says."""
     with db.reading() as session:
         one = verify_log_with_checkpoints(session, public_key, batch=4, event_key=AUDIT.event_key)
         split = verify_log_with_checkpoints(session, public_key, workers=2, event_key=AUDIT.event_key)
+        assert_walks_agree(session, AUDIT.event_key, batch=3)
     assert split == one
     return one
 
