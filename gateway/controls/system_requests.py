@@ -46,7 +46,8 @@ def write_system_request(session: Session, case: Case, subject_id: str, action: 
     # The outbox runs on the worker's clock, not on the rules' (which tests move on).
     deliveries = outbox.delivery_rows(request_id, [
         outbox.Leg(registry.get(agency_id), sorted({ln["category"] for ln in lines}), lines)
-        for agency_id, lines in agencies.items()], action=action, held=held, now=now, send_at=utc_now())
+        for agency_id, lines in agencies.items()], subject_id=subject_id, action=action, held=held, now=now,
+        send_at=utc_now())
     state = move_request(None, RequestState.AWAITING_APPROVAL if held else RequestState.ACCEPTED)
     reply = outbox.accepted_reply(request_id, case_number=case.case_number, action=action, categories=categories,
                                   state=state, now=now, deliveries=deliveries)

@@ -56,13 +56,14 @@ class Leg:
     lines: list[dict[str, Any]] | None = None
 
 
-def delivery_rows(request_id: str, legs: Iterable[Leg], *, action: str, held: bool, now: datetime,
-                  send_at: datetime) -> list[dict[str, Any]]:
+def delivery_rows(request_id: str, legs: Iterable[Leg], *, subject_id: str, action: str, held: bool,
+                  now: datetime, send_at: datetime) -> list[dict[str, Any]]:
     """One row per agency, in agency order: ``held`` (a control awaiting approval) or
-    ``queued``, due at ``send_at`` with the agency's deadline for the action."""
+    ``queued``, due at ``send_at`` with the agency's deadline for the action. Each
+    carries its request's subject, which the reuse lookup starts from."""
     return [
         {
-            "id": new_id(), "request_id": request_id, "agency_id": leg.agency.id,
+            "id": new_id(), "request_id": request_id, "subject_id": subject_id, "agency_id": leg.agency.id,
             "transport": leg.agency.transport, "categories": list(leg.categories),
             "state": DeliveryState.HELD if held else DeliveryState.QUEUED, "attempts": 0,
             "next_attempt_at": send_at, "lines": leg.lines,

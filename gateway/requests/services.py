@@ -133,7 +133,8 @@ def prepare_request(
     # A control waits for a second person; its deliveries leave only once approved.
     held = action in CONTROL_ACTIONS
     request_id = new_id()
-    deliveries = outbox.delivery_rows(request_id, routing.legs, action=action, held=held, now=now, send_at=now)
+    deliveries = outbox.delivery_rows(request_id, routing.legs, subject_id=debtor.subject_id, action=action,
+                                     held=held, now=now, send_at=now)
     reused_results: list[dict[str, Any]] = []
     if action == "inquiry":  # controls are never reused
         reused_results = _answer_from_earlier(session, deliveries, debtor, principal, reuse_window, now)

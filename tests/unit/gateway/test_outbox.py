@@ -22,11 +22,12 @@ def legs() -> list[outbox.Leg]:
 
 
 def test_delivery_rows_are_in_agency_order_due_at_send_at_with_each_agency_deadline() -> None:
-    rows = outbox.delivery_rows("r1", legs(), action="inquiry", held=False, now=NOW, send_at=SEND_AT)
+    rows = outbox.delivery_rows("r1", legs(), subject_id="s1", action="inquiry", held=False, now=NOW, send_at=SEND_AT)
     assert [r["agency_id"] for r in rows] == sorted(a.id for a in REGISTRY if "inquiry" in a.action_categories)
     for row in rows:
         agency = REGISTRY.get(row["agency_id"])
         assert row["state"] == "queued" and row["attempts"] == 0 and row["request_id"] == "r1"
+        assert row["subject_id"] == "s1"
         assert row["next_attempt_at"] == SEND_AT
         assert row["deadline"] == SEND_AT + timedelta(seconds=agency.deadlines["inquiry"])
         assert row["created_at"] == row["updated_at"] == NOW
@@ -35,7 +36,7 @@ def test_delivery_rows_are_in_agency_order_due_at_send_at_with_each_agency_deadl
 
 
 def test_a_held_control_waits_for_its_approver() -> None:
-    rows = outbox.delivery_rows("r1", legs(), action="inquiry", held=True, now=NOW, send_at=NOW)
+    rows = outbox.delivery_rows("r1", legs(), subject_id="s1", action="inquiry", held=True, now=NOW, send_at=NOW)
     assert {r["state"] for r in rows} == {"held"}
 
 
@@ -48,7 +49,7 @@ def test_request_row_names_every_column_of_the_requests_table() -> None:
 
 
 def test_reply_says_which_deliveries_were_reused_only_for_an_officers_request() -> None:
-    rows = outbox.delivery_rows("r1", legs()[:2], action="inquiry", held=False, now=NOW, send_at=NOW)
+    rows = outbox.delivery_rows("r1", legs()[:2], subject_id="s1", action="inquiry", held=False, now=NOW, send_at=NOW)
     rows[0].update(state="answered", reused_from="d0", reused_age_seconds=60, answered_at=NOW)
     rows[1].update(reused_from=None, reused_age_seconds=None, answered_at=None)
     result = {"delivery_id": rows[0]["id"], "asset_count": 2, "agency_answered_at": "2026-12-07T08:59:00+08:00",
