@@ -131,34 +131,11 @@ def verify_log_with_checkpoints(session: Session, public_key: PublicKeys | None,
         return IntegrityReport(ChainReport(False, 0, start_seq - 1, start_hash, seq, message, kind), 0, None,
                                outside_checkpoints=len(outside))
     if archive_dir is not None:
-        archived = verify_archive(archive_dir, load_archive_records(session))
-        if not archived.ok:
-            chain = archived.chain
-            if archived.problem:
-                chain = ChainReport(False, chain.events_checked, chain.head_seq, chain.head_hash, chain.head_seq + 1,
-                                    archived.problem, "archive")
-            return IntegrityReport(chain, 0, None)
-        if (archived.chain.head_seq + 1, archived.chain.head_hash) != (start_seq, start_hash):
-            chain = ChainReport(False, archived.chain.events_checked, archived.chain.head_seq, archived.chain.head_hash,
-                                archived.chain.head_seq + 1,
-                                f"the archive ends at event {archived.chain.head_seq} but the database's archive records "
-                                f"say the live log starts at event {start_seq}", "archive")
-            return IntegrityReport(chain, 0, None)
-        old_marks = [c for c in marks if int(c["seq"]) < start_seq]
-        hashes = archived_hashes(archive_dir, {int(c["seq"]) for c in old_marks})
-        for mark in old_marks:
-            if hashes.get(int(mark["seq"])) != mark["head_hash"]:
-                chain = ChainReport(False, archived.chain.events_checked, archived.chain.head_seq,
-                                    archived.chain.head_hash, int(mark["seq"]),
-                                    f"archived event {mark['seq']} has another hash than its signed checkpoint",
-                                    "rewritten")
-                return IntegrityReport(chain, 0, None)
-    if workers <= 1:
-        chain = verify_rows(event_tuples(session, after_seq=start_seq - 1, batch=batch),
-                            start_seq=start_seq, start_hash=start_hash, mac_key=event_key)
-    else:
-        chain = verify_parts(database_url(session.get_bind()), start_seq=start_seq, start_hash=start_hash,
-                             head_seq=head_seq(session), workers=workers, mac_key=event_key)
+        archive_broken = _archive_problem(session, archive_dir, marks, start_seq=start_seq, start_hash=start_hash)
+        if archive_broken:
+            return archive_broken
+    chain = _walk_live_chain(session, start_seq=start_seq, start_hash=start_hash, batch=batch, workers=workers,
+                             event_key=event_key)
     # The walked chain vouches for the stored hashes up to its head.
     wanted = [int(c["seq"]) for c in marks if start_seq <= int(c["seq"]) <= chain.head_seq]
     hashes = {seq: hash_ for seq, hash_ in session.execute(
@@ -168,20 +145,68 @@ def verify_log_with_checkpoints(session: Session, public_key: PublicKeys | None,
     report = dataclasses.replace(report, outside_checkpoints=len(outside))
     if not report.ok:
         return report
-    kept = {c["signature"] for c in own}
-    removed = [c for c in in_chain_order(outside) if c["signature"] not in kept]
-    if removed:
-        gone = removed[0]
-        label = f"checkpoint {gone['number']}" if is_chained(gone) else "a checkpoint"
-        chain = dataclasses.replace(report.chain, ok=False, first_bad_seq=int(gone["seq"]), kind="checkpoint_missing",
-                                    problem=f"{label} at event {gone['seq']} (signed {gone['signed_at']}) is in the "
-                                            f"outside copy but not in the database: {len(removed)} checkpoints "
-                                            "were deleted there")
-        return dataclasses.replace(report, chain=chain)
+    report = _outside_kept_inside(report, own, outside)
+    if not report.ok:
+        return report
     if unsealed_after_seconds is not None:
         report = _sealing(session, report, covered=max((int(c["seq"]) for c in marks), default=0),
                           bound=unsealed_after_seconds, now=now or datetime.now(timezone.utc))
     return report
+
+
+def _archive_problem(session: Session, archive_dir: Path, marks: list[Mapping[str, Any]], *, start_seq: int,
+                     start_hash: str) -> IntegrityReport | None:
+    """The archive files against themselves and the database's records, the live log
+    going on from their last event, and the checkpoints of archived events; None if all hold."""
+    archived = verify_archive(archive_dir, load_archive_records(session))
+    if not archived.ok:
+        chain = archived.chain
+        if archived.problem:
+            chain = ChainReport(False, chain.events_checked, chain.head_seq, chain.head_hash, chain.head_seq + 1,
+                                archived.problem, "archive")
+        return IntegrityReport(chain, 0, None)
+    if (archived.chain.head_seq + 1, archived.chain.head_hash) != (start_seq, start_hash):
+        chain = ChainReport(False, archived.chain.events_checked, archived.chain.head_seq, archived.chain.head_hash,
+                            archived.chain.head_seq + 1,
+                            f"the archive ends at event {archived.chain.head_seq} but the database's archive records "
+                            f"say the live log starts at event {start_seq}", "archive")
+        return IntegrityReport(chain, 0, None)
+    old_marks = [c for c in marks if int(c["seq"]) < start_seq]
+    hashes = archived_hashes(archive_dir, {int(c["seq"]) for c in old_marks})
+    for mark in old_marks:
+        if hashes.get(int(mark["seq"])) != mark["head_hash"]:
+            chain = ChainReport(False, archived.chain.events_checked, archived.chain.head_seq,
+                                archived.chain.head_hash, int(mark["seq"]),
+                                f"archived event {mark['seq']} has another hash than its signed checkpoint",
+                                "rewritten")
+            return IntegrityReport(chain, 0, None)
+    return None
+
+
+def _walk_live_chain(session: Session, *, start_seq: int, start_hash: str, batch: int, workers: int,
+                     event_key: bytes | None) -> ChainReport:
+    """Recompute the live chain from ``start_seq``: in this process, or in ``workers`` (audit/parallel.py)."""
+    if workers <= 1:
+        return verify_rows(event_tuples(session, after_seq=start_seq - 1, batch=batch),
+                           start_seq=start_seq, start_hash=start_hash, mac_key=event_key)
+    return verify_parts(database_url(session.get_bind()), start_seq=start_seq, start_hash=start_hash,
+                        head_seq=head_seq(session), workers=workers, mac_key=event_key)
+
+
+def _outside_kept_inside(report: IntegrityReport, own: list[dict[str, Any]],
+                         outside: list[Mapping[str, Any]]) -> IntegrityReport:
+    """Every checkpoint of the outside copy must still be in the database (else ``checkpoint_missing``)."""
+    kept = {c["signature"] for c in own}
+    removed = [c for c in in_chain_order(outside) if c["signature"] not in kept]
+    if not removed:
+        return report
+    gone = removed[0]
+    label = f"checkpoint {gone['number']}" if is_chained(gone) else "a checkpoint"
+    chain = dataclasses.replace(report.chain, ok=False, first_bad_seq=int(gone["seq"]), kind="checkpoint_missing",
+                                problem=f"{label} at event {gone['seq']} (signed {gone['signed_at']}) is in the "
+                                        f"outside copy but not in the database: {len(removed)} checkpoints "
+                                        "were deleted there")
+    return dataclasses.replace(report, chain=chain)
 
 
 def _sealing(session: Session, report: IntegrityReport, *, covered: int, bound: float, now: datetime) -> IntegrityReport:

@@ -2,7 +2,9 @@
 
 Tests call ``create_app({"testing": True, "database": {"url": ...}})``; the CLI
 and gunicorn call it with no overrides. The worker is built here but started
-only by whoever runs it (``gateway serve``, ``gateway worker``, the demo).
+only by whoever runs it (``gateway serve``, ``gateway worker``, the demo); its
+agencies' transports are built when it starts, so an app that only serves the
+API opens no SOAP client and reads no SFTP key.
 """
 
 from __future__ import annotations
@@ -33,8 +35,9 @@ from gateway.controls import views as control_views
 from gateway.creditors import views as creditor_views
 from gateway.controls.housekeeping import ControlHousekeeping
 from gateway.controls.rules import ControlRules
-from gateway.deliveries.channels import build_channels, build_codecs
+from gateway.deliveries.channels import ChannelPlan, build_codecs
 from gateway.deliveries.metrics import DeliveryMetrics
+from gateway.deliveries.services import RetryPolicy
 from gateway.deliveries.worker import DeliveryWorker
 from gateway.forwarded import TrustedProxies, proxy_networks
 from gateway.logs import configure_logging
@@ -44,7 +47,7 @@ from gateway.casework import views as casework_views
 from gateway.registry import Registry, load_registry
 from gateway.reports import views as report_views
 from gateway.requests import views as request_views
-from gateway.settings import load_settings
+from gateway.settings import Settings, load_settings
 from gateway.termination import views as termination_views
 from gateway.termination.schedule import TerminationWatch
 from gateway.timeutil import set_court_timezone, utc_now
@@ -58,6 +61,16 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, registry: Registry
     settings = load_settings(overrides)
     if not settings.testing:
         configure_logging(settings.gateway.log_level)
+    app = _flask_app(settings)
+    _init_services(app, settings, registry)
+    _register_views(app)
+    worker = _delivery_worker(app, settings)
+    _add_housekeeping(app, settings, worker)
+    app.extensions["worker"] = worker
+    return app
+
+
+def _flask_app(settings: Settings) -> Flask:
     app = Flask("gateway", instance_path=str(settings.instance_path))
     app.config.update(SETTINGS=settings, TESTING=settings.testing, MAX_CONTENT_LENGTH=settings.gateway.max_content_length,
                       JSON_SORT_KEYS=False)
@@ -66,7 +79,11 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, registry: Registry
         # Flask's documented way to add WSGI middleware; its types call wsgi_app a method.
         app.wsgi_app = TrustedProxies(app.wsgi_app,  # type: ignore[method-assign]
                                       proxy_networks(settings.server.forwarded_allow_ips))
+    return app
 
+
+def _init_services(app: Flask, settings: Settings, registry: Registry | None) -> None:
+    """The database, the registry and court lists, tokens, the clock and the audit log."""
     db.init_app(app)
     app.extensions["registry"] = registry or load_registry(settings.agencies_path)
     app.extensions["tokens"] = TokenVerifier(settings)
@@ -79,6 +96,8 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, registry: Registry
     set_court_timezone(settings.gateway.court_timezone)
     audit_log.init_app(app)
 
+
+def _register_views(app: Flask) -> None:
     api = api_module.init_app(app)
     case_views.init_app(app, api)
     request_views.init_app(app, api)
@@ -99,6 +118,9 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, registry: Registry
     people_views.init_app(app)  # the console's login (OpenID Connect) and, if asked for, the demo provider
     casework_views.init_app(app)  # the console's pages for officers and judges
 
+
+def _delivery_worker(app: Flask, settings: Settings) -> DeliveryWorker:
+    """The worker, not started, with its metrics and housekeeper; the codecs and retry policy the views use."""
     # Each app has its own registry (tests build many apps in one process); under
     # gunicorn the values also go to PROMETHEUS_MULTIPROC_DIR for every process to read.
     app.extensions["metrics_registry"] = CollectorRegistry(auto_describe=True)
@@ -109,13 +131,21 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, registry: Registry
     housekeeper = Housekeeper(app.extensions["db"])
     app.extensions["housekeeper"] = housekeeper
     # Codecs and the retry policy belong to the app: the result views (REST and SOAP)
-    # read them from here, not from the worker's channels.
+    # read them from here, not from the worker. The worker gets a plan of its channels
+    # and builds their transports (WSDL clients, SFTP keys) only when it starts: an app
+    # that only serves the API never does.
     app.extensions["codecs"] = build_codecs(app.extensions["registry"])
-    worker = DeliveryWorker(
-        app.extensions["db"], build_channels(app.extensions["registry"], app.extensions["codecs"]),
+    app.extensions["retry_policy"] = RetryPolicy.from_settings(settings.workers)
+    return DeliveryWorker(
+        app.extensions["db"], ChannelPlan(app.extensions["registry"], app.extensions["codecs"]),
         app.extensions["audit"], settings.workers, settings.breaker, metrics=metrics, housekeeper=housekeeper,
+        policy=app.extensions["retry_policy"],
     )
-    app.extensions["retry_policy"] = worker.policy
+
+
+def _add_housekeeping(app: Flask, settings: Settings, worker: DeliveryWorker) -> None:
+    """The housekeeper's tasks; those that make deliveries wake the worker."""
+    housekeeper, clock = app.extensions["housekeeper"], lambda: app.extensions["clock"]()
     # Each task below keeps its own pace (its maybe_* looks at its interval or a nudge);
     # every_seconds is how often the housekeeper asks it.
     housekeeper.add("audit_checkpoints", app.extensions["audit_checkpoints"].maybe_write, every_seconds=0.5)
@@ -125,20 +155,19 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, registry: Registry
         every_seconds=1.0, every_process=True)
     # Release of excess and repeat freezes (gateway/controls/housekeeping.py).
     housekeeping = ControlHousekeeping(app.extensions["db"], app.extensions["registry"], app.extensions["audit"],
-                                       app.extensions["control_rules"], lambda: app.extensions["clock"](),
-                                       on_work=worker.wake)
+                                       app.extensions["control_rules"], clock, on_work=worker.wake)
     housekeeper.add("control_housekeeping", housekeeping.maybe_run, every_seconds=1.0)
     app.extensions["control_housekeeping"] = housekeeping
     # Notifications to court systems: found and sent from their outbox.
     notifier = WebhookNotifier(app.extensions["db"], app.extensions["audit"], settings.webhooks,
-                               warning_days=settings.controls.warning_days, clock=lambda: app.extensions["clock"]())
+                               warning_days=settings.controls.warning_days, clock=clock)
     housekeeper.add("webhooks", notifier.maybe_run, every_seconds=min(1.0, settings.webhooks.interval_seconds))
     app.extensions["webhook_notifier"] = notifier
     # Batch lines become inquiries a few per look (gateway/batches/expander.py); it looks
     # often because a nudge or waiting lines make it go on at once.
     intake = Intake(registry=app.extensions["registry"], rules=app.extensions["control_rules"],
                     reuse_window=timedelta(seconds=settings.reuse.freshness_seconds),
-                    max_document_bytes=settings.documents.max_bytes, clock=lambda: app.extensions["clock"]())
+                    max_document_bytes=settings.documents.max_bytes, clock=clock)
     expander = BatchExpander(app.extensions["db"], app.extensions["audit"], intake, on_work=worker.wake)
     housekeeper.add("batch_expander", expander.maybe_run, every_seconds=0.05)
     app.extensions["batch_expander"] = expander
@@ -148,5 +177,3 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, registry: Registry
     housekeeper.add("termination_watch", termination_watch.maybe_run,
                     every_seconds=min(1.0, settings.termination.interval_seconds))
     app.extensions["termination_watch"] = termination_watch
-    app.extensions["worker"] = worker
-    return app

@@ -35,6 +35,15 @@ def _create_app(**kwargs):
         raise click.ClickException(str(exc)) from None
 
 
+def _start_worker(app):
+    """Start the app's delivery worker, which builds the agencies' transports: a transport's bad
+    settings (a WSDL or key file missing, options it refuses) are the same one-line error."""
+    try:
+        return app.extensions["worker"].start()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 def _check_registry(settings):
     from gateway.registry import load_registry
 
@@ -100,7 +109,7 @@ def serve(with_sandboxes, dev, host, port, gunicorn_workers, threads, no_deliver
         if dev:
             app = _create_app()
             if not no_delivery_workers:
-                app.extensions["worker"].start()
+                _start_worker(app)
             app.run(host=host, port=port, debug=True, use_reloader=not with_sandboxes,
                     ssl_context=(certfile, keyfile) if certfile else None)
         else:
@@ -235,7 +244,7 @@ def agency_hash_password() -> None:
 def worker() -> None:
     """A delivery worker process (claims due deliveries from the database)."""
     app = _create_app()
-    delivery_worker = app.extensions["worker"].start()
+    delivery_worker = _start_worker(app)
     stopped = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopped.set())

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import re
-import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable
@@ -17,6 +16,7 @@ from urllib.parse import urlparse
 from adapters import CODECS, TRANSPORTS
 from adapters.interfaces import Codec
 from gateway.auth.passwords import PasswordHashInvalid, parse_password_hash
+from gateway.config_files import read_toml
 from gateway.errors import ConfigError
 from schemas.vocabulary import ACTIONS, CATEGORIES
 
@@ -286,13 +286,7 @@ def _check_pull_options(options: dict[str, Any], source: str, where: str) -> Non
 
 def load_registry(path: Path) -> Registry:
     source = str(path)
-    try:
-        with path.open("rb") as fh:
-            document = tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"{source}: agency registry not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    document = read_toml(path, "agency registry")
     unknown = set(document) - {"agency"}
     if unknown:
         raise ConfigError(f"{source}: unknown top-level key(s) {', '.join(sorted(unknown))}; agencies go in [[agency]] tables")

@@ -17,7 +17,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
-import tomllib
 import types
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -27,6 +26,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from marshmallow import RAISE, Schema, ValidationError
 from marshmallow import fields as ma
 
+from gateway.config_files import read_toml
 from gateway.errors import ConfigError
 from gateway.forwarded import proxy_networks
 
@@ -465,16 +465,6 @@ def section_schema(section_class: type) -> Schema:
 _SCHEMAS = {name: section_schema(cls) for name, cls in _SECTIONS.items()}
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: settings file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-
-
 def _merge(base: dict[str, Any], override: Mapping[str, Any], source: str) -> None:
     for section, values in override.items():
         if section == "testing":
@@ -530,11 +520,11 @@ def load_settings(overrides: Mapping[str, Any] | None = None, *, environ: Mappin
     Raises ConfigError naming the file and the setting at fault.
     """
     environ = os.environ if environ is None else environ
-    merged = copy.deepcopy(_read_toml(DEFAULTS_FILE))
+    merged = copy.deepcopy(read_toml(DEFAULTS_FILE, "settings file"))
     merged.setdefault("testing", False)
     config_file = environ.get("GATEWAY_CONFIG")
     if config_file:
-        _merge(merged, _read_toml(Path(config_file)), config_file)
+        _merge(merged, read_toml(Path(config_file), "settings file"), config_file)
     if environ.get("GATEWAY_DATABASE_URL"):
         merged["database"]["url"] = environ["GATEWAY_DATABASE_URL"]
     if overrides:

@@ -24,32 +24,15 @@ from typing import Callable
 from lxml import etree
 
 from sandboxes.bank_data import EXEMPT_KINDS, Account, Freeze, Holdings, bank_code, opening_accounts
+from sandboxes.xml_names import Namespace, money
 from schemas import xml
 from sandboxes.clock import beijing_today
 
 NAMESPACE = "urn:enforcement-gateway:bank:v1"
+_NS = Namespace(NAMESPACE)
 SCHEMA = "bank-v1"
 MAX_FREEZE_DAYS = 366  # deposits: at most one year per freeze or renewal
 _ZERO = Decimal("0.00")
-
-
-def _tag(name: str) -> str:
-    return f"{{{NAMESPACE}}}{name}"
-
-
-def _text(parent: etree._Element | None, name: str) -> str | None:
-    element = parent.find(_tag(name)) if parent is not None else None
-    return element.text if element is not None else None
-
-def _child(parent: etree._Element, name: str) -> etree._Element:
-    element = parent.find(_tag(name))
-    if element is None:  # the schema requires it, so a validated request has it
-        raise ValueError(f"request has no {name}")
-    return element
-
-
-def _money(amount: Decimal) -> str:
-    return f"{amount.quantize(Decimal('0.01')):f}"
 
 
 def _now() -> str:
@@ -71,13 +54,13 @@ class Transfer:
 
 class AnswerWriter:
     def __init__(self, root_name: str, kind: str):
-        self.root = etree.Element(_tag(root_name), nsmap={None: NAMESPACE})
-        self.head = etree.SubElement(self.root, _tag("Head"))
+        self.root = etree.Element(_NS.tag(root_name), nsmap={None: NAMESPACE})
+        self.head = etree.SubElement(self.root, _NS.tag("Head"))
         self.kind = kind
 
     @staticmethod
     def add(parent: etree._Element, name: str, value: str | None) -> etree._Element:
-        element = etree.SubElement(parent, _tag(name))
+        element = etree.SubElement(parent, _NS.tag(name))
         if value is not None:
             element.text = value
         return element
@@ -148,8 +131,8 @@ class BankAgency:
         except (xml.XmlRefused, xml.XmlInvalid) as exc:
             return self._refusal(message, "3000", f"request refused: {exc}")
         is_control = etree.QName(request).localname == "ControlRequest"
-        head = request.find(_tag("Head"))
-        key, kind = _text(head, "BDHM") or "", _text(head, "XZ")
+        head = request.find(_NS.tag("Head"))
+        key, kind = _NS.text(head, "BDHM") or "", _NS.text(head, "XZ")
         digest = xml.digest(request)
         writer = AnswerWriter("ControlAnswer" if is_control else "InquiryAnswer", "2" if is_control else "1")
         with self._lock:
@@ -161,13 +144,13 @@ class BankAgency:
             if kind != ("2" if is_control else "1"):
                 self.refused += 1
                 return writer.finish(key, digest, "3000", f"Head.XZ {kind} does not fit a {etree.QName(request).localname}")
-            if is_control and not _text(head, "WSH"):
+            if is_control and not _NS.text(head, "WSH"):
                 self.refused += 1
                 return writer.finish(key, digest, "3010", "业务审核未通过: a control needs its legal basis (WSLX, WSH)")
-            data = _child(request, "Data")
-            holdings = self.holdings(_text(data, "DSRZJHM") or "")
+            data = _NS.child(request, "Data")
+            holdings = self.holdings(_NS.text(data, "DSRZJHM") or "")
             if is_control:
-                self._control(writer, data, holdings, key, _text(head, "FYDM") or "")
+                self._control(writer, data, holdings, key, _NS.text(head, "FYDM") or "")
             else:
                 self._inquiry(writer, data, holdings)
             info = "成功" if holdings.accounts or holdings.products or is_control else "查无开户信息"
@@ -180,8 +163,8 @@ class BankAgency:
         key, is_control = None, b"ControlRequest" in message[:200]
         try:
             root = xml.parse(message)
-            head = root.find(_tag("Head"))
-            candidate = _text(head, "BDHM")
+            head = root.find(_NS.tag("Head"))
+            candidate = _NS.text(head, "BDHM")
             if candidate and 0 < len(candidate) <= 64:
                 key = candidate
             is_control = etree.QName(root).localname == "ControlRequest"
@@ -191,7 +174,7 @@ class BankAgency:
         return writer.finish(key, None, code, info[:500])
 
     def _inquiry(self, writer: AnswerWriter, data: etree._Element, holdings: Holdings) -> None:
-        asked = {e.text for e in data.findall(_tag("CXNR"))}
+        asked = {e.text for e in data.findall(_NS.tag("CXNR"))}
         out = writer.add(writer.root, "Data", None)
         add = writer.add
         if "CK" in asked:
@@ -199,8 +182,8 @@ class BankAgency:
                 row = add(out, "CKZH", None)
                 for name, value in (("ZH", account.number), ("ZHZT", account.status), ("ZHLX", account.kind),
                                     ("KHWD", account.branch), ("KHRQ", account.opened.isoformat()),
-                                    ("BZ", account.currency), ("YE", _money(account.balance)),
-                                    ("KYYE", _money(account.available))):
+                                    ("BZ", account.currency), ("YE", money(account.balance)),
+                                    ("KYYE", money(account.available))):
                     add(row, name, value)
                 for freeze in account.freezes:
                     self._freeze_row(add(row, "DJ", None), freeze)
@@ -208,12 +191,12 @@ class BankAgency:
             for product in holdings.products:
                 row = add(out, "LCCP", None)
                 for name, value in (("CPBH", product.code), ("CPMC", product.name), ("BZ", product.currency),
-                                    ("JE", _money(product.value)), ("DQRQ", product.matures.isoformat())):
+                                    ("JE", money(product.value)), ("DQRQ", product.matures.isoformat())):
                     add(row, name, value)
 
     @staticmethod
     def _freeze_row(row: etree._Element, freeze: Freeze) -> None:
-        for name, value in (("DJJG", freeze.by), ("DJWH", freeze.ruling), ("DJJE", _money(freeze.amount)),
+        for name, value in (("DJJG", freeze.by), ("DJWH", freeze.ruling), ("DJJE", money(freeze.amount)),
                             ("DJJZRQ", freeze.until.isoformat())):
             AnswerWriter.add(row, name, value)
 
@@ -227,9 +210,9 @@ class BankAgency:
         measures: dict[str, Callable[[etree._Element, etree._Element, Account, str, str], None]] = {
             "01": self._freeze, "02": self._renew, "04": self._release, "06": self._deduct,
         }
-        for line in data.findall(_tag("KZ")):
+        for line in data.findall(_NS.tag("KZ")):
             result = writer.add(out, "KZJG", None)
-            measure, number = _text(line, "KZCS") or "", _text(line, "ZH") or ""
+            measure, number = _NS.text(line, "KZCS") or "", _NS.text(line, "ZH") or ""
             writer.add(result, "KZCS", measure)
             writer.add(result, "ZH", number)
             account = owned.get(number)
@@ -249,7 +232,7 @@ class BankAgency:
         if end is None or (end - start).days > MAX_FREEZE_DAYS or end < start:
             _not_controlled(result, "冻结期限超过一年或不合法: term must end within one year of its start")
             return
-        amount = _text(line, "JE")
+        amount = _NS.text(line, "JE")
         asked = Decimal(amount) if amount else None
         ahead = list(account.freezes)
         available = account.available
@@ -258,25 +241,25 @@ class BankAgency:
             return
         frozen = available if asked is None else min(asked, available)
         reference = self._next_reference("DJ")
-        account.freezes.append(Freeze(reference, f"court {court}", _text(line, "CDH") or "", frozen, end, key))
+        account.freezes.append(Freeze(reference, f"court {court}", _NS.text(line, "CDH") or "", frozen, end, key))
         self._effect(key)
         add = AnswerWriter.add
         add(result, "KZZT", "1")
         add(result, "KSRQ", start.isoformat())
         add(result, "JSRQ", end.isoformat())
         if asked is not None:
-            add(result, "DJXE", _money(asked))
-        add(result, "SKJE", _money(frozen))
+            add(result, "DJXE", money(asked))
+        add(result, "SKJE", money(frozen))
         if asked is not None and frozen < asked:
-            add(result, "CESKJE", _money(asked - frozen))
+            add(result, "CESKJE", money(asked - frozen))
         for freeze in ahead:
             row = add(result, "ZQDJ", None)
-            for name, value in (("DJJG", freeze.by), ("DJWH", freeze.ruling), ("DJJE", _money(freeze.amount))):
+            for name, value in (("DJJG", freeze.by), ("DJWH", freeze.ruling), ("DJJE", money(freeze.amount))):
                 add(row, name, value)
         add(result, "DJBH", reference)
 
     def _own_freeze(self, result: etree._Element, line: etree._Element, account: Account) -> Freeze | None:
-        reference = _text(line, "YDJBH")
+        reference = _NS.text(line, "YDJBH")
         freeze = next((f for f in account.freezes if f.reference == reference), None)
         if freeze is None:
             _not_controlled(result, f"原冻结不存在: no freeze {reference} on this account")
@@ -294,14 +277,14 @@ class BankAgency:
         self._effect(key)
         add = AnswerWriter.add
         for name, value in (("KZZT", "1"), ("KSRQ", start.isoformat()), ("JSRQ", end.isoformat()),
-                            ("SKJE", _money(freeze.amount)), ("DJBH", freeze.reference)):
+                            ("SKJE", money(freeze.amount)), ("DJBH", freeze.reference)):
             add(result, name, value)
 
     def _release(self, result: etree._Element, line: etree._Element, account: Account, key: str, court: str) -> None:
         freeze = self._own_freeze(result, line, account)
         if freeze is None:
             return
-        amount = _text(line, "JE")
+        amount = _NS.text(line, "JE")
         asked = Decimal(amount) if amount else freeze.amount
         released = min(asked, freeze.amount)
         freeze.amount -= released
@@ -311,14 +294,14 @@ class BankAgency:
         add = AnswerWriter.add
         add(result, "KZZT", "1")
         add(result, "KSRQ", _today().isoformat())
-        add(result, "SKJE", _money(released))
+        add(result, "SKJE", money(released))
         add(result, "DJBH", freeze.reference)
 
     def _deduct(self, result: etree._Element, line: etree._Element, account: Account, key: str, court: str) -> None:
         freeze = self._own_freeze(result, line, account)
         if freeze is None:
             return
-        amount = _text(line, "JE")
+        amount = _NS.text(line, "JE")
         asked = Decimal(amount) if amount else freeze.amount
         moved = min(asked, freeze.amount, account.balance)
         if moved == _ZERO:
@@ -329,20 +312,20 @@ class BankAgency:
         if freeze.amount == _ZERO:
             account.freezes.remove(freeze)
         reference = self._next_reference("KH")
-        self.transfers.append(Transfer(reference, account.number, _text(line, "FYSKZH") or "", moved, key))
+        self.transfers.append(Transfer(reference, account.number, _NS.text(line, "FYSKZH") or "", moved, key))
         self._effect(key)
         add = AnswerWriter.add
         add(result, "KZZT", "1")
         add(result, "KSRQ", _today().isoformat())
-        add(result, "DJXE", _money(asked))
-        add(result, "SKJE", _money(moved))
+        add(result, "DJXE", money(asked))
+        add(result, "SKJE", money(moved))
         if moved < asked:
-            add(result, "CESKJE", _money(asked - moved))
+            add(result, "CESKJE", money(asked - moved))
         add(result, "DJBH", reference)
 
 
 def _term(line: etree._Element) -> tuple[date, date | None]:
-    start_text, end_text = _text(line, "KSRQ"), _text(line, "JSRQ")
+    start_text, end_text = _NS.text(line, "KSRQ"), _NS.text(line, "JSRQ")
     start = date.fromisoformat(start_text) if start_text else _today()
     return start, date.fromisoformat(end_text) if end_text else None
 
@@ -350,6 +333,6 @@ def _term(line: etree._Element) -> tuple[date, date | None]:
 def _not_controlled(result: etree._Element, reason: str, *, asked: Decimal | None = None) -> None:
     AnswerWriter.add(result, "KZZT", "2")
     if asked is not None:
-        AnswerWriter.add(result, "DJXE", _money(asked))
-        AnswerWriter.add(result, "SKJE", _money(_ZERO))
+        AnswerWriter.add(result, "DJXE", money(asked))
+        AnswerWriter.add(result, "SKJE", money(_ZERO))
     AnswerWriter.add(result, "WNKZYY", reason)

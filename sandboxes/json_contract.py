@@ -10,6 +10,7 @@ mistake shows up as a failing exchange.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import threading
@@ -271,6 +272,11 @@ def error_response(status: int, code: str, info: str, xxid: str | None) -> Respo
 def answer_head(xxid: str, request_sha256: str) -> dict[str, str]:
     return {"XXID": xxid, "QQSHA256": request_sha256, "RESPONSECODE": CODE_ANSWERED,
             "RESPONSEINFO": "成功", "FKSJ": utc_now()}
+
+
+def answer(xxid: str, raw: bytes, data: dict[str, Any]) -> bytes:
+    """An answered call's body: the head binds it to the request's bytes (their SHA-256), then the data."""
+    return encode({"Head": answer_head(xxid, hashlib.sha256(raw).hexdigest()), "Data": data})
 
 
 def serve_call(state: SandboxState, max_body_bytes: int,

@@ -18,7 +18,6 @@ Run it with the others: ``gateway sandbox`` (the registry's ports) or ``sandboxe
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -27,12 +26,11 @@ from flask import Flask
 from sandboxes.json_contract import (
     ContractViolation,
     SandboxState,
-    answer_head,
+    answer,
     check_fields,
     check_head,
     check_message_id_header,
     create_contract_app,
-    encode,
     parse_json,
     text,
     unique_choices,
@@ -91,7 +89,7 @@ def _read_inquiry(state: MarketRegulationSandboxState, raw: bytes) -> tuple[str,
         data: dict[str, Any] = describe_subject(inquiry.id_number, inquiry.name, inquiry.id_type, inquiry.categories)
         for holding in data.get("GQ", []):
             holding["FrozList"] = state.equity.holding(inquiry.id_number, holding).listed()
-        return encode({"Head": answer_head(inquiry.xxid, hashlib.sha256(raw).hexdigest()), "Data": data})
+        return answer(inquiry.xxid, raw, data)
 
     return inquiry.xxid, render
 
@@ -104,7 +102,7 @@ def _read_execute(state: MarketRegulationSandboxState, raw: bytes) -> tuple[str,
 
     def render() -> bytes:
         data = state.equity.carry_out(order)
-        return encode({"Head": answer_head(order.xxid, hashlib.sha256(raw).hexdigest()), "Data": data})
+        return answer(order.xxid, raw, data)
 
     return order.xxid, render
 

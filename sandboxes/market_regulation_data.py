@@ -27,6 +27,8 @@ import re
 from datetime import date, timedelta
 from typing import Any, Iterable
 
+from sandboxes.subject_bytes import SubjectBytes, subject_seed
+
 __all__ = ["CATEGORIES", "ID_TYPES", "describe_subject", "initial_freeze", "uscc"]
 
 CATEGORIES: tuple[str, ...] = ("QYDJ", "GQ")  # canonical order of Data keys
@@ -48,32 +50,6 @@ _PEOPLE = ("王建国", "李秀英", "张伟", "刘洋", "陈静", "杨帆", "�
 _OTHER_COURTS = ("110105", "310115", "440106", "330106", "320102")
 
 
-class _SubjectBytes:
-    """An endless, deterministic byte stream for one subject and one purpose."""
-
-    def __init__(self, seed: bytes, purpose: str):
-        self._prefix = seed + b"|" + purpose.encode("ascii") + b"|"
-        self._counter = 0
-        self._buffer = b""
-
-    def take(self, count: int) -> bytes:
-        while len(self._buffer) < count:
-            self._buffer += hashlib.sha256(self._prefix + self._counter.to_bytes(4, "big")).digest()
-            self._counter += 1
-        taken, self._buffer = self._buffer[:count], self._buffer[count:]
-        return taken
-
-    def below(self, bound: int) -> int:
-        return int.from_bytes(self.take(4), "big") % bound
-
-    def pick(self, options: Any) -> Any:
-        return options[self.below(len(options))]
-
-
-def subject_seed(id_number: str) -> bytes:
-    return hashlib.sha256(id_number.encode("utf-8")).digest()
-
-
 def uscc(first_17: str) -> str:
     """A code with its GB 32100 check character appended."""
     total = sum(_USCC_CHARS.index(c) * w for c, w in zip(first_17, _USCC_WEIGHTS, strict=False))
@@ -89,13 +65,13 @@ def _region(id_number: str, id_type: str) -> str:
     return region if region.isdigit() else _DEFAULT_REGION
 
 
-def _company_name(stream: _SubjectBytes, region: str) -> str:
+def _company_name(stream: SubjectBytes, region: str) -> str:
     city = _CITY.get(region[:2], "某市")
     return f"{city}{stream.pick(_TRADE_NAMES)}{stream.pick(_LINES)}有限公司"
 
 
 def _enterprise(id_number: str, name: str, seed: bytes) -> dict[str, Any]:
-    stream = _SubjectBytes(seed, "QYDJ")
+    stream = SubjectBytes(seed, "QYDJ")
     region = _region(id_number, ID_TYPE_ORGANISATION)
     founded = date(2000, 1, 1) + timedelta(days=stream.below(9000))
     return {
@@ -110,7 +86,7 @@ def _enterprise(id_number: str, name: str, seed: bytes) -> dict[str, Any]:
 
 
 def _holdings(id_number: str, seed: bytes, id_type: str, max_count: int) -> list[dict[str, Any]]:
-    stream = _SubjectBytes(seed, "GQ")
+    stream = SubjectBytes(seed, "GQ")
     region = _region(id_number, id_type)
     holdings = []
     for _ in range(stream.below(max_count + 1)):

@@ -23,7 +23,6 @@ Run it with the others: ``gateway sandbox`` (the registry's ports) or ``sandboxe
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Callable
 
@@ -32,12 +31,11 @@ from flask import Flask
 from sandboxes.json_contract import (
     ContractViolation,
     SandboxState,
-    answer_head,
+    answer,
     check_fields,
     check_head,
     check_message_id_header,
     create_contract_app,
-    encode,
     parse_json,
     text,
     unique_choices,
@@ -97,7 +95,7 @@ def _read_inquiry(state: PublicSecuritySandboxState, raw: bytes) -> tuple[str, C
         data = describe_subject(inquiry.id_number, inquiry.name, inquiry.id_type, inquiry.categories)
         for vehicle in data.get("CL", []):
             vehicle["ZT"] = state.vehicles.current_state(vehicle)
-        return encode({"Head": answer_head(inquiry.xxid, hashlib.sha256(raw).hexdigest()), "Data": data})
+        return answer(inquiry.xxid, raw, data)
 
     return inquiry.xxid, render
 
@@ -110,7 +108,7 @@ def _read_control(state: PublicSecuritySandboxState, raw: bytes) -> tuple[str, C
 
     def render() -> bytes:
         data = state.vehicles.carry_out(order)
-        return encode({"Head": answer_head(order.xxid, hashlib.sha256(raw).hexdigest()), "Data": data})
+        return answer(order.xxid, raw, data)
 
     return order.xxid, render
 

@@ -22,10 +22,11 @@ subset of CXLB never changes the records of the other lists.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from datetime import date, datetime, timedelta, timezone
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable
+
+from sandboxes.subject_bytes import SubjectBytes, subject_seed
 
 __all__ = ["CATEGORIES", "ID_TYPES", "describe_subject", "subject_seed"]
 
@@ -75,42 +76,6 @@ _WHEREABOUTS_START = datetime(2026, 1, 1, tzinfo=timezone.utc)
 _MINUTES_IN_2026 = 365 * 24 * 60
 
 
-def subject_seed(id_number: str) -> bytes:
-    """``sha256(ZJHM)``: the root of everything the sandbox knows about a subject."""
-    return hashlib.sha256(id_number.encode("utf-8")).digest()
-
-
-class _SubjectBytes:
-    """An endless, deterministic byte stream for one subject and one purpose.
-
-    Blocks are ``sha256(seed | purpose | counter)``; 32 bytes of the seed alone
-    would run out for a subject with several vehicles.
-    """
-
-    def __init__(self, seed: bytes, purpose: str):
-        self._prefix = seed + b"|" + purpose.encode("ascii") + b"|"
-        self._counter = 0
-        self._buffer = b""
-
-    def take(self, count: int) -> bytes:
-        while len(self._buffer) < count:
-            block = hashlib.sha256(self._prefix + self._counter.to_bytes(4, "big")).digest()
-            self._buffer += block
-            self._counter += 1
-        taken, self._buffer = self._buffer[:count], self._buffer[count:]
-        return taken
-
-    def below(self, bound: int) -> int:
-        # Modulo bias over 32 bits is irrelevant for made-up data.
-        return int.from_bytes(self.take(4), "big") % bound
-
-    def pick(self, options: Sequence[Any]) -> Any:
-        return options[self.below(len(options))]
-
-    def chars(self, alphabet: str, count: int) -> str:
-        return "".join(self.pick(alphabet) for _ in range(count))
-
-
 def _vin_check_digit(vin_without_check: str) -> str:
     total = sum(_VIN_VALUES[ch] * weight for ch, weight in zip(vin_without_check, _VIN_WEIGHTS, strict=False))
     remainder = total % 11
@@ -118,7 +83,7 @@ def _vin_check_digit(vin_without_check: str) -> str:
 
 
 def _household(id_number: str, name: str, seed: bytes) -> dict[str, str]:
-    stream = _SubjectBytes(seed, "HJ")
+    stream = SubjectBytes(seed, "HJ")
     city = _HOUSEHOLD_CITY.get(id_number[:2], _UNKNOWN_CITY)
     street = stream.pick(_STREETS)
     number = 1 + stream.below(300)
@@ -133,7 +98,7 @@ def _household(id_number: str, name: str, seed: bytes) -> dict[str, str]:
 
 
 def _vehicles(id_number: str, name: str, seed: bytes, region: str, max_count: int) -> list[dict[str, str]]:
-    stream = _SubjectBytes(seed, "CL")
+    stream = SubjectBytes(seed, "CL")
     vehicles = []
     for _ in range(stream.below(max_count + 1)):
         # A region without a plate province (bad code, HK/Macau/Taiwan) still
@@ -164,7 +129,7 @@ def _vehicles(id_number: str, name: str, seed: bytes, region: str, max_count: in
 
 
 def _whereabouts(seed: bytes) -> list[dict[str, str]]:
-    stream = _SubjectBytes(seed, "XZ")
+    stream = SubjectBytes(seed, "XZ")
     records = []
     for _ in range(stream.below(4)):
         kind = stream.pick(_WHEREABOUTS_KINDS)

@@ -25,38 +25,21 @@ from decimal import Decimal
 
 from lxml import etree
 
+from sandboxes.xml_names import Namespace, money
 from schemas import xml
 
 NAMESPACE = "urn:enforcement-gateway:tax:v1"
+_NS = Namespace(NAMESPACE)
 SCHEMA = "tax-v1"
 YEARS = (2023, 2024, 2025)
 _EMPLOYERS = ("杭州某某科技有限公司", "某某建设集团有限公司", "某某商贸有限公司")
 
 
-def _tag(name: str) -> str:
-    return f"{{{NAMESPACE}}}{name}"
-
-
 def _add(parent: etree._Element, name: str, value: str | None = None) -> etree._Element:
-    element = etree.SubElement(parent, _tag(name))
+    element = etree.SubElement(parent, _NS.tag(name))
     if value is not None:
         element.text = value
     return element
-
-
-def _text(parent: etree._Element | None, name: str) -> str | None:
-    element = parent.find(_tag(name)) if parent is not None else None
-    return element.text if element is not None else None
-
-def _child(parent: etree._Element, name: str) -> etree._Element:
-    element = parent.find(_tag(name))
-    if element is None:  # the schema requires it, so a validated request has it
-        raise ValueError(f"request has no {name}")
-    return element
-
-
-def _money(amount: Decimal) -> str:
-    return f"{amount.quantize(Decimal('0.01')):f}"
 
 
 def _draws(*parts: str) -> list[int]:
@@ -100,17 +83,17 @@ class TaxAgency:
                 self.refused += 1
             return self._answer(b"Valuation" in message[:200], None, None, "3000", f"request refused: {exc}"[:500])
         valuation = etree.QName(request).localname == "ValuationRequest"
-        head, data = _child(request, "Head"), _child(request, "Data")
-        key, digest = _text(head, "BDHM") or "", xml.digest(request)
+        head, data = _NS.child(request, "Head"), _NS.child(request, "Data")
+        key, digest = _NS.text(head, "BDHM") or "", xml.digest(request)
         with self._lock:
             self.received.append(digest)
             stored = self._answers.get(key)
             if stored is not None:
                 self.duplicates += 1
                 return stored
-            if _text(head, "XZ") != ("3" if valuation else "1"):
+            if _NS.text(head, "XZ") != ("3" if valuation else "1"):
                 self.refused += 1
-                return self._answer(valuation, key, digest, "3000", f"Head.XZ {_text(head, 'XZ')} does not fit the request")
+                return self._answer(valuation, key, digest, "3000", f"Head.XZ {_NS.text(head, 'XZ')} does not fit the request")
             if valuation:
                 answer = self._answer(valuation, key, digest, "0000", "成功", lambda out: self._prices(out, data))
             else:
@@ -122,7 +105,7 @@ class TaxAgency:
             return answer
 
     def _answer(self, valuation: bool, key: str | None, digest: str | None, code: str, info: str, fill=None) -> bytes:
-        root = etree.Element(_tag("ValuationAnswer" if valuation else "InquiryAnswer"), nsmap={None: NAMESPACE})
+        root = etree.Element(_NS.tag("ValuationAnswer" if valuation else "InquiryAnswer"), nsmap={None: NAMESPACE})
         head = _add(root, "Head")
         for name, value in (("BDHM", key), ("XZ", "3" if valuation else "1"), ("QQSHA256", digest),
                             ("RESPONSECODE", code), ("RESPONSEINFO", info),
@@ -136,13 +119,13 @@ class TaxAgency:
 
     def _records(self, out: etree._Element | None, data: etree._Element) -> bool:
         """Write the subject's records under ``out`` (when given); return whether there are any."""
-        id_number = _text(data, "DSRZJHM") or ""
+        id_number = _NS.text(data, "DSRZJHM") or ""
         d = _draws(self.name, str(self.seed), id_number)
         if d[0] % 4 == 0:
             return False
         if out is None:
             return True
-        region = id_number[:6] if _text(data, "ZJLX") == "1" else id_number[2:8]
+        region = id_number[:6] if _NS.text(data, "ZJLX") == "1" else id_number[2:8]
         registration = _add(out, "SWDJ")
         for name, value in (("NSRSBH", id_number), ("SWJGDM", f"1{region}00"),
                             ("SWJGMC", f"国家税务总局{region}税务局"), ("DJZT", "2" if d[1] % 10 == 0 else "1"),
@@ -155,17 +138,17 @@ class TaxAgency:
             arrears = (due * Decimal(y[3] % 5) / 10).quantize(Decimal("0.01")) if y[4] % 5 == 0 else Decimal("0.00")
             refund = _cents(y[5], y[6], 100, 20_000) if y[7] % 4 == 0 else Decimal("0.00")
             record = _add(out, "NSJL")
-            for name, value in (("NSRSBH", id_number), ("ND", str(year)), ("SBSR", _money(income)),
-                                ("YNSE", _money(due)), ("YJSE", _money(due - arrears)), ("QSJE", _money(arrears)),
-                                ("TSJE", _money(refund))):
+            for name, value in (("NSRSBH", id_number), ("ND", str(year)), ("SBSR", money(income)),
+                                ("YNSE", money(due)), ("YJSE", money(due - arrears)), ("QSJE", money(arrears)),
+                                ("TSJE", money(refund))):
                 _add(record, name, value)
             if y[8] % 2 == 0:
                 _add(record, "ZYZFDW", _EMPLOYERS[(y[9] + index) % len(_EMPLOYERS)])
         return True
 
     def _prices(self, out: etree._Element, data: etree._Element) -> None:
-        for unit_element in data.findall(_tag("BDCDY")):
-            unit = _text(unit_element, "BDCDYH") or ""
+        for unit_element in data.findall(_NS.tag("BDCDY")):
+            unit = _NS.text(unit_element, "BDCDYH") or ""
             row = _add(out, "CKJGXX")
             _add(row, "BDCDYH", unit)
             price = reference_price(unit)
@@ -173,6 +156,6 @@ class TaxAgency:
                 _add(row, "WJGYY", "该不动产单元无计税参考价格: no reference price for this unit")
                 continue
             value, priced_on, valid_until = price
-            _add(row, "CKJG", _money(value))
+            _add(row, "CKJG", money(value))
             _add(row, "JGRQ", priced_on.isoformat())
             _add(row, "YXQZ", valid_until.isoformat())

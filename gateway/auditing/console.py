@@ -33,6 +33,7 @@ from gateway.db import get_db
 from gateway.deliveries.models import Delivery
 from gateway.errors import GatewayError
 from gateway.people.services import login_details, signed_in_person
+from gateway.people.views import refuse_without_csrf_token
 from gateway.people.language import explain, translate
 from gateway.timeutil import court_date, court_timezone, utc_now
 
@@ -53,7 +54,7 @@ def _require_auditor() -> Any:
     if person.role != "auditor":
         message = f"role {person.role} may not open the audit pages (needs auditor)"
         return render_template("console/home.html", user=person, login=login_details(), error=message), 403
-    return None
+    return refuse_without_csrf_token()
 
 
 def _audit_read(page: str, **details: Any) -> None:
@@ -101,11 +102,33 @@ def _jump_bound(db_session: Any, filters: dict[str, Any], target: str) -> int:
     return (newest or 0) + 1
 
 
+@bp.route("/", methods=["POST"])
+def search_events() -> Any:
+    """The search form is posted, so an identity number searched for never stands in
+    an address (browser history, a proxy's log, a Referer): the number is checked,
+    hashed with the audit subject key, and the page of results is a redirect to
+    ``?subject_hash=...`` with the other filters."""
+    form = {k: v.strip() for k, v in request.form.items() if v.strip() and k in services.FILTER_NAMES}
+    try:
+        filters = _search(form)
+    except ValidationError as exc:
+        return _events_page(form, error=_describe(exc))
+    except GatewayError as exc:
+        return _events_page(form, error=explain(exc.code, exc.message))
+    if filters.get("subject"):
+        form = {k: v for k, v in form.items() if k != "subject"}
+        form["subject_hash"] = get_audit().subject_hash(services.normalise_subject(filters["subject"]))
+    args: dict[str, Any] = form
+    return redirect(url_for("console.events", **args), code=303)
+
+
 @bp.route("/")
 def events() -> Any:
     """The events, newest first, ``PAGE_SIZE`` a page: ``before`` pages to older events,
     ``after`` to newer ones, ``jump`` to an event's seq or a day."""
     form = {k: v.strip() for k, v in request.args.items() if v.strip() and k != "lang"}
+    if "subject" in form:  # an address someone typed or kept: answer at the hashed one
+        return search_events_by_address(form)
     error, page, filters = None, None, {}
     try:
         filters = _search(form)
@@ -119,11 +142,24 @@ def events() -> Any:
         error = _describe(exc)
     except GatewayError as exc:
         error = explain(exc.code, exc.message)
-    subject = filters.get("subject")
     _audit_read("events", filters=services.filters_for_audit(filters), returned=len(page.events) if page else 0,
-                **{k: form[k] for k in _PAGING if k in form},
-                subject_id_number=services.normalise_subject(subject) if subject and not error else None)
-    search = {k: v for k, v in form.items() if k not in _PAGING}
+                **{k: form[k] for k in _PAGING if k in form})
+    return _events_page(form, error=error, page=page)
+
+
+def search_events_by_address(form: dict[str, str]) -> Any:
+    """``?subject=<number>``: the number is hashed and the browser sent on to the
+    address without it (a bad number is refused, naming the field)."""
+    try:
+        subject = services.normalise_subject(form["subject"])
+    except GatewayError as exc:
+        return _events_page({k: v for k, v in form.items() if k != "subject"}, error=explain(exc.code, exc.message))
+    rest: dict[str, Any] = {k: v for k, v in form.items() if k != "subject"}
+    return redirect(url_for("console.events", **rest, subject_hash=get_audit().subject_hash(subject)), code=303)
+
+
+def _events_page(form: dict[str, str], *, error: str | None, page: Any = None) -> Any:
+    search = {k: v for k, v in form.items() if k not in _PAGING and k != "subject"}
     newer = {**search, "after": page.newer_than} if page and page.newer_than is not None else None
     older = {**search, "before": page.older_than} if page and page.older_than is not None else None
     return render_template("console/events.html", form=form, search=search, error=error, page=page,

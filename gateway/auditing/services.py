@@ -32,7 +32,7 @@ from gateway.timeutil import as_utc, court_date
 from schemas.identifiers import IdentifierError, check_resident_id, check_uscc
 from schemas.identifiers import normalise_case_number
 
-FILTER_NAMES = ("actor", "court", "case", "subject", "agency", "action", "outcome", "request_id", "from", "to")
+FILTER_NAMES = ("actor", "court", "case", "subject", "subject_hash", "agency", "action", "outcome", "request_id", "from", "to")
 _COLUMNS = [AuditEvent.__table__.c[name] for name in (*HASHED_FIELDS, "prev_hash", "hash")]
 _CURSOR_PREFIX = "seq:"
 
@@ -83,6 +83,8 @@ def conditions(filters: Mapping[str, Any], audit: AuditLog) -> list[ColumnElemen
         where.append(events.case_number == normalise_case_number(filters["case"]))
     if filters.get("subject"):
         where.append(events.subject_hash == audit.subject_hash(normalise_subject(filters["subject"])))
+    if filters.get("subject_hash"):
+        where.append(events.subject_hash == filters["subject_hash"])
     if filters.get("agency"):
         # An agency's own calls, and the gateway's deliveries to it.
         to_agency = select(Delivery.id).where(Delivery.agency_id == filters["agency"])

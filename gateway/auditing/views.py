@@ -44,6 +44,9 @@ class EventFilterSchema(Schema):
     case = fields.Str(validate=validate.Length(1, 64), metadata={"description": "case number"})
     subject = fields.Str(validate=validate.Length(18, 18),
                          metadata={"description": "full identity number; hashed with the audit key, never stored"})
+    subject_hash = fields.Str(validate=validate.Regexp(r"^[0-9a-f]{64}$", error="must be 64 lowercase hex digits"),
+                              metadata={"description": "the subject's keyed hash (as in events' subject_hash): "
+                                                       "what the console puts in its links instead of the number"})
     agency = fields.Str(validate=validate.Length(1, 64))
     action = fields.Str(validate=validate.Length(1, 64), metadata={"description": "exact, or a prefix ending in *"})
     outcome = fields.Str(validate=validate.Length(1, 32))

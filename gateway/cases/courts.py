@@ -8,11 +8,11 @@ the entry at fault); ``CourtCodes.check`` is pure and runs at every registration
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from gateway.config_files import read_toml
 from gateway.errors import ConfigError, RuleViolation
 from schemas.canonical import COURT_CODE
 from schemas.identifiers import IdentifierError, case_number_court_part, check_court_part
@@ -64,13 +64,7 @@ class CourtCodes:
 
 def load_court_codes(path: Path) -> CourtCodes:
     source = str(path)
-    try:
-        with path.open("rb") as fh:
-            document = tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"{source}: court code table not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    document = read_toml(path, "court code table")
     # [superiors], the courts' hierarchy, is read by gateway/transfers/courts.py.
     unknown = set(document) - {"courts", "superiors"}
     if unknown or not isinstance(document.get("courts"), dict):

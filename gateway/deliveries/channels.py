@@ -1,4 +1,11 @@
-"""Pair each agency's transport with its codec, from the registry, once per process.
+"""Pair each agency's transport with its codec, from the registry, once per process
+that delivers.
+
+Codecs are cheap and every process needs them (the result views decode with them);
+transports are not (a SOAP client loads its WSDL, an SFTP transport reads its keys)
+and only a delivery worker uses them. So the app builds the codecs and a
+``ChannelPlan``; the worker opens the plan's channels when it starts
+(``DeliveryWorker.start``), and a process that only serves the API never does.
 
 Two kinds of channel, by how the agency's transport works:
 
@@ -108,6 +115,14 @@ class PullChannel:
 Channel = AgencyChannel | BatchChannel | PullChannel
 
 
+def channel_class(agency: Agency) -> type[AgencyChannel] | type[BatchChannel] | type[PullChannel]:
+    """How the gateway reaches the agency: it polls (pull), files dropped in batches, or calls."""
+    if agency.mode == "pull":
+        return PullChannel
+    # The registry lets an agency batch only over a transport that drops files (sftp).
+    return BatchChannel if agency.is_batch else AgencyChannel
+
+
 def transport_options(agency: Agency, config_dir: Path) -> dict[str, Any]:
     """The agency's [agency.options] as its transport's constructor takes them:
     paths made absolute against the registry's folder, WSDL names looked up in
@@ -148,16 +163,33 @@ def build_codecs(registry: Registry) -> dict[str, Any]:
 
 
 def build_channels(registry: Registry, codecs: dict[str, Any] | None = None) -> dict[str, Channel]:
+    """Every agency's channel, its transport built (a pull agency has none)."""
     config_dir = Path(registry.source).parent if registry.source else Path.cwd()
     codecs = codecs if codecs is not None else build_codecs(registry)
     channels: dict[str, Channel] = {}
     for agency in registry:
-        codec = codecs[agency.id]
-        if agency.mode == "pull":
+        codec, kind = codecs[agency.id], channel_class(agency)
+        if kind is PullChannel:
             channels[agency.id] = PullChannel(agency, codec)
             continue
         transport = make_transport(agency, config_dir)
-        # The registry lets an agency batch only over a transport that drops files (sftp).
-        channels[agency.id] = (BatchChannel(agency, codec, cast(BatchTransport, transport)) if agency.is_batch
+        channels[agency.id] = (BatchChannel(agency, codec, cast(BatchTransport, transport)) if kind is BatchChannel
                                else AgencyChannel(agency, codec, cast(Transport, transport)))
     return channels
+
+
+@dataclass(frozen=True)
+class ChannelPlan:
+    """The channels a worker will open: the agencies and their codecs, no transport yet.
+
+    What create_app hands its worker, so an app that only serves the API (the web
+    processes under gunicorn, ``serve --no-delivery-workers``) builds no transport."""
+
+    registry: Registry
+    codecs: dict[str, Any]
+
+    def agencies(self) -> dict[str, Agency]:
+        return {agency.id: agency for agency in self.registry}
+
+    def open(self) -> dict[str, Channel]:
+        return build_channels(self.registry, self.codecs)

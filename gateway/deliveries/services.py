@@ -26,6 +26,7 @@ from gateway.deliveries import progress
 from gateway.deliveries.progress import WORKER, refresh_requests
 from gateway.deliveries.retry import next_attempt_at, shared_grant
 from gateway.deliveries.states import DELIVERY, FINAL, ON_ITS_WAY, DeliveryState, move_delivery
+from gateway.settings import WorkersSection
 from gateway.timeutil import as_utc
 
 # The set-based moves' WHERE clauses, from the delivery table (an illegal one fails at import).
@@ -40,6 +41,10 @@ class RetryPolicy:
     max_attempts: int
     base_seconds: float
     cap_seconds: float
+
+    @classmethod
+    def from_settings(cls, workers: WorkersSection) -> RetryPolicy:
+        return cls(workers.max_attempts, workers.backoff_base_seconds, workers.backoff_cap_seconds)
 
 
 def claim_due(session: Session, *, agency_id: str, now: datetime, limit: int, lease_seconds: int,

@@ -28,7 +28,7 @@ from gateway.background.housekeeper import Housekeeper
 from gateway.db import Database
 from gateway.deliveries import progress, services
 from gateway.deliveries.breaker import Breakers
-from gateway.deliveries.channels import AgencyChannel, BatchChannel, Channel, PullChannel
+from gateway.deliveries.channels import AgencyChannel, BatchChannel, Channel, ChannelPlan, PullChannel, channel_class
 from gateway.deliveries.metrics import DeliveryMetrics
 from gateway.deliveries.recorder import AnswerRecorder
 from gateway.deliveries.retry import RateLimiter
@@ -55,24 +55,32 @@ class InternalFault(TransportError):
 
 
 class DeliveryWorker:
-    def __init__(self, db: Database, channels: dict[str, Channel], audit: AuditLog, settings: WorkersSection,
-                 breaker: BreakerSection | None = None, *, metrics: DeliveryMetrics | None = None,
-                 owner: str | None = None, housekeeper: Housekeeper | None = None):
-        self.db, self.channels, self.audit, self.settings = db, channels, audit, settings
+    def __init__(self, db: Database, channels: dict[str, Channel] | ChannelPlan, audit: AuditLog,
+                 settings: WorkersSection, breaker: BreakerSection | None = None, *,
+                 metrics: DeliveryMetrics | None = None, owner: str | None = None,
+                 housekeeper: Housekeeper | None = None, policy: services.RetryPolicy | None = None):
+        """``channels``: open ones (built by hand), or the plan the worker opens when it
+        starts or first needs them, so a worker that is never started builds no transport."""
+        self.db, self.audit, self.settings = db, audit, settings
+        self._plan = channels if isinstance(channels, ChannelPlan) else None
+        self._channels = None if isinstance(channels, ChannelPlan) else channels
+        self._channels_lock = threading.Lock()
+        agencies = channels.agencies() if isinstance(channels, ChannelPlan) else {
+            agency_id: c.agency for agency_id, c in channels.items()}
         self.metrics = metrics or DeliveryMetrics.disabled()
         # Who holds a lease (host:pid/worker), kept on the claimed rows for operators and tests.
         self.owner = owner or lease_owner_name()
         breaker = breaker or DEFAULT_BREAKER
-        self.breakers = Breakers(list(channels), failure_threshold=breaker.failure_threshold,
+        self.breakers = Breakers(list(agencies), failure_threshold=breaker.failure_threshold,
                                  reset_seconds=breaker.reset_seconds, on_change=self.metrics.breaker_changed)
-        for agency_id in channels:
+        for agency_id in agencies:
             self.metrics.breaker_changed(agency_id, self.breakers[agency_id].state)
-        self.policy = services.RetryPolicy(settings.max_attempts, settings.backoff_base_seconds, settings.backoff_cap_seconds)
-        self._in_flight = {agency_id: 0 for agency_id in channels}
-        self._rates = {agency_id: RateLimiter(c.agency.rate_limit_per_second) for agency_id, c in channels.items()}
-        self._shared_limits = {agency_id: services.AgencyLimits(c.agency.rate_limit_per_second, c.agency.concurrency)
-                               for agency_id, c in channels.items() if isinstance(c, AgencyChannel)}
-        self._last_collected = {agency_id: 0.0 for agency_id in channels}
+        self.policy = policy or services.RetryPolicy.from_settings(settings)
+        self._in_flight = {agency_id: 0 for agency_id in agencies}
+        self._rates = {agency_id: RateLimiter(a.rate_limit_per_second) for agency_id, a in agencies.items()}
+        self._shared_limits = {agency_id: services.AgencyLimits(a.rate_limit_per_second, a.concurrency)
+                               for agency_id, a in agencies.items() if channel_class(a) is AgencyChannel}
+        self._last_collected = {agency_id: 0.0 for agency_id in agencies}
         self._lost_files_checked: set[str] = set()  # batch agencies asked for lost files since this worker began
         self._last_expiry = 0.0
         self.name = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"  # holder of collection leases
@@ -88,9 +96,28 @@ class DeliveryWorker:
         # commit; gateway/deliveries/recorder.py); inline (not started) each alone.
         self.recorder = AnswerRecorder(db, audit, max_batch=max(1, settings.threads) * 4)
 
+    @property
+    def channels(self) -> dict[str, Channel]:
+        """The agencies' channels, their transports built on first use: at start, or a
+        pass or a look at them by a worker never started (tests)."""
+        return self.open_channels()
+
+    def open_channels(self) -> dict[str, Channel]:
+        if self._channels is None:
+            with self._channels_lock:
+                if self._channels is None:
+                    assert self._plan is not None  # one of the two is given
+                    self._channels = self._plan.open()
+        return self._channels
+
+    @property
+    def channels_open(self) -> bool:
+        return self._channels is not None
+
     # --- lifecycle ---------------------------------------------------------------
 
     def start(self) -> DeliveryWorker:
+        self.open_channels()  # before any thread starts: a transport's bad settings stop the start
         self._pool = ThreadPoolExecutor(max_workers=self.settings.threads, thread_name_prefix="delivery")
         self.recorder.start()
         self._thread = threading.Thread(target=self._run, name="delivery-dispatcher", daemon=True)
@@ -110,12 +137,12 @@ class DeliveryWorker:
             self._pool.shutdown(wait=True, cancel_futures=False)
         self.recorder.stop(timeout)  # after the pool: its threads wait on the recorder
         self._release_collection_leases()
-        for channel in self.channels.values():
+        for channel in (self._channels or {}).values():  # none to close if never opened
             channel.close()
 
     def _release_collection_leases(self) -> None:
         """A worker that stops hands its result-file collection over at once, not after its lease runs out."""
-        names = [f"collect:{a}" for a, c in self.channels.items() if isinstance(c, BatchChannel)]
+        names = [f"collect:{a}" for a, c in (self._channels or {}).items() if isinstance(c, BatchChannel)]
         if not names:
             return
         try:

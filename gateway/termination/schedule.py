@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Sequence
 
@@ -51,6 +52,22 @@ class _Taken(Exception):
     """Another process made this round meanwhile."""
 
 
+@dataclass(frozen=True)
+class _DueRound:
+    """What making a round needs of its terminated case, read before the round is taken."""
+
+    termination_id: str
+    round_number: int
+    due_at: datetime
+    terminated_at: datetime
+    until: datetime
+    case_number: str
+    court: str
+    debtors: list[tuple[str, str, str, str]]  # subject id, kind, name, identity number
+    asked_at_termination: list[str]
+    categories: list[str]  # of those, the ones an agency of the registry still answers
+
+
 class TerminationWatch:
     def __init__(self, db: Database, audit: AuditLog, intake: Intake, settings: TerminationSection, *,
                  on_work: Callable[[], None] | None = None):
@@ -83,78 +100,99 @@ class TerminationWatch:
     # --- making a round ----------------------------------------------------------------
 
     def _make_round(self, termination_id: str, now: datetime) -> str | None:
-        with self.db.reading() as session:
-            row = session.get_one(CaseTermination, termination_id)
-            if row.state != TERMINATED or row.next_requery_at is None or as_utc(row.next_requery_at) > now:
-                return None  # resumed, ended, or made by another pass meanwhile
-            case = session.get_one(Case, row.case_id)
-            debtors = [(s.id, s.kind, s.name, s.id_number) for s in debtors_of(case)]
-            round_number, due_at, terminated_at, until = row.next_round, row.next_requery_at, row.terminated_at, \
-                row.requery_until
-            case_number, court = case.case_number, case.court_code
-            asked_at_termination = list(row.categories)
-            categories = [c for c in asked_at_termination if serving_agencies(self.intake.registry, [c])[c]]
-        principal = Principal(sub=SYSTEM_SUB, role="system", court=court)
-        next_round, following = rules.following_round(as_utc(terminated_at), round_number,
-                                                      self.settings.requery_every_months, as_utc(until), now)
+        due = self._due_round(termination_id, now)
+        if due is None:
+            return None  # resumed, ended, or made by another pass meanwhile
+        next_round, following = rules.following_round(as_utc(due.terminated_at), due.round_number,
+                                                      self.settings.requery_every_months, as_utc(due.until), now)
         round_id = new_id()
-        # The outbox runs on the worker's clock, not on the schedule's (which tests and the demo
-        # move on): deliveries due now, and the reuse window measured against real answer times.
-        sent_at = utc_now()
         try:
-            if not categories:
+            if not due.categories:
                 raise RuleViolation(f"no agency of the registry answers an inquiry for "
-                                    f"{', '.join(asked_at_termination)} any more")
-            with self.db.connection_transaction() as connection:
-                advanced = connection.execute(
-                    update(CaseTermination.__table__)
-                    .where(CaseTermination.id == termination_id, CaseTermination.next_round == round_number,
-                           CaseTermination.state == TERMINATED)
-                    .values(next_round=next_round, next_requery_at=following))
-                if advanced.rowcount != 1:
-                    raise _Taken()
-                request_ids = []
-                for subject_id, kind, name, id_number in debtors:
-                    payload = {"case_number": case_number, "action": "inquiry", "categories": categories,
-                               "subject": {"kind": kind, "name": name, "id_number": id_number},
-                               "documents": [], "targets": []}
-                    key = f"termination:{termination_id}:{round_number}:{subject_id}"
-                    prepared = requests.prepare_request(
-                        connection, payload, principal=principal, idempotency_key=key,
-                        digest=requests.payload_digest(payload), registry=self.intake.registry, now=sent_at,
-                        reuse_window=self.intake.reuse_window, rules=self.intake.rules,
-                        max_document_bytes=self.intake.max_document_bytes, limits=None)
-                    prepared.audit_event["details"]["termination"] = {"id": termination_id, "round": round_number}
-                    requests.write_request(connection, prepared, principal=principal, audit=self.audit)
-                    request_ids.append(prepared.request_row["id"])
-                connection.execute(insert(TerminationRequery.__table__), [{
-                    "id": round_id, "termination_id": termination_id, "round": round_number, "due_at": due_at,
-                    "made_at": now, "request_ids": request_ids, "state": "asked", "new_assets": None,
-                    "finished_at": None, "creditor_notice": None}])
-                self.audit.record(connection, action="termination.requery", outcome="asked", actor=SYSTEM,
-                                  case_number=case_number, details={
-                                      "termination": termination_id, "round": round_number, "requests": request_ids,
-                                      "categories": categories, "next_requery_at": _iso(following)})
+                                    f"{', '.join(due.asked_at_termination)} any more")
+            self._ask_round(due, round_id, next_round, following, now)
         except (_Taken, IntegrityError):
             return None
         except GatewayError as exc:  # the intake refused (no agency serves...): recorded, the schedule goes on
-            with self.db.transaction() as session:
-                taken = rows_matched(session.execute(
-                    update(CaseTermination).where(CaseTermination.id == termination_id,
-                                                  CaseTermination.next_round == round_number)
-                    .values(next_round=next_round, next_requery_at=following)))
-                if taken != 1:
-                    return None
-                session.add(TerminationRequery(
-                    id=round_id, termination_id=termination_id, round=round_number, due_at=due_at, made_at=now,
-                    request_ids=[], state="refused", finished_at=now,
-                    creditor_notice={"refused": exc.message[:500], "code": exc.code}))
-                self.audit.record(session, action="termination.requery", outcome="refused", actor=SYSTEM,
-                                  case_number=case_number, details={"termination": termination_id,
+            return self._record_refused_round(due, round_id, next_round, following, now, exc)
+        log.info("termination %s: re-inquiry round %d made", termination_id, due.round_number)
+        return round_id
+
+    def _due_round(self, termination_id: str, now: datetime) -> _DueRound | None:
+        """The round due of a terminated case, as it stands; None if it is not due (any more)."""
+        with self.db.reading() as session:
+            row = session.get_one(CaseTermination, termination_id)
+            if row.state != TERMINATED or row.next_requery_at is None or as_utc(row.next_requery_at) > now:
+                return None
+            case = session.get_one(Case, row.case_id)
+            asked_at_termination = list(row.categories)
+            return _DueRound(
+                termination_id=termination_id, round_number=row.next_round, due_at=row.next_requery_at,
+                terminated_at=row.terminated_at, until=row.requery_until,
+                case_number=case.case_number, court=case.court_code,
+                debtors=[(s.id, s.kind, s.name, s.id_number) for s in debtors_of(case)],
+                asked_at_termination=asked_at_termination,
+                categories=[c for c in asked_at_termination if serving_agencies(self.intake.registry, [c])[c]])
+
+    def _ask_round(self, due: _DueRound, round_id: str, next_round: int, following: datetime | None,
+                   now: datetime) -> None:
+        """Take the round (raises _Taken if another process did) and make one inquiry per debtor,
+        through the ordinary intake, in one transaction."""
+        termination_id, round_number = due.termination_id, due.round_number
+        principal = Principal(sub=SYSTEM_SUB, role="system", court=due.court)
+        # The outbox runs on the worker's clock, not on the schedule's (which tests and the demo
+        # move on): deliveries due now, and the reuse window measured against real answer times.
+        sent_at = utc_now()
+        with self.db.connection_transaction() as connection:
+            advanced = connection.execute(
+                update(CaseTermination.__table__)
+                .where(CaseTermination.id == termination_id, CaseTermination.next_round == round_number,
+                       CaseTermination.state == TERMINATED)
+                .values(next_round=next_round, next_requery_at=following))
+            if advanced.rowcount != 1:
+                raise _Taken()
+            request_ids = []
+            for subject_id, kind, name, id_number in due.debtors:
+                payload = {"case_number": due.case_number, "action": "inquiry", "categories": due.categories,
+                           "subject": {"kind": kind, "name": name, "id_number": id_number},
+                           "documents": [], "targets": []}
+                key = f"termination:{termination_id}:{round_number}:{subject_id}"
+                prepared = requests.prepare_request(
+                    connection, payload, principal=principal, idempotency_key=key,
+                    digest=requests.payload_digest(payload), registry=self.intake.registry, now=sent_at,
+                    reuse_window=self.intake.reuse_window, rules=self.intake.rules,
+                    max_document_bytes=self.intake.max_document_bytes, limits=None)
+                prepared.audit_event["details"]["termination"] = {"id": termination_id, "round": round_number}
+                requests.write_request(connection, prepared, principal=principal, audit=self.audit)
+                request_ids.append(prepared.request_row["id"])
+            connection.execute(insert(TerminationRequery.__table__), [{
+                "id": round_id, "termination_id": termination_id, "round": round_number, "due_at": due.due_at,
+                "made_at": now, "request_ids": request_ids, "state": "asked", "new_assets": None,
+                "finished_at": None, "creditor_notice": None}])
+            self.audit.record(connection, action="termination.requery", outcome="asked", actor=SYSTEM,
+                              case_number=due.case_number, details={
+                                  "termination": termination_id, "round": round_number, "requests": request_ids,
+                                  "categories": due.categories, "next_requery_at": _iso(following)})
+
+    def _record_refused_round(self, due: _DueRound, round_id: str, next_round: int, following: datetime | None,
+                              now: datetime, exc: GatewayError) -> str | None:
+        """The intake refused the round: it is recorded as refused and the schedule goes on."""
+        termination_id, round_number = due.termination_id, due.round_number
+        with self.db.transaction() as session:
+            taken = rows_matched(session.execute(
+                update(CaseTermination).where(CaseTermination.id == termination_id,
+                                              CaseTermination.next_round == round_number)
+                .values(next_round=next_round, next_requery_at=following)))
+            if taken != 1:
+                return None
+            session.add(TerminationRequery(
+                id=round_id, termination_id=termination_id, round=round_number, due_at=due.due_at, made_at=now,
+                request_ids=[], state="refused", finished_at=now,
+                creditor_notice={"refused": exc.message[:500], "code": exc.code}))
+            self.audit.record(session, action="termination.requery", outcome="refused", actor=SYSTEM,
+                              case_number=due.case_number, details={"termination": termination_id,
                                                                     "round": round_number, "code": exc.code,
                                                                     "reason": exc.message[:500]})
-            return round_id
-        log.info("termination %s: re-inquiry round %d made", termination_id, round_number)
         return round_id
 
     # --- finishing a round ---------------------------------------------------------------

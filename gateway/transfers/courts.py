@@ -9,11 +9,11 @@ the ordering court's district too (the ordering court itself included: 提级执
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
+from gateway.config_files import read_toml
 from gateway.errors import ConfigError
 
 
@@ -70,8 +70,7 @@ class CourtTree:
 def load_court_tree(path: Path) -> CourtTree:
     """``[superiors]`` of the court code table (its ``[courts]`` is checked by
     gateway/cases/courts.load_court_codes, which runs first)."""
-    with path.open("rb") as fh:
-        table = tomllib.load(fh).get("superiors", {})
+    table = read_toml(path, "court code table").get("superiors", {})
     if not isinstance(table, dict):
         raise ConfigError(f"{path}: [superiors] must be a table (court id = \"its superior's court id\")")
     return CourtTree.from_table(table, str(path))

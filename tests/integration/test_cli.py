@@ -90,6 +90,24 @@ def test_a_bad_registry_stops_the_gateway_at_start(tmp_path):
     assert str(registry) in result.stderr and "agency[0] 'psb'" in result.stderr and "'vehical'" in result.stderr
 
 
+def test_a_transports_bad_settings_stop_the_worker_at_start(tmp_path):
+    """Transports are built when the worker starts (not in create_app): their errors are still one line."""
+    registry = tmp_path / "agencies.toml"
+    registry.write_text('[[agency]]\nid = "land"\nkind = "real_estate"\nname = "x"\ntransport = "sftp"\n'
+                        'endpoint = "sftp://gateway@127.0.0.1:1/real-estate"\ncategories = ["real_estate"]\n'
+                        'actions = ["inquiry"]\ndeadlines = { inquiry = 600 }\n'
+                        'options = { host_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIC5icWjWU1/S/7BvnShPcZZ4OjtT0Bic2BAfR+KxbzFR", '
+                        'client_key = "no-such-key" }\n')
+    env = _env(tmp_path)
+    Path(env["GATEWAY_CONFIG"]).write_text(
+        f'[gateway]\ninstance_dir = "{tmp_path / "instance"}"\nagencies_file = "{registry}"\n')
+    assert CliRunner().invoke(main, ["keys", "init"], env=env).exit_code == 0
+    result = subprocess.run([GATEWAY, "worker"], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"Error: agency 'land': options.client_key: no file at {tmp_path / 'no-such-key'}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 @pytest.mark.parametrize("args", [["--help"], ["db", "--help"], ["audit", "--help"]])
 def test_help_lists_the_commands(args):
     result = CliRunner().invoke(main, args)

@@ -174,3 +174,42 @@ def test_anomalies_page_in_chinese_with_beijing_times(app, activity):
     assert "by the purpose check" not in page
     english = auditor(app).get("/console/anomalies?lang=en").get_data(as_text=True)
     assert "by the purpose check" in english and "因查询目的核验被拒" not in english
+
+
+def test_a_subject_searched_for_never_stands_in_an_address(api, app, activity, monkeypatch):
+    """The search form is posted; the number is hashed with the audit subject key and
+    the results are at ``?subject_hash=``: no link on the page (paging, export), no
+    redirect and no audit event holds the number in clear."""
+    from conftest import DEBTOR as DEBTOR_PARTY
+
+    DEBTOR = DEBTOR_PARTY["id_number"]
+    assert api.inquire().status_code == 202  # a second request event about the debtor: a page to go to
+    monkeypatch.setattr(console, "PAGE_SIZE", 1)
+    client = auditor(app)
+    form_page = client.get("/console/").get_data(as_text=True)
+    assert 'method="post"' in form_page
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form_page).group(1)
+    assert client.post("/console/", data={"subject": DEBTOR}).status_code == 400  # no CSRF token
+    posted = client.post("/console/", data={"csrf_token": token, "subject": DEBTOR, "action": "request.*"})
+    assert posted.status_code == 303
+    target = posted.headers["Location"]
+    digest = app.extensions["audit"].subject_hash(DEBTOR)
+    assert DEBTOR not in target and f"subject_hash={digest}" in target and "action=request." in target
+    page = client.get(target).get_data(as_text=True)
+    mine = [e.seq for e in audit_rows(app) if e.subject_hash == digest and e.action.startswith("request.")]
+    assert mine and shown_seqs(page) == [max(mine)]
+    assert DEBTOR not in page
+    older = link(page, "older")
+    assert digest in older and DEBTOR not in older
+    exported = re.search(r'id="export-csv" href="([^"]+)"', page).group(1).replace("&amp;", "&")
+    assert DEBTOR not in exported
+    rows = list(csv.reader(io.StringIO(client.get(exported).get_data(as_text=True))))
+    assert sorted(int(r[0]) for r in rows[1:]) == sorted(mine)
+    typed = client.get(f"/console/?subject={DEBTOR}")  # a hand-typed address is sent on to the hashed one
+    assert typed.status_code == 303 and DEBTOR not in typed.headers["Location"] and digest in typed.headers["Location"]
+    bad = client.post("/console/", data={"csrf_token": token, "subject": "110101"})
+    assert bad.status_code == 400 and "subject" in bad.get_data(as_text=True)
+    assert client.get("/console/?subject_hash=XYZ").status_code == 400
+    reads = [e for e in audit_rows(app) if e.action == "console.read"]
+    assert all(DEBTOR not in json.dumps(e.details) for e in reads)
+    assert any(e.details.get("filters", {}).get("subject_hash") == digest for e in reads)

@@ -82,9 +82,9 @@ def test_optional_fields_take_a_value_of_their_type_and_refuse_others() -> None:
 
 
 def test_a_required_setting_left_out_is_named_with_its_type(monkeypatch) -> None:
-    merged = settings_module._read_toml(settings_module.DEFAULTS_FILE)
+    merged = settings_module.read_toml(settings_module.DEFAULTS_FILE, "settings file")
     del merged["workers"]["threads"]
-    monkeypatch.setattr(settings_module, "_read_toml", lambda path: merged)
+    monkeypatch.setattr(settings_module, "read_toml", lambda path, what: merged)
     with pytest.raises(ConfigError) as info:
         load_settings(environ={})
     assert str(info.value) == "setting workers.threads is missing (required, of type int)"
