@@ -7,8 +7,11 @@ event in the same transaction) and, in the same run, a bare Flask endpoint that
 does one durable insert per request (bench/baseline_app.py) under the same
 gunicorn settings; drives both with the same load from 127.0.0.1 (wrk, or a
 Python load generator if wrk cannot be had), checks the database rows against
-the 202s, and prints as its last line `intake ratio: X.XX` (gateway accepted/s
-divided by baseline inserts/s). Results are kept in bench/RESULTS.md.
+the 202s, and prints the CPU each server spent per accepted request (every process
+of its gunicorn, read from /proc over the measured run) and, as its last line,
+`intake ratio: X.XX` (gateway accepted/s divided by baseline inserts/s). CPU per
+request is the steadier figure on a shared machine: another process's load slows
+the rate, hardly the CPU a request takes. Results are kept in bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -135,6 +138,23 @@ class Server:
                 continue
 
 
+def session_cpu_seconds(session_id: int) -> float:
+    """User + system CPU of every live process of a session (a server started with
+    start_new_session: gunicorn's master and its workers), from /proc."""
+    total, tick = 0, os.sysconf("SC_CLK_TCK")
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as stat:
+                fields = stat.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if int(fields[3]) == session_id:  # field 6 of stat(5): after ")", state is [0], session [3]
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick
+
+
 def ensure_wrk() -> str | None:
     if shutil.which("wrk") is None and shutil.which("apt-get"):
         quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "timeout": 300}
@@ -214,14 +234,18 @@ def settled_counts(counter) -> tuple[int, ...]:
     return last
 
 
-def measure(name: str, url: str, token: str, args, work: Path, wrk: str | None, counter) -> tuple[dict, tuple]:
-    """Warm up, then one measured run; return wrk's figures and the row-count deltas."""
+def measure(name: str, url: str, token: str, args, work: Path, wrk: str | None, counter,
+            server: Server) -> tuple[dict, tuple]:
+    """Warm up, then one measured run; return wrk's figures (with the server's CPU
+    seconds over the run, ``cpu``) and the row-count deltas."""
     run = lambda seconds, tag: (load_with_wrk(wrk, url, token, args, seconds, tag, work) if wrk
                                 else load_with_python(url, token, args, seconds, tag))
     run(args.warmup, f"{name}-warm-{uuid.uuid4().hex[:8]}")
     before = settled_counts(counter)
+    cpu = session_cpu_seconds(server.proc.pid)
     figures = run(args.duration, f"{name}-{uuid.uuid4().hex[:8]}")
-    after = settled_counts(counter)
+    after = settled_counts(counter)  # the requests in flight at the end are in the CPU too: a few in thousands
+    figures["cpu"] = session_cpu_seconds(server.proc.pid) - cpu
     return figures, tuple(a - b for a, b in zip(after, before))
 
 
@@ -238,8 +262,13 @@ def check(name: str, figures: dict, rows: int, connections: int) -> list[str]:
     return problems
 
 
+def cpu_ms(figures: dict) -> str:
+    return f"{1000 * figures['cpu'] / max(1.0, figures['accepted']):.2f}"
+
+
 def describe(figures: dict) -> str:
-    return (f"{figures['accepted']:.0f} x 202 in {figures['seconds']:.2f} s, p50 {figures['p50_ms']:.1f} ms, "
+    return (f"{figures['accepted']:.0f} x 202 in {figures['seconds']:.2f} s, {cpu_ms(figures)} ms CPU per 202, "
+            f"p50 {figures['p50_ms']:.1f} ms, "
             f"p99 {figures['p99_ms']:.1f} ms, non-202 {figures['other_status']:.0f}, socket errors {figures['socket_errors']:.0f}")
 
 
@@ -279,7 +308,7 @@ def main() -> int:
         port = free_port()
         gateway_cmd = [str(BIN / "gateway"), "serve", "--host", "127.0.0.1", "--port", str(port), *gunicorn_opts,
                        "--no-delivery-workers", "--no-access-log"]
-        with Server("gateway", gateway_cmd, env, work, f"http://127.0.0.1:{port}/readyz"):
+        with Server("gateway", gateway_cmd, env, work, f"http://127.0.0.1:{port}/readyz") as gateway:
             base = f"http://127.0.0.1:{port}/api/v1"
             case = {"case_number": CASE_NUMBER, "court_code": COURT, "amount_owed": "150000.00",
                     "parties": [{"role": "debtor", "subject": DEBTOR}]}
@@ -292,7 +321,8 @@ def main() -> int:
                 count(gateway_db, "SELECT count(*) FROM audit_events WHERE action = 'request.inquiry' AND outcome = 'accepted'"),
                 count(gateway_db, "SELECT count(*) FROM deliveries"),
             )
-            gw, (gw_requests, gw_audit, gw_deliveries) = measure("gw", f"{base}/requests", token, args, work, wrk, gateway_counts)
+            gw, (gw_requests, gw_audit, gw_deliveries) = measure("gw", f"{base}/requests", token, args, work, wrk,
+                                                                 gateway_counts, gateway)
         verify = subprocess.run([str(BIN / "gateway"), "audit", "verify"], env=env, cwd=ROOT, capture_output=True,
                                 text=True, timeout=300)
 
@@ -301,9 +331,10 @@ def main() -> int:
         baseline_cmd = [str(BIN / "python"), "-m", "gunicorn", "-k", "gthread", *gunicorn_opts, "--keep-alive", "5",
                         "--bind", f"127.0.0.1:{port}", "bench.baseline_app:app"]
         with Server("baseline", baseline_cmd, {**env, "BASELINE_DB": str(baseline_db)}, work,
-                    f"http://127.0.0.1:{port}/readyz"):
+                    f"http://127.0.0.1:{port}/readyz") as baseline:
             base_counts = lambda: (count(baseline_db, "SELECT count(*) FROM intake"),)
-            bl, (bl_rows,) = measure("bl", f"http://127.0.0.1:{port}/intake", token, args, work, wrk, base_counts)
+            bl, (bl_rows,) = measure("bl", f"http://127.0.0.1:{port}/intake", token, args, work, wrk, base_counts,
+                                     baseline)
 
     problems = check("gateway", gw, gw_requests, args.connections) + check("baseline", bl, bl_rows, args.connections)
     if gw_audit != gw_requests:
@@ -320,6 +351,7 @@ def main() -> int:
         for problem in problems:
             print(f"BENCHMARK INVALID: {problem}", file=sys.stderr)
         return 1
+    print(f"intake CPU per request: gateway {cpu_ms(gw)} ms, baseline {cpu_ms(bl)} ms")
     print(f"intake ratio: {gw_rate / bl_rate:.2f}")
     return 0
 

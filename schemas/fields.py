@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from datetime import timezone
+from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -43,10 +43,16 @@ class UtcDateTime(fields.DateTime):
     """RFC 3339 in UTC with a trailing Z; a naive value (SQLite) is taken as UTC."""
 
     def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
-        if value is None or isinstance(value, str):  # already rendered (a stored reply)
-            return value
-        value = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
-        return value.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        return utc_text(value)
+
+
+def utc_text(value: datetime | str | None) -> str | None:
+    """A moment as UtcDateTime dumps it: RFC 3339 in UTC, milliseconds, a trailing Z (a
+    naive value taken as UTC; text, an already rendered one, passed through)."""
+    if value is None or isinstance(value, str):  # already rendered (a stored reply)
+        return value
+    value = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def unique_items(values: list[Any]) -> None:

@@ -24,12 +24,15 @@ class Delivery(Base):
     __table_args__ = (
         Index("ix_deliveries_due", "state", "next_attempt_at"),
         Index("ix_deliveries_agency_answered", "agency_id", "answered_at"),
+        # An inquiry's look for recent answers about its subject (gateway/requests/reuse.py).
+        Index("ix_deliveries_subject_answered", "subject_id", "agency_id", "answered_at"),
         # The states of gateway/deliveries/states.py (migration 0017_state_checks).
         CheckConstraint(state_check(DeliveryState), name="state"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     request_id: Mapped[str] = mapped_column(ForeignKey("requests.id"), index=True)
+    subject_id: Mapped[str] = mapped_column(ForeignKey("subjects.id"))  # its request's (migration 0019)
     agency_id: Mapped[str] = mapped_column(String(64), index=True)
     transport: Mapped[str] = mapped_column(String(8))
     categories: Mapped[list[str]] = mapped_column(JSON)

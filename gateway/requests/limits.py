@@ -8,8 +8,12 @@ commits) the intake first takes a transaction advisory lock per officer, then pe
 court, held until commit, so the counts and the insert of one request are not
 interleaved with another's of the same officer or court.
 
-Pure arithmetic apart from the three counts; over a limit: TooManyRequests (429)
-with Retry-After, the seconds until the oldest request in the window leaves it.
+One statement at every intake: the officer's and the court's requests of the last
+hour, each counted no further than its limit (so the count is bounded by the limit,
+not by how busy the hour was), and whether the officer asked about this subject
+today; only a new subject is counted against the daily limit of subjects (a second
+statement). Over a limit: TooManyRequests (429) with Retry-After, the seconds until
+the oldest request in the window leaves it (read, with the exact count, only then).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import hashlib
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import distinct, func, select, text
+from sqlalchemy import bindparam, distinct, exists, func, literal, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -72,35 +76,58 @@ def advisory_key(kind: str, name: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
+_R = Request.__table__.c
+
+
+def _capped_count(who: Any, cap: str) -> Any:
+    """How many of ``who``'s requests of the last hour, counting no further than ``cap``
+    (the limit): an index range that stops at the limit, however busy the hour."""
+    recent = select(literal(1)).where(who, _R.created_at >= bindparam("hour_ago")).limit(bindparam(cap))
+    return select(func.count()).select_from(recent.subquery()).scalar_subquery()
+
+
+# Built once, on the table's columns (the intake's hot path, no ORM): the officer's and the court's hour, capped at their
+# limits, and whether the officer asked about this subject today, in one statement. The
+# exact figures for a refusal's message and Retry-After are read only on refusal.
+_COUNTS = select(
+    _capped_count(_R.officer_sub == bindparam("officer"), "officer_cap").label("officer"),
+    _capped_count(_R.court_code == bindparam("court"), "court_cap").label("court"),
+    exists().where(_R.officer_sub == bindparam("officer"), _R.subject_id == bindparam("subject"),
+                   _R.created_at >= bindparam("day_ago")).label("asked_today"),
+)
+_OFFICER_HOUR = select(func.count(), func.min(_R.created_at)).where(
+    _R.officer_sub == bindparam("officer"), _R.created_at >= bindparam("since"))
+_COURT_HOUR = select(func.count(), func.min(_R.created_at)).where(
+    _R.court_code == bindparam("court"), _R.created_at >= bindparam("since"))
+# Asking again about a subject already asked about today is not a new subject.
+_OTHER_SUBJECTS = select(func.count(distinct(_R.subject_id)), func.min(_R.created_at)).where(
+    _R.officer_sub == bindparam("officer"), _R.created_at >= bindparam("since"),
+    _R.subject_id != bindparam("subject"))
+
+
 def _check(bind: Session | Connection, principal: Principal, subject_id: str, limits: LimitsSection,
            now: datetime) -> None:
     hour_ago, day_ago = now - HOUR, now - DAY
-    count, oldest = _window(bind, Request.officer_sub == principal.sub, hour_ago)
-    if count >= limits.officer_requests_per_hour:
+    counts = bind.execute(_COUNTS, {
+        "officer": principal.sub, "court": principal.court, "subject": subject_id, "hour_ago": hour_ago,
+        "day_ago": day_ago, "officer_cap": limits.officer_requests_per_hour,
+        "court_cap": limits.court_requests_per_hour}).one()
+    if counts.officer >= limits.officer_requests_per_hour:
+        count, oldest = bind.execute(_OFFICER_HOUR, {"officer": principal.sub, "since": hour_ago}).one()
         raise _refused(f"officer {principal.sub} has submitted {count} requests in the last hour; the limit is "
                        f"{limits.officer_requests_per_hour} (limits.officer_requests_per_hour)", oldest, HOUR, now)
-    count, oldest = _window(bind, Request.court_code == principal.court, hour_ago)
-    if count >= limits.court_requests_per_hour:
+    if counts.court >= limits.court_requests_per_hour:
+        count, oldest = bind.execute(_COURT_HOUR, {"court": principal.court, "since": hour_ago}).one()
         raise _refused(f"court {principal.court} has submitted {count} requests in the last hour; the limit is "
                        f"{limits.court_requests_per_hour} (limits.court_requests_per_hour)", oldest, HOUR, now)
-    # Asking again about a subject already asked about today is not a new subject.
-    others = select(func.count(distinct(Request.subject_id)), func.min(Request.created_at)).where(
-        Request.officer_sub == principal.sub, Request.created_at >= day_ago, Request.subject_id != subject_id)
-    count, oldest = bind.execute(others).one()
+    if counts.asked_today:  # not a new subject: the daily count of subjects does not apply
+        return
+    count, oldest = bind.execute(_OTHER_SUBJECTS, {"officer": principal.sub, "since": day_ago,
+                                                   "subject": subject_id}).one()
     if count >= limits.officer_subjects_per_day:
-        asked_before = bind.scalar(select(Request.id).where(
-            Request.officer_sub == principal.sub, Request.created_at >= day_ago, Request.subject_id == subject_id
-        ).limit(1))
-        if asked_before is None:
-            raise _refused(f"officer {principal.sub} has asked about {count} subjects in the last day; the limit is "
-                           f"{limits.officer_subjects_per_day} new subjects a day (limits.officer_subjects_per_day)",
-                           oldest, DAY, now)
-
-
-def _window(bind: Session | Connection, who: Any, since: datetime) -> tuple[int, datetime | None]:
-    count, oldest = bind.execute(select(func.count(), func.min(Request.created_at))
-                                 .where(who, Request.created_at >= since)).one()
-    return count, oldest
+        raise _refused(f"officer {principal.sub} has asked about {count} subjects in the last day; the limit is "
+                       f"{limits.officer_subjects_per_day} new subjects a day (limits.officer_subjects_per_day)",
+                       oldest, DAY, now)
 
 
 def _refused(message: str, oldest: datetime | None, window: timedelta, now: datetime) -> TooManyRequests:

@@ -1,7 +1,8 @@
 """Accepting a request: purpose, rules and routing (``prepare_request``), then the
-request row, one delivery per agency and the audit event (``write_request``), in
-one short transaction. When it commits, the workers find the deliveries; the
-202 is sent only after the commit, so a crash after it loses nothing.
+request row, one delivery per agency and the audit event (``write_request``, through
+the outbox's one writer, gateway/requests/outbox.py), in one short transaction.
+When it commits, the workers find the deliveries; the 202 is sent only after the
+commit, so a crash after it loses nothing.
 """
 
 from __future__ import annotations
@@ -12,17 +13,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
 from audit.store import AuditLog
 from gateway.attachments.services import (
-    DEFAULT_MAX_BYTES, AttachedDocument, document_views, require_credentials, resolve_documents, write_documents,
+    DEFAULT_MAX_BYTES, AttachedDocument, document_views, require_credentials, resolve_documents,
 )
 from gateway.auth.tokens import Principal, same_person
 from gateway.bankruptcy.services import refuse_if_bankrupt
 from gateway.cases.services import require_debtor
-from gateway.controls.models import RepeatFreeze
 from gateway.controls.repeat import schedule_row
 from gateway.controls.rules import DEFAULT_RULES, ControlRules
 from gateway.creditors.queue import refuse_deduct_ahead
@@ -31,18 +31,14 @@ from gateway.deliveries.states import DeliveryState, move_delivery
 from gateway.errors import Conflict, Forbidden, IdempotencyConflict, NotFound, RuleViolation
 from gateway.registry import Registry
 from gateway.settings import LimitsSection
+from gateway.requests import outbox
 from gateway.requests.control_lines import resolve_targets
 from gateway.requests.limits import check_limits
 from gateway.requests.models import Request
-from gateway.requests.reuse import apply_reuse, find_reusable, write_reused_results
+from gateway.requests.reuse import apply_reuse, find_reusable
 from gateway.requests.states import RequestState, api_delivery_state, move_request, request_state
 from gateway.timeutil import as_utc, court_date, new_id
-from schemas.canonical import RequestStateSchema
 from schemas.vocabulary import CASH_CATEGORIES, CONTROL_ACTIONS, TARGETED_ACTIONS
-
-_STATE_SCHEMA = RequestStateSchema()  # built once: marshmallow schemas are costly to construct
-_INSERT_REQUEST = insert(Request.__table__)  # likewise statements, on the intake's hot path
-_INSERT_DELIVERIES = insert(Delivery.__table__)
 
 
 def payload_digest(raw: Any) -> str:
@@ -95,6 +91,15 @@ class PreparedRequest:
     documents: list[AttachedDocument] = field(default_factory=list)  # legal documents, in order
 
 
+@dataclass(frozen=True)
+class _Routing:
+    """Where a request goes: one leg per agency, and the categories it covers."""
+
+    legs: list[outbox.Leg]
+    categories: tuple[str, ...]
+    lines: dict[str, list[dict[str, Any]]]  # a control's asset lines per agency (empty for an inquiry)
+
+
 def prepare_request(
     session: Session | Connection,
     payload: dict[str, Any],
@@ -109,13 +114,9 @@ def prepare_request(
     max_document_bytes: int = DEFAULT_MAX_BYTES,
     limits: LimitsSection | None = None,
 ) -> PreparedRequest:
-    """Purpose rule, domain rules, routing and the 202 body, from one read.
-
-    Ids are made here, so the reply can be stored in the same INSERT that
-    creates the request. Cheap enough (one indexed query, no ORM) to run inside
-    the write transaction: on SQLite that holds the one write lock, so nothing
-    slow belongs here.
-    """
+    """Purpose rule, domain rules, routing and the 202 body. Ids are made here, so the
+    reply is stored in the same INSERT that creates the request. It runs inside the
+    write transaction (on SQLite the one write lock): indexed Core queries, no ORM."""
     subject_in = payload["subject"]
     debtor = require_debtor(session, principal, payload["case_number"], subject_in["kind"], subject_in["id_number"])
     refuse_if_bankrupt(session, debtor.subject_id, payload["action"])  # a query for new controls only
@@ -128,10 +129,44 @@ def prepare_request(
     # An inquiry without documents costs no query here.
     documents = resolve_documents(session, payload["documents"], max_bytes=max_document_bytes) \
         if payload.get("documents") else []
-    lines: dict[str, list[dict[str, Any]]] = {}
+    routing = _route(session, payload, debtor, registry, now, rules)
+    # A control waits for a second person; its deliveries leave only once approved.
+    held = action in CONTROL_ACTIONS
+    request_id = new_id()
+    deliveries = outbox.delivery_rows(request_id, routing.legs, subject_id=debtor.subject_id, action=action,
+                                     held=held, now=now, send_at=now)
+    reused_results: list[dict[str, Any]] = []
+    if action == "inquiry":  # controls are never reused
+        reused_results = _answer_from_earlier(session, deliveries, debtor, principal, reuse_window, now)
+    state = move_request(None, RequestState.AWAITING_APPROVAL if held else request_state(d["state"] for d in deliveries))
+    reply = outbox.accepted_reply(
+        request_id, case_number=debtor.case_number, action=action, categories=list(routing.categories),
+        state=state, now=now, deliveries=deliveries, reused={r["delivery_id"]: r for r in reused_results},
+        documents=[a.view() for a in documents])
+    legal_basis = payload.get("legal_basis") or {}
+    request_row = outbox.request_row(
+        request_id, case_id=debtor.case_id, subject_id=debtor.subject_id, action=action,
+        categories=list(routing.categories), legal_basis_kind=legal_basis.get("kind"),
+        legal_basis_number=legal_basis.get("number"), amount=payload.get("amount"), targets=payload.get("targets"),
+        state=state, officer_sub=principal.sub, court_account=payload.get("court_account"),
+        court_code=principal.court or "", idempotency_key=idempotency_key, payload_sha256=digest, reply=reply, now=now)
+    audit_event = _accepted_event(payload, debtor, request_id, deliveries, routing, documents, idempotency_key)
+    repeat_row = None
+    if payload.get("repeat") is not None:
+        repeat_row = _repeat_row(payload, routing.lines, request_id, debtor.case_id, rules, now)
+        audit_event["details"]["repeat_days"] = (as_utc(repeat_row["ends_at"]) - now).days
+    return PreparedRequest(request_row, deliveries, reply, audit_event, reused_results,
+                           _reuse_events(debtor, request_id, deliveries), repeat_row, documents)
+
+
+def _route(session: Session | Connection, payload: dict[str, Any], debtor: Any, registry: Registry, now: datetime,
+           rules: ControlRules) -> _Routing:
+    """A control goes to the agencies holding its targets (with their asset lines); any
+    other action to every agency serving the categories asked (default: all it applies to).
+    Raises RuleViolation when no agency serves a category asked."""
+    action = payload["action"]
     if action in TARGETED_ACTIONS:
         control_routes = resolve_targets(session, payload, debtor, registry, now, rules)
-        routes = [c.route for c in control_routes]
         lines = {c.route.agency.id: c.lines for c in control_routes}
         if action == "deduct":  # 轮候: not ahead of another case's earlier freeze without its consent
             targets = list(payload["targets"])
@@ -139,93 +174,59 @@ def prepare_request(
                 {"agency": c.route.agency.id, "identifier": ln["identifier"],
                  "field": f"targets[{targets.index(ln['asset_id'])}]"} for c in control_routes for ln in c.lines],
                 court_date(now))
-        categories = tuple(dict.fromkeys(c for r in routes for c in r.categories))
-    else:
-        categories = tuple(payload["categories"] or registry.categories_for(action))
-        routes = registry.route(action, categories)
-        served = {c for r in routes for c in r.categories}
-        unserved = [c for c in categories if c not in served]
-        if unserved or not routes:
-            raise RuleViolation(
-                f"no agency accepts {action} for {', '.join(unserved or categories) or 'any category'}",
-                fields={"categories": [f"no agency serves {c!r} for {action}" for c in (unserved or categories)]},
-            )
-    # A control waits for a second person; its deliveries leave only once approved.
-    held = action in CONTROL_ACTIONS
-    legal_basis = payload.get("legal_basis") or {}
-    request_id = new_id()
-    deliveries: list[dict[str, Any]] = [
-        {
-            "id": new_id(), "request_id": request_id, "agency_id": r.agency.id, "transport": r.agency.transport,
-            "categories": list(r.categories), "state": DeliveryState.HELD if held else DeliveryState.QUEUED, "attempts": 0,
-            "next_attempt_at": now, "lines": lines.get(r.agency.id),
-            "deadline": now + timedelta(seconds=r.agency.deadlines[action]), "created_at": now, "updated_at": now,
-        }
-        for r in sorted(routes, key=lambda r: r.agency.id)
-    ]
-    reused_results: list[dict[str, Any]] = []
-    if action == "inquiry":  # controls are never reused
-        for d in deliveries:
-            d.update(reused_from=None, reused_age_seconds=None, answered_at=None)  # one shape for executemany
-        reusable = find_reusable(session, subject_id=debtor.subject_id, court_code=principal.court or "",
-                                 case_id=debtor.case_id, agency_ids=[d["agency_id"] for d in deliveries],
-                                 window=reuse_window, now=now)
-        reused_results = apply_reuse(deliveries, reusable, now)
-    state = move_request(None, RequestState.AWAITING_APPROVAL if held else request_state(d["state"] for d in deliveries))
-    reply = _STATE_SCHEMA.dump({
-        "id": request_id, "case_number": debtor.case_number, "action": action, "categories": list(categories),
-        "state": state, "created_at": now,
-        "deliveries": [_accepted_view(d, reused_results) for d in deliveries],
-        "documents": [a.view() for a in documents],
-    })
-    request_row = {
-        "id": request_id, "case_id": debtor.case_id, "subject_id": debtor.subject_id, "action": action,
-        "categories": list(categories), "legal_basis_kind": legal_basis.get("kind"),
-        "legal_basis_number": legal_basis.get("number"), "amount": payload.get("amount"),
-        "targets": list(payload.get("targets") or []), "state": state, "officer_sub": principal.sub,
-        "court_account": payload.get("court_account"),
-        "court_code": principal.court or "", "idempotency_key": idempotency_key, "payload_sha256": digest,
-        # Stored as the API rendered it, so a replay with the same key is the same reply.
-        "accepted_reply": reply, "created_at": now, "updated_at": now,
-    }
-    audit_event: dict[str, Any] = {
-        "action": f"request.{action}", "outcome": "accepted", "case_number": debtor.case_number,
+        categories = tuple(dict.fromkeys(c for cr in control_routes for c in cr.route.categories))
+        legs = [outbox.Leg(c.route.agency, c.route.categories, c.lines) for c in control_routes]
+        return _Routing(legs, categories, lines)
+    categories = tuple(payload["categories"] or registry.categories_for(action))
+    routes = registry.route(action, categories)
+    served = {c for r in routes for c in r.categories}
+    unserved = [c for c in categories if c not in served]
+    if unserved or not routes:
+        raise RuleViolation(
+            f"no agency accepts {action} for {', '.join(unserved or categories) or 'any category'}",
+            fields={"categories": [f"no agency serves {c!r} for {action}" for c in (unserved or categories)]},
+        )
+    return _Routing([outbox.Leg(r.agency, r.categories) for r in routes], categories, {})
+
+
+def _answer_from_earlier(session: Session | Connection, deliveries: list[dict[str, Any]], debtor: Any,
+                         principal: Principal, window: timedelta, now: datetime) -> list[dict[str, Any]]:
+    """Inquiry deliveries an agency's recent answer covers are answered from it
+    (gateway/requests/reuse.py; rows changed in place); returns their result rows."""
+    for d in deliveries:
+        d.update(reused_from=None, reused_age_seconds=None, answered_at=None)  # one shape for executemany
+    reusable = find_reusable(session, subject_id=debtor.subject_id, court_code=principal.court or "",
+                             case_id=debtor.case_id, agency_ids=[d["agency_id"] for d in deliveries],
+                             window=window, now=now)
+    return apply_reuse(deliveries, reusable, now)
+
+
+def _accepted_event(payload: dict[str, Any], debtor: Any, request_id: str, deliveries: list[dict[str, Any]],
+                    routing: _Routing, documents: list[AttachedDocument], idempotency_key: str) -> dict[str, Any]:
+    """The ``request.<action>`` accepted event: what was asked, of whom, on what basis."""
+    lines = routing.lines
+    return {
+        "action": f"request.{payload['action']}", "outcome": "accepted", "case_number": debtor.case_number,
         "subject_id_number": debtor.id_number, "request_id": request_id,
         "details": {
-            "categories": list(categories),
+            "categories": list(routing.categories),
             "deliveries": {d["id"]: d["agency_id"] for d in deliveries},
-            "legal_basis": legal_basis or None,
+            "legal_basis": payload.get("legal_basis") or None,
             "idempotency_key": idempotency_key,
             **({"amount": str(payload["amount"])} if payload.get("amount") is not None else {}),
             **({"lines": {agency: [ln["identifier"] for ln in ls] for agency, ls in lines.items()}} if lines else {}),
             **({"documents": [a.sha256 for a in documents]} if documents else {}),
         },
     }
-    reuse_events = [
+
+
+def _reuse_events(debtor: Any, request_id: str, deliveries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
         {"action": "delivery.reused", "outcome": "answered", "case_number": debtor.case_number,
          "subject_id_number": debtor.id_number, "request_id": request_id, "delivery_id": d["id"],
          "details": {"agency": d["agency_id"], "reused_from": d["reused_from"], "age_seconds": d["reused_age_seconds"]}}
         for d in deliveries if d.get("reused_from")
     ]
-    repeat_row = None
-    if payload.get("repeat") is not None:
-        repeat_row = _repeat_row(payload, lines, request_id, debtor.case_id, rules, now)
-        audit_event["details"]["repeat_days"] = (as_utc(repeat_row["ends_at"]) - now).days
-    return PreparedRequest(request_row, deliveries, reply, audit_event, reused_results, reuse_events, repeat_row,
-                           documents)
-
-
-def _accepted_view(d: dict[str, Any], reused_results: list[dict[str, Any]]) -> dict[str, Any]:
-    view = {**d, "agency": d["agency_id"], "state": api_delivery_state(d["state"]), "error": None, "result": None,
-            "reused": bool(d.get("reused_from"))}
-    result = next((r for r in reused_results if r["delivery_id"] == d["id"]), None)
-    if result is not None:
-        view.update(age_seconds=d["reused_age_seconds"], result={
-            "asset_count": result["asset_count"], "answered_at": result["agency_answered_at"],
-            "request_sha256": result["request_sha256"], "late": False})
-    else:
-        view.pop("reused_from", None)
-    return view
 
 
 def _repeat_row(payload: dict[str, Any], lines: dict[str, list[dict[str, Any]]], request_id: str, case_id: str,
@@ -240,22 +241,16 @@ def _repeat_row(payload: dict[str, Any], lines: dict[str, list[dict[str, Any]]],
 
 
 def write_request(session: Session | Connection, prepared: PreparedRequest, *, principal: Principal, audit: AuditLog) -> None:
-    """The request, its outbox rows and its audit event: one transaction, committed by the caller.
+    """The request, its outbox rows and its audit events (``outbox.write_entry``): one
+    transaction, committed by the caller.
 
     Raises IntegrityError if the same officer's Idempotency-Key was committed meanwhile.
     """
-    # Core inserts on the tables: the intake's hot path needs none of the ORM's unit of work.
-    session.execute(_INSERT_REQUEST, [prepared.request_row])
-    session.execute(_INSERT_DELIVERIES, prepared.delivery_rows)
-    if prepared.documents:
-        write_documents(session, prepared.request_row["id"], prepared.documents, uploaded_by=principal.sub,
-                        court_code=principal.court, now=prepared.request_row["created_at"])
-    write_reused_results(session, prepared.reused_results)
-    if prepared.repeat_row is not None:
-        session.execute(insert(RepeatFreeze.__table__), [prepared.repeat_row])
-    audit.record(session, actor=principal, **prepared.audit_event)
-    for event in prepared.reuse_events:
-        audit.record(session, actor=principal, **event)
+    outbox.write_entry(session, outbox.OutboxEntry(
+        request_row=prepared.request_row, delivery_rows=prepared.delivery_rows,
+        events=[prepared.audit_event, *prepared.reuse_events], actor=principal,
+        reused_results=prepared.reused_results, repeat_row=prepared.repeat_row, documents=prepared.documents,
+    ), audit=audit)
 
 
 def state_view(session: Session, request_row: Request, deliveries: list[Delivery] | None = None) -> dict[str, Any]:

@@ -27,9 +27,10 @@ def _engine(url: str) -> sa.Engine:
     return sa.create_engine(url)
 
 
-def _write_history(conn: sa.Connection) -> None:
+def _write_history(conn: sa.Connection, *, delivery_subject: bool = True) -> None:
     """A case, a request with two deliveries, a result and an asset: rows referring to
-    deliveries and requests, which SQLite's copy must keep pointing at their rows."""
+    deliveries and requests, which SQLite's copy must keep pointing at their rows.
+    ``delivery_subject`` False: as before migration 0019 (deliveries had no subject_id)."""
     conn.execute(sa.text("INSERT INTO subjects (id, kind, name, id_number, created_at) "
                          "VALUES ('s1', 'person', 'Wang', '110101199003071234', :now)"), {"now": NOW})
     conn.execute(sa.text("INSERT INTO cases (id, case_number, court_code, amount_owed, registered_by, created_at, "
@@ -40,11 +41,13 @@ def _write_history(conn: sa.Connection) -> None:
         "idempotency_key, payload_sha256, accepted_reply, created_at, updated_at) VALUES ('r1', 'c1', 's1', "
         "'inquiry', '[\"deposit\"]', '[]', 'in_progress', 'officer', '330102', 'k1', 'x', '{}', :now, :now)"),
         {"now": NOW})
+    subject_column, subject_value = (", subject_id", ", 's1'") if delivery_subject else ("", "")
     for delivery_id, state in (("d1", "answered"), ("d2", "awaiting")):
         conn.execute(sa.text(
-            "INSERT INTO deliveries (id, request_id, agency_id, transport, categories, state, attempts, "
-            "next_attempt_at, deadline, created_at, updated_at) VALUES (:id, 'r1', 'bank-a', 'soap', "
-            "'[\"deposit\"]', :state, 1, :now, :now, :now, :now)"), {"id": delivery_id, "state": state, "now": NOW})
+            f"INSERT INTO deliveries (id, request_id{subject_column}, agency_id, transport, categories, state, "
+            f"attempts, next_attempt_at, deadline, created_at, updated_at) VALUES (:id, 'r1'{subject_value}, "
+            "'bank-a', 'soap', '[\"deposit\"]', :state, 1, :now, :now, :now, :now)"),
+            {"id": delivery_id, "state": state, "now": NOW})
     conn.execute(sa.text(
         "INSERT INTO delivery_results (delivery_id, received_at, agency_answered_at, request_sha256, answer_sha256, "
         "asset_count, late) VALUES ('d1', :now, '2026-12-07T06:00:00Z', 'a', 'b', 1, false)"), {"now": NOW})
@@ -113,7 +116,7 @@ def test_upgrade_keeps_rows_and_refuses_bad_states_then_downgrade_lifts_it(empty
     migrate.upgrade(url, BEFORE)
     engine = _engine(url)
     with engine.begin() as conn:
-        _write_history(conn)
+        _write_history(conn, delivery_subject=False)
     engine.dispose()
     before = _rows(url)
 

@@ -135,3 +135,50 @@ def test_twenty_requests_racing_for_the_last_place_let_exactly_one_through(limit
         if last_place == "officer":
             counted = counted.where(Request.officer_sub == "officer.wang")
         assert session.scalar(counted) == {"officer": 3, "court": 5}[last_place]
+
+
+def _prepare(app, sub: str, subject: int, limits) -> None:
+    """One inquiry through the intake service with the limits given (the API's
+    transaction, without HTTP), so a test can lower a limit under requests already made."""
+    payload = RequestSubmissionSchema().load({"case_number": CASE_NUMBER.replace("1234", str(1234 + subject)),
+                                              "subject": SUBJECTS[subject], "action": "inquiry"})
+    principal, key = Principal(sub=sub, role="court_officer", court=COURT), f"direct-{uuid.uuid4()}"
+    with app.extensions["db"].connection_transaction() as connection:
+        prepared = services.prepare_request(
+            connection, payload, principal=principal, idempotency_key=key, digest=key,
+            registry=app.extensions["registry"], now=app.extensions["clock"](), limits=limits)
+        services.write_request(connection, prepared, principal=principal, audit=app.extensions["audit"])
+
+
+def test_the_counts_stop_at_the_limit_but_a_refusal_names_the_whole_count(limited):
+    """The hourly counts are read no further than the limit (an index range bounded by
+    it, however busy the hour); a refusal still says how many there were, and its
+    Retry-After still runs from the oldest of them."""
+    from dataclasses import replace
+
+    _api, app = limited
+    roomy = replace(app.config["SETTINGS"].limits, officer_requests_per_hour=100, court_requests_per_hour=100)
+    for _ in range(5):
+        _prepare(app, "officer.zhou", 0, roomy)
+    with pytest.raises(TooManyRequests, match="officer officer.zhou has submitted 5 requests in the last hour; "
+                                              "the limit is 2") as refused:
+        _prepare(app, "officer.zhou", 0, replace(roomy, officer_requests_per_hour=2))
+    assert 3500 <= refused.value.retry_after_seconds <= 3601
+    with pytest.raises(TooManyRequests, match="court 330102 has submitted 5 requests in the last hour; the limit is 4"):
+        _prepare(app, "officer.qian", 0, replace(roomy, court_requests_per_hour=4))
+
+
+def test_the_subjects_of_the_day_are_counted_only_for_a_new_subject(limited):
+    """An officer over the daily number of subjects (the limit lowered under him) may
+    still ask about a subject asked about today; a new one is refused with the count."""
+    from dataclasses import replace
+
+    _api, app = limited
+    roomy = replace(app.config["SETTINGS"].limits, officer_requests_per_hour=100, court_requests_per_hour=100,
+                    officer_subjects_per_day=100)
+    for subject in (0, 1, 2):
+        _prepare(app, "officer.zhou", subject, roomy)
+    tight = replace(roomy, officer_subjects_per_day=1)
+    _prepare(app, "officer.zhou", 2, tight)  # asked about today: not counted, whatever the others
+    with pytest.raises(TooManyRequests, match="has asked about 3 subjects in the last day; the limit is 1 new"):
+        _prepare(app, "officer.zhou", 3, tight)

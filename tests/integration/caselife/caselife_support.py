@@ -55,7 +55,7 @@ def seed_account(app: Any, case_number: str, id_number: str, identifier: str, ba
                             court_code=case.court_code, idempotency_key=f"seed-{request_id}", payload_sha256="0" * 64,
                             accepted_reply={}, created_at=now, updated_at=now))
         session.flush()
-        session.add(Delivery(id=delivery_id, request_id=request_id, agency_id="psb", transport="rest",
+        session.add(Delivery(id=delivery_id, request_id=request_id, subject_id=subject.id, agency_id="psb", transport="rest",
                              categories=["deposit"], state="answered", attempts=1, next_attempt_at=now,
                              deadline=now + timedelta(hours=1), answered_at=now, created_at=now, updated_at=now))
         session.flush()
@@ -87,7 +87,7 @@ def seed_control(app: Any, case_number: str, id_number: str, *, agency: str = "p
                             officer_sub="officer.seed", court_code=case.court_code, idempotency_key=f"seed-{request_id}",
                             payload_sha256="0" * 64, accepted_reply={}, created_at=now, updated_at=now))
         session.flush()
-        session.add(Delivery(id=delivery_id, request_id=request_id, agency_id=agency, transport="rest",
+        session.add(Delivery(id=delivery_id, request_id=request_id, subject_id=subject.id, agency_id=agency, transport="rest",
                              categories=[category], state="answered", attempts=1, next_attempt_at=now,
                              deadline=now + timedelta(hours=1), created_at=now, updated_at=now))
         session.flush()
