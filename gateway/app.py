@@ -20,6 +20,7 @@ from gateway.agency import views as agency_views
 from gateway.attachments import views as attachment_views
 from gateway.auditing import console as audit_console
 from gateway.auditing import views as audit_views
+from gateway.auditing.sequencer import AuditSequencer
 from gateway.auth.tokens import TokenVerifier
 from gateway.bankruptcy import views as bankruptcy_views
 from gateway.batches import views as batch_views
@@ -103,6 +104,9 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, registry: Registry
         app.extensions["db"], build_channels(app.extensions["registry"]), app.extensions["audit"], settings.workers,
         settings.breaker, metrics=metrics,
     )
+    # The audit sequencer (leased: one process integrates) runs beside the worker, on its own thread.
+    app.extensions["audit_sequencer"] = AuditSequencer(app.extensions["db"], app.extensions["audit"])
+    worker.add_companion(app.extensions["audit_sequencer"])
     # Housekeeping of the audit log rides on the worker's loop, outside any request's transaction.
     worker.add_periodic(app.extensions["audit_checkpoints"].maybe_write)
     worker.add_periodic(lambda: audit_service.flush_refusal_summaries(

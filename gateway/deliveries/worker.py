@@ -20,7 +20,7 @@ import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
+from typing import Any, Callable
 
 from adapters.errors import AdapterError, IncomingInvalid, TransportError
 from adapters.interfaces import Envelope
@@ -80,6 +80,7 @@ class DeliveryWorker:
         self._pool: ThreadPoolExecutor | None = None
         self._thread: threading.Thread | None = None
         self._periodic: list[Callable[[], None]] = []
+        self._companions: list[Any] = []  # started and stopped with the worker (the audit sequencer)
 
     # --- lifecycle ---------------------------------------------------------------
 
@@ -87,6 +88,8 @@ class DeliveryWorker:
         self._pool = ThreadPoolExecutor(max_workers=self.settings.threads, thread_name_prefix="delivery")
         self._thread = threading.Thread(target=self._run, name="delivery-dispatcher", daemon=True)
         self._thread.start()
+        for companion in self._companions:
+            companion.start()
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -94,6 +97,8 @@ class DeliveryWorker:
         self._wake.set()
         if self._thread:
             self._thread.join(timeout)
+        for companion in self._companions:
+            companion.stop()
         if self._pool:
             self._pool.shutdown(wait=True, cancel_futures=False)
         self._release_collection_leases()
@@ -110,6 +115,10 @@ class DeliveryWorker:
                 services.release_leases(session, names, self.name)
         except Exception:
             log.exception("could not release collection leases; they lapse on their own")
+
+    def add_companion(self, companion: Any) -> None:
+        """Start and stop ``companion`` (anything with start() and stop()) with the worker."""
+        self._companions.append(companion)
 
     def add_periodic(self, task: Callable[[], None]) -> None:
         """Run ``task`` on every pass of the dispatcher loop (cheap housekeeping such
