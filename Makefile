@@ -24,6 +24,7 @@ LINTED := gateway adapters schemas audit sandboxes
 
 test: install-test
 	$(BIN)/ruff check $(LINTED)
+	$(BIN)/mypy $(LINTED)
 	$(BIN)/python -m pytest
 
 serve: install

@@ -9,11 +9,12 @@ from adapters.codecs.market_regulation import MarketRegulationCodec
 from adapters.codecs.public_security import PublicSecurityCodec
 from adapters.codecs.real_estate import RealEstateCodec
 from adapters.codecs.tax import TaxCodec
+from adapters.interfaces import Codec
 from adapters.transports.rest import RestTransport
 from adapters.transports.sftp import SftpTransport
 from adapters.transports.soap import SoapTransport
 
-CODECS = {
+CODECS: dict[str, type[Codec]] = {
     codec.kind: codec
     for codec in (BankCodec, TaxCodec, PublicSecurityCodec, RealEstateCodec, MarketRegulationCodec)
 }

@@ -47,10 +47,14 @@ class Anomaly:
     actor: str | None = None
     subject: str | None = None  # masked
     extra: dict[str, Any] = field(default_factory=dict)
+    # The figures the message states, by name, so a console can word the same finding in
+    # its own language (gateway/people/messages.py: "anomaly.<rule>").
+    facts: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {"rule": self.rule, "actor": self.actor, "subject": self.subject, "message": self.message,
-                "seqs": list(self.seqs), "first_at": _iso(self.first_at), "last_at": _iso(self.last_at), **self.extra}
+                "facts": dict(self.facts), "seqs": list(self.seqs), "first_at": _iso(self.first_at),
+                "last_at": _iso(self.last_at), **self.extra}
 
 
 def _iso(value: datetime) -> str:
@@ -91,7 +95,10 @@ def outside_office_hours(events: Iterable[Event], rules: AnomalyRules) -> list[A
               f"{actor} made {len(group)} quer{'y' if len(group) == 1 else 'ies'} outside office hours on {day} "
               f"({rules.office_hours_start:02d}:00-{rules.office_hours_end:02d}:00 {rules.office_timezone}, "
               f"weekdays {','.join(map(str, rules.office_weekdays))})",
-              group, actor=actor)
+              group, actor=actor,
+              facts={"actor": actor, "count": len(group), "day": day, "start": f"{rules.office_hours_start:02d}:00",
+                     "end": f"{rules.office_hours_end:02d}:00", "zone": rules.office_timezone,
+                     "weekdays": ",".join(map(str, rules.office_weekdays))})
         for (actor, day), group in groups.items()
     ]
 
@@ -100,7 +107,8 @@ def _bursts(events: list[Event], window: timedelta, value_of: Any, threshold: in
     """Groups of events within ``window`` of each other holding more than
     ``threshold`` distinct values; after a burst the search starts afresh, so one
     burst is reported once."""
-    found, left, counts = [], 0, Counter()
+    found: list[list[Event]] = []
+    left, counts = 0, Counter[Any]()
     for right, event in enumerate(events):
         counts[value_of(event)] += 1
         while _at(event) - _at(events[left]) > window:
@@ -127,7 +135,8 @@ def many_subjects_per_officer(events: Iterable[Event], rules: AnomalyRules) -> l
             subjects = len({e["subject_hash"] for e in burst})
             found.append(_make("many_subjects_per_officer",
                                f"{actor} queried {subjects} distinct subjects within an hour "
-                               f"(more than {rules.subjects_per_officer_hour})", burst, actor=actor))
+                               f"(more than {rules.subjects_per_officer_hour})", burst, actor=actor,
+                               facts={"actor": actor, "count": subjects, "limit": rules.subjects_per_officer_hour}))
     return found
 
 
@@ -146,7 +155,9 @@ def many_courts_per_subject(events: Iterable[Event], rules: AnomalyRules) -> lis
             found.append(_make("many_courts_per_subject",
                                f"subject {masked} was queried by {len(courts)} courts ({', '.join(courts)}) within "
                                f"{rules.courts_per_subject_hours:g} hours (more than {rules.courts_per_subject})",
-                               burst, subject=masked))
+                               burst, subject=masked,
+                               facts={"subject": masked, "count": len(courts), "courts": ", ".join(courts),
+                                      "hours": f"{rules.courts_per_subject_hours:g}", "limit": rules.courts_per_subject}))
     return found
 
 
@@ -171,7 +182,11 @@ def repeated_queries(events: Iterable[Event], rules: AnomalyRules) -> list[Anoma
                                    f"{actor} made the same {action[len('request.'):]} ({', '.join(categories) or 'all'}) "
                                    f"about {burst[0]['subject_masked']} {len(burst)} times within "
                                    f"{rules.repeat_window_minutes:g} minutes", burst,
-                                   actor=actor, subject=burst[0]["subject_masked"]))
+                                   actor=actor, subject=burst[0]["subject_masked"],
+                                   facts={"actor": actor, "action": action[len("request."):],
+                                          "categories": ", ".join(categories) or "all",
+                                          "subject": burst[0]["subject_masked"], "count": len(burst),
+                                          "minutes": f"{rules.repeat_window_minutes:g}"}))
                 left = right + 1
     return found
 
@@ -186,7 +201,7 @@ def refused_purpose_checks(events: Iterable[Event], rules: AnomalyRules) -> list
         _make("refused_purpose_checks",
               f"{actor} was refused {len(group)} time{'s' if len(group) > 1 else ''} by the purpose check "
               "(asked about a subject who is not a debtor of the court's case)",
-              sorted(group, key=lambda e: e["seq"]), actor=actor)
+              sorted(group, key=lambda e: e["seq"]), actor=actor, facts={"actor": actor, "count": len(group)})
         for actor, group in by_actor.items() if len(group) >= rules.refused_purpose_count
     ]
 
@@ -218,7 +233,9 @@ def controls_without_follow_up(events: Iterable[Event], rules: AnomalyRules, *, 
         found.append(_make("control_without_follow_up",
                            f"{control['action'][8:]} request {control['request_id']} by {control['actor_sub']} was "
                            f"accepted with no result or approval within {rules.control_follow_up_days:g} days",
-                           [control], actor=control["actor_sub"], subject=control["subject_masked"]))
+                           [control], actor=control["actor_sub"], subject=control["subject_masked"],
+                           facts={"action": control["action"][8:], "request_id": control["request_id"],
+                                  "actor": control["actor_sub"], "days": f"{rules.control_follow_up_days:g}"}))
     return found
 
 

@@ -18,7 +18,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from audit.chain import GENESIS_HASH, ChainReport, verify_chain
 from audit.export import ExportFormatError, jsonl_line, read_jsonl
@@ -31,7 +31,7 @@ def archive_file_name(first_seq: int, last_seq: int) -> str:
     return f"audit-{first_seq:012d}-{last_seq:012d}.jsonl"
 
 
-def write_archive_file(directory: Path, events: list[Mapping[str, Any]], prev_file_sha256: str) -> dict[str, Any]:
+def write_archive_file(directory: Path, events: Sequence[Mapping[str, Any]], prev_file_sha256: str) -> dict[str, Any]:
     """Write the events (a contiguous run, oldest first) to a new file, durably
     (written to ``.part``, fsynced, then renamed); return its archive record."""
     first, last = events[0], events[-1]

@@ -23,6 +23,8 @@ import hashlib
 import hmac
 import operator
 import json
+# c_make_encoder is CPython's private C encoder, absent from typeshed's json.encoder;
+# tests/unit/test_private_apis.py fails loudly if it changes.
 from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -77,8 +79,10 @@ if c_make_encoder is not None:
     # values here come from JSON, which cannot hold cycles).
     _C_ENCODE = c_make_encoder(None, _ENCODER.default, encode_basestring, None, ":", ",", True, False, True)
 
-    def _ENCODE_VALUE(value: Any) -> str:
+    def _encode_value_in_c(value: Any) -> str:
         return "".join(_C_ENCODE(value, 0))
+
+    _ENCODE_VALUE: Callable[[Any], str] = _encode_value_in_c
 else:  # pragma: no cover - CPython always has the C encoder
     _ENCODE_VALUE = _ENCODER.encode
 _AT, _PREV = _SORTED_KEYS.index("at"), _SORTED_KEYS.index("prev_hash")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence, cast
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Connection, insert, select, text
@@ -76,7 +76,8 @@ def write_checkpoint(session: Session | Connection, key: Ed25519PrivateKey, *, n
     head = session.execute(_HEAD).first()
     if head is None:
         return None
-    newest = session.execute(_NEWEST_CHECKPOINT).mappings().first()
+    # A RowMapping's keys are typed wider (columns too) than the names it is read by.
+    newest = cast(Mapping[str, Any] | None, session.execute(_NEWEST_CHECKPOINT).mappings().first())
     if newest and newest["seq"] == head.seq and not force:
         return None
     if newest is None:
@@ -102,7 +103,7 @@ def load_checkpoints(session: Session | Connection) -> list[dict[str, Any]]:
 
 def verify_log_with_checkpoints(session: Session, public_key: PublicKeys | None, *, batch: int = 5000,
                                 archive_dir: Path | None = None, workers: int = 1,
-                                event_key: bytes | None = None, outside: list[Mapping[str, Any]] | None = None,
+                                event_key: bytes | None = None, outside: Sequence[Mapping[str, Any]] | None = None,
                                 unsealed_after_seconds: float | None = None,
                                 now: datetime | None = None) -> IntegrityReport:
     """The live chain (from the last archive on) against every checkpoint.

@@ -4,9 +4,9 @@ nothing of the gateway; the migrations carry both metadata."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from sqlalchemy import JSON, BigInteger, DateTime, Integer, MetaData, String, Text
+from sqlalchemy import JSON, BigInteger, DateTime, Integer, MetaData, String, Table, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING_CONVENTION = {
@@ -17,6 +17,10 @@ NAMING_CONVENTION = {
 
 class AuditBase(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+    if TYPE_CHECKING:
+        # Each model maps one declared Table (DeclarativeBase types it as FromClause).
+        __table__: ClassVar[Table]
 
 
 class AuditEvent(AuditBase):
@@ -106,7 +110,7 @@ class AuditCheckpoint(AuditBase):
     number: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
     prev_checkpoint_hash: Mapped[str | None] = mapped_column(String(64))
     # The Merkle tree the checkpoint signs (kind audit-checkpoint-v3): its size
-    # (= seq) and root in hex. Null on checkpoints before 0016.
+    # (= seq) and root in hex. Null on checkpoints before 0018.
     tree_size: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
     root_hash: Mapped[str | None] = mapped_column(String(64))
 

@@ -49,10 +49,15 @@ APPEND_EVENTS = {"sqlite": insert(AuditEvent.__table__).values(details=_DETAILS_
 
 
 class ActorLike(Protocol):
-    sub: str
-    role: str
-    court: str | None
-    agency: str | None
+    # Read-only members, so frozen dataclasses (Principal, SystemActor) match.
+    @property
+    def sub(self) -> str: ...
+    @property
+    def role(self) -> str: ...
+    @property
+    def court(self) -> str | None: ...
+    @property
+    def agency(self) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -169,7 +174,10 @@ def event_tuples(session: Session | Connection, *, after_seq: int = 0, up_to_seq
     columns = ", ".join(ROW_FIELDS) if sqlite else ", ".join(ROW_FIELDS).replace("details", "details::text")
     query = (f"SELECT {columns} FROM audit_events "
              f"WHERE seq > {marker} AND seq <= {marker} ORDER BY seq LIMIT {marker}")
-    cursor = connection.connection.dbapi_connection.cursor()
+    dbapi_connection = connection.connection.dbapi_connection
+    if dbapi_connection is None:  # only after the pool invalidated it, never inside a transaction
+        raise RuntimeError("the audit log's database connection was invalidated mid-transaction")
+    cursor = dbapi_connection.cursor()
     last, end = after_seq, _NO_END if up_to_seq is None else up_to_seq
     loads = json.loads
     try:

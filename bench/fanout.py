@@ -59,7 +59,7 @@ def percentile(values: list[float], share: float) -> float:
 
 def fanout_latency(args, work: Path) -> tuple[list[float], list[float], dict[str, list[float]]]:
     from gateway.app import create_app
-    from gateway.deliveries import batches, services
+    from gateway.deliveries import progress, services
     from gateway.deliveries.channels import AgencyChannel
     from gateway.deliveries.models import Delivery
     from gateway.requests.models import Request
@@ -105,7 +105,7 @@ def fanout_latency(args, work: Path) -> tuple[list[float], list[float], dict[str
         calls = {a: c for a, c in worker.channels.items() if isinstance(c, AgencyChannel)}
         with app.extensions["db"].reading() as session:
             ids = list(session.scalars(sa.select(Delivery.id).where(Delivery.agency_id.in_(calls))))
-            orders = {ref.agency_id: order for order, ref in batches.load_orders(session, ids, now=utc_now()).values()}
+            orders = {ref.agency_id: order for order, ref in progress.load_orders(session, ids, now=utc_now()).values()}
         baseline = []
         with ThreadPoolExecutor(len(calls)) as pool:
             for _ in range(args.inquiries):

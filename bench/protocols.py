@@ -68,7 +68,7 @@ from gateway.auth.keys import init_keys  # noqa: E402
 from gateway.auth.tokens import Principal  # noqa: E402
 from gateway.cases.services import register_case  # noqa: E402
 from gateway.deliveries import services as delivery_services  # noqa: E402
-from gateway.deliveries import batches as delivery_batches  # noqa: E402
+from gateway.deliveries import progress as delivery_progress  # noqa: E402
 from gateway.registry import Registry, load_registry  # noqa: E402
 from gateway.requests.services import payload_digest, prepare_request, write_request  # noqa: E402
 from gateway.settings import CONFIG_DIR, load_settings  # noqa: E402
@@ -90,7 +90,7 @@ BIG_TARGET_SECONDS = 30.0
 
 class Clock:
     """Wraps the outbox functions the worker calls through their modules (claim_due,
-    record_answer; for batch agencies batches.load_orders, mark_sent and
+    record_answer; for batch agencies progress.load_orders, mark_sent and
     record_answers) to note when each delivery was claimed and when its answer was
     recorded (the commit follows in the same ``with``). Costs a dict write per delivery."""
 
@@ -99,8 +99,8 @@ class Clock:
         self.answered: dict[str, float] = {}
         self.marks: dict[str, float] = {}  # batch agencies: when the orders were loaded and the file recorded sent
         self._claim, self._answer = delivery_services.claim_due, delivery_services.record_answer
-        self._load_orders, self._mark_sent = delivery_batches.load_orders, delivery_batches.mark_sent
-        self._answers = delivery_batches.record_answers
+        self._load_orders, self._mark_sent = delivery_progress.load_orders, delivery_progress.mark_sent
+        self._answers = delivery_progress.record_answers
 
         def load_orders(*args: Any, **kw: Any) -> Any:
             self.marks.setdefault("load_orders_start", time.perf_counter())
@@ -134,8 +134,8 @@ class Clock:
             return stored
 
         delivery_services.claim_due, delivery_services.record_answer = claim_due, record_answer
-        delivery_batches.load_orders, delivery_batches.mark_sent = load_orders, mark_sent
-        delivery_batches.record_answers = record_answers
+        delivery_progress.load_orders, delivery_progress.mark_sent = load_orders, mark_sent
+        delivery_progress.record_answers = record_answers
 
     def reset(self) -> None:
         self.claimed.clear()
@@ -144,8 +144,8 @@ class Clock:
 
     def restore(self) -> None:
         delivery_services.claim_due, delivery_services.record_answer = self._claim, self._answer
-        delivery_batches.load_orders, delivery_batches.mark_sent = self._load_orders, self._mark_sent
-        delivery_batches.record_answers = self._answers
+        delivery_progress.load_orders, delivery_progress.mark_sent = self._load_orders, self._mark_sent
+        delivery_progress.record_answers = self._answers
 
 
 # --- the gateway side ------------------------------------------------------------------------------

@@ -125,7 +125,7 @@ def audit_refusal(status: int, code: str, message: str) -> None:
     into the chain masked and bounded (``redact_for_audit``), never as sent."""
     if not request.path.startswith("/api/"):
         return
-    from gateway.audit_service import get_audit
+    from gateway.auditing.log import get_audit
     from gateway.db import get_db
 
     context = g.get("audit_context", {})
@@ -134,7 +134,7 @@ def audit_refusal(status: int, code: str, message: str) -> None:
     if principal is None and status in (401, 429) and refusals is not None:
         # A flood of bad tokens (or of logins while locked out) must not flood the chain
         # (gateway/auditing/refusals.py).
-        from gateway.audit_service import flush_refusal_summaries
+        from gateway.auditing.log import flush_refusal_summaries
 
         try:
             flush_refusal_summaries(get_db(), get_audit(), refusals)

@@ -14,7 +14,8 @@ from flask import Flask
 from prometheus_client import CollectorRegistry
 
 from gateway import api as api_module
-from gateway import audit_service, db
+from gateway import db
+from gateway.auditing import log as audit_log
 from gateway.agency import soap_views as agency_soap_views
 from gateway.agency import views as agency_views
 from gateway.attachments import views as attachment_views
@@ -22,6 +23,7 @@ from gateway.auditing import console as audit_console
 from gateway.auditing import views as audit_views
 from gateway.auditing.sequencer import AuditSequencer
 from gateway.auth.tokens import TokenVerifier
+from gateway.background.housekeeper import Housekeeper
 from gateway.bankruptcy import views as bankruptcy_views
 from gateway.batches import views as batch_views
 from gateway.batches.expander import BatchExpander
@@ -32,7 +34,7 @@ from gateway.controls import views as control_views
 from gateway.creditors import views as creditor_views
 from gateway.controls.housekeeping import ControlHousekeeping
 from gateway.controls.rules import ControlRules
-from gateway.deliveries.channels import build_channels
+from gateway.deliveries.channels import build_channels, build_codecs
 from gateway.deliveries.metrics import DeliveryMetrics
 from gateway.deliveries.worker import DeliveryWorker
 from gateway.forwarded import TrustedProxies, proxy_networks
@@ -62,7 +64,9 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, registry: Registry
                       JSON_SORT_KEYS=False)
     app.json = api_module.BoundedJSONProvider(app)
     if settings.server.forwarded_allow_ips:  # behind configured proxies only; else no X-Forwarded-* is believed
-        app.wsgi_app = TrustedProxies(app.wsgi_app, proxy_networks(settings.server.forwarded_allow_ips))
+        # Flask's documented way to add WSGI middleware; its types call wsgi_app a method.
+        app.wsgi_app = TrustedProxies(app.wsgi_app,  # type: ignore[method-assign]
+                                      proxy_networks(settings.server.forwarded_allow_ips))
 
     db.init_app(app)
     app.extensions["registry"] = registry or load_registry(settings.agencies_path)
@@ -74,7 +78,7 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, registry: Registry
     # court's wall clock (gateway.timeutil.court_date), in the zone the settings name.
     app.extensions["clock"] = utc_now
     set_court_timezone(settings.gateway.court_timezone)
-    audit_service.init_app(app)
+    audit_log.init_app(app)
 
     api = api_module.init_app(app)
     case_views.init_app(app, api)
@@ -100,39 +104,54 @@ def create_app(overrides: Mapping[str, Any] | None = None, *, registry: Registry
     # gunicorn the values also go to PROMETHEUS_MULTIPROC_DIR for every process to read.
     app.extensions["metrics_registry"] = CollectorRegistry(auto_describe=True)
     metrics = DeliveryMetrics(app.extensions["metrics_registry"])
+    # Periodic background work: in a thread of its own beside the dispatcher, and in one
+    # process at a time (a lease; gateway/background/housekeeper.py). The worker starts
+    # and stops it, so whatever runs a worker (serve, `gateway worker`, the demo) runs it.
+    housekeeper = Housekeeper(app.extensions["db"])
+    app.extensions["housekeeper"] = housekeeper
+    # Codecs and the retry policy belong to the app: the result views (REST and SOAP)
+    # read them from here, not from the worker's channels.
+    app.extensions["codecs"] = build_codecs(app.extensions["registry"])
     worker = DeliveryWorker(
-        app.extensions["db"], build_channels(app.extensions["registry"]), app.extensions["audit"], settings.workers,
-        settings.breaker, metrics=metrics,
+        app.extensions["db"], build_channels(app.extensions["registry"], app.extensions["codecs"]),
+        app.extensions["audit"], settings.workers, settings.breaker, metrics=metrics, housekeeper=housekeeper,
     )
-    # The audit sequencer (leased: one process integrates) runs beside the worker, on its own thread.
+    app.extensions["retry_policy"] = worker.policy
+    # The audit sequencer (leased: one process integrates) runs beside the worker, on its own
+    # thread: it integrates every few tens of milliseconds, no housekeeping sweep may hold it up.
     app.extensions["audit_sequencer"] = AuditSequencer(app.extensions["db"], app.extensions["audit"])
     worker.add_companion(app.extensions["audit_sequencer"])
-    # Housekeeping of the audit log rides on the worker's loop, outside any request's transaction.
-    worker.add_periodic(app.extensions["audit_checkpoints"].maybe_write)
-    worker.add_periodic(lambda: audit_service.flush_refusal_summaries(
-        app.extensions["db"], app.extensions["audit"], app.extensions["unauthenticated_refusals"]))
-    # Release of excess and repeat freezes ride on the same loop (gateway/controls/housekeeping.py).
+    # Each task below keeps its own pace (its maybe_* looks at its interval or a nudge);
+    # every_seconds is how often the housekeeper asks it.
+    housekeeper.add("audit_checkpoints", app.extensions["audit_checkpoints"].maybe_write, every_seconds=0.5)
+    # Refusals are counted in each process's memory: every process flushes its own.
+    housekeeper.add("refusal_summaries", lambda: audit_log.flush_refusal_summaries(
+        app.extensions["db"], app.extensions["audit"], app.extensions["unauthenticated_refusals"]),
+        every_seconds=1.0, every_process=True)
+    # Release of excess and repeat freezes (gateway/controls/housekeeping.py).
     housekeeping = ControlHousekeeping(app.extensions["db"], app.extensions["registry"], app.extensions["audit"],
                                        app.extensions["control_rules"], lambda: app.extensions["clock"](),
                                        on_work=worker.wake)
-    worker.add_periodic(housekeeping.maybe_run)
+    housekeeper.add("control_housekeeping", housekeeping.maybe_run, every_seconds=1.0)
     app.extensions["control_housekeeping"] = housekeeping
-    # Notifications to court systems: found and sent from their outbox on the same loop.
+    # Notifications to court systems: found and sent from their outbox.
     notifier = WebhookNotifier(app.extensions["db"], app.extensions["audit"], settings.webhooks,
                                warning_days=settings.controls.warning_days, clock=lambda: app.extensions["clock"]())
-    worker.add_periodic(notifier.maybe_run)
+    housekeeper.add("webhooks", notifier.maybe_run, every_seconds=min(1.0, settings.webhooks.interval_seconds))
     app.extensions["webhook_notifier"] = notifier
-    # Batch lines become inquiries on the same loop, a few per pass (gateway/batches/expander.py).
+    # Batch lines become inquiries a few per look (gateway/batches/expander.py); it looks
+    # often because a nudge or waiting lines make it go on at once.
     intake = Intake(registry=app.extensions["registry"], rules=app.extensions["control_rules"],
                     reuse_window=timedelta(seconds=settings.reuse.freshness_seconds),
                     max_document_bytes=settings.documents.max_bytes, clock=lambda: app.extensions["clock"]())
     expander = BatchExpander(app.extensions["db"], app.extensions["audit"], intake, on_work=worker.wake)
-    worker.add_periodic(expander.maybe_run)
+    housekeeper.add("batch_expander", expander.maybe_run, every_seconds=0.05)
     app.extensions["batch_expander"] = expander
     # Terminated cases are queried again on schedule through the same intake (gateway/termination/schedule.py).
     termination_watch = TerminationWatch(app.extensions["db"], app.extensions["audit"], intake, settings.termination,
                                          on_work=worker.wake)
-    worker.add_periodic(termination_watch.maybe_run)
+    housekeeper.add("termination_watch", termination_watch.maybe_run,
+                    every_seconds=min(1.0, settings.termination.interval_seconds))
     app.extensions["termination_watch"] = termination_watch
     app.extensions["worker"] = worker
     return app

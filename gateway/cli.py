@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from typing import Any
 
 import click
 
@@ -114,7 +115,8 @@ def serve(with_sandboxes, dev, host, port, gunicorn_workers, threads, no_deliver
                 bind=f"{host}:{port}", workers=gunicorn_workers or settings.server.gunicorn_workers,
                 threads=threads or settings.server.gunicorn_threads, run_delivery_workers=not no_delivery_workers,
                 access_log=not no_access_log, certfile=certfile, keyfile=keyfile,
-                forwarded_allow_ips=settings.server.forwarded_allow_ips, **timeouts,
+                forwarded_allow_ips=settings.server.forwarded_allow_ips,
+                timeout=timeouts["timeout"], graceful_timeout=timeouts["graceful_timeout"],
             ).run()
     finally:
         if os.getpid() == master:  # not in a gunicorn worker unwinding the stack it was forked with
@@ -181,7 +183,7 @@ class _PollerWhenUp:
         if not certfile:
             self.options["bearer_token"] = issue_token(settings, role="agency", sub="bank-c-sandbox", agency="bank-c",
                                                        lifetime_seconds=30 * 86400)
-        self.poller = None
+        self.poller: Any = None  # a sandboxes.polling_bank.PollingBank once the gateway is up
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="poller-when-up", daemon=True)
 
@@ -392,7 +394,7 @@ def _report_integrity(report, what: str) -> None:
         if not getattr(report, "sealed", True):
             click.echo(f"{what} UNSEALED [unsealed]: {report.unsealed_events} events after the newest checkpoint, "
                        f"the oldest written {report.unsealed_since}, wait longer than the bound; they could have "
-                       "been cut without trace (is the worker loop writing checkpoints?)", err=True)
+                       "been cut without trace (is a worker (its housekeeper) running to write checkpoints?)", err=True)
             sys.exit(3)
         return
     click.echo(f"{what} BROKEN at event {chain.first_bad_seq} [{chain.kind}]: {chain.problem} "

@@ -1,7 +1,7 @@
 """Database: one engine per process, sessions opened at the edge.
 
 Services take a ``Session``, may flush, and never commit; the edge (a view, the
-worker loop, a CLI command) opens the transaction with ``db.transaction()``.
+housekeeper, a CLI command) opens the transaction with ``db.transaction()``.
 
 SQLite: WAL, ``synchronous=FULL``, foreign keys on, and every write transaction
 begins with ``BEGIN IMMEDIATE`` so that two writers never both read the audit
@@ -14,10 +14,10 @@ import fcntl
 import os
 import threading
 from contextlib import contextmanager, nullcontext
-from typing import Any, ContextManager, Iterator
+from typing import TYPE_CHECKING, Any, ClassVar, ContextManager, Iterator, cast
 
 from flask import Flask, current_app
-from sqlalchemy import Connection, Engine, MetaData, create_engine, event
+from sqlalchemy import Connection, CursorResult, Engine, MetaData, Result, Table, create_engine, event
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 NAMING_CONVENTION = {
@@ -31,6 +31,17 @@ NAMING_CONVENTION = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+    if TYPE_CHECKING:
+        # Every model here maps one declared Table; DeclarativeBase types it as the
+        # wider FromClause, which insert()/update() of the Core table refuse.
+        __table__: ClassVar[Table]
+
+
+def rows_matched(result: Result[Any]) -> int:
+    """How many rows an UPDATE or DELETE matched. Session.execute returns a CursorResult
+    for such a statement, but is typed to return the plain Result (no rowcount)."""
+    return cast(CursorResult[Any], result).rowcount
 
 
 def normalise_url(url: str) -> str:

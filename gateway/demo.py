@@ -24,8 +24,10 @@ import base64
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import requests
 from rich.console import Console
@@ -37,7 +39,7 @@ from gateway import migrate
 from gateway.auth.keys import init_keys
 from gateway.auth.tokens import issue_token
 from gateway.demo_termination import show_terminated_case
-from gateway.settings import load_settings
+from gateway.settings import Settings, load_settings
 
 COURT = "330102"
 CASE_NUMBER = "(2024)浙0102执1234号"
@@ -70,19 +72,63 @@ def _wait_final(session: requests.Session, url: str, timeout: float) -> dict:
         time.sleep(0.1)
 
 
+class _DemoFailed(Exception):
+    """A step that did not do what it should: the demo says so and exits 1."""
+
+
+@dataclass
+class _DemoGateway:
+    """What the demo started, stopped in reverse order when it ends."""
+
+    settings: Settings
+    registry: Any
+    sandboxes: Any
+    certfile: str
+    server: Any
+    app: Any
+    worker: Any
+    poller: Any
+
+    @property
+    def base(self) -> str:
+        return self.server.url + "/api/v1"
+
+    def stop(self) -> None:
+        self.poller.stop()
+        self.worker.stop()
+        self.server.stop()
+        self.sandboxes.stop()
+        self.app.extensions["db"].dispose()
+
+
 def run_demo(*, keep_serving: bool = False, port: int = 0) -> int:
+    console = Console(highlight=False, width=160)
+    demo = _start(console, keep_serving=keep_serving, port=port)
+    try:
+        _tell_the_story(console, demo)
+        if keep_serving:
+            _serve_forever(console, demo.settings, demo.server.url, demo.certfile)
+        return 0
+    except _DemoFailed as failed:
+        return _fail(console, str(failed))
+    finally:
+        demo.stop()
+
+
+def _start(console: Console, *, keep_serving: bool, port: int) -> _DemoGateway:
+    """Sandboxes on free ports, the gateway over TLS on a throwaway instance folder, its
+    delivery worker, and the bank that polls."""
     from gateway.app import create_app
     from gateway.registry import load_registry
     from gateway.tls import self_signed_certificate, server_ssl_context
     from sandboxes.run import ALL, start_polling_bank, start_sandboxes
     from sandboxes.server import DeferredApp, SandboxServer
 
-    console = Console(highlight=False, width=160)
     instance = Path(tempfile.mkdtemp(prefix="gateway-demo-"))
-    overrides = {"gateway": {"instance_dir": str(instance), "log_level": "WARNING"},
-                 "workers": {"poll_interval_seconds": 0.1},
-                 # The terminated case's re-inquiries: looked for often, for the fast clock.
-                 "termination": {"interval_seconds": 0.5}}
+    overrides: dict[str, Any] = {"gateway": {"instance_dir": str(instance), "log_level": "WARNING"},
+                                 "workers": {"poll_interval_seconds": 0.1},
+                                 # The terminated case's re-inquiries: looked for often, for the fast clock.
+                                 "termination": {"interval_seconds": 0.5}}
     settings = load_settings(overrides)
     init_keys(settings)
     migrate.upgrade(settings.database_url)
@@ -104,86 +150,92 @@ def run_demo(*, keep_serving: bool = False, port: int = 0) -> int:
     app = create_app(overrides, registry=registry)
     slot.app = app
     worker = app.extensions["worker"].start()
-    base = gateway_server.url + "/api/v1"
-    console.print(f"gateway: {gateway_server.url}  (OpenAPI: {base}/openapi.json; TLS certificate made now: "
-                  f"{certificate.certfile})")
+    console.print(f"gateway: {gateway_server.url}  (OpenAPI: {gateway_server.url}/api/v1/openapi.json; TLS "
+                  f"certificate made now: {certificate.certfile})")
     poller = start_polling_bank(gateway_server.url, verify=str(certificate.certfile),
                                 interval_seconds=POLL_INTERVAL_SECONDS)
     console.print(f"sandbox {POLLING_BANK} polling {gateway_server.url}/api/v1/agency/soap every "
                   f"{POLL_INTERVAL_SECONDS} s\n")
+    return _DemoGateway(settings, registry, sandboxes, str(certificate.certfile), gateway_server, app, worker, poller)
 
-    officer = _client(settings, str(certificate.certfile), role="court_officer", sub="officer.wang", court=COURT)
-    try:
-        case = {"case_number": CASE_NUMBER, "court_code": COURT, "amount_owed": AMOUNT_OWED,
-                "parties": [{"role": "debtor", "subject": DEBTOR}, {"role": "creditor", "subject": CREDITOR}]}
-        reply = officer.post(f"{base}/cases", json=case, timeout=10)
-        if reply.status_code not in (200, 201):
-            return _fail(console, f"case registration answered {reply.status_code}: {reply.text}")
-        debtor_id = next(p["subject"]["id"] for p in reply.json()["parties"] if p["role"] == "debtor")
-        console.print(f"1. registered case {CASE_NUMBER}, amount owed {AMOUNT_OWED} (HTTP {reply.status_code})")
 
-        inquiry = {"case_number": CASE_NUMBER, "subject": DEBTOR, "action": "inquiry"}
-        key = f"demo-{uuid.uuid4()}"
-        reply = officer.post(f"{base}/requests", json=inquiry, headers={"Idempotency-Key": key}, timeout=10)
-        if reply.status_code != 202:
-            return _fail(console, f"inquiry answered {reply.status_code}: {reply.text}")
-        accepted = reply.json()
-        console.print(f"2. one-click inquiry accepted (HTTP 202), request {accepted['id']}, "
-                      f"{len(accepted['deliveries'])} deliveries: {', '.join(d['agency'] for d in accepted['deliveries'])}")
-        again = officer.post(f"{base}/requests", json=inquiry, headers={"Idempotency-Key": key}, timeout=10)
-        console.print(f"3. same Idempotency-Key resent: HTTP {again.status_code}, same reply: {again.json() == accepted}")
+def _tell_the_story(console: Console, demo: _DemoGateway) -> None:
+    """The court officer's path, step by step; raises _DemoFailed at the first that fails."""
+    base = demo.base
+    officer = _client(demo.settings, demo.certfile, role="court_officer", sub="officer.wang", court=COURT)
+    debtor_id = _register_case(console, officer, base)
+    _one_click_inquiry(console, demo, officer)
+    # The gateway's subject id keeps the ID number out of URLs and access logs.
+    report_url = f"{base}/cases/{CASE_NUMBER}/subjects/{debtor_id}/assets"
+    report = officer.get(report_url, timeout=10).json()
+    _print_report(console, report)
+    if report["gaps"]:
+        raise _DemoFailed(f"the report has gaps: {report['gaps']}")
+    _check(_freeze_with_approval(console, demo.settings, demo.certfile, base, officer, report))
+    report = officer.get(report_url, timeout=10).json()
+    _print_report(console, report, title="asset report after the freeze")
+    _check_polling_bank(console, demo.poller)
+    _check(show_terminated_case(console, demo.app, demo.sandboxes, officer, base, COURT, CREDITOR))
+    if not _print_audit(console, demo.app):
+        raise _DemoFailed("the audit log did not verify")
 
-        stranger = _client(settings, str(certificate.certfile), role="court_officer", sub="officer.li", court="110105")
-        refused = stranger.post(f"{base}/requests", json=inquiry, headers={"Idempotency-Key": f"demo-{uuid.uuid4()}"}, timeout=10)
-        console.print(f"4. another court asks about the same debtor: HTTP {refused.status_code} {refused.json()['error']['code']}")
 
-        state = _wait_final(officer, f"{base}/requests/{accepted['id']}", timeout=60)
-        _print_deliveries(console, state, registry)
-        if state["state"] != "completed":
-            return _fail(console, f"the inquiry ended {state['state']}, not completed")
-        kinds = {registry.get(d["agency"]).kind for d in state["deliveries"]}
-        transports = {d["transport"] for d in state["deliveries"]}
-        if not any(d["agency"] == POLLING_BANK and d["state"] == "answered" for d in state["deliveries"]):
-            return _fail(console, f"the polling bank {POLLING_BANK} did not answer the inquiry")
-        console.print(f"5. answered by {len(kinds)} agency kinds over {', '.join(sorted(transports))}, "
-                      f"{POLLING_BANK} among them by polling")
+def _check(failure: str | None) -> None:
+    if failure:
+        raise _DemoFailed(failure)
 
-        # The gateway's subject id keeps the ID number out of URLs and access logs.
-        report_url = f"{base}/cases/{CASE_NUMBER}/subjects/{debtor_id}/assets"
-        report = officer.get(report_url, timeout=10).json()
-        _print_report(console, report)
-        if report["gaps"]:
-            return _fail(console, f"the report has gaps: {report['gaps']}")
 
-        failure = _freeze_with_approval(console, settings, str(certificate.certfile), base, officer, report)
-        if failure:
-            return _fail(console, failure)
-        report = officer.get(report_url, timeout=10).json()
-        _print_report(console, report, title="asset report after the freeze")
-        counters = poller.counters
-        console.print(f"{POLLING_BANK} polled {counters.rounds} times: {counters.listed} requests listed, "
-                      f"{counters.answered} answered, {counters.sent_back} sent back, {counters.acks_refused} refused, "
-                      f"{counters.errors} failed rounds\n")
-        if counters.answered < 2 or counters.errors:
-            return _fail(console, f"the polling bank answered {counters.answered} requests (2 expected) with "
-                                  f"{counters.errors} failed rounds: {counters.last_error}")
+def _register_case(console: Console, officer: requests.Session, base: str) -> str:
+    """Step 1; returns the debtor's gateway subject id."""
+    case: dict[str, Any] = {"case_number": CASE_NUMBER, "court_code": COURT, "amount_owed": AMOUNT_OWED,
+                            "parties": [{"role": "debtor", "subject": DEBTOR}, {"role": "creditor", "subject": CREDITOR}]}
+    reply = officer.post(f"{base}/cases", json=case, timeout=10)
+    if reply.status_code not in (200, 201):
+        raise _DemoFailed(f"case registration answered {reply.status_code}: {reply.text}")
+    debtor_id = next(p["subject"]["id"] for p in reply.json()["parties"] if p["role"] == "debtor")
+    console.print(f"1. registered case {CASE_NUMBER}, amount owed {AMOUNT_OWED} (HTTP {reply.status_code})")
+    return str(debtor_id)
 
-        failure = show_terminated_case(console, app, sandboxes, officer, base, COURT, CREDITOR)
-        if failure:
-            return _fail(console, failure)
 
-        ok = _print_audit(console, app)
-        if not ok:
-            return _fail(console, "the audit log did not verify")
-        if keep_serving:
-            _serve_forever(console, settings, gateway_server.url, str(certificate.certfile))
-        return 0
-    finally:
-        poller.stop()
-        worker.stop()
-        gateway_server.stop()
-        sandboxes.stop()
-        app.extensions["db"].dispose()
+def _one_click_inquiry(console: Console, demo: _DemoGateway, officer: requests.Session) -> None:
+    """Steps 2 to 5: the inquiry, its replay, another court refused, every agency kind answering."""
+    base = demo.base
+    inquiry: dict[str, Any] = {"case_number": CASE_NUMBER, "subject": DEBTOR, "action": "inquiry"}
+    key = f"demo-{uuid.uuid4()}"
+    reply = officer.post(f"{base}/requests", json=inquiry, headers={"Idempotency-Key": key}, timeout=10)
+    if reply.status_code != 202:
+        raise _DemoFailed(f"inquiry answered {reply.status_code}: {reply.text}")
+    accepted = reply.json()
+    console.print(f"2. one-click inquiry accepted (HTTP 202), request {accepted['id']}, "
+                  f"{len(accepted['deliveries'])} deliveries: {', '.join(d['agency'] for d in accepted['deliveries'])}")
+    again = officer.post(f"{base}/requests", json=inquiry, headers={"Idempotency-Key": key}, timeout=10)
+    console.print(f"3. same Idempotency-Key resent: HTTP {again.status_code}, same reply: {again.json() == accepted}")
+
+    stranger = _client(demo.settings, demo.certfile, role="court_officer", sub="officer.li", court="110105")
+    refused = stranger.post(f"{base}/requests", json=inquiry, headers={"Idempotency-Key": f"demo-{uuid.uuid4()}"}, timeout=10)
+    console.print(f"4. another court asks about the same debtor: HTTP {refused.status_code} {refused.json()['error']['code']}")
+
+    state = _wait_final(officer, f"{base}/requests/{accepted['id']}", timeout=60)
+    _print_deliveries(console, state, demo.registry)
+    if state["state"] != "completed":
+        raise _DemoFailed(f"the inquiry ended {state['state']}, not completed")
+    kinds = {demo.registry.get(d["agency"]).kind for d in state["deliveries"]}
+    transports = {d["transport"] for d in state["deliveries"]}
+    if not any(d["agency"] == POLLING_BANK and d["state"] == "answered" for d in state["deliveries"]):
+        raise _DemoFailed(f"the polling bank {POLLING_BANK} did not answer the inquiry")
+    console.print(f"5. answered by {len(kinds)} agency kinds over {', '.join(sorted(transports))}, "
+                  f"{POLLING_BANK} among them by polling")
+
+
+def _check_polling_bank(console: Console, poller: Any) -> None:
+    """The polling bank answered the inquiry and the freeze, with no failed round."""
+    counters = poller.counters
+    console.print(f"{POLLING_BANK} polled {counters.rounds} times: {counters.listed} requests listed, "
+                  f"{counters.answered} answered, {counters.sent_back} sent back, {counters.acks_refused} refused, "
+                  f"{counters.errors} failed rounds\n")
+    if counters.answered < 2 or counters.errors:
+        raise _DemoFailed(f"the polling bank answered {counters.answered} requests (2 expected) with "
+                          f"{counters.errors} failed rounds: {counters.last_error}")
 
 
 def _client(settings, certfile: str, **claims) -> requests.Session:
@@ -209,7 +261,7 @@ def _freeze_with_approval(console: Console, settings, certfile: str, base: str, 
     if filed.status_code not in (200, 201):
         return f"filing the officer's credentials answered {filed.status_code}: {filed.text}"
     console.print(f"6. officer.wang files his work card and official-duty card (HTTP {filed.status_code})")
-    freeze = {"case_number": CASE_NUMBER, "subject": DEBTOR, "action": "freeze", "amount": AMOUNT_OWED,
+    freeze: dict[str, Any] = {"case_number": CASE_NUMBER, "subject": DEBTOR, "action": "freeze", "amount": AMOUNT_OWED,
               "legal_basis": {"kind": "assistance_notice", "number": "(2024)浙0102执1234号之一"},
               "targets": [a["id"] for a in deposits],
               "documents": [{"name": "协助执行通知书.pdf", "content_base64": base64.b64encode(DEMO_PDF).decode()}]}

@@ -14,7 +14,8 @@ never reach a caller: the worker turns them into delivery outcomes.
     │   └── LoginRefused  403  a console login broke a rule (``rule`` names it)
     ├── NotFound          404
     ├── Conflict          409
-    │   └── IdempotencyConflict  same Idempotency-Key, other body
+    │   ├── IdempotencyConflict  same Idempotency-Key, other body
+    │   └── IllegalTransition    a state move its machine's table refuses (gateway/transitions.py)
     ├── TooLarge          413  a body or file above its size limit
     ├── RuleViolation     422  well-formed, but a rule of the domain forbids it
     └── TooManyRequests   429
@@ -86,6 +87,13 @@ class Conflict(GatewayError):
 
 class IdempotencyConflict(Conflict):
     code = "idempotency_conflict"
+
+
+class IllegalTransition(Conflict):
+    """A delivery or request asked to move to a state its table does not allow from
+    the one it is in (gateway/deliveries/states.py, gateway/requests/states.py)."""
+
+    code = "illegal_transition"
 
 
 class TooLarge(GatewayError):

@@ -10,7 +10,7 @@ import logging
 import re
 import sys
 import unicodedata
-from typing import Any
+from typing import Any, MutableMapping
 
 import structlog
 
@@ -54,12 +54,12 @@ def _redact_value(value: Any) -> Any:
     return value
 
 
-def _redact_event(_logger: object, _name: str, event_dict: dict) -> dict:
+def _redact_event(_logger: object, _name: str, event_dict: MutableMapping[str, Any]) -> dict[str, Any]:
     return {key: _redact_value(value) for key, value in event_dict.items()}
 
 
 def configure_logging(level: str = "INFO") -> None:
-    shared = [
+    shared: list[structlog.typing.Processor] = [
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),

@@ -34,7 +34,10 @@ def downgrade(database_url: str, revision: str) -> None:
 
 @functools.cache  # the scripts do not change while the process runs; /readyz asks often
 def head_revision() -> str:
-    return ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
+    head = ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
+    if head is None:
+        raise RuntimeError(f"no migration scripts in {MIGRATIONS_DIR}")
+    return head
 
 
 def current_revision(connection: Connection) -> str | None:

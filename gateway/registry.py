@@ -15,6 +15,7 @@ from typing import Any, Iterable
 from urllib.parse import urlparse
 
 from adapters import CODECS, TRANSPORTS
+from adapters.interfaces import Codec
 from gateway.auth.passwords import PasswordHashInvalid, parse_password_hash
 from gateway.errors import ConfigError
 from schemas.vocabulary import ACTIONS, CATEGORIES
@@ -127,7 +128,31 @@ def _check_list(value: Any, allowed: tuple[str, ...], source: str, where: str, n
     return tuple(value)
 
 
-def parse_agency(entry: Any, source: str, index: int) -> Agency:  # noqa: C901 - one check per registry field, in order
+def parse_agency(entry: Any, source: str, index: int) -> Agency:
+    """One [[agency]] entry checked field by field, in this order; the first broken rule
+    stops the gateway naming the file, the entry and the rule."""
+    where = _check_entry_shape(entry, source, index)
+    codec = _check_codec_and_transport(entry, source, where)
+    mode = _check_mode_and_endpoint(entry, source, where)
+    options = _check_options(entry.get("options", {}), entry["transport"], source, where,
+                             rule=PULL_OPTIONS if mode == "pull" else None)
+    if mode == "pull":
+        _check_pull_options(options, source, where)
+    categories, actions = _check_offer(entry, codec, source, where)
+    deadlines = _check_deadlines(entry["deadlines"], actions, source, where)
+    values = _check_limits(entry, source, where)
+    return Agency(
+        id=entry["id"], kind=entry["kind"], name=str(entry["name"]), transport=entry["transport"],
+        endpoint=str(entry.get("endpoint", "")), categories=categories, actions=actions,
+        deadlines=deadlines, concurrency=values["concurrency"],
+        rate_limit_per_second=float(values["rate_limit_per_second"]), timeout_seconds=float(values["timeout_seconds"]),
+        action_categories=_action_categories(codec, categories, actions, source, where), options=options,
+        batch_size=values["batch_size"], mode=mode,
+    )
+
+
+def _check_entry_shape(entry: Any, source: str, index: int) -> str:
+    """A table with every required key and no unknown one; returns how errors name it."""
     where = f"agency[{index}]"
     if not isinstance(entry, dict):
         raise _fail(source, where, "each [[agency]] must be a table")
@@ -141,6 +166,11 @@ def parse_agency(entry: Any, source: str, index: int) -> Agency:  # noqa: C901 -
         raise _fail(source, where, f"unknown key(s) {', '.join(sorted(unknown))}")
     if not isinstance(entry["id"], str) or not _AGENCY_ID.match(entry["id"]):
         raise _fail(source, where, "id must be 1-64 lower-case letters, digits, '_' or '-'")
+    return where
+
+
+def _check_codec_and_transport(entry: dict[str, Any], source: str, where: str) -> type[Codec]:
+    """The codec of the entry's kind, which must be able to travel over its transport."""
     if not isinstance(entry["kind"], str) or entry["kind"] not in CODECS:
         raise _fail(source, where, f"kind {entry['kind']!r} has no codec (known: {', '.join(CODECS)})")
     codec = CODECS[entry["kind"]]
@@ -148,6 +178,11 @@ def parse_agency(entry: Any, source: str, index: int) -> Agency:  # noqa: C901 -
         raise _fail(source, where, f"transport {entry['transport']!r} is not available (known: {', '.join(TRANSPORTS)})")
     if entry["transport"] not in codec.transports:
         raise _fail(source, where, f"codec {codec.kind} cannot travel over {entry['transport']} (it can over: {', '.join(codec.transports)})")
+    return codec
+
+
+def _check_mode_and_endpoint(entry: dict[str, Any], source: str, where: str) -> str:
+    """push (the gateway calls the agency at its endpoint) or pull (the agency polls)."""
     mode = entry.get("mode", "push")
     if mode not in MODES:
         raise _fail(source, where, f"mode must be one of {', '.join(MODES)}, got {mode!r}")
@@ -160,10 +195,12 @@ def parse_agency(entry: Any, source: str, index: int) -> Agency:  # noqa: C901 -
         schemes = _ENDPOINT_SCHEMES[entry["transport"]]
         if endpoint.scheme not in schemes or not endpoint.netloc:
             raise _fail(source, where, f"endpoint must be an {' or '.join(s + '://' for s in schemes)} URL for the {entry['transport']} transport")
-    options = _check_options(entry.get("options", {}), entry["transport"], source, where,
-                             rule=PULL_OPTIONS if mode == "pull" else None)
-    if mode == "pull":
-        _check_pull_options(options, source, where)
+    return str(mode)
+
+
+def _check_offer(entry: dict[str, Any], codec: type[Codec], source: str,
+                 where: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The categories and actions the agency offers, each one its codec knows."""
     categories = _check_list(entry["categories"], CATEGORIES, source, where, "categories")
     for c in categories:
         if c not in codec.categories:
@@ -172,7 +209,11 @@ def parse_agency(entry: Any, source: str, index: int) -> Agency:  # noqa: C901 -
     for a in actions:
         if a not in codec.actions:
             raise _fail(source, where, f"actions: codec {codec.kind} does not support {a!r}")
-    deadlines = entry["deadlines"]
+    return categories, actions
+
+
+def _check_deadlines(deadlines: Any, actions: tuple[str, ...], source: str, where: str) -> dict[str, int]:
+    """Seconds to answer, for exactly the actions offered."""
     if not isinstance(deadlines, dict):
         raise _fail(source, where, "deadlines must be a table of action = seconds")
     for a in actions:
@@ -182,6 +223,11 @@ def parse_agency(entry: Any, source: str, index: int) -> Agency:  # noqa: C901 -
     for a in deadlines:
         if a not in actions:
             raise _fail(source, where, f"deadlines.{a}: the agency does not accept action {a!r}")
+    return dict(deadlines)
+
+
+def _check_limits(entry: dict[str, Any], source: str, where: str) -> dict[str, Any]:
+    """The optional numbers (concurrency, rate, timeout, batch size), defaults filled in."""
     values = {**_OPTIONAL, **{k: entry[k] for k in _OPTIONAL if k in entry}}
     for key, value in values.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
@@ -189,19 +235,19 @@ def parse_agency(entry: Any, source: str, index: int) -> Agency:  # noqa: C901 -
     for key in ("concurrency", "batch_size"):
         if not isinstance(values[key], int):
             raise _fail(source, where, f"{key} must be a whole number")
+    return values
+
+
+def _action_categories(codec: type[Codec], categories: tuple[str, ...], actions: tuple[str, ...], source: str,
+                       where: str) -> dict[str, tuple[str, ...]]:
+    """Which of the agency's categories each of its actions applies to; none is an error."""
     action_categories = {
         a: tuple(c for c in codec.action_categories.get(a, ()) if c in categories) for a in actions
     }
     for a, cats in action_categories.items():
         if not cats:
             raise _fail(source, where, f"actions: {a!r} applies to {', '.join(codec.action_categories.get(a, ()))} at a {codec.kind} agency, and this one lists none of them")
-    return Agency(
-        id=entry["id"], kind=entry["kind"], name=str(entry["name"]), transport=entry["transport"],
-        endpoint=str(entry.get("endpoint", "")), categories=categories, actions=actions,
-        deadlines=dict(deadlines), concurrency=values["concurrency"],
-        rate_limit_per_second=float(values["rate_limit_per_second"]), timeout_seconds=float(values["timeout_seconds"]),
-        action_categories=action_categories, options=options, batch_size=values["batch_size"], mode=mode,
-    )
+    return action_categories
 
 
 def _check_options(options: Any, transport: str, source: str, where: str,

@@ -34,7 +34,9 @@ from gateway.settings import PROMETHEUS_MULTIPROC_ENV, ServerSection
 class RedactingAccessLogger(Logger):
     """Access log lines hold paths and query strings: mask identity numbers in them."""
 
-    def atoms(self, resp: Any, req: Any, environ: Any, request_time: Any) -> dict:
+    # types-gunicorn returns a TypedDict of known atoms; gunicorn formats the access line
+    # from any mapping, and a redacted copy is a plain dict.
+    def atoms(self, resp: Any, req: Any, environ: Any, request_time: Any) -> dict:  # type: ignore[override]
         return {k: redact(v) if isinstance(v, str) else v for k, v in super().atoms(resp, req, environ, request_time).items()}
 
 

@@ -3,17 +3,29 @@ GATEWAY_DATABASE_URL, then what the caller of ``create_app`` passes.
 
 This is the only module that reads the environment. Unknown sections or keys are
 refused, so a typo in a settings file fails at start instead of being ignored.
+
+Each section is a frozen dataclass; its values are loaded by a marshmallow schema
+made from the dataclass's annotations (``section_schema``): TOML's own types only
+(a bool is never taken for a number, nor a string or number for a bool), items of
+lists and tables checked too, ``X | None`` and fields with a default optional (the
+key may be left out). A value that does not fit stops the gateway naming the
+setting and the rule; the dataclasses' ``__post_init__`` then check the ranges.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import tomllib
+import types
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Union, get_args, get_origin, get_type_hints
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from marshmallow import RAISE, Schema, ValidationError
+from marshmallow import fields as ma
 
 from gateway.errors import ConfigError
 from gateway.forwarded import proxy_networks
@@ -140,7 +152,7 @@ class TerminationSection:
     min_months_after_filing: int  # art. 1(4): more than three months since the case was filed
     requery_every_months: int  # art. 9: the debtor's property queried at least every six months...
     requery_years: int  # ...for five years after termination
-    interval_seconds: float  # how often the worker loop looks for re-inquiries due and answered
+    interval_seconds: float  # how often the housekeeper looks for re-inquiries due and answered
 
     def __post_init__(self) -> None:
         if not self.required_categories or not all(c.strip() for c in self.required_categories):
@@ -359,7 +371,7 @@ class Settings:
         return Path(self.audit.checkpoint_file) if self.audit.checkpoint_file else self.instance_path / "audit-checkpoints.jsonl"
 
 
-_SECTIONS = {
+_SECTIONS: dict[str, type] = {
     "gateway": GatewaySection,
     "database": DatabaseSection,
     "auth": AuthSection,
@@ -380,13 +392,77 @@ _SECTIONS = {
     "creditors": CreditorsSection,
 }
 
-# What each annotation accepts from TOML. A TOML boolean is a Python bool, which is
-# also an int: it is accepted only where the setting is a bool.
-_TYPES: dict[str, type | tuple[type, ...]] = {
-    "int": int, "float": (int, float), "str": str, "bool": bool, "list[str]": list, "list[int]": list,
-    "dict[str, int]": dict, "dict[str, str]": dict,
-}
-_ITEM_TYPES: dict[str, type] = {"list[str]": str, "list[int]": int, "dict[str, int]": int, "dict[str, str]": str}
+# --- typed loading: one marshmallow schema per section --------------------------------
+
+
+class _TomlInt(ma.Integer):
+    """A TOML integer: never a float, a string or a boolean (a Python bool is an int)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(strict=True, **kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any) -> int:
+        if isinstance(value, bool):
+            raise self.make_error("invalid")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class _TomlFloat(ma.Float):
+    """A TOML float or integer (a whole number of seconds is fine), never a string or a bool."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.make_error("invalid")
+        return value  # as written: an int stays an int
+
+
+class _TomlBool(ma.Boolean):
+    """A TOML boolean (true/false) only: marshmallow's own Boolean would take "yes", 1 or "0"."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any) -> bool:
+        if value is not True and value is not False:
+            raise self.make_error("invalid")
+        return value
+
+
+_SCALARS: dict[type, type[ma.Field]] = {int: _TomlInt, float: _TomlFloat, bool: _TomlBool, str: ma.String}
+
+
+def _field_for(annotation: Any, **options: Any) -> ma.Field:
+    """The marshmallow field that loads a value of ``annotation`` from TOML."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin in (Union, types.UnionType) and type(None) in args:
+        (inner,) = [a for a in args if a is not type(None)]
+        return _field_for(inner, allow_none=True, **options)
+    if origin is list:
+        return ma.List(_field_for(args[0]), **options)
+    if origin is dict:
+        return ma.Dict(keys=_field_for(args[0]), values=_field_for(args[1]), **options)
+    if annotation in _SCALARS:
+        return _SCALARS[annotation](**options)
+    raise TypeError(f"no TOML field for settings of type {annotation!r}")
+
+
+def section_schema(section_class: type) -> Schema:
+    """A marshmallow schema loading the keys of one settings section (a dataclass):
+    each annotation's TOML type; a field with a default, or ``X | None``, may be left out."""
+    hints = get_type_hints(section_class)
+    declared: dict[str, ma.Field] = {}
+    for f in fields(section_class):
+        options: dict[str, Any] = {"metadata": {"type_name": str(f.type)}}
+        if f.default is not dataclasses.MISSING:
+            options["load_default"] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            options["load_default"] = f.default_factory
+        elif type(None) in get_args(hints[f.name]):
+            options["load_default"] = None
+        else:
+            options["required"] = True
+        declared[f.name] = _field_for(hints[f.name], **options)
+    return Schema.from_dict(declared, name=f"{section_class.__name__}Schema")(unknown=RAISE)
+
+
+_SCHEMAS = {name: section_schema(cls) for name, cls in _SECTIONS.items()}
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -402,7 +478,9 @@ def _read_toml(path: Path) -> dict[str, Any]:
 def _merge(base: dict[str, Any], override: Mapping[str, Any], source: str) -> None:
     for section, values in override.items():
         if section == "testing":
-            base["testing"] = bool(values)
+            if values is not True and values is not False:  # bool("no") would be True
+                raise ConfigError(f"{source}: setting testing must be of type bool, got {values!r}")
+            base["testing"] = values
             continue
         if section not in _SECTIONS:
             raise ConfigError(f"{source}: unknown settings section [{section}] (known: {', '.join(_SECTIONS)})")
@@ -418,26 +496,31 @@ def _merge(base: dict[str, Any], override: Mapping[str, Any], source: str) -> No
                 base[section][key] = value
 
 
+def _load_section(name: str, values: Mapping[str, Any]) -> Any:
+    """One section's values through its schema, into its dataclass (whose checks then run)."""
+    schema = _SCHEMAS[name]
+    try:
+        loaded = schema.load(values)
+    except ValidationError as error:
+        problems = error.messages if isinstance(error.messages, dict) else {}
+        lines = []
+        for key in [*schema.fields, *sorted(set(problems) - set(schema.fields))]:
+            if key not in problems:
+                continue
+            field = schema.fields.get(key)
+            if field is None:
+                lines.append(f"unknown setting {name}.{key}")
+            elif key not in values:
+                lines.append(f"setting {name}.{key} is missing (required, of type {field.metadata['type_name']})")
+            else:
+                lines.append(f"setting {name}.{key} must be of type {field.metadata['type_name']}, got {values[key]!r}")
+        raise ConfigError("; ".join(lines) or f"[{name}]: {error.messages}") from None
+    return _SECTIONS[name](**loaded)
+
+
 def _build(merged: dict[str, Any], prometheus_multiproc_dir: str = "") -> Settings:
-    sections = {}
-    for name, cls in _SECTIONS.items():
-        values = merged[name]
-        for f in fields(cls):
-            type_name, value = str(f.type), values[f.name]
-            if not _is_of_type(value, type_name):
-                raise ConfigError(f"setting {name}.{f.name} must be of type {f.type}, got {value!r}")
-        sections[name] = cls(**values)
+    sections = {name: _load_section(name, merged.get(name, {})) for name in _SECTIONS}
     return Settings(**sections, testing=merged.get("testing", False), prometheus_multiproc_dir=prometheus_multiproc_dir)
-
-
-def _is_of_type(value: Any, type_name: str) -> bool:
-    if isinstance(value, bool) != (type_name == "bool") or not isinstance(value, _TYPES[type_name]):
-        return False
-    item_type = _ITEM_TYPES.get(type_name)
-    if item_type is None:
-        return True
-    items = value.values() if isinstance(value, dict) else value
-    return all(isinstance(item, item_type) and not isinstance(item, bool) for item in items)
 
 
 def load_settings(overrides: Mapping[str, Any] | None = None, *, environ: Mapping[str, str] | None = None) -> Settings:

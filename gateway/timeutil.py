@@ -14,6 +14,8 @@ import uuid
 from datetime import date, datetime, timezone
 from zoneinfo import ZoneInfo
 
+from schemas import identifiers
+
 DEFAULT_COURT_TIMEZONE = "Asia/Shanghai"
 _court_zone = ZoneInfo(DEFAULT_COURT_TIMEZONE)
 
@@ -26,6 +28,7 @@ def set_court_timezone(name: str) -> None:
     """Called by ``create_app`` with the setting; every court date follows it."""
     global _court_zone
     _court_zone = ZoneInfo(name)
+    identifiers.use_court_timezone(_court_zone)
 
 
 def court_timezone() -> ZoneInfo:

@@ -41,6 +41,12 @@ def _text(parent: etree._Element | None, name: str) -> str | None:
     element = parent.find(_tag(name)) if parent is not None else None
     return element.text if element is not None else None
 
+def _child(parent: etree._Element, name: str) -> etree._Element:
+    element = parent.find(_tag(name))
+    if element is None:  # the schema requires it, so a validated request has it
+        raise ValueError(f"request has no {name}")
+    return element
+
 
 def _money(amount: Decimal) -> str:
     return f"{amount.quantize(Decimal('0.01')):f}"
@@ -158,7 +164,7 @@ class BankAgency:
             if is_control and not _text(head, "WSH"):
                 self.refused += 1
                 return writer.finish(key, digest, "3010", "业务审核未通过: a control needs its legal basis (WSLX, WSH)")
-            data = request.find(_tag("Data"))
+            data = _child(request, "Data")
             holdings = self.holdings(_text(data, "DSRZJHM") or "")
             if is_control:
                 self._control(writer, data, holdings, key, _text(head, "FYDM") or "")
@@ -243,7 +249,8 @@ class BankAgency:
         if end is None or (end - start).days > MAX_FREEZE_DAYS or end < start:
             _not_controlled(result, "冻结期限超过一年或不合法: term must end within one year of its start")
             return
-        asked = Decimal(_text(line, "JE")) if _text(line, "JE") else None
+        amount = _text(line, "JE")
+        asked = Decimal(amount) if amount else None
         ahead = list(account.freezes)
         available = account.available
         if available == _ZERO and not ahead:
@@ -294,7 +301,8 @@ class BankAgency:
         freeze = self._own_freeze(result, line, account)
         if freeze is None:
             return
-        asked = Decimal(_text(line, "JE")) if _text(line, "JE") else freeze.amount
+        amount = _text(line, "JE")
+        asked = Decimal(amount) if amount else freeze.amount
         released = min(asked, freeze.amount)
         freeze.amount -= released
         if freeze.amount == _ZERO:
@@ -310,7 +318,8 @@ class BankAgency:
         freeze = self._own_freeze(result, line, account)
         if freeze is None:
             return
-        asked = Decimal(_text(line, "JE")) if _text(line, "JE") else freeze.amount
+        amount = _text(line, "JE")
+        asked = Decimal(amount) if amount else freeze.amount
         moved = min(asked, freeze.amount, account.balance)
         if moved == _ZERO:
             _not_controlled(result, "冻结金额为零: nothing frozen to deduct", asked=asked)

@@ -133,7 +133,7 @@ class PollingBank:
         self._session.verify = verify
         # The bank's agency token instead of its password: the gateway takes a token over
         # plain HTTP too (a UsernameToken only over TLS), as `gateway serve --with-sandboxes` runs.
-        wsse = UsernameToken(username, password)
+        wsse: UsernameToken | None = UsernameToken(username, password)
         if bearer_token is not None:
             self._session.headers["Authorization"] = f"Bearer {bearer_token}"
             wsse = None

@@ -62,8 +62,8 @@ def _add(parent: etree._Element, tag: str, text: object | None = None) -> etree.
     return child
 
 
-def _text(element: etree._Element, tag: str) -> str | None:
-    child = element.find(_Q + tag)
+def _text(element: etree._Element | None, tag: str) -> str | None:
+    child = None if element is None else element.find(_Q + tag)
     return child.text if child is not None else None
 
 
@@ -129,30 +129,33 @@ class RealEstateRegistry:
                 return stored
             data = root.find(f"{_Q}Data/*")
             kind = etree.QName(data).localname if data is not None else ""
-            if kind == "CXQQ":
-                answer = self._answer(key, request_digest, lambda content: self._inquiry(data, content), "CXJG")
-            elif kind == "KZQQ":
-                answer = self._answer(key, request_digest, lambda content: self._control(data, content), "KZJG")
+            if data is not None and kind == "CXQQ":
+                request = data
+                answer = self._answer(key, request_digest, lambda content: self._inquiry(request, content), "CXJG")
+            elif data is not None and kind == "KZQQ":
+                request = data
+                answer = self._answer(key, request_digest, lambda content: self._control(request, content), "KZJG")
             else:
                 return self._refuse(key, request_digest, "Data must hold a CXQQ or KZQQ request")
             self._answers[key] = answer
             self.counters.answered += 1
             return answer
 
-    def _head(self, message: etree._Element, key: str, request_digest: str, code: str, info: str) -> None:
+    def _head(self, message: etree._Element, key: str, request_digest: str, code: str, info: str) -> etree._Element:
         head = _add(message, "Head")
         _add(head, "CXQQDH", key)
         _add(head, "CREATETIME", datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
         _add(head, "QQSHA256", request_digest)
         _add(head, "RESPONSECODE", code)
         _add(head, "RESPONSEINFO", info)
+        return head
 
     def _refuse(self, key: str, request_digest: str, problem: str) -> bytes:
         with self._lock:
             self.counters.invalid += 1
         message = etree.Element(_Q + "Message", nsmap={None: NS})
-        self._head(message, key if key else _UNKNOWN_KEY, request_digest, "2040", "请求异常")
-        _add(message.find(_Q + "Head"), "ErrorMSG", problem[:200])
+        head = self._head(message, key if key else _UNKNOWN_KEY, request_digest, "2040", "请求异常")
+        _add(head, "ErrorMSG", problem[:200])
         return self._checked(message)
 
     def _answer(self, key: str, request_digest: str, fill, content_tag: str) -> bytes:
@@ -208,7 +211,7 @@ class RealEstateRegistry:
     def _control(self, request: etree._Element, content: etree._Element) -> None:
         held = self._holdings_locked(_text(request, "ZJHM") or "", _text(request, "XM") or "")
         court = _text(request, "FYDM") or ""
-        key = _text(request.getparent().getparent().find(_Q + "Head"), "CXQQDH") or ""
+        key = _text(request.getroottree().getroot().find(_Q + "Head"), "CXQQDH") or ""  # the Message's Head
         for line in request.findall(_Q + "KZ"):
             unit = _text(line, "BDCDYH") or ""
             result = _add(content, "KZ")
@@ -248,10 +251,11 @@ class RealEstateRegistry:
             raise _NotControlled(f"already sealed or queued by this court under ruling {ruling}")
         reference = "CF" + hashlib.sha256(f"{key}:{unit}".encode()).hexdigest()[:12].upper()
         if not seals:
-            seal = Seal(unit, court, "1", ruling, self.today(), until, 1, reference)
+            start = self.today()
+            seal = Seal(unit, court, "1", ruling, start, until, 1, reference)
             self.counters.sealed += 1
             _add(result, "KZZT", "1")
-            _add(result, "KSRQ", seal.start.isoformat())
+            _add(result, "KSRQ", start.isoformat())
             _add(result, "JSRQ", until.isoformat())
             _add(result, "DJBH", reference)
         else:

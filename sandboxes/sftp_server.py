@@ -18,11 +18,12 @@ import posixpath
 import socket
 import threading
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import paramiko
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from paramiko.common import AUTH_FAILED, AUTH_SUCCESSFUL, OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED, OPEN_SUCCEEDED
 from paramiko.sftp import SFTP_FAILURE, SFTP_OK, SFTP_OP_UNSUPPORTED, SFTP_PERMISSION_DENIED
 
 from sandboxes.batch_agency import BatchAgencyProcessor
@@ -52,6 +53,11 @@ def _parse_authorized(line: str) -> paramiko.PKey:
     return paramiko.PKey.from_type_string(parts[0], base64.b64decode(parts[1]))
 
 
+def _sftp_error(exc: OSError) -> int:
+    """The SFTP status for an OS error (a failure when it carries no errno)."""
+    return SFTP_FAILURE if exc.errno is None else paramiko.SFTPServer.convert_errno(exc.errno)
+
+
 class _KeyOnlyAuth(paramiko.ServerInterface):
     def __init__(self, authorized: list[paramiko.PKey], on_refused: Any):
         self._authorized = {key.asbytes() for key in authorized}
@@ -62,22 +68,27 @@ class _KeyOnlyAuth(paramiko.ServerInterface):
 
     def check_auth_publickey(self, username: str, key: paramiko.PKey) -> int:
         if key.asbytes() in self._authorized:
-            return paramiko.AUTH_SUCCESSFUL
+            return AUTH_SUCCESSFUL
         self._on_refused()
-        return paramiko.AUTH_FAILED
+        return AUTH_FAILED
 
     def check_channel_request(self, kind: str, chanid: int) -> int:
         if kind == "session":
-            return paramiko.OPEN_SUCCEEDED
-        return paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+            return OPEN_SUCCEEDED
+        return OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
 
 
 class _FileHandle(paramiko.SFTPHandle):
+    # paramiko's SFTPHandle reads and writes through these when they are set.
+    filename: str
+    readfile: IO[bytes]
+    writefile: IO[bytes]
+
     def stat(self) -> Any:
         try:
             return paramiko.SFTPAttributes.from_stat(os.fstat(self.readfile.fileno()))
         except OSError as exc:
-            return paramiko.SFTPServer.convert_errno(exc.errno)
+            return _sftp_error(exc)
 
     def chattr(self, attr: paramiko.SFTPAttributes) -> int:
         return SFTP_OK  # permissions and times of uploads do not matter here
@@ -118,7 +129,7 @@ class _RootedSftp(paramiko.SFTPServerInterface):
                 listing.append(attr)
             return listing
         except OSError as exc:
-            return paramiko.SFTPServer.convert_errno(exc.errno)
+            return _sftp_error(exc)
 
     def stat(self, path: str) -> Any:
         real = self._real(path)
@@ -127,7 +138,7 @@ class _RootedSftp(paramiko.SFTPServerInterface):
         try:
             return paramiko.SFTPAttributes.from_stat(os.stat(real))
         except OSError as exc:
-            return paramiko.SFTPServer.convert_errno(exc.errno)
+            return _sftp_error(exc)
 
     lstat = stat  # symlinks are never created here
 
@@ -138,7 +149,7 @@ class _RootedSftp(paramiko.SFTPServerInterface):
         try:
             fd = os.open(real, flags, 0o644)
         except OSError as exc:
-            return paramiko.SFTPServer.convert_errno(exc.errno)
+            return _sftp_error(exc)
         if flags & os.O_WRONLY:
             mode = "ab" if flags & os.O_APPEND else "wb"
         elif flags & os.O_RDWR:
@@ -193,7 +204,7 @@ class _RootedSftp(paramiko.SFTPServerInterface):
         try:
             operation(*args)
         except OSError as exc:
-            return paramiko.SFTPServer.convert_errno(exc.errno)
+            return _sftp_error(exc)
         return SFTP_OK
 
 
@@ -281,7 +292,7 @@ class SftpSandbox:
             # Channels are served by the subsystem handler; they are accepted here to
             # hold a reference while the connection lives (paramiko closes a channel
             # object that is garbage collected).
-            channels = []
+            channels: list[paramiko.Channel] = []
             while transport.is_active() and not self._stopping.is_set():
                 channel = transport.accept(timeout=0.2)
                 if channel is not None:

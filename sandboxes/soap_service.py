@@ -29,6 +29,8 @@ from schemas import xml
 from schemas.soap import (
     SOAP_CONTENT_TYPE,
     SoapFault,
+    SoapOperation,
+    UsernameToken,
     check_action,
     fault_envelope,
     imported_xsds,
@@ -61,6 +63,13 @@ class SoapServiceState:
         with self._lock:
             setattr(self, attribute, getattr(self, attribute) + 1)
 
+    def accepted(self, token: UsernameToken | None, payload_digest: str) -> None:
+        """One call past its checks: who it said it was, and what it carried."""
+        with self._lock:
+            self.security.append(None if token is None else {"username": token.username,
+                                                              "password_type": token.password_type})
+            self.received_digests.append(payload_digest)
+
 
 def fault_response(fault: SoapFault, fault_element: str | None) -> Response:
     return Response(fault_envelope(fault, fault_element), status=fault.status, content_type=SOAP_CONTENT_TYPE)
@@ -84,41 +93,15 @@ def create_soap_app(
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.extensions[SERVICE_KEY] = state
 
-    def served_xsd(name: str) -> Response:
-        allowed = imported_xsds(wsdl_path)
-        if name not in allowed:
-            return Response("unknown schema", status=404, content_type="text/plain")
-        return Response(allowed[name].read_bytes(), content_type="text/xml; charset=utf-8")
-
-    def answer() -> Response:
-        state.count("calls")
-        if state.faults.apply():
-            state.count("faults_injected")
-            raise SoapFault("Server", "temporarily unable to answer (injected failure)", 500, "1000")
-        payload, token = parse_envelope(request.get_data(cache=False))
-        operation = operations.get(payload.tag)
-        if operation is None:
-            raise SoapFault("Client", f"no operation takes {payload.tag}", 400)
-        check_action(request.headers.get("SOAPAction"), operation)
-        if credentials is not None and (token is None or (token.username, token.password) != credentials):
-            raise SoapFault("Client", "bad credentials (WS-Security UsernameToken)", 400, "2000")
-        with state._lock:
-            state.security.append(None if token is None else {"username": token.username,
-                                                              "password_type": token.password_type})
-            state.received_digests.append(xml.digest(payload))
-        reply = reply_envelope(xml.parse(handle(xml.serialize(payload))))
-        state.count("answered")
-        return Response(reply, content_type=SOAP_CONTENT_TYPE)
-
     @app.route(prefix, methods=["GET", "POST"])
     def service() -> Response:
         if request.method == "GET":
             if "wsdl" in request.args:
                 return Response(served_wsdl(wsdl_path, request.base_url), content_type="text/xml; charset=utf-8")
             if "xsd" in request.args:
-                return served_xsd(request.args["xsd"])
+                return _served_xsd(wsdl_path, request.args["xsd"])
             return Response("GET ?wsdl for the service description", status=404, content_type="text/plain")
-        return answer()
+        return _answer(state, operations, credentials, handle)
 
     @app.errorhandler(SoapFault)
     def soap_fault(fault: SoapFault) -> Response:
@@ -132,3 +115,32 @@ def create_soap_app(
         return fault_response(SoapFault("Client", f"message larger than {MAX_BODY_BYTES} bytes", 400), fault_element)
 
     return app
+
+
+def _served_xsd(wsdl_path: Path, name: str) -> Response:
+    """One of the XSDs the WSDL imports, by name; any other name is a 404."""
+    allowed = imported_xsds(wsdl_path)
+    if name not in allowed:
+        return Response("unknown schema", status=404, content_type="text/plain")
+    return Response(allowed[name].read_bytes(), content_type="text/xml; charset=utf-8")
+
+
+def _answer(state: SoapServiceState, operations: dict[str, SoapOperation], credentials: tuple[str, str] | None,
+            handle: Callable[[bytes], bytes]) -> Response:
+    """One POSTed envelope: injected faults first, then the envelope's checks, then the agency's answer."""
+    state.count("calls")
+    if state.faults.apply():
+        state.count("faults_injected")
+        raise SoapFault("Server", "temporarily unable to answer (injected failure)", 500, "1000")
+    payload, token = parse_envelope(request.get_data(cache=False))
+    tag = str(payload.tag)  # a parsed element's tag is text
+    operation = operations.get(tag)
+    if operation is None:
+        raise SoapFault("Client", f"no operation takes {tag}", 400)
+    check_action(request.headers.get("SOAPAction"), operation)
+    if credentials is not None and (token is None or (token.username, token.password) != credentials):
+        raise SoapFault("Client", "bad credentials (WS-Security UsernameToken)", 400, "2000")
+    state.accepted(token, xml.digest(payload))
+    reply = reply_envelope(xml.parse(handle(xml.serialize(payload))))
+    state.count("answered")
+    return Response(reply, content_type=SOAP_CONTENT_TYPE)

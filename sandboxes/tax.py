@@ -48,6 +48,12 @@ def _text(parent: etree._Element | None, name: str) -> str | None:
     element = parent.find(_tag(name)) if parent is not None else None
     return element.text if element is not None else None
 
+def _child(parent: etree._Element, name: str) -> etree._Element:
+    element = parent.find(_tag(name))
+    if element is None:  # the schema requires it, so a validated request has it
+        raise ValueError(f"request has no {name}")
+    return element
+
 
 def _money(amount: Decimal) -> str:
     return f"{amount.quantize(Decimal('0.01')):f}"
@@ -94,7 +100,7 @@ class TaxAgency:
                 self.refused += 1
             return self._answer(b"Valuation" in message[:200], None, None, "3000", f"request refused: {exc}"[:500])
         valuation = etree.QName(request).localname == "ValuationRequest"
-        head, data = request.find(_tag("Head")), request.find(_tag("Data"))
+        head, data = _child(request, "Head"), _child(request, "Data")
         key, digest = _text(head, "BDHM") or "", xml.digest(request)
         with self._lock:
             self.received.append(digest)

@@ -13,6 +13,7 @@ from marshmallow import ValidationError, fields
 
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 _MONEY = re.compile(r"^(0|[1-9]\d{0,15})\.\d{2}$")
+MONEY_PATTERN = _MONEY  # the rule Money checks, also applied by schemas.canonical.load_asset_record
 
 
 class Money(fields.Field):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as _dt
 import re
 import unicodedata
+from zoneinfo import ZoneInfo
 
 __all__ = [
     "IdentifierError",
@@ -38,6 +39,24 @@ _DIGITS = "0123456789"
 _RID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _RID_CHECK = "10X98765432"
 _RID_MIN_BIRTH = _dt.date(1900, 1, 1)
+# "In the future" means after today on the court's wall clock, not the machine's: between
+# 00:00 and 08:00 Beijing time the UTC date is still yesterday's, and a child born that
+# morning would be refused. gateway.timeutil.set_court_timezone keeps this in step with
+# the one court clock setting.
+_court_zone = ZoneInfo("Asia/Shanghai")
+
+
+def use_court_timezone(zone: ZoneInfo) -> None:
+    global _court_zone
+    _court_zone = zone
+
+
+def _utc_now() -> _dt.datetime:
+    return _dt.datetime.now(_dt.timezone.utc)
+
+
+def _court_today() -> _dt.date:
+    return _utc_now().astimezone(_court_zone).date()
 
 # GB 32100-2015: I, O, Z, S and V are excluded to avoid confusion with 1/0/2/5/U.
 _USCC_CHARSET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
@@ -79,7 +98,7 @@ def resident_id_check_digit(first17: str) -> str:
     return _RID_CHECK[total % 11]
 
 
-def check_resident_id(value: str) -> str:
+def check_resident_id(value: str, *, today: _dt.date | None = None) -> str:
     """Validate an 18-character resident ID number and return it with a
     lower-case 'x' check digit normalised to 'X'. Whitespace is an error, not
     stripped, so that stored values always equal what was validated."""
@@ -102,7 +121,7 @@ def check_resident_id(value: str) -> str:
         raise IdentifierError(
             f"resident ID number birth date {raw_date} is not a real calendar date"
         ) from None
-    if birth > _dt.date.today():
+    if birth > (today or _court_today()):
         raise IdentifierError(
             f"resident ID number birth date {raw_date} is in the future"
         )

@@ -69,6 +69,20 @@ def _wsdl_document(wsdl_path: Path) -> etree._ElementTree:
     return etree.parse(str(wsdl_path), etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False))
 
 
+def _wsdl_child(parent: etree._Element, path: str, ns: dict[str, str], wsdl_path: Path) -> etree._Element:
+    child = parent.find(path, ns)
+    if child is None:
+        raise ValueError(f"{wsdl_path}: {parent.get('name') or etree.QName(parent).localname} has no {path}")
+    return child
+
+
+def _wsdl_attribute(element: etree._Element, name: str, wsdl_path: Path) -> str:
+    value = element.get(name)
+    if value is None:
+        raise ValueError(f"{wsdl_path}: {etree.QName(element).localname} has no {name} attribute")
+    return value
+
+
 def read_wsdl_operations(wsdl_path: Path) -> tuple[dict[str, SoapOperation], str | None]:
     """The operations of a document/literal WSDL by input element, and its fault detail element."""
     root = _wsdl_document(wsdl_path).getroot()
@@ -76,29 +90,29 @@ def read_wsdl_operations(wsdl_path: Path) -> tuple[dict[str, SoapOperation], str
 
     def element_of(message_ref: str) -> str:
         local = message_ref.split(":", 1)[-1]
-        part = root.find(f"w:message[@name='{local}']/w:part", ns)
-        prefix, _, name = part.get("element").rpartition(":")
+        part = _wsdl_child(root, f"w:message[@name='{local}']/w:part", ns, wsdl_path)
+        prefix, _, name = _wsdl_attribute(part, "element", wsdl_path).rpartition(":")
         return f"{{{root.nsmap.get(prefix or None, part.nsmap.get(prefix or None))}}}{name}"
 
-    actions = {op.get("name"): op.find("s:operation", ns).get("soapAction", "")
+    actions = {op.get("name"): _wsdl_child(op, "s:operation", ns, wsdl_path).get("soapAction", "")
                for op in root.iterfind("w:binding/w:operation", ns)}
     operations: dict[str, SoapOperation] = {}
     fault_element = None
     for op in root.iterfind("w:portType/w:operation", ns):
-        name = op.get("name")
-        input_element = element_of(op.find("w:input", ns).get("message"))
-        output_element = element_of(op.find("w:output", ns).get("message"))
+        name = _wsdl_attribute(op, "name", wsdl_path)
+        input_element = element_of(_wsdl_attribute(_wsdl_child(op, "w:input", ns, wsdl_path), "message", wsdl_path))
+        output_element = element_of(_wsdl_attribute(_wsdl_child(op, "w:output", ns, wsdl_path), "message", wsdl_path))
         operations[input_element] = SoapOperation(name, actions.get(name, ""), input_element, output_element)
         fault = op.find("w:fault", ns)
         if fault is not None:
-            fault_element = element_of(fault.get("message"))
+            fault_element = element_of(_wsdl_attribute(fault, "message", wsdl_path))
     return operations, fault_element
 
 
 def imported_xsds(wsdl_path: Path) -> dict[str, Path]:
     """The XSD files a WSDL imports, by name (file stem): what ``?xsd=<name>`` may serve."""
-    return {Path(i.get("schemaLocation")).stem: (wsdl_path.parent / i.get("schemaLocation")).resolve()
-            for i in _wsdl_document(wsdl_path).iter(f"{{{XSD_NS}}}import") if i.get("schemaLocation")}
+    locations = [i.get("schemaLocation") for i in _wsdl_document(wsdl_path).iter(f"{{{XSD_NS}}}import")]
+    return {Path(location).stem: (wsdl_path.parent / location).resolve() for location in locations if location}
 
 
 def served_wsdl(wsdl_path: Path, url: str) -> bytes:

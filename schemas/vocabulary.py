@@ -49,8 +49,9 @@ REQUEST_STATES = (
 
 # Internal states the API shows under DESIGN's names: "sending" (a worker holds the
 # lease) and "awaiting" (in a batch file, result not back) as "sent"; "held" (a
-# control waiting for approval) as "queued".
-DELIVERY_STATES = ("held", "queued", "sending", "awaiting", "sent", "answered", "failed", "expired", "rejected")
+# control waiting for approval) as "queued". "sent" is the API's word only: no row
+# holds it (gateway/deliveries/states.py, the CHECK constraint of 0017_state_checks).
+DELIVERY_STATES = ("held", "queued", "sending", "awaiting", "answered", "failed", "expired", "rejected")
 API_DELIVERY_STATES = ("queued", "sent", "answered", "failed", "expired", "rejected")
 FINAL_DELIVERY_STATES = ("answered", "failed", "expired", "rejected")
 

@@ -13,6 +13,7 @@ import math
 import os
 import re
 import shutil
+import subprocess
 import tomllib
 import uuid
 from collections import Counter
@@ -279,7 +280,8 @@ class Api:
             token = self.token()
         if token:
             all_headers["Authorization"] = f"Bearer {token}"
-        return self.http.request(method, self.base + path, headers=all_headers, timeout=15, **kw)
+        kw.setdefault("timeout", 15)
+        return self.http.request(method, self.base + path, headers=all_headers, **kw)
 
     def post(self, path: str, **kw: Any):
         return self.call("POST", path, **kw)
@@ -322,3 +324,21 @@ def audit_rows(app: Any) -> list[Any]:
         app.extensions["audit"].integrate_pending(session)
     with app.extensions["db"].reading() as session:
         return list(session.scalars(sa.select(AuditEvent).order_by(AuditEvent.seq)))
+
+
+@pytest.fixture(scope="session")
+def poppler_and_font() -> None:
+    """Debian's fonts-wqy-microhei (the PDF report's Chinese font) and poppler-utils (to read
+    a PDF the way a reader sees it), installed with apt when missing: a fresh machine has
+    neither, and a report PDF without the font is a 503."""
+    from gateway.reports.render import FONT_CANDIDATES
+
+    missing = [pkg for pkg, present in (("poppler-utils", shutil.which("pdftoppm")),
+                                        ("fonts-wqy-microhei", any(p.is_file() for p in FONT_CANDIDATES)))
+               if not present]
+    if missing and shutil.which("apt-get"):
+        subprocess.run(["apt-get", "update", "-qq"], capture_output=True, timeout=600)
+        subprocess.run(["apt-get", "install", "-y", "-qq", *missing], capture_output=True, timeout=900)
+    if not shutil.which("pdftoppm") or not any(p.is_file() for p in FONT_CANDIDATES):
+        pytest.fail(f"the PDF report tests need Debian's {' and '.join(missing)}: `apt-get install -y {' '.join(missing)}` "
+                    "did not provide them (run as root, or install them first)", pytrace=False)

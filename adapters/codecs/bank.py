@@ -52,16 +52,16 @@ _ANSWER_FOR = {"InquiryRequest": "InquiryAnswer", "ControlRequest": "ControlAnsw
 
 class BankCodec:
     kind = "bank"
-    action_categories = {
+    action_categories: dict[str, tuple[str, ...]] = {
         "inquiry": ("deposit", "wealth_product"),
         "freeze": ("deposit",),
         "renew": ("deposit",),
         "unfreeze": ("deposit",),
         "deduct": ("deposit",),
     }
-    categories = ("deposit", "wealth_product")
-    actions = tuple(action_categories)
-    transports = ("soap", "sftp")
+    categories: tuple[str, ...] = ("deposit", "wealth_product")
+    actions: tuple[str, ...] = tuple(action_categories)
+    transports: tuple[str, ...] = ("soap", "sftp")
 
     def __init__(self) -> None:
         self._writer = MessageWriter(NAMESPACE)
@@ -149,32 +149,33 @@ class BankCodec:
             assets=assets, raw=reply.body, controls=controls,
         )
 
-    def _freezes(self, parent: etree._Element) -> list[dict[str, str]]:
-        r = self._reader
-        return [
-            {"by": r.text(d, "DJJG"), "ruling": r.text(d, "DJWH"), "amount": r.text(d, "DJJE"), "until": r.text(d, "DJJZRQ")}
-            for d in r.all(parent, "DJ")
-        ]
+    def _freezes(self, parent: etree._Element) -> list[dict[str, str | None]]:
+        freezes = []
+        for d in self._reader.all(parent, "DJ"):
+            t = self._reader.texts(d)
+            freezes.append({"by": t.get("DJJG"), "ruling": t.get("DJWH"), "amount": t.get("DJJE"),
+                            "until": t.get("DJJZRQ")})
+        return freezes
 
     def _deposit(self, account: etree._Element) -> dict[str, Any]:
-        r = self._reader
-        number, kind, status = r.text(account, "ZH"), r.text(account, "ZHLX") or "", r.text(account, "ZHZT") or ""
-        currency, balance, available = r.text(account, "BZ"), r.text(account, "YE"), r.text(account, "KYYE")
+        t = self._reader.texts(account)
+        number, kind, status = t.get("ZH"), t.get("ZHLX") or "", t.get("ZHZT") or ""
+        currency, balance, available = t.get("BZ"), t.get("YE"), t.get("KYYE")
         freezes = self._freezes(account)
         exempt = kind in EXEMPT_ACCOUNT_KINDS
         details: dict[str, Any] = {
             "account_kind": kind, "account_kind_name": ACCOUNT_KINDS[kind], "exempt": exempt,
-            "status": ACCOUNT_STATUS[status], "currency": currency, "branch": r.text(account, "KHWD"),
-            "opened": r.text(account, "KHRQ"), "balance": balance, "available_balance": available, "freezes": freezes,
+            "status": ACCOUNT_STATUS[status], "currency": currency, "branch": t.get("KHWD"),
+            "opened": t.get("KHRQ"), "balance": balance, "available_balance": available, "freezes": freezes,
         }
-        closed = r.text(account, "XHRQ")
+        closed = t.get("XHRQ")
         if closed:
             details["closed"] = closed
         return {
             "category": "deposit",
             "identifier": number,
             "description": (
-                f"{ACCOUNT_KINDS[kind]} {number} at {r.text(account, 'KHWD')} ({ACCOUNT_STATUS[status]}"
+                f"{ACCOUNT_KINDS[kind]} {number} at {t.get('KHWD')} ({ACCOUNT_STATUS[status]}"
                 f"{', exempt from enforcement' if exempt else ''}): balance {balance} {currency}, available {available}"
             ),
             "balance": available,
@@ -183,11 +184,11 @@ class BankCodec:
         }
 
     def _product(self, product: etree._Element) -> dict[str, Any]:
-        r = self._reader
-        code, name, value, currency = r.text(product, "CPBH"), r.text(product, "CPMC"), r.text(product, "JE"), r.text(product, "BZ")
+        t = self._reader.texts(product)
+        code, name, value, currency = t.get("CPBH"), t.get("CPMC"), t.get("JE"), t.get("BZ")
         freezes = self._freezes(product)
         details: dict[str, Any] = {"name": name, "currency": currency, "freezes": freezes}
-        maturity = r.text(product, "DQRQ")
+        maturity = t.get("DQRQ")
         if maturity:
             details["maturity"] = maturity
         return {
@@ -204,7 +205,7 @@ class BankCodec:
         asked = [(r.text(kz, "KZCS"), r.text(kz, "ZH")) for kz in r.all(request.find(r.tag("Data")), "KZ")]
         results = r.all(data, "KZJG")
         answered = [(r.text(kz, "KZCS"), r.text(kz, "ZH")) for kz in results]
-        if sorted(answered) != sorted(asked):  # type: ignore[type-var]
+        if sorted(answered) != sorted(asked):
             raise IncomingInvalid(f"answer lines {answered} do not match the lines asked {asked}", raw=raw)
         return [self._control_outcome(result) for result in results]
 

@@ -39,15 +39,15 @@ INQUIRIES, CONTROLS = "inquiries", "controls"  # the operations (URL paths) of t
 
 class MarketRegulationCodec:
     kind = "market_regulation"
-    action_categories = {
+    action_categories: dict[str, tuple[str, ...]] = {
         "inquiry": ("enterprise", "equity"),
         "freeze": ("equity",),
         "renew": ("equity",),
         "unfreeze": ("equity",),
     }
-    categories = tuple(fmt.CATEGORY_CODES)
-    actions = tuple(action_categories)
-    transports = ("rest",)
+    categories: tuple[str, ...] = tuple(fmt.CATEGORY_CODES)
+    actions: tuple[str, ...] = tuple(action_categories)
+    transports: tuple[str, ...] = ("rest",)
 
     def __init__(self) -> None:
         self._inquiry = fmt.InquirySchema()
@@ -235,8 +235,9 @@ def _outcome(item: str, line: dict[str, Any], result: dict[str, Any]) -> dict[st
     elif item == "3":
         outcome.update(outcome="released", effective_from=_day(result.get("UnfroDate")), amount_controlled=None)
     else:
-        partly = requested is not None and controlled is not None and controlled < requested
-        outcome.update(outcome="partly_controlled" if partly else "controlled", effective_from=_day(result.get("FroFrom")))
-        if partly:
-            outcome["reason"] = f"the holding is {money_text(controlled)} yuan, less than the {money_text(requested)} asked"
+        shortfall = (controlled, requested) if requested is not None and controlled is not None and controlled < requested else None
+        outcome.update(outcome="partly_controlled" if shortfall else "controlled", effective_from=_day(result.get("FroFrom")))
+        if shortfall:
+            held, asked = shortfall
+            outcome["reason"] = f"the holding is {money_text(held)} yuan, less than the {money_text(asked)} asked"
     return outcome

@@ -40,15 +40,15 @@ _SEX = {"1": "male", "2": "female"}
 
 class PublicSecurityCodec:
     kind = "public_security"
-    action_categories = {
+    action_categories: dict[str, tuple[str, ...]] = {
         "inquiry": tuple(fmt.CATEGORY_CODES),
         "seal": ("vehicle",),
         "release": ("vehicle",),
         "watch": ("whereabouts",),
     }
-    categories = tuple(fmt.CATEGORY_CODES)
-    actions = tuple(action_categories)
-    transports = ("rest",)
+    categories: tuple[str, ...] = tuple(fmt.CATEGORY_CODES)
+    actions: tuple[str, ...] = tuple(action_categories)
+    transports: tuple[str, ...] = ("rest",)
 
     def __init__(self) -> None:
         self._inquiry = fmt.InquirySchema()

@@ -6,7 +6,7 @@ line of an SFTP batch file (format: docs/agencies/real-estate.md).
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, cast
 
 from lxml import etree
 
@@ -53,15 +53,15 @@ def _text(element: etree._Element, tag: str) -> str | None:
 
 class RealEstateCodec:
     kind = "real_estate"
-    action_categories = {
+    action_categories: dict[str, tuple[str, ...]] = {
         "inquiry": ("real_estate",),
         "seal": ("real_estate",),
         "renew": ("real_estate",),
         "release": ("real_estate",),
     }
-    categories = ("real_estate",)
-    actions = tuple(action_categories)
-    transports = ("sftp",)
+    categories: tuple[str, ...] = ("real_estate",)
+    actions: tuple[str, ...] = tuple(action_categories)
+    transports: tuple[str, ...] = ("sftp",)
 
     # --- outgoing ---------------------------------------------------------------------
 
@@ -133,7 +133,8 @@ class RealEstateCodec:
         content = root.find(f"{_Q}Data/{_Q}{expected}")
         if content is None:
             raise IncomingInvalid(f"answer to a {envelope.operation} must carry Data/{expected}", raw=reply.body)
-        common = dict(message_id=key, request_sha256=request_sha256, answered_at=answered_at, raw=reply.body)
+        common: dict[str, Any] = dict(message_id=key, request_sha256=request_sha256, answered_at=answered_at,
+                                      raw=reply.body)
         if expected == "CXJG":
             return AgencyAnswer(assets=_assets(content, reply.body), **common)
         return AgencyAnswer(assets=[], controls=_controls(content, envelope, reply.body), **common)
@@ -148,9 +149,11 @@ def _rows(parent: etree._Element, tag: str) -> list[dict[str, Any]]:
     for element in parent.findall(_Q + tag):
         row: dict[str, Any] = {}
         for child in element:
-            name = child.tag.rpartition("}")[2]  # faster than etree.QName on 10,000-answer files
+            # A parsed element's tag is text (the stubs allow the bytes or QName it may be set
+            # to); rpartition is faster than etree.QName on 10,000-answer files.
+            name = cast(str, child.tag).rpartition("}")[2]
             if len(child):
-                row.setdefault(name, []).append({c.tag.rpartition("}")[2]: c.text for c in child})
+                row.setdefault(name, []).append({cast(str, c.tag).rpartition("}")[2]: c.text for c in child})
             else:
                 row[name] = child.text
         rows.append(row)
@@ -220,7 +223,7 @@ _OUTCOMES = {"1": "controlled", "2": "queued", "3": "released", "4": "not_contro
 
 
 def _controls(content: etree._Element, envelope: Envelope, raw: bytes) -> list[dict[str, Any]]:
-    asked = [e.text for e in xml.parse(envelope.body).iter(_Q + "BDCDYH")]
+    asked = [e.text or "" for e in xml.parse(envelope.body).iter(_Q + "BDCDYH")]
     results = _rows(content, "KZ")
     answered = [r["BDCDYH"] for r in results]
     if sorted(answered) != sorted(asked):

@@ -26,10 +26,10 @@ _ANSWER_FOR = {"InquiryRequest": "InquiryAnswer", "ValuationRequest": "Valuation
 
 class TaxCodec:
     kind = "tax"
-    action_categories = {"inquiry": ("tax",), "valuation": ("real_estate",)}
-    categories = ("tax", "real_estate")
-    actions = tuple(action_categories)
-    transports = ("soap",)
+    action_categories: dict[str, tuple[str, ...]] = {"inquiry": ("tax",), "valuation": ("real_estate",)}
+    categories: tuple[str, ...] = ("tax", "real_estate")
+    actions: tuple[str, ...] = tuple(action_categories)
+    transports: tuple[str, ...] = ("soap",)
 
     def __init__(self) -> None:
         self._writer = MessageWriter(NAMESPACE)

@@ -33,7 +33,8 @@ class RestTransport:
         self.endpoint = endpoint.rstrip("/")
         self._timeout = (connect_timeout_seconds, timeout_seconds)
         self._verify = verify
-        self._client_cert = (client_cert, client_key) if client_key else client_cert
+        self._client_cert: str | tuple[str, str] | None = (
+            (client_cert, client_key) if client_cert and client_key else client_cert)
         # requests.Session is not thread-safe: one per worker thread.
         self._local = threading.local()
         self._sessions: list[requests.Session] = []

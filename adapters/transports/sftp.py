@@ -166,7 +166,10 @@ class SftpTransport:
                         f"{self._client_key.get_name()} {fingerprint(self._client_key)}"
                     ) from None
                 sftp = client.open_sftp()
-                sftp.get_channel().settimeout(self._timeout)
+                channel = sftp.get_channel()
+                if channel is None:  # paramiko opens it above, or raises
+                    raise ConnectFailed(f"{self.where} opened no SFTP channel")
+                channel.settimeout(self._timeout)
                 self._ensure_folders(sftp)
         except BaseException:
             client.close()

@@ -78,7 +78,9 @@ def load_wsdl(path: str | Path) -> zeep.wsdl.Document:
         session.trust_env = False
         try:
             # Local files only: the WSDL and the XSDs it imports by relative path.
-            document = zeep.wsdl.Document(str(resolved), ZeepTransport(session=session), settings=ZEEP_SETTINGS)
+            # zeep annotates `transport` as a class, but takes (and itself passes) an instance.
+            document = zeep.wsdl.Document(str(resolved), ZeepTransport(session=session),  # type: ignore[arg-type]
+                                          settings=ZEEP_SETTINGS)
         except Exception as exc:  # zeep, lxml and OS errors alike: the file is unusable
             raise ValueError(f"WSDL file {str(path)!r} cannot be used: {type(exc).__name__}: {exc}") from None
         finally:
@@ -148,7 +150,8 @@ class SoapTransport:
         self._document = load_wsdl(wsdl)
         self._operations = _operations(self._document, wsdl)
         self._verify = verify
-        self._cert: str | tuple[str, str] | None = (client_cert, client_key) if client_key else client_cert
+        self._cert: str | tuple[str, str] | None = (
+            (client_cert, client_key) if client_cert and client_key else client_cert)
         self._credentials = (username, password) if username is not None else None
         self._local = threading.local()
         self._sessions: list[requests.Session] = []

@@ -37,9 +37,10 @@ from gateway.attachments.models import OfficerCredential, RequestDocument
 from gateway.attachments.services import credentials_of, documents_of
 from gateway.cases.models import Case, Subject
 from gateway.auth.tokens import Principal
-from gateway.deliveries import batches
+from gateway.deliveries import progress
 from gateway.deliveries import services as deliveries
 from gateway.deliveries.models import Delivery, DeliveryResult
+from gateway.deliveries.states import DeliveryState, move_delivery
 from gateway.errors import Conflict, Forbidden, NotFound, RuleViolation
 from gateway.registry import Agency, Registry
 from gateway.requests.models import Request
@@ -87,8 +88,8 @@ def submit_result(session: Session, delivery_id: str, body: bytes, media_type: s
                                           actor=principal)
         return {"delivery_id": delivery_id, "outcome": "refused", "state": state, "error": f"{error.code}: {error.message}"}
     fresh = deliveries.record_answer(session, delivery_id, envelope, answer, body, audit=audit, now=now, actor=principal)
-    delivery = session.get(Delivery, delivery_id)
-    outcome = ("late" if delivery.state == "expired" else "answered") if fresh else "duplicate_discarded"
+    delivery = session.get_one(Delivery, delivery_id)
+    outcome = ("late" if delivery.state == DeliveryState.EXPIRED else "answered") if fresh else "duplicate_discarded"
     return {"delivery_id": delivery_id, "outcome": outcome, "state": delivery.state, "error": None}
 
 
@@ -132,7 +133,7 @@ _DUE_FOR_LISTING = (
     .join(Request, Request.id == Delivery.request_id)
     .join(Case, Case.id == Request.case_id)
     .join(Subject, Subject.id == Request.subject_id)
-    .where(Delivery.state == "awaiting", Delivery.request_body.is_not(None))
+    .where(Delivery.state == DeliveryState.AWAITING, Delivery.request_body.is_not(None))
     .order_by(Delivery.created_at, Delivery.id)
 )
 
@@ -281,7 +282,7 @@ def feed_results(session: Session, rows: list[tuple[str, bytes]], *, kind: str, 
     (the agency's codec, binding to the request, duplicates discarded, late results
     kept, audit), once its request was listed to the caller and fed through its
     kind's operation. The rows are recorded together, as an SFTP result file's
-    lines are (``batches.record_answers``: one lock pass, one audit append, one
+    lines are (``progress.record_answers``: one lock pass, one audit append, one
     request refresh), so a batch of 100 costs little more than one row. A key fed
     twice in one batch is taken in a second round, so it is the duplicate it would
     be in two calls. Refusals are audited; nothing raises for a row.
@@ -290,7 +291,8 @@ def feed_results(session: Session, rows: list[tuple[str, bytes]], *, kind: str, 
     remaining = list(enumerate(rows))
     while remaining:
         seen: set[str] = set()
-        this_round, later = [], []
+        this_round: list[tuple[int, Any]] = []
+        later: list[tuple[int, Any]] = []
         for i, row in remaining:
             (later if row[0] in seen else this_round).append((i, row))
             seen.add(row[0])
@@ -309,7 +311,7 @@ def _feed_round(session: Session, rows: list[tuple[str, bytes]], *, kind: str, p
     agency = pull_agency(principal, registry)
     keys = list(dict.fromkeys(k for k, _body in rows if len(k) <= 64))
     found: dict[str, Any] = {}
-    for part in batches.chunks(keys):
+    for part in progress.chunks(keys):
         found.update({row.id: row for row in session.execute(
             select(Delivery.id, Delivery.state, Delivery.fetched_at, Request.action,
                    DeliveryResult.delivery_id.label("result_id"))
@@ -331,7 +333,7 @@ def _feed_round(session: Session, rows: list[tuple[str, bytes]], *, kind: str, p
             reason = f"request {key} is a {actual}: feed its result with {FEED_OPERATION[actual]}"
         elif row.fetched_at is None:
             reason = f"request {key} has not been listed to {agency.id} yet: list it first"
-        elif row.state in ("failed", "rejected") and row.result_id is None:
+        elif row.state in (DeliveryState.FAILED, DeliveryState.REJECTED) and row.result_id is None:
             reason = f"request {key} is closed ({row.state}): no result is taken for it"
         if reason is not None:
             acks[i] = _refuse(session, audit, principal, agency, key, "delivery.result", reason,
@@ -348,12 +350,12 @@ def _feed_round(session: Session, rows: list[tuple[str, bytes]], *, kind: str, p
         answers.append((key, envelope, answer, body))
     # Answers first, then failures: the order the worker records a result file's lines in.
     settled: dict[str, str] = {}
-    batches.record_answers(session, answers, audit=audit, now=now, actor=principal, settled=settled)
+    progress.record_answers(session, answers, audit=audit, now=now, actor=principal, settled=settled)
     for key, _envelope, _answer, _body in answers:
         acks[position[key]] = Ack(key, True, _SETTLED_INFO[settled[key]])
-    for key, error in failures:
-        deliveries.record_failure(session, key, error, audit=audit, now=now, policy=policy, rng=rng, actor=principal)
-        acks[position[key]] = Ack(key, False, f"refused: {error.code}: {error.message}"[:500])
+    for key, failure in failures:
+        deliveries.record_failure(session, key, failure, audit=audit, now=now, policy=policy, rng=rng, actor=principal)
+        acks[position[key]] = Ack(key, False, f"refused: {failure.code}: {failure.message}"[:500])
     return [ack for ack in acks if ack is not None]
 
 
@@ -374,11 +376,11 @@ def send_back(session: Session, key: str, reason: str, *, principal: Principal, 
         delivery = own_delivery(session, agency, key)
     except NotFound as error:
         return _refuse(session, audit, principal, agency, key, "delivery.sent_back", error.message)
-    delivery = session.get(Delivery, key, with_for_update=True, populate_existing=True)
-    if delivery.state != "awaiting":
+    delivery = session.get_one(Delivery, key, with_for_update=True, populate_existing=True)
+    if delivery.state != DeliveryState.AWAITING:
         return _refuse(session, audit, principal, agency, key, "delivery.sent_back",
                        f"request {key} no longer awaits a result ({delivery.state}): nothing to send back", delivery)
-    delivery.state, delivery.lease_until = "rejected", None
+    delivery.state, delivery.lease_until = move_delivery(delivery.state, DeliveryState.REJECTED), None
     delivery.last_error = f"sent back by {agency.id}: {reason}"[:2000]
     delivery.updated_at = now
     session.flush()

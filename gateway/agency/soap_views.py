@@ -24,18 +24,18 @@ Not in the OpenAPI document: a plain blueprint, the WSDL is its contract.
 from __future__ import annotations
 
 import logging
-from functools import partial
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, g, request
 from lxml import etree
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException
 
 from gateway.agency import pull_messages as msg
 from gateway.agency import services
 from gateway.api import audit_refusal
-from gateway.audit_service import get_audit
+from gateway.auditing.log import get_audit
 from gateway.auth import lockout
 from gateway.auth.access import current_principal
 from gateway.auth.passwords import PasswordChecker
@@ -147,7 +147,7 @@ def _log_in(token: UsernameToken, registry: Any) -> Principal:
         accepted = checker.check_unknown(token.password, str(hashed[0].options["password_hash"]) if hashed else None)
     else:
         accepted = checker.check(token.password, str(agency.options["password_hash"]))
-    if not accepted:
+    if not accepted or agency is None:  # an unknown name never passes
         with db.transaction() as session:
             counts = lockout.record_failure(session, token.username, request.remote_addr, policy, now)
             get_audit().record(session, action="agency.login", outcome="failed", details={
@@ -162,9 +162,10 @@ def _log_in(token: UsernameToken, registry: Any) -> Principal:
 
 def _answer() -> etree._Element:
     payload, token = parse_envelope(request.get_data(cache=False))
-    operation = _OPERATIONS.get(payload.tag)
+    tag = str(payload.tag)  # a parsed element's tag is text
+    operation = _OPERATIONS.get(tag)
     if operation is None:
-        raise SoapFault("Client", f"no operation takes {payload.tag} (code 3000)", 400)
+        raise SoapFault("Client", f"no operation takes {tag} (code 3000)", 400)
     check_action(request.headers.get("SOAPAction"), operation)
     try:
         payload = xml.parse_valid(xml.serialize(payload), msg.SCHEMA)
@@ -244,13 +245,15 @@ def _list(name: str, payload: etree._Element, principal: Principal, now: Any) ->
 def _feed(name: str, payload: etree._Element, principal: Principal, now: Any) -> etree._Element:
     """The rows recorded in one transaction; should that fail, each row in its own, so
     one row's failure never undoes the others."""
-    worker = current_app.extensions["worker"]
-    codecs = {agency_id: channel.codec for agency_id, channel in worker.channels.items()}
+    codecs, policy = current_app.extensions["codecs"], current_app.extensions["retry_policy"]
     services.pull_agency(principal, current_app.extensions["registry"])  # a push agency is refused whole
     rows = list(msg.feed_rows(payload))
     readable = [(key, body) for key, body in rows if body is not None]
-    feed = partial(services.feed_results, kind=msg.FEEDS[name], codecs=codecs, now=now, policy=worker.policy,
-                   **_context(principal))
+    context = _context(principal)
+
+    def feed(session: Session, fed: list[tuple[str, bytes]]) -> list[services.Ack]:
+        return services.feed_results(session, fed, kind=msg.FEEDS[name], codecs=codecs, now=now,
+                                     policy=policy, **context)
     try:
         with get_db().transaction() as session:
             acks = feed(session, readable)

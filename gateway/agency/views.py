@@ -11,7 +11,7 @@ from marshmallow import Schema, fields, validate
 
 from gateway.agency import services
 from gateway.api import ApiBlueprint, roles_required, set_audit_context
-from gateway.audit_service import get_audit
+from gateway.auditing.log import get_audit
 from gateway.auth.access import current_principal
 from gateway.db import get_db
 from gateway.timeutil import utc_now
@@ -66,13 +66,12 @@ def post_result(delivery_id: str) -> Any:
     """A result for one delivery, in the agency's own format, bound to the request it answers."""
     principal = current_principal()
     set_audit_context(request_id=None)
-    worker = current_app.extensions["worker"]
-    codecs = {agency_id: channel.codec for agency_id, channel in worker.channels.items()}
+    codecs, policy = current_app.extensions["codecs"], current_app.extensions["retry_policy"]
     with get_db().transaction() as session:
         reply = services.submit_result(
             session, delivery_id, request.get_data(), request.content_type or "", principal=principal,
             registry=current_app.extensions["registry"], codecs=codecs, audit=get_audit(), now=utc_now(),
-            policy=worker.policy,
+            policy=policy,
         )
     return reply, 422 if reply["outcome"] == "refused" else 200
 

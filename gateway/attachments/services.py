@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, defer, joinedload
 from audit.store import AuditLog
 from gateway.attachments.models import Document, OfficerCredential, RequestDocument
 from gateway.cases.models import Case
+from gateway.db import rows_matched
 from gateway.auth.tokens import Principal
 from gateway.errors import InvalidInput, NotFound, RuleViolation, TooLarge
 from gateway.requests.models import Request
@@ -264,7 +265,7 @@ def file_credentials(session: Session, payload: dict[str, Any], principal: Princ
               "work_card_image_sha256": images["work_card_image"], "duty_card_image_sha256": images["duty_card_image"],
               "filed_by": principal.sub, "filed_at": now}
     table = OfficerCredential.__table__
-    replaced = session.execute(update(table).where(table.c.officer_sub == principal.sub).values(values)).rowcount == 1
+    replaced = rows_matched(session.execute(update(table).where(table.c.officer_sub == principal.sub).values(values))) == 1
     if not replaced:
         session.execute(insert(table), [{"officer_sub": principal.sub, **values}])
     audit.record(session, action="credential.filed", outcome="replaced" if replaced else "filed", actor=principal,

@@ -9,7 +9,7 @@ from flask import Flask, Response, current_app, request
 
 from gateway.api import ApiBlueprint, base64_length, body_limit, roles_required
 from gateway.attachments import services
-from gateway.audit_service import get_audit
+from gateway.auditing.log import get_audit
 from gateway.auth.access import current_principal
 from gateway.db import get_db
 from gateway.errors import InvalidInput, TooLarge

@@ -81,10 +81,10 @@ def line_chart_svg(title: str, days: list[str], series: list[tuple[str, list[flo
              f'<text x="0" y="16" class="chart-title">{escape(title)}</text>',
              f'<text x="{_PLOT_LEFT - 6}" y="{_PLOT_TOP - 12}" text-anchor="end" class="chart-label">{escape(unit)}</text>']
     for k in range(5):
-        v = top * k / 4
-        parts.append(f'<line x1="{_PLOT_LEFT}" x2="{_PLOT_LEFT + _PLOT_WIDTH}" y1="{y(v):.1f}" y2="{y(v):.1f}" '
+        level = top * k / 4
+        parts.append(f'<line x1="{_PLOT_LEFT}" x2="{_PLOT_LEFT + _PLOT_WIDTH}" y1="{y(level):.1f}" y2="{y(level):.1f}" '
                      f'stroke="#d9dcd6"/>')
-        parts.append(f'<text x="{_PLOT_LEFT - 6}" y="{y(v) + 4:.1f}" text-anchor="end" class="chart-label">{_tick(v)}</text>')
+        parts.append(f'<text x="{_PLOT_LEFT - 6}" y="{y(level) + 4:.1f}" text-anchor="end" class="chart-label">{_tick(level)}</text>')
     every = max(1, -(-len(days) // 7))  # at most about seven day labels
     for i, day in enumerate(days):
         if i % every == 0 or i == len(days) - 1:

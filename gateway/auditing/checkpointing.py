@@ -77,7 +77,7 @@ class CheckpointWriter:
         return checkpoint
 
     def maybe_write(self) -> dict[str, Any] | None:
-        """Write a checkpoint if one is due (called from the worker loop)."""
+        """Write a checkpoint if one is due (a housekeeper task)."""
         with self._lock:
             if time.monotonic() < self._next_look:
                 return None

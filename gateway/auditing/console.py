@@ -24,7 +24,7 @@ from marshmallow import EXCLUDE, ValidationError
 from sqlalchemy import select
 
 from audit.chain import format_time
-from gateway.audit_service import get_audit
+from gateway.auditing.log import get_audit
 from gateway.auditing import services
 from gateway.auditing.charts import bar_chart_svg, line_chart_svg
 from gateway.auditing.sequencer import integrate_pending
@@ -34,7 +34,7 @@ from gateway.db import get_db
 from gateway.deliveries.models import Delivery
 from gateway.errors import GatewayError
 from gateway.people.services import login_details, signed_in_person
-from gateway.people.language import translate
+from gateway.people.language import explain, translate
 from gateway.timeutil import court_date, court_timezone, utc_now
 
 bp = Blueprint("console", __name__, url_prefix="/console")
@@ -127,7 +127,7 @@ def events() -> Any:
     except ValidationError as exc:
         error = _describe(exc)
     except GatewayError as exc:
-        error = exc.message
+        error = explain(exc.code, exc.message)
     subject = filters.get("subject")
     _audit_read("events", filters=services.filters_for_audit(filters), returned=len(page.events) if page else 0,
                 **{k: form[k] for k in _PAGING if k in form},
@@ -155,7 +155,7 @@ def export(fmt: str) -> Any:
         return render_template("console/events.html", form=form, search=form, error=_describe(exc), page=None,
                                newer_args=None, older_args=None, user=_principal()), 400
     except GatewayError as exc:
-        return render_template("console/events.html", form=form, search=form, error=exc.message, page=None,
+        return render_template("console/events.html", form=form, search=form, error=explain(exc.code, exc.message), page=None,
                                newer_args=None, older_args=None, user=_principal()), 400
     return export_response(filters, fmt, _principal(), via="console")
 

@@ -8,7 +8,7 @@ and queue every real writer behind it. So per source address and window
 written as its own event; the rest are counted, and one summary event
 (``api.unauthenticated``, outcome ``refused_aggregated``, with the count, the
 source and the window) is written when the window is over: on the next refusal
-or on the next pass of the worker loop, whichever comes first. Counts are per
+or on the housekeeper's next look, whichever comes first. Counts are per
 process. Refusals by a caller with a valid token (403, 400, 404...) are never
 aggregated: they name an officer.
 """

@@ -39,7 +39,7 @@ _ANY_PENDING = select(AuditPending.id).limit(1)
 
 def integrate_pending(session: Session) -> int:
     """Sequence every pending event now in the caller's transaction (the app's audit log)."""
-    from gateway.audit_service import get_audit
+    from gateway.auditing.log import get_audit
 
     return get_audit().integrate_pending(session)
 

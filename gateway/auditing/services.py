@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Iterator, Mapping
 
-from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy import ColumnElement, RowMapping, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from audit.anomalies import AnomalyRules, find_anomalies
@@ -25,6 +25,7 @@ from audit.models import AuditEvent
 from audit.store import AuditLog
 from gateway import paging
 from gateway.deliveries.models import Delivery
+from gateway.deliveries.states import DeliveryState
 from gateway.errors import InvalidInput
 from gateway.settings import AnomaliesSection
 from gateway.timeutil import as_utc, court_date
@@ -100,7 +101,7 @@ def conditions(filters: Mapping[str, Any], audit: AuditLog) -> list[ColumnElemen
     return where
 
 
-def as_json(row: Mapping[str, Any]) -> dict[str, Any]:
+def as_json(row: Mapping[str, Any] | RowMapping) -> dict[str, Any]:
     """An event as the API shows it: every hashed field, ``at`` in the hashed form."""
     event = dict(row)
     event["at"] = format_time(event["at"])
@@ -206,26 +207,33 @@ def filters_for_audit(filters: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def daily_volumes(session: Session, *, since: datetime) -> dict[str, list[tuple[str, str, int]]]:
-    """Accepted requests per day per court, per officer, and deliveries per agency per day.
-
-    Days are UTC dates; grouping in Python keeps the SQL the same on both databases.
-    """
+    """Accepted requests per day per court, per officer, and deliveries per agency per day."""
     events = AuditEvent.__table__.c
     rows = session.execute(
         select(events.at, events.action, events.actor_court, events.actor_sub, events.details)
         .where(events.at >= since, or_(and_(events.action.startswith("request."), events.outcome == "accepted"),
                                        events.action == "delivery.result"))
     ).all()
+    return volumes_by_day([(row.at, row.action, row.actor_court, row.actor_sub, row.details) for row in rows])
+
+
+def volumes_by_day(rows: list[tuple[datetime, str, str | None, str | None, Any]]) -> dict[str, list[tuple[str, str, int]]]:
+    """``rows`` are (at, action, court, officer, details) of audit events.
+
+    Days are the court's calendar days (Beijing), like the latency charts beside them: a
+    request accepted at 07:00 Beijing time counts on that day, not on the UTC day before.
+    Grouping in Python keeps the SQL the same on both databases.
+    """
     court: dict[tuple[str, str], int] = {}
     officer: dict[tuple[str, str], int] = {}
     agency: dict[tuple[str, str], int] = {}
-    for row in rows:
-        day = format_time(row.at)[:10]
-        if row.action == "delivery.result":
-            key = (day, str((row.details or {}).get("agency") or "?"))
+    for at, action, actor_court, actor_sub, details in rows:
+        day = court_date(at).isoformat()
+        if action == "delivery.result":
+            key = (day, str((details or {}).get("agency") or "?"))
             agency[key] = agency.get(key, 0) + 1
             continue
-        for table, who in ((court, row.actor_court), (officer, row.actor_sub)):
+        for table, who in ((court, actor_court), (officer, actor_sub)):
             key = (day, who or "?")
             table[key] = table.get(key, 0) + 1
     return {name: sorted((d, w, n) for (d, w), n in table.items())
@@ -294,7 +302,7 @@ def failures_per_day(session: Session, *, since: datetime) -> dict[str, dict[dat
     (audit events with outcome ``refused``)."""
     counts: dict[str, dict[date, int]] = {name: {} for name in FAILURE_SERIES}
     ended = session.execute(select(Delivery.state, Delivery.updated_at)
-                            .where(Delivery.state.in_(("failed", "expired")), Delivery.updated_at >= since)).all()
+                            .where(Delivery.state.in_((DeliveryState.FAILED, DeliveryState.EXPIRED)), Delivery.updated_at >= since)).all()
     events = AuditEvent.__table__.c
     refused = session.execute(select(events.at).where(events.outcome == "refused", events.at >= since)).all()
     for series, moment in [*((r.state, r.updated_at) for r in ended), *(("refused", r.at) for r in refused)]:

@@ -25,7 +25,7 @@ from audit import proofs
 from audit.chain import format_time
 from audit.merkle import ProofError
 from gateway.api import ApiBlueprint, roles_required
-from gateway.audit_service import get_audit
+from gateway.auditing.log import get_audit
 from gateway.auditing import services
 from gateway.auditing.sequencer import integrate_pending
 from gateway.auth.access import current_principal

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, insert, select
+from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.orm import Session
 
 from gateway.auth.models import LoginFailure
@@ -82,7 +83,8 @@ def locked_for(recent: list[datetime], limit: int, window: timedelta, now: datet
     return max(1, math.ceil((as_utc(recent[limit - 1]) + window - now).total_seconds()))
 
 
-def _recent(session: Session, column: object, value: str, limit: int, since: datetime) -> list[datetime]:
+def _recent(session: Session, column: InstrumentedAttribute[str], value: str, limit: int,
+            since: datetime) -> list[datetime]:
     return list(session.scalars(select(LoginFailure.failed_at).where(column == value, LoginFailure.failed_at > since)
                                 .order_by(LoginFailure.failed_at.desc()).limit(limit)))
 
@@ -113,5 +115,6 @@ def record_failure(session: Session, username: str, address: str | None, policy:
     session.execute(delete(LoginFailure).where(LoginFailure.failed_at <= since))
     session.execute(insert(LoginFailure), [{"user_key": user, "source": source, "failed_at": now}])
     counted = select(func.count()).select_from(LoginFailure).where(LoginFailure.failed_at > since)
-    return RecordedFailure(session.scalar(counted.where(LoginFailure.user_key == user)),
-                           session.scalar(counted.where(LoginFailure.source == source)))
+    # count() is never NULL; `or 0` only tells the type checker so.
+    return RecordedFailure(session.scalar(counted.where(LoginFailure.user_key == user)) or 0,
+                           session.scalar(counted.where(LoginFailure.source == source)) or 0)

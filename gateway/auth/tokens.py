@@ -17,6 +17,7 @@ from pathlib import Path
 
 import jwt
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from gateway.errors import ConfigError, Unauthenticated
 from gateway.settings import Settings
@@ -71,7 +72,7 @@ class TokenVerifier:
         # A court system sends the same token with many requests: remember what a
         # token string verified to until it expires, instead of re-checking the
         # signature each time (ES256 verification is the costliest step of a call).
-        self._verified: dict[str, tuple[Principal, float]] = {}
+        self._verified: dict[str, tuple[Principal, float, str | None]] = {}
         self._verified_lock = threading.Lock()
 
     @staticmethod
@@ -138,14 +139,23 @@ class TokenVerifier:
     def verify(self, token: str) -> Principal:
         now = time.time()
         cached = self._verified.get(token)
-        if cached is not None and now < cached[1]:
+        if cached is not None and now < cached[1] and not self._retired(cached[2], now):
             return cached[0]
-        principal, expires = self._verify(token)
+        principal, expires = self._verify(token)  # a retired key's token is refused here
+        kid = jwt.get_unverified_header(token).get("kid")
         with self._verified_lock:
             if len(self._verified) >= _VERIFIED_CACHE_SIZE:
                 self._verified.clear()  # simple and bounded; a refill costs one verification per token
-            self._verified[token] = (principal, expires)
+            self._verified[token] = (principal, expires, kid)
         return principal
+
+    def _retired(self, kid: str | None, now: float) -> bool:
+        """Whether a remembered token's key has retired since: a rotation with a short grace
+        must end a token already in use too, not only the ones first seen after it."""
+        if self._client is None:
+            self._reload_if_changed()  # at most a stat a second
+        retire_at = self._retire_at.get(kid) if kid else None
+        return retire_at is not None and now >= retire_at
 
     def _verify(self, token: str) -> tuple[Principal, float]:
         try:
@@ -207,6 +217,8 @@ def issue_token(
     if role not in ROLES:
         raise ConfigError(f"role must be one of {', '.join(ROLES)}")
     private = serialization.load_pem_private_key(settings.signing_key_path.read_bytes(), password=None)
+    if not isinstance(private, ec.EllipticCurvePrivateKey):  # ES256 needs a P-256 key
+        raise ConfigError(f"{settings.signing_key_path} is not an elliptic-curve private key")
     now = int(time.time())
     claims = {
         "iss": settings.auth.issuer,

@@ -141,7 +141,7 @@ def _cancel_repeats(session: Session, subject_id: str, bankruptcy: Bankruptcy, a
                               .where(Request.subject_id == subject_id, RepeatFreeze.state == "active")
                               .with_for_update(of=RepeatFreeze)).all()
     for row in running:
-        repeat.cancel(session, row, session.get(Request, row.request_id), audit, now,
+        repeat.cancel(session, row, session.get_one(Request, row.request_id), audit, now,
                       f"bankruptcy accepted by court {bankruptcy.court_code} ({RULE})")
 
 

@@ -1,10 +1,11 @@
-"""Making batch lines' inquiries on the worker loop, a few at a time.
+"""Making batch lines' inquiries, a few at a time, as a housekeeper task
+(gateway/background/housekeeper.py: its own thread, one process at a time).
 
-Each pass takes at most ``LINES_PER_PASS`` lines, so the dispatcher that shares the
-loop is never held for long; a batch of 1,000 is made in a few seconds of passes.
-Between batches it looks once a second (``LOOK_EVERY_SECONDS``), not on every pass of
-the dispatcher (tens a second): a submission in this process nudges it at once, and
-while lines wait it goes on pass after pass.
+Each pass takes at most ``LINES_PER_PASS`` lines, so the
+other housekeeping tasks are never held for long; a batch of 1,000 is made in a
+few seconds of passes. Between batches it looks once a second
+(``LOOK_EVERY_SECONDS``), though the housekeeper asks far more often: a submission
+in this process nudges it at once, and while lines wait it goes on pass after pass.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class BatchExpander:
         self._due.set()
 
     def maybe_run(self) -> None:
-        """On every pass of the worker loop: cheap unless nudged, a second gone, or lines waiting."""
+        """On every look of the housekeeper: cheap unless nudged, a second gone, or lines waiting."""
         if not self._due.is_set() and time.monotonic() < self._next_look:
             return
         self._due.clear()

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, CheckConstraint, DateTime, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
+from gateway.batches.states import LineState
 from gateway.db import Base
+from gateway.transitions import state_check
 from gateway.timeutil import new_id, utc_now
 
 
@@ -34,7 +36,11 @@ class Batch(Base):
 
 class BatchLine(Base):
     __tablename__ = "batch_lines"
-    __table_args__ = (Index("ix_batch_lines_state", "state", "batch_id"),)
+    __table_args__ = (
+        Index("ix_batch_lines_state", "state", "batch_id"),
+        # The states of gateway/batches/states.py (migration 0017_state_checks).
+        CheckConstraint(state_check(LineState), name="state"),
+    )
 
     batch_id: Mapped[str] = mapped_column(ForeignKey("batches.id"), primary_key=True)
     position: Mapped[int] = mapped_column(Integer, primary_key=True)  # 0, 1, ... as submitted (lines[i])

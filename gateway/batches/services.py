@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from audit.store import AuditLog
 from gateway.auth.tokens import Principal
 from gateway.batches.models import Batch, BatchLine
+from gateway.batches.states import EXPANDABLE, LineState
 from gateway.cases.services import require_debtor
 from gateway.controls.rules import ControlRules
 from gateway.db import Database
@@ -34,6 +35,7 @@ from gateway.errors import GatewayError, IdempotencyConflict, InvalidInput, NotF
 from gateway.registry import Registry
 from gateway.requests import services as requests
 from gateway.requests.models import Request
+from gateway.requests.states import SETTLED, RequestState
 from gateway.settings import LimitsSection
 from gateway.timeutil import as_utc
 from schemas.canonical import BatchSubmissionSchema
@@ -43,8 +45,8 @@ from schemas.identifiers import mask_id_number
 log = logging.getLogger(__name__)
 _SUBMISSION = BatchSubmissionSchema()
 CSV_HEADER = ("case_number", "kind", "name", "id_number")
-ANSWERED = ("completed", "partially_completed")
-FINISHED = ("completed", "partially_completed", "failed", "rejected")
+ANSWERED = (RequestState.COMPLETED, RequestState.PARTIALLY_COMPLETED)
+FINISHED = SETTLED
 
 
 def lines_from_csv(text: str) -> dict[str, Any]:
@@ -133,7 +135,7 @@ def submit(session: Session, principal: Principal, lines: list[dict[str, Any]], 
     session.execute(BatchLine.__table__.insert(), [
         {"batch_id": batch.id, "position": i, "case_number": line["case_number"], "subject_kind": line["subject"]["kind"],
          "subject_name": line["subject"]["name"], "id_number": line["subject"]["id_number"],
-         "categories": line.get("categories") or [], "state": "pending", "request_id": None, "error": None,
+         "categories": line.get("categories") or [], "state": LineState.PENDING, "request_id": None, "error": None,
          "updated_at": now}
         for i, line in enumerate(lines)])
     audit.record(session, action="batch.submitted", outcome="accepted", actor=principal,
@@ -172,7 +174,7 @@ def _expand_line(db: Database, batch: Batch, line: BatchLine, intake: Intake, au
     key = line_key(batch.id, line.position)
     lines = BatchLine.__table__.c
     mark = update(BatchLine.__table__).where(lines.batch_id == batch.id, lines.position == line.position,
-                                             lines.state == "pending")
+                                             lines.state.in_(EXPANDABLE))
     try:
         with db.connection_transaction() as connection:
             prepared = requests.prepare_request(
@@ -181,7 +183,7 @@ def _expand_line(db: Database, batch: Batch, line: BatchLine, intake: Intake, au
                 max_document_bytes=intake.max_document_bytes, limits=None)  # the batch was counted at submission
             prepared.audit_event["details"]["batch"] = {"id": batch.id, "line": line.position}
             requests.write_request(connection, prepared, principal=principal, audit=audit)
-            connection.execute(mark.values(state="accepted", request_id=prepared.request_row["id"],
+            connection.execute(mark.values(state=LineState.ACCEPTED, request_id=prepared.request_row["id"],
                                            updated_at=intake.clock()))
         return "accepted"
     except IntegrityError:
@@ -191,11 +193,11 @@ def _expand_line(db: Database, batch: Batch, line: BatchLine, intake: Intake, au
                                                            Request.idempotency_key == key))
             if made is None:
                 raise
-            session.execute(mark.values(state="accepted", request_id=made, updated_at=intake.clock()))
+            session.execute(mark.values(state=LineState.ACCEPTED, request_id=made, updated_at=intake.clock()))
         return "accepted"
     except GatewayError as exc:
         with db.transaction() as session:
-            session.execute(mark.values(state="refused", error=exc.message[:500], updated_at=intake.clock()))
+            session.execute(mark.values(state=LineState.REFUSED, error=exc.message[:500], updated_at=intake.clock()))
             audit.record(session, action="batch.line", outcome="refused", actor=principal,
                          case_number=line.case_number, subject_id_number=line.id_number,
                          details={"batch": batch.id, "line": line.position, "code": exc.code, "reason": exc.message})
@@ -207,7 +209,7 @@ def expand_pending(db: Database, intake: Intake, audit: AuditLog, *, limit: int 
     with db.reading() as session:
         pending = session.execute(
             select(BatchLine, Batch).join(Batch, Batch.id == BatchLine.batch_id)
-            .where(BatchLine.state == "pending")
+            .where(BatchLine.state == LineState.PENDING)
             .order_by(Batch.created_at, BatchLine.batch_id, BatchLine.position).limit(limit)).all()
         session.expunge_all()
     for line, batch in pending:
@@ -240,10 +242,11 @@ def progress_view(session: Session, batch: Batch, *, with_lines: bool) -> dict[s
     states = [r.BatchLine.state for r in rows]
     request_states = [r.request_state for r in rows if r.request_state]
     progress = {
-        "lines": batch.line_count, "accepted": states.count("accepted"), "refused": states.count("refused"),
-        "pending": states.count("pending"),
+        "lines": batch.line_count, "accepted": states.count(LineState.ACCEPTED), "refused": states.count(LineState.REFUSED),
+        "pending": states.count(LineState.PENDING),
         "answered": sum(1 for s in request_states if s in ANSWERED),
-        "failed": sum(1 for s in request_states if s in ("failed", "rejected")) + states.count("refused"),
+        "failed": sum(1 for s in request_states if s in (RequestState.FAILED, RequestState.REJECTED))
+        + states.count(LineState.REFUSED),
         "in_progress": sum(1 for s in request_states if s not in FINISHED),
     }
     if progress["pending"]:

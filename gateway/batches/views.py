@@ -9,7 +9,7 @@ from flask import Flask, Response, current_app, request
 from marshmallow import Schema, fields
 
 from gateway.api import ApiBlueprint, roles_required
-from gateway.audit_service import get_audit
+from gateway.auditing.log import get_audit
 from gateway.auth.access import current_principal
 from gateway.batches import services
 from gateway.batches.models import BatchLine
@@ -81,7 +81,7 @@ def submit_batch(headers: dict[str, Any]) -> Any:
         batch = services.submit(session, principal, lines, key=headers["idempotency_key"], digest=digest, now=now,
                                 audit=get_audit())
         body = services.progress_view(session, batch, with_lines=False)
-    current_app.extensions["batch_expander"].nudge()  # it rides the worker loop: make the lines next pass
+    current_app.extensions["batch_expander"].nudge()  # a housekeeper task: in this process, make the lines at its next look
     current_app.extensions["worker"].wake()
     return body, 202
 
@@ -117,7 +117,7 @@ def batch_report(batch_id: str) -> Any:
         for line in view["lines"]:
             report = None
             if line["state"] == "accepted":
-                row = session.get(BatchLine, (batch.id, line["line"]))
+                row = session.get_one(BatchLine, (batch.id, line["line"]))
                 report, _subject = build_report(session, line["case_number"], row.id_number, principal,
                                                 today=today, rules=rules)
             entries.append((line, report))

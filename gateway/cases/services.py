@@ -4,7 +4,7 @@ one of its own cases. Services take a session, flush, never commit."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import AbstractSet, Any
 
 from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.orm import Session
@@ -55,44 +55,9 @@ def register_case(session: Session, payload: dict[str, Any], principal: Principa
     created, and the ids of subjects other cases registered under another name
     (flagged in the reply and the audit log, not refused: the court may know better,
     and a court officer must be told rather than have the other case rewritten)."""
-    if payload["court_code"] != principal.court:
-        raise Forbidden(f"court {principal.court} may not register a case of court {payload['court_code']}")
-    try:
-        courts.check(principal.court, payload["case_number"])
-    except RuleViolation:
-        # A case moved here from another court (gateway/transfers/) keeps its number, whose
-        # court part is the original court's: the court now holding it may update it. Only
-        # a case the caller's court holds is looked at, so nothing is learnt of others.
-        held = session.scalar(select(Case.id).where(Case.case_number == payload["case_number"],
-                                                    Case.court_code == principal.court))
-        if held is None:
-            raise
-    case = session.scalars(select(Case).where(Case.case_number == payload["case_number"])).first()
-    created = case is None
-    if case is None:
-        case = Case(case_number=payload["case_number"], court_code=payload["court_code"],
-                    amount_owed=payload["amount_owed"], registered_by=principal.sub)
-        session.add(case)
-    elif case.court_code != principal.court:
-        raise Forbidden(f"case {case.case_number} belongs to another court")
-    else:
-        case.amount_owed = payload["amount_owed"]
-    wanted: list[tuple[Subject, str, str]] = []
-    conflicts: set[str] = set()
-    for party in payload["parties"]:
-        s = party["subject"]
-        subject = find_or_add_subject(session, s["kind"], s["name"], s["id_number"])
-        if names_elsewhere(session, subject.id, case.id) - {s["name"]}:
-            conflicts.add(subject.id)
-        wanted.append((subject, party["role"], s["name"]))
-    names = {(subject.id, role): name for subject, role, name in wanted}
-    case.parties = [p for p in case.parties if (p.subject_id, p.role) in names]
-    for p in case.parties:
-        p.name = names[(p.subject_id, p.role)]  # this case's own spelling, corrected
-    have = {(p.subject_id, p.role) for p in case.parties}
-    for subject, role, name in wanted:
-        if (subject.id, role) not in have:
-            case.parties.append(Party(subject=subject, role=role, name=name))
+    _check_case_number(session, payload, principal, courts)
+    case, created = _case_to_register(session, payload, principal)
+    wanted, conflicts = _set_parties(session, case, payload["parties"])
     session.flush()
     details: dict[str, Any] = {
         "amount_owed": str(case.amount_owed),
@@ -111,7 +76,60 @@ def register_case(session: Session, payload: dict[str, Any], principal: Principa
     return case, created, conflicts
 
 
-def case_view(case: Case, created: bool, name_conflicts: set[str] = frozenset()) -> dict[str, Any]:
+def _check_case_number(session: Session, payload: dict[str, Any], principal: Principal, courts: CourtCodes) -> None:
+    """The caller's own court, under a case number of its court part (or a case moved here)."""
+    if payload["court_code"] != principal.court:
+        raise Forbidden(f"court {principal.court} may not register a case of court {payload['court_code']}")
+    try:
+        courts.check(payload["court_code"], payload["case_number"])  # the caller's court, checked above
+    except RuleViolation:
+        # A case moved here from another court (gateway/transfers/) keeps its number, whose
+        # court part is the original court's: the court now holding it may update it. Only
+        # a case the caller's court holds is looked at, so nothing is learnt of others.
+        held = session.scalar(select(Case.id).where(Case.case_number == payload["case_number"],
+                                                    Case.court_code == principal.court))
+        if held is None:
+            raise
+
+
+def _case_to_register(session: Session, payload: dict[str, Any], principal: Principal) -> tuple[Case, bool]:
+    """The new case, or the caller's court's existing one with its amount updated; whether it is new."""
+    case = session.scalars(select(Case).where(Case.case_number == payload["case_number"])).first()
+    if case is None:
+        case = Case(case_number=payload["case_number"], court_code=payload["court_code"],
+                    amount_owed=payload["amount_owed"], registered_by=principal.sub)
+        session.add(case)
+        return case, True
+    if case.court_code != principal.court:
+        raise Forbidden(f"case {case.case_number} belongs to another court")
+    case.amount_owed = payload["amount_owed"]
+    return case, False
+
+
+def _set_parties(session: Session, case: Case, parties: list[dict[str, Any]]
+                 ) -> tuple[list[tuple[Subject, str, str]], set[str]]:
+    """The case's parties made those asked, each under this case's own name; returns them
+    (subject, role, name) and the ids of subjects other cases name otherwise."""
+    wanted: list[tuple[Subject, str, str]] = []
+    conflicts: set[str] = set()
+    for party in parties:
+        s = party["subject"]
+        subject = find_or_add_subject(session, s["kind"], s["name"], s["id_number"])
+        if names_elsewhere(session, subject.id, case.id) - {s["name"]}:
+            conflicts.add(subject.id)
+        wanted.append((subject, party["role"], s["name"]))
+    names = {(subject.id, role): name for subject, role, name in wanted}
+    case.parties = [p for p in case.parties if (p.subject_id, p.role) in names]
+    for p in case.parties:
+        p.name = names[(p.subject_id, p.role)]  # this case's own spelling, corrected
+    have = {(p.subject_id, p.role) for p in case.parties}
+    for subject, role, name in wanted:
+        if (subject.id, role) not in have:
+            case.parties.append(Party(subject=subject, role=role, name=name))
+    return wanted, conflicts
+
+
+def case_view(case: Case, created: bool, name_conflicts: AbstractSet[str] = frozenset()) -> dict[str, Any]:
     """The case as the API shows it. ``name_conflict`` marks a party whose identity
     number another case registered under another name (that name is not shown:
     it is the other court's data)."""

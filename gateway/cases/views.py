@@ -5,7 +5,7 @@ from typing import Any
 from flask import Flask, current_app
 
 from gateway.api import ApiBlueprint, roles_required, set_audit_context
-from gateway.audit_service import get_audit
+from gateway.auditing.log import get_audit
 from gateway.auth.access import current_principal
 from gateway.bankruptcy.services import case_flag
 from gateway.cases import services

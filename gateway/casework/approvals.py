@@ -13,7 +13,7 @@ from typing import Any
 from flask import current_app, redirect, render_template, request, url_for
 from sqlalchemy import select
 
-from gateway.audit_service import get_audit
+from gateway.auditing.log import get_audit
 from gateway.cases.models import Case
 from gateway.casework.views import audit_read, bp, person, refused
 from gateway.controls.ledger import LIVE_STATES
@@ -21,7 +21,7 @@ from gateway.controls.models import Control
 from gateway.controls.services import ledger_view
 from gateway.db import get_db
 from gateway.errors import Forbidden, GatewayError
-from gateway.people.language import translate
+from gateway.people.language import explain, translate
 from gateway.people.views import audit_console_refusal
 from gateway.requests import queries, services
 from gateway.requests.models import Request
@@ -97,7 +97,7 @@ def decide(request_id: str) -> Any:
         return queue_page(error=f"{message} ({exc.code})", status=403, failed_request=request_id)
     except GatewayError as exc:
         audit_console_refusal(exc.http_status, exc.code, exc.message, request_id=request_id)
-        return queue_page(error=f"{translate('error.prefix')}{exc.message}", status=exc.http_status,
+        return queue_page(error=f"{translate('error.prefix')}{explain(exc.code, exc.message)}", status=exc.http_status,
                           failed_request=request_id)
     if approve:
         current_app.extensions["worker"].wake()

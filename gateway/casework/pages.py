@@ -18,7 +18,7 @@ FOLLOW_UP_KINDS = ("lapsing", "uncontrolled", "partly_covered", "deduct_unconfir
 def freeze_cap(owed: Decimal, deducted: Decimal, frozen: Decimal, reserved: Decimal) -> Decimal:
     """What a new freeze may still reach: the amount owed, less what deducts took, what is
     frozen in force and what freezes not yet answered asked for (the intake's own rule,
-    gateway/requests/controls.py, which has the last word)."""
+    gateway/requests/control_lines.py, which has the last word)."""
     return max(owed - deducted - frozen - reserved, Decimal("0"))
 
 

@@ -22,9 +22,11 @@ from flask import Blueprint, Flask, Response, current_app, redirect, render_temp
 from marshmallow import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import selectinload
 
+from gateway import paging
 from gateway.attachments.services import readable_document
-from gateway.audit_service import get_audit
+from gateway.auditing.log import get_audit
 from gateway.auth.tokens import Principal
 from gateway.casework import pages
 from gateway.cases.models import Case
@@ -34,7 +36,7 @@ from gateway.controls.services import (
 )
 from gateway.db import get_db
 from gateway.errors import GatewayError, Forbidden
-from gateway.people.language import translate
+from gateway.people.language import explain, translate
 from gateway.people.services import signed_in_person
 from gateway.people.views import audit_console_refusal, refuse_without_csrf_token
 from gateway.reports import render
@@ -75,7 +77,7 @@ def refused(message: str, status: int) -> Any:
 @bp.errorhandler(GatewayError)
 def _gateway_error(exc: GatewayError) -> Any:
     audit_console_refusal(exc.http_status, exc.code, exc.message)
-    return refused(exc.message, exc.http_status)
+    return refused(explain(exc.code, exc.message), exc.http_status)
 
 
 def audit_read(session: Any, page: str, *, case_number: str | None = None, subject_id_number: str | None = None,
@@ -88,19 +90,29 @@ def _today() -> Any:
     return court_date(current_app.extensions["clock"]())
 
 
+CASES_PER_PAGE = 50
+_CASES_CURSOR = "cases:"
+
+
 @bp.get("/cases")
 def cases() -> Any:
+    """The court's cases, newest first, a page at a time (a court registers thousands)."""
     user = person()
+    query = (select(Case).where(Case.court_code == (user.court or "")).options(selectinload(Case.parties))
+             .order_by(Case.created_at.desc(), Case.id.desc()))
+    if request.args.get("cursor"):
+        query = query.where(paging.older_than(_CASES_CURSOR, request.args["cursor"], Case.created_at, Case.id))
     with get_db().transaction() as session:
-        rows = session.scalars(select(Case).where(Case.court_code == (user.court or ""))
-                               .order_by(Case.created_at.desc()).limit(200)).all()
-        counts = dict(session.execute(select(Request.case_id, func.count()).where(Request.court_code == user.court)
-                                      .group_by(Request.case_id)).all())
+        rows = list(session.scalars(query.limit(CASES_PER_PAGE + 1)))
+        more, rows = len(rows) > CASES_PER_PAGE, rows[:CASES_PER_PAGE]
+        counts = dict(session.execute(select(Request.case_id, func.count())
+                                      .where(Request.case_id.in_([c.id for c in rows])).group_by(Request.case_id)).all())
         views = [{"case_number": c.case_number, "amount_owed": c.amount_owed, "created_at": c.created_at,
                   "requests": counts.get(c.id, 0),
                   "debtors": [p.name for p in c.parties if p.role == "debtor"]} for c in rows]
         audit_read(session, "cases", returned=len(views))
-    return render_template("console/casework/cases.html", user=user, cases=views)
+    next_cursor = paging.encode_newest_first(_CASES_CURSOR, rows[-1].created_at, rows[-1].id) if more else None
+    return render_template("console/casework/cases.html", user=user, cases=views, next_cursor=next_cursor)
 
 
 def case_page(case_number: str, *, error: str | None = None, status: int = 200, notice: str | None = None) -> Any:
@@ -212,7 +224,7 @@ def propose_freeze(case_number: str) -> Any:
         detail = f" ({pages.problems_text(exc.fields)})" if exc.fields else ""
         audit_console_refusal(exc.http_status, exc.code, f"{exc.message}{detail}", case_number=case_number,
                               subject_id_number=subject_view["id_number"])
-        return case_page(case_number, error=f"{exc.message}{detail}", status=exc.http_status)
+        return case_page(case_number, error=explain(exc.code, f"{exc.message}{detail}"), status=exc.http_status)
     return redirect(url_for("casework.case", case_number=case_number, proposed=request_id))
 
 

@@ -24,15 +24,17 @@ def due(days: int | None, court: str | None, case_number: str | None) -> None:
     from sqlalchemy import select
 
     from gateway.cases.models import Case
-    from gateway.cli import _settings
     from gateway.controls.rules import ControlRules
     from gateway.controls.services import due_list
     from gateway.db import Database
     from gateway.errors import ConfigError
+    from gateway.settings import load_settings
     from gateway.timeutil import utc_now
 
-    settings = _settings()
+    # The settings read here, not through gateway.cli: the top-level command group
+    # imports this one, and a command reaching back into it made an import loop.
     try:
+        settings = load_settings()
         rules = ControlRules.from_settings(settings.controls)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None

@@ -14,8 +14,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
-
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from audit.store import AuditLog
@@ -74,7 +73,7 @@ def release_excess(session: Session, case_id: str, *, reason: str, registry: Reg
             "identifier": control.identifier, "category": control.category, "asset_id": control.asset_id,
             "original_reference": control.agency_reference, "amount": str(take),
         })
-    case = session.get(Case, case_id)
+    case = session.get_one(Case, case_id)
     return [write_system_request(session, case, subject_id, "unfreeze", agencies, basis_kind=basis[subject_id].legal_basis_kind,
                                  basis_number=basis[subject_id].legal_basis_number, reason=f"release of excess: {reason}",
                                  approved_by=SYSTEM.sub, registry=registry, audit=audit, now=now,
@@ -83,8 +82,33 @@ def release_excess(session: Session, case_id: str, *, reason: str, registry: Reg
 
 
 def cases_with_excess(session: Session, now: datetime) -> list[str]:
-    """Cases holding cash freezes; the caller checks each for an excess."""
+    """Cases whose money frozen and in force is above what is still owed, in one
+    statement over every case (the sweep looks at these only, not at every case
+    holding a freeze). Releases on their way are not counted here (their amounts
+    are in deliveries' JSON lines): a superset, which ``excess_in_case`` narrows."""
+    today = court_date(now)
+    frozen = (
+        select(Control.case_id.label("case_id"), func.sum(Control.amount).label("frozen"))
+        .where(Control.state.in_(("in_force", "partly")), Control.category.in_(CASH_CATEGORIES),
+               (Control.expires_at.is_(None)) | (Control.expires_at >= today))
+        .group_by(Control.case_id).subquery()
+    )
+    deducted = (
+        select(Control.case_id.label("case_id"), func.sum(Control.amount).label("deducted"))
+        .where(Control.action == "deduct", Control.state.in_(("deducted", "received")))
+        .group_by(Control.case_id).subquery()
+    )
+    still_owed = Case.amount_owed - func.coalesce(deducted.c.deducted, 0)
     return list(session.scalars(
-        select(Control.case_id).where(Control.action == "freeze", Control.state.in_(("in_force", "partly")),
-                                      Control.category.in_(CASH_CATEGORIES)).distinct()
+        select(frozen.c.case_id)
+        .join(Case, Case.id == frozen.c.case_id)
+        .outerjoin(deducted, deducted.c.case_id == frozen.c.case_id)
+        # frozen above max(still owed, 0)
+        .where(frozen.c.frozen > 0, frozen.c.frozen > still_owed)
+        .order_by(frozen.c.case_id)
     ))
+
+
+def cases_to_release(session: Session, now: datetime) -> list[str]:
+    """The cases the sweep must write to: an excess even after releases on their way."""
+    return [case_id for case_id in cases_with_excess(session, now) if excess_in_case(session, case_id, now) > 0]

@@ -28,10 +28,11 @@ from gateway.db import Database
 from gateway.deliveries.models import Asset
 from gateway.registry import Registry
 from gateway.requests.models import Request
+from gateway.requests.states import SETTLED
 from gateway.timeutil import as_utc, court_date
 
 DAY = timedelta(days=1)
-FINAL = ("completed", "partially_completed", "failed", "rejected")
+FINAL = SETTLED  # a request that will not move again
 
 
 def schedule_row(request_id: str, case_id: str, amount: Decimal, targets: list[str], days: int, now: datetime) -> dict[str, Any]:
@@ -47,7 +48,7 @@ def covered_by(session: Session, request_ids: list[str]) -> Decimal:
         select(func.coalesce(func.sum(func.coalesce(Control.amount, 0) + Control.deducted), 0))
         .where(Control.request_id.in_(request_ids), Control.action == "freeze",
                Control.state.in_(("in_force", "partly", "exhausted")))
-    ))
+    ) or 0)  # coalesce makes it 0 already; None only to the type checker
 
 
 def run_due_repeats(db: Database, registry: Registry, audit: AuditLog, now: datetime, rules: ControlRules) -> list[str]:
@@ -69,22 +70,25 @@ def _attempt(session: Session, repeat_id: str, registry: Registry, audit: AuditL
     repeat = session.get(RepeatFreeze, repeat_id, with_for_update=True)
     if repeat is None or repeat.state != "active" or as_utc(repeat.next_attempt_at) > now:
         return None  # another process's sweep got here first
-    original = session.get(Request, repeat.request_id)
+    original = session.get_one(Request, repeat.request_id)
     chain = [repeat.request_id, *repeat.attempt_request_ids]
     unsettled = session.scalar(select(func.count()).select_from(Request)
                                .where(Request.id.in_(chain), Request.state.not_in(FINAL)))
     if original.state == "rejected":
-        return _end(session, repeat, original, audit, now, "cancelled", "the freeze was rejected")
+        _end(session, repeat, original, audit, now, "cancelled", "the freeze was rejected")
+        return None
     if unsettled:
         repeat.next_attempt_at = now + DAY  # the freeze or an earlier attempt is still on its way
         return None
     lock_case(session, repeat.case_id)
     shortfall = repeat.amount - covered_by(session, chain)
     if shortfall <= 0:
-        return _end(session, repeat, original, audit, now, "covered", f"{repeat.amount} frozen in all")
+        _end(session, repeat, original, audit, now, "covered", f"{repeat.amount} frozen in all")
+        return None
     if now >= as_utc(repeat.ends_at):
-        return _end(session, repeat, original, audit, now, "ended", f"out of days; {shortfall} never frozen")
-    case = session.get(Case, repeat.case_id)
+        _end(session, repeat, original, audit, now, "ended", f"out of days; {shortfall} never frozen")
+        return None
+    case = session.get_one(Case, repeat.case_id)
     room = (case.amount_owed - deducted_in_case(session, case.id) - Decimal(cash_frozen_in_case(session, case.id, court_date(now)))
             - reserved_for_freezes(session, case.id))
     take = min(shortfall, room)
@@ -93,7 +97,7 @@ def _attempt(session: Session, repeat_id: str, registry: Registry, audit: AuditL
         repeat.last_outcome = f"no room under the amount still owed for the shortfall {shortfall}"
         _audit(session, audit, original, "skipped", repeat, {"shortfall": str(shortfall), "room": str(room)})
         return None
-    asset = session.get(Asset, repeat.targets[repeat.attempts % len(repeat.targets)])
+    asset = session.get_one(Asset, repeat.targets[repeat.attempts % len(repeat.targets)])
     until = rules.terms.end(asset.category, court_date(now))
     line = {"identifier": asset.identifier, "category": asset.category, "asset_id": asset.id, "amount": str(take),
             "until": until.isoformat()}

@@ -17,12 +17,13 @@ from sqlalchemy.orm import Session
 from gateway.controls.ledger import LIVE_STATES, ControlInForce, ReportedOutcome, apply, observe
 from gateway.controls.models import Control
 from gateway.deliveries.models import Delivery
+from gateway.deliveries.states import ON_ITS_WAY, DeliveryState
 from gateway.requests.models import Request
 from gateway.timeutil import court_date
 from schemas.vocabulary import CASH_CATEGORIES
 
 _C = Control.__table__.c
-PENDING_DELIVERY_STATES = ("held", "queued", "sending", "awaiting")
+PENDING_DELIVERY_STATES = (DeliveryState.HELD, *ON_ITS_WAY)
 
 
 def as_control(row: Any) -> ControlInForce:
@@ -106,9 +107,10 @@ def record_outcomes(session: Session, delivery: Delivery, request: Request, outc
             if effect.placed:
                 row = _new_row(effect.control, delivery, request, line, now)
                 session.add(row)
+                written.append(row)
             elif row is not None:
                 _update_row(row, effect.control, request, now)
-            written.append(row)
+                written.append(row)
         if effect.deduct is not None:
             deduct = _new_row(effect.deduct, delivery, request, line, now)
             session.add(deduct)

@@ -22,9 +22,10 @@ from audit.store import AuditLog, SystemActor
 from gateway.attachments.services import copy_documents
 from gateway.cases.models import Case, Subject
 from gateway.deliveries.models import Delivery
+from gateway.deliveries.states import DeliveryState
 from gateway.registry import Registry
 from gateway.requests.models import Request
-from gateway.requests.states import api_delivery_state
+from gateway.requests.states import RequestState, api_delivery_state, move_request
 from gateway.timeutil import new_id, utc_now
 from schemas.canonical import RequestStateSchema
 
@@ -47,17 +48,19 @@ def write_system_request(session: Session, case: Case, subject_id: str, action: 
     # The outbox runs on the worker's clock, not on the rules' (which tests move on).
     send_at = utc_now()
     categories = sorted({line["category"] for lines in agencies.values() for line in lines})
-    deliveries = [
+    deliveries: list[dict[str, Any]] = [
         {"id": new_id(), "request_id": request_id, "agency_id": agency_id,
          "transport": registry.get(agency_id).transport, "categories": sorted({ln["category"] for ln in lines}),
-         "state": "held" if held else "queued", "attempts": 0, "next_attempt_at": send_at, "lines": lines,
+         "state": DeliveryState.HELD if held else DeliveryState.QUEUED, "attempts": 0, "next_attempt_at": send_at,
+         "lines": lines,
          "deadline": send_at + timedelta(seconds=registry.get(agency_id).deadlines[action]),
          "created_at": now, "updated_at": now}
         for agency_id, lines in sorted(agencies.items())
     ]
+    request_state = move_request(None, RequestState.AWAITING_APPROVAL if held else RequestState.ACCEPTED)
     reply = _STATE_SCHEMA.dump({
         "id": request_id, "case_number": case.case_number, "action": action, "categories": categories,
-        "state": "awaiting_approval" if held else "accepted", "created_at": now,
+        "state": request_state, "created_at": now,
         "deliveries": [{**d, "agency": d["agency_id"], "state": api_delivery_state(d["state"]), "error": None,
                         "result": None} for d in deliveries],
     })
@@ -66,7 +69,7 @@ def write_system_request(session: Session, case: Case, subject_id: str, action: 
         "id": request_id, "case_id": case.id, "subject_id": subject_id, "action": action,
         "categories": categories, "legal_basis_kind": basis_kind, "legal_basis_number": basis_number,
         "amount": amount, "targets": [ln["asset_id"] for ls in agencies.values() for ln in ls if ln.get("asset_id")],
-        "state": "awaiting_approval" if held else "accepted", "officer_sub": SYSTEM.sub, "court_code": case.court_code,
+        "state": request_state, "officer_sub": SYSTEM.sub, "court_code": case.court_code,
         "idempotency_key": f"system-{request_id}", "payload_sha256": digest, "decided_by": approved_by,
         "decided_at": None if held else now, "decision_reason": None if held else reason[:500], "accepted_reply": reply,
         "created_at": now, "updated_at": now,

@@ -10,7 +10,7 @@ from marshmallow import Schema, fields, validate
 from sqlalchemy import select
 
 from gateway.api import ApiBlueprint, roles_required, set_audit_context
-from gateway.audit_service import get_audit
+from gateway.auditing.log import get_audit
 from gateway.auth.access import current_principal
 from gateway.bankruptcy.services import case_flag
 from gateway.cases.models import Case
@@ -132,7 +132,8 @@ def confirm_receipt(payload: dict[str, Any], control_id: str) -> Any:
     with get_db().transaction() as session:
         row = session.get(Control, control_id, with_for_update=True)
         case = session.get(Case, row.case_id) if row is not None else None
-        if row is None or row.action != "deduct" or (principal.role != "admin" and case.court_code != principal.court):
+        if (row is None or case is None or row.action != "deduct"
+                or (principal.role != "admin" and case.court_code != principal.court)):
             raise NotFound(f"no deduct {control_id} for court {principal.court}")
         if row.state != "deducted":
             raise Conflict(f"deduct {control_id} is {row.state}: its receipt was already confirmed")
@@ -160,7 +161,7 @@ def cancel_repeat(request_id: str) -> Any:
         repeat_row = session.scalars(select(RepeatFreeze).where(RepeatFreeze.request_id == request_id)
                                      .with_for_update()).first()
         original = session.get(Request, request_id)
-        if repeat_row is None or original.case.court_code != principal.court:  # the case's court (gateway/transfers/)
+        if repeat_row is None or original is None or original.case.court_code != principal.court:  # the case's court (gateway/transfers/)
             raise NotFound(f"no repeat freeze on request {request_id} for court {principal.court}")
         if repeat_row.state != "active":
             raise Conflict(f"the repeat freeze of {request_id} is {repeat_row.state}")

@@ -33,7 +33,7 @@ def consent(session: Session, control_id: str, payload: dict[str, Any], principa
     control = session.get(Control, control_id)
     case = session.get(Case, control.case_id) if control is not None else None
     others = principal.role != "admin" and case is not None and case.court_code != principal.court
-    if control is None or control.action != "freeze" or others:
+    if control is None or case is None or control.action != "freeze" or others:
         raise NotFound(f"no freeze {control_id} for court {principal.court}")
     if control.state not in HOLDING_STATES:
         raise RuleViolation(f"freeze {control_id} is {control.state}: nothing in force to consent over",
@@ -105,7 +105,7 @@ def make_plan(session: Session, payload: dict[str, Any], principal: Principal, *
     if problems:
         raise InvalidInput("the distribution plan names claims it cannot make", fields=problems)
     ranks = _rank(session, [c.id for c, _ in cases], subject.id)
-    order = {cid: i for i, cid in enumerate(sorted(ranks, key=ranks.get))}
+    order = {cid: i for i, cid in enumerate(sorted(ranks, key=lambda cid: ranks[cid]))}
     claims = [Claim(case.id, max(case.amount_owed - deducted_in_case(session, case.id), Decimal("0")), priority,
                     order[case.id]) for case, priority in cases]
     try:
@@ -134,7 +134,7 @@ def plan_view(session: Session, plan: DistributionPlan, for_case_id: str | None 
     rows = session.execute(select(DistributionShare, Case.case_number, Case.court_code)
                            .join(Case, Case.id == DistributionShare.case_id)
                            .where(DistributionShare.plan_id == plan.id).order_by(DistributionShare.position)).all()
-    received_in = session.get(Case, plan.case_id)
+    received_in = session.get_one(Case, plan.case_id)
     shares = [{"case_number": number, "court": court, "priority": s.priority, "claim": s.claim, "share": s.share}
               for s, number, court in rows]
     mine = next((v for (s, _, _), v in zip(rows, shares, strict=True) if s.case_id == for_case_id), None)

@@ -55,10 +55,12 @@ class AgencyBreaker:
                  on_change: Callable[[str, str], None] | None = None):
         self.agency_id = agency_id
         listeners = [_StateListener(on_change, agency_id)] if on_change else []
+        # Our own (public) storage, so that when the breaker opened can be read from it.
+        self._storage = pybreaker.CircuitMemoryStorage(pybreaker.STATE_CLOSED)
         self._breaker = pybreaker.CircuitBreaker(
             fail_max=failure_threshold, reset_timeout=reset_seconds, name=agency_id,
             exclude=[lambda error: not trips_breaker(error)], listeners=listeners,
-            throw_new_error_on_trip=False,
+            throw_new_error_on_trip=False, state_storage=self._storage,
         )
         self._lock = threading.Lock()
         self._trial_in_flight = False
@@ -68,7 +70,7 @@ class AgencyBreaker:
         return self._breaker.current_state
 
     def _waiting(self, now: datetime) -> bool:
-        opened_at = self._breaker._state_storage.opened_at  # pybreaker keeps it only there
+        opened_at = self._storage.opened_at
         return opened_at is not None and now < opened_at + timedelta(seconds=self._breaker.reset_timeout)
 
     def permit(self, wanted: int) -> tuple[int, bool]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Sequence, cast
 
 from adapters import CODECS, TRANSPORTS
 from adapters.errors import ConnectFailed
@@ -141,14 +141,23 @@ def make_transport(agency: Agency, config_dir: Path) -> Transport | BatchTranspo
         raise ConfigError(f"agency {agency.id!r}: its {agency.transport} transport refused its settings: {exc}") from None
 
 
-def build_channels(registry: Registry) -> dict[str, Channel]:
+def build_codecs(registry: Registry) -> dict[str, Any]:
+    """One codec per agency (by its id): what the worker encodes with and what the
+    result views (REST and SOAP) decode with; the app keeps them in app.extensions."""
+    return {agency.id: CODECS[agency.kind]() for agency in registry}
+
+
+def build_channels(registry: Registry, codecs: dict[str, Any] | None = None) -> dict[str, Channel]:
     config_dir = Path(registry.source).parent if registry.source else Path.cwd()
+    codecs = codecs if codecs is not None else build_codecs(registry)
     channels: dict[str, Channel] = {}
     for agency in registry:
-        codec = CODECS[agency.kind]()
+        codec = codecs[agency.id]
         if agency.mode == "pull":
             channels[agency.id] = PullChannel(agency, codec)
             continue
         transport = make_transport(agency, config_dir)
-        channels[agency.id] = BatchChannel(agency, codec, transport) if agency.is_batch else AgencyChannel(agency, codec, transport)
+        # The registry lets an agency batch only over a transport that drops files (sftp).
+        channels[agency.id] = (BatchChannel(agency, codec, cast(BatchTransport, transport)) if agency.is_batch
+                               else AgencyChannel(agency, codec, cast(Transport, transport)))
     return channels

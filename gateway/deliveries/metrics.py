@@ -29,9 +29,10 @@ from sqlalchemy import and_, func, select
 
 from gateway.deliveries.breaker import STATES as BREAKER_STATES
 from gateway.deliveries.models import Delivery
+from gateway.deliveries.states import DeliveryState
 from gateway.timeutil import as_utc, utc_now
 
-DELIVERY_STATES = ("held", "queued", "sending", "awaiting", "answered", "failed", "expired", "rejected")
+DELIVERY_STATES = tuple(DeliveryState)
 # Agencies answer in milliseconds to tens of seconds; a timeout is the top bucket's business.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -87,7 +88,7 @@ class DeliveryTableCollector(Collector):
             for agency_id, state, count in session.execute(
                     select(Delivery.agency_id, Delivery.state, func.count()).group_by(Delivery.agency_id, Delivery.state)):
                 by_state[(agency_id, state)] = count
-            due = and_(Delivery.state == "queued", Delivery.next_attempt_at <= now)
+            due = and_(Delivery.state == DeliveryState.QUEUED, Delivery.next_attempt_at <= now)
             for agency_id, count, first_due in session.execute(
                     select(Delivery.agency_id, func.count(), func.min(Delivery.next_attempt_at))
                     .where(due).group_by(Delivery.agency_id)):

@@ -2,13 +2,18 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, Numeric, String, Text, false
+from sqlalchemy import JSON, Boolean, CheckConstraint, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, Numeric, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from gateway.db import Base
+from gateway.deliveries.states import DeliveryState
+from gateway.transitions import state_check
 from gateway.timeutil import new_id, utc_now
+
+if TYPE_CHECKING:  # the mapper resolves it by name; imported for the type checker only
+    from gateway.requests.models import Request
 
 
 class Delivery(Base):
@@ -19,6 +24,8 @@ class Delivery(Base):
     __table_args__ = (
         Index("ix_deliveries_due", "state", "next_attempt_at"),
         Index("ix_deliveries_agency_answered", "agency_id", "answered_at"),
+        # The states of gateway/deliveries/states.py (migration 0017_state_checks).
+        CheckConstraint(state_check(DeliveryState), name="state"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
@@ -52,7 +59,7 @@ class Delivery(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now, onupdate=utc_now)
 
-    request: Mapped["Request"] = relationship(back_populates="deliveries")  # noqa: F821
+    request: Mapped["Request"] = relationship(back_populates="deliveries")
     result: Mapped[DeliveryResult | None] = relationship(back_populates="delivery", lazy="selectin")
 
 

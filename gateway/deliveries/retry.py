@@ -13,10 +13,10 @@ from datetime import datetime, timedelta
 def backoff_seconds(attempts: int, *, base: float, cap: float, rng: random.Random | None = None) -> float:
     """Exponential backoff with "equal jitter": half fixed, half random, so that
     deliveries failed together by one outage do not all come back together."""
-    rng = rng or random
+    uniform = rng.uniform if rng is not None else random.uniform
     # The exponent is bounded first: 2.0 ** 1100 would overflow a float long before the cap applies.
     ceiling = min(cap, base * (2.0 ** min(max(0, attempts - 1), 60)))
-    return ceiling / 2 + rng.uniform(0, ceiling / 2)
+    return ceiling / 2 + uniform(0, ceiling / 2)
 
 
 def next_attempt_at(now: datetime, deadline: datetime, attempts: int, *, base: float, cap: float,

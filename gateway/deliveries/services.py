@@ -10,26 +10,29 @@ from __future__ import annotations
 import hashlib
 import random
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
-from decimal import Decimal
-from typing import Any, Iterable
+from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from adapters.errors import AdapterError, AgencyRefused, IncomingInvalid
-from adapters.interfaces import AgencyAnswer, BatchRecord, ControlLine, Envelope, InboundBatch
-from audit.store import AuditLog, SystemActor
+from adapters.interfaces import AgencyAnswer, BatchRecord, Envelope, InboundBatch
+from audit.store import AuditLog
 from gateway.deliveries.models import AgencyBudget, ChannelLease, Delivery, QuarantinedMessage
+from gateway.deliveries import progress
+from gateway.deliveries.progress import WORKER, refresh_requests
 from gateway.deliveries.retry import next_attempt_at, shared_grant
-from gateway.requests.models import Request
-from gateway.requests.states import request_state
+from gateway.deliveries.states import DELIVERY, FINAL, ON_ITS_WAY, DeliveryState, move_delivery
 from gateway.timeutil import as_utc
-from schemas.vocabulary import FINAL_DELIVERY_STATES
 
-WORKER = SystemActor(sub="gateway:worker")
+# The set-based moves' WHERE clauses, from the delivery table (an illegal one fails at import).
+_DUE = DELIVERY.sources(DeliveryState.SENDING, among=(DeliveryState.QUEUED,))
+_RECLAIMABLE = DELIVERY.sources(DeliveryState.SENDING, among=(DeliveryState.SENDING, DeliveryState.AWAITING))
+_HANDED_BACK_FROM = DELIVERY.sources(DeliveryState.QUEUED, among=(DeliveryState.SENDING,))
+_OVERDUE = DELIVERY.sources(DeliveryState.EXPIRED, among=ON_ITS_WAY)
 
 
 @dataclass(frozen=True)
@@ -56,8 +59,8 @@ def claim_due(session: Session, *, agency_id: str, now: datetime, limit: int, le
         select(Delivery.id)
         .where(Delivery.agency_id == agency_id, Delivery.deadline > now)
         .where(or_(
-            and_(Delivery.state == "queued", Delivery.next_attempt_at <= now),
-            and_(Delivery.state.in_(("sending", "awaiting")), Delivery.lease_until < now),
+            and_(Delivery.state.in_(_DUE), Delivery.next_attempt_at <= now),
+            and_(Delivery.state.in_(_RECLAIMABLE), Delivery.lease_until < now),
         ))
         .order_by(Delivery.next_attempt_at)
         .limit(limit)
@@ -67,7 +70,7 @@ def claim_due(session: Session, *, agency_id: str, now: datetime, limit: int, le
     if ids:
         session.execute(
             update(Delivery).where(Delivery.id.in_(ids)).values(
-                state="sending", lease_until=now + timedelta(seconds=lease_seconds),
+                state=DeliveryState.SENDING, lease_until=now + timedelta(seconds=lease_seconds),
                 attempts=Delivery.attempts + 1, updated_at=now, lease_owner=owner,
             )
         )
@@ -108,7 +111,7 @@ def trim_to_budgets(session: Session, claimed: dict[str, list[str]], limits: dic
     every_claimed = [i for a in wanted for i in claimed[a]]
     in_flight = dict(session.execute(
         select(Delivery.agency_id, func.count()).where(
-            Delivery.agency_id.in_(wanted), Delivery.state == "sending", Delivery.lease_until > now,
+            Delivery.agency_id.in_(wanted), Delivery.state == DeliveryState.SENDING, Delivery.lease_until > now,
             Delivery.id.not_in(every_claimed))
         .group_by(Delivery.agency_id)).all())
     kept: dict[str, list[str]] = dict(claimed)
@@ -123,19 +126,10 @@ def trim_to_budgets(session: Session, claimed: dict[str, list[str]], limits: dic
         kept[agency], extra = ids[:granted], ids[granted:]
         handed_back += extra
     if handed_back:
-        session.execute(update(Delivery).where(Delivery.id.in_(handed_back)).values(
-            state="queued", lease_until=None, lease_owner=None, attempts=Delivery.attempts - 1,
+        session.execute(update(Delivery).where(Delivery.id.in_(handed_back), Delivery.state.in_(_HANDED_BACK_FROM)).values(
+            state=DeliveryState.QUEUED, lease_until=None, lease_owner=None, attempts=Delivery.attempts - 1,
             next_attempt_at=now + timedelta(seconds=retry_after_seconds)))
     return kept
-
-
-def _control_line(line: dict[str, Any]) -> ControlLine:
-    return ControlLine(
-        identifier=line["identifier"],
-        amount=Decimal(line["amount"]) if line.get("amount") is not None else None,
-        until=date.fromisoformat(line["until"]) if line.get("until") else None,
-        original_reference=line.get("original_reference"),
-    )
 
 
 def stored_envelopes(session: Session, delivery_ids: list[str], agency_id: str | None = None) -> dict[str, Envelope]:
@@ -158,38 +152,8 @@ def stored_envelopes(session: Session, delivery_ids: list[str], agency_id: str |
     return found
 
 
-def refresh_requests(session: Session, request_ids: Iterable[str]) -> None:
-    """Recompute requests' states from their deliveries.
-
-    The request rows are locked first (in id order): two of a request's deliveries
-    finishing at once in two transactions would otherwise each read the other as
-    still on its way, and the request would stay in progress with every delivery done.
-    The lock is FOR NO KEY UPDATE (only the state changes), which PostgreSQL's
-    foreign-key checks (FOR KEY SHARE on the request, taken e.g. when a transaction
-    updates one of its delivery rows a second time) do not conflict with: with FOR
-    UPDATE, a claim transaction that stores a pull agency's request (KEY SHARE, then
-    the audit chain lock) deadlocked against an answer being recorded (chain lock,
-    then this lock).
-    """
-    ids = sorted(request_ids)
-    for start in range(0, len(ids), 500):
-        part = ids[start:start + 500]
-        session.execute(select(Request.id).where(Request.id.in_(part)).order_by(Request.id)
-                        .with_for_update(key_share=True))
-        states: dict[str, list[str]] = {i: [] for i in part}
-        for request_id, state in session.execute(
-            select(Delivery.request_id, Delivery.state).where(Delivery.request_id.in_(part))
-        ):
-            states[request_id].append(state)
-        session.execute(
-            update(Request.__table__).where(Request.__table__.c.id == bindparam("b_id"))
-            .values(state=bindparam("b_state")),
-            [{"b_id": i, "b_state": request_state(s)} for i, s in states.items()],
-        )
-
-
 def _locked(session: Session, delivery_id: str) -> Delivery:
-    return session.get(Delivery, delivery_id, with_for_update=True)
+    return session.get_one(Delivery, delivery_id, with_for_update=True)
 
 
 def audit_delivery(audit: AuditLog, session: Session, delivery: Delivery, action: str, outcome: str, details: dict,
@@ -209,11 +173,10 @@ def record_answer(session: Session, delivery_id: str, envelope: Envelope, answer
     The first result for a delivery that already expired is a late result: stored
     with its assets and control outcomes (audited ``late``) while the delivery stays
     ``expired``. Any result after the first is a duplicate. One answer through the
-    same code as a batch file's thousands (``batches.record_answers``).
+    same code as a batch file's thousands (``progress.record_answers``).
     """
-    from gateway.deliveries.batches import record_answers  # batches builds on this module
 
-    return record_answers(session, [(delivery_id, envelope, answer, raw)], audit=audit, now=now, actor=actor) == 1
+    return progress.record_answers(session, [(delivery_id, envelope, answer, raw)], audit=audit, now=now, actor=actor) == 1
 
 
 def record_failure(session: Session, delivery_id: str, error: AdapterError, *, audit: AuditLog, now: datetime,
@@ -221,7 +184,7 @@ def record_failure(session: Session, delivery_id: str, error: AdapterError, *, a
     """Schedule a retry or end the delivery; return its new state."""
     delivery = _locked(session, delivery_id)
     reason = f"{error.code}: {error.message}"
-    if delivery.state in FINAL_DELIVERY_STATES:
+    if delivery.state in FINAL:
         if isinstance(error, IncomingInvalid):  # a bad late or repeated result: kept for the record, changes nothing
             session.add(QuarantinedMessage(delivery_id=delivery.id, received_at=now, reason=reason,
                                            body_sha256=hashlib.sha256(error.raw).hexdigest(), body=error.raw))
@@ -232,17 +195,18 @@ def record_failure(session: Session, delivery_id: str, error: AdapterError, *, a
                                        body_sha256=hashlib.sha256(error.raw).hexdigest(), body=error.raw))
     deadline = as_utc(delivery.deadline)
     if error.retryable and delivery.attempts < policy.max_attempts and now < deadline:
-        delivery.state, delivery.lease_until = "queued", None
+        delivery.state, delivery.lease_until = move_delivery(delivery.state, DeliveryState.QUEUED), None
         delivery.next_attempt_at = next_attempt_at(now, deadline, delivery.attempts, base=policy.base_seconds,
                                                    cap=policy.cap_seconds, rng=rng)
         delivery.last_error = f"{reason} (attempt {delivery.attempts}; will retry)"
         outcome = "retry_scheduled"
     else:
         if error.retryable:
-            delivery.state = "expired" if now >= deadline else "failed"
+            delivery.state = move_delivery(delivery.state, DeliveryState.EXPIRED if now >= deadline else DeliveryState.FAILED)
             delivery.last_error = f"{reason} (gave up after {delivery.attempts} attempts)"
         else:
-            delivery.state = "rejected" if isinstance(error, AgencyRefused) else "failed"
+            delivery.state = move_delivery(
+                delivery.state, DeliveryState.REJECTED if isinstance(error, AgencyRefused) else DeliveryState.FAILED)
             delivery.last_error = reason
         delivery.lease_until = None
         outcome = delivery.state
@@ -258,13 +222,14 @@ def expire_overdue(session: Session, *, audit: AuditLog, now: datetime, limit: i
     """End every unfinished delivery whose deadline has passed: nothing stays pending forever."""
     overdue = session.scalars(
         select(Delivery)
-        .where(Delivery.state.in_(("queued", "sending", "awaiting")), Delivery.deadline <= now)
-        .where(or_(Delivery.state.in_(("queued", "awaiting")), Delivery.lease_until < now))
+        .where(Delivery.state.in_(_OVERDUE), Delivery.deadline <= now)
+        # a delivery being sent under a live lease is its worker's to end
+        .where(or_(Delivery.state.in_((DeliveryState.QUEUED, DeliveryState.AWAITING)), Delivery.lease_until < now))
         .limit(limit)
         .with_for_update(skip_locked=True)
     ).all()
     for delivery in overdue:
-        delivery.state, delivery.lease_until = "expired", None
+        delivery.state, delivery.lease_until = move_delivery(delivery.state, DeliveryState.EXPIRED), None
         delivery.last_error = f"deadline passed after {delivery.attempts} attempts" + (
             f"; last error: {delivery.last_error}" if delivery.last_error else "")
         session.flush()
@@ -296,7 +261,7 @@ def unsettled_count(session: Session, agency_ids: list[str]) -> int:
     """Deliveries of these agencies still on their way (queued, sending or awaiting a result)."""
     return session.scalar(
         select(func.count()).select_from(Delivery)
-        .where(Delivery.agency_id.in_(agency_ids), Delivery.state.in_(("queued", "sending", "awaiting")))
+        .where(Delivery.agency_id.in_(agency_ids), Delivery.state.in_(ON_ITS_WAY))
     ) or 0
 
 

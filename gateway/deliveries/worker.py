@@ -20,17 +20,20 @@ import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Protocol
 
 from adapters.errors import AdapterError, IncomingInvalid, TransportError
 from adapters.interfaces import Envelope
 from audit.store import AuditLog
+from gateway.background.housekeeper import Housekeeper
 from gateway.db import Database
-from gateway.deliveries import batches, services
+from gateway.deliveries import progress, services
 from gateway.deliveries.breaker import Breakers
 from gateway.deliveries.channels import AgencyChannel, BatchChannel, Channel, PullChannel
 from gateway.deliveries.metrics import DeliveryMetrics
+from gateway.deliveries.recorder import AnswerRecorder
 from gateway.deliveries.retry import RateLimiter
+from gateway.deliveries.states import DeliveryState
 from gateway.settings import BreakerSection, WorkersSection
 from gateway.timeutil import utc_now
 
@@ -46,6 +49,14 @@ def lease_owner_name() -> str:
     return f"{socket.gethostname()[:40]}:{os.getpid()}"
 
 
+class Companion(Protocol):
+    """Background work started and stopped with the worker (the audit sequencer)."""
+
+    def start(self) -> object: ...
+
+    def stop(self, timeout: float = 10.0) -> None: ...
+
+
 class InternalFault(TransportError):
     """A bug or database hiccup while carrying out a delivery: retried like a lost link."""
 
@@ -55,7 +66,7 @@ class InternalFault(TransportError):
 class DeliveryWorker:
     def __init__(self, db: Database, channels: dict[str, Channel], audit: AuditLog, settings: WorkersSection,
                  breaker: BreakerSection | None = None, *, metrics: DeliveryMetrics | None = None,
-                 owner: str | None = None):
+                 owner: str | None = None, housekeeper: Housekeeper | None = None):
         self.db, self.channels, self.audit, self.settings = db, channels, audit, settings
         self.metrics = metrics or DeliveryMetrics.disabled()
         # Who holds a lease (host:pid/worker), kept on the claimed rows for operators and tests.
@@ -79,15 +90,23 @@ class DeliveryWorker:
         self._wake = threading.Event()
         self._pool: ThreadPoolExecutor | None = None
         self._thread: threading.Thread | None = None
-        self._periodic: list[Callable[[], None]] = []
-        self._companions: list[Any] = []  # started and stopped with the worker (the audit sequencer)
+        self._companions: list[Companion] = []  # started and stopped with the worker (the audit sequencer)
+        # Periodic background work runs in a thread of its own, started and stopped with
+        # this worker, so dispatch never waits on it (gateway/background/housekeeper.py).
+        self.housekeeper = housekeeper
+        # Answers from every delivery thread recorded a batch per transaction (group
+        # commit; gateway/deliveries/recorder.py); inline (not started) each alone.
+        self.recorder = AnswerRecorder(db, audit, max_batch=max(1, settings.threads) * 4)
 
     # --- lifecycle ---------------------------------------------------------------
 
     def start(self) -> DeliveryWorker:
         self._pool = ThreadPoolExecutor(max_workers=self.settings.threads, thread_name_prefix="delivery")
+        self.recorder.start()
         self._thread = threading.Thread(target=self._run, name="delivery-dispatcher", daemon=True)
         self._thread.start()
+        if self.housekeeper is not None:
+            self.housekeeper.start()
         for companion in self._companions:
             companion.start()
         return self
@@ -95,12 +114,15 @@ class DeliveryWorker:
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
         self._wake.set()
+        if self.housekeeper is not None:
+            self.housekeeper.stop(timeout)
         if self._thread:
             self._thread.join(timeout)
-        for companion in self._companions:
-            companion.stop()
         if self._pool:
             self._pool.shutdown(wait=True, cancel_futures=False)
+        self.recorder.stop(timeout)  # after the pool: its threads wait on the recorder
+        for companion in self._companions:  # after the recorder: the sequencer integrates its last answers
+            companion.stop(timeout)
         self._release_collection_leases()
         for channel in self.channels.values():
             channel.close()
@@ -116,14 +138,9 @@ class DeliveryWorker:
         except Exception:
             log.exception("could not release collection leases; they lapse on their own")
 
-    def add_companion(self, companion: Any) -> None:
-        """Start and stop ``companion`` (anything with start() and stop()) with the worker."""
+    def add_companion(self, companion: Companion) -> None:
+        """Start and stop ``companion`` with the worker (after its recorder stops, so its last answers are integrated)."""
         self._companions.append(companion)
-
-    def add_periodic(self, task: Callable[[], None]) -> None:
-        """Run ``task`` on every pass of the dispatcher loop (cheap housekeeping such
-        as audit checkpoints); its failures are logged, never stop the loop."""
-        self._periodic.append(task)
 
     def wake(self) -> None:
         """Look for work now (called after a request is accepted in this process)."""
@@ -135,19 +152,17 @@ class DeliveryWorker:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            # Cleared before the pass, not after the wait: a slot freed or a request
+            # accepted while the pass runs keeps its wake, so the dispatcher never
+            # sleeps a poll interval with work due.
+            self._wake.clear()
             try:
                 started = self.dispatch_once()
             except Exception:
                 log.exception("delivery dispatcher pass failed; trying again")
                 started = 0
-            for task in self._periodic:
-                try:
-                    task()
-                except Exception:
-                    log.exception("periodic task %s failed", getattr(task, "__qualname__", task))
             if not started:
                 self._wake.wait(self.settings.poll_interval_seconds)
-                self._wake.clear()
 
     # --- one pass ------------------------------------------------------------------
 
@@ -212,14 +227,18 @@ class DeliveryWorker:
     def _claim_and_encode(self, plans: list[tuple[AgencyChannel | PullChannel, int, bool]],
                           now) -> dict[str, list[tuple[str, Envelope]]]:
         """Claim due deliveries of each agency (up to its limit) and write each one's
-        message, all in one transaction.
+        message: the claim in one transaction, the encoding outside any (codecs are
+        CPU only; holding the claim's row locks and connection through them kept other
+        processes' claims waiting), the messages' bytes kept in a second one before
+        any is sent.
 
         A message's bytes are kept on its first attempt and sent unchanged on every
         later one, by whichever worker: an agency that discards a repeat answers with
         its first answer, which names the hash of the first bytes (a re-encoded
         message would differ, if only in its timestamp). A message that breaks the
         format fails here and is never sent; a pull agency's message is stored for
-        it to fetch.
+        it to fetch. Between the two transactions the rows are leased to this worker,
+        so no other claims them.
         """
         ready: dict[str, list[tuple[str, Envelope]]] = {}
         with self.db.transaction() as session:
@@ -237,26 +256,30 @@ class DeliveryWorker:
             if not every:
                 return ready
             stored = services.stored_envelopes(session, every)
-            orders = batches.load_orders(session, [i for i in every if i not in stored], now=now)
-            fresh: dict[str, Envelope] = {}
-            pulled: dict[str, Envelope] = {}
-            for channel, _limit, _trial in plans:
-                agency_id = channel.agency.id
-                for delivery_id in claimed[agency_id]:
-                    envelope = stored.get(delivery_id)
-                    if envelope is None:
-                        try:
-                            envelope = fresh[delivery_id] = channel.encode(orders[delivery_id][0])
-                        except AdapterError as error:
-                            services.record_failure(session, delivery_id, error, audit=self.audit, now=now,
-                                                    policy=self.policy)
-                            continue
-                    if isinstance(channel, PullChannel):
-                        pulled[delivery_id] = envelope
+            orders = progress.load_orders(session, [i for i in every if i not in stored], now=now)
+        fresh: dict[str, Envelope] = {}
+        pulled: dict[str, Envelope] = {}
+        refused: list[tuple[str, AdapterError]] = []
+        for channel, _limit, _trial in plans:
+            agency_id = channel.agency.id
+            for delivery_id in claimed[agency_id]:
+                envelope = stored.get(delivery_id)
+                if envelope is None:
+                    try:
+                        envelope = fresh[delivery_id] = channel.encode(orders[delivery_id][0])
+                    except AdapterError as encode_error:
+                        refused.append((delivery_id, encode_error))
                         continue
-                    ready.setdefault(agency_id, []).append((delivery_id, envelope))
-            batches.keep_requests(session, {i: e for i, e in fresh.items() if i not in pulled}, now=now)
-            batches.store_for_pull(session, pulled, audit=self.audit, now=now)
+                if isinstance(channel, PullChannel):
+                    pulled[delivery_id] = envelope
+                    continue
+                ready.setdefault(agency_id, []).append((delivery_id, envelope))
+        if fresh or pulled or refused:
+            with self.db.transaction() as session:
+                for delivery_id, failure in refused:
+                    services.record_failure(session, delivery_id, failure, audit=self.audit, now=now, policy=self.policy)
+                progress.keep_requests(session, {i: e for i, e in fresh.items() if i not in pulled}, now=now)
+                progress.store_for_pull(session, pulled, audit=self.audit, now=now)
         return ready
 
     def _submit(self, task, *args) -> None:
@@ -293,6 +316,8 @@ class DeliveryWorker:
         breaker, outcome, started = self.breakers[agency_id], None, time.perf_counter()
         try:
             channel = self.channels[agency_id]
+            if not isinstance(channel, AgencyChannel):  # batch and pull agencies are never sent to one by one
+                raise TypeError(f"agency {agency_id} takes no single exchanges")
             try:
                 answer = channel.exchange(envelope)
             except AdapterError as error:
@@ -303,9 +328,7 @@ class DeliveryWorker:
                                                       policy=self.policy)
                 return
             breaker.record(None, trial=trial)
-            with self.db.transaction() as session:
-                fresh = batches.record_answers(session, [(delivery_id, envelope, answer, answer.raw)], audit=self.audit,
-                                               now=utc_now())
+            fresh = self.recorder.record(delivery_id, envelope, answer)
             outcome = "answered" if fresh else "duplicate"
         except Exception as exc:
             log.exception("delivery %s to %s failed inside the gateway", delivery_id, agency_id)
@@ -325,7 +348,7 @@ class DeliveryWorker:
             self._wake.set()  # a slot is free: more of this agency's work may be due
 
     def _observe(self, agency_id: str, outcome: str | None, seconds: float) -> None:
-        if outcome == "queued":
+        if outcome == DeliveryState.QUEUED:  # record_failure scheduled a retry
             self.metrics.retried(agency_id)
             outcome = "retry"
         self.metrics.observe(agency_id, outcome or "unknown", seconds)
@@ -334,13 +357,13 @@ class DeliveryWorker:
 
     def deliver_batch(self, delivery_ids: list[str], agency_id: str, trial: bool = False) -> None:
         """Write each claimed request, keep its bytes, send them as one file, and mark
-        them awaiting results: a few statements for the whole file (``batches``)."""
+        them awaiting results: a few statements for the whole file (``progress``)."""
         channel, breaker = self.channels[agency_id], self.breakers[agency_id]
         assert isinstance(channel, BatchChannel)
         try:
             with self.db.reading() as session:
                 stored = services.stored_envelopes(session, delivery_ids)
-                orders = batches.load_orders(session, delivery_ids, now=utc_now())
+                orders = progress.load_orders(session, delivery_ids, now=utc_now())
             envelopes: dict[str, Envelope] = dict(stored)  # a resend carries the bytes first sent
             fresh: dict[str, Envelope] = {}
             for delivery_id, (order, _ref) in orders.items():
@@ -354,7 +377,7 @@ class DeliveryWorker:
             # Kept before the file leaves: its results may be back before it is marked sent.
             if fresh:
                 with self.db.transaction() as session:
-                    batches.keep_requests(session, fresh, now=utc_now())
+                    progress.keep_requests(session, fresh, now=utc_now())
             by_operation: dict[str, list[str]] = {}
             for delivery_id, envelope in envelopes.items():
                 by_operation.setdefault(envelope.operation, []).append(delivery_id)
@@ -374,7 +397,7 @@ class DeliveryWorker:
                 breaker.record(None, trial=trial)
                 self.metrics.observe(agency_id, "batch_sent", time.perf_counter() - started)
                 with self.db.transaction() as session:
-                    batches.mark_sent(session, {i: orders[i][1] for i in ids}, batch_file=batch_file, audit=self.audit,
+                    progress.mark_sent(session, {i: orders[i][1] for i in ids}, batch_file=batch_file, audit=self.audit,
                                       now=utc_now(), wait_seconds=self.settings.batch_result_wait_seconds)
         except Exception:
             # Leases lapse and the deliveries are claimed again; the agency discards what it already has.
@@ -418,14 +441,14 @@ class DeliveryWorker:
         transport looks at in that order. Returns how many requests are due again."""
         agency_id = channel.agency.id
         with self.db.reading() as session:
-            awaiting = batches.awaiting_batch_files(session, agency_id, now=utc_now())
+            awaiting = progress.awaiting_batch_files(session, agency_id, now=utc_now())
         if not awaiting:
             return 0
         lost = channel.missing(awaiting)
         if not lost:
             return 0
         with self.db.transaction() as session:
-            count = batches.resend_lost(session, agency_id, lost, audit=self.audit, now=utc_now())
+            count = progress.resend_lost(session, agency_id, lost, audit=self.audit, now=utc_now())
         log.warning("%s has lost %d batch file(s) (%s): %d request(s) sent again now", agency_id, len(lost),
                     ", ".join(lost[:5]), count)
         self._wake.set()
@@ -444,7 +467,7 @@ class DeliveryWorker:
                 with self.db.transaction() as session:
                     services.record_batch_refused(session, channel.agency.id, batch, audit=self.audit, now=utc_now())
             else:
-                for records in batches.chunks(list(batch.records)):
+                for records in progress.chunks(list(batch.records)):
                     self._apply_results(channel, batch.name, records)
             channel.settle(batch)
             count += len(batch.records)
@@ -468,8 +491,8 @@ class DeliveryWorker:
                     error.raw = record.body
                 failures.append((record.message_id, error))
         with self.db.transaction() as session:
-            batches.record_answers(session, answers, audit=self.audit, now=utc_now())
-            for delivery_id, error in failures:
-                services.record_failure(session, delivery_id, error, audit=self.audit, now=utc_now(), policy=self.policy)
+            progress.record_answers(session, answers, audit=self.audit, now=utc_now())
+            for delivery_id, failure in failures:
+                services.record_failure(session, delivery_id, failure, audit=self.audit, now=utc_now(), policy=self.policy)
             for record in unknown:
                 services.record_unknown_result(session, agency_id, file_name, record, audit=self.audit)

@@ -31,4 +31,4 @@ def csrf_passes() -> bool:
     """Whether this POST carries the session's token (compared in constant time)."""
     kept = session.get(SESSION_KEY)
     sent = request.form.get(FORM_FIELD) or request.headers.get("X-CSRF-Token") or ""
-    return bool(kept) and hmac.compare_digest(kept.encode(), sent.encode())
+    return isinstance(kept, str) and bool(kept) and hmac.compare_digest(kept.encode(), sent.encode())

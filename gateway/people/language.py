@@ -36,9 +36,34 @@ def chosen_language() -> str:
 
 def translate(key: str, language: str | None = None, **values: Any) -> str:
     """The message ``key`` in ``language`` (this request's by default), with ``values`` filled in."""
-    language = language or getattr(g, "console_language", DEFAULT_LANGUAGE)
-    text = MESSAGES[language].get(key) or MESSAGES[DEFAULT_LANGUAGE].get(key) or key
+    chosen = language or str(getattr(g, "console_language", DEFAULT_LANGUAGE))
+    text = MESSAGES[chosen].get(key) or MESSAGES[DEFAULT_LANGUAGE].get(key) or key
     return text.format(**values) if values else text
+
+
+def explain(code: str, detail: str) -> str:
+    """A refusal as the console shows it: what the error code means in the page's language,
+    then the service's own words, which are English (they name fields and rules exactly as the
+    API does, so an officer can quote them to support). English pages show the detail alone."""
+    language = getattr(g, "console_language", DEFAULT_LANGUAGE)
+    meaning = MESSAGES[language].get(f"error.code.{code}")
+    if language == "en" or meaning is None:
+        return detail
+    return meaning + translate("error.detail", detail=detail)
+
+
+def describe_anomaly(anomaly: dict[str, Any]) -> tuple[str, str]:
+    """(rule, finding) of an anomaly in the page's language: Chinese pages word the finding
+    from its facts; English pages, or a rule the catalogue lacks, keep the detector's words."""
+    language = getattr(g, "console_language", DEFAULT_LANGUAGE)
+    rule, message = anomaly["rule"], anomaly["message"]
+    wording = MESSAGES[language].get(f"anomaly.{rule}")
+    if language == "en" or wording is None:
+        return rule, message
+    try:
+        return MESSAGES[language].get(f"rule.{rule}", rule), wording.format(**anomaly.get("facts") or {})
+    except (KeyError, IndexError):
+        return rule, message  # facts and wording out of step: the detector's words, never a broken line
 
 
 def court_time(moment: datetime | str | None) -> str:
@@ -92,7 +117,7 @@ def init_app(app: Flask) -> None:
     def _console_helpers() -> dict[str, Any]:
         language = getattr(g, "console_language", DEFAULT_LANGUAGE)
         return {"t": translate, "lang": language, "other_lang": "en" if language == "zh" else "zh",
-                "v": lambda kind, code: vocabulary(kind, code, language)}
+                "v": lambda kind, code: vocabulary(kind, code, language), "describe_anomaly": describe_anomaly}
 
     app.add_template_filter(court_time, "court_time")
     app.add_template_filter(court_time_seconds, "court_time_seconds")

@@ -99,7 +99,7 @@ class OidcClient:
         """The provider's authorization URL to send the browser to, and what it must bring back."""
         pending = PendingLogin(state=secrets.token_urlsafe(32), nonce=secrets.token_urlsafe(32),
                                code_verifier=secrets.token_urlsafe(64), redirect_uri=redirect_uri)
-        with self._oauth_session(redirect_uri) as client:
+        with self._oauth_session(redirect_uri) as client:  # type: ignore[attr-defined]  # types-authlib drops OAuth2Session's requests.Session base
             url, _ = client.create_authorization_url(self.metadata()["authorization_endpoint"], state=pending.state,
                                                      code_verifier=pending.code_verifier, nonce=pending.nonce)
         return url, pending
@@ -119,7 +119,7 @@ class OidcClient:
             raise LoginRefused("code_missing", "the identity provider's answer carries no authorization code")
         token_endpoint = self.metadata()["token_endpoint"]
         try:
-            with self._oauth_session(pending.redirect_uri) as client:
+            with self._oauth_session(pending.redirect_uri) as client:  # type: ignore[attr-defined]  # types-authlib drops OAuth2Session's requests.Session base
                 tokens = client.fetch_token(token_endpoint, grant_type="authorization_code", code=code,
                                             code_verifier=pending.code_verifier)
         except OAuthError as exc:
@@ -211,10 +211,11 @@ class OidcClient:
     def _key_set(self, *, refresh: bool) -> KeySet:
         with self._lock:
             cached = self._keys
-            age = time.monotonic() - cached[1] if cached else None
-            if cached and (not refresh or age < JWKS_REFETCH_SECONDS) and age < METADATA_TTL_SECONDS:
-                return cached[0]
-            document = self._get_json(self.metadata()["jwks_uri"], "JWKS")
+            if cached:
+                age = time.monotonic() - cached[1]
+                if (not refresh or age < JWKS_REFETCH_SECONDS) and age < METADATA_TTL_SECONDS:
+                    return cached[0]
+            document = self._get_json(str(self.metadata()["jwks_uri"]), "JWKS")
             try:
                 keys = JsonWebKey.import_key_set(document)
             except (ValueError, TypeError, KeyError, JoseError) as exc:
@@ -241,8 +242,9 @@ class OidcClient:
         session = OAuth2Session(client_id=self.client_id, client_secret=self._client_secret, scope=self._scope,
                                 redirect_uri=redirect_uri, code_challenge_method="S256",
                                 default_timeout=self._timeout)
-        session.trust_env = False
-        session.verify = self._verify
+        # types-authlib drops OAuth2Session's requests.Session base, and these with it.
+        session.trust_env = False  # type: ignore[attr-defined]
+        session.verify = self._verify  # type: ignore[attr-defined]
         return session
 
 

@@ -20,7 +20,7 @@ import jwt
 from flask import Blueprint, Flask, current_app, redirect, render_template, request, url_for
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
-from gateway.audit_service import flush_refusal_summaries, get_audit
+from gateway.auditing.log import flush_refusal_summaries, get_audit
 from gateway.auth.tokens import Principal
 from gateway.db import get_db
 from gateway.errors import GatewayError, LoginRefused
@@ -48,7 +48,10 @@ def _settings():
 
 
 def _pending_signer() -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(current_app.secret_key, salt="gateway console oidc login v1")
+    secret_key = current_app.secret_key
+    if not secret_key:  # create_app sets it whenever the console is on
+        raise RuntimeError("the console's login needs the app's secret_key")
+    return URLSafeTimedSerializer(secret_key, salt="gateway console oidc login v1")
 
 
 def _audit_login(outcome: str, method: str, actor: Principal | None = None, **details: Any) -> None:
@@ -110,7 +113,7 @@ def token_login() -> Any:
         principal = current_app.extensions["tokens"].verify(token)
     except GatewayError as exc:
         _audit_login("refused", "token", message=exc.message[:200])
-        return _login_page(exc.message, 401)
+        return _login_page(language.explain(exc.code, exc.message), 401)
     if principal.role != "auditor":
         message = f"role {principal.role} may not use the audit console (needs auditor)"
         _audit_login("refused", "token", message=message, claimed_sub=principal.sub[:200])
@@ -151,7 +154,7 @@ def callback() -> Any:
         person = person_from_claims(claims, ClaimRules.from_settings(_settings()))
     except LoginRefused as exc:
         _audit_login("refused", "oidc", issuer=client.issuer, rule=exc.rule, message=exc.message[:200], **claimed)
-        response = current_app.make_response(_login_page(exc.message, 403))
+        response = current_app.make_response(_login_page(language.explain(exc.code, exc.message), 403))
     else:
         sign_in(person, expires_at=time.time() + 60 * _settings().session_minutes, method="oidc")
         _audit_login("ok", "oidc", actor=person, issuer=client.issuer)

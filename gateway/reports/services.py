@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
+from typing import Any, Sequence
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -13,12 +13,13 @@ from gateway.auth.tokens import Principal
 from gateway.bankruptcy.services import bankruptcies_of, flag_view
 from gateway.cases.models import Case, Party, Subject
 from gateway.cases.services import find_case
-from gateway.controls.ledger import cash_frozen
+from gateway.controls.ledger import ControlInForce, cash_frozen
 from gateway.controls.rules import DEFAULT_RULES, ControlRules
 from gateway.controls.services import by_asset, controls_in_case
 from gateway.deliveries.models import Asset, Delivery
 from gateway.errors import PurposeDenied
 from gateway.requests.models import Request
+from gateway.deliveries.states import DeliveryState
 from gateway.requests.states import api_delivery_state
 from gateway.timeutil import as_utc, court_today, utc_now
 from schemas.vocabulary import CASH_CATEGORIES
@@ -49,26 +50,8 @@ def build_report(session: Session, case_number: str, subject_ref: str, principal
         .where(Request.case_id == case.id, Request.subject_id == subject.id, Request.action == "inquiry")
         .order_by(Delivery.created_at.desc())
     ).all()
-    # The newest answer per agency and category stands; older ones are history. A
-    # reused answer's assets are those of the delivery it reuses (another case's).
-    answered_from: dict[tuple[str, str], Delivery] = {}
-    latest_by_agency: dict[str, Delivery] = {}
-    for d in deliveries:
-        latest_by_agency.setdefault(d.agency_id, d)
-        if d.state == "answered":
-            for category in d.categories:
-                answered_from.setdefault((d.agency_id, category), d)
-    assets, via = [], {}
-    if answered_from:
-        sources = {d.reused_from or d.id for d in answered_from.values()}
-        rows = session.scalars(
-            select(Asset).where(Asset.delivery_id.in_(sources)).order_by(Asset.category, Asset.identifier)
-        ).all()
-        for a in rows:
-            d = answered_from.get((a.agency_id, a.category))
-            if d is not None and (d.reused_from or d.id) == a.delivery_id:
-                assets.append(a)
-                via[a.id] = d
+    answered_from, latest_by_agency = _standing_answers(deliveries)
+    assets, via = _assets_answered(session, answered_from)
     exempt = {a.id: rules.exempt_kind(a.category, a.details) for a in assets}
     cash = [a for a in assets if a.category in CASH_CATEGORIES]
     cash_found = sum((a.balance or Decimal("0") for a in cash if not exempt[a.id]), Decimal("0"))
@@ -84,19 +67,7 @@ def build_report(session: Session, case_number: str, subject_ref: str, principal
         "subject": {"id": subject.id, "kind": subject.kind, "name": debtor.name, "id_number": subject.id_number},
         "amount_owed": case.amount_owed,
         "as_of": max(answered_times) if answered_times else utc_now(),
-        "assets": [
-            {
-                "id": a.id, "category": a.category, "agency": a.agency_id, "identifier": a.identifier,
-                "description": a.description, "balance": a.balance,
-                "value": a.value if a.value is not None else valuations.get((a.category, a.identifier)),
-                "encumbrances": a.encumbrances, "exempt": exempt[a.id] is not None,
-                "controls": [c.view(today) for c in ledger.get((a.agency_id, a.identifier), [])],
-                "details": a.details, "found_at": a.found_at,
-                "reused": via[a.id].reused_from is not None,
-                **({"age_seconds": via[a.id].reused_age_seconds} if via[a.id].reused_from else {}),
-            }
-            for a in assets
-        ],
+        "assets": [_asset_view(a, via[a.id], exempt[a.id] is not None, valuations, ledger, today) for a in assets],
         "cash_found": cash_found,
         "cash_exempt": cash_exempt,
         "cash_frozen": cash_frozen(controls, CASH_CATEGORIES, today),
@@ -105,10 +76,59 @@ def build_report(session: Session, case_number: str, subject_ref: str, principal
         "gaps": [
             {"agency": d.agency_id, "state": api_delivery_state(d.state), "categories": d.categories, "error": d.last_error}
             for d in latest_by_agency.values()
-            if d.state != "answered"
+            if d.state != DeliveryState.ANSWERED
         ],
     }
     return report, subject
+
+
+def _standing_answers(deliveries: Sequence[Delivery]) -> tuple[dict[tuple[str, str], Delivery], dict[str, Delivery]]:
+    """The newest answered delivery per (agency, category), whose answer stands (older
+    ones are history), and the newest delivery per agency (for the report's gaps).
+    ``deliveries`` come newest first."""
+    answered_from: dict[tuple[str, str], Delivery] = {}
+    latest_by_agency: dict[str, Delivery] = {}
+    for d in deliveries:
+        latest_by_agency.setdefault(d.agency_id, d)
+        if d.state == DeliveryState.ANSWERED:
+            for category in d.categories:
+                answered_from.setdefault((d.agency_id, category), d)
+    return answered_from, latest_by_agency
+
+
+def _assets_answered(session: Session, answered_from: dict[tuple[str, str], Delivery]
+                     ) -> tuple[list[Asset], dict[str, Delivery]]:
+    """The assets of the standing answers, and the delivery each came through. A reused
+    answer's assets are those of the delivery it reuses (another case's)."""
+    assets: list[Asset] = []
+    via: dict[str, Delivery] = {}
+    if not answered_from:
+        return assets, via
+    sources = {d.reused_from or d.id for d in answered_from.values()}
+    rows = session.scalars(
+        select(Asset).where(Asset.delivery_id.in_(sources)).order_by(Asset.category, Asset.identifier)
+    ).all()
+    for a in rows:
+        source = answered_from.get((a.agency_id, a.category))
+        if source is not None and (source.reused_from or source.id) == a.delivery_id:
+            assets.append(a)
+            via[a.id] = source
+    return assets, via
+
+
+def _asset_view(a: Asset, via: Delivery, exempt: bool, valuations: dict[tuple[str, str], Decimal],
+                ledger: dict[tuple[str, str], list[ControlInForce]], today: date) -> dict[str, Any]:
+    """One asset as the report shows it, with the controls on it and whether it was reused."""
+    return {
+        "id": a.id, "category": a.category, "agency": a.agency_id, "identifier": a.identifier,
+        "description": a.description, "balance": a.balance,
+        "value": a.value if a.value is not None else valuations.get((a.category, a.identifier)),
+        "encumbrances": a.encumbrances, "exempt": exempt,
+        "controls": [c.view(today) for c in ledger.get((a.agency_id, a.identifier), [])],
+        "details": a.details, "found_at": a.found_at,
+        "reused": via.reused_from is not None,
+        **({"age_seconds": via.reused_age_seconds} if via.reused_from else {}),
+    }
 
 
 def _valuations(session: Session, case_id: str, subject_id: str) -> dict[tuple[str, str], Decimal]:

@@ -7,7 +7,7 @@ from urllib.parse import quote
 from flask import Flask, Response, current_app, request
 
 from gateway.api import ApiBlueprint, roles_required, set_audit_context
-from gateway.audit_service import get_audit
+from gateway.auditing.log import get_audit
 from gateway.auth.access import current_principal
 from gateway.db import get_db
 from gateway.errors import NotAcceptable

@@ -98,8 +98,9 @@ def _check(bind: Session | Connection, principal: Principal, subject_id: str, li
 
 
 def _window(bind: Session | Connection, who: Any, since: datetime) -> tuple[int, datetime | None]:
-    return tuple(bind.execute(select(func.count(), func.min(Request.created_at))
-                              .where(who, Request.created_at >= since)).one())
+    count, oldest = bind.execute(select(func.count(), func.min(Request.created_at))
+                                 .where(who, Request.created_at >= since)).one()
+    return count, oldest
 
 
 def _refused(message: str, oldest: datetime | None, window: timedelta, now: datetime) -> TooManyRequests:

@@ -2,13 +2,19 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Numeric, String, UniqueConstraint
+from sqlalchemy import JSON, CheckConstraint, DateTime, ForeignKey, Index, Numeric, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from gateway.db import Base
+from gateway.requests.states import RequestState
+from gateway.transitions import state_check
 from gateway.timeutil import new_id, utc_now
+
+if TYPE_CHECKING:  # the mapper resolves these by name; imported for the type checker only
+    from gateway.cases.models import Case, Subject
+    from gateway.deliveries.models import Delivery
 
 
 class Request(Base):
@@ -19,6 +25,8 @@ class Request(Base):
         # The per-officer and per-court limits count recent requests (gateway/requests/limits.py).
         Index("ix_requests_officer_created", "officer_sub", "created_at"),
         Index("ix_requests_court_created", "court_code", "created_at"),
+        # The states of gateway/requests/states.py (migration 0017_state_checks).
+        CheckConstraint(state_check(RequestState), name="state"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
@@ -48,8 +56,8 @@ class Request(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now, onupdate=utc_now)
 
-    deliveries: Mapped[list["Delivery"]] = relationship(  # noqa: F821 (gateway.deliveries.models)
+    deliveries: Mapped[list["Delivery"]] = relationship(
         back_populates="request", lazy="selectin", order_by="Delivery.agency_id"
     )
-    case: Mapped["Case"] = relationship(lazy="joined")  # noqa: F821
-    subject: Mapped["Subject"] = relationship(lazy="joined")  # noqa: F821
+    case: Mapped["Case"] = relationship(lazy="joined")
+    subject: Mapped["Subject"] = relationship(lazy="joined")

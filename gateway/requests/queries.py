@@ -10,10 +10,9 @@ the proposer and the debtor's masked number and name. Reads only; no audit here
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Mapping
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway import paging
@@ -21,11 +20,11 @@ from gateway.auth.tokens import Principal
 from gateway.cases.models import Case
 from gateway.cases.services import debtor_name
 from gateway.deliveries.models import Asset
+from gateway.deliveries.states import FINAL, DeliveryState
 from gateway.requests.models import Request
 from gateway.requests.services import state_view
-from gateway.timeutil import as_utc
+from gateway.requests.states import RequestState
 from schemas.identifiers import mask_id_number, normalise_case_number
-from schemas.vocabulary import FINAL_DELIVERY_STATES
 
 _CURSOR_PREFIX = "req:"
 
@@ -37,17 +36,7 @@ class RequestPage:
 
 
 def encode_cursor(row: Request) -> str:
-    return paging.encode_cursor(_CURSOR_PREFIX, f"{as_utc(row.created_at).isoformat()}|{row.id}")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    """(created_at, id) of the last request of the previous page: pages go newest
-    first, so a request made meanwhile never shifts a page already read."""
-    try:
-        moment, request_id = paging.decode_cursor(_CURSOR_PREFIX, cursor).split("|", 1)
-        return as_utc(datetime.fromisoformat(moment)), request_id
-    except ValueError:
-        raise paging.refuse_cursor() from None
+    return paging.encode_newest_first(_CURSOR_PREFIX, row.created_at, row.id)
 
 
 def _targets(session: Session, rows: list[Request]) -> dict[str, dict[str, Any]]:
@@ -67,7 +56,7 @@ def detail_view(session: Session, row: Request, targets: Mapping[str, dict[str, 
     """The request in full (RequestDetailSchema); ``targets`` from ``_targets`` when a page is read."""
     targets = _targets(session, [row]) if targets is None else targets
     body = state_view(session, row)
-    answered = sum(1 for d in row.deliveries if d.state == "answered")
+    answered = sum(1 for d in row.deliveries if d.state == DeliveryState.ANSWERED)
     body.update({
         "debtor": {"kind": row.subject.kind, "id_number_masked": mask_id_number(row.subject.id_number),
                    "name": debtor_name(session, row.case_id, row.subject)},
@@ -79,12 +68,12 @@ def detail_view(session: Session, row: Request, targets: Mapping[str, dict[str, 
         "proposer": row.officer_sub,
         "court": row.court_code,
         "decision": ({"by": row.decided_by, "at": row.decided_at, "reason": row.decision_reason,
-                      "outcome": "rejected" if row.state == "rejected" else "approved"}
+                      "outcome": "rejected" if row.state == RequestState.REJECTED else "approved"}
                      if row.decided_by else None),
         "source_request_id": row.source_request_id,
         "updated_at": row.updated_at,
         "progress": {"answered": answered, "agencies": len(row.deliveries),
-                     "finished": sum(1 for d in row.deliveries if d.state in FINAL_DELIVERY_STATES)},
+                     "finished": sum(1 for d in row.deliveries if d.state in FINAL)},
     })
     return body
 
@@ -96,9 +85,9 @@ def find_requests(session: Session, principal: Principal, filters: Mapping[str, 
     if principal.role != "admin":  # the case's court: a moved case's history is the receiving court's
         query = query.where(Case.court_code == (principal.court or ""))
     if filters.get("awaiting_approval") is True:
-        query = query.where(Request.state == "awaiting_approval")
+        query = query.where(Request.state == RequestState.AWAITING_APPROVAL)
     elif filters.get("awaiting_approval") is False:
-        query = query.where(Request.state != "awaiting_approval")
+        query = query.where(Request.state != RequestState.AWAITING_APPROVAL)
     if filters.get("state"):
         query = query.where(Request.state == filters["state"])
     if filters.get("action"):
@@ -108,9 +97,7 @@ def find_requests(session: Session, principal: Principal, filters: Mapping[str, 
     if filters.get("case_number"):
         query = query.where(Case.case_number == normalise_case_number(filters["case_number"]))
     if cursor:
-        moment, last_id = decode_cursor(cursor)
-        query = query.where(or_(Request.created_at < moment,
-                                and_(Request.created_at == moment, Request.id < last_id)))
+        query = query.where(paging.older_than(_CURSOR_PREFIX, cursor, Request.created_at, Request.id))
     rows = list(session.execute(query.order_by(Request.created_at.desc(), Request.id.desc())
                                 .limit(limit + 1)).unique().scalars())
     more = len(rows) > limit

@@ -20,6 +20,7 @@ from sqlalchemy import Connection, insert, select
 from sqlalchemy.orm import Session
 
 from gateway.deliveries.models import Delivery, DeliveryResult
+from gateway.deliveries.states import DeliveryState, move_delivery
 from gateway.requests.models import Request
 
 _INSERT_RESULTS = insert(DeliveryResult.__table__)
@@ -46,7 +47,7 @@ def find_reusable(bind: Session | Connection, *, subject_id: str, court_code: st
         .join(Request, Request.id == Delivery.request_id)
         .join(DeliveryResult, DeliveryResult.delivery_id == Delivery.id)
         .where(Request.subject_id == subject_id, Request.court_code == court_code, Request.case_id != case_id,
-               Request.action == "inquiry", Delivery.state == "answered", Delivery.reused_from.is_(None),
+               Request.action == "inquiry", Delivery.state == DeliveryState.ANSWERED, Delivery.reused_from.is_(None),
                Delivery.agency_id.in_(agency_ids), Delivery.answered_at >= now - window)
         .order_by(Delivery.answered_at.desc())
     )
@@ -69,7 +70,7 @@ def apply_reuse(deliveries: list[dict[str, Any]], reusable: list[ReusableAnswer]
         if source is None:
             continue
         age = max(0, int((now - _aware(source.answered_at, now)).total_seconds()))
-        row.update(state="answered", answered_at=now, reused_from=source.delivery_id, reused_age_seconds=age)
+        row.update(state=move_delivery(None, DeliveryState.ANSWERED), answered_at=now, reused_from=source.delivery_id, reused_age_seconds=age)
         results.append({"delivery_id": row["id"], "received_at": now, "controls": None, "late": False, **source.result})
     return results
 

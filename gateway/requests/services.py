@@ -27,14 +27,15 @@ from gateway.controls.repeat import schedule_row
 from gateway.controls.rules import DEFAULT_RULES, ControlRules
 from gateway.creditors.queue import refuse_deduct_ahead
 from gateway.deliveries.models import Delivery
+from gateway.deliveries.states import DeliveryState, move_delivery
 from gateway.errors import Conflict, Forbidden, IdempotencyConflict, NotFound, RuleViolation
 from gateway.registry import Registry
 from gateway.settings import LimitsSection
-from gateway.requests.controls import resolve_targets
+from gateway.requests.control_lines import resolve_targets
 from gateway.requests.limits import check_limits
 from gateway.requests.models import Request
 from gateway.requests.reuse import apply_reuse, find_reusable, write_reused_results
-from gateway.requests.states import api_delivery_state, request_state
+from gateway.requests.states import RequestState, api_delivery_state, move_request, request_state
 from gateway.timeutil import as_utc, court_date, new_id
 from schemas.canonical import RequestStateSchema
 from schemas.vocabulary import CASH_CATEGORIES, CONTROL_ACTIONS, TARGETED_ACTIONS
@@ -153,10 +154,10 @@ def prepare_request(
     held = action in CONTROL_ACTIONS
     legal_basis = payload.get("legal_basis") or {}
     request_id = new_id()
-    deliveries = [
+    deliveries: list[dict[str, Any]] = [
         {
             "id": new_id(), "request_id": request_id, "agency_id": r.agency.id, "transport": r.agency.transport,
-            "categories": list(r.categories), "state": "held" if held else "queued", "attempts": 0,
+            "categories": list(r.categories), "state": DeliveryState.HELD if held else DeliveryState.QUEUED, "attempts": 0,
             "next_attempt_at": now, "lines": lines.get(r.agency.id),
             "deadline": now + timedelta(seconds=r.agency.deadlines[action]), "created_at": now, "updated_at": now,
         }
@@ -170,7 +171,7 @@ def prepare_request(
                                  case_id=debtor.case_id, agency_ids=[d["agency_id"] for d in deliveries],
                                  window=reuse_window, now=now)
         reused_results = apply_reuse(deliveries, reusable, now)
-    state = "awaiting_approval" if held else request_state(d["state"] for d in deliveries)
+    state = move_request(None, RequestState.AWAITING_APPROVAL if held else request_state(d["state"] for d in deliveries))
     reply = _STATE_SCHEMA.dump({
         "id": request_id, "case_number": debtor.case_number, "action": action, "categories": list(categories),
         "state": state, "created_at": now,
@@ -187,7 +188,7 @@ def prepare_request(
         # Stored as the API rendered it, so a replay with the same key is the same reply.
         "accepted_reply": reply, "created_at": now, "updated_at": now,
     }
-    audit_event = {
+    audit_event: dict[str, Any] = {
         "action": f"request.{action}", "outcome": "accepted", "case_number": debtor.case_number,
         "subject_id_number": debtor.id_number, "request_id": request_id,
         "details": {
@@ -307,7 +308,7 @@ def decide(session: Session, request_id: str, principal: Principal, *, approve: 
     row = session.get(Request, request_id, with_for_update={"of": Request})  # not the joined case and subject
     if row is None or row.case.court_code != principal.court:  # the case's court decides (gateway/transfers/)
         raise NotFound(f"no request {request_id} for court {principal.court}")
-    if row.state != "awaiting_approval":
+    if row.state != RequestState.AWAITING_APPROVAL:
         raise Conflict(f"request {request_id} is {row.state}, not awaiting approval")
     if same_person(row.officer_sub, principal.sub):
         raise Forbidden("a control is approved by a second person, not by the officer who proposed it",
@@ -320,14 +321,15 @@ def decide(session: Session, request_id: str, principal: Principal, *, approve: 
             for d in row.deliveries for ln in d.lines or ()], court_date(now))
     row.decided_by, row.decided_at, row.decision_reason = principal.sub, now, reason
     for delivery in row.deliveries:
-        if delivery.state != "held":
+        if delivery.state != DeliveryState.HELD:
             continue
         if approve:
-            delivery.state, delivery.next_attempt_at = "queued", now
+            delivery.state, delivery.next_attempt_at = move_delivery(delivery.state, DeliveryState.QUEUED), now
             delivery.deadline = now + timedelta(seconds=registry.get(delivery.agency_id).deadlines[row.action])
         else:
-            delivery.state, delivery.last_error = "rejected", f"rejected by approver {principal.sub}: {reason}"
-    row.state = "accepted" if approve else "rejected"
+            delivery.state = move_delivery(delivery.state, DeliveryState.REJECTED)
+            delivery.last_error = f"rejected by approver {principal.sub}: {reason}"
+    row.state = move_request(row.state, RequestState.ACCEPTED if approve else RequestState.REJECTED)
     session.flush()
     audit.record(
         session, action="request.approval", outcome="approved" if approve else "rejected", actor=principal,

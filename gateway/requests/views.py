@@ -9,7 +9,7 @@ from marshmallow import RAISE, Schema, fields, validate
 from sqlalchemy.exc import IntegrityError
 
 from gateway.api import ApiBlueprint, base64_length, body_limit, roles_required, set_audit_context
-from gateway.audit_service import get_audit
+from gateway.auditing.log import get_audit
 from gateway.auth.access import current_principal
 from gateway.db import get_db
 from gateway.errors import RuleViolation

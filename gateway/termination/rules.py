@@ -20,6 +20,7 @@ from datetime import date, datetime, timedelta
 from typing import Any, Iterable, Mapping
 
 from gateway.controls.terms import add_months
+from gateway.deliveries.states import DeliveryState
 
 NETWORK_INQUIRIES, FILING_AGE = "network_inquiries", "months_since_filing"
 # What art. 1 also asks and the gateway cannot see (the court's own file proves them).
@@ -105,7 +106,7 @@ def inquiry_condition(debtors: Iterable[Debtor], required: Iterable[str], servin
                             f"[termination] required_categories)")
             for agency_id in serving.get(category, ()):
                 tried = [a for a in mine if a.agency_id == agency_id and category in a.categories]
-                answered = next((a for a in tried if a.state == "answered"), None)
+                answered = next((a for a in tried if a.state == DeliveryState.ANSWERED), None)
                 if answered is not None:
                     agencies.append({"agency": agency_id, "answered": True, "request_id": answered.request_id,
                                      "delivery_id": answered.delivery_id, "answered_at": _iso(answered.answered_at),

@@ -1,4 +1,4 @@
-"""Re-inquiries of terminated cases on the worker loop (art. 9: every six months for
+"""Re-inquiries of terminated cases on the housekeeper (gateway/background) (art. 9: every six months for
 five years), and what their answers mean.
 
 Each round makes one inquiry per debtor through the ordinary intake
@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -27,11 +27,13 @@ from audit.store import AuditLog, SystemActor
 from gateway.auth.tokens import Principal
 from gateway.batches.services import Intake
 from gateway.cases.models import Case, Subject
-from gateway.db import Database
+from gateway.db import Database, rows_matched
 from gateway.deliveries.models import Delivery
+from gateway.deliveries.states import DeliveryState
 from gateway.errors import GatewayError, RuleViolation
 from gateway.requests import services as requests
 from gateway.requests.models import Request
+from gateway.requests.states import SETTLED
 from gateway.settings import TerminationSection
 from gateway.termination import rules
 from gateway.termination.models import TERMINATED, CaseTermination, TerminationRequery
@@ -42,7 +44,7 @@ from schemas.identifiers import mask_id_number
 log = logging.getLogger(__name__)
 SYSTEM_SUB = "gateway:termination"
 SYSTEM = SystemActor(sub=SYSTEM_SUB)
-FINISHED = ("completed", "partially_completed", "failed", "rejected")
+FINISHED = SETTLED  # a request that will not move again
 
 
 class _Taken(Exception):
@@ -82,10 +84,10 @@ class TerminationWatch:
 
     def _make_round(self, termination_id: str, now: datetime) -> str | None:
         with self.db.reading() as session:
-            row = session.get(CaseTermination, termination_id)
+            row = session.get_one(CaseTermination, termination_id)
             if row.state != TERMINATED or row.next_requery_at is None or as_utc(row.next_requery_at) > now:
                 return None  # resumed, ended, or made by another pass meanwhile
-            case = session.get(Case, row.case_id)
+            case = session.get_one(Case, row.case_id)
             debtors = [(s.id, s.kind, s.name, s.id_number) for s in debtors_of(case)]
             round_number, due_at, terminated_at, until = row.next_round, row.next_requery_at, row.terminated_at, \
                 row.requery_until
@@ -137,10 +139,10 @@ class TerminationWatch:
             return None
         except GatewayError as exc:  # the intake refused (no agency serves...): recorded, the schedule goes on
             with self.db.transaction() as session:
-                taken = session.execute(
+                taken = rows_matched(session.execute(
                     update(CaseTermination).where(CaseTermination.id == termination_id,
                                                   CaseTermination.next_round == round_number)
-                    .values(next_round=next_round, next_requery_at=following)).rowcount
+                    .values(next_round=next_round, next_requery_at=following)))
                 if taken != 1:
                     return None
                 session.add(TerminationRequery(
@@ -166,8 +168,8 @@ class TerminationWatch:
                                    .where(Request.id.in_(requery.request_ids))).all()
             if any(r.state not in FINISHED for r in made):
                 return None  # answers still awaited
-            termination = session.get(CaseTermination, requery.termination_id, with_for_update=True)
-            case = session.get(Case, termination.case_id)
+            termination = session.get_one(CaseTermination, requery.termination_id, with_for_update=True)
+            case = session.get_one(Case, termination.case_id)
             found = found_assets(session, list(requery.request_ids))
             fresh = rules.new_assets(termination.known_assets, found)
             requery.state, requery.finished_at, requery.new_assets = "finished", now, fresh
@@ -192,14 +194,14 @@ def _asset_lines(assets: list[dict[str, Any]]) -> list[dict[str, Any]]:
              "balance": a.get("balance"), "value": a.get("value")} for a in assets]
 
 
-def _notice(session: Any, case: Case, requery: TerminationRequery, made: list[Any], found: list[dict[str, Any]],
+def _notice(session: Any, case: Case, requery: TerminationRequery, made: Sequence[Any], found: list[dict[str, Any]],
             fresh: list[dict[str, Any]]) -> dict[str, Any]:
     """What the creditor is told (art. 9): each debtor's result, what is new, what went unanswered."""
     creditors = [p.subject for p in case.parties if p.role == "creditor"]
     debtors = {s.id: s for s in session.scalars(select(Subject).where(Subject.id.in_([r.subject_id for r in made])))}
     unanswered: dict[str, list[str]] = {}
     for request_id, agency_id in session.execute(select(Delivery.request_id, Delivery.agency_id).where(
-            Delivery.request_id.in_([r.id for r in made]), Delivery.state != "answered")):
+            Delivery.request_id.in_([r.id for r in made]), Delivery.state != DeliveryState.ANSWERED)):
         unanswered.setdefault(request_id, []).append(agency_id)
     return {
         "creditors": [debtor_label(s) for s in creditors],

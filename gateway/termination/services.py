@@ -18,6 +18,7 @@ from gateway.auth.tokens import Principal
 from gateway.cases.models import Case, Subject
 from gateway.controls.services import lock_case
 from gateway.deliveries.models import Asset, Delivery
+from gateway.deliveries.states import DeliveryState
 from gateway.errors import Conflict, RuleViolation
 from gateway.registry import Registry
 from gateway.requests.models import Request
@@ -82,7 +83,7 @@ def found_assets(session: Session | Connection, request_ids: list[str]) -> list[
         return []
     deliveries = session.execute(
         select(Delivery.id, Delivery.reused_from, Request.subject_id).join(Request, Request.id == Delivery.request_id)
-        .where(Request.id.in_(request_ids), Delivery.state == "answered")).all()
+        .where(Request.id.in_(request_ids), Delivery.state == DeliveryState.ANSWERED)).all()
     source_subject = {d.reused_from or d.id: d.subject_id for d in deliveries}
     if not source_subject:
         return []

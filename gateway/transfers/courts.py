@@ -24,19 +24,21 @@ class CourtTree:
     @classmethod
     def from_table(cls, superiors: Mapping[str, object], source: str) -> "CourtTree":
         """Raises ConfigError for a superior that is not a court id, a court its own superior, or a cycle."""
-        for court, parent in superiors.items():
-            if not isinstance(parent, str) or not parent:
+        parents: dict[str, str] = {}
+        for court, named in superiors.items():
+            if not isinstance(named, str) or not named:
                 raise ConfigError(f"{source}: [superiors] {court} must name its superior court's id")
-        for court in superiors:
+            parents[court] = named
+        for court in parents:
             seen = [court]
-            parent = superiors.get(court)
+            parent = parents.get(court)
             while parent is not None:
                 if parent in seen:
                     raise ConfigError(f"{source}: [superiors] court {court} is above itself "
                                       f"({' -> '.join(seen + [parent])})")
                 seen.append(parent)
-                parent = superiors.get(parent)
-        return cls({court: str(parent) for court, parent in superiors.items()})
+                parent = parents.get(parent)
+        return cls(parents)
 
     def knows(self, court: str) -> bool:
         return court in self.superiors or court in self.superiors.values()

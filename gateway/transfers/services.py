@@ -23,6 +23,7 @@ from gateway.controls.ledger import LIVE_STATES
 from gateway.controls.models import Control
 from gateway.errors import Forbidden, NotFound
 from gateway.requests.models import Request
+from gateway.requests.states import RequestState
 from gateway.transfers.courts import CourtTree
 from gateway.transfers.models import CaseTransfer
 from schemas.identifiers import normalise_case_number
@@ -48,7 +49,7 @@ def transfer_case(session: Session, case_number: str, payload: dict[str, Any], p
     live = session.scalars(select(Control).where(Control.case_id == case.id, Control.state.in_(LIVE_STATES))
                            .order_by(Control.placed_at, Control.id)).all()
     pending = session.scalars(select(Request).where(Request.case_id == case.id,
-                                                    Request.state == "awaiting_approval")).all()
+                                                    Request.state == RequestState.AWAITING_APPROVAL)).all()
     case.court_code = to_court
     transfer = CaseTransfer(case_id=case.id, from_court=from_court, to_court=to_court,
                             ordering_court=principal.court or "", ordered_by=principal.sub,

@@ -8,7 +8,7 @@ from flask import Flask, current_app
 from marshmallow import Schema, fields, validate
 
 from gateway.api import ApiBlueprint, roles_required, set_audit_context
-from gateway.audit_service import get_audit
+from gateway.auditing.log import get_audit
 from gateway.auth.access import current_principal
 from gateway.cases.services import find_case
 from gateway.db import get_db

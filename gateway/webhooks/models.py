@@ -10,10 +10,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, CheckConstraint, DateTime, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gateway.db import Base
+from gateway.transitions import state_check
+from gateway.webhooks.states import NotificationState
 from gateway.timeutil import new_id, utc_now
 
 
@@ -40,6 +42,8 @@ class WebhookNotification(Base):
         # One notification per event and subscription, however many processes look.
         UniqueConstraint("subscription_id", "event_key", name="uq_webhook_notifications_event"),
         Index("ix_webhook_notifications_due", "state", "next_attempt_at"),
+        # The states of gateway/webhooks/states.py (migration 0017_state_checks).
+        CheckConstraint(state_check(NotificationState), name="state"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)

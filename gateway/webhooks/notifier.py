@@ -1,4 +1,4 @@
-"""The webhook notifier: on the worker loop, find new events and send what is due.
+"""The webhook notifier: on the housekeeper (gateway/background), find new events and send what is due.
 
 Sending happens outside any transaction (a court's slow server holds no database
 lock): claim (one short transaction), POST, record the outcome (another). A

@@ -37,17 +37,23 @@ from gateway.cases.models import Case, Subject
 from gateway.cases.services import debtor_name
 from gateway.controls.ledger import LIVE_STATES
 from gateway.controls.models import Control
+from gateway.db import rows_matched
 from gateway.deliveries.models import Asset, Delivery
+from gateway.deliveries.states import DeliveryState
 from gateway.errors import InvalidInput, NotFound
 from gateway.requests.models import Request
+from gateway.requests.states import SETTLED
 from gateway.timeutil import as_utc, new_id
 from gateway.webhooks.models import WebhookNotification, WebhookSubscription
+from gateway.webhooks.states import NOTIFICATION, NotificationState, move_notification
 from schemas.identifiers import mask_id_number
 from schemas.vocabulary import WEBHOOK_EVENTS
 
 EVENTS = WEBHOOK_EVENTS
-FINISHED_STATES = ("completed", "partially_completed", "failed", "rejected")
+FINISHED_STATES = SETTLED
 SCAN_OVERLAP = timedelta(seconds=120)
+# A removed webhook's notifications end failed: those still pending (the table's word for it).
+_ENDED_FROM = NOTIFICATION.sources(NotificationState.FAILED, among=(NotificationState.PENDING,))
 
 
 # --- registering ---------------------------------------------------------------------------
@@ -102,8 +108,8 @@ def remove(session: Session, subscription_id: str, principal: Principal, *, now:
     row = subscription_of(session, subscription_id, principal)
     row.removed_at = now
     session.execute(update(WebhookNotification).where(WebhookNotification.subscription_id == row.id,
-                                                      WebhookNotification.state == "pending")
-                    .values(state="failed", last_error="webhook removed"))
+                                                      WebhookNotification.state.in_(_ENDED_FROM))
+                    .values(state=NotificationState.FAILED, last_error="webhook removed"))
     audit.record(session, action="webhook.removed", outcome="ok", actor=principal,
                  details={"subscription": row.id, "url": row.url})
 
@@ -150,7 +156,7 @@ def _finished_requests(session: Session, court: str, since: datetime, until: dat
         .order_by(Request.updated_at)).unique().all()
     events = []
     for request, case_number in rows:
-        answered = sum(1 for d in request.deliveries if d.state == "answered")
+        answered = sum(1 for d in request.deliveries if d.state == DeliveryState.ANSWERED)
         events.append(Event("request.finished", f"request:{request.id}:{request.state}", {
             "request_id": request.id, "case_number": case_number, "action": request.action, "state": request.state,
             "debtor": _debtor(session, request.case_id, request.subject), "answered": answered, "agencies": len(request.deliveries)}))
@@ -197,7 +203,7 @@ def _lapsing_controls(session: Session, court: str, today: date, warning_days: i
             "control_id": c.id, "case_number": case_number, "agency": c.agency_id, "identifier": c.identifier,
             "category": c.category, "action": c.action, "expires_on": c.expires_at.isoformat(),
             "days_left": (c.expires_at - today).days, "request_id": c.request_id})
-        for c, case_number in rows
+        for c, case_number in rows if c.expires_at is not None  # as the query filters, for the type checker
     ]
 
 
@@ -253,7 +259,8 @@ def enqueue(session: Session, subscription: WebhookSubscription, events: list[Ev
                    **event.payload}
         result = session.execute(_insert_new(session).returning(WebhookNotification.id), {
             "id": new_id(), "subscription_id": subscription.id, "event": event.name,
-            "event_key": event.key, "payload": payload, "state": "pending", "attempts": 0,
+            "event_key": event.key, "payload": payload, "state": move_notification(None, NotificationState.PENDING),
+            "attempts": 0,
             "next_attempt_at": now, "created_at": now})
         made += result.first() is not None
     subscription.scanned_until = now
@@ -268,18 +275,18 @@ def claim_due(session: Session, *, now: datetime, lease_seconds: float, limit: i
     two processes never send one at once); each claim counts as an attempt."""
     due = session.scalars(
         select(WebhookNotification.id).where(
-            WebhookNotification.state == "pending", WebhookNotification.next_attempt_at <= now,
+            WebhookNotification.state == NotificationState.PENDING, WebhookNotification.next_attempt_at <= now,
             (WebhookNotification.lease_until.is_(None)) | (WebhookNotification.lease_until < now))
         .order_by(WebhookNotification.next_attempt_at).limit(limit)).all()
     claimed = []
     for notification_id in due:
         taken = session.execute(
             update(WebhookNotification).where(
-                WebhookNotification.id == notification_id, WebhookNotification.state == "pending",
+                WebhookNotification.id == notification_id, WebhookNotification.state == NotificationState.PENDING,
                 (WebhookNotification.lease_until.is_(None)) | (WebhookNotification.lease_until < now))
             .values(lease_until=now + timedelta(seconds=lease_seconds),
                     attempts=WebhookNotification.attempts + 1))
-        if taken.rowcount == 1:
+        if rows_matched(taken) == 1:
             claimed.append(notification_id)
     return claimed
 
@@ -295,25 +302,26 @@ class Outgoing:
 
 
 def outgoing(session: Session, notification_id: str) -> Outgoing:
-    row = session.get(WebhookNotification, notification_id)
-    subscription = session.get(WebhookSubscription, row.subscription_id)
+    row = session.get_one(WebhookNotification, notification_id)
+    subscription = session.get_one(WebhookSubscription, row.subscription_id)
     return Outgoing(row.id, subscription.url, subscription.secret, row.event, row.attempts, row.payload)
 
 
 def record_outcome(session: Session, notification_id: str, *, status: int | None, error: str | None, now: datetime,
                    retry_at: datetime | None, audit: AuditLog, actor: Any) -> str:
     """Delivered (a 2xx), or pending again at ``retry_at``, or failed when there is none."""
-    row = session.get(WebhookNotification, notification_id)
-    subscription = session.get(WebhookSubscription, row.subscription_id)
+    row = session.get_one(WebhookNotification, notification_id)
+    subscription = session.get_one(WebhookSubscription, row.subscription_id)
     delivered = status is not None and 200 <= status < 300
     row.last_status, row.last_error, row.lease_until = status, error[:500] if error else None, None
     if delivered:
-        row.state, row.delivered_at = "delivered", now
+        row.state, row.delivered_at = move_notification(row.state, NotificationState.DELIVERED), now
     elif retry_at is None:
-        row.state = "failed"
+        row.state = move_notification(row.state, NotificationState.FAILED)
     else:
         row.next_attempt_at = retry_at
-    outcome = {"delivered": "delivered", "failed": "failed"}.get(row.state, "retry")
+    outcomes: dict[str, str] = {NotificationState.DELIVERED: "delivered", NotificationState.FAILED: "failed"}
+    outcome = outcomes.get(row.state, "retry")
     audit.record(session, action="webhook.sent", outcome=outcome, actor=actor,
                  case_number=row.payload.get("case_number"), request_id=row.payload.get("request_id"),
                  details={"subscription": subscription.id, "court": subscription.court_code, "url": subscription.url,

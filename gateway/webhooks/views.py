@@ -7,7 +7,7 @@ from typing import Any
 from flask import Flask, current_app
 
 from gateway.api import ApiBlueprint, roles_required
-from gateway.audit_service import get_audit
+from gateway.auditing.log import get_audit
 from gateway.auth.access import current_principal
 from gateway.db import get_db
 from gateway.errors import Forbidden

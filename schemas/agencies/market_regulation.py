@@ -10,6 +10,8 @@ string with two places.
 
 from __future__ import annotations
 
+from typing import Any
+
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from schemas.agencies.envelope import (  # noqa: F401 (AnswerHeadSchema, ErrorAnswerSchema: this format's too)
@@ -143,7 +145,7 @@ class ExecuteSchema(Schema):
                         validate=validate.Length(min=1, max=MAX_ITEMS_PER_EXECUTE))
 
     @validates_schema
-    def _lines_fit_the_item(self, data, **kwargs):
+    def _lines_fit_the_item(self, data: dict[str, Any], **kwargs: Any) -> None:
         rules = _LINE_RULES.get(data.get("ExecuteItem", ""))
         if rules is None or "Items" not in data:
             return

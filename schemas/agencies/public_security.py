@@ -6,6 +6,8 @@ CLSBDH, SYR, ZT); the envelope is the shape shared by all agencies (Head + Data)
 
 from __future__ import annotations
 
+from typing import Any
+
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from schemas.agencies.envelope import (  # noqa: F401 (AnswerHeadSchema, ErrorAnswerSchema: this format's too)
@@ -122,7 +124,7 @@ class ControlSchema(Schema):
     BKJZRQ = fields.Date(format="iso")  # watch: until when (the bureau's default when absent)
 
     @validates_schema
-    def _lines_fit_the_kind(self, data, **kwargs):
+    def _lines_fit_the_kind(self, data: dict[str, Any], **kwargs: Any) -> None:
         kind = data.get("KZLX")
         if kind == "BK":
             if "CL" in data:

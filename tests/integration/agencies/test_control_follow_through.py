@@ -31,6 +31,40 @@ def sweep(app, days: int) -> list[str]:
     return made
 
 
+def test_the_sweep_selects_only_cases_with_an_excess_and_releases_it(court, app, agencies):
+    """A case whose amount owed fell outside the API (no release in that transaction):
+    the sweep's one select finds it, and only it; a release on its way stops it being
+    picked again; once released, it is no longer selected."""
+    from gateway.cases.models import Case
+    from gateway.controls.excess import cases_to_release, cases_with_excess
+
+    set_balance(agencies, "bank-a", A_SAVINGS, "80000.00")
+    inquire(court, app)
+    account = by_identifier(report(court), A_SAVINGS)
+    frozen = control(court, app, "freeze", amount="80000.00", targets=[account["id"]])
+    assert frozen["state"] == "completed"
+    db, now = app.extensions["db"], utc_now()
+    with db.reading() as session:
+        case_id = session.get_one(Request, frozen["id"]).case_id
+        assert cases_with_excess(session, now) == []  # 80000 frozen, 150000 owed
+    with db.transaction() as session:
+        session.get_one(Case, case_id).amount_owed = Decimal("50000.00")
+    with db.reading() as session:
+        assert cases_with_excess(session, now) == [case_id]
+        assert cases_to_release(session, now) == [case_id]
+    housekeeping = app.extensions["control_housekeeping"]
+    (release_id,) = housekeeping.run_once()
+    with db.reading() as session:
+        assert cases_with_excess(session, now) == [case_id]  # the freeze still holds 80000 at the bank...
+        assert cases_to_release(session, now) == []  # ...but 30000 is on its way back: not asked twice
+    assert housekeeping.run_once() == []
+    settle(app)
+    assert agencies["bank-a"].agency.account(A_SAVINGS).frozen == Decimal("50000.00")
+    assert court.get(f"/api/v1/requests/{release_id}").json()["state"] == "completed"
+    with db.reading() as session:
+        assert cases_with_excess(session, now) == []
+
+
 def test_freezes_above_what_is_still_owed_are_released_and_deducts_reconciled(court, app, agencies):
     set_balance(agencies, "bank-a", A_SAVINGS, "80000.00")
     inquire(court, app)

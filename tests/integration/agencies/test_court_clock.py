@@ -14,7 +14,7 @@ import pytest
 from lxml import etree
 
 from gateway.controls.terms import add_months
-from gateway.deliveries import batches
+from gateway.deliveries import progress
 from gateway.deliveries.models import Delivery
 from gateway.timeutil import court_date
 from test_agency_actions import (  # noqa: F401 (fixtures)
@@ -49,7 +49,7 @@ def test_a_freeze_term_and_its_start_date_follow_the_court_date(court, app, agen
         (line,) = session.get(Delivery, delivery_id).lines
         assert line["until"] == add_months(court_day, 12).isoformat()
         # The order the worker writes at that moment starts the freeze on the court's date.
-        order, _address = batches.load_orders(session, [delivery_id], now=moment)[delivery_id]
+        order, _address = progress.load_orders(session, [delivery_id], now=moment)[delivery_id]
     envelope = app.extensions["worker"].channels["bank-a"].encode(order)
     body = etree.fromstring(envelope.body)
     (start,) = body.xpath("//*[local-name()='KSRQ']/text()")

@@ -10,34 +10,18 @@ from __future__ import annotations
 
 import csv
 import io
-import shutil
 import subprocess
 from decimal import Decimal
 from pathlib import Path
 
-import pytest
 
-from conftest import audit_rows
-from gateway.reports.render import FONT_CANDIDATES
+from conftest import audit_rows, poppler_and_font  # noqa: F401 (fixture)
 from test_agency_actions import (  # noqa: F401 (fixtures)
     CASE, DEBTOR, OWED, agencies, app, assets, court, inquire, report,
 )
 
 ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts"
 REPORT_URL = f"/api/v1/cases/{CASE}/subjects/{DEBTOR['id_number']}/assets"
-
-
-@pytest.fixture(scope="session")
-def poppler_and_font() -> None:
-    missing = [pkg for pkg, present in (("poppler-utils", shutil.which("pdftoppm")),
-                                        ("fonts-wqy-microhei", any(p.is_file() for p in FONT_CANDIDATES)))
-               if not present]
-    if missing and shutil.which("apt-get"):
-        subprocess.run(["apt-get", "update", "-qq"], capture_output=True, timeout=600)
-        subprocess.run(["apt-get", "install", "-y", "-qq", *missing], capture_output=True, timeout=900)
-    if not shutil.which("pdftoppm") or not any(p.is_file() for p in FONT_CANDIDATES):
-        pytest.fail(f"the PDF report test needs Debian's {' and '.join(missing)}: `apt-get install -y {' '.join(missing)}` "
-                    "did not provide them (run as root, or install them first)", pytrace=False)
 
 
 def _dark_pixels(ppm: bytes) -> int:

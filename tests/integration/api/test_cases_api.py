@@ -129,7 +129,7 @@ def test_a_name_belongs_to_its_case_party(api, app):
     the conflict (without showing A's name) and so does the audit log."""
     from datetime import datetime, timezone
 
-    from gateway.deliveries.batches import load_orders
+    from gateway.deliveries.progress import load_orders
 
     assert api.register_case().status_code == 201
     renamed = {**DEBTOR, "name": "张叁"}

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from audit.export import read_export, verify_export
 from audit.checkpoints import load_public_key
 from conftest import CASE_NUMBER, COURT, CREDITOR, DEBTOR, OTHER_PERSON, audit_rows
-from gateway.audit_service import flush_refusal_summaries
+from gateway.auditing.log import flush_refusal_summaries
 from gateway.cli import main
 from gateway.timeutil import utc_now
 

@@ -11,7 +11,7 @@ from urllib.parse import quote
 import pytest
 
 from conftest import CASE_NUMBER, DEBTOR, OTHER_PERSON, audit_rows
-from gateway.audit_service import flush_refusal_summaries
+from gateway.auditing.log import flush_refusal_summaries
 
 RAW = DEBTOR["id_number"]
 ASSETS = f"/api/v1/cases/{quote(CASE_NUMBER)}/subjects/{RAW}/assets"

@@ -167,5 +167,10 @@ def test_latency_and_failure_charts_have_legends(app, activity):
 
 def test_anomalies_page_in_chinese_with_beijing_times(app, activity):
     page = auditor(app).get("/console/anomalies").get_data(as_text=True)
-    assert "<th>规则</th>" in page and "首次 / 最近（北京时间）" in page and "refused_purpose_checks" in page
+    assert "<th>规则</th>" in page and "首次 / 最近（北京时间）" in page and 'title="refused_purpose_checks"' in page
     assert "（北京时间）。" in page and " UTC." not in page
+    # The finding is worded in Chinese from the detector's facts; English keeps the detector's words.
+    assert re.search(r"<td>\S+ 因查询目的核验被拒 \d+ 次（所查当事人不是本院案件的被执行人）</td>", page), page
+    assert "by the purpose check" not in page
+    english = auditor(app).get("/console/anomalies?lang=en").get_data(as_text=True)
+    assert "by the purpose check" in english and "因查询目的核验被拒" not in english

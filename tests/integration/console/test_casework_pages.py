@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import COURT, LEGAL_PDF, audit_rows, make_app
+from conftest import COURT, LEGAL_PDF, audit_rows, make_app, poppler_and_font  # noqa: F401 (fixture)
 from gateway.requests.models import Request
 
 CASE = "(2025)浙0102执88号"
@@ -64,7 +64,7 @@ def freeze_form(page: str, **extra):
     return form, boxes
 
 
-def test_officer_pages_are_chinese_by_default_and_english_on_request(app, inquired):
+def test_officer_pages_are_chinese_by_default_and_english_on_request(app, inquired, poppler_and_font):
     officer = logged_in(app, "officer.wang", "court_officer")
     cases = officer.get("/console/cases").get_data(as_text=True)
     assert "本院案件" in cases and CASE in cases and "李四" in cases and "100,000.00" in cases
@@ -105,7 +105,9 @@ def test_officer_proposes_a_freeze_and_a_judge_decides_it(app, inquired):
     page = officer.get(f"/console/cases/{CASE}").get_data(as_text=True)
     form, boxes = freeze_form(page, amount="999999.00")
     over = officer.post(f"/console/cases/{CASE}/freeze", data=form, content_type="multipart/form-data")
-    assert over.status_code == 422 and "would exceed what is still owed" in over.get_data(as_text=True)
+    over_page = over.get_data(as_text=True)
+    assert over.status_code == 422 and "would exceed what is still owed" in over_page
+    assert "未能完成：不符合执行规则（详情：" in over_page  # what the code means in Chinese, then the rule as the API words it
     [capped] = [e for e in audit_rows(app) if e.outcome == "refused"]
     assert (capped.action, capped.case_number, capped.details["code"]) == ("console.post", CASE, "rule_violation")
     form, _ = freeze_form(page)
@@ -139,3 +141,23 @@ def test_officer_proposes_a_freeze_and_a_judge_decides_it(app, inquired):
     assert "已批准请求" in judge.get(approved.headers["Location"]).get_data(as_text=True)
     [decision] = [e for e in audit_rows(app) if e.action == "request.approval"]
     assert (decision.actor_sub, decision.outcome) == ("judge.zhao", "approved")
+
+
+def test_the_cases_list_goes_newest_first_a_page_at_a_time(api, app, monkeypatch):
+    from gateway.casework import views
+
+    monkeypatch.setattr(views, "CASES_PER_PAGE", 3)
+    numbers = [f"(2025)浙0102执{700 + i}号" for i in range(5)]
+    for number in numbers:
+        body = {"case_number": number, "court_code": COURT, "amount_owed": OWED,
+                "parties": [{"role": "debtor", "subject": DEBTOR}]}
+        assert api.post("/api/v1/cases", json=body).status_code == 201
+    officer = logged_in(app, "officer.wang", "court_officer")
+    first = officer.get("/console/cases").get_data(as_text=True)
+    cursor = re.search(r'class="next-page" href="/console/cases\?cursor=([^"]+)"', first).group(1)
+    second = officer.get(f"/console/cases?cursor={cursor}").get_data(as_text=True)
+    shown = [re.findall(r'class="case" href="[^"]+">([^<]+)<', page) for page in (first, second)]
+    assert shown == [numbers[:1:-1], numbers[1::-1]]  # newest first, nothing twice, nothing left out
+    assert "next-page" not in second
+    refused = officer.get("/console/cases?cursor=bm90LWEtY3Vyc29y")
+    assert refused.status_code == 400 and "cursor" in refused.get_data(as_text=True)

@@ -227,7 +227,7 @@ def test_a_callback_in_a_browser_that_started_no_login_is_refused(gateway) -> No
 
 
 def test_forged_callbacks_are_audited_once_per_source_and_window_then_counted(gateway) -> None:
-    from gateway.audit_service import flush_refusal_summaries
+    from gateway.auditing.log import flush_refusal_summaries
     from gateway.timeutil import utc_now
 
     for n in range(5):

@@ -217,7 +217,7 @@ def test_a_retry_sends_the_bytes_first_sent_so_the_agencys_stored_answer_binds(a
     """The first attempt reached the agency but its answer was lost (the link dropped):
     the retry carries the same bytes, the agency answers from its duplicate memory, and
     that answer, bound to the first bytes' digest, is accepted."""
-    from gateway.deliveries import batches, services
+    from gateway.deliveries import progress, services
     from gateway.timeutil import utc_now
 
     assert api.register_case().status_code == 201
@@ -227,11 +227,11 @@ def test_a_retry_sends_the_bytes_first_sent_so_the_agencys_stored_answer_binds(a
     with db.transaction() as session:
         (delivery_id,) = services.claim_due(session, agency_id="psb", now=utc_now(), limit=1, lease_seconds=60)
     with db.reading() as session:
-        order = batches.load_orders(session, [delivery_id], now=utc_now())[delivery_id][0]
+        order = progress.load_orders(session, [delivery_id], now=utc_now())[delivery_id][0]
     channel = worker.channels["psb"]
     first = channel.encode(order)
     with db.transaction() as session:
-        batches.keep_requests(session, {delivery_id: first}, now=utc_now())
+        progress.keep_requests(session, {delivery_id: first}, now=utc_now())
     channel.exchange(first)  # the agency has it; the gateway never hears back
     time.sleep(1.1)  # a fresh encoding now would carry another creation time
     with db.transaction() as session:

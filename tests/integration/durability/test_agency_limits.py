@@ -46,6 +46,14 @@ class Gauge:
                 self.in_flight -= 1
 
 
+def _wait_running(workers: list, logs: list, timeout: float = 60.0) -> None:
+    give_up = time.monotonic() + timeout
+    while not all(log.exists() and "delivery worker running" in log.read_text() for log in logs):
+        assert all(w.poll() is None for w in workers), [log.read_text() for log in logs if log.exists()]
+        assert time.monotonic() < give_up, "the worker processes did not start"
+        time.sleep(0.1)
+
+
 def _run(tmp_path, keys_dir, database_url, settings, overrides, *, concurrency: int, rate: int, latency: float) -> Gauge:
     from gateway.app import create_app
 
@@ -63,9 +71,12 @@ def _run(tmp_path, keys_dir, database_url, settings, overrides, *, concurrency: 
     try:
         api = Api(api_server.url, settings)
         assert api.register_case().status_code == 201
+        # The three processes first, all running before the work arrives: on a loaded machine
+        # one process can take a second or more to start, and the first up would do it all.
+        workers = [gateway_process(["worker"], config, database_url, log) for log in logs]
+        _wait_running(workers, logs)
         for _ in range(INQUIRIES):
             assert api.inquire().status_code == 202  # this app's own worker is not started: the three do it
-        workers = [gateway_process(["worker"], config, database_url, log) for log in logs]
         db = app.extensions["db"]
         wait_until_all_answered(db, workers, timeout=90)
         with db.reading() as session:

@@ -219,3 +219,23 @@ def test_events_with_string_times_from_an_export_work_the_same():
     events = [event(TUESDAY_10 + timedelta(minutes=10 * i), subject=f"s{i}") for i in range(4)]
     as_text = [{**e, "at": e["at"].strftime("%Y-%m-%dT%H:%M:%S.%fZ")} for e in events]
     assert [a.seqs for a in many_subjects_per_officer(as_text, RULES)] == [a.seqs for a in many_subjects_per_officer(events, RULES)]
+
+
+def test_every_rule_states_its_facts_and_the_console_words_each_in_chinese():
+    """Each rule's facts fill its Chinese wording in the console's catalogue: a fact renamed
+    on one side and not the other fails here, not as an English line on a Chinese page."""
+    from gateway.people.messages import MESSAGES
+
+    events = ([event(TUESDAY_10 + timedelta(hours=14))]                                             # 00:00 local
+              + [event(TUESDAY_10 + timedelta(minutes=10 * i), subject=f"s{i}") for i in range(4)]  # many subjects
+              + [event(TUESDAY_10 + timedelta(hours=5 * i), court=c, actor=f"o{c}", subject="c9")
+                 for i, c in enumerate(("1", "2", "3"))]                                            # many courts
+              + [event(TUESDAY_10 + timedelta(minutes=20 * i), subject="r7") for i in range(3)]     # repeated
+              + [_refusal(TUESDAY_10), _refusal(TUESDAY_10 + timedelta(minutes=1))]
+              + [_freeze(TUESDAY_10)])
+    found = find_anomalies(events, RULES, now=NOW)
+    assert {a.rule for a in found} == {"outside_office_hours", "many_subjects_per_officer", "many_courts_per_subject",
+                                       "repeated_queries", "refused_purpose_checks", "control_without_follow_up"}
+    for anomaly in found:
+        worded = MESSAGES["zh"][f"anomaly.{anomaly.rule}"].format(**anomaly.as_dict()["facts"])
+        assert str(anomaly.facts["count"] if "count" in anomaly.facts else anomaly.facts["request_id"]) in worded

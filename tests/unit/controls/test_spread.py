@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 from gateway.controls.ledger import ControlInForce
 from gateway.controls.rules import DEFAULT_RULES
-from gateway.requests.controls import _lines
+from gateway.requests.control_lines import _lines
 
 NOW = datetime(2026, 6, 1, tzinfo=timezone.utc)
 

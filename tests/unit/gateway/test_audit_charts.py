@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta, timezone
 
 from gateway.auditing.charts import line_chart_svg
-from gateway.auditing.services import latency_by_agency_day, percentile
+from gateway.auditing.services import latency_by_agency_day, percentile, volumes_by_day
 
 
 def test_nearest_rank_percentiles():
@@ -36,3 +36,15 @@ def test_line_chart_has_a_legend_a_gap_and_dots():
     assert svg.count("<circle") == 5 and "p95 · 2026-03-03: 8 s" in svg
     assert ">10<" in svg  # the axis tops at 10 for a largest value of 8
     assert "<p class=\"empty\">" in str(line_chart_svg("t", days, [("a", [None, None, None], False)], unit="s", empty="none"))
+
+
+def test_volumes_are_counted_per_beijing_day():
+    # 23:30 UTC on 1 March is 07:30 on 2 March in Beijing: both events count on 2 March.
+    late = datetime(2026, 3, 1, 23, 30, tzinfo=timezone.utc)
+    rows = [(late, "request.inquiry", "330102", "officer-a", {}),
+            (late.replace(tzinfo=None), "delivery.result", None, None, {"agency": "psb"}),  # SQLite: naive UTC
+            (late - timedelta(hours=16), "request.inquiry", "330102", "officer-a", {})]  # 15:30 Beijing, 1 March
+    volumes = volumes_by_day(rows)
+    assert volumes["court"] == [("2026-03-01", "330102", 1), ("2026-03-02", "330102", 1)]
+    assert volumes["officer"] == [("2026-03-01", "officer-a", 1), ("2026-03-02", "officer-a", 1)]
+    assert volumes["agency"] == [("2026-03-02", "psb", 1)]

@@ -370,3 +370,16 @@ def test_property_mask_always_hides_something(value: str) -> None:
         assert masked[4:-4] == "*" * (len(value) - 8)
     # at most 8 characters are ever shown in clear
     assert sum(a == b for a, b in zip(masked, value)) <= 8
+
+
+def test_future_birth_date_is_judged_on_the_court_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """At 23:30 UTC it is already the next day in Beijing: a child born that Beijing
+    morning is registered, one "born" the day after is still refused."""
+    from schemas import identifiers
+
+    monkeypatch.setattr(identifiers, "_utc_now",
+                        lambda: dt.datetime(2020, 3, 1, 23, 30, tzinfo=dt.timezone.utc))
+    born_this_morning = make_resident_id("110105", "20200302", "002")
+    assert check_resident_id(born_this_morning) == born_this_morning
+    with pytest.raises(IdentifierError, match="in the future"):
+        check_resident_id(make_resident_id("110105", "20200303", "002"))

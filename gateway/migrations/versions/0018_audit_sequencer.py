@@ -1,7 +1,7 @@
 """audit sequencer: events written unsequenced, integrated by one leased sequencer into the chain and a Merkle tree
 
-Revision ID: 0016_audit_sequencer
-Revises: 0015_caselife
+Revision ID: 0018_audit_sequencer
+Revises: 0017_state_checks
 Create Date: 2026-12-07
 
 ``audit_pending`` holds events their business transactions wrote (content and
@@ -18,8 +18,8 @@ Adding tables and nullable columns rewrites no event: the triggers stay.
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0016_audit_sequencer"
-down_revision = "0015_caselife"
+revision = "0018_audit_sequencer"
+down_revision = "0017_state_checks"
 branch_labels = None
 depends_on = None
 
@@ -69,7 +69,7 @@ def _existing_events_into_the_tree(connection: sa.Connection) -> None:
     if archived:
         # The archived events' leaves are in files this migration cannot name; a tree
         # that skipped them would not cover the log its checkpoints sign.
-        raise RuntimeError("0016_audit_sequencer: the audit log has archived events; the Merkle tree must start at "
+        raise RuntimeError("0018_audit_sequencer: the audit log has archived events; the Merkle tree must start at "
                            "event 1, so restore the archived events before upgrading")
     nodes = sa.table("audit_merkle_nodes", sa.column("level"), sa.column("idx"), sa.column("hash"))
     made: dict[tuple[int, int], bytes] = {}
@@ -92,7 +92,7 @@ def _existing_events_into_the_tree(connection: sa.Connection) -> None:
 
     for row in event_tuples(connection):
         if row[0] != expected:
-            raise RuntimeError(f"0016_audit_sequencer: event {expected} is missing (found {row[0]}): "
+            raise RuntimeError(f"0018_audit_sequencer: event {expected} is missing (found {row[0]}): "
                                "run `gateway audit verify` and repair the log before upgrading")
         leaves.append(leaf_hash(row_leaf_bytes(row)))
         expected += 1

@@ -14,27 +14,76 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any, Iterator
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any, Iterable, Iterator
 
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from adapters.interfaces import AgencyAnswer, DeliveryOrder, Envelope, SubjectRef
-from audit.store import AuditLog
+from adapters.interfaces import AgencyAnswer, ControlLine, DeliveryOrder, Envelope, SubjectRef
+from audit.store import AuditLog, SystemActor
 from gateway.cases.models import Case, Party, Subject
 from gateway.controls.services import observe_assets, record_outcomes
 from gateway.deliveries.models import Asset, Delivery, DeliveryResult
-from gateway.deliveries.services import WORKER, _control_line, refresh_requests
+from gateway.deliveries.states import DELIVERY, FINAL, DeliveryState, move_delivery
 from gateway.requests.models import Request
+from gateway.requests.states import move_request, request_state
 from gateway.timeutil import court_date, new_id
-from schemas.canonical import AssetRecordSchema, ControlOutcomeSchema
-from schemas.vocabulary import FINAL_DELIVERY_STATES
+from schemas.canonical import ControlOutcomeSchema, load_asset_record
 
 CHUNK = 500  # ids per IN list and rows per statement
-_ASSET = AssetRecordSchema()
 _OUTCOMES = ControlOutcomeSchema(many=True)
 _DELIVERIES = Delivery.__table__
+# The set-based moves' WHERE clauses, from the delivery table (an illegal one fails at import).
+_SENT_FROM = DELIVERY.sources(DeliveryState.AWAITING, among=(DeliveryState.SENDING,))
+_LOST_FROM = DELIVERY.sources(DeliveryState.QUEUED, among=(DeliveryState.AWAITING,))
+
+
+WORKER = SystemActor(sub="gateway:worker")
+
+
+def control_line(line: dict[str, Any]) -> ControlLine:
+    return ControlLine(
+        identifier=line["identifier"],
+        amount=Decimal(line["amount"]) if line.get("amount") is not None else None,
+        until=date.fromisoformat(line["until"]) if line.get("until") else None,
+        original_reference=line.get("original_reference"),
+    )
+
+
+def refresh_requests(session: Session, request_ids: Iterable[str]) -> None:
+    """Recompute requests' states from their deliveries.
+
+    The request rows are locked first (in id order): two of a request's deliveries
+    finishing at once in two transactions would otherwise each read the other as
+    still on its way, and the request would stay in progress with every delivery done.
+    The lock is FOR NO KEY UPDATE (only the state changes), which PostgreSQL's
+    foreign-key checks (FOR KEY SHARE on the request, taken e.g. when a transaction
+    updates one of its delivery rows a second time) do not conflict with: with FOR
+    UPDATE, a claim transaction that stores a pull agency's request (KEY SHARE, then
+    the audit chain lock) deadlocked against an answer being recorded (chain lock,
+    then this lock).
+    """
+    ids = sorted(request_ids)
+    for start in range(0, len(ids), 500):
+        part = ids[start:start + 500]
+        current = dict(session.execute(select(Request.id, Request.state).where(Request.id.in_(part))
+                                       .order_by(Request.id).with_for_update(key_share=True)).all())
+        states: dict[str, list[str]] = {i: [] for i in part}
+        for request_id, state in session.execute(
+            select(Delivery.request_id, Delivery.state).where(Delivery.request_id.in_(part))
+        ):
+            states[request_id].append(state)
+        # Each request's move checked against the request table (IllegalTransition rolls all of it back).
+        moves = [{"b_id": i, "b_state": move_request(current[i], request_state(s))}
+                 for i, s in states.items() if i in current]
+        if moves:
+            session.execute(
+                update(Request.__table__).where(Request.__table__.c.id == bindparam("b_id"))
+                .values(state=bindparam("b_state")),
+                moves,
+            )
 
 
 def chunks(items: list[Any], size: int = CHUNK) -> Iterator[list[Any]]:
@@ -88,7 +137,7 @@ def load_orders(session: Session, delivery_ids: list[str], *, now: datetime
                 subject=SubjectRef(kind=row.kind, name=row.name, id_number=row.id_number),
                 case_number=row.case_number, court_code=row.court_code, officer=row.officer_sub,
                 legal_basis_kind=row.legal_basis_kind, legal_basis_number=row.legal_basis_number, amount=row.amount,
-                targets=tuple(row.targets or ()), lines=tuple(_control_line(line) for line in row.lines or ()),
+                targets=tuple(row.targets or ()), lines=tuple(control_line(line) for line in row.lines or ()),
                 court_account=row.court_account, court_date=today,
             )
             found[row.id] = (order, _addressed(row))
@@ -120,13 +169,13 @@ def store_for_pull(session: Session, envelopes: dict[str, Envelope], *, audit: A
     the whole claim, as ``mark_sent`` for a batch file."""
     still: dict[str, Addressed] = {}
     for ids in chunks(sorted(envelopes)):
-        rows = session.execute(_ORDERS.where(Delivery.id.in_(ids), Delivery.state == "sending")
+        rows = session.execute(_ORDERS.where(Delivery.id.in_(ids), Delivery.state.in_(_SENT_FROM))
                                .order_by(Delivery.id).with_for_update(of=Delivery))
         still.update({row.id: _addressed(row) for row in rows})
     keep_requests(session, {i: envelopes[i] for i in still}, now=now)
     for ids in chunks(list(still)):
         session.execute(update(_DELIVERIES).where(_DELIVERIES.c.id.in_(ids)).values(
-            state="awaiting", lease_until=_DELIVERIES.c.deadline, updated_at=now))
+            state=DeliveryState.AWAITING, lease_until=_DELIVERIES.c.deadline, updated_at=now))
     audit.record_many(session, [
         _event(ref, "delivery.stored", "awaiting_pull", {"request_sha256": hashlib.sha256(envelopes[i].body).hexdigest()})
         for i, ref in still.items()
@@ -143,13 +192,13 @@ def mark_sent(session: Session, addressed: dict[str, Addressed], *, batch_file: 
     still: list[str] = []
     for ids in chunks(list(addressed)):
         still += session.scalars(
-            select(Delivery.id).where(Delivery.id.in_(ids), Delivery.state == "sending")
+            select(Delivery.id).where(Delivery.id.in_(ids), Delivery.state.in_(_SENT_FROM))
             .order_by(Delivery.id).with_for_update()
         ).all()
     until = now + timedelta(seconds=wait_seconds)
     for ids in chunks(still):
         session.execute(update(_DELIVERIES).where(_DELIVERIES.c.id.in_(ids)).values(
-            state="awaiting", lease_until=until, batch_file=batch_file, updated_at=now))
+            state=DeliveryState.AWAITING, lease_until=until, batch_file=batch_file, updated_at=now))
     audit.record_many(session, [
         _event(addressed[i], "delivery.sent", "awaiting_result", {"batch_file": batch_file}) for i in still
     ])
@@ -162,7 +211,7 @@ def awaiting_batch_files(session: Session, agency_id: str, *, now: datetime) -> 
     (past it, ``claim_due`` sends them again anyway)."""
     return list(session.scalars(
         select(Delivery.batch_file).distinct()
-        .where(Delivery.agency_id == agency_id, Delivery.state == "awaiting", Delivery.batch_file.is_not(None),
+        .where(Delivery.agency_id == agency_id, Delivery.state == DeliveryState.AWAITING, Delivery.batch_file.is_not(None),
                Delivery.lease_until >= now, Delivery.deadline > now)
         .order_by(Delivery.batch_file)
     ))
@@ -174,7 +223,7 @@ _LOCK_AWAITING = (
     .join(Request, Request.id == Delivery.request_id)
     .join(Case, Case.id == Request.case_id)
     .join(Subject, Subject.id == Request.subject_id)
-    .where(Delivery.state == "awaiting")
+    .where(Delivery.state.in_(_LOST_FROM))
     .order_by(Delivery.id)
     .with_for_update(of=Delivery)
 )
@@ -191,7 +240,7 @@ def resend_lost(session: Session, agency_id: str, batch_files: list[str], *, aud
                                                      Delivery.batch_file.in_(names))).all()
     for part in chunks([row.id for row in lost]):
         session.execute(update(_DELIVERIES).where(_DELIVERIES.c.id.in_(part)).values(
-            state="queued", lease_until=None, next_attempt_at=now, updated_at=now,
+            state=DeliveryState.QUEUED, lease_until=None, next_attempt_at=now, updated_at=now,
             last_error="batch_file_lost: the agency has the batch file neither waiting nor answered; sent again"))
     audit.record_many(session, [
         _event(_addressed(row), "delivery.attempt", "batch_file_lost", {"batch_file": row.batch_file}) for row in lost
@@ -241,13 +290,13 @@ def record_answers(session: Session, answers: list[tuple[str, Envelope, AgencyAn
         _envelope, answer, raw = by_id[delivery_id]
         ref = _addressed(row)
         answer_sha = hashlib.sha256(raw).hexdigest()
-        late = row.state == "expired" and row.result_id is None
-        if row.state in FINAL_DELIVERY_STATES and not late:
+        late = row.state == DeliveryState.EXPIRED and row.result_id is None
+        if row.state in FINAL and not late:
             events.append(_event(ref, "delivery.result", "duplicate_discarded",
                                  {"state": row.state, "answer_sha256": answer_sha}, actor))
             settled[delivery_id] = "duplicate_discarded"
             continue
-        records = [_ASSET.load(a) for a in answer.assets]
+        records = [load_asset_record(a) for a in answer.assets]
         outcomes = _OUTCOMES.dump(_OUTCOMES.load(answer.controls))
         assets += [{"id": new_id(), "subject_id": row.subject_id, "delivery_id": delivery_id, "agency_id": row.agency_id,
                     "found_at": now, **record} for record in records]
@@ -255,10 +304,12 @@ def record_answers(session: Session, answers: list[tuple[str, Envelope, AgencyAn
                         "request_sha256": answer.request_sha256, "answer_sha256": answer_sha,
                         "asset_count": len(records), "controls": outcomes or None, "late": late})
         if late:  # kept and shown, but not answered in time: the delivery stays expired
-            changes.append({"b_id": delivery_id, "b_state": "expired", "b_answered_at": None, "b_now": now,
+            changes.append({"b_id": delivery_id, "b_state": move_delivery(row.state, DeliveryState.EXPIRED),
+                            "b_answered_at": None, "b_now": now,
                             "b_last_error": f"{row.last_error or 'expired'}; a late result arrived at {now.isoformat()}"})
         else:
-            changes.append({"b_id": delivery_id, "b_state": "answered", "b_answered_at": now, "b_last_error": None,
+            changes.append({"b_id": delivery_id, "b_state": move_delivery(row.state, DeliveryState.ANSWERED),
+                            "b_answered_at": now, "b_last_error": None,
                             "b_now": now})
         details = {"assets": len(records), "request_sha256": answer.request_sha256, "answer_sha256": answer_sha}
         if outcomes:
@@ -289,6 +340,6 @@ def _follow_ledger(session: Session, delivery_id: str, agency_id: str, subject_i
     delivery through the ORM; an inquiry listing others' freezes costs one query."""
     watched = any((r.get("details") or {}).get("seals") or (r.get("details") or {}).get("freezes") for r in records)
     if outcomes:
-        delivery = session.get(Delivery, delivery_id)
+        delivery = session.get_one(Delivery, delivery_id)
         record_outcomes(session, delivery, delivery.request, outcomes, now)
     return [row.id for row in observe_assets(session, agency_id, subject_id, records, now)] if watched else []

@@ -92,13 +92,14 @@ def _latest(in_force: dict[tuple[str, str], list[ControlInForce]], asset: Any) -
     """The control an act on the asset names: the newest in force, else the newest waiting."""
     controls = in_force.get((asset.agency_id, asset.identifier)) or []
     holding = [c for c in controls if c.holds_money()]
-    return (holding or controls or [None])[-1]
+    chosen = holding or controls
+    return chosen[-1] if chosen else None
 
 
 def _lines(action: str, assets: list[Any], payload: dict[str, Any], in_force: dict, now: datetime,
            rules: ControlRules) -> dict[str, dict[str, Any]]:
     lines: dict[str, dict[str, Any]] = {}
-    remaining = payload.get("amount")
+    remaining: Decimal = payload.get("amount") or Decimal("0")  # the intake requires one for a money action
     today = court_date(now)
     def free(asset: Any) -> Decimal:
         """The balance less what this case already froze there (the report's balance includes it)."""
@@ -119,14 +120,15 @@ def _lines(action: str, assets: list[Any], payload: dict[str, Any], in_force: di
                                     fields={"targets": [f"{asset.id}: nothing in force to {action}"]})
             if control.lapsed_on(today):
                 raise RuleViolation(
-                    f"the control on {asset.identifier} lapsed on {control.until.isoformat()}: it can no longer be "
+                    f"the control on {asset.identifier} lapsed on {control.until}: it can no longer be "
                     f"{'renewed' if action == 'renew' else action + 'ed'}; a new {control.action} is needed",
-                    fields={"targets": [f"{asset.id}: control lapsed on {control.until.isoformat()}"]})
+                    fields={"targets": [f"{asset.id}: control lapsed on {control.until}"]})
             line["original_reference"] = control.agency_reference
         if action in MONEY_ACTIONS:
             if remaining <= 0:
                 break  # covered: the rest are not touched
             if action == "deduct":
+                assert control is not None  # a deduct without one was refused above
                 held = control.amount or Decimal("0")
             elif asset.category in CASH_CATEGORIES:
                 held = min(free(asset), cash_left)
@@ -140,6 +142,7 @@ def _lines(action: str, assets: list[Any], payload: dict[str, Any], in_force: di
             if action == "freeze" and asset.category in CASH_CATEGORIES:
                 cash_left -= take
         if action == "renew":
+            assert control is not None  # a renew without one was refused above
             line["until"] = rules.terms.renewed_end(asset.category, control.until or today, today).isoformat()
         elif action in TERM_ACTIONS:
             line["until"] = rules.terms.end(asset.category, today).isoformat()

@@ -1,0 +1,1 @@
+"""Background work apart from the delivery dispatcher (gateway/background/housekeeper.py)."""
