@@ -168,6 +168,13 @@ def verify_consistency(first: int, second: int, first_root: bytes, second_root: 
     return sn == 0 and fr == first_root and sr == second_root
 
 
+def right_edge(size: int) -> list[tuple[int, int]]:
+    """The perfect subtrees (level, index) a tree of ``size`` leaves ends with, one
+    per set bit of ``size``: the only nodes ``appended_nodes`` reads, so a caller can
+    fetch them all in one query."""
+    return [(level, (size >> level) - 1) for level in range(size.bit_length()) if size >> level & 1]
+
+
 def appended_nodes(read: NodeReader, size: int, new_leaves: Sequence[bytes]) -> list[tuple[int, int, bytes]]:
     """The perfect subtrees (level, index, hash) completed by appending ``new_leaves``
     to a tree of ``size`` leaves, the leaves themselves (level 0) included. Reads

@@ -2,9 +2,10 @@
 sequencer, Tessera's integration), as storage code over the caller's session.
 
 Business transactions write events to ``audit_pending`` without touching the
-chain (audit/store.py). ``integrate_pending`` takes the chain's lock (an
-advisory transaction lock on PostgreSQL, the write lock ``BEGIN IMMEDIATE``
-holds on SQLite), reads the head, and for the pending events in ``id`` order
+chain (audit/store.py). ``integrate_pending`` takes the chain's lock (on
+PostgreSQL the tree's table locked EXCLUSIVE, which only integrations write and
+which readers still read; on SQLite the write lock ``BEGIN IMMEDIATE`` holds),
+reads the head, and for the pending events in ``id`` order
 assigns ``seq``, extends the hash chain, MACs each hash, adds the leaves to the
 Merkle tree (audit/merkle.py), inserts them into ``audit_events`` and deletes
 them from ``audit_pending``, all in the caller's transaction. If that
@@ -19,20 +20,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select, text
+from sqlalchemy import Connection, and_, delete, func, insert, or_, select, text
 from sqlalchemy.orm import Session
 
 from audit.chain import GENESIS_HASH, CanonicalJSONText, event_hash, event_mac_function, row_leaf_bytes
-from audit.merkle import appended_nodes, leaf_hash
+from audit.merkle import appended_nodes, leaf_hash, right_edge
 from audit.models import AuditEvent, AuditMerkleNode, AuditPending
 from audit.store import APPEND_EVENTS, event_tuples
 
-# Any fixed 64-bit number, the same in every process sharing the database.
-_CHAIN_LOCK_KEY = 0x6175646974  # "audit"
-_LOCK_CHAIN = text("SELECT pg_advisory_xact_lock(:key)")
+# A lock on the table rather than an advisory lock: it belongs to this schema, so
+# gateways (or test runs) sharing one database in several schemas never wait on
+# one another's sequencers. EXCLUSIVE lets readers of the tree (proofs,
+# checkpoints) go on and holds only other integrations.
+_LOCK_CHAIN = text("LOCK TABLE audit_merkle_nodes IN EXCLUSIVE MODE")
 _CHAIN_HEAD = select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)
 _PENDING_COLUMNS = [c for c in AuditPending.__table__.c]
 _PENDING = select(*_PENDING_COLUMNS).order_by(AuditPending.id)
+_ANY_PENDING = select(AuditPending.id).limit(1)
 _NODE = AuditMerkleNode.__table__
 _INSERT_NODES = insert(_NODE)
 _LAST_LEAF = select(func.max(_NODE.c.idx)).where(_NODE.c.level == 0)
@@ -52,6 +56,24 @@ def node_reader(session: Session | Connection) -> Any:
     return read
 
 
+def _edge_reader(session: Session | Connection, size: int) -> Any:
+    """A NodeReader holding the right edge of the tree of ``size`` leaves, read in
+    one query (``appended_nodes`` reads nothing else)."""
+    edge = right_edge(size)
+    held: dict[tuple[int, int], bytes] = {}
+    if edge:
+        rows = session.execute(select(_NODE.c.level, _NODE.c.idx, _NODE.c.hash).where(
+            or_(*(and_(_NODE.c.level == level, _NODE.c.idx == index) for level, index in edge))))
+        held = {(row.level, row.idx): bytes.fromhex(row.hash) for row in rows}
+
+    def read(level: int, index: int) -> bytes:
+        found = held.get((level, index))
+        if found is None:
+            raise KeyError(f"Merkle node ({level}, {index}) is not stored")
+        return found
+    return read
+
+
 def pending_count(session: Session | Connection) -> int:
     return session.execute(select(func.count()).select_from(AuditPending.__table__)).scalar_one()
 
@@ -62,11 +84,13 @@ def integrate_pending(session: Session | Connection, event_key: bytes, *, limit:
     transaction; returns how many. The caller commits."""
     bind = session.get_bind() if isinstance(session, Session) else session
     dialect = bind.dialect.name
+    if session.execute(_ANY_PENDING).first() is None:
+        return 0  # a reader with nothing to integrate takes no lock (holding up the sequencer through its reads)
     if dialect == "postgresql":
-        session.execute(_LOCK_CHAIN, {"key": _CHAIN_LOCK_KEY})
+        session.execute(_LOCK_CHAIN)
     append = APPEND_EVENTS["postgresql" if dialect == "postgresql" else "sqlite"]
     mac_of = event_mac_function(event_key)
-    read = node_reader(session)
+    read = node_reader(session)  # only to catch the tree up with events written past the sequencer
     total = 0
     while limit is None or total < limit:
         rows = session.execute(_PENDING.limit(batch if limit is None else min(batch, limit - total))).mappings().all()
@@ -88,7 +112,7 @@ def integrate_pending(session: Session | Connection, event_key: bytes, *, limit:
             leaves.append(bytes.fromhex(row["leaf_hash"]))
             prev_hash = this_hash
         size = events[0]["seq"] - 1  # leaf index = seq - 1
-        nodes = appended_nodes(read, size, leaves)
+        nodes = appended_nodes(_edge_reader(session, size), size, leaves)
         session.execute(append, events)
         session.execute(_INSERT_NODES, [{"level": level, "idx": index, "hash": digest.hex()}
                                         for level, index, digest in nodes])

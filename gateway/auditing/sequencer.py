@@ -48,10 +48,14 @@ class AuditSequencer:
     """Integrates pending audit events while it holds the sequencer lease."""
 
     def __init__(self, db: Database, audit: AuditLog, *, interval_seconds: float = 0.03,
-                 lease_seconds: float = 5.0, holder: str | None = None):
+                 lease_seconds: float = 5.0, try_every_seconds: float = 1.0, holder: str | None = None):
         self._db, self._audit = db, audit
         self.interval_seconds = interval_seconds
         self.lease_seconds = lease_seconds
+        # A process without the lease asks again this often, not on every pass: with
+        # several processes, a take every 30 ms from each is work for nothing.
+        self.try_every_seconds = try_every_seconds
+        self._next_try = 0.0  # monotonic
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self._held_until = 0.0  # monotonic; renewed when a third of the lease is left
         self._stop = threading.Event()
@@ -108,6 +112,9 @@ class AuditSequencer:
         now = time.monotonic()
         if now < self._held_until - self.lease_seconds / 3:
             return True
+        if not self._held_until and now < self._next_try:
+            return False
+        self._next_try = now + self.try_every_seconds
         with self._db.transaction() as session:
             held = lease_services.take_lease(session, LEASE_NAME, self.holder, now=utc_now(),
                                              seconds=self.lease_seconds)

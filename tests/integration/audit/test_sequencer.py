@@ -252,3 +252,38 @@ def test_pending_rows_carry_no_identity_number_in_clear(db):
     with db.reading() as session:
         row = session.execute(sa.select(*AuditPending.__table__.c)).one()
     assert "330102198703151157" not in " ".join(str(v) for v in row)
+
+
+@pytest.mark.postgres_only
+def test_sequencers_of_two_schemas_in_one_database_never_wait_on_each_other(db, database_url):
+    """The chain's lock is the schema's own (its tree table), not a database-wide
+    advisory key: an integration holding it in one schema does not hold up another
+    gateway's (or test run's) sequencer in another schema of the same database."""
+    import uuid
+
+    from gateway import migrate
+
+    server = database_url.split("?")[0]
+    other = f"gw_seq_other_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{other}"'))
+    other_db = None
+    try:
+        other_url = f"{server}?options=-csearch_path%3D{other}"
+        migrate.upgrade(other_url)
+        other_db = Database(other_url)
+        record(db, 3)
+        record(other_db, 2)
+        with db.transaction() as holding:
+            assert AUDIT.integrate_pending(holding) == 3  # the lock held until this transaction ends
+            with other_db.transaction() as session:
+                session.execute(sa.text("SET LOCAL lock_timeout = '5s'"))  # fails, not hangs, if it waits
+                assert AUDIT.integrate_pending(session) == 2
+        assert counts(db) == (3, 0) and counts(other_db) == (2, 0)
+    finally:
+        if other_db is not None:
+            other_db.dispose()
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{other}" CASCADE'))
+        admin.dispose()

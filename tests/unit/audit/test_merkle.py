@@ -9,7 +9,7 @@ import hashlib
 import pytest
 
 from audit.merkle import (
-    ProofError, appended_nodes, consistency_path, inclusion_path, leaf_hash, node_hash, root_of, tree_root,
+    ProofError, appended_nodes, consistency_path, inclusion_path, leaf_hash, node_hash, right_edge, root_of, tree_root,
     verify_consistency, verify_inclusion,
 )
 
@@ -103,3 +103,22 @@ def test_proofs_refuse_sizes_the_tree_cannot_have():
     assert not verify_inclusion(LEAVES[0], 0, 0, [], LEAVES[0])
     assert not verify_consistency(0, 3, b"", b"", [])
     assert not verify_consistency(2, 2, LEAVES[0], LEAVES[1], [])
+
+
+@pytest.mark.parametrize("size", range(0, 33))
+def test_appending_reads_only_the_right_edge(size):
+    """The sequencer fetches ``right_edge(size)`` in one query and nothing else."""
+    stored = {(level, index): digest for level, index, digest in appended_nodes(lambda *_: b"", 0, LEAVES[:size])}
+    edge = set(right_edge(size))
+    read_outside: list[tuple[int, int]] = []
+
+    def read(level, index):
+        if (level, index) not in edge:
+            read_outside.append((level, index))
+        return stored[(level, index)]
+
+    for more in (1, 2, 7):
+        nodes = appended_nodes(read, size, LEAVES[size:size + more])
+        whole = {**stored, **{(lv, ix): d for lv, ix, d in nodes}}
+        assert tree_root(lambda lv, ix: whole[(lv, ix)], size + more) == root_of(LEAVES[:size + more])
+    assert not read_outside
