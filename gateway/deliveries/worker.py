@@ -247,16 +247,18 @@ class DeliveryWorker:
                                                       lease_seconds=self.settings.lease_seconds, owner=self.owner)
                 for channel, limit, _trial in plans
             }
-            # What the agencies' own limits allow, counted across every process (a pull
-            # agency fetches at its own pace: not limited here).
-            calls = {a: ids for a, ids in claimed.items() if a in self._shared_limits}
-            claimed.update(services.trim_to_budgets(session, calls, self._shared_limits, now=now,
-                                                    retry_after_seconds=self.settings.poll_interval_seconds))
             every = [i for ids in claimed.values() for i in ids]
             if not every:
                 return ready
             stored = services.stored_envelopes(session, every)
             orders = progress.load_orders(session, [i for i in every if i not in stored], now=now)
+            # What the agencies' own limits allow, counted across every process (a pull
+            # agency fetches at its own pace: not limited here). Last before the commit:
+            # the budget rows it locks hold up every other process's claim, so they are
+            # held through the trim alone, not through the reads above.
+            calls = {a: ids for a, ids in claimed.items() if a in self._shared_limits}
+            claimed.update(services.trim_to_budgets(session, calls, self._shared_limits, now=now,
+                                                    retry_after_seconds=self.settings.poll_interval_seconds))
         fresh: dict[str, Envelope] = {}
         pulled: dict[str, Envelope] = {}
         refused: list[tuple[str, AdapterError]] = []
