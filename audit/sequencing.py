@@ -37,6 +37,7 @@ _CHAIN_HEAD = select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.de
 _PENDING_COLUMNS = [c for c in AuditPending.__table__.c]
 _PENDING = select(*_PENDING_COLUMNS).order_by(AuditPending.id)
 _ANY_PENDING = select(AuditPending.id).limit(1)
+_DELETE_PENDING_PG = text("DELETE FROM audit_pending WHERE id = ANY(:ids)")
 _NODE = AuditMerkleNode.__table__
 _INSERT_NODES = insert(_NODE)
 _LAST_LEAF = select(func.max(_NODE.c.idx)).where(_NODE.c.level == 0)
@@ -154,4 +155,9 @@ def _tree_up_to(session: Session | Connection, read: Any, head: int) -> None:
 def _delete_integrated(session: Session | Connection, ids: list[int]) -> None:
     """The last step of a batch (a separate function so a test can kill the process
     just before it, with the batch's events and nodes written and not committed)."""
-    session.execute(delete(AuditPending.__table__).where(AuditPending.__table__.c.id.in_(ids)))
+    if (session.get_bind() if isinstance(session, Session) else session).dialect.name == "postgresql":
+        # One statement text whatever the batch's size (an IN list of n ids is a new
+        # text each time, which the driver parses again: a quarter of the sequencer's CPU).
+        session.execute(_DELETE_PENDING_PG, {"ids": ids})
+    else:
+        session.execute(delete(AuditPending.__table__).where(AuditPending.__table__.c.id.in_(ids)))

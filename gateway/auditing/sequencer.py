@@ -100,9 +100,10 @@ class AuditSequencer:
         how many events were integrated (0 when not the holder)."""
         if not self._lease():
             return 0
-        with self._db.reading() as session:
-            if session.execute(_ANY_PENDING).first() is None:
-                return 0  # no write transaction (on SQLite the write lock) for nothing
+        if self._db.dialect == "sqlite":  # integrate_pending looks first itself, but after BEGIN IMMEDIATE
+            with self._db.reading() as session:
+                if session.execute(_ANY_PENDING).first() is None:
+                    return 0  # no write lock for nothing
         with self._db.transaction() as session:
             moved = self._audit.integrate_pending(session, limit=BATCH)
         self.integrated += moved
