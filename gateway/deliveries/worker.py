@@ -82,6 +82,11 @@ class DeliveryWorker:
         self._shared_limits = {agency_id: services.AgencyLimits(c.agency.rate_limit_per_second, c.agency.concurrency)
                                for agency_id, c in channels.items() if isinstance(c, AgencyChannel)}
         self._last_collected = {agency_id: 0.0 for agency_id in channels}
+        # While some of an agency's calls are in flight, a claim waits for a quarter of
+        # its slots (up to a quarter batch) to be free: each claim is a transaction that
+        # locks the agency's shared budget row, which every process's claims queue on.
+        self._claim_at_least = {agency_id: max(1, min(c.agency.concurrency, settings.batch_size) // 4)
+                                for agency_id, c in channels.items()}
         self._lost_files_checked: set[str] = set()  # batch agencies asked for lost files since this worker began
         self._last_expiry = 0.0
         self.name = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"  # holder of collection leases
@@ -198,6 +203,8 @@ class DeliveryWorker:
                     breaker.cancel_trial()
                 started += len(ids)
                 continue
+            if free < channel.agency.concurrency and free < self._claim_at_least[agency_id]:
+                continue  # slots freed one by one wait for a few more: one claim (and budget lock) for several
             wanted, trial = breaker.permit(min(free, self.settings.batch_size))
             allowed = self._rates[agency_id].take(wanted, time.monotonic()) if wanted > 0 else 0
             if allowed > 0:
