@@ -478,13 +478,7 @@ def audit_verify(public_key_files, archive_dir, export_file, checkpoints_file, i
         outside = []
     database = Database(settings.database_url)
     try:
-        if event_key is not None:  # the sequencer's step needs the key to MAC what it chains
-            from audit.sequencing import integrate_pending
-
-            with database.transaction() as session:
-                integrate_pending(session, event_key)
-        else:
-            click.echo("note: events still pending are not integrated (that needs the audit subject key)", err=True)
+        _integrate_pending_first(database, event_key)
         with database.reading() as session:
             # The chain walk split over the cores (audit/parallel.py): a million events in seconds.
             report = verify_log_with_checkpoints(session, public_key, archive_dir=Path(archive_dir) if archive_dir else None,
@@ -494,6 +488,17 @@ def audit_verify(public_key_files, archive_dir, export_file, checkpoints_file, i
     finally:
         database.dispose()
     _report_integrity(report, "audit log" + (" and archive" if archive_dir else ""))
+
+
+def _integrate_pending_first(database, event_key) -> None:
+    """Sequence what was written and not yet integrated, so verify sees the whole log."""
+    if event_key is None:  # the sequencer's step needs the key to MAC what it chains
+        click.echo("note: events still pending are not integrated (that needs the audit subject key)", err=True)
+        return
+    from audit.sequencing import integrate_pending
+
+    with database.transaction() as session:
+        integrate_pending(session, event_key)
 
 
 def _verify_proofs(inclusion_file, consistency_file, checkpoints_path, public_key) -> None:
