@@ -282,3 +282,30 @@ def verify_rows(rows: Iterable[tuple], *, start_seq: int = 1, start_hash: str = 
         prev_hash, expected_seq, checked = row[_ROW_HASH], seq + 1, checked + 1
     return ChainReport(True, checked, expected_seq - 1, prev_hash, mac_problem=mac_problem,
                        first_keyed_seq=first_keyed, first_unkeyed_seq=first_unkeyed, last_unkeyed_seq=last_unkeyed)
+
+
+# --- the event's Merkle leaf (audit/merkle.py) ----------------------------------------
+# What the business transaction can know before the event has a place: every hashed
+# field but ``seq`` (the leaf's index in the tree is its place), canonical JSON with
+# sorted keys like the chain's encoding. Written with the event, unsequenced, so the
+# sequencer never encodes an event twice.
+LEAF_FIELDS = tuple(sorted(name for name in HASHED_FIELDS if name != "seq"))
+_LEAF_TEMPLATE = "{" + ",".join(encode_basestring(key).replace("%", "%%") + ":%s" for key in LEAF_FIELDS) + "}"
+_LEAF_AT = LEAF_FIELDS.index("at")
+_LEAF_FROM_ROW = operator.itemgetter(*(ROW_FIELDS.index(key) for key in LEAF_FIELDS))
+
+
+def leaf_bytes(event: Mapping[str, Any]) -> bytes:
+    """The bytes an event's Merkle leaf hashes (``at`` a datetime or its hashed text)."""
+    values = [event[key] for key in LEAF_FIELDS]
+    at = values[_LEAF_AT]
+    values[_LEAF_AT] = format_time(at) if isinstance(at, datetime) else at
+    encoded = tuple([encode_basestring(v) if type(v) is str else "null" if v is None else _encode(v) for v in values])
+    return (_LEAF_TEMPLATE % encoded).encode("utf-8")
+
+
+def row_leaf_bytes(row: tuple) -> bytes:
+    """``leaf_bytes`` of a stored row (ROW_FIELDS order, ``at`` as hashed text)."""
+    encoded = tuple([encode_basestring(v) if type(v) is str else "null" if v is None else _encode(v)
+                     for v in _LEAF_FROM_ROW(row)])
+    return (_LEAF_TEMPLATE % encoded).encode("utf-8")

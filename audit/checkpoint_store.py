@@ -1,9 +1,11 @@
 """Checkpoints in the database: write one of the current head, read them back,
 and verify the live log against them (audit/checkpoints.py does the pure part).
 
-A checkpoint reads the committed head and signs it; it takes no chain lock, so
-it never holds up appends. Appends commit in sequence order (they are
-serialised), so the committed head always has every event before it. Writers of
+A checkpoint reads the committed head and signs it, and the root of the Merkle
+tree of that many events; it takes no chain lock, so it never holds up the
+sequencer. The sequencer commits in sequence order (integrations are
+serialised), so the committed head always has every event before it, and the
+leaves and nodes of those events. Writers of
 checkpoints are serialised among themselves (their own advisory lock on
 PostgreSQL, the write lock on SQLite), so the chain of checkpoints never forks.
 """
@@ -27,6 +29,7 @@ from audit.checkpoints import (
     PublicKeys,
     checkpoint_chain_problem,
     checkpoint_hash,
+    has_tree,
     hold_against_checkpoints,
     in_chain_order,
     is_chained,
@@ -35,13 +38,15 @@ from audit.checkpoints import (
     sorted_checkpoints,
     with_mac_verdict,
 )
+from audit.merkle import tree_root
 from audit.models import AuditCheckpoint, AuditEvent
 from audit.parallel import database_url, verify_parts
+from audit.sequencing import node_reader
 from audit.store import event_tuples, live_chain_start
 from audit.sqlite_walk import sqlite_walk
 
 _CHECKPOINT_FIELDS = ("seq", "head_hash", "event_count", "signed_at", "key_id", "signature", "number",
-                      "prev_checkpoint_hash")
+                      "prev_checkpoint_hash", "tree_size", "root_hash")
 _CHECKPOINT_LOCK_KEY = 0x6175646974_63  # "audit" + "c": not the chain's lock, appends go on meanwhile
 _LOCK_CHECKPOINTS = text("SELECT pg_advisory_xact_lock(:key)")
 _NEWEST_CHECKPOINT = (select(*(AuditCheckpoint.__table__.c[f] for f in _CHECKPOINT_FIELDS))
@@ -83,8 +88,10 @@ def write_checkpoint(session: Session | Connection, key: Ed25519PrivateKey, *, n
     else:  # the first chained one after checkpoints from before the chain
         ordered = in_chain_order(load_checkpoints(session))
         number, previous_hash = len(ordered) + 1, checkpoint_hash(ordered[-1])
+    # The sequencer writes an event and its leaf in one transaction: the tree's size is the head's seq.
+    root = tree_root(node_reader(session), head.seq).hex()
     checkpoint = sign_checkpoint(key, seq=head.seq, head_hash=head.hash, event_count=head.seq, signed_at=now,
-                                 number=number, prev_checkpoint_hash=previous_hash)
+                                 number=number, prev_checkpoint_hash=previous_hash, tree_size=head.seq, root_hash=root)
     session.execute(insert(AuditCheckpoint.__table__), [checkpoint])
     return checkpoint
 
@@ -146,9 +153,10 @@ def verify_log_with_checkpoints(session: Session, public_key: PublicKeys | None,
     report = dataclasses.replace(report, outside_checkpoints=len(outside))
     if not report.ok:
         return report
-    report = _outside_kept_inside(report, own, outside)
-    if not report.ok:
-        return report
+    for check in (lambda r: _tree_against_checkpoints(session, r, marks), lambda r: _outside_kept_inside(r, own, outside)):
+        report = check(report)
+        if not report.ok:
+            return report
     if unsealed_after_seconds is not None:
         report = _sealing(session, report, covered=max((int(c["seq"]) for c in marks), default=0),
                           bound=unsealed_after_seconds, now=now or datetime.now(timezone.utc))
@@ -211,6 +219,28 @@ def _outside_kept_inside(report: IntegrityReport, own: list[dict[str, Any]],
                                         f"outside copy but not in the database: {len(removed)} checkpoints "
                                         "were deleted there")
     return dataclasses.replace(report, chain=chain)
+
+
+def _tree_against_checkpoints(session: Session, report: IntegrityReport,
+                              marks: list[Mapping[str, Any]]) -> IntegrityReport:
+    """Each tree-signing checkpoint's root recomputed from the stored Merkle tree:
+    the proofs the API serves come from that tree, so a node changed, a leaf
+    dropped or a tree grown from another history shows here, at the checkpoint."""
+    read = node_reader(session)
+    for mark in marks:
+        if not has_tree(mark):
+            continue
+        size = int(mark["tree_size"])
+        try:
+            root = tree_root(read, size).hex()
+        except KeyError as exc:
+            root = f"missing: {exc}"
+        if root != mark["root_hash"]:
+            chain = dataclasses.replace(report.chain, ok=False, first_bad_seq=size, kind="tree_mismatch",
+                                        problem=f"the Merkle tree of the first {size} events does not have the root "
+                                                f"the checkpoint signed at {mark['signed_at']} ({root})")
+            return dataclasses.replace(report, chain=chain)
+    return report
 
 
 def _sealing(session: Session, report: IntegrityReport, *, covered: int, bound: float, now: datetime) -> IntegrityReport:

@@ -19,6 +19,11 @@ checkpoint deleted from among the others then breaks the next one's link; the
 newest ones deleted are seen against a copy kept outside the database (the
 checkpoint file, or what an auditor fetched from the API). Checkpoints written
 before the chain (v1: no number) verify as before and sort first.
+
+Since the sequencer (migration 0018) a checkpoint also signs the Merkle tree over
+the events (kind ``audit-checkpoint-v3``): ``tree_size`` (= ``seq``) and
+``root_hash`` (audit/merkle.py), the root that inclusion and consistency proofs
+are checked against. v1 and v2 checkpoints keep verifying as they were signed.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from audit.chain import GENESIS_HASH, ChainReport, format_time, verify_chain
 
 CHECKPOINT_KIND = "audit-checkpoint-v1"
 CHAINED_CHECKPOINT_KIND = "audit-checkpoint-v2"
+TREE_CHECKPOINT_KIND = "audit-checkpoint-v3"
 
 
 def public_key_id(public_key: Ed25519PublicKey) -> str:
@@ -65,10 +71,17 @@ def is_chained(checkpoint: Mapping[str, Any]) -> bool:
     return checkpoint.get("number") is not None
 
 
+def has_tree(checkpoint: Mapping[str, Any]) -> bool:
+    return checkpoint.get("tree_size") is not None
+
+
 def signed_bytes(checkpoint: Mapping[str, Any]) -> bytes:
     signed_at = checkpoint["signed_at"]
+    kind = CHAINED_CHECKPOINT_KIND if is_chained(checkpoint) else CHECKPOINT_KIND
+    if is_chained(checkpoint) and has_tree(checkpoint):
+        kind = TREE_CHECKPOINT_KIND
     fields: dict[str, Any] = {
-        "kind": CHAINED_CHECKPOINT_KIND if is_chained(checkpoint) else CHECKPOINT_KIND,
+        "kind": kind,
         "seq": int(checkpoint["seq"]),
         "head_hash": checkpoint["head_hash"],
         "event_count": int(checkpoint["event_count"]),
@@ -78,18 +91,25 @@ def signed_bytes(checkpoint: Mapping[str, Any]) -> bytes:
     if is_chained(checkpoint):
         fields["number"] = int(checkpoint["number"])
         fields["prev_checkpoint_hash"] = checkpoint["prev_checkpoint_hash"]
+        if has_tree(checkpoint):
+            fields["tree_size"] = int(checkpoint["tree_size"])
+            fields["root_hash"] = checkpoint["root_hash"]
     return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
 def sign_checkpoint(key: Ed25519PrivateKey, *, seq: int, head_hash: str, event_count: int,
                     signed_at: datetime, number: int | None = None,
-                    prev_checkpoint_hash: str | None = None) -> dict[str, Any]:
+                    prev_checkpoint_hash: str | None = None, tree_size: int | None = None,
+                    root_hash: str | None = None) -> dict[str, Any]:
     """A checkpoint row: the fields, the key id and the base64 signature. With
-    ``number`` (and the previous one's hash), a chained checkpoint."""
+    ``number`` (and the previous one's hash), a chained checkpoint; with
+    ``tree_size`` and ``root_hash`` too, one that signs the Merkle tree."""
     checkpoint: dict[str, Any] = {"seq": seq, "head_hash": head_hash, "event_count": event_count,
                                   "signed_at": signed_at, "key_id": public_key_id(key.public_key())}
     if number is not None:
         checkpoint.update(number=number, prev_checkpoint_hash=prev_checkpoint_hash or GENESIS_HASH)
+        if tree_size is not None:
+            checkpoint.update(tree_size=tree_size, root_hash=root_hash)
     checkpoint["signature"] = base64.b64encode(key.sign(signed_bytes(checkpoint))).decode("ascii")
     return checkpoint
 
@@ -111,7 +131,7 @@ def checkpoint_record(checkpoint: Mapping[str, Any]) -> dict[str, Any]:
 
 
 RECORD_FIELDS = ("seq", "head_hash", "event_count", "signed_at", "key_id", "signature", "number",
-                 "prev_checkpoint_hash")
+                 "prev_checkpoint_hash", "tree_size", "root_hash")
 
 
 def in_chain_order(checkpoints: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
@@ -178,6 +198,8 @@ def signature_problem(checkpoint: Mapping[str, Any], public_key: PublicKeys) -> 
         return "bad_signature", f"checkpoint at event {seq}: the signature does not match its fields"
     if int(checkpoint["event_count"]) != int(seq):
         return "bad_signature", f"checkpoint at event {seq} counts {checkpoint['event_count']} events"
+    if has_tree(checkpoint) and int(checkpoint["tree_size"]) != int(seq):
+        return "bad_signature", f"checkpoint at event {seq} signs a tree of {checkpoint['tree_size']} events"
     return None
 
 

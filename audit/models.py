@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sqlalchemy import JSON, BigInteger, DateTime, Integer, MetaData, String, Table
+from sqlalchemy import JSON, BigInteger, DateTime, Integer, MetaData, String, Table, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING_CONVENTION = {
@@ -25,7 +25,8 @@ class AuditBase(DeclarativeBase):
 
 class AuditEvent(AuditBase):
     """One event. The database refuses UPDATE and DELETE on this table (see the
-    migration's triggers); ``seq`` is gapless and assigned under a lock."""
+    migration's triggers); ``seq`` is gapless, assigned by the sequencer
+    (audit/sequencing.py) when it moves the event here from ``audit_pending``."""
 
     __tablename__ = "audit_events"
 
@@ -50,6 +51,47 @@ class AuditEvent(AuditBase):
     mac: Mapped[str | None] = mapped_column(String(64))
 
 
+class AuditPending(AuditBase):
+    """An event written by its business transaction and not yet sequenced: the
+    content and its Merkle leaf hash, no place in the chain. The sequencer moves
+    it to ``audit_events`` (and deletes it here) in one transaction, so an event
+    is in exactly one of the two tables. ``id`` orders the integration."""
+
+    __tablename__ = "audit_pending"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    actor_sub: Mapped[str | None] = mapped_column(String(128))
+    actor_role: Mapped[str | None] = mapped_column(String(32))
+    actor_court: Mapped[str | None] = mapped_column(String(32))
+    actor_agency: Mapped[str | None] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(32))
+    case_number: Mapped[str | None] = mapped_column(String(64))
+    subject_hash: Mapped[str | None] = mapped_column(String(64))
+    subject_masked: Mapped[str | None] = mapped_column(String(32))
+    request_id: Mapped[str | None] = mapped_column(String(36))
+    delivery_id: Mapped[str | None] = mapped_column(String(36))
+    # Canonical JSON text, as audit_events stores it (audit/store.py).
+    details: Mapped[str] = mapped_column(Text)
+    # SHA-256(0x00 || leaf bytes) in hex (audit/chain.py: leaf_bytes; audit/merkle.py).
+    leaf_hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditMerkleNode(AuditBase):
+    """The hash of one perfect subtree of the events' Merkle tree (audit/merkle.py):
+    leaves [index * 2**level, (index + 1) * 2**level). Level 0 holds the leaf
+    hashes. Written by the sequencer with the events; kept when events are archived,
+    so proofs still reach archived events."""
+
+    __tablename__ = "audit_merkle_nodes"
+
+    level: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    index: Mapped[int] = mapped_column("idx", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+                                       autoincrement=False)
+    hash: Mapped[str] = mapped_column(String(64))
+
+
 class AuditCheckpoint(AuditBase):
     """A signed record of the chain head (audit/checkpoints.py). Append-only like
     the events: the migration's triggers refuse UPDATE, DELETE and TRUNCATE."""
@@ -67,6 +109,10 @@ class AuditCheckpoint(AuditBase):
     # hash of the one before it, both signed. Null on checkpoints before 0008.
     number: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
     prev_checkpoint_hash: Mapped[str | None] = mapped_column(String(64))
+    # The Merkle tree the checkpoint signs (kind audit-checkpoint-v3): its size
+    # (= seq) and root in hex. Null on checkpoints before 0018.
+    tree_size: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+    root_hash: Mapped[str | None] = mapped_column(String(64))
 
 
 class AuditArchive(AuditBase):

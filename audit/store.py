@@ -1,9 +1,11 @@
 """Append to and verify the audit log through the caller's session.
 
-Appends are serialised so the chain never forks: on PostgreSQL by a transaction
-advisory lock taken before reading the head, on SQLite by the write lock that
-``BEGIN IMMEDIATE`` already holds. The lock lasts until the caller's
-transaction ends, so the event commits with the change it records.
+An append takes no lock on the chain: the business transaction writes its
+event to ``audit_pending`` (content and Merkle leaf hash, no sequence number),
+so it commits or rolls back with the change it records and processes never
+queue behind one another. The sequencer (audit/sequencing.py, run leased by
+gateway/auditing/sequencer.py) gives pending events their places, chains,
+MACs and adds them to the Merkle tree in batches.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Iterator, Protocol
 
-from sqlalchemy import JSON, Connection, Text, bindparam, cast, insert, select, text, type_coerce
+from sqlalchemy import JSON, Connection, Text, bindparam, cast, insert, select, type_coerce
 from sqlalchemy.orm import Session
 
 from audit.chain import (
@@ -26,28 +28,24 @@ from audit.chain import (
     ChainReport,
     canonical_json,
     decoded_row,
-    event_hash,
-    event_mac,
     event_mac_key,
     format_time,
+    leaf_bytes,
     verify_rows,
 )
-from audit.models import AuditArchive, AuditEvent
+from audit.merkle import leaf_hash
+from audit.models import AuditArchive, AuditEvent, AuditPending
 from schemas.identifiers import mask_id_number
 
-# Any fixed 64-bit number, the same in every process sharing the database.
-_CHAIN_LOCK_KEY = 0x6175646974  # "audit"
-
 # Statements built once: building them per call costs more than running them.
-_LOCK_CHAIN = text("SELECT pg_advisory_xact_lock(:key)")
-_CHAIN_HEAD = select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)
+_APPEND_PENDING = insert(AuditPending.__table__)
 # ``details`` is stored as its canonical JSON text (the form that is hashed), bound
 # as text, so that verification can hash the stored text as it is instead of
 # decoding and re-encoding it (a quarter of the time per event). PostgreSQL's
 # json type keeps the text verbatim; the cast makes the bound text json.
 _DETAILS_TEXT = type_coerce(bindparam("details_text"), Text)
-_APPEND = {"sqlite": insert(AuditEvent.__table__).values(details=_DETAILS_TEXT),
-           "postgresql": insert(AuditEvent.__table__).values(details=cast(_DETAILS_TEXT, JSON))}
+APPEND_EVENTS = {"sqlite": insert(AuditEvent.__table__).values(details=_DETAILS_TEXT),
+           "postgresql": insert(AuditEvent.__table__).values(details=cast(_DETAILS_TEXT, JSON))}  # by dialect
 
 
 class ActorLike(Protocol):
@@ -101,18 +99,40 @@ class AuditLog:
         delivery_id: str | None = None,
         details: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Append one event in the caller's transaction. ``details`` must hold no
-        floats (they would not encode the same way everywhere) and no identity
-        numbers in clear."""
-        bind = session.get_bind() if isinstance(session, Session) else session  # a Session or a Connection
-        dialect = bind.dialect.name
-        if dialect == "postgresql":
-            session.execute(_LOCK_CHAIN, {"key": _CHAIN_LOCK_KEY})
-        head = session.execute(_CHAIN_HEAD).first()
-        seq, prev_hash = (head.seq + 1, head.hash) if head else (1, GENESIS_HASH)
+        """Write one event, unsequenced, in the caller's transaction (it commits or
+        rolls back with the change it records); the sequencer gives it its place.
+        ``details`` must hold no floats (they would not encode the same way
+        everywhere) and no identity numbers in clear. Returns the pending row."""
+        row = self._pending_row(datetime.now(timezone.utc), actor, action, outcome, case_number, subject_id_number,
+                                request_id, delivery_id, details)
+        session.execute(_APPEND_PENDING, [row])
+        return row
+
+    def record_many(self, session: Session | Connection, events: list[dict[str, Any]]) -> None:
+        """Write several events, unsequenced, in the caller's transaction, in this
+        order (the sequencer keeps it): one multi-row insert (a batch file's
+        thousands of results). Each item takes ``record``'s keyword arguments."""
+        if not events:
+            return
+        now = datetime.now(timezone.utc)
+        session.execute(_APPEND_PENDING, [
+            self._pending_row(now, item.get("actor"), item["action"], item["outcome"], item.get("case_number"),
+                              item.get("subject_id_number"), item.get("request_id"), item.get("delivery_id"),
+                              item.get("details"))
+            for item in events])
+
+    def integrate_pending(self, session: Session | Connection, *, limit: int | None = None) -> int:
+        """Sequence the pending events now, in the caller's transaction (see
+        audit/sequencing.py); readers that must see what was just written call it first."""
+        from audit.sequencing import integrate_pending
+
+        return integrate_pending(session, self._event_key, limit=limit)
+
+    def _pending_row(self, at: datetime, actor: ActorLike | None, action: str, outcome: str, case_number: str | None,
+                     subject: str | None, request_id: str | None, delivery_id: str | None,
+                     details: dict[str, Any] | None) -> dict[str, Any]:
         fields: dict[str, Any] = {
-            "seq": seq,
-            "at": datetime.now(timezone.utc),
+            "at": at,
             "actor_sub": actor.sub if actor else None,
             "actor_role": actor.role if actor else None,
             "actor_court": actor.court if actor else None,
@@ -120,53 +140,15 @@ class AuditLog:
             "action": action,
             "outcome": outcome,
             "case_number": case_number,
-            "subject_hash": self.subject_hash(subject_id_number) if subject_id_number else None,
-            "subject_masked": mask_id_number(subject_id_number) if subject_id_number else None,
+            "subject_hash": self.subject_hash(subject) if subject else None,
+            "subject_masked": mask_id_number(subject) if subject else None,
             "request_id": request_id,
             "delivery_id": delivery_id,
-            "details": details or {},
+            "details": CanonicalJSONText(canonical_json(details or {})),
         }
-        this_hash = event_hash(fields, prev_hash)
-        event = {**fields, "prev_hash": prev_hash, "hash": this_hash, "mac": event_mac(self._event_key, this_hash)}
-        row = {k: v for k, v in event.items() if k != "details"}
-        row["details_text"] = canonical_json(fields["details"])
-        session.execute(_APPEND["postgresql" if dialect == "postgresql" else "sqlite"], [row])
-        return event
-
-    def record_many(self, session: Session | Connection, events: list[dict[str, Any]]) -> None:
-        """Append several events in the caller's transaction, chained in order: one lock,
-        one read of the head, one multi-row insert (a batch file's thousands of results).
-        Each item takes ``record``'s keyword arguments."""
-        if not events:
-            return
-        bind = session.get_bind() if isinstance(session, Session) else session
-        dialect = bind.dialect.name
-        if dialect == "postgresql":
-            session.execute(_LOCK_CHAIN, {"key": _CHAIN_LOCK_KEY})
-        head = session.execute(_CHAIN_HEAD).first()
-        seq, prev_hash = (head.seq, head.hash) if head else (0, GENESIS_HASH)
-        now = datetime.now(timezone.utc)
-        rows = []
-        for item in events:
-            seq += 1
-            actor, subject = item.get("actor"), item.get("subject_id_number")
-            fields: dict[str, Any] = {
-                "seq": seq, "at": now,
-                "actor_sub": actor.sub if actor else None, "actor_role": actor.role if actor else None,
-                "actor_court": actor.court if actor else None, "actor_agency": actor.agency if actor else None,
-                "action": item["action"], "outcome": item["outcome"], "case_number": item.get("case_number"),
-                "subject_hash": self.subject_hash(subject) if subject else None,
-                "subject_masked": mask_id_number(subject) if subject else None,
-                "request_id": item.get("request_id"), "delivery_id": item.get("delivery_id"),
-                "details": item.get("details") or {},
-            }
-            this_hash = event_hash(fields, prev_hash)
-            row = {k: v for k, v in fields.items() if k != "details"}
-            row.update(prev_hash=prev_hash, hash=this_hash, mac=event_mac(self._event_key, this_hash),
-                       details_text=canonical_json(fields["details"]))
-            rows.append(row)
-            prev_hash = this_hash
-        session.execute(_APPEND["postgresql" if dialect == "postgresql" else "sqlite"], rows)
+        fields["leaf_hash"] = leaf_hash(leaf_bytes(fields)).hex()
+        fields["details"] = str.__str__(fields["details"])
+        return fields
 
 
 _NO_END = 2**62
@@ -208,7 +190,7 @@ def event_tuples(session: Session | Connection, *, after_seq: int = 0, up_to_seq
                  details, prev, digest, mac) in rows:
                 at = (at[:10] + "T" + at[11:] + "Z" if len(at) == 26 and at[10] == " " else _sqlite_time(at)) \
                     if sqlite else format_time(at)
-                # Stored canonically (see _APPEND) unless written before that: '": ' never
+                # Stored canonically (see APPEND_EVENTS) unless written before that: '": ' never
                 # appears in canonical JSON outside a string, and always in json.dumps' default.
                 details = CanonicalJSONText(details) if '": ' not in details else loads(details)
                 yield (seq, at, a_sub, a_role, a_court, a_agency, action, outcome, case, s_hash, s_masked, req, dlv,

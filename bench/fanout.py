@@ -233,6 +233,9 @@ def main() -> None:
     parser.add_argument("--fanout-database", choices=("sqlite", "postgresql"), default="sqlite",
                         help="database of the fan-out latency part (the throughput part is PostgreSQL)")
     parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--sustained-only", action="store_true",
+                        help="only the sustained runs (profiling them); no fanout ratio line")
+    parser.add_argument("--processes", default="1,3", help="worker processes of each sustained run, comma-separated")
     args = parser.parse_args()
     try:
         run(args)
@@ -244,6 +247,11 @@ def run(args) -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-fanout-"))
     init_keys(load_settings({"gateway": {"instance_dir": str(work)}}, environ={}))
 
+    if args.sustained_only:
+        for workers in (int(n) for n in args.processes.split(",")):
+            rate, count = sustained(args, work, workers)
+            print(f"sustained: {workers} worker process(es): {rate:.0f} deliveries/s ({count} deliveries)")
+        return
     completions, baseline, per_agency = fanout_latency(args, work)
     print(f"fan-out to {len(per_agency)} agencies, sandbox latency {args.latency * 1000:.0f} ms, "
           f"{len(completions)} inquiries one after the other, {args.fanout_database}")
@@ -255,7 +263,7 @@ def run(args) -> None:
     print(f"baseline (call agencies' adapters in parallel, no database): median "
           f"{statistics.median(baseline) * 1000:.1f} ms, p95 {percentile(baseline, 0.95) * 1000:.1f} ms")
     if not args.skip_throughput:
-        for workers in (1, 3):
+        for workers in (int(n) for n in args.processes.split(",")):
             rate, count = sustained(args, work, workers)
             print(f"sustained: {workers} worker process(es), PostgreSQL, 2 REST sandboxes (gunicorn) at zero latency: "
                   f"{rate:.0f} deliveries/s ({count} deliveries)")

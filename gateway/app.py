@@ -23,6 +23,7 @@ from gateway.agency import views as agency_views
 from gateway.attachments import views as attachment_views
 from gateway.auditing import console as audit_console
 from gateway.auditing import views as audit_views
+from gateway.auditing.sequencer import AuditSequencer
 from gateway.auth.tokens import TokenVerifier
 from gateway.background.housekeeper import Housekeeper
 from gateway.bankruptcy import views as bankruptcy_views
@@ -136,11 +137,16 @@ def _delivery_worker(app: Flask, settings: Settings) -> DeliveryWorker:
     # that only serves the API never does.
     app.extensions["codecs"] = build_codecs(app.extensions["registry"])
     app.extensions["retry_policy"] = RetryPolicy.from_settings(settings.workers)
-    return DeliveryWorker(
+    worker = DeliveryWorker(
         app.extensions["db"], ChannelPlan(app.extensions["registry"], app.extensions["codecs"]),
         app.extensions["audit"], settings.workers, settings.breaker, metrics=metrics, housekeeper=housekeeper,
         policy=app.extensions["retry_policy"],
     )
+    # The audit sequencer (leased: one process integrates) runs beside the worker, on its own
+    # thread: it integrates every few tens of milliseconds, no housekeeping sweep may hold it up.
+    app.extensions["audit_sequencer"] = AuditSequencer(app.extensions["db"], app.extensions["audit"])
+    worker.add_companion(app.extensions["audit_sequencer"])
+    return worker
 
 
 def _add_housekeeping(app: Flask, settings: Settings, worker: DeliveryWorker) -> None:

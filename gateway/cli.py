@@ -432,8 +432,15 @@ def _read_checkpoint_copy(path):
               help="A copy of the checkpoints kept outside the database: the checkpoint file (JSON lines) or the "
                    "JSON of GET /api/v1/audit/checkpoints. The database is held against it (default: "
                    "[audit].checkpoint_file if it exists); with --export, the export is.")
-def audit_verify(public_key_files, archive_dir, export_file, checkpoints_file) -> None:
-    """Check the audit chain, its MACs and its signed checkpoints (with the outside copy).
+@click.option("--inclusion-proof", "inclusion_file", type=click.Path(exists=True, dir_okay=False),
+              help="Check offline a proof from GET /api/v1/audit/proofs/inclusion: the event's fields hash to the "
+                   "leaf, the path leads to the root, and a checkpoint whose signature holds signs that root.")
+@click.option("--consistency-proof", "consistency_file", type=click.Path(exists=True, dir_okay=False),
+              help="Check offline a proof from GET /api/v1/audit/proofs/consistency: the later signed tree "
+                   "extends the earlier one.")
+def audit_verify(public_key_files, archive_dir, export_file, checkpoints_file, inclusion_file, consistency_file) -> None:
+    """Check the audit chain, its MACs and its signed checkpoints (with the outside copy),
+    after integrating the events still pending; or check a proof offline.
 
     Exit 0: verified and sealed. Exit 1: broken, naming the first bad event and the
     kind of break. Exit 3: intact, but events after the newest checkpoint have
@@ -453,6 +460,10 @@ def audit_verify(public_key_files, archive_dir, export_file, checkpoints_file) -
         public_key = None
     if export_file:
         _verify_export(Path(export_file), Path(checkpoints_file) if checkpoints_file else None, public_key)
+        return
+    if inclusion_file or consistency_file:
+        _verify_proofs(inclusion_file, consistency_file, Path(checkpoints_file) if checkpoints_file else None,
+                       public_key)
         return
     from audit.chain import event_mac_key
     from audit.checkpoint_store import verify_log_with_checkpoints
@@ -476,6 +487,7 @@ def audit_verify(public_key_files, archive_dir, export_file, checkpoints_file) -
         outside = []
     database = Database(settings.database_url)
     try:
+        _integrate_pending_first(database, event_key)
         with database.reading() as session:
             # The chain walk split over the cores (audit/parallel.py): a million events in seconds.
             report = verify_log_with_checkpoints(session, public_key, archive_dir=Path(archive_dir) if archive_dir else None,
@@ -485,6 +497,41 @@ def audit_verify(public_key_files, archive_dir, export_file, checkpoints_file) -
     finally:
         database.dispose()
     _report_integrity(report, "audit log" + (" and archive" if archive_dir else ""))
+
+
+def _integrate_pending_first(database, event_key) -> None:
+    """Sequence what was written and not yet integrated, so verify sees the whole log."""
+    if event_key is None:  # the sequencer's step needs the key to MAC what it chains
+        click.echo("note: events still pending are not integrated (that needs the audit subject key)", err=True)
+        return
+    from audit.sequencing import integrate_pending
+
+    with database.transaction() as session:
+        integrate_pending(session, event_key)
+
+
+def _verify_proofs(inclusion_file, consistency_file, checkpoints_path, public_key) -> None:
+    import json
+    from pathlib import Path
+
+    from audit.proofs import check_consistency, check_inclusion
+
+    checkpoints = _read_checkpoint_copy(checkpoints_path) if checkpoints_path else []
+    failed = False
+    for name, check in ((inclusion_file, check_inclusion), (consistency_file, check_consistency)):
+        if not name:
+            continue
+        try:
+            document = json.loads(Path(name).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise click.ClickException(f"{name}: not a JSON proof: {exc}") from None
+        if not isinstance(document, dict):
+            raise click.ClickException(f"{name}: not a JSON proof: expected an object")
+        ok, message = check(document, public_key, checkpoints)
+        click.echo(f"{Path(name).name}: {'verified' if ok else 'FAILED'}: {message}", err=not ok)
+        failed = failed or not ok
+    if failed:
+        sys.exit(1)
 
 
 def _verify_export(path, checkpoints_path, public_key) -> None:
@@ -506,9 +553,20 @@ def audit_checkpoint() -> None:
     from gateway.auditing.checkpointing import CheckpointWriter
     from gateway.db import Database
 
+    from audit.chain import event_mac_key
+    from audit.sequencing import integrate_pending
+    from gateway.auth.keys import read_subject_key
+
     settings = _settings()
     database = Database(settings.database_url)
     try:
+        try:
+            event_key = event_mac_key(read_subject_key(settings))
+        except ConfigError as exc:
+            click.echo(f"note: events still pending are not integrated first: {exc}", err=True)
+        else:
+            with database.transaction() as session:  # sign what has been written, not only what was sequenced
+                integrate_pending(session, event_key)
         checkpoint = CheckpointWriter(database, settings).write_now(force=True)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None

@@ -324,6 +324,8 @@ def _print_audit(console: Console, app) -> bool:
 
     database = app.extensions["db"]
     table = Table(title="audit trail")
+    with app.extensions["db"].transaction() as session:  # the events still pending, in place before they are shown
+        app.extensions["audit"].integrate_pending(session)
     for column in ("seq", "at", "actor", "action", "outcome", "case", "subject", "hash"):
         table.add_column(column, overflow="fold")
     with database.reading() as session:

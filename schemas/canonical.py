@@ -646,11 +646,41 @@ class AuditCheckpointOutSchema(Schema):
     signature = fields.Str(required=True)
     number = fields.Int(allow_none=True, metadata={"description": "place among the checkpoints; null before chaining"})
     prev_checkpoint_hash = _text()
+    tree_size = fields.Int(allow_none=True, metadata={"description": "events in the signed Merkle tree (= seq); "
+                                                                     "null before the sequencer"})
+    root_hash = _text("the signed Merkle tree's root (RFC 9162), hex")
     checkpoint_hash = fields.Str(required=True)
 
 
 class AuditCheckpointListSchema(Schema):
     checkpoints = fields.List(fields.Nested(AuditCheckpointOutSchema), required=True)
+
+
+class AuditInclusionProofSchema(Schema):
+    """RFC 9162 inclusion proof of one event in the tree of ``tree_size`` events.
+    Check offline: `gateway audit verify --inclusion-proof FILE`."""
+
+    event = fields.Nested(AuditEventOutSchema, required=True)
+    leaf_index = fields.Int(required=True, metadata={"description": "seq - 1"})
+    leaf_hash = fields.Str(required=True, metadata={"description": "SHA-256(0x00 || leaf bytes), hex"})
+    tree_size = fields.Int(required=True)
+    root_hash = fields.Str(required=True)
+    audit_path = fields.List(fields.Str(), required=True, metadata={"description": "hex hashes, leaf side first"})
+    checkpoint = fields.Nested(AuditCheckpointOutSchema, allow_none=True,
+                               metadata={"description": "the checkpoint that signs this tree; null if none does"})
+
+
+class AuditConsistencyProofSchema(Schema):
+    """RFC 9162 consistency proof: the tree of ``to`` events extends the one of ``from``.
+    Check offline: `gateway audit verify --consistency-proof FILE`."""
+
+    from_size = fields.Int(required=True, data_key="from")
+    to_size = fields.Int(required=True, data_key="to")
+    from_root = fields.Str(required=True)
+    to_root = fields.Str(required=True)
+    consistency_path = fields.List(fields.Str(), required=True, metadata={"description": "hex hashes"})
+    from_checkpoint = fields.Nested(AuditCheckpointOutSchema, allow_none=True)
+    to_checkpoint = fields.Nested(AuditCheckpointOutSchema, allow_none=True)
 
 
 class AnomalyOutSchema(Schema):

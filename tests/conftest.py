@@ -320,6 +320,8 @@ def api(live: Any, settings: Any) -> Api:
 def audit_rows(app: Any) -> list[Any]:
     from audit.models import AuditEvent
 
+    with app.extensions["db"].transaction() as session:  # the pending events first: no waiting on the sequencer
+        app.extensions["audit"].integrate_pending(session)
     with app.extensions["db"].reading() as session:
         return list(session.scalars(sa.select(AuditEvent).order_by(AuditEvent.seq)))
 

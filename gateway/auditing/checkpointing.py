@@ -21,6 +21,7 @@ from typing import Any
 
 from audit.checkpoint_file import append_checkpoint
 from audit.checkpoint_store import head_seq, last_checkpoint, write_checkpoint
+from audit.store import AuditLog
 from gateway.auth.keys import read_checkpoint_key
 from gateway.db import Database
 from gateway.errors import ConfigError
@@ -41,8 +42,9 @@ def checkpoint_due(*, head: int, last_seq: int | None, last_signed_at: datetime 
 
 
 class CheckpointWriter:
-    def __init__(self, db: Database, settings: Settings):
+    def __init__(self, db: Database, settings: Settings, audit: AuditLog | None = None):
         self._db, self._settings = db, settings
+        self._audit = audit  # to integrate pending events before signing on demand
         self._key: Any = None
         self._key_stamp: tuple[int, int] | None = None
         self._lock = threading.Lock()
@@ -65,6 +67,9 @@ class CheckpointWriter:
     def write_now(self, *, force: bool = False) -> dict[str, Any] | None:
         """Sign the current head now; None if the log is empty or already checkpointed there."""
         key = self._signing_key()
+        if self._audit is not None:  # on demand, sign everything written so far, not what the sequencer reached
+            with self._db.transaction() as session:
+                self._audit.integrate_pending(session)
         with self._db.transaction() as session:
             checkpoint = write_checkpoint(session, key, now=utc_now(), force=force)
         if checkpoint is not None:

@@ -27,6 +27,7 @@ from audit.chain import format_time
 from gateway.auditing.log import get_audit
 from gateway.auditing import services
 from gateway.auditing.charts import bar_chart_svg, line_chart_svg
+from gateway.auditing.sequencer import integrate_pending
 from gateway.auditing.views import EventFilterSchema, check_integrity, export_response
 from gateway.auth.tokens import Principal
 from gateway.db import get_db
@@ -55,6 +56,13 @@ def _require_auditor() -> Any:
         message = f"role {person.role} may not open the audit pages (needs auditor)"
         return render_template("console/home.html", user=person, login=login_details(), error=message), 403
     return refuse_without_csrf_token()
+
+
+def _integrated() -> None:
+    """The pending events in place first (gateway/auditing/sequencer.py): a page shows
+    everything committed before it was asked for."""
+    with get_db().transaction() as db_session:
+        integrate_pending(db_session)
 
 
 def _audit_read(page: str, **details: Any) -> None:
@@ -133,6 +141,7 @@ def events() -> Any:
     try:
         filters = _search(form)
         before, after = _seq(form, "before"), _seq(form, "after")
+        _integrated()
         with get_db().reading() as db_session:
             if "jump" in form:
                 before, after = _jump_bound(db_session, filters, form["jump"]), None
@@ -197,6 +206,7 @@ def verify() -> Any:
 
 @bp.route("/trail/<request_id>")
 def trail(request_id: str) -> Any:
+    _integrated()
     with get_db().reading() as db_session:
         page = services.find_events(db_session, {"request_id": request_id}, get_audit(), cursor=None, limit=1000)
         deliveries = db_session.execute(
@@ -213,6 +223,7 @@ def anomalies() -> Any:
     section = current_app.config["SETTINGS"].anomalies
     until = utc_now()
     since = until - timedelta(days=section.lookback_days)
+    _integrated()
     with get_db().reading() as db_session:
         found = services.detect_anomalies(db_session, section, since=since, until=until)
     for anomaly in found:  # the events page's "to" is exclusive: reach just past the last event
@@ -229,6 +240,7 @@ CHART_DAYS = 14
 def charts() -> Any:
     now = utc_now()
     since = now - timedelta(days=CHART_DAYS)
+    _integrated()
     with get_db().reading() as db_session:
         volumes = services.daily_volumes(db_session, since=since)
         latencies = services.agency_latencies(db_session, since=since)

@@ -20,7 +20,7 @@ from gateway.timeutil import utc_now
 def init_app(app: Flask) -> None:
     settings = app.config["SETTINGS"]
     app.extensions["audit"] = AuditLog(read_subject_key(settings))
-    app.extensions["audit_checkpoints"] = CheckpointWriter(app.extensions["db"], settings)
+    app.extensions["audit_checkpoints"] = CheckpointWriter(app.extensions["db"], settings, app.extensions["audit"])
     app.extensions["unauthenticated_refusals"] = UnauthenticatedRefusals(settings.audit.unauthenticated_audit_window_seconds)
 
 

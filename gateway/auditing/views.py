@@ -1,7 +1,9 @@
 """The auditor API: events with filters and a cursor, exports, the integrity
 check, checkpoints and anomalies. Role ``auditor`` only; every read is itself
 an audit event (``audit.read``, ``audit.export``, ``audit.verify``,
-``audit.anomalies``) naming the filters used.
+``audit.anomalies``, ``audit.proof``) naming the filters used. Each first
+integrates the pending events (gateway/auditing/sequencer.py), so an auditor
+sees everything committed before the call.
 
 The JSON bodies are built as the chain holds its fields and returned as they are
 (flask-smorest passes a ``Response`` through); the response schemas document
@@ -19,17 +21,21 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate, valida
 from audit.checkpoint_file import CheckpointFileError, load_checkpoint_file
 from audit.checkpoint_store import load_checkpoints, verify_log_with_checkpoints
 from audit.checkpoints import checkpoint_record, in_chain_order
+from audit import proofs
 from audit.chain import format_time
+from audit.merkle import ProofError
 from gateway.api import ApiBlueprint, roles_required
 from gateway.auditing.log import get_audit
 from gateway.auditing import services
+from gateway.auditing.sequencer import integrate_pending
 from gateway.auth.access import current_principal
 from gateway.auth.keys import read_checkpoint_public_keys
 from gateway.db import get_db
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, InvalidInput, NotFound
 from gateway.timeutil import utc_now
 from schemas.canonical import (
-    AnomalyListSchema, AuditCheckpointListSchema, AuditEventPageSchema, AuditVerifySchema, ErrorSchema,
+    AnomalyListSchema, AuditCheckpointListSchema, AuditConsistencyProofSchema, AuditEventPageSchema,
+    AuditInclusionProofSchema, AuditVerifySchema, ErrorSchema,
 )
 
 blp = ApiBlueprint("audit", __name__, url_prefix="/api/v1/audit", description="Auditors: the audit log")
@@ -103,6 +109,7 @@ def list_events(args: dict[str, Any]) -> Any:
     args = _utc(args)
     cursor, limit = args.pop("cursor", None), args.pop("limit")
     with get_db().transaction() as session:
+        integrate_pending(session)  # what was just written is listed, not left to the sequencer's next pass
         page = services.find_events(session, args, get_audit(), cursor=cursor, limit=limit)
         _record_read(session, "audit.read", args, returned=len(page.events))
     return jsonify(events=page.events, next_cursor=page.next_cursor)
@@ -128,6 +135,8 @@ def export_response(filters: dict[str, Any], fmt: str, actor: Any, **details: An
     max_events = current_app.config["SETTINGS"].audit.export_max_events
     with db.transaction() as session:  # a bad subject is refused (400) here, before the stream starts
         _record_read(session, "audit.export", filters, actor, format=fmt, **details)
+    with db.transaction() as session:  # the export holds everything written before it, itself included
+        integrate_pending(session)
 
     def body() -> Any:
         with db.reading() as session:
@@ -157,6 +166,8 @@ def check_integrity(actor: Any) -> dict[str, Any]:
         public_key = None  # verification then fails if any checkpoint exists (it cannot be checked)
     db = get_db()
     outside = outside_checkpoints(settings)
+    with db.transaction() as session:
+        integrate_pending(session)
     with db.reading() as session:
         report = verify_log_with_checkpoints(session, public_key, event_key=get_audit().event_key, outside=outside,
                                              unsealed_after_seconds=settings.audit.unsealed_after_seconds,
@@ -207,11 +218,64 @@ def anomalies(args: dict[str, Any]) -> Any:
     until = (args.get("to") or utc_now()).astimezone(timezone.utc)
     since = (args.get("from") or until - timedelta(days=section.lookback_days)).astimezone(timezone.utc)
     with get_db().transaction() as session:
+        integrate_pending(session)
         found = services.detect_anomalies(session, section, since=since, until=until)
         get_audit().record(session, action="audit.anomalies", outcome="ok", actor=current_principal(),
                            details={"filters": {"from": format_time(since), "to": format_time(until)},
                                     "returned": len(found)})
     return jsonify(anomalies=found, since=format_time(since), until=format_time(until))
+
+
+class InclusionArgsSchema(Schema):
+    event = fields.Int(required=True, validate=validate.Range(min=1), metadata={"description": "the event's seq"})
+    tree_size = fields.Int(validate=validate.Range(min=1), metadata={
+        "description": "the tree to prove it in (default: the newest checkpoint's, if it holds the event)"})
+
+
+class ConsistencyArgsSchema(Schema):
+    from_size = fields.Int(required=True, data_key="from", validate=validate.Range(min=1))
+    to_size = fields.Int(required=True, data_key="to", validate=validate.Range(min=1))
+
+
+@blp.route("/proofs/inclusion", methods=["GET"])
+@roles_required("auditor")
+@blp.arguments(InclusionArgsSchema(), location="query", unknown=RAISE)
+@blp.response(200, AuditInclusionProofSchema, description="the proof, with the checkpoint that signs its tree")
+@blp.alt_response(400, schema=ErrorSchema, description="the event or tree size is not in the log")
+@blp.alt_response(404, schema=ErrorSchema, description="the event is archived")
+def inclusion_proof(args: dict[str, Any]) -> Any:
+    """RFC 9162 inclusion proof that one event is in the log's Merkle tree."""
+    with get_db().transaction() as session:
+        integrate_pending(session)
+        try:
+            proof = proofs.inclusion_proof(session, args["event"], args.get("tree_size"))
+        except ProofError as exc:
+            field = "tree_size" if str(exc).startswith("tree_size") else "event"
+            raise InvalidInput(str(exc), fields={field: [str(exc)]}) from None
+        except LookupError as exc:
+            raise NotFound(str(exc)) from None
+        get_audit().record(session, action="audit.proof", outcome="ok", actor=current_principal(),
+                           details={"proof": "inclusion", "event": args["event"], "tree_size": proof["tree_size"]})
+    return jsonify(proof)
+
+
+@blp.route("/proofs/consistency", methods=["GET"])
+@roles_required("auditor")
+@blp.arguments(ConsistencyArgsSchema(), location="query", unknown=RAISE)
+@blp.response(200, AuditConsistencyProofSchema, description="the proof, with the checkpoints that sign both trees")
+@blp.alt_response(400, schema=ErrorSchema, description="the sizes are not 1 <= from <= to <= the log's size")
+def consistency_proof(args: dict[str, Any]) -> Any:
+    """RFC 9162 consistency proof that the tree of ``to`` events extends the one of ``from``."""
+    with get_db().transaction() as session:
+        integrate_pending(session)
+        try:
+            proof = proofs.consistency_proof(session, args["from_size"], args["to_size"])
+        except ProofError as exc:
+            field = "from" if str(exc).startswith("from") else "to"
+            raise InvalidInput(str(exc), fields={field: [str(exc)]}) from None
+        get_audit().record(session, action="audit.proof", outcome="ok", actor=current_principal(),
+                           details={"proof": "consistency", "from": args["from_size"], "to": args["to_size"]})
+    return jsonify(proof)
 
 
 def init_app(app: Flask, api: Any) -> None:

@@ -329,14 +329,7 @@ def record_answers(session: Session, answers: list[tuple[str, Envelope, AgencyAn
                         "asset_count": len(records), "controls": outcomes or None, "late": late})
         move = (row.state, DeliveryState.EXPIRED if late else DeliveryState.ANSWERED)
         target = moves.get(move) or moves.setdefault(move, move_delivery(*move))
-        if late:  # kept and shown, but not answered in time: the delivery stays expired
-            changes.append({"b_id": delivery_id, "b_state": target,
-                            "b_answered_at": None, "b_now": now,
-                            "b_last_error": f"{row.last_error or 'expired'}; a late result arrived at {now.isoformat()}"})
-        else:
-            changes.append({"b_id": delivery_id, "b_state": target,
-                            "b_answered_at": now, "b_last_error": None,
-                            "b_now": now})
+        changes.append(_answered_change(delivery_id, row, target, late=late, now=now))
         details = {"assets": len(records), "request_sha256": answer.request_sha256, "answer_sha256": answer_sha}
         if outcomes:
             details["controls"] = [{k: o[k] for k in ("identifier", "outcome", "amount_controlled", "queue_position")
@@ -356,6 +349,14 @@ def record_answers(session: Session, answers: list[tuple[str, Envelope, AgencyAn
     audit.record_many(session, events)  # after the row locks, before the request locks (see the module's rule)
     refresh_requests(session, touched)
     return len(results)
+
+
+def _answered_change(delivery_id: str, row: Any, target: DeliveryState, *, late: bool, now: datetime) -> dict[str, Any]:
+    """The delivery row's new values: answered now, or (late) kept expired with a note of the late result."""
+    if late:  # kept and shown, but not answered in time: the delivery stays expired
+        return {"b_id": delivery_id, "b_state": target, "b_answered_at": None, "b_now": now,
+                "b_last_error": f"{row.last_error or 'expired'}; a late result arrived at {now.isoformat()}"}
+    return {"b_id": delivery_id, "b_state": target, "b_answered_at": now, "b_last_error": None, "b_now": now}
 
 
 def _follow_ledger(session: Session, delivery_id: str, agency_id: str, subject_id: str, records: list[dict[str, Any]],

@@ -20,6 +20,7 @@ import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol
 
 from adapters.errors import AdapterError, IncomingInvalid, TransportError
 from adapters.interfaces import Envelope
@@ -51,6 +52,14 @@ RESULT_LOOK_SECONDS = 0.05
 def lease_owner_name() -> str:
     """host:pid, as claimed rows name the worker holding their lease."""
     return f"{socket.gethostname()[:40]}:{os.getpid()}"
+
+
+class Companion(Protocol):
+    """Background work started and stopped with the worker (the audit sequencer)."""
+
+    def start(self) -> object: ...
+
+    def stop(self, timeout: float = 10.0) -> None: ...
 
 
 class InternalFault(TransportError):
@@ -96,6 +105,7 @@ class DeliveryWorker:
         self._wake = threading.Event()
         self._pool: ThreadPoolExecutor | None = None
         self._thread: threading.Thread | None = None
+        self._companions: list[Companion] = []  # started and stopped with the worker (the audit sequencer)
         # Periodic background work runs in a thread of its own, started and stopped with
         # this worker, so dispatch never waits on it (gateway/background/housekeeper.py).
         self.housekeeper = housekeeper
@@ -131,6 +141,8 @@ class DeliveryWorker:
         self._thread.start()
         if self.housekeeper is not None:
             self.housekeeper.start()
+        for companion in self._companions:
+            companion.start()
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -143,6 +155,8 @@ class DeliveryWorker:
         if self._pool:
             self._pool.shutdown(wait=True, cancel_futures=False)
         self.recorder.stop(timeout)  # after the pool: its threads wait on the recorder
+        for companion in self._companions:  # after the recorder: the sequencer integrates its last answers
+            companion.stop(timeout)
         self._release_collection_leases()
         for channel in (self._channels or {}).values():  # none to close if never opened
             channel.close()
@@ -157,6 +171,10 @@ class DeliveryWorker:
                 services.release_leases(session, names, self.name)
         except Exception:
             log.exception("could not release collection leases; they lapse on their own")
+
+    def add_companion(self, companion: Companion) -> None:
+        """Start and stop ``companion`` with the worker (after its recorder stops, so its last answers are integrated)."""
+        self._companions.append(companion)
 
     def wake(self) -> None:
         """Look for work now (called after a request is accepted in this process)."""
@@ -288,16 +306,18 @@ class DeliveryWorker:
                                                       lease_seconds=self.settings.lease_seconds, owner=self.owner)
                 for channel, limit, _trial in plans
             }
-            # What the agencies' own limits allow, counted across every process (a pull
-            # agency fetches at its own pace: not limited here).
-            calls = {a: ids for a, ids in claimed.items() if a in self._shared_limits}
-            claimed.update(services.trim_to_budgets(session, calls, self._shared_limits, now=now,
-                                                    retry_after_seconds=self.settings.poll_interval_seconds))
             every = [i for ids in claimed.values() for i in ids]
             if not every:
                 return ready
             stored = services.stored_envelopes(session, every)
             orders = progress.load_orders(session, [i for i in every if i not in stored], now=now)
+            # What the agencies' own limits allow, counted across every process (a pull
+            # agency fetches at its own pace: not limited here). Last before the commit:
+            # the budget rows it locks hold up every other process's claim, so they are
+            # held through the trim alone, not through the reads above.
+            calls = {a: ids for a, ids in claimed.items() if a in self._shared_limits}
+            claimed.update(services.trim_to_budgets(session, calls, self._shared_limits, now=now,
+                                                    retry_after_seconds=self.settings.poll_interval_seconds))
         fresh: dict[str, Envelope] = {}
         pulled: dict[str, Envelope] = {}
         refused: list[tuple[str, AdapterError]] = []

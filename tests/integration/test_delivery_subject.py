@@ -11,7 +11,7 @@ from gateway import migrate
 from test_migrations import empty_database  # noqa: F401 (fixture)
 from test_state_checks import _write_history
 
-BEFORE = "0017_state_checks"
+BEFORE = "0018_audit_sequencer"
 
 
 def _deliveries(url: str) -> list[tuple]:

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0019_delivery_subject"
-down_revision = "0017_state_checks"
+down_revision = "0018_audit_sequencer"
 branch_labels = None
 depends_on = None
 

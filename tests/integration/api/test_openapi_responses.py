@@ -51,6 +51,10 @@ def test_the_auditor_endpoints_document_what_their_bodies_carry(api):
     assert {"ok", "first_bad_seq", "kind", "events_checked", "sealed", "unsealed_events"} <= properties("/api/v1/audit/verify")
     assert properties("/api/v1/audit/checkpoints") == {"checkpoints"}
     assert properties("/api/v1/audit/anomalies") == {"anomalies", "since", "until"}
+    assert {"event", "leaf_index", "leaf_hash", "tree_size", "root_hash", "audit_path",
+            "checkpoint"} == properties("/api/v1/audit/proofs/inclusion")
+    assert {"from", "to", "from_root", "to_root", "consistency_path", "from_checkpoint",
+            "to_checkpoint"} == properties("/api/v1/audit/proofs/consistency")
     export = spec["paths"]["/api/v1/audit/events/export"]["get"]["responses"]["200"]["content"]
     assert set(export) == {"text/csv", "application/x-ndjson"}
 
@@ -58,7 +62,10 @@ def test_the_auditor_endpoints_document_what_their_bodies_carry(api):
 def test_the_auditor_bodies_load_with_their_documented_schemas(api, app):
     """Each documented schema holds the real body: every field named, none undocumented."""
     from conftest import OTHER_PERSON
-    from schemas.canonical import AnomalyListSchema, AuditCheckpointListSchema, AuditEventPageSchema, AuditVerifySchema
+    from schemas.canonical import (
+        AnomalyListSchema, AuditCheckpointListSchema, AuditConsistencyProofSchema, AuditEventPageSchema,
+        AuditInclusionProofSchema, AuditVerifySchema,
+    )
 
     assert api.register_case().status_code == 201
     assert api.inquire().status_code == 202
@@ -69,7 +76,10 @@ def test_the_auditor_bodies_load_with_their_documented_schemas(api, app):
     for path, schema, non_empty in (("/api/v1/audit/events?limit=5", AuditEventPageSchema, "events"),
                                     ("/api/v1/audit/verify", AuditVerifySchema, "events_checked"),
                                     ("/api/v1/audit/checkpoints", AuditCheckpointListSchema, "checkpoints"),
-                                    ("/api/v1/audit/anomalies", AnomalyListSchema, "anomalies")):
+                                    ("/api/v1/audit/anomalies", AnomalyListSchema, "anomalies"),
+                                    ("/api/v1/audit/proofs/inclusion?event=2", AuditInclusionProofSchema, "checkpoint"),
+                                    ("/api/v1/audit/proofs/consistency?from=1&to=3", AuditConsistencyProofSchema,
+                                     "consistency_path")):
         reply = api.get(path, token=auditor)
         assert reply.status_code == 200, path
         body = reply.json()

@@ -45,6 +45,7 @@ def append(db, n):
     for i in range(n):
         with db.transaction() as session:
             AUDIT.record(session, action="test.event", outcome="ok", actor=SystemActor("t"), details={"i": i})
+            AUDIT.integrate_pending(session)  # what the sequencer does next, here at once
 
 
 def archive(db, directory, cutoff=None):

@@ -28,6 +28,7 @@ def _append(db, n, **kw):
     for i in range(n):
         with db.transaction() as session:
             AUDIT.record(session, action="test.event", outcome="ok", actor=ACTOR, details={"i": i}, **kw)
+            AUDIT.integrate_pending(session)  # what the sequencer does next, here at once
 
 
 def _tamper(db, statement):
@@ -86,6 +87,7 @@ def test_concurrent_writers_never_fork_the_chain(db):
 def test_identity_numbers_are_stored_masked_and_keyed(db):
     with db.transaction() as session:
         AUDIT.record(session, action="t", outcome="ok", subject_id_number="330102198703151157")
+        AUDIT.integrate_pending(session)
     with db.reading() as session:
         event = session.scalars(sa.select(AuditEvent)).one()
         assert event.subject_masked == "3301**********1157"
@@ -134,6 +136,7 @@ def test_many_events_appended_at_once_chain_like_one_by_one(db):
              "subject_id_number": "330102198703151157", "details": {"i": i}}
             for i in range(50)
         ])
+        AUDIT.integrate_pending(session)
     _append(db, 1)
     with db.reading() as session:
         report = verify_log(session)
@@ -143,5 +146,6 @@ def test_many_events_appended_at_once_chain_like_one_by_one(db):
     assert rows[2].subject_masked == "3301**********1157"
     with db.transaction() as session:
         AUDIT.record_many(session, [])  # nothing to append: nothing written
+        assert AUDIT.integrate_pending(session) == 0
     with db.reading() as session:
         assert verify_log(session).events_checked == 53

@@ -183,6 +183,7 @@ def test_verify_endpoint_checks_each_events_mac(api, app, auditor, activity):
     from audit.models import AuditEvent
 
     db = app.extensions["db"]
+    audit_rows(app)  # the activity's events integrated first
     with db.reading() as session:
         last = {c.name: v for c, v in zip(AuditEvent.__table__.columns,
                                            session.execute(sa.select(*AuditEvent.__table__.columns)

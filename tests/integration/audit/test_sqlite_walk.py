@@ -42,6 +42,8 @@ def append(db, n, **fields):
             AUDIT.record(session, action=fields.get("action", "test.event"), outcome="ok",
                          actor=fields.get("actor", SystemActor(sub="tester")), case_number=fields.get("case_number"),
                          details=fields.get("details", {"i": i}))
+    with db.transaction() as session:  # sequenced into the chain, as the sequencer would
+        AUDIT.integrate_pending(session)
 
 
 def tamper(db, statement):

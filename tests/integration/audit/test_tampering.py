@@ -51,6 +51,7 @@ def append(db, n):
     for i in range(n):
         with db.transaction() as session:
             AUDIT.record(session, action="test.event", outcome="ok", actor=ACTOR, details={"i": i})
+            AUDIT.integrate_pending(session)  # what the sequencer does next, here at once
 
 
 def checkpoint(db, key):
@@ -282,6 +283,7 @@ def test_details_stored_in_the_older_text_form_still_verify(db, public_key):
     assert '": ' in (stored if isinstance(stored, str) else __import__("json").dumps(stored))
     with db.transaction() as session:
         AUDIT.record(session, action="test.event", outcome="ok", details={"note": 'say "x": y', "n": 1})
+        AUDIT.integrate_pending(session)
     assert verify(db, public_key).ok and verify(db, public_key).chain.events_checked == 4
     tampered(db, "UPDATE audit_events SET details = '{\"a\": [1, 3], \"b\": \"x\"}' WHERE seq = 3")
     report = verify(db, public_key)

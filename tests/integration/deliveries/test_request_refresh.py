@@ -35,8 +35,8 @@ def _write(conn: sa.Connection) -> None:
             {"id": request_id, "state": state, "now": NOW})
         for n, delivery_state in enumerate(deliveries):
             conn.execute(sa.text(
-                "INSERT INTO deliveries (id, request_id, agency_id, transport, categories, state, attempts, "
-                "next_attempt_at, deadline, created_at, updated_at) VALUES (:id, :request, :agency, 'soap', "
+                "INSERT INTO deliveries (id, request_id, subject_id, agency_id, transport, categories, state, attempts, "
+                "next_attempt_at, deadline, created_at, updated_at) VALUES (:id, :request, 's1', :agency, 'soap', "
                 "'[\"deposit\"]', :state, 1, :now, :now, :now, :now)"),
                 {"id": f"{request_id}-{n}", "request": request_id, "agency": f"bank-{n}", "state": delivery_state,
                  "now": NOW})
