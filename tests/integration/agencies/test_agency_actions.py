@@ -8,6 +8,7 @@ effect where it happens: at the agency, not only in the gateway's answer.
 
 from __future__ import annotations
 
+import uuid
 from decimal import Decimal
 
 import pytest
@@ -63,7 +64,7 @@ def submit(api, action: str, **fields):
     if action != "inquiry":
         fields.setdefault("documents", [LEGAL_DOCUMENT])
     body = {"case_number": CASE, "subject": DEBTOR, "action": action, **fields}
-    return api.post("/api/v1/requests", json=body, headers={"Idempotency-Key": f"{action}-{id(body)}"})
+    return api.post("/api/v1/requests", json=body, headers={"Idempotency-Key": f"{action}-{uuid.uuid4().hex}"})
 
 
 def inquire(api, app) -> dict:

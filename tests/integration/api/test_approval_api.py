@@ -7,6 +7,7 @@ tests/integration/agencies/.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import replace
 
 import pytest
@@ -39,7 +40,7 @@ def _officer_credentials(api):
 def _watch(api, **changes):
     body = {"case_number": CASE_NUMBER, "subject": DEBTOR, "action": "watch", "legal_basis": LEGAL_BASIS,
             "documents": [LEGAL_DOCUMENT], **changes}
-    return api.post("/api/v1/requests", json=body, headers={"Idempotency-Key": f"watch-{id(body)}-{len(str(changes))}"})
+    return api.post("/api/v1/requests", json=body, headers={"Idempotency-Key": f"watch-{uuid.uuid4().hex}-{len(str(changes))}"})
 
 
 def _decide(api, request_id, sub="judge.zhao", court=COURT, role="approver", **body):

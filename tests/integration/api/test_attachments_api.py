@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import uuid
 
 import pytest
 import sqlalchemy as sa
@@ -30,7 +31,7 @@ def upload(api, content: bytes, media_type: str, **kw):
 def watch(api, key: str | None = None, **changes):
     body = {"case_number": CASE_NUMBER, "subject": DEBTOR, "action": "watch", "legal_basis": LEGAL_BASIS,
             "documents": [LEGAL_DOCUMENT], **changes}
-    return api.post("/api/v1/requests", json=body, headers={"Idempotency-Key": key or f"watch-{id(body)}"})
+    return api.post("/api/v1/requests", json=body, headers={"Idempotency-Key": key or f"watch-{uuid.uuid4().hex}"})
 
 
 def count(app, model) -> int:

@@ -191,6 +191,24 @@ def test_one_sequencer_holds_the_lease_and_another_takes_over_when_it_dies(db):
     assert verified(db).ok
 
 
+def test_a_clean_stop_integrates_what_is_left_pending(db):
+    """A worker stopping (SIGTERM, the end of the demo) leaves no event of its own
+    pending: the holder's last pass integrates them before the lease is handed back."""
+    sequencer = AuditSequencer(db, AUDIT, interval_seconds=60.0, holder="stopping")
+    sequencer.start()
+    deadline = utc_now().timestamp() + 20
+    while not sequencer.holds_lease and utc_now().timestamp() < deadline:
+        threading.Event().wait(0.02)
+    assert sequencer.holds_lease
+    record(db, 7)  # written after its first pass, which then sleeps a minute
+    assert counts(db) == (0, 7)
+    sequencer.stop()
+    assert counts(db) == (7, 0) and sequencer.integrated == 7
+    with db.reading() as session:
+        assert session.get(ChannelLease, LEASE_NAME) is None  # handed back at once
+    assert verified(db).ok
+
+
 def test_proofs_verify_against_signed_checkpoints_and_fail_on_a_change(db, keys):
     signing, public = keys
     record(db, 5)

@@ -6,6 +6,7 @@ match its MD5 is sent back and the delivery says why. Both databases."""
 from __future__ import annotations
 
 import time
+import uuid
 from decimal import Decimal
 
 import sqlalchemy as sa
@@ -26,7 +27,7 @@ def freeze_body(targets: list[str], amount: str = "1000.00") -> dict:
 
 def propose_and_approve(gateway, body: dict) -> str:
     api = gateway.api
-    reply = api.post("/api/v1/requests", json=body, headers={"Idempotency-Key": f"freeze-{id(body)}"})
+    reply = api.post("/api/v1/requests", json=body, headers={"Idempotency-Key": f"freeze-{uuid.uuid4().hex}"})
     assert reply.status_code == 202, reply.text
     judge = api.token(role="approver", sub="judge.zhao")
     decided = api.post(f"/api/v1/requests/{reply.json()['id']}/approval", json={"decision": "approve"}, token=judge)

@@ -56,6 +56,7 @@ class Agency:
             host_key=self.server.host_key_line, client_key=str(tmp / "client_key"),
         )
         self.codec = RealEstateCodec()
+        self.sent: dict[str, Envelope] = {}  # by message id: a resend sends the bytes kept, as the gateway does
 
     def wait_for_batches(self, count: int = 1, timeout: float = 20) -> list[InboundBatch]:
         deadline = time.monotonic() + timeout
@@ -70,7 +71,11 @@ class Agency:
 
     def exchange(self, orders: list[DeliveryOrder]) -> dict[str, AgencyAnswer]:
         """One batch file for the orders (one action), decoded answers by message id."""
-        envelopes = {o.message_id: self.codec.encode(o) for o in orders}
+        # Encoded once per message id (the request carries its CREATETIME to the second:
+        # encoded again a second later it is other bytes, which the agency's stored answer
+        # to the first is not bound to).
+        envelopes = {o.message_id: self.sent.get(o.message_id) or self.codec.encode(o) for o in orders}
+        self.sent.update(envelopes)
         operation = {e.operation for e in envelopes.values()}.pop()
         self.transport.send_batch(operation, [BatchRecord(e.message_id, e.body) for e in envelopes.values()])
         [batch] = self.wait_for_batches()
