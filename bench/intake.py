@@ -318,7 +318,11 @@ def main() -> int:
                 raise RuntimeError(f"case registration answered {status}: {text}")
             gateway_counts = lambda: (
                 count(gateway_db, "SELECT count(*) FROM requests"),
-                count(gateway_db, "SELECT count(*) FROM audit_events WHERE action = 'request.inquiry' AND outcome = 'accepted'"),
+                # An event is in exactly one of the two tables: sequenced, or still pending (the
+                # API-only gateway runs no sequencer; `audit verify` below integrates them).
+                count(gateway_db, "SELECT (SELECT count(*) FROM audit_events WHERE action = 'request.inquiry' AND "
+                                  "outcome = 'accepted') + (SELECT count(*) FROM audit_pending WHERE "
+                                  "action = 'request.inquiry' AND outcome = 'accepted')"),
                 count(gateway_db, "SELECT count(*) FROM deliveries"),
             )
             gw, (gw_requests, gw_audit, gw_deliveries) = measure("gw", f"{base}/requests", token, args, work, wrk,

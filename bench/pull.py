@@ -102,6 +102,8 @@ def gateway_run(app, certificate, n: int, batch: int) -> tuple[float, float, dic
     counters = poller.counters
     if counters.errors or counters.acks_refused or counters.answered != n:
         raise SystemExit(f"the polling client did not get every request answered: {counters}")
+    with app.extensions["db"].transaction() as session:
+        app.extensions["audit"].integrate_pending(session)  # no worker runs here, so no sequencer: the events wait
     with app.extensions["db"].reading() as session:
         answered = session.scalar(sa.select(sa.func.count()).select_from(Delivery).where(Delivery.state == "answered"))
         report = verify_log(session)
