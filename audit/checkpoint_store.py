@@ -153,14 +153,20 @@ def verify_log_with_checkpoints(session: Session, public_key: PublicKeys | None,
     report = dataclasses.replace(report, outside_checkpoints=len(outside))
     if not report.ok:
         return report
-    for check in (lambda r: _tree_against_checkpoints(session, r, marks), lambda r: _outside_kept_inside(r, own, outside)):
-        report = check(report)
-        if not report.ok:
-            return report
+    report = _tree_and_outside_copies(session, report, marks, own, outside)
+    if not report.ok:
+        return report
     if unsealed_after_seconds is not None:
         report = _sealing(session, report, covered=max((int(c["seq"]) for c in marks), default=0),
                           bound=unsealed_after_seconds, now=now or datetime.now(timezone.utc))
     return report
+
+
+def _tree_and_outside_copies(session: Session, report: IntegrityReport, marks: list[Mapping[str, Any]],
+                             own: list[dict[str, Any]], outside: list[Mapping[str, Any]]) -> IntegrityReport:
+    """After the walk: the Merkle tree each checkpoint signed, then every outside checkpoint still inside."""
+    report = _tree_against_checkpoints(session, report, marks)
+    return _outside_kept_inside(report, own, outside) if report.ok else report
 
 
 def _archive_problem(session: Session, archive_dir: Path, marks: list[Mapping[str, Any]], *, start_seq: int,

@@ -124,8 +124,7 @@ def search_events() -> Any:
     except GatewayError as exc:
         return _events_page(form, error=explain(exc.code, exc.message))
     if filters.get("subject"):
-        form = {k: v for k, v in form.items() if k != "subject"}
-        form["subject_hash"] = get_audit().subject_hash(services.normalise_subject(filters["subject"]))
+        return _at_hashed_address(form, filters["subject"])
     args: dict[str, Any] = form
     return redirect(url_for("console.events", **args), code=303)
 
@@ -160,11 +159,17 @@ def search_events_by_address(form: dict[str, str]) -> Any:
     """``?subject=<number>``: the number is hashed and the browser sent on to the
     address without it (a bad number is refused, naming the field)."""
     try:
-        subject = services.normalise_subject(form["subject"])
+        return _at_hashed_address(form, form["subject"])
     except GatewayError as exc:
         return _events_page({k: v for k, v in form.items() if k != "subject"}, error=explain(exc.code, exc.message))
+
+
+def _at_hashed_address(form: dict[str, str], id_number: str) -> Any:
+    """A redirect to the events page with the filters of ``form`` and, for the number
+    searched for, its keyed hash (InvalidInput, naming ``subject``, if it is no number)."""
     rest: dict[str, Any] = {k: v for k, v in form.items() if k != "subject"}
-    return redirect(url_for("console.events", **rest, subject_hash=get_audit().subject_hash(subject)), code=303)
+    rest["subject_hash"] = get_audit().subject_hash(services.normalise_subject(id_number))
+    return redirect(url_for("console.events", **rest), code=303)
 
 
 def _events_page(form: dict[str, str], *, error: str | None, page: Any = None) -> Any:
