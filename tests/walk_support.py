@@ -9,10 +9,12 @@ import pytest
 import sqlalchemy as sa
 
 from audit import sqlite_walk as quick
+from audit.chain import GENESIS_HASH, event_hash
 from audit.chain import ChainReport, verify_rows
 from audit.models import AuditEvent
 from audit.parallel import database_url, verify_parts
 from audit.store import event_tuples, live_chain_start
+from gateway.timeutil import utc_now
 
 
 def plain_walk(session: Any, event_key: bytes | None) -> ChainReport:
@@ -65,3 +67,17 @@ class EventsReadOneByOne:
                 yield row
 
         monkeypatch.setattr(quick, "event_tuples", counted)
+
+
+def events_from_before_macs(seqs: range | tuple[int, ...], prev: str = GENESIS_HASH) -> list[dict[str, Any]]:
+    """Chained audit rows as written before migration 0008: no MAC, details in
+    json.dumps' default form; hashed one after the other from ``prev``."""
+    rows = []
+    for seq in seqs:
+        row = {"seq": seq, "at": utc_now(), "actor_sub": "old", "actor_role": "system", "actor_court": None,
+               "actor_agency": None, "action": "test.old", "outcome": "ok", "case_number": None,
+               "subject_hash": None, "subject_masked": None, "request_id": None, "delivery_id": None,
+               "details": {"seq": seq}, "prev_hash": prev, "mac": None}
+        row["hash"] = prev = event_hash(row, prev)
+        rows.append(row)
+    return rows

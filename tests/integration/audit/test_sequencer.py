@@ -15,7 +15,6 @@ import pytest
 import sqlalchemy as sa
 
 from audit.checkpoint_store import verify_log_with_checkpoints, write_checkpoint
-from audit.checkpoints import load_private_key, load_public_key
 from audit.merkle import leaf_hash, root_of
 from audit.models import AuditEvent, AuditMerkleNode, AuditPending
 from audit.proofs import check_consistency, check_inclusion, consistency_proof, inclusion_proof
@@ -26,24 +25,12 @@ from gateway.auditing.sequencer import LEASE_NAME, AuditSequencer
 from gateway.db import Database
 from gateway.deliveries.models import ChannelLease
 from gateway.timeutil import utc_now
+from test_archive import db, keys  # noqa: F401 (fixtures: a Database on the test's URL, the checkpoint key pair)
 
 SUBJECT_KEY = b"s" * 32
 AUDIT = AuditLog(SUBJECT_KEY)
 ACTOR = SystemActor(sub="tester")
 ROOT = Path(__file__).resolve().parents[3]
-
-
-@pytest.fixture
-def db(database_url):
-    database = Database(database_url)
-    yield database
-    database.dispose()
-
-
-@pytest.fixture
-def keys(keys_dir):
-    return (load_private_key((keys_dir / "checkpoint-ed25519.pem").read_bytes()),
-            load_public_key((keys_dir / "checkpoint-ed25519.pub.pem").read_bytes()))
 
 
 def record(db, n, start=0):

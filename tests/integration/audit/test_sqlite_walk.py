@@ -13,14 +13,13 @@ import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
-from audit.chain import GENESIS_HASH, canonical_json, event_hash, event_mac_function
+from audit.chain import GENESIS_HASH, canonical_json, event_mac_function
 from audit.models import AuditEvent
 from audit.sqlite_walk import QUICK_QUERY, encodes_events, sqlite_walk
 from audit.store import AuditLog, SystemActor
 from audit.walk import keyed_run_length
 from gateway.db import Database
-from gateway.timeutil import utc_now
-from walk_support import EventsReadOneByOne, assert_walks_agree, plain_walk, quick_walk
+from walk_support import EventsReadOneByOne, assert_walks_agree, events_from_before_macs, plain_walk, quick_walk
 
 AUDIT = AuditLog(b"w" * 32)
 SQLITE_ONLY = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
@@ -100,14 +99,7 @@ def test_a_sound_log_is_walked_without_python_encoding_an_event(db, monkeypatch)
 
 @SQLITE_ONLY
 def test_events_from_before_macs_are_walked_one_by_one_and_the_quick_walk_resumes_after_them(db, monkeypatch):
-    prev, old = GENESIS_HASH, []
-    for seq in range(1, 31):  # written before migration 0008: no MAC; and details in json.dumps' default form
-        row = {"seq": seq, "at": utc_now(), "actor_sub": "old", "actor_role": "system", "actor_court": None,
-               "actor_agency": None, "action": "test.old", "outcome": "ok", "case_number": None,
-               "subject_hash": None, "subject_masked": None, "request_id": None, "delivery_id": None,
-               "details": {"seq": seq}, "prev_hash": prev, "mac": None}
-        row["hash"] = prev = event_hash(row, prev)
-        old.append(row)
+    old = events_from_before_macs(range(1, 31))
     with db.engine.begin() as conn:
         conn.execute(sa.insert(AuditEvent.__table__), old)
     append(db, 100)

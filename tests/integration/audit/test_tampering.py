@@ -19,7 +19,7 @@ from audit.checkpoint_file import CheckpointFileError, append_checkpoint, load_c
 from audit.checkpoints import checkpoint_hash, load_private_key, load_public_key, sign_checkpoint
 from audit.models import AuditCheckpoint, AuditEvent
 from audit.store import AuditLog, SystemActor
-from walk_support import assert_walks_agree
+from walk_support import assert_walks_agree, events_from_before_macs
 from gateway.auditing.checkpointing import CheckpointWriter, checkpoint_due
 from gateway.cli import main
 from gateway.db import Database
@@ -329,15 +329,7 @@ def test_events_from_before_the_mac_verify_and_are_vouched_for_by_the_first_keye
     """Migration 0008 leaves old events as they were (no MAC); the first keyed
     event after them covers them through its prev_hash; an unkeyed event after a
     keyed one is refused."""
-    prev = GENESIS_HASH
-    old = []
-    for seq in (1, 2, 3):
-        row = {"seq": seq, "at": utc_now(), "actor_sub": "old", "actor_role": "system", "actor_court": None,
-               "actor_agency": None, "action": "test.old", "outcome": "ok", "case_number": None,
-               "subject_hash": None, "subject_masked": None, "request_id": None, "delivery_id": None,
-               "details": {"seq": seq}, "prev_hash": prev, "mac": None}
-        row["hash"] = prev = event_hash(row, prev)
-        old.append(row)
+    old = events_from_before_macs((1, 2, 3))
     reinsert(db, old)
     append(db, 2)
     report = verify(db, public_key)
