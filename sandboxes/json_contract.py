@@ -51,7 +51,9 @@ class SandboxState:
     """What a running REST sandbox has seen, kept in ``app.extensions``.
 
     ``calls`` counts every call (injected failures and refusals included);
-    ``answered_count`` the distinct XXIDs answered; each repeat of an answered
+    ``arrived`` holds the XXID of each call as it arrives, before its latency
+    (None where the body has none), so a test can tell a message reached the
+    agency while its answer is still on the way; ``answered_count`` the distinct XXIDs answered; each repeat of an answered
     XXID adds one to ``duplicate_count``; ``failures_injected`` and
     ``rejected_count`` (3000 refusals) say where the other calls went.
     Counters change under the lock and are plain ints to read.
@@ -60,6 +62,7 @@ class SandboxState:
     def __init__(self, faults: FaultInjector):
         self.faults = faults
         self.calls = 0
+        self.arrived: list[str | None] = []
         self.duplicate_count = 0
         self.failures_injected = 0
         self.rejected_count = 0
@@ -70,9 +73,10 @@ class SandboxState:
     def answered_count(self) -> int:
         return len(self._answers)
 
-    def count_call(self) -> None:
+    def count_call(self, xxid: str | None = None) -> None:
         with self._lock:
             self.calls += 1
+            self.arrived.append(xxid)
 
     def count_failure(self) -> None:
         with self._lock:
@@ -129,6 +133,8 @@ def parse_json(raw: bytes) -> Any:
         return json.loads(text, object_pairs_hook=_refuse_duplicate_keys, parse_constant=_refuse_constant)
     except json.JSONDecodeError as error:
         raise ContractViolation("body", f"must be a JSON object ({error.msg} at character {error.pos})") from None
+    except RecursionError:  # a body nested thousands deep: refused, not a 500
+        raise ContractViolation("body", "nests arrays and objects too deep to decode") from None
 
 
 def check_fields(value: Any, path: str, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -237,7 +243,7 @@ def readable_xxid(raw: bytes) -> str | None:
     """
     try:
         document = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: nesting too deep to decode
         return None
     head = document.get("Head") if isinstance(document, dict) else None
     xxid = head.get("XXID") if isinstance(head, dict) else None
@@ -290,13 +296,13 @@ def serve_call(state: SandboxState, max_body_bytes: int,
     3. a repeated ``XXID`` gets the very bytes of its first answer and no new
        effect; otherwise ``render()`` makes the answer (and its effect).
     """
-    state.count_call()
-    must_fail = state.faults.apply()
     try:
         raw = request.get_data(cache=True)
         too_large = len(raw) > max_body_bytes  # in case no limit was applied upstream
     except RequestEntityTooLarge:
         raw, too_large = b"", True
+    state.count_call(None if too_large else readable_xxid(raw))
+    must_fail = state.faults.apply()
     if must_fail:
         state.count_failure()
         return error_response(503, CODE_UNAVAILABLE, "temporarily unable to answer (injected failure)",

@@ -408,6 +408,24 @@ def test_failure_rate_one_always_answers_503_and_remembers_nothing(start_server)
     assert (state.calls, state.answered_count, state.duplicate_count) == (3, 0, 0)
 
 
+def test_a_call_is_seen_arriving_before_its_latency_is_over(start_server):
+    # What the crash test waits for: the message is at the agency, its answer not yet back.
+    server = start_server(FaultKnobs(latency_seconds=0.5))
+    document = inquiry(rich_subject())
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        answer = pool.submit(ask, server, document)
+        give_up = time.monotonic() + 5
+        while document["Head"]["XXID"] not in counters(server).arrived:
+            assert time.monotonic() < give_up, "the call never arrived"
+            time.sleep(0.005)
+        assert not answer.done() and counters(server).answered_count == 0
+        assert answer.result().status_code == 200
+    too_deep = post(server, b"[" * 60_000, message_id=None)  # a call with no XXID to note, refused
+    assert too_deep.status_code == 400 and too_deep.json()["Head"]["RESPONSECODE"] == "3000"
+    assert "body: nests arrays and objects too deep" in too_deep.json()["Head"]["RESPONSEINFO"]
+    assert counters(server).arrived == [document["Head"]["XXID"], None]
+
+
 def test_failure_rate_zero_never_fails(start_server):
     server = start_server(FaultKnobs(failure_rate=0.0))
     statuses = {ask(server, inquiry(rich_subject())).status_code for _ in range(30)}
