@@ -1,25 +1,37 @@
 """Pull benchmark: requests fetched and answered per second by one polling client
-(zeep) through the gateway's SOAP pull service, beside a bare zeep call loop to a
-server that returns a fixed reply, in the same run.
+(zeep) through the gateway's SOAP pull service, beside the same client polling a
+server that returns fixed replies, in the same run.
 
-    .venv/bin/python bench/pull.py [--requests 600] [--batch 100] [--database-url URL]
+    .venv/bin/python bench/pull.py [--requests 600] [--batch 100] [--database-url URL] [--no-gc-freeze]
 
 1. **Gateway.** ``--requests`` one-click inquiries to the polling bank bank-c only,
    written through the gateway's own intake code and stored for pull by its
    delivery worker (not timed), in SQLite (default) or a private PostgreSQL schema.
    The gateway is served over TLS on loopback (a certificate made at run time,
    werkzeug threaded server, in this process). One ``sandboxes.polling_bank``
-   client (zeep from the served ``?wsdl``, UsernameToken, TLS verified) polls in a
-   loop, timed from its first round until every request is answered: list a batch
-   (``getXzcxList``), answer each request with the sandbox bank's ledger, feed the
-   batch back (``shfeedXzcxInfo``), and list controls (``getXzkzList``, empty).
+   client (zeep from the served ``?wsdl``, UsernameToken, TLS verified) makes one
+   untimed call first (``log_in``: the gateway's one scrypt per process), then polls
+   in a loop, timed until every request is answered: list a batch (``getXzcxList``),
+   answer each request with the sandbox bank's ledger, feed the batch back
+   (``shfeedXzcxInfo``), and list controls (``getXzkzList``, empty).
    Checked after: every delivery answered in the database, no failed round, no
    refused row, the audit chain verifies.
-2. **Baseline.** The same WSDL served by ``sandboxes.soap_service`` over TLS with a
-   fixed handler: ``getXzcxList`` returns the same batch of rows every time (each
-   carrying a real stored request's bytes), ``shfeedXzcxInfo`` fixed acks. A bare
-   zeep client (same settings, same UsernameToken, same TLS) calls list + feed in
-   a loop with a fixed answer, no bank, no database: rows per second.
+2. **Baseline.** The same WSDL served by ``sandboxes.soap_service`` over TLS with
+   fixed replies built before the run: each ``getXzcxList`` lists the next batch of
+   the gateway's own stored requests (each once), ``shfeedXzcxInfo`` fixed acks,
+   ``getXzkzList`` empty. The same client (a ``PollingBank`` with a fresh bank, the
+   same settings, the same untimed first call) polls it, so both clients do the
+   same work per row (zeep, TLS, the bank's answers); only the server differs.
+3. **Old baseline** (the definition until 2026-12-07, printed for comparison): a
+   bare zeep list + feed loop, the same 100 rows (one request's bytes) on every
+   list and one fixed answer fed for each: no bank answers, no control listing,
+   and the gateway's first log-in inside its timed window.
+
+Client and server CPU are printed apart: the client runs in the main thread
+(``time.thread_time``), the server in the werkzeug threads (process CPU minus the
+client's). Before the runs, what is alive (imports, the app, the setup's survivors)
+is frozen out of the collector (``gc.freeze``, as ``gateway serve`` does in each
+worker once its app is built); ``--no-gc-freeze`` leaves it in.
 
 Last line: ``pull ratio: X`` = gateway requests answered per second / baseline rows
 per second. Exits 1 without it if a check fails.
