@@ -182,6 +182,13 @@ class PollingBank:
                     log.warning("polling bank round failed: %s", self.counters.last_error)
             return full
 
+    def log_in(self) -> None:
+        """One round of controls alone, so the first log-in (the server's password hash,
+        once per process) is paid before the rounds a caller times. Anything it lists is
+        reviewed and answered as in any round; unlike ``poll_once`` a failure raises."""
+        with self._lock:
+            self._round(CONTROLS)
+
     # --- one round --------------------------------------------------------------------
 
     def _round(self, kind: _Kind) -> bool:

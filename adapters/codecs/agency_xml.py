@@ -147,8 +147,9 @@ class MessageReader:
             )
         head = root.find(self.tag("Head"))
         request_head = request.find(self.tag("Head"))
-        message_id, request_sha256 = self.text(head, "BDHM"), self.text(head, "QQSHA256")
-        code, info = self.text(head, "RESPONSECODE"), self.text(head, "RESPONSEINFO")
+        fields = {} if head is None else self.texts(head)  # one pass over the Head, not a find per field
+        message_id, request_sha256 = fields.get("BDHM"), fields.get("QQSHA256")
+        code, info = fields.get("RESPONSECODE"), fields.get("RESPONSEINFO")
         # A key or digest that is there must be ours, even on an error answer: an
         # answer meant for another request must never settle this one.
         if message_id is not None and message_id != envelope.message_id:
@@ -162,10 +163,10 @@ class MessageReader:
         if message_id is None or request_sha256 is None:
             missing = "BDHM" if message_id is None else "QQSHA256"
             raise AnswerNotBound(f"answer does not name its request: Head.{missing} is missing", raw=reply.body)
-        kind, asked_kind = self.text(head, "XZ"), self.text(request_head, "XZ")
+        kind, asked_kind = fields.get("XZ"), self.text(request_head, "XZ")
         if kind != asked_kind:
             raise IncomingInvalid(f"answer Head.XZ is {kind} but the request's is {asked_kind}", raw=reply.body)
-        return root, request, AnswerHead(message_id, request_sha256, kind or "", self.text(head, "FKSJ") or "")
+        return root, request, AnswerHead(message_id, request_sha256, kind or "", fields.get("FKSJ") or "")
 
 
 def check_only_asked(answered: Iterable[str], asked: Iterable[str | None], what: str, raw: bytes) -> None:

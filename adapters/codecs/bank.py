@@ -139,9 +139,9 @@ class BankCodec:
         controls: list[dict[str, Any]] = []
         if etree.QName(root).localname == "InquiryAnswer":
             asked = [e.text for e in r.all(request.find(r.tag("Data")), "CXNR")]
-            answered = (["CK"] if r.all(data, "CKZH") else []) + (["LC"] if r.all(data, "LCCP") else [])
-            check_only_asked(answered, asked, "lists", reply.body)
-            assets = [self._deposit(e) for e in r.all(data, "CKZH")] + [self._product(e) for e in r.all(data, "LCCP")]
+            deposits, products = r.all(data, "CKZH"), r.all(data, "LCCP")
+            check_only_asked((["CK"] if deposits else []) + (["LC"] if products else []), asked, "lists", reply.body)
+            assets = [self._deposit(e) for e in deposits] + [self._product(e) for e in products]
         else:
             controls = self._control_outcomes(data, request, reply.body)
         return AgencyAnswer(

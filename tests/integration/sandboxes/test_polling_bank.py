@@ -128,6 +128,29 @@ def test_a_wrong_password_is_refused_and_counted(overrides, settings, tmp_path):
         assert "2000" in poller.counters.last_error
 
 
+def test_log_in_is_one_round_of_controls_alone_and_raises_on_a_refusal(overrides, settings, tmp_path):
+    """What bench/pull.py calls before its clock starts: the first log-in paid, the
+    waiting inquiry left for the rounds, and a refused login an exception, not a count."""
+    import pytest
+    from zeep.exceptions import Fault
+
+    with tls_gateway(overrides, settings, tmp_path) as gateway:
+        assert gateway.api.register_case().status_code == 201
+        assert gateway.api.inquire().status_code == 202
+        gateway.app.extensions["worker"].drain()
+        poller = gateway.poller()
+        poller.log_in()
+        assert (poller.counters.rounds, poller.counters.listed, poller.counters.errors) == (0, 0, 0)
+        poller.poll_once()
+        assert (poller.counters.listed, poller.counters.answered) == (1, 1)
+        poller.stop()
+        refused = gateway.poller(password="not the demo password")
+        with pytest.raises(Fault, match="code 2000"):
+            refused.log_in()
+        refused.stop()
+        assert refused.counters.errors == 0
+
+
 def test_with_its_agency_token_the_polling_bank_polls_over_plain_http(overrides, settings):
     """How `gateway serve --with-sandboxes` runs bank-c without TLS: its JWT, not its password."""
     from conftest import Api, make_app
