@@ -65,7 +65,11 @@ def instrument() -> None:
 
     W = worker.DeliveryWorker
     wrap(W, "dispatch_once", "pass")
-    wrap(W, "_claim_and_encode", "claim+encode")
+    if hasattr(W, "_claim_and_encode"):  # main: claim and encode in one step
+        wrap(W, "_claim_and_encode", "claim+encode")
+    else:
+        wrap(W, "_claim", "claim+encode")
+        wrap(W, "_encode_and_keep", "encode+keep")
     look = "_look" if hasattr(W, "_look") else "_collect_if_due"  # the branch's name, or main's
     wrap(W, look, lambda self, ch: f"look {ch.agency.id}")
     if hasattr(W, "_hold_collection_lease"):
@@ -74,6 +78,11 @@ def instrument() -> None:
     wrap(W, "deliver_batch", lambda self, ids, a, *r: f"batch {a}")
     wrap(AgencyChannel, "exchange", lambda self, env: f"call {self.agency.id}")
     wrap(BatchChannel, "send", lambda self, envs: f"send {self.agency.id}")
+    from gateway.deliveries import progress
+    wrap(progress, "keep_requests", lambda session, fresh, **kw: f"keep {len(fresh)}")
+    wrap(progress, "mark_sent", "mark_sent")
+    wrap(progress, "load_orders", lambda session, ids, **kw: f"load_orders {len(ids)}")
+    wrap(BatchChannel, "encode", lambda self, order: f"encode {self.agency.id}")
     wrap(recorder.AnswerRecorder, "_record_batch", lambda self, items: f"record {len(items)}")
     original_held = gdb.SqliteWriteGate.held
 
@@ -155,6 +164,7 @@ def report(n: int, created: float, rows, events, steps, verbose: bool) -> None:
     note("first pass start after commit", first("pass start", committed))
     note("claim+encode start", first("claim+encode start", committed))
     note("claim+encode end", first("claim+encode end", committed))
+    note("encode+keep end (branch)", first("encode+keep end", committed))
     for agency, answered in rows:
         note(f"{agency}: answered_at", (epoch(answered) - created) * 1000)
         note(f"{agency}: call start", first(f"call {agency} start"))

@@ -201,20 +201,24 @@ class DeliveryWorker:
         return self._thread is not None and self._thread.is_alive()
 
     def _run(self) -> None:
+        look_first = False
         while not self._stop.is_set():
             # Cleared before the pass, not after the wait: a slot freed or a request
             # accepted while the pass runs keeps its wake, so the dispatcher never
             # sleeps a poll interval with work due.
             self._wake.clear()
             try:
-                started = self.dispatch_once()
+                started = self.dispatch_once(look_first=look_first)
             except Exception:
                 log.exception("delivery dispatcher pass failed; trying again")
                 started = 0
             # Straight into another pass only if a claim took all it asked for (more may
             # be due); otherwise until a slot frees, a request comes or the poll interval.
+            # A pass after a poll interval with no wake first reads whether anything is
+            # due (work from another process); a woken one claims at once.
+            look_first = False
             if not started or not self._claimed_in_full:
-                self._wake.wait(self._idle_seconds())
+                look_first = not self._wake.wait(self._idle_seconds())
 
     def _idle_seconds(self) -> float:
         """How long the dispatcher may sleep: a poll interval, or less if a batch
@@ -227,8 +231,13 @@ class DeliveryWorker:
 
     # --- one pass ------------------------------------------------------------------
 
-    def dispatch_once(self) -> int:
-        """Expire what is overdue, claim what is due, hand it to the pool; return how many started."""
+    def dispatch_once(self, *, look_first: bool = False) -> int:
+        """Expire what is overdue, claim what is due, hand it to the pool; return how many started.
+
+        ``look_first``: claim only if a read finds something due. An idle dispatcher
+        passes every poll interval; each claim is a write transaction, and on SQLite
+        those held the one write lock a hundred times a second, queueing the answers,
+        the batch files' writes and the audit sequencer behind empty claims."""
         now = utc_now()
         # Deadlines are hours or days: a running worker looks once a second, sparing a
         # write transaction on every pass of a busy dispatcher (inline passes always look).
@@ -238,7 +247,7 @@ class DeliveryWorker:
                 services.expire_overdue(session, audit=self.audit, now=now)
         self._claimed_in_full = False
         self._ask_for_lost_files()
-        plans, free_slots, files = self._plan_pass()
+        plans, free_slots, files = self._plan_pass() if not look_first or self._anything_due(now) else ([], {}, [])
         # Every agency's claims in one transaction (one commit, not one per agency): a
         # one-click inquiry's messages all leave at once.
         claimed, stored, orders, in_files = self._claim(plans, files, now)
@@ -259,6 +268,7 @@ class DeliveryWorker:
                 self.breakers[agency_id].cancel_trial()
             # All it asked for, and it asked for fewer than its free slots (the claim batch): more may be due.
             self._claimed_in_full |= len(calls) == _allowed < free_slots[agency_id]
+            self._rates[agency_id].give_back(_allowed - len(calls))
             for n, (delivery_id, envelope) in enumerate(calls):
                 with self._lock:
                     self._in_flight[agency_id] += 1
@@ -282,6 +292,10 @@ class DeliveryWorker:
             except AdapterError as error:  # the agency is unreachable: ask again on the next look
                 log.info("asking %s for lost batch files: %s", agency_id, error.code)
                 self._last_collected[agency_id] = time.monotonic()
+
+    def _anything_due(self, now) -> bool:
+        with self.db.reading() as session:
+            return services.any_due(session, list(self.channels), now=now)
 
     def _plan_pass(self) -> tuple[list[tuple[AgencyChannel | PullChannel, int, bool]], dict[str, int],
                                   list[tuple[BatchChannel, bool]]]:
@@ -323,8 +337,10 @@ class DeliveryWorker:
             with self._lock:
                 self._in_flight[agency_id] += 1
             self._submit(self.deliver_batch, ids, agency_id, trial)
-        elif trial:
-            self.breakers[agency_id].cancel_trial()
+        else:
+            self._rates[agency_id].give_back(1)
+            if trial:
+                self.breakers[agency_id].cancel_trial()
         return len(ids)
 
     def _claim(self, plans: list[tuple[AgencyChannel | PullChannel, int, bool]], files: list[tuple[BatchChannel, bool]],
