@@ -60,6 +60,10 @@ _IN_A_FILE = (select(Delivery.id)
               .limit(1))
 
 
+# A batch file's messages (by delivery id) and each one's ref, as ``mark_sent`` takes them.
+PreparedFile = tuple[dict[str, Envelope], dict[str, progress.Addressed]]
+
+
 def lease_owner_name() -> str:
     """host:pid, as claimed rows name the worker holding their lease."""
     return f"{socket.gethostname()[:40]}:{os.getpid()}"
@@ -256,11 +260,13 @@ class DeliveryWorker:
         # by tens of milliseconds (bench/RESULTS.md, fanout). Looked for before this pass's
         # file leaves: a look right after an upload finds nothing and only backs the next off.
         started = sum(self._look_if_due(c) for c in self.channels.values() if isinstance(c, BatchChannel))
-        # Then their files, to the pool (which writes and uploads them), before the calls'
-        # encoding: a file's round trip (upload, the agency's own poll, the look for its
-        # result) is the longest of an inquiry, so it bounds the whole inquiry.
-        started += sum(self._send_file(channel, trial, in_files.get(channel.agency.id, [])) for channel, trial in files)
-        ready = self._encode_and_keep(plans, claimed, stored, orders, now)
+        # Then every message written and kept in one transaction, and the files to the pool
+        # (which uploads them) before the calls: a file's round trip (upload, the agency's
+        # own poll, the look for its result) is the longest of an inquiry, so it bounds it.
+        small_files = {a: ids for a, ids in in_files.items() if 0 < len(ids) <= self.settings.batch_size}
+        ready, prepared = self._encode_and_keep(plans, claimed, files, small_files, stored, orders, now)
+        started += sum(self._send_file(channel, trial, in_files.get(channel.agency.id, []), prepared.get(channel.agency.id))
+                       for channel, trial in files)
         for channel, _allowed, trial in plans:
             agency_id = channel.agency.id
             calls = ready.get(agency_id, [])
@@ -329,14 +335,14 @@ class DeliveryWorker:
                 breaker.cancel_trial()
         return plans, free_slots, files
 
-    def _send_file(self, channel: BatchChannel, trial: bool, ids: list[str]) -> int:
+    def _send_file(self, channel: BatchChannel, trial: bool, ids: list[str], prepared: PreparedFile | None) -> int:
         """Hand a batch agency's claimed requests to the pool as one file; how many it carries."""
         agency_id = channel.agency.id
         self._claimed_in_full |= len(ids) == channel.agency.batch_size
         if ids:
             with self._lock:
                 self._in_flight[agency_id] += 1
-            self._submit(self.deliver_batch, ids, agency_id, trial)
+            self._submit(self.deliver_batch, ids, agency_id, trial, prepared)
         else:
             self._rates[agency_id].give_back(1)
             if trial:
@@ -348,7 +354,8 @@ class DeliveryWorker:
         """Claim due deliveries of each agency (up to its limit; a batch agency's up to its
         batch_size) in one transaction: the call and pull agencies' claimed ids, the bytes
         kept of those sent before, the orders of the others, and the batch agencies' ids
-        (whose orders ``deliver_batch`` loads on its pool thread)."""
+        (a small file's, of up to the workers' batch_size, with stored bytes and orders
+        too; a larger one's ``deliver_batch`` loads on its pool thread)."""
         if not plans and not files:
             return {}, {}, {}, {}
         with self.db.transaction() as session:
@@ -358,10 +365,12 @@ class DeliveryWorker:
             in_files = {channel.agency.id: claim(channel.agency.id, channel.agency.batch_size) for channel, _ in files}
             claimed = {channel.agency.id: claim(channel.agency.id, limit) for channel, limit, _trial in plans}
             every = [i for ids in claimed.values() for i in ids]
-            if not every:
+            in_small_files = [i for ids in in_files.values() if len(ids) <= self.settings.batch_size for i in ids]
+            if not every and not in_small_files:
                 return claimed, {}, {}, in_files
-            stored = services.stored_envelopes(session, every)
-            orders = progress.load_orders(session, [i for i in every if i not in stored], now=now)
+            stored = services.stored_envelopes(session, every + in_small_files)
+            # A file's orders all (mark_sent needs each one's ref), a call's only if it has no bytes yet.
+            orders = progress.load_orders(session, [i for i in every if i not in stored] + in_small_files, now=now)
             # What the agencies' own limits allow, counted across every process (a pull
             # agency fetches at its own pace: not limited here). Last before the commit:
             # the budget rows it locks hold up every other process's claim, so they are
@@ -372,10 +381,15 @@ class DeliveryWorker:
         return claimed, stored, orders, in_files
 
     def _encode_and_keep(self, plans: list[tuple[AgencyChannel | PullChannel, int, bool]], claimed: dict[str, list[str]],
-                         stored: dict[str, Envelope], orders: dict, now) -> dict[str, list[tuple[str, Envelope]]]:
+                         files: list[tuple[BatchChannel, bool]], small_files: dict[str, list[str]],
+                         stored: dict[str, Envelope], orders: dict,
+                         now) -> tuple[dict[str, list[tuple[str, Envelope]]], dict[str, PreparedFile]]:
         """Write each claimed delivery's message and keep its bytes, in a transaction of
         its own after the claim's (codecs are CPU only; holding the claim's row locks and
-        connection through them kept other processes' claims waiting), before any is sent.
+        connection through them kept other processes' claims waiting), before any is sent:
+        the calls' messages by agency, and the small batch files' (``small_files``), in
+        the same transaction (each file wrote and kept its own on its pool thread: two
+        more write transactions before the upload, queued behind the calls').
 
         A message's bytes are kept on its first attempt and sent unchanged on every
         later one, by whichever worker: an agency that discards a repeat answers with
@@ -390,26 +404,22 @@ class DeliveryWorker:
         pulled: dict[str, Envelope] = {}
         refused: list[tuple[str, AdapterError]] = []
         for channel, _limit, _trial in plans:
-            agency_id = channel.agency.id
-            for delivery_id in claimed.get(agency_id, []):
-                envelope = stored.get(delivery_id)
-                if envelope is None:
-                    try:
-                        envelope = fresh[delivery_id] = channel.encode(orders[delivery_id][0])
-                    except AdapterError as encode_error:
-                        refused.append((delivery_id, encode_error))
-                        continue
+            for delivery_id, envelope in self._encode(channel, claimed.get(channel.agency.id, []), stored, orders,
+                                                      fresh, refused).items():
                 if isinstance(channel, PullChannel):
                     pulled[delivery_id] = envelope
-                    continue
-                ready.setdefault(agency_id, []).append((delivery_id, envelope))
+                else:
+                    ready.setdefault(channel.agency.id, []).append((delivery_id, envelope))
+        prepared = {channel.agency.id: (self._encode(channel, small_files[channel.agency.id], stored, orders, fresh, refused),
+                                        {i: orders[i][1] for i in small_files[channel.agency.id]})
+                    for channel, _trial in files if channel.agency.id in small_files}
         if fresh or pulled or refused:
             with self.db.transaction() as session:
                 for delivery_id, failure in refused:
                     services.record_failure(session, delivery_id, failure, audit=self.audit, now=now, policy=self.policy)
                 progress.keep_requests(session, {i: e for i, e in fresh.items() if i not in pulled}, now=now)
                 progress.store_for_pull(session, pulled, audit=self.audit, now=now)
-        return ready
+        return ready, prepared
 
     def _submit(self, task, *args) -> None:
         if self._pool is None:  # not started: carry it out inline (tests, `drain`)
@@ -498,29 +508,16 @@ class DeliveryWorker:
 
     # --- batch agencies ------------------------------------------------------------------
 
-    def deliver_batch(self, delivery_ids: list[str], agency_id: str, trial: bool = False) -> None:
+    def deliver_batch(self, delivery_ids: list[str], agency_id: str, trial: bool = False,
+                      prepared: PreparedFile | None = None) -> None:
         """Write each claimed request, keep its bytes, send them as one file, and mark
-        them awaiting results: a few statements for the whole file (``progress``)."""
+        them awaiting results: a few statements for the whole file (``progress``).
+        ``prepared``: the messages already written and kept by the dispatcher's pass
+        (a small file), with the refs their orders name."""
         channel, breaker = self.channels[agency_id], self.breakers[agency_id]
         assert isinstance(channel, BatchChannel)
         try:
-            with self.db.reading() as session:
-                stored = services.stored_envelopes(session, delivery_ids)
-                orders = progress.load_orders(session, delivery_ids, now=utc_now())
-            envelopes: dict[str, Envelope] = dict(stored)  # a resend carries the bytes first sent
-            fresh: dict[str, Envelope] = {}
-            for delivery_id, (order, _ref) in orders.items():
-                if delivery_id in stored:
-                    continue
-                try:
-                    fresh[delivery_id] = envelopes[delivery_id] = channel.encode(order)
-                except AdapterError as error:  # this one breaks the format: never sent, the rest go
-                    with self.db.transaction() as session:
-                        services.record_failure(session, delivery_id, error, audit=self.audit, now=utc_now(), policy=self.policy)
-            # Kept before the file leaves: its results may be back before it is marked sent.
-            if fresh:
-                with self.db.transaction() as session:
-                    progress.keep_requests(session, fresh, now=utc_now())
+            envelopes, refs = prepared if prepared is not None else self._write_file(channel, delivery_ids)
             by_operation: dict[str, list[str]] = {}
             for delivery_id, envelope in envelopes.items():
                 by_operation.setdefault(envelope.operation, []).append(delivery_id)
@@ -540,7 +537,7 @@ class DeliveryWorker:
                 breaker.record(None, trial=trial)
                 self.metrics.observe(agency_id, "batch_sent", time.perf_counter() - started)
                 with self.db.transaction() as session:
-                    progress.mark_sent(session, {i: orders[i][1] for i in ids}, batch_file=batch_file, audit=self.audit,
+                    progress.mark_sent(session, {i: refs[i] for i in ids}, batch_file=batch_file, audit=self.audit,
                                       now=utc_now(), wait_seconds=self.settings.batch_result_wait_seconds)
                 self._results_due_soon(agency_id)
         except Exception:
@@ -551,6 +548,42 @@ class DeliveryWorker:
                 breaker.cancel_trial()
             with self._lock:
                 self._in_flight[agency_id] -= 1
+
+    def _write_file(self, channel: BatchChannel, delivery_ids: list[str]) -> PreparedFile:
+        """A large file's messages, written and kept on its pool thread: the bytes kept of
+        those sent before, the others encoded (one that breaks the format is failed, never
+        sent; the rest go), and each one's ref."""
+        with self.db.reading() as session:
+            stored = services.stored_envelopes(session, delivery_ids)
+            orders = progress.load_orders(session, delivery_ids, now=utc_now())
+        fresh: dict[str, Envelope] = {}
+        refused: list[tuple[str, AdapterError]] = []
+        envelopes = self._encode(channel, list(orders), stored, orders, fresh, refused)
+        for delivery_id, error in refused:
+            with self.db.transaction() as session:
+                services.record_failure(session, delivery_id, error, audit=self.audit, now=utc_now(), policy=self.policy)
+        # Kept before the file leaves: its results may be back before it is marked sent.
+        if fresh:
+            with self.db.transaction() as session:
+                progress.keep_requests(session, fresh, now=utc_now())
+        return envelopes, {i: ref for i, (_order, ref) in orders.items()}
+
+    @staticmethod
+    def _encode(channel: AgencyChannel | PullChannel | BatchChannel, ids: list[str], stored: dict[str, Envelope],
+                orders: dict, fresh: dict[str, Envelope], refused: list[tuple[str, AdapterError]]) -> dict[str, Envelope]:
+        """Each delivery's message: the bytes kept on its first attempt (sent unchanged), or
+        written now (added to ``fresh``, to be kept); one that breaks the format goes to ``refused``."""
+        envelopes: dict[str, Envelope] = {}
+        for delivery_id in ids:
+            envelope = stored.get(delivery_id)
+            if envelope is None:
+                try:
+                    envelope = fresh[delivery_id] = channel.encode(orders[delivery_id][0])
+                except AdapterError as encode_error:
+                    refused.append((delivery_id, encode_error))
+                    continue
+            envelopes[delivery_id] = envelope
+        return envelopes
 
     def _look_if_due(self, channel: BatchChannel) -> int:
         """Look for a batch agency's results if due: inline in a pass of a worker not
