@@ -10,9 +10,11 @@ many deliveries per second worker processes sustain.
    loopback, in-process delivery worker, SQLite); one-click inquiries go in one
    after the other, each to every agency. Completion = the last delivery's
    ``answered_at`` minus the request's ``created_at`` (the gateway's own clock,
-   no polling bias). Baseline, in the same run: the same messages exchanged with
-   the call agencies directly through their adapters (codec + transport) in
-   parallel threads, with no database: the floor the network and the sandboxes set.
+   no polling bias). Baselines, in the same run: the same messages exchanged
+   through the agencies' adapters (codec + transport) in parallel threads, with no
+   database: the call agencies alone, and every agency (the batch agencies' files
+   uploaded and their outboxes listed every poll interval): the floors the network
+   and the sandboxes set.
 2. **Sustained deliveries per second** on PostgreSQL with 1 and with 3
    ``gateway worker`` processes against the two REST sandboxes at zero latency:
    ``--deliveries`` queued first (inquiries written through the intake service),
