@@ -5,8 +5,9 @@ One process may run one worker; many processes may share one database (claims
 are leases, so no delivery is carried out by two workers at once).
 
 Batch agencies (SFTP) differ in two ways: a claim takes up to ``batch_size``
-deliveries and sends them as one file, and each pass also collects the result
-files the agency has left, decoding each line against the request it names.
+deliveries and sends them as one file, and a pass also has the result files the
+agency has left collected (on a pool thread, while a request of it is in a file),
+decoding each line against the request it names.
 A worker's first look at a batch agency (after a start, so after a crash) also
 asks it which of the files still awaiting results it has lost, and sends their
 requests again at once rather than after ``batch_result_wait_seconds``.
