@@ -41,6 +41,12 @@ class RateLimiter:
         self.tokens -= granted
         return granted
 
+    def give_back(self, unused: int) -> None:
+        """Return tokens taken for starts that did not happen (a claim found fewer due):
+        the rate counts starts, and a dispatcher's empty passes, one every poll interval,
+        must not use up the bucket and hold back the next real start."""
+        self.tokens = min(max(1.0, self.rate), self.tokens + max(0, unused))
+
 
 def shared_grant(*, wanted: int, tokens: float, elapsed_seconds: float, rate: float, concurrency: int,
                  in_flight_elsewhere: int) -> tuple[int, float]:

@@ -40,13 +40,13 @@ _OVERDUE = DELIVERY.sources(DeliveryState.EXPIRED, among=ON_ITS_WAY)
 # and its bulk-update bookkeeping cost more than the SQL for a handful of rows.
 _D = Delivery.__table__
 _NOW = bindparam("b_now", type_=_D.c.deadline.type)
+_CLAIMABLE_NOW = and_(_D.c.deadline > _NOW, or_(
+    and_(_D.c.state.in_(_DUE), _D.c.next_attempt_at <= _NOW),
+    and_(_D.c.state.in_(_RECLAIMABLE), _D.c.lease_until < _NOW),
+))
 _CLAIMABLE = (
     select(_D.c.id)
-    .where(_D.c.agency_id == bindparam("b_agency"), _D.c.deadline > _NOW)
-    .where(or_(
-        and_(_D.c.state.in_(_DUE), _D.c.next_attempt_at <= _NOW),
-        and_(_D.c.state.in_(_RECLAIMABLE), _D.c.lease_until < _NOW),
-    ))
+    .where(_D.c.agency_id == bindparam("b_agency"), _CLAIMABLE_NOW)
     .order_by(_D.c.next_attempt_at)
     .limit(bindparam("b_limit", type_=Integer))
     .with_for_update(skip_locked=True)
@@ -102,6 +102,17 @@ def claim_due(session: Session, *, agency_id: str, now: datetime, limit: int, le
         session.execute(_CLAIM, {"b_ids": ids, "b_now": now, "b_until": now + timedelta(seconds=lease_seconds),
                                  "b_owner": owner})
     return ids
+
+
+# Whether any of these agencies has a delivery to claim (a read: no lock, no write transaction).
+_ANY_CLAIMABLE = (select(_D.c.id).where(_D.c.agency_id.in_(bindparam("b_agencies", expanding=True)), _CLAIMABLE_NOW)
+                  .limit(1))
+
+
+def any_due(session: Session, agency_ids: list[str], *, now: datetime) -> bool:
+    """Whether ``claim_due`` would find anything for one of these agencies now (without
+    locking: a claim may still find it gone, or something due a moment later)."""
+    return session.execute(_ANY_CLAIMABLE, {"b_agencies": agency_ids, "b_now": now}).first() is not None
 
 
 @dataclass(frozen=True)

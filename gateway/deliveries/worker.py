@@ -5,8 +5,9 @@ One process may run one worker; many processes may share one database (claims
 are leases, so no delivery is carried out by two workers at once).
 
 Batch agencies (SFTP) differ in two ways: a claim takes up to ``batch_size``
-deliveries and sends them as one file, and each pass also collects the result
-files the agency has left, decoding each line against the request it names.
+deliveries and sends them as one file, and a pass also has the result files the
+agency has left collected (on a pool thread, while a request of it is in a file),
+decoding each line against the request it names.
 A worker's first look at a batch agency (after a start, so after a crash) also
 asks it which of the files still awaiting results it has lost, and sends their
 requests again at once rather than after ``batch_result_wait_seconds``.
@@ -22,6 +23,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
+from sqlalchemy import bindparam, select
+
 from adapters.errors import AdapterError, IncomingInvalid, TransportError
 from adapters.interfaces import Envelope
 from audit.store import AuditLog
@@ -31,6 +34,7 @@ from gateway.deliveries import progress, services
 from gateway.deliveries.breaker import Breakers
 from gateway.deliveries.channels import AgencyChannel, BatchChannel, Channel, ChannelPlan, PullChannel, channel_class
 from gateway.deliveries.metrics import DeliveryMetrics
+from gateway.deliveries.models import Delivery
 from gateway.deliveries.recorder import AnswerRecorder
 from gateway.deliveries.retry import RateLimiter
 from gateway.deliveries.states import DeliveryState
@@ -47,6 +51,18 @@ EXPIRY_INTERVAL_SECONDS = 1.0
 # a quick agency's answer is picked up within tens of milliseconds rather than a
 # whole poll interval later, and a slow one costs a few extra listings per file.
 RESULT_LOOK_SECONDS = 0.05
+# A batch agency with no request in a file on its way or awaiting a result: its outbox
+# is still listed this often (results of requests that ended meanwhile), not every pass.
+IDLE_LOOK_SECONDS = 1.0
+# Whether any request of an agency is in a file that may yet be answered.
+_IN_A_FILE = (select(Delivery.id)
+              .where(Delivery.agency_id == bindparam("agency_id"),
+                     Delivery.state.in_((DeliveryState.SENDING, DeliveryState.AWAITING)))
+              .limit(1))
+
+
+# A batch file's messages (by delivery id) and each one's ref, as ``mark_sent`` takes them.
+PreparedFile = tuple[dict[str, Envelope], dict[str, progress.Addressed]]
 
 
 def lease_owner_name() -> str:
@@ -95,6 +111,10 @@ class DeliveryWorker:
         self._shared_limits = {agency_id: services.AgencyLimits(a.rate_limit_per_second, a.concurrency)
                                for agency_id, a in agencies.items() if channel_class(a) is AgencyChannel}
         self._last_collected = {agency_id: 0.0 for agency_id in agencies}
+        self._last_listed = {agency_id: 0.0 for agency_id in agencies}  # a batch agency's outbox last listed
+        self._looking: set[str] = set()  # batch agencies whose results a pool thread is looking for now
+        # Until when (monotonic) this worker's collection lease of an agency needs no renewal.
+        self._lease_renew_at: dict[str, float] = {}
         self._collect_every = {agency_id: settings.poll_interval_seconds for agency_id in agencies}
         self._lost_files_checked: set[str] = set()  # batch agencies asked for lost files since this worker began
         self._last_expiry = 0.0
@@ -167,6 +187,7 @@ class DeliveryWorker:
         if not names:
             return
         try:
+            self._lease_renew_at.clear()
             with self.db.transaction() as session:
                 services.release_leases(session, names, self.name)
         except Exception:
@@ -185,20 +206,24 @@ class DeliveryWorker:
         return self._thread is not None and self._thread.is_alive()
 
     def _run(self) -> None:
+        look_first = False
         while not self._stop.is_set():
             # Cleared before the pass, not after the wait: a slot freed or a request
             # accepted while the pass runs keeps its wake, so the dispatcher never
             # sleeps a poll interval with work due.
             self._wake.clear()
             try:
-                started = self.dispatch_once()
+                started = self.dispatch_once(look_first=look_first)
             except Exception:
                 log.exception("delivery dispatcher pass failed; trying again")
                 started = 0
             # Straight into another pass only if a claim took all it asked for (more may
             # be due); otherwise until a slot frees, a request comes or the poll interval.
+            # A pass after a poll interval with no wake first reads whether anything is
+            # due (work from another process); a woken one claims at once.
+            look_first = False
             if not started or not self._claimed_in_full:
-                self._wake.wait(self._idle_seconds())
+                look_first = not self._wake.wait(self._idle_seconds())
 
     def _idle_seconds(self) -> float:
         """How long the dispatcher may sleep: a poll interval, or less if a batch
@@ -211,8 +236,13 @@ class DeliveryWorker:
 
     # --- one pass ------------------------------------------------------------------
 
-    def dispatch_once(self) -> int:
-        """Expire what is overdue, claim what is due, hand it to the pool; return how many started."""
+    def dispatch_once(self, *, look_first: bool = False) -> int:
+        """Expire what is overdue, claim what is due, hand it to the pool; return how many started.
+
+        ``look_first``: claim only if a read finds something due. An idle dispatcher
+        passes every poll interval; each claim is a write transaction, and on SQLite
+        those held the one write lock a hundred times a second, queueing the answers,
+        the batch files' writes and the audit sequencer behind empty claims."""
         now = utc_now()
         # Deadlines are hours or days: a running worker looks once a second, sparing a
         # write transaction on every pass of a busy dispatcher (inline passes always look).
@@ -220,20 +250,82 @@ class DeliveryWorker:
             self._last_expiry = time.monotonic()
             with self.db.transaction() as session:
                 services.expire_overdue(session, audit=self.audit, now=now)
-        started, plans, free_slots = 0, [], {}
         self._claimed_in_full = False
+        self._ask_for_lost_files()
+        plans, free_slots, files = self._plan_pass() if not look_first or self._anything_due(now) else ([], {}, [])
+        # Every agency's claims in one transaction (one commit, not one per agency): a
+        # one-click inquiry's messages all leave at once.
+        claimed, stored, orders, in_files = self._claim(plans, files, now)
+        # Batch agencies' result looks go to the pool (inline when not started): they used to
+        # run on this thread before the claims, an SFTP listing each, and held every call back
+        # by tens of milliseconds (bench/RESULTS.md, fanout). Looked for before this pass's
+        # file leaves: a look right after an upload finds nothing and only backs the next off.
+        started = sum(self._look_if_due(c) for c in self.channels.values() if isinstance(c, BatchChannel))
+        # Then every message written and kept in one transaction, and the files to the pool
+        # (which uploads them) before the calls: a file's round trip (upload, the agency's
+        # own poll, the look for its result) is the longest of an inquiry, so it bounds it.
+        small_files = {a: ids for a, ids in in_files.items() if 0 < len(ids) <= self.settings.batch_size}
+        ready, prepared = self._encode_and_keep(plans, claimed, files, small_files, stored, orders, now)
+        started += sum(self._send_file(channel, trial, in_files.get(channel.agency.id, []), prepared.get(channel.agency.id))
+                       for channel, trial in files)
+        for channel, _allowed, trial in plans:
+            agency_id = channel.agency.id
+            calls = ready.get(agency_id, [])
+            if trial and not calls:
+                self.breakers[agency_id].cancel_trial()
+            # All it asked for, and it asked for fewer than its free slots (the claim batch): more may be due.
+            self._claimed_in_full |= len(calls) == _allowed < free_slots[agency_id]
+            self._rates[agency_id].give_back(_allowed - len(calls))
+            for n, (delivery_id, envelope) in enumerate(calls):
+                with self._lock:
+                    self._in_flight[agency_id] += 1
+                self._submit(self.deliver, delivery_id, envelope, agency_id, trial and n == 0)
+            started += len(calls)
+        return started
+
+    def _ask_for_lost_files(self) -> None:
+        """On a worker's first look at each batch agency, before it sends a file of its
+        own: which files awaiting results has it lost (``resend_lost_batches``)? Asked
+        before any file leaves, since a file the agency has just taken from its inbox and
+        not yet answered would look lost."""
         for agency_id, channel in self.channels.items():
-            if isinstance(channel, BatchChannel):
-                started += self._collect_if_due(channel)
+            if not isinstance(channel, BatchChannel) or agency_id in self._lost_files_checked:
+                continue
+            if time.monotonic() - self._last_collected[agency_id] < self._collect_every[agency_id]:
+                continue  # not due: asked with its next look
+            try:
+                self.resend_lost_batches(channel)
+                self._lost_files_checked.add(agency_id)
+            except AdapterError as error:  # the agency is unreachable: ask again on the next look
+                log.info("asking %s for lost batch files: %s", agency_id, error.code)
+                self._last_collected[agency_id] = time.monotonic()
+
+    def _anything_due(self, now) -> bool:
+        with self.db.reading() as session:
+            return services.any_due(session, list(self.channels), now=now)
+
+    def _plan_pass(self) -> tuple[list[tuple[AgencyChannel | PullChannel, int, bool]], dict[str, int],
+                                  list[tuple[BatchChannel, bool]]]:
+        """How many of each agency's deliveries this pass may claim (its free slots, breaker
+        and rate): the call and pull agencies' (channel, limit, trial), their free slots, and
+        the batch agencies' (channel, trial) of which a file of up to batch_size may leave."""
+        plans: list[tuple[AgencyChannel | PullChannel, int, bool]] = []
+        free_slots: dict[str, int] = {}
+        files: list[tuple[BatchChannel, bool]] = []
+        for agency_id, channel in self.channels.items():
+            breaker = self.breakers[agency_id]
             with self._lock:
                 free = channel.agency.concurrency - self._in_flight[agency_id]
-            breaker = self.breakers[agency_id]
-            if isinstance(channel, BatchChannel):
-                started += self._dispatch_file(channel, free, now)
-                continue
-            with self._lock:
-                topping_up = self._worth_a_pass(agency_id)
+                topping_up = isinstance(channel, BatchChannel) or self._worth_a_pass(agency_id)
             if not topping_up:  # its slots nearly full and the pool's threads busy: a later pass takes more at once
+                continue
+            if isinstance(channel, BatchChannel):
+                # One file is one unit of concurrency, rate and breaker trial.
+                allowed, trial = breaker.permit(1 if free > 0 else 0)
+                if allowed and self._rates[agency_id].take(1, time.monotonic()) >= 1:
+                    files.append((channel, trial))
+                elif trial:
+                    breaker.cancel_trial()
                 continue
             wanted, trial = breaker.permit(min(free, self.settings.batch_size))
             free_slots[agency_id] = free
@@ -242,54 +334,63 @@ class DeliveryWorker:
                 plans.append((channel, allowed, trial))
             elif trial:
                 breaker.cancel_trial()
-        # Every call agency's claims in one transaction (one commit, not one per agency):
-        # a one-click inquiry's messages all leave at once.
-        ready = self._claim_and_encode(plans, now) if plans else {}
-        for channel, _allowed, trial in plans:
-            agency_id = channel.agency.id
-            claimed = ready.get(agency_id, [])
-            if trial and not claimed:
-                self.breakers[agency_id].cancel_trial()
-            # All it asked for, and it asked for fewer than its free slots (the claim batch): more may be due.
-            self._claimed_in_full |= len(claimed) == _allowed < free_slots[agency_id]
-            for n, (delivery_id, envelope) in enumerate(claimed):
-                with self._lock:
-                    self._in_flight[agency_id] += 1
-                self._submit(self.deliver, delivery_id, envelope, agency_id, trial and n == 0)
-            started += len(claimed)
-        return started
+        return plans, free_slots, files
 
-    def _dispatch_file(self, channel: BatchChannel, free: int, now) -> int:
-        """Claim a batch agency's next file and hand it to the pool; how many requests it carries.
-        One file is one unit of concurrency, rate and breaker trial; it carries up to batch_size requests."""
-        agency_id, breaker = channel.agency.id, self.breakers[channel.agency.id]
-        allowed, trial = breaker.permit(1 if free > 0 else 0)
-        if not allowed or self._rates[agency_id].take(1, time.monotonic()) < 1:
-            if trial:
-                breaker.cancel_trial()
-            return 0
-        ids = self._claim(agency_id, now, channel.agency.batch_size)
+    def _send_file(self, channel: BatchChannel, trial: bool, ids: list[str], prepared: PreparedFile | None) -> int:
+        """Hand a batch agency's claimed requests to the pool as one file; how many it carries."""
+        agency_id = channel.agency.id
         self._claimed_in_full |= len(ids) == channel.agency.batch_size
         if ids:
             with self._lock:
                 self._in_flight[agency_id] += 1
-            self._submit(self.deliver_batch, ids, agency_id, trial)
-        elif trial:
-            breaker.cancel_trial()
+            self._submit(self.deliver_batch, ids, agency_id, trial, prepared)
+        else:
+            self._rates[agency_id].give_back(1)
+            if trial:
+                self.breakers[agency_id].cancel_trial()
         return len(ids)
 
-    def _claim(self, agency_id: str, now, limit: int) -> list[str]:
+    def _claim(self, plans: list[tuple[AgencyChannel | PullChannel, int, bool]], files: list[tuple[BatchChannel, bool]],
+               now) -> tuple[dict[str, list[str]], dict[str, Envelope], dict, dict[str, list[str]]]:
+        """Claim due deliveries of each agency (up to its limit; a batch agency's up to its
+        batch_size) in one transaction: the call and pull agencies' claimed ids, the bytes
+        kept of those sent before, the orders of the others, and the batch agencies' ids
+        (a small file's, of up to the workers' batch_size, with stored bytes and orders
+        too; a larger one's ``deliver_batch`` loads on its pool thread)."""
+        if not plans and not files:
+            return {}, {}, {}, {}
         with self.db.transaction() as session:
-            return services.claim_due(session, agency_id=agency_id, now=now, limit=limit,
-                                      lease_seconds=self.settings.lease_seconds, owner=self.owner)
+            def claim(agency_id: str, limit: int) -> list[str]:
+                return services.claim_due(session, agency_id=agency_id, now=now, limit=limit,
+                                          lease_seconds=self.settings.lease_seconds, owner=self.owner)
+            in_files = {channel.agency.id: claim(channel.agency.id, channel.agency.batch_size) for channel, _ in files}
+            claimed = {channel.agency.id: claim(channel.agency.id, limit) for channel, limit, _trial in plans}
+            every = [i for ids in claimed.values() for i in ids]
+            in_small_files = [i for ids in in_files.values() if len(ids) <= self.settings.batch_size for i in ids]
+            if not every and not in_small_files:
+                return claimed, {}, {}, in_files
+            stored = services.stored_envelopes(session, every + in_small_files)
+            # A file's orders all (mark_sent needs each one's ref), a call's only if it has no bytes yet.
+            orders = progress.load_orders(session, [i for i in every if i not in stored] + in_small_files, now=now)
+            # What the agencies' own limits allow, counted across every process (a pull
+            # agency fetches at its own pace: not limited here). Last before the commit:
+            # the budget rows it locks hold up every other process's claim, so they are
+            # held through the trim alone, not through the reads above.
+            calls = {a: ids for a, ids in claimed.items() if a in self._shared_limits}
+            claimed.update(services.trim_to_budgets(session, calls, self._shared_limits, now=now,
+                                                    retry_after_seconds=self.settings.poll_interval_seconds))
+        return claimed, stored, orders, in_files
 
-    def _claim_and_encode(self, plans: list[tuple[AgencyChannel | PullChannel, int, bool]],
-                          now) -> dict[str, list[tuple[str, Envelope]]]:
-        """Claim due deliveries of each agency (up to its limit) and write each one's
-        message: the claim in one transaction, the encoding outside any (codecs are
-        CPU only; holding the claim's row locks and connection through them kept other
-        processes' claims waiting), the messages' bytes kept in a second one before
-        any is sent.
+    def _encode_and_keep(self, plans: list[tuple[AgencyChannel | PullChannel, int, bool]], claimed: dict[str, list[str]],
+                         files: list[tuple[BatchChannel, bool]], small_files: dict[str, list[str]],
+                         stored: dict[str, Envelope], orders: dict,
+                         now) -> tuple[dict[str, list[tuple[str, Envelope]]], dict[str, PreparedFile]]:
+        """Write each claimed delivery's message and keep its bytes, in a transaction of
+        its own after the claim's (codecs are CPU only; holding the claim's row locks and
+        connection through them kept other processes' claims waiting), before any is sent:
+        the calls' messages by agency, and the small batch files' (``small_files``), in
+        the same transaction (each file wrote and kept its own on its pool thread: two
+        more write transactions before the upload, queued behind the calls').
 
         A message's bytes are kept on its first attempt and sent unchanged on every
         later one, by whichever worker: an agency that discards a repeat answers with
@@ -300,48 +401,26 @@ class DeliveryWorker:
         so no other claims them.
         """
         ready: dict[str, list[tuple[str, Envelope]]] = {}
-        with self.db.transaction() as session:
-            claimed = {
-                channel.agency.id: services.claim_due(session, agency_id=channel.agency.id, now=now, limit=limit,
-                                                      lease_seconds=self.settings.lease_seconds, owner=self.owner)
-                for channel, limit, _trial in plans
-            }
-            every = [i for ids in claimed.values() for i in ids]
-            if not every:
-                return ready
-            stored = services.stored_envelopes(session, every)
-            orders = progress.load_orders(session, [i for i in every if i not in stored], now=now)
-            # What the agencies' own limits allow, counted across every process (a pull
-            # agency fetches at its own pace: not limited here). Last before the commit:
-            # the budget rows it locks hold up every other process's claim, so they are
-            # held through the trim alone, not through the reads above.
-            calls = {a: ids for a, ids in claimed.items() if a in self._shared_limits}
-            claimed.update(services.trim_to_budgets(session, calls, self._shared_limits, now=now,
-                                                    retry_after_seconds=self.settings.poll_interval_seconds))
         fresh: dict[str, Envelope] = {}
         pulled: dict[str, Envelope] = {}
         refused: list[tuple[str, AdapterError]] = []
         for channel, _limit, _trial in plans:
-            agency_id = channel.agency.id
-            for delivery_id in claimed[agency_id]:
-                envelope = stored.get(delivery_id)
-                if envelope is None:
-                    try:
-                        envelope = fresh[delivery_id] = channel.encode(orders[delivery_id][0])
-                    except AdapterError as encode_error:
-                        refused.append((delivery_id, encode_error))
-                        continue
+            for delivery_id, envelope in self._encode(channel, claimed.get(channel.agency.id, []), stored, orders,
+                                                      fresh, refused).items():
                 if isinstance(channel, PullChannel):
                     pulled[delivery_id] = envelope
-                    continue
-                ready.setdefault(agency_id, []).append((delivery_id, envelope))
+                else:
+                    ready.setdefault(channel.agency.id, []).append((delivery_id, envelope))
+        prepared = {channel.agency.id: (self._encode(channel, small_files[channel.agency.id], stored, orders, fresh, refused),
+                                        {i: orders[i][1] for i in small_files[channel.agency.id]})
+                    for channel, _trial in files if channel.agency.id in small_files}
         if fresh or pulled or refused:
             with self.db.transaction() as session:
                 for delivery_id, failure in refused:
                     services.record_failure(session, delivery_id, failure, audit=self.audit, now=now, policy=self.policy)
                 progress.keep_requests(session, {i: e for i, e in fresh.items() if i not in pulled}, now=now)
                 progress.store_for_pull(session, pulled, audit=self.audit, now=now)
-        return ready
+        return ready, prepared
 
     def _submit(self, task, *args) -> None:
         if self._pool is None:  # not started: carry it out inline (tests, `drain`)
@@ -430,29 +509,16 @@ class DeliveryWorker:
 
     # --- batch agencies ------------------------------------------------------------------
 
-    def deliver_batch(self, delivery_ids: list[str], agency_id: str, trial: bool = False) -> None:
+    def deliver_batch(self, delivery_ids: list[str], agency_id: str, trial: bool = False,
+                      prepared: PreparedFile | None = None) -> None:
         """Write each claimed request, keep its bytes, send them as one file, and mark
-        them awaiting results: a few statements for the whole file (``progress``)."""
+        them awaiting results: a few statements for the whole file (``progress``).
+        ``prepared``: the messages already written and kept by the dispatcher's pass
+        (a small file), with the refs their orders name."""
         channel, breaker = self.channels[agency_id], self.breakers[agency_id]
         assert isinstance(channel, BatchChannel)
         try:
-            with self.db.reading() as session:
-                stored = services.stored_envelopes(session, delivery_ids)
-                orders = progress.load_orders(session, delivery_ids, now=utc_now())
-            envelopes: dict[str, Envelope] = dict(stored)  # a resend carries the bytes first sent
-            fresh: dict[str, Envelope] = {}
-            for delivery_id, (order, _ref) in orders.items():
-                if delivery_id in stored:
-                    continue
-                try:
-                    fresh[delivery_id] = envelopes[delivery_id] = channel.encode(order)
-                except AdapterError as error:  # this one breaks the format: never sent, the rest go
-                    with self.db.transaction() as session:
-                        services.record_failure(session, delivery_id, error, audit=self.audit, now=utc_now(), policy=self.policy)
-            # Kept before the file leaves: its results may be back before it is marked sent.
-            if fresh:
-                with self.db.transaction() as session:
-                    progress.keep_requests(session, fresh, now=utc_now())
+            envelopes, refs = prepared if prepared is not None else self._write_file(channel, delivery_ids)
             by_operation: dict[str, list[str]] = {}
             for delivery_id, envelope in envelopes.items():
                 by_operation.setdefault(envelope.operation, []).append(delivery_id)
@@ -472,7 +538,7 @@ class DeliveryWorker:
                 breaker.record(None, trial=trial)
                 self.metrics.observe(agency_id, "batch_sent", time.perf_counter() - started)
                 with self.db.transaction() as session:
-                    progress.mark_sent(session, {i: orders[i][1] for i in ids}, batch_file=batch_file, audit=self.audit,
+                    progress.mark_sent(session, {i: refs[i] for i in ids}, batch_file=batch_file, audit=self.audit,
                                       now=utc_now(), wait_seconds=self.settings.batch_result_wait_seconds)
                 self._results_due_soon(agency_id)
         except Exception:
@@ -484,31 +550,113 @@ class DeliveryWorker:
             with self._lock:
                 self._in_flight[agency_id] -= 1
 
-    def _collect_if_due(self, channel: BatchChannel) -> int:
+    def _write_file(self, channel: BatchChannel, delivery_ids: list[str]) -> PreparedFile:
+        """A large file's messages, written and kept on its pool thread: the bytes kept of
+        those sent before, the others encoded (one that breaks the format is failed, never
+        sent; the rest go), and each one's ref."""
+        with self.db.reading() as session:
+            stored = services.stored_envelopes(session, delivery_ids)
+            orders = progress.load_orders(session, delivery_ids, now=utc_now())
+        fresh: dict[str, Envelope] = {}
+        refused: list[tuple[str, AdapterError]] = []
+        envelopes = self._encode(channel, list(orders), stored, orders, fresh, refused)
+        for delivery_id, error in refused:
+            with self.db.transaction() as session:
+                services.record_failure(session, delivery_id, error, audit=self.audit, now=utc_now(), policy=self.policy)
+        # Kept before the file leaves: its results may be back before it is marked sent.
+        if fresh:
+            with self.db.transaction() as session:
+                progress.keep_requests(session, fresh, now=utc_now())
+        return envelopes, {i: ref for i, (_order, ref) in orders.items()}
+
+    @staticmethod
+    def _encode(channel: AgencyChannel | PullChannel | BatchChannel, ids: list[str], stored: dict[str, Envelope],
+                orders: dict, fresh: dict[str, Envelope], refused: list[tuple[str, AdapterError]]) -> dict[str, Envelope]:
+        """Each delivery's message: the bytes kept on its first attempt (sent unchanged), or
+        written now (added to ``fresh``, to be kept); one that breaks the format goes to ``refused``."""
+        envelopes: dict[str, Envelope] = {}
+        for delivery_id in ids:
+            envelope = stored.get(delivery_id)
+            if envelope is None:
+                try:
+                    envelope = fresh[delivery_id] = channel.encode(orders[delivery_id][0])
+                except AdapterError as encode_error:
+                    refused.append((delivery_id, encode_error))
+                    continue
+            envelopes[delivery_id] = envelope
+        return envelopes
+
+    def _look_if_due(self, channel: BatchChannel) -> int:
+        """Look for a batch agency's results if due: inline in a pass of a worker not
+        started (tests, ``drain``; returns how many results it read), else on a pool
+        thread, one look per agency at a time (returns 0): an SFTP listing takes
+        milliseconds, and the dispatcher's next pass (a request just accepted) must
+        not wait for it."""
         agency_id = channel.agency.id
         now = time.monotonic()
-        if now - self._last_collected[agency_id] < self._collect_every[agency_id]:
-            return 0
-        self._last_collected[agency_id] = now
-        if agency_id not in self._lost_files_checked:
+        with self._lock:
+            if agency_id in self._looking or now - self._last_collected[agency_id] < self._collect_every[agency_id]:
+                return 0
+            self._last_collected[agency_id] = now
+            if self._pool is not None:
+                self._looking.add(agency_id)
+        if self._pool is None:
+            return self._look(channel)
+        self._pool.submit(self._look_in_pool, channel)
+        return 0
+
+    def _look_in_pool(self, channel: BatchChannel) -> None:
+        try:
+            self._look(channel)
+        except Exception:
+            log.exception("looking for %s's results failed; looking again on a later pass", channel.agency.id)
+        finally:
+            with self._lock:
+                self._looking.discard(channel.agency.id)
+
+    def _look(self, channel: BatchChannel) -> int:
+        """One look for an agency's result files, if anything awaits them, under the collection lease."""
+        agency_id = channel.agency.id
+        count = 0
+        if self._results_awaited(agency_id) and self._hold_collection_lease(agency_id):
+            self._last_listed[agency_id] = time.monotonic()
             try:
-                self.resend_lost_batches(channel)
-                self._lost_files_checked.add(agency_id)
-            except AdapterError as error:  # the agency is unreachable: ask again on the next collection
-                log.info("asking %s for lost batch files: %s", agency_id, error.code)
-        # One process collects an agency's result files at a time; the others skip.
+                count = self.collect(channel)
+            except AdapterError as error:
+                log.info("collecting results from %s: %s", agency_id, error.code)
+        if not count:  # nothing yet: look less often, back up to the poll interval
+            with self._lock:
+                self._collect_every[agency_id] = min(2 * self._collect_every[agency_id],
+                                                     self.settings.poll_interval_seconds)
+        return count
+
+    def _results_awaited(self, agency_id: str) -> bool:
+        """Whether the agency's outbox is worth listing: a request of it is in a file on
+        its way or awaiting a result (one indexed read, where a listing is a round trip to
+        the agency and milliseconds of CPU, every poll interval), or the last listing is
+        ``IDLE_LOOK_SECONDS`` old (results of requests that ended meanwhile, to be
+        recorded as unknown or late rather than left on the agency's server)."""
+        if time.monotonic() - self._last_listed[agency_id] >= IDLE_LOOK_SECONDS:
+            return True
+        with self.db.reading() as session:
+            return session.execute(_IN_A_FILE, {"agency_id": agency_id}).first() is not None
+
+    def _hold_collection_lease(self, agency_id: str) -> bool:
+        """Take or renew the agency's collection lease (one process collects at a time;
+        the others skip). Renewed once half of it has run, not on every look: a write
+        transaction per look (every poll interval, per batch agency) queued the
+        answers' own writes behind it on SQLite's one write lock."""
+        now = time.monotonic()
+        if now < self._lease_renew_at.get(agency_id, 0.0):
+            return True
         lease_seconds = max(30.0, 20 * self.settings.poll_interval_seconds)
         with self.db.transaction() as session:
-            if not services.take_lease(session, f"collect:{agency_id}", self.name, now=utc_now(), seconds=lease_seconds):
-                return 0
-        try:
-            count = self.collect(channel)
-        except AdapterError as error:
-            log.info("collecting results from %s: %s", agency_id, error.code)
-            count = 0
-        if not count:  # nothing yet: look less often, back up to the poll interval
-            self._collect_every[agency_id] = min(2 * self._collect_every[agency_id], self.settings.poll_interval_seconds)
-        return count
+            held = services.take_lease(session, f"collect:{agency_id}", self.name, now=utc_now(), seconds=lease_seconds)
+        if held:
+            self._lease_renew_at[agency_id] = now + lease_seconds / 2
+        else:
+            self._lease_renew_at.pop(agency_id, None)
+        return held
 
     def _results_due_soon(self, agency_id: str) -> None:
         """A file has left: look for its results soon (``RESULT_LOOK_SECONDS``), and now if the last look was longer ago."""

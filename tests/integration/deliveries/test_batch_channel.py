@@ -238,3 +238,109 @@ def test_results_are_looked_for_soon_after_a_file_leaves_then_less_often(batch_a
     worker.dispatch_once()  # finds both files' results: the wait is kept
     assert worker._collect_every["psb-batch"] == RESULT_LOOK_SECONDS
     assert {state for state, _, _ in _deliveries(application).values()} == {"answered"}
+
+
+def test_passes_that_find_nothing_use_up_none_of_a_batch_agency_rate(batch_app, batch_api):
+    """A rate token taken for a file that no claim filled is given back: an idle worker's
+    passes (one every poll interval) used to empty a 20-files-a-second bucket and hold a
+    new file up to 50 ms."""
+    from gateway.deliveries.retry import RateLimiter
+
+    application, worker, drop = batch_app
+    worker._rates["psb-batch"] = RateLimiter(2)
+    for _ in range(10):
+        assert worker.dispatch_once() == 0
+    batch_api.inquire()
+    assert worker.dispatch_once() == 1
+    assert len(drop.sent) == 1
+
+
+def test_a_pass_after_an_idle_wait_reads_before_it_claims(batch_app, batch_api, monkeypatch):
+    """look_first (a pass the poll interval started, not a wake): no claim, so no write
+    transaction, while nothing is due; a claim as soon as something is."""
+    from gateway.deliveries import services as delivery_services
+
+    application, worker, drop = batch_app
+    claims = []
+    claim_due = delivery_services.claim_due
+    monkeypatch.setattr(delivery_services, "claim_due", lambda *a, **kw: claims.append(kw["agency_id"]) or claim_due(*a, **kw))
+    worker.dispatch_once()
+    assert claims == ["psb-batch"]  # a woken pass claims at once
+    worker.dispatch_once(look_first=True)
+    assert claims == ["psb-batch"]
+    batch_api.inquire()
+    assert worker.dispatch_once(look_first=True) == 1
+    assert claims == ["psb-batch", "psb-batch"] and len(drop.sent) == 1
+
+
+def test_results_are_listed_while_a_file_may_be_answered_and_otherwise_once_a_second(batch_app, batch_api, monkeypatch):
+    from gateway.deliveries.worker import IDLE_LOOK_SECONDS
+
+    application, worker, drop = batch_app
+    listings = []
+    receive = drop.receive
+    monkeypatch.setattr(drop, "receive", lambda limit=100: listings.append(limit) or receive(limit))
+
+    def look() -> None:
+        worker._last_collected["psb-batch"] = 0.0  # due
+        worker.dispatch_once()
+
+    look()
+    assert len(listings) == 1  # a worker's first look lists
+    look()
+    assert len(listings) == 1  # nothing in a file: not listed again
+    worker._last_listed["psb-batch"] -= IDLE_LOOK_SECONDS
+    look()
+    assert len(listings) == 2  # a second later it is (results of requests that ended meanwhile)
+    batch_api.inquire()
+    worker.dispatch_once()
+    assert len(drop.sent) == 1
+    before = len(listings)
+    look()
+    look()
+    assert len(listings) == before + 2  # a file awaits its results: listed on every look
+    drop.answer_all()
+    look()
+    assert len(listings) == before + 3
+    assert {state for state, _, _ in _deliveries(application).values()} == {"answered"}
+
+
+def test_the_collection_lease_is_renewed_once_half_of_it_has_run_not_on_every_look(batch_app, batch_api, monkeypatch):
+    from gateway.deliveries import services as delivery_services
+
+    application, worker, drop = batch_app
+    takes = []
+    take_lease = delivery_services.take_lease
+    monkeypatch.setattr(delivery_services, "take_lease", lambda *a, **kw: takes.append(a[1]) or take_lease(*a, **kw))
+    batch_api.inquire()
+    worker.dispatch_once()
+    for _ in range(3):
+        worker._last_collected["psb-batch"] = 0.0
+        worker.dispatch_once()
+    assert takes == ["collect:psb-batch"]
+    worker._lease_renew_at["psb-batch"] = 0.0  # half its time has run
+    worker._last_collected["psb-batch"] = 0.0
+    worker.dispatch_once()
+    assert takes == ["collect:psb-batch"] * 2
+    db = application.extensions["db"]
+    with db.transaction() as session:  # held by the worker all along: no other holder may take it
+        assert not delivery_services.take_lease(session, "collect:psb-batch", "host:2", now=utc_now(), seconds=30)
+
+
+def test_a_file_larger_than_a_claim_batch_is_written_on_its_pool_thread_the_same(batch_app, batch_api):
+    """Up to the workers' batch_size a file's messages are written in the pass's own keep
+    transaction; a larger file's on its pool thread: the same file, the same kept bytes."""
+    application, fixture_worker, drop = batch_app
+    worker = DeliveryWorker(application.extensions["db"], fixture_worker.channels, application.extensions["audit"],
+                            replace(application.config["SETTINGS"].workers, batch_size=2))
+    for _ in range(3):
+        batch_api.inquire()
+    assert worker.dispatch_once() == 3
+    assert len(drop.sent) == 1 and len(drop.sent[0][1]) == 3
+    with application.extensions["db"].reading() as session:
+        kept = {d.id: d.request_body for d in session.query(Delivery)}
+    assert {r.message_id: r.body for r in drop.sent[0][1]} == kept
+    drop.answer_all()
+    worker._last_collected["psb-batch"] = 0.0
+    worker.dispatch_once()
+    assert {state for state, _, _ in _deliveries(application).values()} == {"answered"}

@@ -131,6 +131,17 @@ def test_takes_no_more_than_wanted() -> None:
     assert limiter.take(2, now=0.0) == 0
 
 
+def test_tokens_given_back_may_be_taken_again_up_to_the_burst() -> None:
+    limiter = RateLimiter(5)
+    assert limiter.take(5, now=0.0) == 5
+    limiter.give_back(3)  # a claim found two due
+    assert limiter.take(5, now=0.0) == 3
+    limiter.give_back(100)
+    assert limiter.take(10, now=0.0) == 5  # never more than one second's worth
+    limiter.give_back(-2)  # nothing unused: nothing taken away
+    assert limiter.take(10, now=0.0) == 0
+
+
 def test_refills_over_time() -> None:
     # Times are binary fractions so that the arithmetic is exact.
     limiter = RateLimiter(8)
