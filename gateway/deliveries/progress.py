@@ -71,12 +71,16 @@ def refresh_requests(session: Session, request_ids: Iterable[str]) -> None:
     updates one of its delivery rows a second time) do not conflict with: with FOR
     UPDATE, a claim transaction that stores a pull agency's request (KEY SHARE, then
     the audit chain lock) deadlocked against an answer being recorded (chain lock,
-    then this lock).
+    then this lock). The states are read by a statement of their own, after the
+    lock: in one statement with it (a CTE), PostgreSQL would read them in the
+    snapshot taken before the lock wait, and miss what the holder just committed.
 
-    Every request named is written (its state, and ``updated_at`` now, as the ORM's
-    onupdate did row by row), with one UPDATE per state reached rather than one
-    per request: a batch file's thousand requests all move to the same state, and
-    a statement per row cost as much as the audit append (bench/RESULTS.md).
+    Every move is checked against the request table, even to the same state. Only
+    a request whose state changes is written (its state, and ``updated_at`` now, as
+    the ORM's refresh did: an unchanged attribute was not flushed), with one UPDATE
+    per state reached: a batch file's thousand requests all move to the same state,
+    and the first answer of a two-agency inquiry leaves it in progress (rewriting
+    it was a row version and its WAL per answer, bench/RESULTS.md).
     """
     ids = sorted(request_ids)
     session.flush()  # Core statements below: a delivery moved through the ORM must be in the database first
@@ -85,20 +89,21 @@ def refresh_requests(session: Session, request_ids: Iterable[str]) -> None:
     for start in range(0, len(ids), CHUNK):
         part = ids[start:start + CHUNK]
         current = dict(session.execute(_LOCK_REQUESTS, {"b_ids": part}).all())
-        states: dict[str, list[str]] = {i: [] for i in part}
-        for request_id, state in session.execute(_DELIVERY_STATES, {"b_ids": part}):
+        if not current:
+            continue
+        states: dict[str, list[str]] = {i: [] for i in current}
+        for request_id, state in session.execute(_DELIVERY_STATES, {"b_ids": list(current)}):
             states[request_id].append(state)
         reached: dict[RequestState, list[str]] = {}
         for request_id, delivery_states in states.items():
-            if request_id not in current:
-                continue
             key = (current[request_id], request_state(delivery_states))
             target = moves.get(key)
             if target is None:  # IllegalTransition rolls all of it back
                 target = moves[key] = move_request(*key)
-            reached.setdefault(target, []).append(request_id)
+            if target != key[0]:
+                reached.setdefault(target, []).append(request_id)
         for target, moved in reached.items():
-            session.execute(_SET_REQUEST_STATE, {"b_ids": moved, "b_state": target, "b_now": now})
+            session.execute(_SET_REQUEST_STATE, {"b_ids": sorted(moved), "b_state": target, "b_now": now})
 
 
 def chunks(items: list[Any], size: int = CHUNK) -> Iterator[list[Any]]:
