@@ -366,11 +366,29 @@ def record_answers(session: Session, answers: list[tuple[str, Envelope, AgencyAn
         session.execute(_INSERT_ASSETS, part)
     for part in chunks(results):
         session.execute(_INSERT_RESULTS, part)
-    for part in chunks(changes):
-        session.execute(_ANSWERED, part)
+    _write_moves(session, changes, now)
     audit.record_many(session, events)  # after the row locks, before the request locks (see the module's rule)
     refresh_requests(session, touched)
     return len(results)
+
+
+_ALL_ANSWERED = (
+    update(_DELIVERIES).where(_DELIVERIES.c.id.in_(bindparam("b_ids", expanding=True)))
+    .values(state=DeliveryState.ANSWERED, answered_at=bindparam("b_now"), lease_until=None, last_error=None,
+            updated_at=bindparam("b_now"))
+)
+
+
+def _write_moves(session: Session, changes: list[dict[str, Any]], now: datetime) -> None:
+    """The answered deliveries' rows: those answered in time all take the same values,
+    one UPDATE per chunk (not a row each through an executemany); late ones (each its
+    own note) row by row."""
+    answered = sorted(c["b_id"] for c in changes if c["b_state"] == DeliveryState.ANSWERED)
+    for ids in chunks(answered):
+        session.execute(_ALL_ANSWERED, {"b_ids": ids, "b_now": now})
+    late = [c for c in changes if c["b_state"] != DeliveryState.ANSWERED]
+    for part in chunks(late):
+        session.execute(_ANSWERED, part)
 
 
 def _answered_change(delivery_id: str, row: Any, target: DeliveryState, *, late: bool, now: datetime) -> dict[str, Any]:

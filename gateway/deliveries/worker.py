@@ -20,10 +20,13 @@ import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from typing import Protocol
 
+from sqlalchemy.orm import Session
+
 from adapters.errors import AdapterError, IncomingInvalid, TransportError
-from adapters.interfaces import Envelope
+from adapters.interfaces import DeliveryOrder, Envelope
 from audit.store import AuditLog
 from gateway.background.housekeeper import Housekeeper
 from gateway.db import Database
@@ -47,6 +50,12 @@ EXPIRY_INTERVAL_SECONDS = 1.0
 # a quick agency's answer is picked up within tens of milliseconds rather than a
 # whole poll interval later, and a slow one costs a few extra listings per file.
 RESULT_LOOK_SECONDS = 0.05
+
+
+_Plan = tuple[AgencyChannel | PullChannel, int, bool]  # a channel, how many it may claim, a breaker trial
+_Orders = dict[str, tuple[DeliveryOrder, progress.Addressed]]
+_Ready = dict[str, list[tuple[str, Envelope]]]
+_Refused = list[tuple[str, AdapterError]]
 
 
 def lease_owner_name() -> str:
@@ -289,7 +298,7 @@ class DeliveryWorker:
         message: the claim in one transaction, the encoding outside any (codecs are
         CPU only; holding the claim's row locks and connection through them kept other
         processes' claims waiting), the messages' bytes kept in a second one before
-        any is sent.
+        any is sent. On SQLite all of it in one transaction (see below).
 
         A message's bytes are kept on its first attempt and sent unchanged on every
         later one, by whichever worker: an agency that discards a repeat answers with
@@ -299,31 +308,57 @@ class DeliveryWorker:
         it to fetch. Between the two transactions the rows are leased to this worker,
         so no other claims them.
         """
-        ready: dict[str, list[tuple[str, Envelope]]] = {}
+        if self.db.dialect == "sqlite":
+            # One writer at a time on SQLite whatever the locking, so encoding inside
+            # the claim's transaction holds nobody up longer than the commit it
+            # spares (a BEGIN IMMEDIATE, a commit and its fsync per pass).
+            with self.db.transaction() as session:
+                claimed, stored, orders = self._claim_rows(session, plans, now)
+                ready, fresh, pulled, refused = self._encode_claimed(plans, claimed, stored, orders)
+                self._keep_encoded(session, fresh, pulled, refused, now)
+            return ready
         with self.db.transaction() as session:
-            claimed = {
-                channel.agency.id: services.claim_due(session, agency_id=channel.agency.id, now=now, limit=limit,
-                                                      lease_seconds=self.settings.lease_seconds, owner=self.owner)
-                for channel, limit, _trial in plans
-            }
-            every = [i for ids in claimed.values() for i in ids]
-            if not every:
-                return ready
-            stored = services.stored_envelopes(session, every)
-            orders = progress.load_orders(session, [i for i in every if i not in stored], now=now)
-            # What the agencies' own limits allow, counted across every process (a pull
-            # agency fetches at its own pace: not limited here). Last before the commit:
-            # the budget rows it locks hold up every other process's claim, so they are
-            # held through the trim alone, not through the reads above.
-            calls = {a: ids for a, ids in claimed.items() if a in self._shared_limits}
-            claimed.update(services.trim_to_budgets(session, calls, self._shared_limits, now=now,
-                                                    retry_after_seconds=self.settings.poll_interval_seconds))
+            claimed, stored, orders = self._claim_rows(session, plans, now)
+        ready, fresh, pulled, refused = self._encode_claimed(plans, claimed, stored, orders)
+        if fresh or pulled or refused:
+            with self.db.transaction() as session:
+                self._keep_encoded(session, fresh, pulled, refused, now)
+        return ready
+
+    def _claim_rows(self, session: Session, plans: list[_Plan], now: datetime
+                    ) -> tuple[dict[str, list[str]], dict[str, Envelope], _Orders]:
+        """Claim each plan's agency's due deliveries, trimmed to the agencies' shared
+        budgets; with the bytes of those already made and the orders of the others."""
+        claimed = {
+            channel.agency.id: services.claim_due(session, agency_id=channel.agency.id, now=now, limit=limit,
+                                                  lease_seconds=self.settings.lease_seconds, owner=self.owner)
+            for channel, limit, _trial in plans
+        }
+        every = [i for ids in claimed.values() for i in ids]
+        if not every:
+            return claimed, {}, {}
+        stored = services.stored_envelopes(session, every)
+        orders = progress.load_orders(session, [i for i in every if i not in stored], now=now)
+        # What the agencies' own limits allow, counted across every process (a pull
+        # agency fetches at its own pace: not limited here). Last before the commit:
+        # the budget rows it locks hold up every other process's claim, so they are
+        # held through the trim alone, not through the reads above.
+        calls = {a: ids for a, ids in claimed.items() if a in self._shared_limits}
+        claimed.update(services.trim_to_budgets(session, calls, self._shared_limits, now=now,
+                                                retry_after_seconds=self.settings.poll_interval_seconds))
+        return claimed, stored, orders
+
+    def _encode_claimed(self, plans: list[_Plan], claimed: dict[str, list[str]], stored: dict[str, Envelope],
+                        orders: _Orders) -> tuple[_Ready, dict[str, Envelope], dict[str, Envelope], _Refused]:
+        """Each claimed delivery's envelope (kept bytes, else freshly encoded): those to
+        send by agency, the fresh ones to keep, the pull agencies' to store, the refused."""
+        ready: dict[str, list[tuple[str, Envelope]]] = {}
         fresh: dict[str, Envelope] = {}
         pulled: dict[str, Envelope] = {}
         refused: list[tuple[str, AdapterError]] = []
         for channel, _limit, _trial in plans:
             agency_id = channel.agency.id
-            for delivery_id in claimed[agency_id]:
+            for delivery_id in claimed.get(agency_id, ()):
                 envelope = stored.get(delivery_id)
                 if envelope is None:
                     try:
@@ -335,13 +370,14 @@ class DeliveryWorker:
                     pulled[delivery_id] = envelope
                     continue
                 ready.setdefault(agency_id, []).append((delivery_id, envelope))
-        if fresh or pulled or refused:
-            with self.db.transaction() as session:
-                for delivery_id, failure in refused:
-                    services.record_failure(session, delivery_id, failure, audit=self.audit, now=now, policy=self.policy)
-                progress.keep_requests(session, {i: e for i, e in fresh.items() if i not in pulled}, now=now)
-                progress.store_for_pull(session, pulled, audit=self.audit, now=now)
-        return ready
+        return ready, fresh, pulled, refused
+
+    def _keep_encoded(self, session: Session, fresh: dict[str, Envelope], pulled: dict[str, Envelope],
+                      refused: _Refused, now: datetime) -> None:
+        for delivery_id, failure in refused:
+            services.record_failure(session, delivery_id, failure, audit=self.audit, now=now, policy=self.policy)
+        progress.keep_requests(session, {i: e for i, e in fresh.items() if i not in pulled}, now=now)
+        progress.store_for_pull(session, pulled, audit=self.audit, now=now)
 
     def _submit(self, task, *args) -> None:
         if self._pool is None:  # not started: carry it out inline (tests, `drain`)
