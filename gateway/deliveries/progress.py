@@ -13,6 +13,7 @@ every change audited in the transaction that makes it.
 from __future__ import annotations
 
 import hashlib
+import os
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Iterable, Iterator, NamedTuple
@@ -28,7 +29,7 @@ from gateway.deliveries.models import Asset, Delivery, DeliveryResult
 from gateway.deliveries.states import DELIVERY, FINAL, DeliveryState, move_delivery
 from gateway.requests.models import Request
 from gateway.requests.states import RequestState, move_request, request_state
-from gateway.timeutil import court_date, new_id, utc_now
+from gateway.timeutil import court_date, utc_now
 from schemas.canonical import ControlOutcomeSchema, load_asset_record
 
 CHUNK = 500  # ids per IN list and rows per statement
@@ -71,12 +72,16 @@ def refresh_requests(session: Session, request_ids: Iterable[str]) -> None:
     updates one of its delivery rows a second time) do not conflict with: with FOR
     UPDATE, a claim transaction that stores a pull agency's request (KEY SHARE, then
     the audit chain lock) deadlocked against an answer being recorded (chain lock,
-    then this lock).
+    then this lock). The states are read by a statement of their own, after the
+    lock: in one statement with it (a CTE), PostgreSQL would read them in the
+    snapshot taken before the lock wait, and miss what the holder just committed.
 
-    Every request named is written (its state, and ``updated_at`` now, as the ORM's
-    onupdate did row by row), with one UPDATE per state reached rather than one
-    per request: a batch file's thousand requests all move to the same state, and
-    a statement per row cost as much as the audit append (bench/RESULTS.md).
+    Every move is checked against the request table, even to the same state. Only
+    a request whose state changes is written (its state, and ``updated_at`` now, as
+    the ORM's refresh did: an unchanged attribute was not flushed), with one UPDATE
+    per state reached: a batch file's thousand requests all move to the same state,
+    and the first answer of a two-agency inquiry leaves it in progress (rewriting
+    it was a row version and its WAL per answer, bench/RESULTS.md).
     """
     ids = sorted(request_ids)
     session.flush()  # Core statements below: a delivery moved through the ORM must be in the database first
@@ -85,20 +90,21 @@ def refresh_requests(session: Session, request_ids: Iterable[str]) -> None:
     for start in range(0, len(ids), CHUNK):
         part = ids[start:start + CHUNK]
         current = dict(session.execute(_LOCK_REQUESTS, {"b_ids": part}).all())
-        states: dict[str, list[str]] = {i: [] for i in part}
-        for request_id, state in session.execute(_DELIVERY_STATES, {"b_ids": part}):
+        if not current:
+            continue
+        states: dict[str, list[str]] = {i: [] for i in current}
+        for request_id, state in session.execute(_DELIVERY_STATES, {"b_ids": list(current)}):
             states[request_id].append(state)
         reached: dict[RequestState, list[str]] = {}
         for request_id, delivery_states in states.items():
-            if request_id not in current:
-                continue
             key = (current[request_id], request_state(delivery_states))
             target = moves.get(key)
             if target is None:  # IllegalTransition rolls all of it back
                 target = moves[key] = move_request(*key)
-            reached.setdefault(target, []).append(request_id)
+            if target != key[0]:
+                reached.setdefault(target, []).append(request_id)
         for target, moved in reached.items():
-            session.execute(_SET_REQUEST_STATE, {"b_ids": moved, "b_state": target, "b_now": now})
+            session.execute(_SET_REQUEST_STATE, {"b_ids": sorted(moved), "b_state": target, "b_now": now})
 
 
 def chunks(items: list[Any], size: int = CHUNK) -> Iterator[list[Any]]:
@@ -287,6 +293,21 @@ _LOCK_FOR_RESULT = (
     .with_for_update(of=_D)
 )
 
+_INSERT_ASSETS, _INSERT_RESULTS = insert(Asset.__table__), insert(_DR)
+_VERSION_4 = ~(0xF000 << 64) & ~(0xC000 << 48)
+
+
+def fresh_ids(count: int) -> list[str]:
+    """``count`` random (version 4) UUIDs in text, as ``new_id`` makes them, from one
+    read of the system's randomness: ``uuid4`` per asset row was most of the answer
+    recorder's own Python work after its SQL (bench/RESULTS.md, fanout)."""
+    raw, ids = os.urandom(16 * count), []
+    for start in range(0, 16 * count, 16):
+        h = "%032x" % (int.from_bytes(raw[start:start + 16], "big") & _VERSION_4 | (0x4000 << 64) | (0x8000 << 48))
+        ids.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
+    return ids
+
+
 _ANSWERED = (
     update(_DELIVERIES).where(_DELIVERIES.c.id == bindparam("b_id"))
     .values(state=bindparam("b_state"), answered_at=bindparam("b_answered_at"), lease_until=None,
@@ -322,8 +343,9 @@ def record_answers(session: Session, answers: list[tuple[str, Envelope, AgencyAn
         # An inquiry's answer has no control outcomes: no schema pass over an empty list.
         outcomes = [] if type(answer.controls) is list and not answer.controls else \
             _OUTCOMES.dump(_OUTCOMES.load(answer.controls))
-        assets += [{"id": new_id(), "subject_id": row.subject_id, "delivery_id": delivery_id, "agency_id": row.agency_id,
-                    "found_at": now, **record} for record in records]
+        ids = fresh_ids(len(records))
+        assets += [{"id": ids[n], "subject_id": row.subject_id, "delivery_id": delivery_id, "agency_id": row.agency_id,
+                    "found_at": now, **record} for n, record in enumerate(records)]
         results.append({"delivery_id": delivery_id, "received_at": now, "agency_answered_at": answer.answered_at,
                         "request_sha256": answer.request_sha256, "answer_sha256": answer_sha,
                         "asset_count": len(records), "controls": outcomes or None, "late": late})
@@ -341,14 +363,32 @@ def record_answers(session: Session, answers: list[tuple[str, Envelope, AgencyAn
         settled[delivery_id] = "late" if late else "answered"
         touched.add(row.request_id)
     for part in chunks(assets):
-        session.execute(insert(Asset.__table__), part)
+        session.execute(_INSERT_ASSETS, part)
     for part in chunks(results):
-        session.execute(insert(DeliveryResult.__table__), part)
-    for part in chunks(changes):
-        session.execute(_ANSWERED, part)
+        session.execute(_INSERT_RESULTS, part)
+    _write_moves(session, changes, now)
     audit.record_many(session, events)  # after the row locks, before the request locks (see the module's rule)
     refresh_requests(session, touched)
     return len(results)
+
+
+_ALL_ANSWERED = (
+    update(_DELIVERIES).where(_DELIVERIES.c.id.in_(bindparam("b_ids", expanding=True)))
+    .values(state=DeliveryState.ANSWERED, answered_at=bindparam("b_now"), lease_until=None, last_error=None,
+            updated_at=bindparam("b_now"))
+)
+
+
+def _write_moves(session: Session, changes: list[dict[str, Any]], now: datetime) -> None:
+    """The answered deliveries' rows: those answered in time all take the same values,
+    one UPDATE per chunk (not a row each through an executemany); late ones (each its
+    own note) row by row."""
+    answered = sorted(c["b_id"] for c in changes if c["b_state"] == DeliveryState.ANSWERED)
+    for ids in chunks(answered):
+        session.execute(_ALL_ANSWERED, {"b_ids": ids, "b_now": now})
+    late = [c for c in changes if c["b_state"] != DeliveryState.ANSWERED]
+    for part in chunks(late):
+        session.execute(_ANSWERED, part)
 
 
 def _answered_change(delivery_id: str, row: Any, target: DeliveryState, *, late: bool, now: datetime) -> dict[str, Any]:

@@ -44,17 +44,22 @@ _CLAIMABLE_NOW = and_(_D.c.deadline > _NOW, or_(
     and_(_D.c.state.in_(_DUE), _D.c.next_attempt_at <= _NOW),
     and_(_D.c.state.in_(_RECLAIMABLE), _D.c.lease_until < _NOW),
 ))
-_CLAIMABLE = (
+# Picked and leased in one statement (one round trip per agency and pass): the CTE
+# is materialised, so its rows are picked (and on PostgreSQL locked, skipping rows
+# another claimer holds) once, however the planner runs the IN.
+_PICKED = (
     select(_D.c.id)
     .where(_D.c.agency_id == bindparam("b_agency"), _CLAIMABLE_NOW)
     .order_by(_D.c.next_attempt_at)
     .limit(bindparam("b_limit", type_=Integer))
     .with_for_update(skip_locked=True)
+    .cte("picked").prefix_with("MATERIALIZED")
 )
 _CLAIM = (
-    update(_D).where(_D.c.id.in_(bindparam("b_ids", expanding=True)))
+    update(_D).where(_D.c.id.in_(select(_PICKED.c.id)))
     .values(state=DeliveryState.SENDING, lease_until=bindparam("b_until", type_=_D.c.lease_until.type),
             attempts=_D.c.attempts + 1, updated_at=_NOW, lease_owner=bindparam("b_owner"))
+    .returning(_D.c.id, _D.c.next_attempt_at)
 )
 _STORED = select(_D.c.id, _D.c.request_body, _D.c.request_operation, _D.c.request_media_type).where(
     _D.c.id.in_(bindparam("b_ids", expanding=True)), _D.c.request_body.is_not(None))
@@ -97,10 +102,10 @@ def claim_due(session: Session, *, agency_id: str, now: datetime, limit: int, le
     """
     if limit <= 0:
         return []
-    ids = list(session.scalars(_CLAIMABLE, {"b_agency": agency_id, "b_now": now, "b_limit": limit}))
-    if ids:
-        session.execute(_CLAIM, {"b_ids": ids, "b_now": now, "b_until": now + timedelta(seconds=lease_seconds),
-                                 "b_owner": owner})
+    rows = session.execute(_CLAIM, {"b_agency": agency_id, "b_now": now, "b_limit": limit, "b_owner": owner,
+                                    "b_until": now + timedelta(seconds=lease_seconds)}).all()
+    # RETURNING comes in no set order: the longest due first, as they were picked.
+    ids = [row.id for row in sorted(rows, key=lambda row: (row.next_attempt_at, row.id))]
     return ids
 
 

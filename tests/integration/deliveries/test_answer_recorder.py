@@ -91,3 +91,47 @@ def test_a_recorder_not_started_records_each_answer_at_once(app, monkeypatch):
     assert recorder.record("d1", None, _answer()) is True
     assert recorder.record("dup1", None, _answer()) is False
     assert recording.batches == [["d1"], ["dup1"]] and recorder.batches == 0
+
+
+class _Backends:
+    """A stand-in that notes which PostgreSQL backend (connection) recorded each batch."""
+
+    def __init__(self):
+        self.pids: list[int] = []
+
+    def __call__(self, session, answers, *, audit, now, settled=None, **_):
+        import sqlalchemy as sa
+
+        self.pids.append(session.execute(sa.text("SELECT pg_backend_pid()")).scalar_one())
+        for delivery_id, *_rest in answers:
+            if settled is not None:
+                settled[delivery_id] = "answered"
+        return len(answers)
+
+
+def test_on_postgresql_batches_share_one_connection_and_a_broken_one_is_replaced(app, monkeypatch):
+    """The recorder keeps its connection between batches (no pool checkout and ping
+    per batch); when that connection dies, the batch is recorded through the pool
+    and the next batch opens a new connection."""
+    import sqlalchemy as sa
+
+    db = app.extensions["db"]
+    if db.dialect != "postgresql":
+        pytest.skip("SQLite batches go through db.transaction and its write gate")
+    backends = _Backends()
+    monkeypatch.setattr(recorder_module.progress, "record_answers", backends)
+    recorder = AnswerRecorder(db, app.extensions["audit"]).start()
+    try:
+        assert recorder.record("a", None, _answer()) is True
+        assert recorder.record("b", None, _answer()) is True
+        held = backends.pids[0]
+        assert backends.pids == [held, held]
+        with db.engine.connect() as other:
+            assert other.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": held}).scalar_one()
+        assert recorder.record("c", None, _answer()) is True  # its batch failed on the dead connection: recorded alone
+        assert recorder.record("d", None, _answer()) is True
+    finally:
+        recorder.stop()
+    assert len(backends.pids) == 4 and held not in backends.pids[2:]
+    assert recorder.batches == 3  # a, b and d in batches; c alone
+    assert recorder._held is None  # closed when the recorder stopped
