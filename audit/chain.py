@@ -113,15 +113,17 @@ def event_mac(key: bytes, digest: str) -> str:
     return hmac.digest(key, digest.encode("ascii"), "sha256").hex()
 
 
-def hmac_sha256_function(key: bytes) -> Callable[[bytes], str]:
-    """HMAC-SHA256 under one key, in hex, for many messages: the inner and outer
-    SHA-256 states after the padded key are computed once and copied per message
-    (RFC 2104), 0.9 µs a message instead of 1.8 µs. The same MACs as ``hmac``
-    (a test holds the two together)."""
+def _hmac_starts(key: bytes) -> tuple[Any, Any]:
+    """HMAC-SHA256's inner and outer SHA-256 states after the padded key (RFC 2104)."""
     block = key if len(key) <= 64 else hashlib.sha256(key).digest()
     block = block.ljust(64, b"\0")
-    inner_start = hashlib.sha256(bytes(b ^ 0x36 for b in block))
-    outer_start = hashlib.sha256(bytes(b ^ 0x5C for b in block))
+    return hashlib.sha256(bytes(b ^ 0x36 for b in block)), hashlib.sha256(bytes(b ^ 0x5C for b in block))
+
+
+def hmac_sha256_function(key: bytes) -> Callable[[bytes], str]:
+    """HMAC-SHA256 in hex under one key, for many messages: the states after the
+    padded key computed once and copied per message (``event_mac_function``)."""
+    inner_start, outer_start = _hmac_starts(key)
 
     def mac(message: bytes) -> str:
         inner = inner_start.copy()
@@ -134,12 +136,18 @@ def hmac_sha256_function(key: bytes) -> Callable[[bytes], str]:
 
 
 def event_mac_function(key: bytes) -> Callable[[str], str]:
-    """``event_mac`` under one key, for a walk over millions of events (see
-    ``hmac_sha256_function``)."""
-    mac_of = hmac_sha256_function(key)
+    """``event_mac`` under one key, for a walk over millions of events: the HMAC's
+    inner and outer SHA-256 states after the padded key are computed once and
+    copied per event (RFC 2104), 0.9 µs an event instead of 1.8 µs. The same MACs
+    (a test holds the two together)."""
+    inner_start, outer_start = _hmac_starts(key)
 
     def mac(digest: str) -> str:
-        return mac_of(digest.encode("ascii"))
+        inner = inner_start.copy()
+        inner.update(digest.encode("ascii"))
+        outer = outer_start.copy()
+        outer.update(inner.digest())
+        return outer.hexdigest()
 
     return mac
 

@@ -179,11 +179,12 @@ def _delete_integrated(session: Session | Connection, ids: list[int]) -> None:
 
 
 # --- SQLite: events given their places in the business transaction itself ---------
-# One query for the chain's head and whether anything waits pending; the inserts
+# One query for the chain's head, whether anything waits pending and the tree's size; the inserts
 # through the driver's own cursor (SQLAlchemy's parameter handling of thousands of
 # rows costs more than hashing them).
 _SQLITE_HEAD = ("SELECT (SELECT seq FROM audit_events ORDER BY seq DESC LIMIT 1), "
-                "(SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1), EXISTS (SELECT 1 FROM audit_pending)")
+                "(SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1), EXISTS (SELECT 1 FROM audit_pending), "
+                "(SELECT max(idx) FROM audit_merkle_nodes WHERE level = 0)")
 _SQLITE_INSERT_EVENTS = (f"INSERT INTO audit_events ({', '.join(ROW_FIELDS)}) "
                          f"VALUES ({', '.join('?' * len(ROW_FIELDS))})")
 _SQLITE_INSERT_NODES = "INSERT INTO audit_merkle_nodes (level, idx, hash) VALUES (?, ?, ?)"
@@ -205,23 +206,21 @@ def append_sequenced(connection: Connection, event_key: bytes, mac_of: Callable[
     appends as the sequencer's lock does: nothing goes to ``audit_pending``. Events
     left pending before (the sequencer's path) are integrated first, in order.
 
-    The tree's right edge is read from ``tails`` when the stored head is the one
-    this process last appended (a head hash fixes the whole chain, so the leaves
-    and the edge too), else from the database after checking the tree against the
-    chain (ChainStateError if they disagree: the caller leaves the events pending)."""
-    seq, prev_hash, pending = connection.exec_driver_sql(_SQLITE_HEAD).one()  # begins the transaction if need be
+    The tree must end where the chain does, as for the sequencer (ChainStateError
+    if it cannot: the caller leaves the events pending). Its right edge is taken
+    from ``tails`` when the stored head is the one this process last appended (a
+    head hash fixes the whole chain, so the leaves and the edge too), else read."""
+    seq, prev_hash, pending, last_leaf = connection.exec_driver_sql(_SQLITE_HEAD).one()  # begins if need be
     if pending:
         integrate_pending(connection, event_key)
-        seq, prev_hash, _ = connection.exec_driver_sql(_SQLITE_HEAD).one()
+        seq, prev_hash, _, last_leaf = connection.exec_driver_sql(_SQLITE_HEAD).one()
     if seq is None:
         seq, prev_hash = 0, GENESIS_HASH
+    if (-1 if last_leaf is None else last_leaf) + 1 != seq:
+        _tree_up_to(connection, node_reader(connection), seq)  # caught up, or ChainStateError
     database = connection.engine.url.database or ""
     tail = tails.get(database)
-    if tail is not None and tail[0] == seq and tail[1] == prev_hash:
-        edge = tail[2]
-    else:
-        _tree_up_to(connection, node_reader(connection), seq)
-        edge = _edge_nodes(connection, seq)
+    edge = tail[2] if tail is not None and tail[0] == seq and tail[1] == prev_hash else _edge_nodes(connection, seq)
     size, rows, leaves = seq, [], []
     for values, encoded, leaf in contents:
         seq += 1
