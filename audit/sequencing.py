@@ -14,6 +14,13 @@ the events are still pending and the next integration takes them. Only the
 sequencer takes the lock, so it never holds up a business transaction, and two
 integrations (two sequencers, or a reader that integrates before it reads)
 never both extend the chain from one head.
+
+On SQLite the gateway runs no sequencer: a write transaction already holds the
+database's one write lock, so ``append_sequenced`` (below) chains a business
+transaction's events inside it, after any events still pending (written by an
+older gateway, or with ``AuditLog(always_pending=True)``), which
+``integrate_pending`` integrates first. The same chain, MACs and tree as the
+sequencer's.
 """
 
 from __future__ import annotations

@@ -1,11 +1,16 @@
 """Append to and verify the audit log through the caller's session.
 
-An append takes no lock on the chain: the business transaction writes its
-event to ``audit_pending`` (content and Merkle leaf hash, no sequence number),
-so it commits or rolls back with the change it records and processes never
-queue behind one another. The sequencer (audit/sequencing.py, run leased by
-gateway/auditing/sequencer.py) gives pending events their places, chains,
-MACs and adds them to the Merkle tree in batches.
+An append is atomic with the change it records: it is written in the caller's
+transaction and commits or rolls back with it. On PostgreSQL it takes no lock on
+the chain: the business transaction writes its event to ``audit_pending``
+(content and Merkle leaf hash, no sequence number), so processes never queue
+behind one another, and the sequencer (audit/sequencing.py, run leased by
+gateway/auditing/sequencer.py) gives pending events their places, chains, MACs
+and adds them to the Merkle tree in batches. On SQLite, whose one writer
+serialises write transactions anyway, the business transaction does that
+itself for its own events (audit/sequencing.py: append_sequenced): no pending
+row, no sequencer. Either way the content is encoded once, for the leaf and the
+chain hash both.
 """
 
 from __future__ import annotations

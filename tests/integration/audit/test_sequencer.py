@@ -295,3 +295,13 @@ def test_sequencers_of_two_schemas_in_one_database_never_wait_on_each_other(db, 
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP SCHEMA "{other}" CASCADE'))
         admin.dispose()
+
+
+def test_the_app_runs_a_sequencer_beside_its_worker_on_postgresql_only(app):
+    """On SQLite each business transaction chains its own events (test_sqlite_append.py)."""
+    sequencer = app.extensions.get("audit_sequencer")
+    worker = app.extensions["worker"]
+    if app.extensions["db"].dialect == "postgresql":
+        assert isinstance(sequencer, AuditSequencer) and sequencer in worker._companions
+    else:
+        assert sequencer is None and not any(isinstance(c, AuditSequencer) for c in worker._companions)
