@@ -206,6 +206,24 @@ Content = tuple[tuple[Any, ...], tuple[str, ...], bytes]
 Tail = tuple[int, str, dict[tuple[int, int], bytes]]
 
 
+def _driver_cursor(connection: Connection) -> Any:
+    dbapi_connection = connection.connection.dbapi_connection
+    if dbapi_connection is None:  # only after the pool invalidated it, never inside a transaction
+        raise RuntimeError("the audit log's database connection was invalidated mid-transaction")
+    return dbapi_connection.cursor()
+
+
+def _sqlite_head(connection: Connection) -> tuple[Any, ...]:
+    """The head's seq and hash (None if no event), whether any event is pending, the tree's last leaf index."""
+    if not connection.in_transaction():  # through SQLAlchemy, which begins the transaction as for any statement
+        return tuple(connection.exec_driver_sql(_SQLITE_HEAD).one())
+    cursor = _driver_cursor(connection)
+    try:
+        return tuple(cursor.execute(_SQLITE_HEAD).fetchone())
+    finally:
+        cursor.close()
+
+
 def append_sequenced(connection: Connection, event_key: bytes, mac_of: Callable[[str], str],
                      contents: list[Content], tails: dict[str, Tail]) -> None:
     """Chain, MAC and add to the tree the events in ``contents``, in this order, in
@@ -217,10 +235,10 @@ def append_sequenced(connection: Connection, event_key: bytes, mac_of: Callable[
     if it cannot: the caller leaves the events pending). Its right edge is taken
     from ``tails`` when the stored head is the one this process last appended (a
     head hash fixes the whole chain, so the leaves and the edge too), else read."""
-    seq, prev_hash, pending, last_leaf = connection.exec_driver_sql(_SQLITE_HEAD).one()  # begins if need be
+    seq, prev_hash, pending, last_leaf = _sqlite_head(connection)
     if pending:
         integrate_pending(connection, event_key)
-        seq, prev_hash, _, last_leaf = connection.exec_driver_sql(_SQLITE_HEAD).one()
+        seq, prev_hash, _, last_leaf = _sqlite_head(connection)
     if seq is None:
         seq, prev_hash = 0, GENESIS_HASH
     if (-1 if last_leaf is None else last_leaf) + 1 != seq:
@@ -237,10 +255,7 @@ def append_sequenced(connection: Connection, event_key: bytes, mac_of: Callable[
         leaves.append(leaf)
         prev_hash = this_hash
     nodes = appended_nodes(_held_reader(edge), size, leaves)
-    dbapi_connection = connection.connection.dbapi_connection
-    if dbapi_connection is None:  # only after the pool invalidated it, never inside a transaction
-        raise RuntimeError("the audit log's database connection was invalidated mid-transaction")
-    cursor = dbapi_connection.cursor()
+    cursor = _driver_cursor(connection)
     try:
         cursor.executemany(_SQLITE_INSERT_EVENTS, rows)
         cursor.executemany(_SQLITE_INSERT_NODES, [(level, index, digest.hex()) for level, index, digest in nodes])
