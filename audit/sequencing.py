@@ -14,16 +14,25 @@ the events are still pending and the next integration takes them. Only the
 sequencer takes the lock, so it never holds up a business transaction, and two
 integrations (two sequencers, or a reader that integrates before it reads)
 never both extend the chain from one head.
+
+On SQLite the gateway runs no sequencer: a write transaction already holds the
+database's one write lock, so ``append_sequenced`` (below) chains a business
+transaction's events inside it, after any events still pending (written by an
+older gateway, or with ``AuditLog(always_pending=True)``), which
+``integrate_pending`` integrates first. The same chain, MACs and tree as the
+sequencer's.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import operator
+from typing import Any, Callable
 
 from sqlalchemy import Connection, and_, delete, func, insert, or_, select, text
 from sqlalchemy.orm import Session
 
-from audit.chain import GENESIS_HASH, CanonicalJSONText, event_hash, event_mac_function, row_leaf_bytes
+from audit.chain import (GENESIS_HASH, LEAF_FIELDS, ROW_FIELDS, CanonicalJSONText, content_hash, event_hash,
+                         event_mac_function, row_leaf_bytes)
 from audit.merkle import appended_nodes, leaf_hash, right_edge
 from audit.models import AuditEvent, AuditMerkleNode, AuditPending
 from audit.store import APPEND_EVENTS, event_tuples
@@ -47,6 +56,11 @@ _CONTENT = ("at", "actor_sub", "actor_role", "actor_court", "actor_agency", "act
 BATCH = 2000
 
 
+class ChainStateError(RuntimeError):
+    """The stored chain and tree do not agree (events deleted, or gaps): nothing is
+    integrated onto them; the events stay pending and `gateway audit verify` says more."""
+
+
 def node_reader(session: Session | Connection) -> Any:
     """A NodeReader (audit/merkle.py) over the stored tree, one indexed read a node."""
     def read(level: int, index: int) -> bytes:
@@ -57,22 +71,30 @@ def node_reader(session: Session | Connection) -> Any:
     return read
 
 
-def _edge_reader(session: Session | Connection, size: int) -> Any:
-    """A NodeReader holding the right edge of the tree of ``size`` leaves, read in
-    one query (``appended_nodes`` reads nothing else)."""
+def _edge_nodes(session: Session | Connection, size: int) -> dict[tuple[int, int], bytes]:
+    """The right edge of the tree of ``size`` leaves (``appended_nodes`` reads
+    nothing else), read in one query."""
     edge = right_edge(size)
-    held: dict[tuple[int, int], bytes] = {}
-    if edge:
-        rows = session.execute(select(_NODE.c.level, _NODE.c.idx, _NODE.c.hash).where(
-            or_(*(and_(_NODE.c.level == level, _NODE.c.idx == index) for level, index in edge))))
-        held = {(row.level, row.idx): bytes.fromhex(row.hash) for row in rows}
+    if not edge:
+        return {}
+    rows = session.execute(select(_NODE.c.level, _NODE.c.idx, _NODE.c.hash).where(
+        or_(*(and_(_NODE.c.level == level, _NODE.c.idx == index) for level, index in edge))))
+    return {(row.level, row.idx): bytes.fromhex(row.hash) for row in rows}
 
+
+def _held_reader(held: dict[tuple[int, int], bytes]) -> Any:
+    """A NodeReader over the nodes in ``held`` only."""
     def read(level: int, index: int) -> bytes:
         found = held.get((level, index))
         if found is None:
             raise KeyError(f"Merkle node ({level}, {index}) is not stored")
         return found
     return read
+
+
+def _edge_reader(session: Session | Connection, size: int) -> Any:
+    """A NodeReader holding the right edge of the tree of ``size`` leaves, read in one query."""
+    return _held_reader(_edge_nodes(session, size))
 
 
 def pending_count(session: Session | Connection) -> int:
@@ -143,11 +165,11 @@ def _tree_up_to(session: Session | Connection, read: Any, head: int) -> None:
     if size == head:
         return
     if size > head:
-        raise RuntimeError(f"the audit Merkle tree has {size} leaves but the chain ends at event {head}: events "
+        raise ChainStateError(f"the audit Merkle tree has {size} leaves but the chain ends at event {head}: events "
                            "were deleted; run `gateway audit verify`")
     missing = [leaf_hash(row_leaf_bytes(row)) for row in event_tuples(session, after_seq=size, up_to_seq=head)]
     if len(missing) != head - size:
-        raise RuntimeError(f"the audit chain has gaps between events {size + 1} and {head}; run `gateway audit verify`")
+        raise ChainStateError(f"the audit chain has gaps between events {size + 1} and {head}; run `gateway audit verify`")
     session.execute(_INSERT_NODES, [{"level": level, "idx": index, "hash": digest.hex()}
                                     for level, index, digest in appended_nodes(read, size, missing)])
 
@@ -161,3 +183,83 @@ def _delete_integrated(session: Session | Connection, ids: list[int]) -> None:
         session.execute(_DELETE_PENDING_PG, {"ids": ids})
     else:
         session.execute(delete(AuditPending.__table__).where(AuditPending.__table__.c.id.in_(ids)))
+
+
+# --- SQLite: events given their places in the business transaction itself ---------
+# One query for the chain's head, whether anything waits pending and the tree's size; the inserts
+# through the driver's own cursor (SQLAlchemy's parameter handling of thousands of
+# rows costs more than hashing them).
+_SQLITE_HEAD = ("SELECT (SELECT seq FROM audit_events ORDER BY seq DESC LIMIT 1), "
+                "(SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1), EXISTS (SELECT 1 FROM audit_pending), "
+                "(SELECT max(idx) FROM audit_merkle_nodes WHERE level = 0)")
+_SQLITE_INSERT_EVENTS = (f"INSERT INTO audit_events ({', '.join(ROW_FIELDS)}) "
+                         f"VALUES ({', '.join('?' * len(ROW_FIELDS))})")
+_SQLITE_INSERT_NODES = "INSERT INTO audit_merkle_nodes (level, idx, hash) VALUES (?, ?, ?)"
+_LEAF_AT = LEAF_FIELDS.index("at")
+# The stored row's content columns (ROW_FIELDS between ``at`` and ``prev_hash``) from LEAF_FIELDS order.
+_ROW_CONTENT = operator.itemgetter(*(LEAF_FIELDS.index(name) for name in ROW_FIELDS[2:ROW_FIELDS.index("prev_hash")]))
+# An event to append: its content in LEAF_FIELDS order (``at`` as hashed text, ``details``
+# as canonical JSON text), the content's encoding (audit/chain.py: encoded_content), its leaf hash.
+Content = tuple[tuple[Any, ...], tuple[str, ...], bytes]
+# What this process last appended to a database: the head (seq, hash) and the tree's
+# right edge after it; good while the stored head is still that one (checked each time).
+Tail = tuple[int, str, dict[tuple[int, int], bytes]]
+
+
+def _driver_cursor(connection: Connection) -> Any:
+    dbapi_connection = connection.connection.dbapi_connection
+    if dbapi_connection is None:  # only after the pool invalidated it, never inside a transaction
+        raise RuntimeError("the audit log's database connection was invalidated mid-transaction")
+    return dbapi_connection.cursor()
+
+
+def _sqlite_head(connection: Connection) -> tuple[Any, ...]:
+    """The head's seq and hash (None if no event), whether any event is pending, the tree's last leaf index."""
+    if not connection.in_transaction():  # through SQLAlchemy, which begins the transaction as for any statement
+        return tuple(connection.exec_driver_sql(_SQLITE_HEAD).one())
+    cursor = _driver_cursor(connection)
+    try:
+        return tuple(cursor.execute(_SQLITE_HEAD).fetchone())
+    finally:
+        cursor.close()
+
+
+def append_sequenced(connection: Connection, event_key: bytes, mac_of: Callable[[str], str],
+                     contents: list[Content], tails: dict[str, Tail]) -> None:
+    """Chain, MAC and add to the tree the events in ``contents``, in this order, in
+    the caller's write transaction, whose lock on SQLite's one writer serialises
+    appends as the sequencer's lock does: nothing goes to ``audit_pending``. Events
+    left pending before (the sequencer's path) are integrated first, in order.
+
+    The tree must end where the chain does, as for the sequencer (ChainStateError
+    if it cannot: the caller leaves the events pending). Its right edge is taken
+    from ``tails`` when the stored head is the one this process last appended (a
+    head hash fixes the whole chain, so the leaves and the edge too), else read."""
+    seq, prev_hash, pending, last_leaf = _sqlite_head(connection)
+    if pending:
+        integrate_pending(connection, event_key)
+        seq, prev_hash, _, last_leaf = _sqlite_head(connection)
+    if seq is None:
+        seq, prev_hash = 0, GENESIS_HASH
+    if (-1 if last_leaf is None else last_leaf) + 1 != seq:
+        _tree_up_to(connection, node_reader(connection), seq)  # caught up, or ChainStateError
+    database = connection.engine.url.database or ""
+    tail = tails.get(database)
+    edge = tail[2] if tail is not None and tail[0] == seq and tail[1] == prev_hash else _edge_nodes(connection, seq)
+    size, rows, leaves = seq, [], []
+    for values, encoded, leaf in contents:
+        seq += 1
+        this_hash = content_hash(encoded, seq, prev_hash)
+        at = values[_LEAF_AT]  # stored as SQLAlchemy stores a DateTime on SQLite: 'YYYY-MM-DD HH:MM:SS.ffffff'
+        rows.append((seq, at[:10] + " " + at[11:26], *_ROW_CONTENT(values), prev_hash, this_hash, mac_of(this_hash)))
+        leaves.append(leaf)
+        prev_hash = this_hash
+    nodes = appended_nodes(_held_reader(edge), size, leaves)
+    cursor = _driver_cursor(connection)
+    try:
+        cursor.executemany(_SQLITE_INSERT_EVENTS, rows)
+        cursor.executemany(_SQLITE_INSERT_NODES, [(level, index, digest.hex()) for level, index, digest in nodes])
+    finally:
+        cursor.close()
+    made = {**edge, **{(level, index): digest for level, index, digest in nodes}}
+    tails[database] = (seq, prev_hash, {place: made[place] for place in right_edge(seq)})

@@ -1,18 +1,22 @@
 """Append to and verify the audit log through the caller's session.
 
-An append takes no lock on the chain: the business transaction writes its
-event to ``audit_pending`` (content and Merkle leaf hash, no sequence number),
-so it commits or rolls back with the change it records and processes never
-queue behind one another. The sequencer (audit/sequencing.py, run leased by
-gateway/auditing/sequencer.py) gives pending events their places, chains,
-MACs and adds them to the Merkle tree in batches.
+An append is atomic with the change it records: it is written in the caller's
+transaction and commits or rolls back with it. On PostgreSQL it takes no lock on
+the chain: the business transaction writes its event to ``audit_pending``
+(content and Merkle leaf hash, no sequence number), so processes never queue
+behind one another, and the sequencer (audit/sequencing.py, run leased by
+gateway/auditing/sequencer.py) gives pending events their places, chains, MACs
+and adds them to the Merkle tree in batches. On SQLite, whose one writer
+serialises write transactions anyway, the business transaction does that
+itself for its own events (audit/sequencing.py: append_sequenced): no pending
+row, no sequencer. Either way the content is encoded once, for the leaf and the
+chain hash both.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import hmac
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Iterator, Protocol
@@ -23,19 +27,28 @@ from sqlalchemy.orm import Session
 from audit.chain import (
     GENESIS_HASH,
     HASHED_FIELDS,
+    LEAF_FIELDS,
     ROW_FIELDS,
     CanonicalJSONText,
     ChainReport,
     canonical_json,
+    content_leaf_bytes,
     decoded_row,
+    encoded_content,
+    event_mac_function,
     event_mac_key,
     format_time,
-    leaf_bytes,
+    hmac_sha256_function,
     verify_rows,
 )
 from audit.merkle import leaf_hash
 from audit.models import AuditArchive, AuditEvent, AuditPending
 from schemas.identifiers import mask_id_number
+
+log = logging.getLogger(__name__)
+# An event to append (audit/sequencing.py: Content): its content in LEAF_FIELDS order,
+# the content's JSON encoding, its Merkle leaf hash.
+Content = tuple[tuple[Any, ...], tuple[str, ...], bytes]
 
 # Statements built once: building them per call costs more than running them.
 _APPEND_PENDING = insert(AuditPending.__table__)
@@ -71,11 +84,21 @@ class SystemActor:
 
 
 class AuditLog:
-    def __init__(self, subject_key: bytes):
+    def __init__(self, subject_key: bytes, *, always_pending: bool = False):
+        """``always_pending``: write every event to ``audit_pending`` for the
+        sequencer, on SQLite too (the sequencer's tests run its path on both
+        databases); by default SQLite sequences in the business transaction."""
         if len(subject_key) < 16:
             raise ValueError("the audit subject key must be at least 16 bytes")
+        from audit import sequencing  # sequencing reads through this module: imported once it is loaded
+
+        self._sequencing = sequencing
         self._subject_key = subject_key
+        self._subject_mac = hmac_sha256_function(subject_key)
         self._event_key = event_mac_key(subject_key)
+        self._event_mac = event_mac_function(self._event_key)
+        self._always_pending = always_pending
+        self._tails: dict[str, Any] = {}  # per SQLite database: see sequencing.append_sequenced
 
     @property
     def event_key(self) -> bytes:
@@ -84,7 +107,7 @@ class AuditLog:
 
     def subject_hash(self, id_number: str) -> str:
         """Keyed hash of an identity number: searchable, not reversible without the key."""
-        return hmac.new(self._subject_key, id_number.encode("utf-8"), hashlib.sha256).hexdigest()
+        return self._subject_mac(id_number.encode("utf-8"))
 
     def record(
         self,
@@ -99,56 +122,74 @@ class AuditLog:
         delivery_id: str | None = None,
         details: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Write one event, unsequenced, in the caller's transaction (it commits or
-        rolls back with the change it records); the sequencer gives it its place.
-        ``details`` must hold no floats (they would not encode the same way
-        everywhere) and no identity numbers in clear. Returns the pending row."""
-        row = self._pending_row(datetime.now(timezone.utc), actor, action, outcome, case_number, subject_id_number,
+        """Write one event in the caller's transaction (it commits or rolls back
+        with the change it records): on SQLite chained at once, elsewhere pending
+        for the sequencer. ``details`` must hold no floats (they would not encode
+        the same way everywhere) and no identity numbers in clear. Returns the
+        event's content and leaf hash (the columns of ``audit_pending``)."""
+        at = datetime.now(timezone.utc)
+        content = self._content(format_time(at), actor, action, outcome, case_number, subject_id_number,
                                 request_id, delivery_id, details)
-        session.execute(_APPEND_PENDING, [row])
-        return row
+        self._write(session, at, [content])
+        return _pending_row(at, content)
 
     def record_many(self, session: Session | Connection, events: list[dict[str, Any]]) -> None:
-        """Write several events, unsequenced, in the caller's transaction, in this
-        order (the sequencer keeps it): one multi-row insert (a batch file's
-        thousands of results). Each item takes ``record``'s keyword arguments."""
+        """Write several events in the caller's transaction, in this order (the
+        sequencer keeps it): one multi-row insert (a batch file's thousands of
+        results). Each item takes ``record``'s keyword arguments."""
         if not events:
             return
-        now = datetime.now(timezone.utc)
-        session.execute(_APPEND_PENDING, [
-            self._pending_row(now, item.get("actor"), item["action"], item["outcome"], item.get("case_number"),
-                              item.get("subject_id_number"), item.get("request_id"), item.get("delivery_id"),
-                              item.get("details"))
+        at = datetime.now(timezone.utc)
+        at_text, content = format_time(at), self._content
+        self._write(session, at, [
+            content(at_text, item.get("actor"), item["action"], item["outcome"], item.get("case_number"),
+                    item.get("subject_id_number"), item.get("request_id"), item.get("delivery_id"), item.get("details"))
             for item in events])
 
     def integrate_pending(self, session: Session | Connection, *, limit: int | None = None) -> int:
         """Sequence the pending events now, in the caller's transaction (see
         audit/sequencing.py); readers that must see what was just written call it first."""
-        from audit.sequencing import integrate_pending
+        return self._sequencing.integrate_pending(session, self._event_key, limit=limit)
 
-        return integrate_pending(session, self._event_key, limit=limit)
+    def _write(self, session: Session | Connection, at: datetime, contents: list[Content]) -> None:
+        connection = session.connection() if isinstance(session, Session) else session
+        if connection.dialect.name == "sqlite" and not self._always_pending:
+            try:
+                self._sequencing.append_sequenced(connection, self._event_key, self._event_mac, contents,
+                                                  self._tails)
+                return
+            except self._sequencing.ChainStateError:
+                # What the sequencer does with a broken log: nothing chained onto it, the
+                # events kept pending (the business change still commits with them).
+                log.exception("audit events left pending: the stored chain and tree disagree")
+        session.execute(_APPEND_PENDING, [_pending_row(at, content) for content in contents])
 
-    def _pending_row(self, at: datetime, actor: ActorLike | None, action: str, outcome: str, case_number: str | None,
-                     subject: str | None, request_id: str | None, delivery_id: str | None,
-                     details: dict[str, Any] | None) -> dict[str, Any]:
-        fields: dict[str, Any] = {
-            "at": at,
-            "actor_sub": actor.sub if actor else None,
-            "actor_role": actor.role if actor else None,
-            "actor_court": actor.court if actor else None,
-            "actor_agency": actor.agency if actor else None,
-            "action": action,
-            "outcome": outcome,
-            "case_number": case_number,
-            "subject_hash": self.subject_hash(subject) if subject else None,
-            "subject_masked": mask_id_number(subject) if subject else None,
-            "request_id": request_id,
-            "delivery_id": delivery_id,
-            "details": CanonicalJSONText(canonical_json(details or {})),
-        }
-        fields["leaf_hash"] = leaf_hash(leaf_bytes(fields)).hex()
-        fields["details"] = str.__str__(fields["details"])
-        return fields
+    def _content(self, at: str, actor: ActorLike | None, action: str, outcome: str, case_number: str | None,
+                 subject: str | None, request_id: str | None, delivery_id: str | None,
+                 details: dict[str, Any] | None) -> Content:
+        """An event's content in LEAF_FIELDS order, its encoding and its leaf hash."""
+        if actor is None:
+            agency = court = role = sub = None
+        else:
+            agency, court, role, sub = actor.agency, actor.court, actor.role, actor.sub
+        values = (action, agency, court, role, sub, at, case_number, delivery_id,
+                  canonical_json(details) if details else "{}", outcome, request_id,
+                  self._subject_mac(subject.encode("utf-8")) if subject else None,
+                  mask_id_number(subject) if subject else None)
+        encoded = encoded_content(values)
+        return values, encoded, leaf_hash(content_leaf_bytes(encoded))
+
+
+# LEAF_FIELDS' order: the columns of audit_pending from an event's content.
+assert LEAF_FIELDS == ("action", "actor_agency", "actor_court", "actor_role", "actor_sub", "at", "case_number",
+                       "delivery_id", "details", "outcome", "request_id", "subject_hash", "subject_masked")
+
+
+def _pending_row(at: datetime, content: Content) -> dict[str, Any]:
+    values, _, leaf = content
+    row = dict(zip(LEAF_FIELDS, values, strict=True))
+    row["at"], row["leaf_hash"] = at, leaf.hex()
+    return row
 
 
 _NO_END = 2**62

@@ -1,6 +1,11 @@
 """The audit sequencer: one process at a time (a lease) integrates the pending
 audit events every few tens of milliseconds (audit/sequencing.py does the work).
 
+PostgreSQL only (gateway/app.py starts it beside the worker there): on SQLite each
+business transaction chains its own events under the one write lock it holds
+(audit/store.py), and a sequencer's passes would only queue on that lock with the
+business writes. It still works on SQLite, for events an older gateway left pending.
+
 Any process may run one; the lease (``channel_leases``, the same table as the
 result-file collection leases) says which one integrates. The holder renews it
 about once a second; if it dies, another takes over once the lease lapses, and

@@ -1,5 +1,8 @@
 """The audit sequencer on SQLite and PostgreSQL: events written unsequenced and
-atomic with their transaction; nothing lost when the sequencer dies mid-batch;
+atomic with their transaction (on SQLite the gateway chains them in the business
+transaction instead, tests/integration/audit/test_sqlite_append.py; here the log
+writes every event pending, as on PostgreSQL, so the sequencer's path, which SQLite
+still takes for events left pending, is held on both); nothing lost when the sequencer dies mid-batch;
 two sequencers never both integrate; the Merkle proofs built from the stored tree
 verify against the signed checkpoints and fail on a changed event or a wrong size."""
 
@@ -28,7 +31,7 @@ from gateway.timeutil import utc_now
 from test_archive import db, keys  # noqa: F401 (fixtures: a Database on the test's URL, the checkpoint key pair)
 
 SUBJECT_KEY = b"s" * 32
-AUDIT = AuditLog(SUBJECT_KEY)
+AUDIT = AuditLog(SUBJECT_KEY, always_pending=True)
 ACTOR = SystemActor(sub="tester")
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -292,3 +295,13 @@ def test_sequencers_of_two_schemas_in_one_database_never_wait_on_each_other(db, 
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP SCHEMA "{other}" CASCADE'))
         admin.dispose()
+
+
+def test_the_app_runs_a_sequencer_beside_its_worker_on_postgresql_only(app):
+    """On SQLite each business transaction chains its own events (test_sqlite_append.py)."""
+    sequencer = app.extensions.get("audit_sequencer")
+    worker = app.extensions["worker"]
+    if app.extensions["db"].dialect == "postgresql":
+        assert isinstance(sequencer, AuditSequencer) and sequencer in worker._companions
+    else:
+        assert sequencer is None and not any(isinstance(c, AuditSequencer) for c in worker._companions)

@@ -396,3 +396,33 @@ def test_the_fast_event_mac_is_hmac_sha256():
         fast = event_mac_function(key)
         for digest in ("0" * 64, "ab" * 32):
             assert fast(digest) == event_mac(key, digest) == std_hmac.new(key, digest.encode(), "sha256").hexdigest()
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+def test_one_encoding_of_the_content_gives_the_leaf_and_the_chain_hash(data) -> None:
+    """An event being appended is encoded once (audit/store.py) for its leaf and its
+    chain hash: both must be exactly those of leaf_bytes and event_hash."""
+    from audit.chain import (LEAF_FIELDS, CanonicalJSONText, canonical_json, content_hash, content_leaf_bytes,
+                             encoded_content, leaf_bytes)
+
+    event = {name: data.draw(st.one_of(st.none(), st.text(max_size=10)), label=name) for name in HASHED_FIELDS}
+    event["seq"] = data.draw(st.integers(1, 2**62), label="seq")
+    event["at"] = format_time(data.draw(_aware_time, label="at"))
+    details = data.draw(st.dictionaries(st.text(max_size=8), _any_json, max_size=4), label="details")
+    event["details"] = CanonicalJSONText(canonical_json(details))
+    prev = data.draw(st.text(alphabet="0123456789abcdef", min_size=64, max_size=64), label="prev")
+    encoded = encoded_content(tuple(str.__str__(event["details"]) if name == "details" else event[name]
+                                    for name in LEAF_FIELDS))
+    assert content_leaf_bytes(encoded) == leaf_bytes({**event, "details": details})
+    assert content_hash(encoded, event["seq"], prev) == event_hash({**event, "details": details}, prev)
+
+
+def test_the_fast_hmac_is_hmac_sha256():
+    import hmac as std_hmac
+
+    from audit.chain import hmac_sha256_function
+
+    for key in (b"k" * 32, b"short", b"x" * 100):
+        for message in (b"", "330102198703151157".encode(), "名字".encode()):
+            assert hmac_sha256_function(key)(message) == std_hmac.new(key, message, "sha256").hexdigest()
