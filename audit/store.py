@@ -7,10 +7,15 @@ the chain: the business transaction writes its event to ``audit_pending``
 behind one another, and the sequencer (audit/sequencing.py, run leased by
 gateway/auditing/sequencer.py) gives pending events their places, chains, MACs
 and adds them to the Merkle tree in batches. On SQLite, whose one writer
-serialises write transactions anyway, the business transaction does that
-itself for its own events (audit/sequencing.py: append_sequenced): no pending
-row, no sequencer. Either way the content is encoded once, for the leaf and the
-chain hash both.
+serialises write transactions anyway, a transaction that writes many events
+at once (a batch file's thousands, ``CHAIN_IN_PLACE_FROM`` or more) chains them
+itself (audit/sequencing.py: append_sequenced), after any older pending ones: a
+sequencer pass integrating them would hold the one write lock for as long while
+the batch path's next writes wait. A transaction of a few events writes them
+pending, as on PostgreSQL: its commit then writes one small row, not the event,
+its indexes and tree nodes, and the sequencer chains a few hundred at once
+(bench/RESULTS.md, 2026-12-07 13:40). Either way the content is encoded once,
+for the leaf and the chain hash both.
 """
 
 from __future__ import annotations
@@ -83,11 +88,18 @@ class SystemActor:
     agency: str | None = None
 
 
+# On SQLite, a write of this many events or more is chained in its own transaction.
+CHAIN_IN_PLACE_FROM = 32
+
+
 class AuditLog:
-    def __init__(self, subject_key: bytes, *, always_pending: bool = False):
+    def __init__(self, subject_key: bytes, *, always_pending: bool = False,
+                 chain_in_place_from: int = CHAIN_IN_PLACE_FROM):
         """``always_pending``: write every event to ``audit_pending`` for the
         sequencer, on SQLite too (the sequencer's tests run its path on both
-        databases); by default SQLite sequences in the business transaction."""
+        databases); by default SQLite chains a write of ``chain_in_place_from``
+        events or more in the business transaction (1: every write, as tests of
+        that path ask)."""
         if len(subject_key) < 16:
             raise ValueError("the audit subject key must be at least 16 bytes")
         from audit import sequencing  # sequencing reads through this module: imported once it is loaded
@@ -98,6 +110,7 @@ class AuditLog:
         self._event_key = event_mac_key(subject_key)
         self._event_mac = event_mac_function(self._event_key)
         self._always_pending = always_pending
+        self._chain_in_place_from = chain_in_place_from
         self._tails: dict[str, Any] = {}  # per SQLite database: see sequencing.append_sequenced
 
     @property
@@ -123,8 +136,7 @@ class AuditLog:
         details: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Write one event in the caller's transaction (it commits or rolls back
-        with the change it records): on SQLite chained at once, elsewhere pending
-        for the sequencer. ``details`` must hold no floats (they would not encode
+        with the change it records), pending for the sequencer. ``details`` must hold no floats (they would not encode
         the same way everywhere) and no identity numbers in clear. Returns the
         event's content and leaf hash (the columns of ``audit_pending``)."""
         at = datetime.now(timezone.utc)
@@ -153,7 +165,8 @@ class AuditLog:
 
     def _write(self, session: Session | Connection, at: datetime, contents: list[Content]) -> None:
         connection = session.connection() if isinstance(session, Session) else session
-        if connection.dialect.name == "sqlite" and not self._always_pending:
+        if (connection.dialect.name == "sqlite" and not self._always_pending
+                and len(contents) >= self._chain_in_place_from):
             try:
                 self._sequencing.append_sequenced(connection, self._event_key, self._event_mac, contents,
                                                   self._tails)

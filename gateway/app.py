@@ -144,11 +144,9 @@ def _delivery_worker(app: Flask, settings: Settings) -> DeliveryWorker:
     )
     # The audit sequencer (leased: one process integrates) runs beside the worker, on its own
     # thread: it integrates every few tens of milliseconds, no housekeeping sweep may hold it up.
-    # Not on SQLite: there each business transaction chains its own events (audit/store.py),
-    # and a sequencer's passes would only queue on the one write lock with the business.
-    if app.extensions["db"].dialect != "sqlite":
-        app.extensions["audit_sequencer"] = AuditSequencer(app.extensions["db"], app.extensions["audit"])
-        worker.add_companion(app.extensions["audit_sequencer"])
+    # On SQLite too, for the events of small transactions (a batch's are chained in place: audit/store.py).
+    app.extensions["audit_sequencer"] = AuditSequencer(app.extensions["db"], app.extensions["audit"])
+    worker.add_companion(app.extensions["audit_sequencer"])
     return worker
 
 

@@ -1,10 +1,10 @@
 """The audit sequencer: one process at a time (a lease) integrates the pending
 audit events every few tens of milliseconds (audit/sequencing.py does the work).
 
-PostgreSQL only (gateway/app.py starts it beside the worker there): on SQLite each
-business transaction chains its own events under the one write lock it holds
-(audit/store.py), and a sequencer's passes would only queue on that lock with the
-business writes. It still works on SQLite, for events an older gateway left pending.
+On SQLite it integrates only the events of small transactions: one that writes a
+batch file's thousands chains them itself under the one write lock it holds
+(audit/store.py), since a pass integrating them would hold that lock as long
+while the batch path's next writes wait.
 
 Any process may run one; the lease (``channel_leases``, the same table as the
 result-file collection leases) says which one integrates. The holder renews it

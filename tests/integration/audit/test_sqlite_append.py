@@ -1,5 +1,7 @@
-"""SQLite: a business transaction chains its own audit events (audit/sequencing.py:
-append_sequenced) under the one write lock it holds anyway. Atomic with the change,
+"""SQLite: a business transaction that writes a batch of audit events chains them
+itself (audit/sequencing.py: append_sequenced) under the one write lock it holds
+anyway; a few are left pending for the sequencer (the default log, last test; the
+others chain every write, ``chain_in_place_from=1``, to hold that path). Atomic with the change,
 in the order written, nothing left in audit_pending; events left pending before
 (the sequencer's path) go first; the cached right edge of the tree never outlives
 a rollback or another process's appends; a chain and tree that disagree leave the
@@ -18,13 +20,13 @@ from audit.checkpoint_store import verify_log_with_checkpoints, write_checkpoint
 from audit.merkle import leaf_hash, root_of
 from audit.models import AuditEvent, AuditMerkleNode
 from audit.sequencing import pending_count, tree_size
-from audit.store import AuditLog, SystemActor, event_rows
+from audit.store import CHAIN_IN_PLACE_FROM, AuditLog, SystemActor, event_rows
 from gateway.db import Database
 from gateway.timeutil import utc_now
 from test_archive import keys  # noqa: F401 (fixture: the checkpoint key pair)
 
 SUBJECT_KEY = b"q" * 32
-AUDIT = AuditLog(SUBJECT_KEY)
+AUDIT = AuditLog(SUBJECT_KEY, chain_in_place_from=1)
 ACTOR = SystemActor(sub="tester")
 
 
@@ -118,7 +120,7 @@ def test_events_left_pending_are_chained_first_in_their_order(db, keys):
 def test_another_process_appending_in_between_is_seen(db, keys):
     """Each process keeps the tree's right edge after its own last append; another's
     appends move the stored head away from it, so it is read again, not reused."""
-    other = AuditLog(SUBJECT_KEY)  # its own cache, as another process has
+    other = AuditLog(SUBJECT_KEY, chain_in_place_from=1)  # its own cache, as another process has
     record(db, [0, 1, 2])
     record(db, [3, 4], audit=other)
     record(db, [5])
@@ -145,3 +147,21 @@ def test_a_chain_and_tree_that_disagree_leave_the_events_pending_not_the_change_
         assert tree_size(session) == 3
         with pytest.raises(RuntimeError, match="events were deleted"):
             AUDIT.integrate_pending(session)
+
+
+def test_by_default_a_few_events_wait_for_the_sequencer_and_a_batch_is_chained_after_them(db, keys):
+    """A transaction of a few events commits one small row each; a batch file's many
+    are chained in their transaction, the ones waiting first, in their order."""
+    audit = AuditLog(SUBJECT_KEY)
+    record(db, [0, 1], audit=audit)
+    with db.transaction() as session:
+        audit.record_many(session, [{"action": "test.event", "outcome": "ok", "details": {"i": 2}},
+                                    {"action": "test.event", "outcome": "ok", "details": {"i": 3}}])
+    assert counts(db) == (0, 4)
+    batch = list(range(4, 4 + CHAIN_IN_PLACE_FROM))
+    with db.transaction() as session:
+        audit.record_many(session, [{"action": "test.event", "outcome": "ok", "actor": ACTOR, "details": {"i": i}}
+                                    for i in batch])
+    assert counts(db) == (4 + len(batch), 0)
+    assert marks(db) == [(i + 1, i) for i in range(4 + len(batch))]
+    assert_whole(db, keys, 4 + len(batch))
