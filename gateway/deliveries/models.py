@@ -4,7 +4,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import JSON, Boolean, CheckConstraint, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, Numeric, String, Text, false
+from sqlalchemy import JSON, Boolean, CheckConstraint, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, Numeric, String, Text, false, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from gateway.db import Base
@@ -23,9 +23,15 @@ class Delivery(Base):
     __tablename__ = "deliveries"
     __table_args__ = (
         Index("ix_deliveries_due", "state", "next_attempt_at"),
+        # Also every look by agency (no index on agency_id alone: migration 0020_intake_indexes).
         Index("ix_deliveries_agency_answered", "agency_id", "answered_at"),
-        # An inquiry's look for recent answers about its subject (gateway/requests/reuse.py).
-        Index("ix_deliveries_subject_answered", "subject_id", "agency_id", "answered_at"),
+        # An inquiry's look for recent answers about its subject (gateway/requests/reuse.py): of
+        # answered deliveries only, so a new one (not answered) costs the intake no index page.
+        Index("ix_deliveries_subject_answered", "subject_id", "agency_id", "answered_at",
+              sqlite_where=text("answered_at IS NOT NULL"), postgresql_where=text("answered_at IS NOT NULL")),
+        # Looked up by name only (gateway/deliveries/progress.py); a delivery in no batch file is not in it.
+        Index("ix_deliveries_batch_file", "batch_file",
+              sqlite_where=text("batch_file IS NOT NULL"), postgresql_where=text("batch_file IS NOT NULL")),
         # The states of gateway/deliveries/states.py (migration 0017_state_checks).
         CheckConstraint(state_check(DeliveryState), name="state"),
     )
@@ -33,7 +39,7 @@ class Delivery(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     request_id: Mapped[str] = mapped_column(ForeignKey("requests.id"), index=True)
     subject_id: Mapped[str] = mapped_column(ForeignKey("subjects.id"))  # its request's (migration 0019)
-    agency_id: Mapped[str] = mapped_column(String(64), index=True)
+    agency_id: Mapped[str] = mapped_column(String(64))
     transport: Mapped[str] = mapped_column(String(8))
     categories: Mapped[list[str]] = mapped_column(JSON)
     state: Mapped[str] = mapped_column(String(16))
@@ -50,7 +56,7 @@ class Delivery(Base):
     request_operation: Mapped[str | None] = mapped_column(String(64))
     request_media_type: Mapped[str | None] = mapped_column(String(64))
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    batch_file: Mapped[str | None] = mapped_column(String(128), index=True)  # the batch file that carried it (SFTP)
+    batch_file: Mapped[str | None] = mapped_column(String(128))  # the batch file that carried it (SFTP)
     # A control's asset lines, as the agency names them (identifier, amount, until,
     # original_reference), resolved from the officer's targets when it was accepted.
     lines: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)

@@ -6,7 +6,9 @@ SQLite the write transaction holds the database's one write lock already; on
 PostgreSQL (READ COMMITTED, where two transactions would both count before either
 commits) the intake first takes a transaction advisory lock per officer, then per
 court, held until commit, so the counts and the insert of one request are not
-interleaved with another's of the same officer or court.
+interleaved with another's of the same officer or court. The locks are the schema's
+own (the key pairs the schema's name with the officer's or court's): two gateways or
+test runs in two schemas of one database never queue on each other's officers.
 
 One statement at every intake: the officer's and the court's requests of the last
 hour, each counted no further than its limit (so the count is bounded by the limit,
@@ -33,7 +35,11 @@ from gateway.settings import LimitsSection
 from gateway.timeutil import as_utc
 
 HOUR, DAY = timedelta(hours=1), timedelta(days=1)
-_ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
+# The two-key form: the first key the schema (``current_schema()``, the first schema of the
+# search_path: where this gateway's tables are), the second the officer or court. An
+# advisory key is database-wide, so a key without the schema made intakes in another
+# schema of the same database wait (other test runs, gateways sharing a database).
+_ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(hashtext(current_schema()), :key)")
 
 
 def check_limits(bind: Session | Connection, principal: Principal, subject_id: str, limits: LimitsSection,
@@ -68,11 +74,12 @@ def lock_counts(bind: Session | Connection, principal: Principal) -> None:
 
 
 def advisory_key(kind: str, name: str) -> int:
-    """A signed 64-bit lock key for one name of one kind (pg_advisory_xact_lock takes bigint).
+    """A signed 32-bit lock key for one name of one kind (the second key of
+    pg_advisory_xact_lock(int, int); the first is the schema's).
 
     The kind keeps an officer and a court of the same name apart; a collision between
     two names only makes them wait for each other, never lets two through at once."""
-    digest = hashlib.blake2b(f"{kind}\0{name}".encode("utf-8"), digest_size=8).digest()
+    digest = hashlib.blake2b(f"{kind}\0{name}".encode("utf-8"), digest_size=4).digest()
     return int.from_bytes(digest, "big", signed=True)
 
 

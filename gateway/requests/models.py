@@ -40,7 +40,7 @@ class Request(Base):
     targets: Mapped[list[str]] = mapped_column(JSON, default=list)
     state: Mapped[str] = mapped_column(String(24), index=True)
     officer_sub: Mapped[str] = mapped_column(String(128))
-    court_code: Mapped[str] = mapped_column(String(32), index=True)
+    court_code: Mapped[str] = mapped_column(String(32))  # ix_requests_court_created leads with it
     idempotency_key: Mapped[str] = mapped_column(String(128))
     payload_sha256: Mapped[str] = mapped_column(String(64))
     court_account: Mapped[str | None] = mapped_column(String(64))  # deducts: where the money goes

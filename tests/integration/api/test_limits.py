@@ -182,3 +182,35 @@ def test_the_subjects_of_the_day_are_counted_only_for_a_new_subject(limited):
     _prepare(app, "officer.zhou", 2, tight)  # asked about today: not counted, whatever the others
     with pytest.raises(TooManyRequests, match="has asked about 3 subjects in the last day; the limit is 1 new"):
         _prepare(app, "officer.zhou", 3, tight)
+
+
+@pytest.mark.postgres_only
+def test_the_limit_locks_are_the_schemas_own(database_url):
+    """An intake holding an officer's and a court's limit locks holds up another intake
+    of the same officer in its schema, but not one in another schema of the same
+    database (another gateway's or test run's): the advisory key carries the schema."""
+    from gateway.requests.limits import lock_counts
+
+    server, principal = database_url.split("?")[0], Principal(sub="officer.wang", role="court_officer", court=COURT)
+    other = f"gw_limits_other_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{other}"'))
+    engines = [sa.create_engine(url) for url in (database_url, database_url,
+                                                 f"{server}?options=-csearch_path%3D{other}")]
+    try:
+        with engines[0].begin() as holding:
+            lock_counts(holding, principal)  # held until this transaction ends
+            with engines[2].begin() as elsewhere:
+                elsewhere.execute(sa.text("SET LOCAL lock_timeout = '5s'"))  # fails, not hangs, if it waits
+                lock_counts(elsewhere, principal)
+            with pytest.raises(sa.exc.OperationalError, match="lock timeout"):
+                with engines[1].begin() as same_schema:
+                    same_schema.execute(sa.text("SET LOCAL lock_timeout = '200ms'"))
+                    lock_counts(same_schema, principal)
+    finally:
+        for engine in engines:
+            engine.dispose()
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{other}" CASCADE'))
+        admin.dispose()
