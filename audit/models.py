@@ -27,7 +27,7 @@ class AuditEvent(AuditBase):
     """One event. The database refuses UPDATE and DELETE on this table (see the
     migration's triggers); ``seq`` is gapless, assigned by the sequencer
     (audit/sequencing.py) when it moves the event here from ``audit_pending``,
-    or on SQLite by the business transaction itself (append_sequenced)."""
+    or on SQLite, for a batch, by the business transaction itself (append_sequenced)."""
 
     __tablename__ = "audit_events"
 
@@ -54,7 +54,7 @@ class AuditEvent(AuditBase):
 
 class AuditPending(AuditBase):
     """An event written by its business transaction and not yet sequenced (on
-    SQLite only events an older gateway left, or ``always_pending``): the
+    SQLite those of transactions writing fewer than a batch): the
     content and its Merkle leaf hash, no place in the chain. The sequencer moves
     it to ``audit_events`` (and deletes it here) in one transaction, so an event
     is in exactly one of the two tables. ``id`` orders the integration."""

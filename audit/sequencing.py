@@ -15,12 +15,12 @@ sequencer takes the lock, so it never holds up a business transaction, and two
 integrations (two sequencers, or a reader that integrates before it reads)
 never both extend the chain from one head.
 
-On SQLite the gateway runs no sequencer: a write transaction already holds the
-database's one write lock, so ``append_sequenced`` (below) chains a business
-transaction's events inside it, after any events still pending (written by an
-older gateway, or with ``AuditLog(always_pending=True)``), which
-``integrate_pending`` integrates first. The same chain, MACs and tree as the
-sequencer's.
+On SQLite a write transaction already holds the database's one write lock, so
+``append_sequenced`` (below) chains a batch of events (audit/store.py:
+``CHAIN_IN_PLACE_FROM``) inside the business transaction, after any events still
+pending (those of smaller transactions, which the sequencer chains otherwise),
+which ``integrate_pending`` integrates first. The same chain, MACs and tree as
+the sequencer's.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from audit.chain import (GENESIS_HASH, LEAF_FIELDS, ROW_FIELDS, CanonicalJSONTex
                          event_mac_function, row_leaf_bytes)
 from audit.merkle import appended_nodes, leaf_hash, right_edge
 from audit.models import AuditEvent, AuditMerkleNode, AuditPending
-from audit.store import APPEND_EVENTS, event_tuples
+from audit.store import APPEND_EVENTS, Content, event_tuples
 
 # A lock on the table rather than an advisory lock: it belongs to this schema, so
 # gateways (or test runs) sharing one database in several schemas never wait on
@@ -198,9 +198,6 @@ _SQLITE_INSERT_NODES = "INSERT INTO audit_merkle_nodes (level, idx, hash) VALUES
 _LEAF_AT = LEAF_FIELDS.index("at")
 # The stored row's content columns (ROW_FIELDS between ``at`` and ``prev_hash``) from LEAF_FIELDS order.
 _ROW_CONTENT = operator.itemgetter(*(LEAF_FIELDS.index(name) for name in ROW_FIELDS[2:ROW_FIELDS.index("prev_hash")]))
-# An event to append: its content in LEAF_FIELDS order (``at`` as hashed text, ``details``
-# as canonical JSON text), the content's encoding (audit/chain.py: encoded_content), its leaf hash.
-Content = tuple[tuple[Any, ...], tuple[str, ...], bytes]
 # What this process last appended to a database: the head (seq, hash) and the tree's
 # right edge after it; good while the stored head is still that one (checked each time).
 Tail = tuple[int, str, dict[tuple[int, int], bytes]]

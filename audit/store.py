@@ -51,8 +51,8 @@ from audit.models import AuditArchive, AuditEvent, AuditPending
 from schemas.identifiers import mask_id_number
 
 log = logging.getLogger(__name__)
-# An event to append (audit/sequencing.py: Content): its content in LEAF_FIELDS order,
-# the content's JSON encoding, its Merkle leaf hash.
+# An event to append: its content in LEAF_FIELDS order (``at`` as hashed text, ``details``
+# as canonical JSON text), the content's encoding (audit/chain.py: encoded_content), its leaf hash.
 Content = tuple[tuple[Any, ...], tuple[str, ...], bytes]
 
 # Statements built once: building them per call costs more than running them.
@@ -136,9 +136,10 @@ class AuditLog:
         details: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Write one event in the caller's transaction (it commits or rolls back
-        with the change it records), pending for the sequencer. ``details`` must hold no floats (they would not encode
-        the same way everywhere) and no identity numbers in clear. Returns the
-        event's content and leaf hash (the columns of ``audit_pending``)."""
+        with the change it records), pending for the sequencer. ``details`` must
+        hold no floats (they would not encode the same way everywhere) and no
+        identity numbers in clear. Returns the event's content and leaf hash (the
+        columns of ``audit_pending``)."""
         at = datetime.now(timezone.utc)
         content = self._content(format_time(at), actor, action, outcome, case_number, subject_id_number,
                                 request_id, delivery_id, details)

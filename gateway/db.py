@@ -5,8 +5,8 @@ housekeeper, a CLI command) opens the transaction with ``db.transaction()``.
 
 SQLite: WAL, ``synchronous=FULL``, foreign keys on, and every write transaction
 begins with ``BEGIN IMMEDIATE`` so that two writers never both read the audit
-chain head (SQLite renders no ``FOR UPDATE``): each business transaction chains its
-own audit events under that lock (audit/store.py), with no sequencer. PostgreSQL: ``postgresql+psycopg``.
+chain head (SQLite renders no ``FOR UPDATE``): a business transaction writing a batch
+of audit events chains them under that lock (audit/store.py). PostgreSQL: ``postgresql+psycopg``.
 """
 
 from __future__ import annotations
