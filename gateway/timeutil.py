@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import time
-import uuid
 from datetime import date, datetime, timezone
 from zoneinfo import ZoneInfo
 
@@ -51,6 +50,10 @@ def as_utc(value: datetime) -> datetime:
     return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 
+# UUID version 7's fixed bits: the version (0111) and the RFC variant (10).
+_V7_CLEAR, _V7_SET = ~(0xF << 76) & ~(0x3 << 62), 0x7 << 76 | 0x2 << 62
+
+
 def new_id() -> str:
     """A new row id: a UUID version 7 (RFC 9562), the millisecond it was made in its
     first 48 bits and 74 random bits after.
@@ -60,7 +63,17 @@ def new_id() -> str:
     random leaf each: on SQLite every leaf touched is a page the commit writes while
     holding the one write lock (bench/RESULTS.md, branch h-intake3). Still unguessable
     enough for what ids are (names, not secrets), and a valid UUID for every reader."""
-    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
-    value = value & ~(0xF << 76) | 0x7 << 76  # version 7
-    value = value & ~(0x3 << 62) | 0x2 << 62  # the RFC variant
-    return str(uuid.UUID(int=value))
+    return new_ids(1)[0]
+
+
+def new_ids(count: int) -> list[str]:
+    """``count`` new ids (``new_id``) from one read of the system's randomness, in the
+    canonical text ``str(uuid.UUID)`` gives, formatted by hand: ``uuid4`` or a ``UUID``
+    object per asset row was most of the answer recorder's own Python work after its
+    SQL (bench/RESULTS.md, fanout)."""
+    stamp = (time.time_ns() // 1_000_000) << 80
+    raw, ids = os.urandom(10 * count), []
+    for start in range(0, 10 * count, 10):
+        h = "%032x" % ((stamp | int.from_bytes(raw[start:start + 10], "big")) & _V7_CLEAR | _V7_SET)
+        ids.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
+    return ids

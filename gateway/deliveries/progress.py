@@ -13,7 +13,6 @@ every change audited in the transaction that makes it.
 from __future__ import annotations
 
 import hashlib
-import os
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Iterable, Iterator, NamedTuple
@@ -29,7 +28,7 @@ from gateway.deliveries.models import Asset, Delivery, DeliveryResult
 from gateway.deliveries.states import DELIVERY, FINAL, DeliveryState, move_delivery
 from gateway.requests.models import Request
 from gateway.requests.states import RequestState, move_request, request_state
-from gateway.timeutil import court_date, utc_now
+from gateway.timeutil import court_date, new_ids, utc_now
 from schemas.canonical import ControlOutcomeSchema, load_asset_record
 
 CHUNK = 500  # ids per IN list and rows per statement
@@ -294,18 +293,6 @@ _LOCK_FOR_RESULT = (
 )
 
 _INSERT_ASSETS, _INSERT_RESULTS = insert(Asset.__table__), insert(_DR)
-_VERSION_4 = ~(0xF000 << 64) & ~(0xC000 << 48)
-
-
-def fresh_ids(count: int) -> list[str]:
-    """``count`` random (version 4) UUIDs in text, as ``new_id`` makes them, from one
-    read of the system's randomness: ``uuid4`` per asset row was most of the answer
-    recorder's own Python work after its SQL (bench/RESULTS.md, fanout)."""
-    raw, ids = os.urandom(16 * count), []
-    for start in range(0, 16 * count, 16):
-        h = "%032x" % (int.from_bytes(raw[start:start + 16], "big") & _VERSION_4 | (0x4000 << 64) | (0x8000 << 48))
-        ids.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
-    return ids
 
 
 _ANSWERED = (
@@ -343,7 +330,7 @@ def record_answers(session: Session, answers: list[tuple[str, Envelope, AgencyAn
         # An inquiry's answer has no control outcomes: no schema pass over an empty list.
         outcomes = [] if type(answer.controls) is list and not answer.controls else \
             _OUTCOMES.dump(_OUTCOMES.load(answer.controls))
-        ids = fresh_ids(len(records))
+        ids = new_ids(len(records))
         assets += [{"id": ids[n], "subject_id": row.subject_id, "delivery_id": delivery_id, "agency_id": row.agency_id,
                     "found_at": now, **record} for n, record in enumerate(records)]
         results.append({"delivery_id": delivery_id, "received_at": now, "agency_answered_at": answer.answered_at,
