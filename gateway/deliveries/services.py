@@ -120,6 +120,15 @@ def any_due(session: Session, agency_ids: list[str], *, now: datetime) -> bool:
     return session.execute(_ANY_CLAIMABLE, {"b_agencies": agency_ids, "b_now": now}).first() is not None
 
 
+_ANY_IN_A_FILE = (select(_D.c.id).where(_D.c.agency_id == bindparam("b_agency"),
+                                        _D.c.state.in_((DeliveryState.SENDING, DeliveryState.AWAITING))).limit(1))
+
+
+def any_in_a_file(session: Session, agency_id: str) -> bool:
+    """Whether a request of this batch agency is in a file on its way or awaiting a result."""
+    return session.execute(_ANY_IN_A_FILE, {"b_agency": agency_id}).first() is not None
+
+
 @dataclass(frozen=True)
 class AgencyLimits:
     rate: float  # rate_limit_per_second

@@ -23,8 +23,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
-from sqlalchemy import bindparam, select
-
 from adapters.errors import AdapterError, IncomingInvalid, TransportError
 from adapters.interfaces import Envelope
 from audit.store import AuditLog
@@ -34,7 +32,6 @@ from gateway.deliveries import progress, services
 from gateway.deliveries.breaker import Breakers
 from gateway.deliveries.channels import AgencyChannel, BatchChannel, Channel, ChannelPlan, PullChannel, channel_class
 from gateway.deliveries.metrics import DeliveryMetrics
-from gateway.deliveries.models import Delivery
 from gateway.deliveries.recorder import AnswerRecorder
 from gateway.deliveries.retry import RateLimiter
 from gateway.deliveries.states import DeliveryState
@@ -54,11 +51,6 @@ RESULT_LOOK_SECONDS = 0.05
 # A batch agency with no request in a file on its way or awaiting a result: its outbox
 # is still listed this often (results of requests that ended meanwhile), not every pass.
 IDLE_LOOK_SECONDS = 1.0
-# Whether any request of an agency is in a file that may yet be answered.
-_IN_A_FILE = (select(Delivery.id)
-              .where(Delivery.agency_id == bindparam("agency_id"),
-                     Delivery.state.in_((DeliveryState.SENDING, DeliveryState.AWAITING)))
-              .limit(1))
 
 
 # A batch file's messages (by delivery id) and each one's ref, as ``mark_sent`` takes them.
@@ -264,8 +256,7 @@ class DeliveryWorker:
         # Then every message written and kept in one transaction, and the files to the pool
         # (which uploads them) before the calls: a file's round trip (upload, the agency's
         # own poll, the look for its result) is the longest of an inquiry, so it bounds it.
-        small_files = {a: ids for a, ids in in_files.items() if 0 < len(ids) <= self.settings.batch_size}
-        ready, prepared = self._encode_and_keep(plans, claimed, files, small_files, stored, orders, now)
+        ready, prepared = self._encode_and_keep(plans, claimed, files, self._small_files(in_files), stored, orders, now)
         started += sum(self._send_file(channel, trial, in_files.get(channel.agency.id, []), prepared.get(channel.agency.id))
                        for channel, trial in files)
         for channel, _allowed, trial in plans:
@@ -366,7 +357,7 @@ class DeliveryWorker:
             in_files = {channel.agency.id: claim(channel.agency.id, channel.agency.batch_size) for channel, _ in files}
             claimed = {channel.agency.id: claim(channel.agency.id, limit) for channel, limit, _trial in plans}
             every = [i for ids in claimed.values() for i in ids]
-            in_small_files = [i for ids in in_files.values() if len(ids) <= self.settings.batch_size for i in ids]
+            in_small_files = [i for ids in self._small_files(in_files).values() for i in ids]
             if not every and not in_small_files:
                 return claimed, {}, {}, in_files
             stored = services.stored_envelopes(session, every + in_small_files)
@@ -380,6 +371,11 @@ class DeliveryWorker:
             claimed.update(services.trim_to_budgets(session, calls, self._shared_limits, now=now,
                                                     retry_after_seconds=self.settings.poll_interval_seconds))
         return claimed, stored, orders, in_files
+
+    def _small_files(self, in_files: dict[str, list[str]]) -> dict[str, list[str]]:
+        """The claimed files small enough (up to the workers' batch_size) to be written and
+        kept in the pass's own transactions; a larger one is written on its pool thread."""
+        return {agency_id: ids for agency_id, ids in in_files.items() if 0 < len(ids) <= self.settings.batch_size}
 
     def _encode_and_keep(self, plans: list[tuple[AgencyChannel | PullChannel, int, bool]], claimed: dict[str, list[str]],
                          files: list[tuple[BatchChannel, bool]], small_files: dict[str, list[str]],
@@ -414,13 +410,21 @@ class DeliveryWorker:
         prepared = {channel.agency.id: (self._encode(channel, small_files[channel.agency.id], stored, orders, fresh, refused),
                                         {i: orders[i][1] for i in small_files[channel.agency.id]})
                     for channel, _trial in files if channel.agency.id in small_files}
-        if fresh or pulled or refused:
-            with self.db.transaction() as session:
-                for delivery_id, failure in refused:
-                    services.record_failure(session, delivery_id, failure, audit=self.audit, now=now, policy=self.policy)
-                progress.keep_requests(session, {i: e for i, e in fresh.items() if i not in pulled}, now=now)
-                progress.store_for_pull(session, pulled, audit=self.audit, now=now)
+        self._keep_encoded(fresh, refused, now, pulled=pulled)
         return ready, prepared
+
+    def _keep_encoded(self, fresh: dict[str, Envelope], refused: list[tuple[str, AdapterError]], now,
+                      pulled: dict[str, Envelope] | None = None) -> None:
+        """In one transaction, before any of them is sent: the bytes of the messages written
+        now kept (a pull agency's stored for it to list), those that broke the format failed."""
+        pulled = pulled or {}
+        if not (fresh or pulled or refused):
+            return
+        with self.db.transaction() as session:
+            for delivery_id, failure in refused:
+                services.record_failure(session, delivery_id, failure, audit=self.audit, now=now, policy=self.policy)
+            progress.keep_requests(session, {i: e for i, e in fresh.items() if i not in pulled}, now=now)
+            progress.store_for_pull(session, pulled, audit=self.audit, now=now)
 
     def _submit(self, task, *args) -> None:
         if self._pool is None:  # not started: carry it out inline (tests, `drain`)
@@ -560,13 +564,7 @@ class DeliveryWorker:
         fresh: dict[str, Envelope] = {}
         refused: list[tuple[str, AdapterError]] = []
         envelopes = self._encode(channel, list(orders), stored, orders, fresh, refused)
-        for delivery_id, error in refused:
-            with self.db.transaction() as session:
-                services.record_failure(session, delivery_id, error, audit=self.audit, now=utc_now(), policy=self.policy)
-        # Kept before the file leaves: its results may be back before it is marked sent.
-        if fresh:
-            with self.db.transaction() as session:
-                progress.keep_requests(session, fresh, now=utc_now())
+        self._keep_encoded(fresh, refused, utc_now())  # before the file leaves: its results may be back before it is marked sent
         return envelopes, {i: ref for i, (_order, ref) in orders.items()}
 
     @staticmethod
@@ -639,7 +637,7 @@ class DeliveryWorker:
         if time.monotonic() - self._last_listed[agency_id] >= IDLE_LOOK_SECONDS:
             return True
         with self.db.reading() as session:
-            return session.execute(_IN_A_FILE, {"agency_id": agency_id}).first() is not None
+            return services.any_in_a_file(session, agency_id)
 
     def _hold_collection_lease(self, agency_id: str) -> bool:
         """Take or renew the agency's collection lease (one process collects at a time;
