@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import time
 import uuid
-from datetime import date, timedelta
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 import requests
 from rich.console import Console
 
-from gateway.timeutil import utc_now
+from gateway.timeutil import court_today, utc_now
 from schemas.identifiers import mask_id_number
 
 TERMINATED_CASE = "(2024)浙0102执1300号"
@@ -109,7 +109,7 @@ def _requery_finds_the_new_account(console: Console, app: Any, sandboxes: Any, o
                                    case_url: str) -> str | None:
     """Steps 14 and 15: a new account, six months more, and the worker loop's re-inquiry finds it."""
     bank = sandboxes["bank-a"].agency
-    bank.open_account(DEBTOR["id_number"], NEW_ACCOUNT, Decimal(NEW_BALANCE), date.today())
+    bank.open_account(DEBTOR["id_number"], NEW_ACCOUNT, Decimal(NEW_BALANCE), court_today())
     app.extensions["clock"] = lambda: utc_now() + timedelta(days=FILING_DAYS + REQUERY_DAYS)
     console.print(f"14. the debtor opens account {NEW_ACCOUNT} at bank-a ({NEW_BALANCE}); the fast clock moves "
                   f"{REQUERY_DAYS} days on, and the worker loop re-queries on its own")

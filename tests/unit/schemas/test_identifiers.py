@@ -7,6 +7,7 @@ import datetime as dt
 import pytest
 from hypothesis import given, strategies as st
 
+from gateway.timeutil import court_today
 from schemas.identifiers import (
     IdentifierError,
     check_case_number,
@@ -63,7 +64,7 @@ def test_constructed_resident_ids_pass() -> None:
     for rid in (
         make_resident_id("110105", "19000101", "001"),
         make_resident_id("330102", "20000229", "123"),
-        make_resident_id("650104", dt.date.today().strftime("%Y%m%d"), "999"),
+        make_resident_id("650104", court_today().strftime("%Y%m%d"), "999"),
     ):
         assert check_resident_id(rid) == rid
 
@@ -128,7 +129,9 @@ def test_resident_id_impossible_date(birth: str) -> None:
 
 
 def test_resident_id_future_date() -> None:
-    tomorrow = (dt.date.today() + dt.timedelta(days=1)).strftime("%Y%m%d")
+    # The court clock's tomorrow: the machine's (UTC) tomorrow is the court's today between
+    # 00:00 and 08:00 Beijing time, which is when CI once ran this and it passed a valid ID.
+    tomorrow = (court_today() + dt.timedelta(days=1)).strftime("%Y%m%d")
     for birth in (tomorrow, "29991231"):
         rid = make_resident_id("110105", birth, "002")
         with pytest.raises(IdentifierError, match="is in the future"):
@@ -147,7 +150,7 @@ def test_resident_id_wrong_check_digit_message() -> None:
     assert str(info.value) == "resident ID number check digit is wrong: expected X, got 1"
 
 
-TODAY = dt.date.today()
+TODAY = court_today()
 
 valid_resident_ids = st.builds(
     make_resident_id,
