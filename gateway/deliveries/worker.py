@@ -221,8 +221,14 @@ class DeliveryWorker:
         """How long the dispatcher may sleep: a poll interval, or less if a batch
         agency's results are due to be looked for sooner."""
         now, wait = time.monotonic(), self.settings.poll_interval_seconds
+        with self._lock:
+            looking = set(self._looking)
         for agency_id, every in self._collect_every.items():
-            if every < wait:
+            # An agency whose look is running is not due until it ends (the look wakes the
+            # dispatcher then): counted, its look was overdue all the while the pool thread
+            # applied a result file, and the dispatcher spun through empty passes a
+            # millisecond apart, taking the GIL from the thread it waited for.
+            if every < wait and agency_id not in looking:
                 wait = min(wait, max(0.0, self._last_collected[agency_id] + every - now))
         return wait
 
@@ -611,6 +617,8 @@ class DeliveryWorker:
         finally:
             with self._lock:
                 self._looking.discard(channel.agency.id)
+                self._last_collected[channel.agency.id] = time.monotonic()  # the next look counts from this one's end
+            self._wake.set()  # for the dispatcher to time that next look
 
     def _look(self, channel: BatchChannel) -> int:
         """One look for an agency's result files, if anything awaits them, under the collection lease."""
