@@ -21,11 +21,13 @@ demo: install
 
 ## make test: the whole suite, against SQLite and against PostgreSQL (127.0.0.1:5432, database test)
 LINTED := gateway adapters schemas audit sandboxes
+# Two pytest-xdist processes: the suite mostly waits on sockets and commits (README).
+PYTEST_PROCESSES ?= 2
 
 test: install-test
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/mypy $(LINTED)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(PYTEST_PROCESSES)
 
 serve: install
 	$(BIN)/gateway serve --with-sandboxes

@@ -13,7 +13,6 @@ import math
 import os
 import re
 import shutil
-import subprocess
 import tomllib
 import uuid
 from collections import Counter
@@ -32,6 +31,7 @@ from gateway.settings import CONFIG_DIR, load_settings
 from sandboxes.run import ALL as ALL_SANDBOXES
 from sandboxes.run import start_sandboxes
 from sandboxes.server import SandboxServer
+from system_packages import apt_install
 
 PG_SERVER = os.environ.get("GATEWAY_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 COURT = "330102"
@@ -57,7 +57,6 @@ def credentials_body(name: str = "王某", number: str = "GZ-330102-001") -> dic
 
 # --- which backend each test ran on -------------------------------------------------
 
-_backend_of: dict[str, str] = {}
 _passed_on: Counter = Counter()
 
 
@@ -71,12 +70,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         callspec = getattr(item, "callspec", None)
         if callspec and "backend" in callspec.params:
-            _backend_of[item.nodeid] = callspec.params["backend"]
+            # On the item's reports, which pytest-xdist carries from its workers (where
+            # collection ran) to the process that writes the summary.
+            item.user_properties.append(("backend", callspec.params["backend"]))
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    if report.when == "call" and report.passed and report.nodeid in _backend_of:
-        _passed_on[_backend_of[report.nodeid]] += 1
+    backend = dict(report.user_properties).get("backend")
+    if report.when == "call" and report.passed and backend:
+        _passed_on[backend] += 1
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
@@ -333,12 +335,14 @@ def poppler_and_font() -> None:
     neither, and a report PDF without the font is a 503."""
     from gateway.reports.render import FONT_CANDIDATES
 
-    missing = [pkg for pkg, present in (("poppler-utils", shutil.which("pdftoppm")),
-                                        ("fonts-wqy-microhei", any(p.is_file() for p in FONT_CANDIDATES)))
-               if not present]
-    if missing and shutil.which("apt-get"):
-        subprocess.run(["apt-get", "update", "-qq"], capture_output=True, timeout=600)
-        subprocess.run(["apt-get", "install", "-y", "-qq", *missing], capture_output=True, timeout=900)
-    if not shutil.which("pdftoppm") or not any(p.is_file() for p in FONT_CANDIDATES):
+    def present() -> bool:
+        return bool(shutil.which("pdftoppm")) and any(p.is_file() for p in FONT_CANDIDATES)
+
+    missing = [pkg for pkg, there in (("poppler-utils", shutil.which("pdftoppm")),
+                                      ("fonts-wqy-microhei", any(p.is_file() for p in FONT_CANDIDATES)))
+               if not there]
+    if missing:
+        apt_install(missing, present)
+    if not present():
         pytest.fail(f"the PDF report tests need Debian's {' and '.join(missing)}: `apt-get install -y {' '.join(missing)}` "
                     "did not provide them (run as root, or install them first)", pytrace=False)

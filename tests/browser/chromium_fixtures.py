@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from system_packages import apt_install
+
 CHROMIUM = Path("/usr/bin/chromium")
 # Screenshots kept as test artifacts (gitignored), per test and backend below this.
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "console"
@@ -18,9 +20,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 @pytest.fixture(scope="session")
 def chromium() -> Path:
     """Debian's Chromium, installed with apt if missing (Playwright cannot download browsers here)."""
-    if not CHROMIUM.exists() and shutil.which("apt-get"):
-        subprocess.run(["apt-get", "update", "-qq"], capture_output=True, timeout=600)  # a fresh machine has no lists
-        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], capture_output=True, timeout=900)
+    apt_install(["chromium"], CHROMIUM.exists)
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing and `apt-get install -y chromium` did not provide it: "
                     "the console tests need Debian's Chromium (run as root, or install it first)", pytrace=False)
@@ -45,7 +45,6 @@ def cjk_font() -> None:
     def present() -> bool:
         listed = subprocess.run(["fc-list", ":lang=zh"], capture_output=True, text=True) if shutil.which("fc-list") else None
         return bool(listed and listed.stdout.strip())
-    if not present() and shutil.which("apt-get"):
-        subprocess.run(["apt-get", "install", "-y", "-qq", "fonts-wqy-microhei"], capture_output=True, timeout=900)
+    apt_install(["fonts-wqy-microhei"], present)
     if not present():
         pytest.fail("no Chinese font: `apt-get install -y fonts-wqy-microhei`", pytrace=False)

@@ -22,6 +22,7 @@ from typing import Callable
 import pytest
 
 from sandboxes.sftp_server import SftpSandbox
+from system_packages import apt_install
 
 SSHD_CANDIDATES = ("/usr/sbin/sshd", "/usr/bin/sshd")
 _counter = itertools.count(1)
@@ -51,26 +52,18 @@ class SftpServer:
 
 
 def find_or_install_sshd() -> str:
-    for candidate in SSHD_CANDIDATES:
-        if os.access(candidate, os.X_OK):
-            return candidate
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "--no-install-recommends", "openssh-server"]
-    attempts = [install, ["apt-get", "update"], install]
-    output = ""
-    for command in attempts:
-        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
-        output = result.stdout[-2000:] + result.stderr[-2000:]
-        if command is install and result.returncode == 0:
-            break
-    for candidate in SSHD_CANDIDATES:
-        if os.access(candidate, os.X_OK):
-            return candidate
-    pytest.fail(
-        "OpenSSH's sshd is required for the SFTP interop tests and could not be installed "
-        f"with apt-get install openssh-server:\n{output}",
-        pytrace=False,
-    )
+    def found() -> str | None:
+        return next((c for c in SSHD_CANDIDATES if os.access(c, os.X_OK)), None)
+
+    output = apt_install(["openssh-server"], lambda: found() is not None, recommends=False)
+    sshd = found()
+    if sshd is None:
+        pytest.fail(
+            "OpenSSH's sshd is required for the SFTP interop tests and could not be installed "
+            f"with apt-get install openssh-server:\n{output}",
+            pytrace=False,
+        )
+    return sshd
 
 
 def free_port() -> int:

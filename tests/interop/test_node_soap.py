@@ -47,6 +47,7 @@ from schemas import xml
 from schemas.canonical import AssetRecordSchema, ControlOutcomeSchema
 from schemas.xml import WSDL_DIR
 from gateway.timeutil import court_today
+from system_packages import one_at_a_time
 
 WSDL = str(WSDL_DIR / "bank-v1.wsdl")
 NODE_SOAP_DIR = Path(__file__).parent / "node_soap"
@@ -70,12 +71,13 @@ def node_soap_dir() -> Path:
     for tool in ("node", "npm"):
         if shutil.which(tool) is None:
             pytest.fail(f"{tool} is not installed: the node-soap interop tests need Node.js and npm (apt-get install nodejs npm)")
-    if not (NODE_SOAP_DIR / "node_modules" / "soap").is_dir():
-        result = subprocess.run(
-            ["npm", "ci", "--no-audit", "--no-fund"], cwd=NODE_SOAP_DIR, capture_output=True, text=True, timeout=300,
-        )
-        if result.returncode != 0:
-            pytest.fail(f"npm ci in {NODE_SOAP_DIR} failed:\n{result.stdout}\n{result.stderr}")
+    with one_at_a_time():  # each pytest-xdist process asks; one npm ci in the folder at a time
+        if not (NODE_SOAP_DIR / "node_modules" / "soap").is_dir():
+            result = subprocess.run(
+                ["npm", "ci", "--no-audit", "--no-fund"], cwd=NODE_SOAP_DIR, capture_output=True, text=True, timeout=300,
+            )
+            if result.returncode != 0:
+                pytest.fail(f"npm ci in {NODE_SOAP_DIR} failed:\n{result.stdout}\n{result.stderr}")
     return NODE_SOAP_DIR
 
 
