@@ -243,8 +243,11 @@ def agency_hash_password() -> None:
 @main.command()
 def worker() -> None:
     """A delivery worker process (claims due deliveries from the database)."""
+    from gateway.server import freeze_startup_objects
+
     app = _create_app()
     delivery_worker = _start_worker(app)
+    freeze_startup_objects()  # as each `gateway serve` worker does: the start-up objects out of every full collection
     stopped = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopped.set())
