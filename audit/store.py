@@ -89,7 +89,11 @@ class SystemActor:
 
 
 # On SQLite, a write of this many events or more is chained in its own transaction.
-CHAIN_IN_PLACE_FROM = 32
+# Above a pull listing's 100 rows, below the batch path's writes (chunks of 500, files
+# of thousands): at 32 the listings chained in place and first integrated the feeds'
+# pending events on the poller's own round trip, and pull fell from 0.54 to 0.48
+# (bench/RESULTS.md, 2026-12-07 18:10).
+CHAIN_IN_PLACE_FROM = 256
 
 
 class AuditLog:
