@@ -335,12 +335,13 @@ def poppler_and_font() -> None:
     neither, and a report PDF without the font is a 503."""
     from gateway.reports.render import FONT_CANDIDATES
 
-    def present() -> bool:
-        return bool(shutil.which("pdftoppm")) and any(p.is_file() for p in FONT_CANDIDATES)
+    installed = {"poppler-utils": lambda: bool(shutil.which("pdftoppm")),
+                 "fonts-wqy-microhei": lambda: any(p.is_file() for p in FONT_CANDIDATES)}
 
-    missing = [pkg for pkg, there in (("poppler-utils", shutil.which("pdftoppm")),
-                                      ("fonts-wqy-microhei", any(p.is_file() for p in FONT_CANDIDATES)))
-               if not there]
+    def present() -> bool:
+        return all(check() for check in installed.values())
+
+    missing = [package for package, check in installed.items() if not check()]
     if missing:
         apt_install(missing, present)
     if not present():
