@@ -145,6 +145,12 @@ class Database:
             yield connection
 
     @contextmanager
+    def reading_connection(self) -> Iterator[Connection]:
+        """A read-only transaction on a Core connection (no write lock on SQLite), for hot paths."""
+        with self.engine.begin() as connection:
+            yield connection
+
+    @contextmanager
     def reading(self) -> Iterator[Session]:
         """A read-only transaction (no write lock on SQLite)."""
         with self._read_sessions() as session:

@@ -21,16 +21,17 @@ the oldest request in the window leaves it (read, with the exact count, only the
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import bindparam, distinct, exists, func, literal, select, text
+from sqlalchemy import bindparam, distinct, exists, func, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from gateway.auth.tokens import Principal
+from gateway.driver_sql import DriverStatement
 from gateway.errors import TooManyRequests
-from gateway.requests.models import Request
+from gateway.requests.models import Request, RequestCount
 from gateway.settings import LimitsSection
 from gateway.timeutil import as_utc
 
@@ -84,24 +85,36 @@ def advisory_key(kind: str, name: str) -> int:
 
 
 _R = Request.__table__.c
+_N = RequestCount.__table__.c
 
 
-def _capped_count(who: Any, cap: str) -> Any:
-    """How many of ``who``'s requests of the last hour, counting no further than ``cap``
-    (the limit): an index range that stops at the limit, however busy the hour."""
-    recent = select(literal(1)).where(who, _R.created_at >= bindparam("hour_ago")).limit(bindparam(cap))
-    return select(func.count()).select_from(recent.subquery()).scalar_subquery()
+def minute_of(moment: datetime) -> int:
+    """The minute a request accepted at ``moment`` is counted in (UTC Unix time // 60)."""
+    return int(as_utc(moment).timestamp() // 60)
 
 
-# Built once, on the table's columns (the intake's hot path, no ORM): the officer's and the court's hour, capped at their
-# limits, and whether the officer asked about this subject today, in one statement. The
-# exact figures for a refusal's message and Retry-After are read only on refusal.
+def _hour_count(scope: str, who: Any) -> Any:
+    """How many of ``who``'s requests in the hour since ``hour_ago``: the per-minute counts
+    after the minute the hour starts in, plus that minute's requests from ``hour_ago`` on
+    (its requests before ``hour_ago`` are out of the hour). Exact, and at most 61 counter
+    rows and one minute of requests, however busy the hour."""
+    whole_minutes = select(func.coalesce(func.sum(_N.count), 0)).where(
+        _N.scope == scope, _N.name == bindparam(scope), _N.minute > bindparam("first_minute")).scalar_subquery()
+    first_minute = select(func.count()).where(
+        who, _R.created_at >= bindparam("hour_ago"), _R.created_at < bindparam("first_minute_ends")).scalar_subquery()
+    return whole_minutes + first_minute
+
+
+# Built once, on the table's columns (the intake's hot path, no ORM): the officer's and the court's
+# hour, and whether the officer asked about this subject today, in one statement. The exact
+# figures for a refusal's message and Retry-After are read only on refusal.
 _COUNTS = select(
-    _capped_count(_R.officer_sub == bindparam("officer"), "officer_cap").label("officer"),
-    _capped_count(_R.court_code == bindparam("court"), "court_cap").label("court"),
+    _hour_count("officer", _R.officer_sub == bindparam("officer")).label("officer"),
+    _hour_count("court", _R.court_code == bindparam("court")).label("court"),
     exists().where(_R.officer_sub == bindparam("officer"), _R.subject_id == bindparam("subject"),
                    _R.created_at >= bindparam("day_ago")).label("asked_today"),
 )
+_COUNTS_ON_DRIVER = DriverStatement(_COUNTS)
 _OFFICER_HOUR = select(func.count(), func.min(_R.created_at)).where(
     _R.officer_sub == bindparam("officer"), _R.created_at >= bindparam("since"))
 _COURT_HOUR = select(func.count(), func.min(_R.created_at)).where(
@@ -115,19 +128,20 @@ _OTHER_SUBJECTS = select(func.count(distinct(_R.subject_id)), func.min(_R.create
 def _check(bind: Session | Connection, principal: Principal, subject_id: str, limits: LimitsSection,
            now: datetime) -> None:
     hour_ago, day_ago = now - HOUR, now - DAY
-    counts = bind.execute(_COUNTS, {
-        "officer": principal.sub, "court": principal.court, "subject": subject_id, "hour_ago": hour_ago,
-        "day_ago": day_ago, "officer_cap": limits.officer_requests_per_hour,
-        "court_cap": limits.court_requests_per_hour}).one()
-    if counts.officer >= limits.officer_requests_per_hour:
+    first_minute = minute_of(hour_ago)
+    officer_count, court_count, asked_today = _COUNTS_ON_DRIVER.execute(bind, {
+        "officer": principal.sub, "court": principal.court or "", "subject": subject_id, "hour_ago": hour_ago,
+        "day_ago": day_ago, "first_minute": first_minute,
+        "first_minute_ends": datetime.fromtimestamp((first_minute + 1) * 60, timezone.utc)})[0]
+    if officer_count >= limits.officer_requests_per_hour:
         count, oldest = bind.execute(_OFFICER_HOUR, {"officer": principal.sub, "since": hour_ago}).one()
         raise _refused(f"officer {principal.sub} has submitted {count} requests in the last hour; the limit is "
                        f"{limits.officer_requests_per_hour} (limits.officer_requests_per_hour)", oldest, HOUR, now)
-    if counts.court >= limits.court_requests_per_hour:
+    if court_count >= limits.court_requests_per_hour:
         count, oldest = bind.execute(_COURT_HOUR, {"court": principal.court, "since": hour_ago}).one()
         raise _refused(f"court {principal.court} has submitted {count} requests in the last hour; the limit is "
                        f"{limits.court_requests_per_hour} (limits.court_requests_per_hour)", oldest, HOUR, now)
-    if counts.asked_today:  # not a new subject: the daily count of subjects does not apply
+    if asked_today:  # not a new subject: the daily count of subjects does not apply
         return
     count, oldest = bind.execute(_OTHER_SUBJECTS, {"officer": principal.sub, "since": day_ago,
                                                    "subject": subject_id}).one()

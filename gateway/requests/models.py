@@ -4,7 +4,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import JSON, CheckConstraint, DateTime, ForeignKey, Index, Numeric, String, UniqueConstraint
+from sqlalchemy import JSON, CheckConstraint, DateTime, ForeignKey, Index, Integer, Numeric, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from gateway.db import Base
@@ -61,3 +61,16 @@ class Request(Base):
     )
     case: Mapped["Case"] = relationship(lazy="joined")
     subject: Mapped["Subject"] = relationship(lazy="joined")
+
+
+class RequestCount(Base):
+    """Requests accepted per minute by one officer or one court: what the hourly limits
+    add up (gateway/requests/limits.py). Kept by the outbox's one writer in the request's
+    own transaction, so a count is never ahead of or behind the requests committed."""
+
+    __tablename__ = "request_counts"
+
+    scope: Mapped[str] = mapped_column(String(8), primary_key=True)  # "officer" or "court"
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)  # the officer's sub or the court's code
+    minute: Mapped[int] = mapped_column(Integer, primary_key=True)  # UTC Unix time // 60 (limits.minute_of)
+    count: Mapped[int] = mapped_column(Integer)

@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Iterable, Sequence
 
-from sqlalchemy import Connection, insert
+from sqlalchemy import Connection, insert, text
 from sqlalchemy.orm import Session
 
 from audit.store import AuditLog
@@ -34,7 +34,9 @@ from gateway.attachments.services import AttachedDocument, copy_documents, write
 from gateway.controls.models import RepeatFreeze
 from gateway.deliveries.models import Delivery
 from gateway.deliveries.states import DeliveryState
+from gateway.driver_sql import DriverStatement
 from gateway.registry import Agency
+from gateway.requests.limits import minute_of
 from gateway.requests.models import Request
 from gateway.requests.reuse import write_reused_results
 from gateway.requests.states import api_delivery_state
@@ -46,6 +48,10 @@ _DOCUMENTS_SCHEMA = RequestDocumentOutSchema(many=True)  # built once: marshmall
 _INSERT_REQUEST = insert(Request.__table__)  # likewise statements
 _INSERT_DELIVERIES = insert(Delivery.__table__)
 _INSERT_REPEAT = insert(RepeatFreeze.__table__)
+# The minute's count for the officer and for the court (gateway/requests/limits.py), one more.
+_COUNT_REQUEST = DriverStatement(text(
+    "INSERT INTO request_counts (scope, name, minute, count) VALUES (:scope, :name, :minute, 1) "
+    "ON CONFLICT (scope, name, minute) DO UPDATE SET count = request_counts.count + 1"))
 
 
 @dataclass(frozen=True)
@@ -164,6 +170,9 @@ def write_entry(bind: Session | Connection, entry: OutboxEntry, *, audit: AuditL
     # Core inserts on the tables: the intake's hot path needs none of the ORM's unit of work.
     bind.execute(_INSERT_REQUEST, [row])
     bind.execute(_INSERT_DELIVERIES, entry.delivery_rows)
+    minute = minute_of(row["created_at"])
+    _COUNT_REQUEST.executemany(bind, [{"scope": "officer", "name": row["officer_sub"], "minute": minute},
+                                      {"scope": "court", "name": row["court_code"], "minute": minute}])
     if entry.documents:
         write_documents(bind, row["id"], entry.documents, uploaded_by=row["officer_sub"],
                         court_code=row["court_code"] or None, now=row["created_at"])

@@ -77,6 +77,19 @@ def _check_rules(payload: dict[str, Any]) -> None:
         raise RuleViolation("a deduct needs the court's receiving account", fields={"court_account": ["required for deduct"]})
 
 
+# What the API prepares on a snapshot, outside the write transaction (on SQLite the
+# database's one write lock, held by one intake at a time: the reads, routing, reuse
+# lookup and the rendering of rows, reply and audit event were two thirds of the CPU
+# spent holding it; bench/RESULTS.md, intake). An inquiry changes nothing another
+# request reads (no amounts, no targets, no asset lines), so what it reads may be a
+# few milliseconds old: at worst an answer recorded meanwhile is not reused. What
+# must hold when it commits is checked again under the lock (``confirm_request``):
+# the purpose rule (the case may have moved court) and the limits. Controls read
+# what other controls write (amounts frozen, a deduction's queue) and are prepared
+# under the lock, whole.
+PLANNED_ON_A_SNAPSHOT = frozenset({"inquiry"})
+
+
 @dataclass(frozen=True)
 class PreparedRequest:
     """A request checked and routed, ready to be written: everything but the write."""
@@ -238,6 +251,22 @@ def _repeat_row(payload: dict[str, Any], lines: dict[str, list[dict[str, Any]]],
         raise RuleViolation("a repeat freeze is for money in accounts", fields={"repeat": ["no account among the targets"]})
     days = payload["repeat"].get("days") or rules.repeat_freeze_days
     return schedule_row(request_id, case_id, payload["amount"], targets, days, now)
+
+
+def confirm_request(bind: Session | Connection, prepared: PreparedRequest, payload: dict[str, Any], *,
+                    principal: Principal, limits: LimitsSection, idempotency_key: str) -> PreparedRequest:
+    """Under the write lock, a request prepared on a snapshot (``PLANNED_ON_A_SNAPSHOT``):
+    the subject is still a debtor of the caller's court's case (PurposeDenied if not),
+    and the limits allow it now (TooManyRequests). Returns the request to write.
+
+    Raises Conflict if the case or subject was replaced meanwhile (nothing written;
+    sent again, it is prepared afresh)."""
+    subject_in, row = payload["subject"], prepared.request_row
+    debtor = require_debtor(bind, principal, payload["case_number"], subject_in["kind"], subject_in["id_number"])
+    if (debtor.case_id, debtor.subject_id) != (row["case_id"], row["subject_id"]):
+        raise Conflict(f"case {payload['case_number']} changed while the request was prepared; send it again")
+    check_limits(bind, principal, debtor.subject_id, limits, row["created_at"], idempotency_key)
+    return prepared
 
 
 def write_request(session: Session | Connection, prepared: PreparedRequest, *, principal: Principal, audit: AuditLog) -> None:

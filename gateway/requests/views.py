@@ -1,19 +1,24 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from flask import Flask, Response, current_app, request
 from marshmallow import RAISE, Schema, fields, validate
+from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
 from gateway.api import ApiBlueprint, base64_length, body_limit, roles_required, set_audit_context
 from gateway.auditing.log import get_audit
 from gateway.auth.access import current_principal
+from gateway.auth.tokens import Principal
 from gateway.db import get_db
 from gateway.errors import RuleViolation
 from gateway.requests import queries, services
+from gateway.requests.group_commit import GroupCommit
+from gateway.settings import LimitsSection
 from gateway.timeutil import utc_now
 from schemas.canonical import (
     ErrorSchema, RequestDetailSchema, RequestListArgsSchema, RequestPageSchema, RequestStateSchema, RequestSubmissionSchema,
@@ -53,17 +58,23 @@ def submit_request(headers: dict[str, Any], payload: dict[str, Any]) -> Any:
     digest = services.payload_digest(request.get_json())
     set_audit_context(case_number=payload["case_number"], subject_id_number=payload["subject"]["id_number"])
     db, audit = get_db(), get_audit()
+    settings = current_app.config["SETTINGS"]
+    options = {
+        "principal": principal, "idempotency_key": key, "digest": digest,
+        "registry": current_app.extensions["registry"], "now": current_app.extensions["clock"](),
+        "reuse_window": timedelta(seconds=settings.reuse.freshness_seconds),
+        "rules": current_app.extensions["control_rules"], "max_document_bytes": settings.documents.max_bytes,
+    }
     try:
-        with db.connection_transaction() as connection:
-            prepared = services.prepare_request(
-                connection, payload, principal=principal, idempotency_key=key, digest=digest,
-                registry=current_app.extensions["registry"], now=current_app.extensions["clock"](),
-                reuse_window=timedelta(seconds=current_app.config["SETTINGS"].reuse.freshness_seconds),
-                rules=current_app.extensions["control_rules"],
-                max_document_bytes=current_app.config["SETTINGS"].documents.max_bytes,
-                limits=current_app.config["SETTINGS"].limits,
-            )
-            services.write_request(connection, prepared, principal=principal, audit=audit)
+        if payload["action"] in services.PLANNED_ON_A_SNAPSHOT:  # outside the write lock (services.py says why)
+            with db.reading_connection() as connection:
+                prepared = services.prepare_request(connection, payload, **options)
+            current_app.extensions["intake_group_commit"].write(
+                _Planned(prepared, payload, principal, settings.limits, key))
+        else:
+            with db.connection_transaction() as connection:
+                prepared = services.prepare_request(connection, payload, **options, limits=settings.limits)
+                services.write_request(connection, prepared, principal=principal, audit=audit)
     except IntegrityError:
         # This officer used this Idempotency-Key before: the same body gets the first
         # reply, another body a 409. Replays are rare, so the hot path does not look first.
@@ -155,5 +166,23 @@ def decide_request(payload: dict[str, Any], request_id: str) -> Any:
     return body
 
 
+@dataclass(frozen=True)
+class _Planned:
+    """An inquiry prepared on a snapshot, waiting for its turn under the write lock."""
+
+    prepared: services.PreparedRequest
+    payload: dict[str, Any]
+    principal: Principal
+    limits: LimitsSection
+    idempotency_key: str
+
+
+def _confirm_and_write(connection: Connection, planned: _Planned) -> None:
+    prepared = services.confirm_request(connection, planned.prepared, planned.payload, principal=planned.principal,
+                                        limits=planned.limits, idempotency_key=planned.idempotency_key)
+    services.write_request(connection, prepared, principal=planned.principal, audit=get_audit())
+
+
 def init_app(app: Flask, api: Any) -> None:
     api.register_blueprint(blp)
+    app.extensions["intake_group_commit"] = GroupCommit(app.extensions["db"].connection_transaction, _confirm_and_write)

@@ -1,0 +1,139 @@
+"""Core statements run on the driver's own cursor: the intake's hot path.
+
+SQLAlchemy's execution path costs about a tenth of a millisecond a statement on
+top of the driver (execution context, cache key, parameter and result wrapping),
+several times what SQLite itself spends on the intake's small inserts and indexed
+reads; and on SQLite those statements run while the database's one write lock is
+held, so that cost is paid by every waiting writer too (bench/RESULTS.md, intake).
+
+``DriverStatement`` compiles a Core statement once per dialect (and, for an
+insert, per set of columns given), keeps the type processors SQLAlchemy would
+apply to each parameter and result column, and runs it on the DBAPI cursor of the
+caller's connection, inside the caller's transaction. What is stored is what
+``Connection.execute`` would have stored: the same SQL, the same bound values.
+
+What it does not do, so statements needing it are refused when compiled: Python
+column defaults (every column an insert gives must be named in its rows), and
+expanding ``IN`` parameters. The driver's errors are translated at this edge into
+SQLAlchemy's (``IntegrityError`` and the rest), as ``Connection.execute`` raises them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
+
+from sqlalchemy import Connection, Dialect
+from sqlalchemy.exc import DBAPIError, StatementError
+from sqlalchemy.orm import Session
+from sqlalchemy.sql import ClauseElement
+
+Processor = Callable[[Any], Any] | None
+_GIVEN = object()  # a parameter the caller gives
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    sql: str
+    names: tuple[str, ...]  # parameters in the order the SQL takes them
+    positional: bool  # qmark (SQLite) binds a tuple; pyformat (psycopg) a dict
+    defaults: tuple[Any, ...]  # a literal's own value (``action == 'inquiry'``), or _GIVEN
+    bind_processors: tuple[Processor, ...]
+    result_processors: tuple[Processor, ...]
+
+
+class DriverStatement:
+    """A Core statement compiled once per dialect and run on the DBAPI cursor."""
+
+    def __init__(self, statement: ClauseElement):
+        self._statement = statement
+        self._compiled: dict[tuple[str, tuple[str, ...] | None], _Compiled] = {}
+
+    def execute(self, bind: Session | Connection, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        """Run it once; the rows it returns (none for a write), result types processed."""
+        connection = _connection(bind)
+        compiled = self._compile(connection.dialect, params if self._is_insert else None)
+        cursor = _cursor(connection)
+        bound = _bound(compiled, params)
+        try:
+            cursor.execute(compiled.sql, bound)
+            rows = cursor.fetchall() if cursor.description is not None else []
+        except connection.dialect.loaded_dbapi.Error as exc:
+            raise _translated(connection.dialect, compiled.sql, bound, exc) from exc
+        finally:
+            cursor.close()
+        processors = compiled.result_processors
+        if not rows or not any(processors):
+            return rows
+        return [tuple(value if p is None else p(value) for p, value in zip(processors, row, strict=True)) for row in rows]
+
+    def executemany(self, bind: Session | Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Run it once per row (an insert's rows, all with the same keys)."""
+        if not rows:
+            return
+        connection = _connection(bind)
+        compiled = self._compile(connection.dialect, rows[0] if self._is_insert else None)
+        cursor = _cursor(connection)
+        bound = [_bound(compiled, row) for row in rows]
+        try:
+            cursor.executemany(compiled.sql, bound)
+        except connection.dialect.loaded_dbapi.Error as exc:
+            raise _translated(connection.dialect, compiled.sql, bound, exc) from exc
+        finally:
+            cursor.close()
+
+    @property
+    def _is_insert(self) -> bool:
+        return bool(getattr(self._statement, "is_insert", False))
+
+    def _compile(self, dialect: Dialect, insert_row: Mapping[str, Any] | None) -> _Compiled:
+        keys = tuple(insert_row) if insert_row is not None else None
+        found = self._compiled.get((dialect.name, keys))
+        if found is None:
+            found = self._compiled[(dialect.name, keys)] = _compile(self._statement, dialect, keys)
+        return found
+
+
+def _compile(statement: ClauseElement, dialect: Dialect, insert_keys: tuple[str, ...] | None) -> _Compiled:
+    compiled = statement.compile(dialect=dialect, column_keys=list(insert_keys) if insert_keys is not None else None)
+    binds = compiled.binds
+    if compiled.positional:
+        names = tuple(compiled.positiontup or ())
+    else:
+        names = tuple(binds)
+    if any(binds[name].expanding for name in names) or "POSTCOMPILE" in compiled.string:
+        raise ValueError(f"an expanding or post-compiled parameter needs SQLAlchemy's execution path: {compiled.string}")
+    if insert_keys is not None:
+        # A name the rows do not give would be a column default SQLAlchemy fills in; this path does not.
+        missing = [name for name in names if name not in insert_keys]
+        if missing:
+            raise ValueError(f"insert rows must name every column bound, missing {missing}: {compiled.string}")
+    defaults = tuple(_GIVEN if binds[name].required else binds[name].value for name in names)
+    bind_processors = tuple(binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names)
+    columns = getattr(statement, "selected_columns", ())
+    result_processors = tuple(column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns)
+    return _Compiled(compiled.string, names, bool(compiled.positional), defaults, bind_processors, result_processors)
+
+
+def _bound(compiled: _Compiled, params: Mapping[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
+    values = []
+    for name, default, process in zip(compiled.names, compiled.defaults, compiled.bind_processors, strict=True):
+        value = params[name] if default is _GIVEN else params.get(name, default)
+        values.append(value if process is None else process(value))
+    return tuple(values) if compiled.positional else dict(zip(compiled.names, values, strict=True))
+
+
+def _connection(bind: Session | Connection) -> Connection:
+    return bind.connection() if isinstance(bind, Session) else bind
+
+
+def _cursor(connection: Connection) -> Any:
+    dbapi_connection = connection.connection.dbapi_connection
+    if dbapi_connection is None:  # only after the pool invalidated it, never inside a transaction
+        raise RuntimeError("the database connection was invalidated mid-transaction")
+    return dbapi_connection.cursor()
+
+
+def _translated(dialect: Dialect, sql: str, params: Any, exc: Exception) -> StatementError:
+    """The driver's error as SQLAlchemy's, as ``Connection.execute`` raises it."""
+    return DBAPIError.instance(sql, params, exc, dialect.loaded_dbapi.Error, dialect=dialect)
