@@ -27,6 +27,7 @@ from sqlalchemy import Connection, Dialect
 from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
 
 Processor = Callable[[Any], Any] | None
 _GIVEN = object()  # a parameter the caller gives
@@ -96,6 +97,8 @@ class DriverStatement:
 
 def _compile(statement: ClauseElement, dialect: Dialect, insert_keys: tuple[str, ...] | None) -> _Compiled:
     compiled = statement.compile(dialect=dialect, column_keys=list(insert_keys) if insert_keys is not None else None)
+    if not isinstance(compiled, SQLCompiler):  # a statement compiles to SQL; DDL is not for this path
+        raise TypeError(f"not a SQL statement: {statement!r}")
     binds = compiled.binds
     if compiled.positional:
         names = tuple(compiled.positiontup or ())
