@@ -13,6 +13,7 @@ from audit.store import AuditLog
 from gateway.auth.tokens import Principal
 from gateway.cases.courts import CourtCodes
 from gateway.cases.models import Case, Party, Subject
+from gateway.driver_sql import DriverStatement
 from gateway.errors import Forbidden, NotFound, PurposeDenied, RuleViolation
 from schemas.identifiers import mask_id_number, normalise_case_number
 
@@ -173,16 +174,19 @@ _DEBTOR_QUERY = (
 )
 
 
+_DEBTOR_ON_DRIVER = DriverStatement(_DEBTOR_QUERY)
+
+
 def require_debtor(session: Session | Connection, principal: Principal, case_number: str, kind: str, id_number: str) -> DebtorRef:
     """The purpose rule (DESIGN.md): the subject must be a debtor of a case the
     caller's court registered. Raises PurposeDenied (403) otherwise.
 
     One query on the intake's hot path; the reason is worked out only on refusal.
     """
-    row = session.execute(_DEBTOR_QUERY, {"case_number": case_number, "court": principal.court or "",
-                                          "kind": kind, "id_number": id_number}).first()
-    if row is not None:
-        return DebtorRef(*row)
+    rows = _DEBTOR_ON_DRIVER.execute(session, {"case_number": case_number, "court": principal.court or "",
+                                               "kind": kind, "id_number": id_number})
+    if rows:
+        return DebtorRef(*rows[0])
     court = session.scalar(select(Case.court_code).where(Case.case_number == case_number))
     if court != principal.court:
         raise PurposeDenied(f"case {case_number} is not a registered case of court {principal.court}")

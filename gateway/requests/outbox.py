@@ -45,8 +45,9 @@ from schemas.canonical import RequestDocumentOutSchema
 from schemas.fields import utc_text
 
 _DOCUMENTS_SCHEMA = RequestDocumentOutSchema(many=True)  # built once: marshmallow schemas are costly to construct
-_INSERT_REQUEST = insert(Request.__table__)  # likewise statements
-_INSERT_DELIVERIES = insert(Delivery.__table__)
+# Likewise statements; the two every request writes run on the driver's cursor (gateway/driver_sql.py).
+_INSERT_REQUEST = DriverStatement(insert(Request.__table__))
+_INSERT_DELIVERIES = DriverStatement(insert(Delivery.__table__))
 _INSERT_REPEAT = insert(RepeatFreeze.__table__)
 # The minute's count for the officer and for the court (gateway/requests/limits.py), one more.
 _COUNT_REQUEST = DriverStatement(text(
@@ -168,8 +169,8 @@ def write_entry(bind: Session | Connection, entry: OutboxEntry, *, audit: AuditL
     """
     row = entry.request_row
     # Core inserts on the tables: the intake's hot path needs none of the ORM's unit of work.
-    bind.execute(_INSERT_REQUEST, [row])
-    bind.execute(_INSERT_DELIVERIES, entry.delivery_rows)
+    _INSERT_REQUEST.execute(bind, row)
+    _INSERT_DELIVERIES.executemany(bind, entry.delivery_rows)
     minute = minute_of(row["created_at"])
     _COUNT_REQUEST.executemany(bind, [{"scope": "officer", "name": row["officer_sub"], "minute": minute},
                                       {"scope": "court", "name": row["court_code"], "minute": minute}])
