@@ -12,15 +12,17 @@ covered every category now asked of that agency, and never for a control.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select
+from sqlalchemy import Connection, Select, bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from gateway.deliveries.models import Delivery, DeliveryResult
 from gateway.deliveries.states import DeliveryState, move_delivery
+from gateway.driver_sql import DriverStatement
 from gateway.requests.models import Request
 
 _INSERT_RESULTS = insert(DeliveryResult.__table__)
@@ -41,16 +43,27 @@ class ReusableAnswer:
 # about the debtor.
 _DELIVERIES, _REQUESTS, _RESULTS = Delivery.__table__, Request.__table__, DeliveryResult.__table__
 _D, _R, _DR = _DELIVERIES.c, _REQUESTS.c, _RESULTS.c
-_REUSABLE = (
-    select(_D.id, _D.agency_id, _D.categories, _D.answered_at,
-           _DR.agency_answered_at, _DR.request_sha256, _DR.answer_sha256, _DR.asset_count)
-    .select_from(_DELIVERIES.join(_REQUESTS, _R.id == _D.request_id).join(_RESULTS, _DR.delivery_id == _D.id))
-    .where(_D.subject_id == bindparam("subject_id"), _D.agency_id.in_(bindparam("agency_ids", expanding=True)),
-           _D.answered_at >= bindparam("since"), _D.state == DeliveryState.ANSWERED,
-           _D.reused_from.is_(None), _R.court_code == bindparam("court_code"),
-           _R.case_id != bindparam("case_id"), _R.action == "inquiry")
-    .order_by(_D.answered_at.desc())
-)
+def reusable_query(agencies: int) -> Select[Any]:
+    """The lookup for ``agencies`` agencies, bound as ``agency_0`` ... ``agency_<n-1>``."""
+    agency_in = _D.agency_id.in_([bindparam(f"agency_{i}") for i in range(agencies)])
+    return (
+        select(_D.id, _D.agency_id, _D.categories, _D.answered_at,
+               _DR.agency_answered_at, _DR.request_sha256, _DR.answer_sha256, _DR.asset_count)
+        .select_from(_DELIVERIES.join(_REQUESTS, _R.id == _D.request_id).join(_RESULTS, _DR.delivery_id == _D.id))
+        .where(_D.subject_id == bindparam("subject_id"), agency_in,
+               _D.answered_at >= bindparam("since"), _D.state == DeliveryState.ANSWERED,
+               _D.reused_from.is_(None), _R.court_code == bindparam("court_code"),
+               _R.case_id != bindparam("case_id"), _R.action == "inquiry")
+        .order_by(_D.answered_at.desc())
+    )
+
+
+@functools.cache
+def _reusable(agencies: int) -> DriverStatement:
+    """Built once per count of agencies and run on the driver's cursor (gateway/driver_sql.py):
+    an IN list of that many parameters, where SQLAlchemy's expanding parameter would be
+    rendered again at every call."""
+    return DriverStatement(reusable_query(agencies))
 
 
 def find_reusable(bind: Session | Connection, *, subject_id: str, court_code: str, case_id: str,
@@ -58,14 +71,16 @@ def find_reusable(bind: Session | Connection, *, subject_id: str, court_code: st
     """Recent original inquiry answers about this subject in other cases of this court, newest first."""
     if window <= timedelta(0) or not agency_ids:
         return []
-    rows = bind.execute(_REUSABLE, {"subject_id": subject_id, "agency_ids": agency_ids, "since": now - window,
-                                    "court_code": court_code, "case_id": case_id})
+    rows = _reusable(len(agency_ids)).execute(bind, {
+        "subject_id": subject_id, "since": now - window, "court_code": court_code, "case_id": case_id,
+        **{f"agency_{i}": agency for i, agency in enumerate(agency_ids)}})
     return [
-        ReusableAnswer(r.id, r.agency_id, tuple(r.categories), r.answered_at, {
-            "agency_answered_at": r.agency_answered_at, "request_sha256": r.request_sha256,
-            "answer_sha256": r.answer_sha256, "asset_count": r.asset_count,
+        ReusableAnswer(delivery_id, agency_id, tuple(categories), answered_at, {
+            "agency_answered_at": agency_answered_at, "request_sha256": request_sha256,
+            "answer_sha256": answer_sha256, "asset_count": asset_count,
         })
-        for r in rows
+        for (delivery_id, agency_id, categories, answered_at, agency_answered_at, request_sha256, answer_sha256,
+             asset_count) in rows
     ]
 
 

@@ -10,12 +10,13 @@ from datetime import datetime, timezone
 import sqlalchemy as sa
 
 from gateway import migrate
-from gateway.requests.reuse import _REUSABLE
+from gateway.requests.reuse import reusable_query
 from test_migrations import empty_database  # noqa: F401 (fixture)
 from test_state_checks import _write_history
 
 BEFORE = "0019_delivery_subject"
-REUSE_PARAMS = {"subject_id": "s1", "agency_ids": ["bank-a"], "since": datetime(2026, 12, 1, tzinfo=timezone.utc),
+REUSABLE = reusable_query(1)
+REUSE_PARAMS = {"subject_id": "s1", "agency_0": "bank-a", "since": datetime(2026, 12, 1, tzinfo=timezone.utc),
                 "court_code": "330102", "case_id": "c2"}
 
 
@@ -32,7 +33,7 @@ def _predicate(index: dict) -> str | None:
 def _reuse_plan(conn: sa.Connection) -> str:
     """The plan of the reuse lookup, as text (PostgreSQL without sequential scans: its
     tables here are tiny, and the question is whether the index can serve at all)."""
-    state = _REUSABLE.compile(conn.engine).construct_expanded_state(REUSE_PARAMS)
+    state = REUSABLE.compile(conn.engine).construct_expanded_state(REUSE_PARAMS)
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
         return "\n".join(r[0] for r in conn.exec_driver_sql("EXPLAIN " + state.statement, state.parameters))
@@ -60,7 +61,7 @@ def test_upgrade_keeps_only_indexes_a_query_needs_and_downgrade_restores_them(em
         # An answer entering the partial index is found by the lookup through it.
         conn.execute(sa.text("UPDATE deliveries SET answered_at = :at WHERE id = 'd1'"),
                      {"at": datetime(2026, 12, 7, 6, tzinfo=timezone.utc)})
-        assert conn.execute(_REUSABLE, REUSE_PARAMS).scalars().all() == ["d1"]
+        assert conn.execute(REUSABLE, REUSE_PARAMS).scalars().all() == ["d1"]
 
     migrate.downgrade(url, BEFORE)
     requests, deliveries = _indexes(engine, "requests"), _indexes(engine, "deliveries")
