@@ -146,8 +146,10 @@ class Database:
 
     @contextmanager
     def reading_connection(self) -> Iterator[Connection]:
-        """A read-only transaction on a Core connection (no write lock on SQLite), for hot paths."""
-        with self.engine.begin() as connection:
+        """A Core connection for reading (no write lock on SQLite), for hot paths. Statements on
+        the driver's cursor (gateway/driver_sql.py) each read the latest commit; the first
+        through SQLAlchemy begins a transaction, rolled back at the end: nothing here writes."""
+        with self.engine.connect() as connection:
             yield connection
 
     @contextmanager

@@ -75,7 +75,10 @@ class DriverStatement:
         connection = _connection(bind)
         compiled = self._compile(connection.dialect, rows[0] if self._is_insert else None)
         cursor = _cursor(connection)
-        bound = [_bound(compiled, row) for row in rows]
+        # The rows of one call often share a value (a request's deliveries: one created_at);
+        # each distinct object is processed once, by column.
+        memo: list[dict[int, Any]] = [{} for _ in compiled.names]
+        bound = [_bound(compiled, row, memo) for row in rows]
         try:
             cursor.executemany(compiled.sql, bound)
         except connection.dialect.loaded_dbapi.Error as exc:
@@ -118,11 +121,22 @@ def _compile(statement: ClauseElement, dialect: Dialect, insert_keys: tuple[str,
     return _Compiled(compiled.string, names, bool(compiled.positional), defaults, bind_processors, result_processors)
 
 
-def _bound(compiled: _Compiled, params: Mapping[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
+def _bound(compiled: _Compiled, params: Mapping[str, Any],
+           memo: list[dict[int, Any]] | None = None) -> tuple[Any, ...] | dict[str, Any]:
     values = []
-    for name, default, process in zip(compiled.names, compiled.defaults, compiled.bind_processors, strict=True):
+    for i, (name, default, process) in enumerate(
+            zip(compiled.names, compiled.defaults, compiled.bind_processors, strict=True)):
         value = params[name] if default is _GIVEN else params.get(name, default)
-        values.append(value if process is None else process(value))
+        if process is None or value is None:
+            values.append(value if process is None else process(value))
+        elif memo is None:
+            values.append(process(value))
+        else:  # the rows (and so every value) outlive the call: an id is not reused meanwhile
+            seen = memo[i]
+            done = seen.get(id(value), _GIVEN)
+            if done is _GIVEN:
+                done = seen[id(value)] = process(value)
+            values.append(done)
     return tuple(values) if compiled.positional else dict(zip(compiled.names, values, strict=True))
 
 
