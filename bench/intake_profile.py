@@ -8,8 +8,9 @@ load, purpose rule, limits, routing, the write and its audit event), under cProf
 SQLite by default (a file with the same WAL + synchronous=FULL the server uses), or
 a private schema on the PostgreSQL server ``--database-url`` names. Prints the CPU
 per request without the profiler and the statements per request with the time each
-took in the driver, then the profile's top functions by own time and by cumulative
-time. ``--prior N`` first writes N inquiries about the same debtor through the intake
+took in the driver (those SQLAlchemy executes: the ones run on the driver's cursor,
+gateway/driver_sql.py, pass no engine event and show in the profile instead), then
+the profile's top functions by own time and by cumulative time. ``--prior N`` first writes N inquiries about the same debtor through the intake
 service (no HTTP), as a busy day would have: what grows with a debtor's history shows.
 Not a ratio bench: it says where the time goes (bench/RESULTS.md, "intake").
 """
@@ -106,7 +107,7 @@ def main() -> int:
             drop_schemas()
     backend = "postgresql" if args.database_url else "sqlite"
     print(f"{backend}: {args.requests} inquiries x 8 deliveries: CPU {1000 * cpu / args.requests:.2f} ms per request, "
-          f"wall {1000 * wall / args.requests:.2f} ms, {per_request:.1f} statements per request"
+          f"wall {1000 * wall / args.requests:.2f} ms, {per_request:.1f} statements per request through SQLAlchemy"
           f"{f' ({args.prior} earlier inquiries about the debtor)' if args.prior else ''}")
     print("statements (calls per request, ms per request in the driver):")
     for text, (calls, seconds) in timed:

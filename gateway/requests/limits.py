@@ -11,11 +11,14 @@ own (the key pairs the schema's name with the officer's or court's): two gateway
 test runs in two schemas of one database never queue on each other's officers.
 
 One statement at every intake: the officer's and the court's requests of the last
-hour, each counted no further than its limit (so the count is bounded by the limit,
-not by how busy the hour was), and whether the officer asked about this subject
-today; only a new subject is counted against the daily limit of subjects (a second
-statement). Over a limit: TooManyRequests (429) with Retry-After, the seconds until
-the oldest request in the window leaves it (read, with the exact count, only then).
+hour, and whether the officer asked about this subject today; only a new subject is
+counted against the daily limit of subjects (a second statement). An hour is summed
+from ``request_counts`` (requests per minute per officer and per court, kept by the
+outbox's writer with every request) for the minutes after the one the hour starts
+in, plus that first minute's requests from the hour's start on: exact, and bounded
+by 61 counter rows and one minute of requests rather than by how busy the hour was.
+Over a limit: TooManyRequests (429) with Retry-After, the seconds until the oldest
+request in the window leaves it (read, with the exact count, only then).
 """
 
 from __future__ import annotations
