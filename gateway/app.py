@@ -48,6 +48,7 @@ from gateway.casework import views as casework_views
 from gateway.registry import Registry, load_registry
 from gateway.reports import views as report_views
 from gateway.requests import views as request_views
+from gateway.requests.limits import forget_old_counts
 from gateway.settings import Settings, load_settings
 from gateway.termination import views as termination_views
 from gateway.termination.schedule import TerminationWatch
@@ -160,6 +161,8 @@ def _add_housekeeping(app: Flask, settings: Settings, worker: DeliveryWorker) ->
     housekeeper.add("refusal_summaries", lambda: audit_log.flush_refusal_summaries(
         app.extensions["db"], app.extensions["audit"], app.extensions["unauthenticated_refusals"]),
         every_seconds=1.0, every_process=True)
+    # The per-minute request counts the hourly limits no longer read (gateway/requests/limits.py).
+    housekeeper.add("request_counts", lambda: forget_old_counts(app.extensions["db"], clock()), every_seconds=60.0)
     # Release of excess and repeat freezes (gateway/controls/housekeeping.py).
     housekeeping = ControlHousekeeping(app.extensions["db"], app.extensions["registry"], app.extensions["audit"],
                                        app.extensions["control_rules"], clock, on_work=worker.wake)

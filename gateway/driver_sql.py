@@ -13,8 +13,8 @@ caller's connection, inside the caller's transaction. What is stored is what
 ``Connection.execute`` would have stored: the same SQL, the same bound values.
 
 What it does not do, so statements needing it are refused when compiled: Python
-column defaults (every column an insert gives must be named in its rows), and
-expanding ``IN`` parameters. The driver's errors are translated at this edge into
+column defaults (every column an insert gives must be named in its rows),
+expanding ``IN`` parameters and ``RETURNING``. The driver's errors are translated at this edge into
 SQLAlchemy's (``IntegrityError`` and the rest), as ``Connection.execute`` raises them.
 """
 
@@ -33,14 +33,17 @@ Processor = Callable[[Any], Any] | None
 _GIVEN = object()  # a parameter the caller gives
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Compiled:
     sql: str
     names: tuple[str, ...]  # parameters in the order the SQL takes them
     positional: bool  # qmark (SQLite) binds a tuple; pyformat (psycopg) a dict
     defaults: tuple[Any, ...]  # a literal's own value (``action == 'inquiry'``), or _GIVEN
     bind_processors: tuple[Processor, ...]
-    result_processors: tuple[Processor, ...]
+    result_types: tuple[Any, ...]  # the selected columns' types
+    # Made at the first rows: a driver's processor may depend on the column's type code in
+    # cursor.description (psycopg's Numeric does), as in SQLAlchemy's own result handling.
+    result_processors: tuple[Processor, ...] | None = None
 
 
 class DriverStatement:
@@ -48,7 +51,7 @@ class DriverStatement:
 
     def __init__(self, statement: ClauseElement):
         self._statement = statement
-        self._compiled: dict[tuple[str, tuple[str, ...] | None], _Compiled] = {}
+        self._compiled: dict[tuple[str, tuple[str, ...] | None], _Compiled] = {}  # by dialect+driver, insert keys
 
     def execute(self, bind: Session | Connection, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         """Run it once; the rows it returns (none for a write), result types processed."""
@@ -59,12 +62,17 @@ class DriverStatement:
         try:
             cursor.execute(compiled.sql, bound)
             rows = cursor.fetchall() if cursor.description is not None else []
+            if rows and compiled.result_processors is None:
+                dialect = connection.dialect
+                compiled.result_processors = tuple(
+                    kind.dialect_impl(dialect).result_processor(dialect, description[1])
+                    for kind, description in zip(compiled.result_types, cursor.description, strict=True))
         except connection.dialect.loaded_dbapi.Error as exc:
-            raise _translated(connection.dialect, compiled.sql, bound, exc) from exc
+            raise _translated(connection, compiled.sql, bound, exc, cursor) from exc
         finally:
             cursor.close()
         processors = compiled.result_processors
-        if not rows or not any(processors):
+        if not rows or processors is None or not any(processors):
             return rows
         return [tuple(value if p is None else p(value) for p, value in zip(processors, row, strict=True)) for row in rows]
 
@@ -82,7 +90,7 @@ class DriverStatement:
         try:
             cursor.executemany(compiled.sql, bound)
         except connection.dialect.loaded_dbapi.Error as exc:
-            raise _translated(connection.dialect, compiled.sql, bound, exc) from exc
+            raise _translated(connection, compiled.sql, bound, exc, cursor) from exc
         finally:
             cursor.close()
 
@@ -92,9 +100,10 @@ class DriverStatement:
 
     def _compile(self, dialect: Dialect, insert_row: Mapping[str, Any] | None) -> _Compiled:
         keys = tuple(insert_row) if insert_row is not None else None
-        found = self._compiled.get((dialect.name, keys))
+        key = (f"{dialect.name}+{dialect.driver}", keys)
+        found = self._compiled.get(key)
         if found is None:
-            found = self._compiled[(dialect.name, keys)] = _compile(self._statement, dialect, keys)
+            found = self._compiled[key] = _compile(self._statement, dialect, keys)
         return found
 
 
@@ -116,9 +125,10 @@ def _compile(statement: ClauseElement, dialect: Dialect, insert_keys: tuple[str,
             raise ValueError(f"insert rows must name every column bound, missing {missing}: {compiled.string}")
     defaults = tuple(_GIVEN if binds[name].required else binds[name].value for name in names)
     bind_processors = tuple(binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names)
-    columns = getattr(statement, "selected_columns", ())
-    result_processors = tuple(column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns)
-    return _Compiled(compiled.string, names, bool(compiled.positional), defaults, bind_processors, result_processors)
+    if compiled.effective_returning:
+        raise ValueError(f"RETURNING needs SQLAlchemy's execution path: {compiled.string}")
+    result_types = tuple(column.type for column in getattr(statement, "selected_columns", ()))
+    return _Compiled(compiled.string, names, bool(compiled.positional), defaults, bind_processors, result_types)
 
 
 def _bound(compiled: _Compiled, params: Mapping[str, Any],
@@ -151,6 +161,12 @@ def _cursor(connection: Connection) -> Any:
     return dbapi_connection.cursor()
 
 
-def _translated(dialect: Dialect, sql: str, params: Any, exc: Exception) -> StatementError:
-    """The driver's error as SQLAlchemy's, as ``Connection.execute`` raises it."""
-    return DBAPIError.instance(sql, params, exc, dialect.loaded_dbapi.Error, dialect=dialect)
+def _translated(connection: Connection, sql: str, params: Any, exc: Any, cursor: Any) -> StatementError:
+    """The driver's error as SQLAlchemy's, as ``Connection.execute`` raises it; a lost
+    connection is invalidated, as there, so the pool does not hand it out again."""
+    dialect = connection.dialect
+    lost = dialect.is_disconnect(exc, connection.connection.dbapi_connection, cursor)
+    if lost:
+        connection.invalidate(exc)
+    return DBAPIError.instance(sql, params, exc, dialect.loaded_dbapi.Error, dialect=dialect,
+                               connection_invalidated=lost)

@@ -9,7 +9,9 @@ again under the lock by ``services.confirm_request``) to whichever of them is
 writing next. That thread, the batch's leader, writes every request waiting, up to
 ``max_batch``, in one transaction and one commit; each thread then returns its own
 request's outcome. A thread that finds its request already written returns at once.
-No thread of its own: nothing to start, to stop, or to lose in a fork.
+No thread of its own: nothing to start, to stop, or to lose in a fork. With
+``max_batch=1`` there is no leader either: each write is its own transaction, run
+side by side with the others.
 
 Each request's outcome is its own. A request refused under the lock (the limits,
 the purpose rule) writes nothing and raises its error to its own caller; the
@@ -54,6 +56,13 @@ class GroupCommit:
 
     def write(self, item: Any) -> None:
         """Write ``item`` (``write_one``'s argument) and commit; raises its own error."""
+        if self._max_batch == 1:  # nothing to gather: each in its own transaction, side by side
+            with self._transaction() as connection:
+                self._write_one(connection, item)
+            with self._waiting_lock:
+                self.batches += 1
+                self.written += 1
+            return
         entry = _Entry(item)
         with self._waiting_lock:
             self._waiting.append(entry)

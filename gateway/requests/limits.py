@@ -27,11 +27,12 @@ import hashlib
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import bindparam, distinct, exists, func, select, text
+from sqlalchemy import bindparam, delete, distinct, exists, func, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from gateway.auth.tokens import Principal
+from gateway.db import Database, rows_matched
 from gateway.driver_sql import DriverStatement
 from gateway.errors import TooManyRequests
 from gateway.requests.models import Request, RequestCount
@@ -152,6 +153,14 @@ def _check(bind: Session | Connection, principal: Principal, subject_id: str, li
         raise _refused(f"officer {principal.sub} has asked about {count} subjects in the last day; the limit is "
                        f"{limits.officer_subjects_per_day} new subjects a day (limits.officer_subjects_per_day)",
                        oldest, DAY, now)
+
+
+def forget_old_counts(db: Database, now: datetime) -> int:
+    """Delete the per-minute counts no limit reads any more (older than two hours: the
+    hour and a margin for a court clock set back a little); how many went. A
+    housekeeper task (gateway/app.py)."""
+    with db.transaction() as session:
+        return rows_matched(session.execute(delete(RequestCount).where(RequestCount.minute < minute_of(now - 2 * HOUR))))
 
 
 def _refused(message: str, oldest: datetime | None, window: timedelta, now: datetime) -> TooManyRequests:

@@ -183,6 +183,19 @@ def _confirm_and_write(connection: Connection, planned: _Planned) -> None:
     services.write_request(connection, prepared, principal=planned.principal, audit=get_audit())
 
 
+def intake_batch_size(dialect: str) -> int:
+    """How many inquiries one intake transaction writes. SQLite: what has gathered, up to
+    32 (its writers queue on one lock anyway, and a commit is a fsync). PostgreSQL: one.
+    There each request takes its officer's, then its court's advisory lock
+    (limits.lock_counts), held to the commit, and nothing may hold a court's lock while
+    waiting for an officer's; a batch would, asking for its second officer's lock while
+    holding the court's of the first, and deadlock with that officer's own intake. Its
+    writers do not queue on one lock, so each request commits in its own transaction."""
+    return 32 if dialect == "sqlite" else 1
+
+
 def init_app(app: Flask, api: Any) -> None:
     api.register_blueprint(blp)
-    app.extensions["intake_group_commit"] = GroupCommit(app.extensions["db"].connection_transaction, _confirm_and_write)
+    db = app.extensions["db"]
+    app.extensions["intake_group_commit"] = GroupCommit(db.connection_transaction, _confirm_and_write,
+                                                        max_batch=intake_batch_size(db.dialect))

@@ -65,24 +65,22 @@ def test_the_reuse_lookup_is_a_range_of_the_subjects_answers(database_url):
     from datetime import datetime, timedelta, timezone
 
     from gateway.db import Database
-    from gateway.requests.reuse import find_reusable
+    from gateway.requests.reuse import find_reusable, reusable_query
 
     database = Database(database_url)
-    sent: list[tuple[str, object]] = []
-
-    def keep(_conn, _cursor, statement, parameters, _context, _many) -> None:
-        sent.append((statement, parameters))
-
+    params = {"subject_id": "s1", "agency_0": "bank-a", "agency_1": "psb", "court_code": "330102", "case_id": "c1",
+              "since": datetime(2026, 12, 6, tzinfo=timezone.utc)}
     try:
         with database.transaction() as session:
             if session.get_bind().dialect.name != "sqlite":
                 pytest.skip("EXPLAIN QUERY PLAN is SQLite's; PostgreSQL's planner weighs its own statistics")
-            sa.event.listen(database.engine, "before_cursor_execute", keep)
-            find_reusable(session, subject_id="s1", court_code="330102", case_id="c1", agency_ids=["bank-a", "psb"],
-                          window=timedelta(days=1), now=datetime(2026, 12, 7, tzinfo=timezone.utc))
-            sa.event.remove(database.engine, "before_cursor_execute", keep)
-            statement, parameters = next((s, p) for s, p in sent if "FROM deliveries" in s)
-            plan = session.connection().exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters).all()
+            # The statement find_reusable runs (on the driver's cursor, gateway/driver_sql.py), as SQLite gets it.
+            assert find_reusable(session, subject_id="s1", court_code="330102", case_id="c1",
+                                 agency_ids=["bank-a", "psb"], window=timedelta(days=1),
+                                 now=datetime(2026, 12, 7, tzinfo=timezone.utc)) == []
+            state = reusable_query(2).compile(session.get_bind()).construct_expanded_state(params)
+            plan = session.connection().exec_driver_sql(f"EXPLAIN QUERY PLAN {state.statement}",
+                                                        state.positional_parameters).all()
         first = plan[0][-1]
         assert "deliveries" in first and "ix_deliveries_subject_answered" in first, plan
     finally:

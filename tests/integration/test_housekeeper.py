@@ -111,7 +111,8 @@ def test_dispatch_goes_on_while_a_housekeeping_task_is_slow(app, settings):
 
 def test_the_app_registers_its_background_work_and_refuses_a_second_task_of_one_name(app):
     housekeeper = app.extensions["housekeeper"]
-    assert housekeeper.task_names == ["audit_checkpoints", "refusal_summaries", "control_housekeeping", "webhooks",
+    assert housekeeper.task_names == ["audit_checkpoints", "refusal_summaries", "request_counts", "control_housekeeping",
+                                      "webhooks",
                                       "batch_expander", "termination_watch"]
     try:
         housekeeper.add("webhooks", lambda: None, every_seconds=1.0)
