@@ -6,9 +6,9 @@ commit, and a commit costs its fsync plus a few hundred microseconds of CPU: pai
 once per request, that was half of what the intake did under the lock. Here the
 threads of a process hand their requests (each prepared on a snapshot, checked
 again under the lock by ``services.confirm_request``) to whichever of them is
-writing next. That thread, the batch's leader, writes every request waiting, up to
-``max_batch``, in one transaction and one commit; each thread then returns its own
-request's outcome. A thread that finds its request already written returns at once.
+writing next. That thread, the batch's leader, writes the requests waiting, oldest
+first, up to ``max_batch``, in one transaction and one commit; each thread then
+returns its own request's outcome, woken as soon as its batch has committed.
 No thread of its own: nothing to start, to stop, or to lose in a fork. With
 ``max_batch=1`` there is no leader either: each write is its own transaction, run
 side by side with the others.
@@ -48,9 +48,9 @@ class GroupCommit:
         self._transaction = transaction  # () -> context manager yielding a Connection, committed on exit
         self._write_one = write_one
         self._max_batch = max_batch
-        self._waiting: list[_Entry] = []
-        self._waiting_lock = threading.Lock()
-        self._leading = threading.Lock()  # one batch at a time in this process
+        self._waiting: list[_Entry] = []  # in arrival order: a batch takes the oldest
+        self._state = threading.Condition()  # guards _waiting, _leading, each entry's done, the counters
+        self._leading = False  # a thread is writing a batch (one at a time in this process)
         self.batches = 0  # written so far (bench/RESULTS.md reads their mean size)
         self.written = 0
 
@@ -59,20 +59,40 @@ class GroupCommit:
         if self._max_batch == 1:  # nothing to gather: each in its own transaction, side by side
             with self._transaction() as connection:
                 self._write_one(connection, item)
-            with self._waiting_lock:
+            with self._state:
                 self.batches += 1
                 self.written += 1
             return
         entry = _Entry(item)
-        with self._waiting_lock:
+        with self._state:
             self._waiting.append(entry)
-        with self._leading:
-            if not entry.done:
-                with self._waiting_lock:
-                    batch, self._waiting = self._waiting[: self._max_batch], self._waiting[self._max_batch:]
-                self._write_batch(batch)
+        while not entry.done:  # more than a batch may be waiting: then this thread leads again
+            with self._state:
+                while self._leading and not entry.done:  # a batch is being written, maybe with this one
+                    self._state.wait()
+                if entry.done:
+                    break
+                self._leading = True
+                batch, self._waiting = self._waiting[: self._max_batch], self._waiting[self._max_batch:]
+            self._lead(batch)
         if entry.error is not None:
             raise entry.error
+
+    def _lead(self, batch: list[_Entry]) -> None:
+        try:
+            self._write_batch(batch)
+        except BaseException as exc:  # the leader interrupted: no caller may take its write for done
+            for entry in batch:
+                entry.error = entry.error or exc
+            raise
+        finally:
+            with self._state:
+                self._leading = False
+                self.batches += 1
+                self.written += len(batch)
+                for entry in batch:
+                    entry.done = True
+                self._state.notify_all()  # the batch's callers return; one of the others leads next
 
     def _write_batch(self, batch: list[_Entry]) -> None:
         try:
@@ -93,8 +113,4 @@ class GroupCommit:
                             self._write_one(connection, entry.item)
                     except Exception as exc:  # noqa: BLE001 (handed to the caller, who raises it)
                         entry.error = exc
-        self.batches += 1
-        self.written += len(batch)
-        for entry in batch:
-            entry.done = True
 

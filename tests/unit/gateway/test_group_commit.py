@@ -199,3 +199,32 @@ def test_a_batch_of_one_raises_its_error_and_the_next_write_goes_on(db):
     assert harness.rows() == {3: "ok", 4: "ok"}  # item 2's row went with its transaction
     assert harness.calls == [1, 2, 3, 3, 4]  # a batch of one is not written twice
     assert (harness.group.batches, harness.group.written) == (5, 5)
+
+
+def test_a_caller_returns_only_once_its_own_item_is_committed_when_more_than_a_batch_waits(db):
+    """Thirty items queue behind a held batch with max_batch=2: they go in fifteen
+    batches, oldest first. The thread that leads a batch is not always in it (the waiting
+    wake in any order); it returns only
+    once its own item has committed (it found it in a later batch, or led again),
+    never after writing only the others'."""
+    harness = Harness(db, max_batch=2)
+    seen_at_return: dict[int, bool] = {}
+    blocker = threading.Thread(target=harness.write, args=(Item(0, "block"),))
+    blocker.start()
+    assert harness.blocker_entered.wait(10)
+
+    def run(i: int) -> None:
+        assert harness.write(Item(i)) is None
+        seen_at_return[i] = i in harness.rows()  # committed, as another connection sees it
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(1, 31)]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.01)  # in this order: 1 is the oldest
+    harness.blocker_release.set()
+    for thread in [blocker, *threads]:
+        thread.join(20)
+        assert not thread.is_alive()
+    assert seen_at_return == {i: True for i in range(1, 31)}
+    batches = [[i for i, _ in t["items"]] for t in harness.transactions if t["committed"]]
+    assert batches == [[0], *([i, i + 1] for i in range(1, 31, 2))]
