@@ -8,7 +8,8 @@ threads of a process hand their requests (each prepared on a snapshot, checked
 again under the lock by ``services.confirm_request``) to whichever of them is
 writing next. That thread, the batch's leader, writes the requests waiting, oldest
 first, up to ``max_batch``, in one transaction and one commit; each thread then
-returns its own request's outcome, woken as soon as its batch has committed.
+returns its own request's outcome, woken (alone) as soon as its batch has committed;
+and the oldest still waiting is woken to lead the next batch.
 No thread of its own: nothing to start, to stop, or to lose in a fork. With
 ``max_batch=1`` there is no leader either: each write is its own transaction, run
 side by side with the others.
@@ -37,6 +38,8 @@ WriteOne = Callable[[Connection, Any], None]  # writes one request in the caller
 @dataclass
 class _Entry:
     item: Any
+    leads: bool = False  # this entry's thread writes the batch it is the oldest of
+    woken: threading.Event = field(default_factory=threading.Event)
     done: bool = False
     error: BaseException | None = field(default=None)
 
@@ -49,7 +52,7 @@ class GroupCommit:
         self._write_one = write_one
         self._max_batch = max_batch
         self._waiting: list[_Entry] = []  # in arrival order: a batch takes the oldest
-        self._state = threading.Condition()  # guards _waiting, _leading, each entry's done, the counters
+        self._state = threading.Lock()  # guards _waiting, _leading, each entry's leads and done, the counters
         self._leading = False  # a thread is writing a batch (one at a time in this process)
         self.batches = 0  # written so far (bench/RESULTS.md reads their mean size)
         self.written = 0
@@ -66,15 +69,14 @@ class GroupCommit:
         entry = _Entry(item)
         with self._state:
             self._waiting.append(entry)
-        while not entry.done:  # more than a batch may be waiting: then this thread leads again
+            entry.leads = not self._leading  # nobody writing: nothing older waits, this one leads
+            self._leading = True
+        if not entry.leads:
+            entry.woken.wait()  # its batch committed, or it leads the next (the oldest waiting)
+        if entry.leads:
             with self._state:
-                while self._leading and not entry.done:  # a batch is being written, maybe with this one
-                    self._state.wait()
-                if entry.done:
-                    break
-                self._leading = True
                 batch, self._waiting = self._waiting[: self._max_batch], self._waiting[self._max_batch:]
-            self._lead(batch)
+            self._lead(batch)  # its own entry first: the oldest waiting
         if entry.error is not None:
             raise entry.error
 
@@ -87,12 +89,16 @@ class GroupCommit:
             raise
         finally:
             with self._state:
-                self._leading = False
                 self.batches += 1
                 self.written += len(batch)
                 for entry in batch:
                     entry.done = True
-                self._state.notify_all()  # the batch's callers return; one of the others leads next
+                    entry.woken.set()
+                if self._waiting:  # the oldest still waiting leads the next batch
+                    self._waiting[0].leads = True
+                    self._waiting[0].woken.set()
+                else:
+                    self._leading = False
 
     def _write_batch(self, batch: list[_Entry]) -> None:
         try:
