@@ -51,6 +51,7 @@ class DriverStatement:
 
     def __init__(self, statement: ClauseElement):
         self._statement = statement
+        self._is_insert = bool(getattr(statement, "is_insert", False))  # compiled per set of columns given
         self._compiled: dict[tuple[str, tuple[str, ...] | None], _Compiled] = {}  # by dialect+driver, insert keys
 
     def execute(self, bind: Session | Connection, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
@@ -94,10 +95,6 @@ class DriverStatement:
         finally:
             cursor.close()
 
-    @property
-    def _is_insert(self) -> bool:
-        return bool(getattr(self._statement, "is_insert", False))
-
     def _compile(self, dialect: Dialect, insert_row: Mapping[str, Any] | None) -> _Compiled:
         keys = tuple(insert_row) if insert_row is not None else None
         key = (f"{dialect.name}+{dialect.driver}", keys)
@@ -137,9 +134,9 @@ def _bound(compiled: _Compiled, params: Mapping[str, Any],
     for i, (name, default, process) in enumerate(
             zip(compiled.names, compiled.defaults, compiled.bind_processors, strict=True)):
         value = params[name] if default is _GIVEN else params.get(name, default)
-        if process is None or value is None:
-            values.append(value if process is None else process(value))
-        elif memo is None:
+        if process is None:
+            values.append(value)
+        elif memo is None or value is None:
             values.append(process(value))
         else:  # the rows (and so every value) outlive the call: an id is not reused meanwhile
             seen = memo[i]

@@ -40,7 +40,6 @@ class _Entry:
     item: Any
     leads: bool = False  # this entry's thread writes the batch it is the oldest of
     woken: threading.Event = field(default_factory=threading.Event)
-    done: bool = False
     error: BaseException | None = field(default=None)
 
 
@@ -52,7 +51,7 @@ class GroupCommit:
         self._write_one = write_one
         self._max_batch = max_batch
         self._waiting: list[_Entry] = []  # in arrival order: a batch takes the oldest
-        self._state = threading.Lock()  # guards _waiting, _leading, each entry's leads and done, the counters
+        self._state = threading.Lock()  # guards _waiting, _leading, each entry's leads, the counters
         self._leading = False  # a thread is writing a batch (one at a time in this process)
         self.batches = 0  # written so far (bench/RESULTS.md reads their mean size)
         self.written = 0
@@ -92,7 +91,6 @@ class GroupCommit:
                 self.batches += 1
                 self.written += len(batch)
                 for entry in batch:
-                    entry.done = True
                     entry.woken.set()
                 if self._waiting:  # the oldest still waiting leads the next batch
                     self._waiting[0].leads = True

@@ -97,15 +97,17 @@ def minute_of(moment: datetime) -> int:
     return int(as_utc(moment).timestamp() // 60)
 
 
-def _hour_count(scope: str, who: Any) -> Any:
-    """How many of ``who``'s requests in the hour since ``hour_ago``: the per-minute counts
-    after the minute the hour starts in, plus that minute's requests from ``hour_ago`` on
-    (its requests before ``hour_ago`` are out of the hour). Exact, and at most 61 counter
-    rows and one minute of requests, however busy the hour."""
+def _hour_count(scope: str, column: Any) -> Any:
+    """How many requests of the officer or court ``scope`` names (bound as ``scope``, matched
+    on ``column``) in the hour since ``hour_ago``: the per-minute counts after the minute the
+    hour starts in, plus that minute's requests from ``hour_ago`` on (its requests before
+    ``hour_ago`` are out of the hour). Exact, and at most 61 counter rows and one minute of
+    requests, however busy the hour."""
     whole_minutes = select(func.coalesce(func.sum(_N.count), 0)).where(
         _N.scope == scope, _N.name == bindparam(scope), _N.minute > bindparam("first_minute")).scalar_subquery()
     first_minute = select(func.count()).where(
-        who, _R.created_at >= bindparam("hour_ago"), _R.created_at < bindparam("first_minute_ends")).scalar_subquery()
+        column == bindparam(scope), _R.created_at >= bindparam("hour_ago"),
+        _R.created_at < bindparam("first_minute_ends")).scalar_subquery()
     return whole_minutes + first_minute
 
 
@@ -113,8 +115,8 @@ def _hour_count(scope: str, who: Any) -> Any:
 # hour, and whether the officer asked about this subject today, in one statement. The exact
 # figures for a refusal's message and Retry-After are read only on refusal.
 _COUNTS = select(
-    _hour_count("officer", _R.officer_sub == bindparam("officer")).label("officer"),
-    _hour_count("court", _R.court_code == bindparam("court")).label("court"),
+    _hour_count("officer", _R.officer_sub).label("officer"),
+    _hour_count("court", _R.court_code).label("court"),
     exists().where(_R.officer_sub == bindparam("officer"), _R.subject_id == bindparam("subject"),
                    _R.created_at >= bindparam("day_ago")).label("asked_today"),
 )

@@ -254,10 +254,10 @@ def _repeat_row(payload: dict[str, Any], lines: dict[str, list[dict[str, Any]]],
 
 
 def confirm_request(bind: Session | Connection, prepared: PreparedRequest, payload: dict[str, Any], *,
-                    principal: Principal, limits: LimitsSection, idempotency_key: str) -> PreparedRequest:
+                    principal: Principal, limits: LimitsSection, idempotency_key: str) -> None:
     """Under the write lock, a request prepared on a snapshot (``PLANNED_ON_A_SNAPSHOT``):
     the subject is still a debtor of the caller's court's case (PurposeDenied if not),
-    and the limits allow it now (TooManyRequests). Returns the request to write.
+    and the limits allow it now (TooManyRequests).
 
     Raises Conflict if the case or subject was replaced meanwhile (nothing written;
     sent again, it is prepared afresh)."""
@@ -266,7 +266,6 @@ def confirm_request(bind: Session | Connection, prepared: PreparedRequest, paylo
     if (debtor.case_id, debtor.subject_id) != (row["case_id"], row["subject_id"]):
         raise Conflict(f"case {payload['case_number']} changed while the request was prepared; send it again")
     check_limits(bind, principal, debtor.subject_id, limits, row["created_at"], idempotency_key)
-    return prepared
 
 
 def write_request(session: Session | Connection, prepared: PreparedRequest, *, principal: Principal, audit: AuditLog) -> None:

@@ -178,9 +178,9 @@ class _Planned:
 
 
 def _confirm_and_write(connection: Connection, planned: _Planned) -> None:
-    prepared = services.confirm_request(connection, planned.prepared, planned.payload, principal=planned.principal,
-                                        limits=planned.limits, idempotency_key=planned.idempotency_key)
-    services.write_request(connection, prepared, principal=planned.principal, audit=get_audit())
+    services.confirm_request(connection, planned.prepared, planned.payload, principal=planned.principal,
+                             limits=planned.limits, idempotency_key=planned.idempotency_key)
+    services.write_request(connection, planned.prepared, principal=planned.principal, audit=get_audit())
 
 
 def intake_batch_size(dialect: str) -> int:

@@ -176,6 +176,13 @@ def _prepared_on_a_snapshot(app: Any, payload: dict[str, Any], principal: Princi
                                         registry=app.extensions["registry"], now=app.extensions["clock"]())
 
 
+def _on_a_snapshot(app: Any, tag: str) -> tuple[Principal, str, dict[str, Any], Any]:
+    """Officer Wang's inquiry prepared on a snapshot, as the API does: principal, key, payload, prepared."""
+    principal, key = Principal(sub="officer.wang", role="court_officer", court=COURT), f"{tag}-{uuid.uuid4()}"
+    payload = _payload()
+    return principal, key, payload, _prepared_on_a_snapshot(app, payload, principal, key)
+
+
 def _confirm(app: Any, prepared: Any, payload: dict[str, Any], principal: Principal, key: str) -> None:
     with app.extensions["db"].connection_transaction() as connection:
         services.confirm_request(connection, prepared, payload, principal=principal,
@@ -195,9 +202,7 @@ def _request_count(app: Any) -> int:
 
 def test_a_case_moved_to_another_court_after_the_snapshot_is_refused_under_the_lock(intake):
     _api, app = intake
-    principal, key = Principal(sub="officer.wang", role="court_officer", court=COURT), f"moved-{uuid.uuid4()}"
-    payload = _payload()
-    prepared = _prepared_on_a_snapshot(app, payload, principal, key)
+    principal, key, payload, prepared = _on_a_snapshot(app, "moved")
     _execute(app, "UPDATE cases SET court_code = '330106' WHERE case_number = :n", n=CASE_NUMBER)
     with pytest.raises(PurposeDenied, match="not a registered case of court 330102"):
         _confirm(app, prepared, payload, principal, key)
@@ -214,9 +219,7 @@ def test_a_case_moved_to_another_court_after_the_snapshot_is_refused_under_the_l
 
 def test_a_subject_no_longer_the_debtor_after_the_snapshot_is_refused_under_the_lock(intake):
     _api, app = intake
-    principal, key = Principal(sub="officer.wang", role="court_officer", court=COURT), f"party-{uuid.uuid4()}"
-    payload = _payload()
-    prepared = _prepared_on_a_snapshot(app, payload, principal, key)
+    principal, key, payload, prepared = _on_a_snapshot(app, "party")
     _execute(app, "UPDATE parties SET role = 'third_party' WHERE role = 'debtor' AND subject_id = :s",
              s=prepared.request_row["subject_id"])
     with pytest.raises(PurposeDenied, match="not a debtor party"):
@@ -226,9 +229,7 @@ def test_a_subject_no_longer_the_debtor_after_the_snapshot_is_refused_under_the_
 
 def test_a_case_or_subject_replaced_after_the_snapshot_is_a_conflict(intake):
     _api, app = intake
-    principal, key = Principal(sub="officer.wang", role="court_officer", court=COURT), f"replaced-{uuid.uuid4()}"
-    payload = _payload()
-    prepared = _prepared_on_a_snapshot(app, payload, principal, key)
+    principal, key, payload, prepared = _on_a_snapshot(app, "replaced")
     for column in ("case_id", "subject_id"):
         stale = replace(prepared, request_row={**prepared.request_row, column: "not-the-same-id"})
         with pytest.raises(Conflict, match="changed while the request was prepared"):
