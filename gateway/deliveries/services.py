@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, and_, bindparam, delete, func, or_, select, update
+from sqlalchemy import Integer, and_, bindparam, delete, func, or_, select, union_all, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -44,19 +44,31 @@ _CLAIMABLE_NOW = and_(_D.c.deadline > _NOW, or_(
     and_(_D.c.state.in_(_DUE), _D.c.next_attempt_at <= _NOW),
     and_(_D.c.state.in_(_RECLAIMABLE), _D.c.lease_until < _NOW),
 ))
-# Picked and leased in one statement (one round trip per agency and pass): the CTE
-# is materialised, so its rows are picked (and on PostgreSQL locked, skipping rows
-# another claimer holds) once, however the planner runs the IN.
-_PICKED = (
-    select(_D.c.id)
-    .where(_D.c.agency_id == bindparam("b_agency"), _CLAIMABLE_NOW)
-    .order_by(_D.c.next_attempt_at)
-    .limit(bindparam("b_limit", type_=Integer))
-    .with_for_update(skip_locked=True)
-    .cte("picked").prefix_with("MATERIALIZED")
-)
+# Picked and leased in one statement (one round trip per agency and pass). The two
+# ways a delivery is due are picked apart, each on ix_deliveries_agency_due in due
+# order up to the limit, and the longest due of both kept: one condition with an OR
+# read every due delivery of the agency and sorted them (3.5 ms of PostgreSQL's CPU
+# a claim with 9,000 queued, against 0.3 ms; migration 0022_claim_index). The CTEs are
+# materialised, so their rows are picked (and on PostgreSQL locked, skipping rows
+# another claimer holds) once, however the planner runs the IN. A row picked by one
+# branch and not kept stays locked until this claim commits: another claimer skips
+# it meanwhile and takes it on its next pass.
+def _picked(name: str, due: Any) -> Any:
+    return (select(_D.c.id, _D.c.next_attempt_at)
+            .where(_D.c.agency_id == bindparam("b_agency"), _D.c.deadline > _NOW, due)
+            .order_by(_D.c.next_attempt_at)
+            .limit(bindparam("b_limit", type_=Integer))
+            .with_for_update(skip_locked=True)
+            .cte(name).prefix_with("MATERIALIZED"))
+
+
+_QUEUED_DUE = _picked("queued_due", and_(_D.c.state.in_(_DUE), _D.c.next_attempt_at <= _NOW))
+_LEASE_LAPSED = _picked("lease_lapsed", and_(_D.c.state.in_(_RECLAIMABLE), _D.c.lease_until < _NOW))
+_EITHER = union_all(select(_QUEUED_DUE.c.id, _QUEUED_DUE.c.next_attempt_at),
+                    select(_LEASE_LAPSED.c.id, _LEASE_LAPSED.c.next_attempt_at)).subquery("either")
+_PICKED = select(_EITHER.c.id).order_by(_EITHER.c.next_attempt_at).limit(bindparam("b_limit", type_=Integer))
 _CLAIM = (
-    update(_D).where(_D.c.id.in_(select(_PICKED.c.id)))
+    update(_D).where(_D.c.id.in_(_PICKED))
     .values(state=DeliveryState.SENDING, lease_until=bindparam("b_until", type_=_D.c.lease_until.type),
             attempts=_D.c.attempts + 1, updated_at=_NOW, lease_owner=bindparam("b_owner"))
     .returning(_D.c.id, _D.c.next_attempt_at)

@@ -267,3 +267,48 @@ def test_with_the_pool_busy_a_freed_slot_waits_until_half_the_agencys_slots_are_
     assert worker.dispatch_once() == concurrency - concurrency // 2  # every free slot at once (inline here)
     worker._in_flight["psb"] = 0
     assert worker._worth_a_pass("psb")  # idle threads: any freed slot is worth a pass
+
+
+def test_a_claim_takes_the_longest_due_of_queued_and_lapsed_leases_and_nothing_else(app, api):
+    """Both ways of being due (queued and its time come; sending or awaiting with a
+    lapsed lease), picked apart on the claim index and merged longest due first, up
+    to the limit; not yet due, still leased, past the deadline or another agency's:
+    never."""
+    from datetime import timedelta
+
+    import sqlalchemy as sa
+
+    from gateway.deliveries import services
+    from gateway.timeutil import utc_now
+
+    assert api.register_case().status_code == 201
+    for _ in range(7):
+        assert api.inquire().status_code == 202
+    db, now = app.extensions["db"], utc_now()
+    with db.transaction() as session:
+        rows = session.scalars(sa.select(Delivery).where(Delivery.agency_id == "psb").order_by(Delivery.id)).all()
+        assert len(rows) == 7
+        ago = lambda seconds: now - timedelta(seconds=seconds)  # noqa: E731
+        plan = [  # (state, next_attempt_at, lease_until, deadline); the longest due last in id order
+            ("queued", ago(10), None, None),                          # due
+            ("queued", now + timedelta(seconds=30), None, None),      # not yet
+            ("sending", ago(70), now + timedelta(seconds=30), None),  # its worker still holds it
+            ("queued", ago(80), None, ago(1)),                        # past its deadline: expiry's
+            ("awaiting", ago(40), ago(1), None),                      # lease lapsed
+            ("queued", ago(50), None, None),                          # due
+            ("sending", ago(60), ago(1), None),                       # lease lapsed: longest due
+        ]
+        for row, (state, due_at, lease, deadline) in zip(rows, plan, strict=True):
+            row.state, row.next_attempt_at, row.lease_until = state, due_at, lease
+            if deadline is not None:
+                row.deadline = deadline
+        ids = [row.id for row in rows]
+    with db.transaction() as session:
+        first = services.claim_due(session, agency_id="psb", now=now, limit=2, lease_seconds=60)
+    with db.transaction() as session:
+        rest = services.claim_due(session, agency_id="psb", now=now, limit=10, lease_seconds=60)
+    assert first == [ids[6], ids[5]]
+    assert rest == [ids[4], ids[0]]
+    with db.reading() as session:
+        states = dict(session.execute(sa.select(Delivery.id, Delivery.state).where(Delivery.id.in_(ids))).all())
+    assert [states[i] for i in ids] == ["sending", "queued", "sending", "queued", "sending", "sending", "sending"]
