@@ -191,7 +191,10 @@ REST_SANDBOXES = {"psb": ("sandboxes.public_security:create_app()", "/psb/v1"),
 
 
 def serve_rest_sandboxes(work: Path) -> dict[str, tuple[str, subprocess.Popen]]:
-    """psb and samr, each under gunicorn (2 sync workers) on a free port: {id: (endpoint, process)}."""
+    """psb and samr, each under gunicorn on a free port: {id: (endpoint, process)}. Two gthread
+    workers of 8 threads, which keep connections alive as an agency's server would: gunicorn's
+    sync workers close each one, and the worker's TCP connect per call was then a tenth of its
+    CPU (bench/RESULTS.md, 2026-12-08)."""
     import socket
     import urllib.request
 
@@ -200,7 +203,8 @@ def serve_rest_sandboxes(work: Path) -> dict[str, tuple[str, subprocess.Popen]]:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        process = subprocess.Popen([str(BIN / "gunicorn"), "-w", "2", "-b", f"127.0.0.1:{port}", "--log-level", "warning",
+        process = subprocess.Popen([str(BIN / "gunicorn"), "-w", "2", "-k", "gthread", "--threads", "8",
+                                    "-b", f"127.0.0.1:{port}", "--log-level", "warning",
                                     factory], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=(work / f"{agency_id}.log").open("w"))
         served[agency_id] = (f"http://127.0.0.1:{port}{prefix}", process)
         give_up = time.monotonic() + 30
