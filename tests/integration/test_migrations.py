@@ -58,7 +58,14 @@ def test_models_and_migrations_agree(empty_database):
 
     migrate.upgrade(empty_database)
     engine = sa.create_engine(empty_database)
+
+    def made_here(item, name, kind, reflected, compare_to):
+        """Autogenerate does not read ``ddl_if``: an index made on one database only
+        (ix_deliveries_agency_due, PostgreSQL) is not missing from the other."""
+        condition = getattr(item, "_ddl_if", None)
+        return condition is None or condition.dialect in (None, engine.dialect.name)
+
     with engine.connect() as conn:
-        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        context = MigrationContext.configure(conn, opts={"compare_type": True, "include_object": made_here})
         assert compare_metadata(context, [Base.metadata, AuditBase.metadata]) == []
     engine.dispose()
