@@ -45,10 +45,11 @@ _CLAIMABLE_NOW = and_(_D.c.deadline > _NOW, or_(
     and_(_D.c.state.in_(_RECLAIMABLE), _D.c.lease_until < _NOW),
 ))
 # Picked and leased in one statement (one round trip per agency and pass). The two
-# ways a delivery is due are picked apart, each on ix_deliveries_agency_due in due
-# order up to the limit, and the longest due of both kept: one condition with an OR
-# read every due delivery of the agency and sorted them (3.5 ms of PostgreSQL's CPU
-# a claim with 9,000 queued, against 0.3 ms; migration 0022_claim_index). The CTEs are
+# ways a delivery is due are picked apart, each in due order up to the limit (on
+# ix_deliveries_agency_due on PostgreSQL, ix_deliveries_due on SQLite), and the
+# longest due of both kept: one condition with an OR read every due delivery of the
+# agency and sorted them (3.5 ms of PostgreSQL's CPU a claim with 9,000 queued,
+# against 0.3 ms; migration 0022_claim_index). The CTEs are
 # materialised, so their rows are picked (and on PostgreSQL locked, skipping rows
 # another claimer holds) once, however the planner runs the IN. A row picked by one
 # branch and not kept stays locked until this claim commits: another claimer skips
