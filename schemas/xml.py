@@ -22,6 +22,15 @@ XSD_DIR = Path(__file__).parent / "xsd"
 WSDL_DIR = Path(__file__).parent / "wsdl"
 
 _local = threading.local()
+# libxml2 (2.14 here) compiling XSDs in several threads at once corrupts its tables of
+# built-in types: a worker's delivery threads decoding their first bank answers together
+# failed with "Document is not valid XML Schema" and "the given type is not a built-in
+# type" (tests/unit/schemas/test_xml_threads.py reproduces it). One compile at a time,
+# and the first one now, at import, before any thread can race it.
+_COMPILING = threading.Lock()
+with _COMPILING:
+    etree.XMLSchema(etree.XML(b'<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema">'
+                              b'<xs:element name="a" type="xs:string"/></xs:schema>'))
 
 
 class XmlRefused(ValueError):
@@ -95,8 +104,10 @@ def xsd(name: str) -> etree.XMLSchema:
         # Our own files, but parsed with the same hardened parser: an XSD may import
         # sibling XSDs by relative path, never anything from the network.
         doc = etree.parse(str(path), etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False))
-        schema = cache[name] = etree.XMLSchema(doc)
+        with _COMPILING:
+            schema = cache[name] = etree.XMLSchema(doc)
     return schema
+
 
 
 def validate(element: etree._Element, schema_name: str) -> None:
