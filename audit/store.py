@@ -56,7 +56,8 @@ log = logging.getLogger(__name__)
 Content = tuple[tuple[Any, ...], tuple[str, ...], bytes]
 
 # Statements built once: building them per call costs more than running them.
-_APPEND_PENDING = insert(AuditPending.__table__)
+# inline: no RETURNING of the new id (nothing reads it), so the answer recorder can pipeline it
+_APPEND_PENDING = insert(AuditPending.__table__).inline()
 # ``details`` is stored as its canonical JSON text (the form that is hashed), bound
 # as text, so that verification can hash the stored text as it is instead of
 # decoding and re-encoding it (a quarter of the time per event). PostgreSQL's

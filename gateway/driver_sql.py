@@ -16,12 +16,16 @@ What it does not do, so statements needing it are refused when compiled: Python
 column defaults (every column an insert gives must be named in its rows),
 expanding ``IN`` parameters and ``RETURNING``. The driver's errors are translated at this edge into
 SQLAlchemy's (``IntegrityError`` and the rest), as ``Connection.execute`` raises them.
+
+``pipelined`` sends statements that return nothing without waiting for each reply
+(psycopg's pipeline mode: one round trip at the block's end), whichever path runs them.
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from sqlalchemy import Connection, Dialect
 from sqlalchemy.exc import DBAPIError, StatementError
@@ -145,6 +149,27 @@ def _bound(compiled: _Compiled, params: Mapping[str, Any],
                 done = seen[id(value)] = process(value)
             values.append(done)
     return tuple(values) if compiled.positional else dict(zip(compiled.names, values, strict=True))
+
+
+@contextmanager
+def pipelined(bind: Session | Connection) -> Iterator[None]:
+    """Run the block's statements in one round trip on PostgreSQL (psycopg's pipeline
+    mode); elsewhere as they come. The answer recorder's writes: each round trip of its
+    batch ended in a wait for the GIL, with delivery threads queued behind it
+    (bench/RESULTS.md, sustained). Inside, no statement may return rows (SQLAlchemy
+    reads a statement's description as it executes) and an insert must be ``inline()``
+    (no RETURNING of its new key). A failure surfaces at the block's end, translated
+    as ``Connection.execute`` translates it; the transaction is then to be rolled back."""
+    connection = _connection(bind)
+    pipeline = getattr(connection.connection.dbapi_connection, "pipeline", None)
+    if pipeline is None:
+        yield
+        return
+    try:
+        with pipeline():
+            yield
+    except connection.dialect.loaded_dbapi.Error as exc:
+        raise _translated(connection, "(pipelined statements)", None, exc, None) from exc
 
 
 def _connection(bind: Session | Connection) -> Connection:

@@ -26,6 +26,7 @@ from gateway.cases.models import Case, Party, Subject
 from gateway.controls.services import observe_assets, record_outcomes
 from gateway.deliveries.models import Asset, Delivery, DeliveryResult
 from gateway.deliveries.states import DELIVERY, FINAL, DeliveryState, move_delivery
+from gateway.driver_sql import pipelined
 from gateway.requests.models import Request
 from gateway.requests.states import RequestState, move_request, request_state
 from gateway.timeutil import court_date, new_ids, utc_now
@@ -292,7 +293,8 @@ _LOCK_FOR_RESULT = (
     .with_for_update(of=_D)
 )
 
-_INSERT_ASSETS, _INSERT_RESULTS = insert(Asset.__table__), insert(_DR)
+# inline: no RETURNING of the new key (nothing reads it), so they can be pipelined
+_INSERT_ASSETS, _INSERT_RESULTS = insert(Asset.__table__).inline(), insert(_DR).inline()
 
 
 _ANSWERED = (
@@ -349,12 +351,13 @@ def record_answers(session: Session, answers: list[tuple[str, Envelope, AgencyAn
         events.append(_event(ref, "delivery.result", "late" if late else "answered", details, actor))
         settled[delivery_id] = "late" if late else "answered"
         touched.add(row.request_id)
-    for part in chunks(assets):
-        session.execute(_INSERT_ASSETS, part)
-    for part in chunks(results):
-        session.execute(_INSERT_RESULTS, part)
-    _write_moves(session, changes, now)
-    audit.record_many(session, events)  # after the row locks, before the request locks (see the module's rule)
+    with pipelined(session):  # writes only, one round trip on PostgreSQL
+        for part in chunks(assets):
+            session.execute(_INSERT_ASSETS, part)
+        for part in chunks(results):
+            session.execute(_INSERT_RESULTS, part)
+        _write_moves(session, changes, now)
+        audit.record_many(session, events)  # after the row locks, before the request locks (see the module's rule)
     refresh_requests(session, touched)
     return len(results)
 

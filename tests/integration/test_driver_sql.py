@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from gateway.db import Database
 from gateway.deliveries.models import Delivery
-from gateway.driver_sql import DriverStatement
+from gateway.driver_sql import DriverStatement, pipelined
 from gateway.requests import outbox
 from gateway.requests.models import Request
 
@@ -296,3 +296,24 @@ def test_an_insert_whose_rows_leave_out_a_column_sqlalchemy_would_fill_in_is_ref
     with db.reading_connection() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(Request.__table__)).scalar() == 0
         assert conn.execute(sa.select(DEFAULTED.c.id, DEFAULTED.c.label)).all() == [(2, "given")]
+
+
+def test_pipelined_writes_land_and_a_failure_among_them_is_sqlalchemys_error_and_keeps_nothing(db):
+    """On PostgreSQL the block's statements go in one round trip and a failure shows at
+    its end; on SQLite at the statement. Either way SQLAlchemy's IntegrityError, and the
+    transaction keeps none of the block."""
+    insert = sa.insert(PROBE).inline()
+    with db.connection_transaction() as conn:
+        with pipelined(conn):
+            conn.execute(insert, [_probe_row(1), _probe_row(2, name="n2")])
+            conn.execute(sa.update(PROBE).where(PROBE.c.id == 2).values(note="changed"))
+    with pytest.raises(IntegrityError) as raised:
+        with db.connection_transaction() as conn:
+            with pipelined(conn):
+                conn.execute(insert, [_probe_row(3, name="n3")])
+                conn.execute(sa.update(PROBE).where(PROBE.c.id == 1).values(note="not kept"))
+                conn.execute(insert, [_probe_row(4, name="n1")])  # the unique name again, last: seen at the end
+    assert isinstance(raised.value.orig, db.engine.dialect.loaded_dbapi.IntegrityError)
+    with db.reading_connection() as conn:
+        rows = conn.execute(sa.select(PROBE.c.id, PROBE.c.note).order_by(PROBE.c.id)).all()
+    assert [(row.id, row.note) for row in rows] == [(1, _probe_row(1)["note"]), (2, "changed")]
