@@ -12,6 +12,7 @@ Both sides use this module: the gateway's codecs and the agency sandboxes.
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +27,13 @@ _local = threading.local()
 # built-in types: a worker's delivery threads decoding their first bank answers together
 # failed with "Document is not valid XML Schema" and "the given type is not a built-in
 # type" (tests/unit/schemas/test_xml_threads.py reproduces it). One compile at a time,
-# and the first one now, at import, before any thread can race it.
+# and the first one now, at import, before any thread can race it. A fork waits for a
+# compile in progress (as ``logging`` does with its lock): `gateway serve
+# --with-sandboxes` forks gunicorn workers while the sandboxes' threads validate, and
+# a child that inherited the lock held would wait for it for ever.
 _COMPILING = threading.Lock()
+os.register_at_fork(before=_COMPILING.acquire, after_in_parent=_COMPILING.release,
+                    after_in_child=_COMPILING.release)
 with _COMPILING:
     etree.XMLSchema(etree.XML(b'<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema">'
                               b'<xs:element name="a" type="xs:string"/></xs:schema>'))

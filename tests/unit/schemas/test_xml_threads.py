@@ -36,3 +36,46 @@ def test_sixteen_threads_compiling_every_xsd_at_once_all_succeed():
                               timeout=60, check=True)
         schemas, failed, first = done.stdout.split(" ", 2)
         assert int(schemas) >= 4 and failed == "0", first
+
+
+def test_a_fork_while_another_thread_compiles_leaves_the_child_able_to_compile():
+    """gunicorn forks its workers while `serve --with-sandboxes`' sandbox threads
+    validate in the parent: a child born while the compile lock was held would have
+    waited for it for ever (test_serve saw a worker that never exited)."""
+    import os
+    import threading
+    import time
+
+    from schemas import xml
+
+    held, release = threading.Event(), threading.Event()
+
+    def compile_slowly():
+        with xml._COMPILING:  # as a compile in progress holds it
+            held.set()
+            release.wait(5)
+
+    holder = threading.Thread(target=compile_slowly)
+    holder.start()
+    assert held.wait(5)
+    threading.Timer(0.3, release.set).start()
+    pid = os.fork()
+    if pid == 0:  # the child: compile an XSD no thread of it has compiled yet
+        try:
+            xml._local.schemas = {}
+            xml.xsd("tax-v1")
+            os._exit(0)
+        except BaseException:
+            os._exit(1)
+    holder.join(5)
+    give_up = time.monotonic() + 10
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > give_up:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            raise AssertionError("the child waited for a compile lock its parent's thread held at the fork")
+        time.sleep(0.05)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
