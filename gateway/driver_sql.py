@@ -158,8 +158,12 @@ def pipelined(bind: Session | Connection) -> Iterator[None]:
     batch ended in a wait for the GIL, with delivery threads queued behind it
     (bench/RESULTS.md, sustained). Inside, no statement may return rows (SQLAlchemy
     reads a statement's description as it executes) and an insert must be ``inline()``
-    (no RETURNING of its new key). A failure surfaces at the block's end, translated
-    as ``Connection.execute`` translates it; the transaction is then to be rolled back."""
+    (no RETURNING of its new key). A session's pending ORM changes are flushed first,
+    for the same reason (a flush may read back keys). A failure surfaces at the block's
+    end, translated as ``Connection.execute`` translates it; the transaction is then to
+    be rolled back."""
+    if isinstance(bind, Session):
+        bind.flush()
     connection = _connection(bind)
     pipeline = getattr(connection.connection.dbapi_connection, "pipeline", None)
     if pipeline is None:

@@ -115,7 +115,6 @@ def xsd(name: str) -> etree.XMLSchema:
     return schema
 
 
-
 def validate(element: etree._Element, schema_name: str) -> None:
     """Raise XmlInvalid naming each problem and its line."""
     schema = xsd(schema_name)

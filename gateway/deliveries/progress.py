@@ -351,8 +351,7 @@ def record_answers(session: Session, answers: list[tuple[str, Envelope, AgencyAn
         events.append(_event(ref, "delivery.result", "late" if late else "answered", details, actor))
         settled[delivery_id] = "late" if late else "answered"
         touched.add(row.request_id)
-    session.flush()  # the ledger's ORM changes above first: a flush may read back keys, which a pipeline cannot
-    with pipelined(session):  # writes only, one round trip on PostgreSQL
+    with pipelined(session):  # writes only, one round trip on PostgreSQL (the ledger's ORM changes flushed first)
         for part in chunks(assets):
             session.execute(_INSERT_ASSETS, part)
         for part in chunks(results):

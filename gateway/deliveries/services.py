@@ -40,10 +40,11 @@ _OVERDUE = DELIVERY.sources(DeliveryState.EXPIRED, among=ON_ITS_WAY)
 # and its bulk-update bookkeeping cost more than the SQL for a handful of rows.
 _D = Delivery.__table__
 _NOW = bindparam("b_now", type_=_D.c.deadline.type)
-_CLAIMABLE_NOW = and_(_D.c.deadline > _NOW, or_(
-    and_(_D.c.state.in_(_DUE), _D.c.next_attempt_at <= _NOW),
-    and_(_D.c.state.in_(_RECLAIMABLE), _D.c.lease_until < _NOW),
-))
+# The two ways a delivery before its deadline is due: queued and its time come, or
+# on its way under a lease that lapsed.
+_QUEUED_AND_DUE = and_(_D.c.state.in_(_DUE), _D.c.next_attempt_at <= _NOW)
+_LEASE_LAPSED_NOW = and_(_D.c.state.in_(_RECLAIMABLE), _D.c.lease_until < _NOW)
+_CLAIMABLE_NOW = and_(_D.c.deadline > _NOW, or_(_QUEUED_AND_DUE, _LEASE_LAPSED_NOW))
 # Picked and leased in one statement (one round trip per agency and pass). The two
 # ways a delivery is due are picked apart, each in due order up to the limit (on
 # ix_deliveries_agency_due on PostgreSQL, ix_deliveries_due on SQLite), and the
@@ -63,8 +64,8 @@ def _picked(name: str, due: Any) -> Any:
             .cte(name).prefix_with("MATERIALIZED"))
 
 
-_QUEUED_DUE = _picked("queued_due", and_(_D.c.state.in_(_DUE), _D.c.next_attempt_at <= _NOW))
-_LEASE_LAPSED = _picked("lease_lapsed", and_(_D.c.state.in_(_RECLAIMABLE), _D.c.lease_until < _NOW))
+_QUEUED_DUE = _picked("queued_due", _QUEUED_AND_DUE)
+_LEASE_LAPSED = _picked("lease_lapsed", _LEASE_LAPSED_NOW)
 _EITHER = union_all(select(_QUEUED_DUE.c.id, _QUEUED_DUE.c.next_attempt_at),
                     select(_LEASE_LAPSED.c.id, _LEASE_LAPSED.c.next_attempt_at)).subquery("either")
 _PICKED = select(_EITHER.c.id).order_by(_EITHER.c.next_attempt_at).limit(bindparam("b_limit", type_=Integer))
